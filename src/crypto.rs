@@ -1,0 +1,234 @@
+//! Host key, secret sealing, keyed code hashes and constant-time compares.
+//!
+//! One 32-byte host key (`/etc/security/2fa.key`) protects everything in the
+//! store: OTP secrets are sealed with XChaCha20-Poly1305 under a key derived
+//! for sealing, backup codes are kept only as HMAC-SHA256 under a key derived
+//! for hashing. A stolen `state.db` without the key file reveals neither.
+
+use crate::secure_fs;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::fmt;
+use std::path::Path;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+/// First byte of every sealed blob, so the format can change later.
+const SEAL_VERSION: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoError(pub String);
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CryptoError {}
+
+/// Subkeys derived from the host key; the raw key is dropped after loading.
+pub struct HostKey {
+    seal: Zeroizing<[u8; KEY_LEN]>,
+    mac: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl HostKey {
+    /// Derives the working subkeys from 32 bytes of key material.
+    pub fn from_bytes(master: &[u8; KEY_LEN]) -> HostKey {
+        HostKey {
+            seal: derive(master, b"pam-2fa seal v1"),
+            mac: derive(master, b"pam-2fa code-hash v1"),
+        }
+    }
+
+    /// Loads the key file, refusing one that is not root-owned 0600 or has
+    /// the wrong size (a truncated key must not silently become a new key).
+    pub fn load(path: &Path) -> Result<HostKey, CryptoError> {
+        secure_fs::check_root_owned(path, "key file", secure_fs::NO_GROUP_OR_WORLD)
+            .map_err(CryptoError)?;
+        let bytes = Zeroizing::new(
+            std::fs::read(path)
+                .map_err(|e| CryptoError(format!("key file {}: {e}", path.display())))?,
+        );
+        let master: Zeroizing<[u8; KEY_LEN]> =
+            Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
+                CryptoError(format!(
+                    "key file {} has {} bytes, expected {KEY_LEN}",
+                    path.display(),
+                    bytes.len()
+                ))
+            })?);
+        Ok(HostKey::from_bytes(&master))
+    }
+
+    /// Loads the key, creating it (root 0600, parent dir 0700 if new) when
+    /// it does not exist yet. Only `2fa-enroll` calls this; the PAM module
+    /// never creates a key, because a new key cannot open old secrets.
+    pub fn load_or_create(path: &Path) -> Result<(HostKey, bool), CryptoError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => Ok((HostKey::load(path)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    secure_fs::ensure_private_dir(dir)
+                        .map_err(|e| CryptoError(format!("creating {}: {e}", dir.display())))?;
+                }
+                let master = Zeroizing::new(random_array::<KEY_LEN>()?);
+                secure_fs::create_private_file(path, master.as_slice()).map_err(|e| {
+                    CryptoError(format!("creating key file {}: {e}", path.display()))
+                })?;
+                Ok((HostKey::from_bytes(&master), true))
+            }
+            Err(e) => Err(CryptoError(format!("key file {}: {e}", path.display()))),
+        }
+    }
+
+    /// Encrypts `plaintext`; `aad` binds the blob to its owner and purpose
+    /// so a sealed secret copied to another user's row fails to open.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let cipher = XChaCha20Poly1305::new_from_slice(self.seal.as_slice())
+            .map_err(|_| CryptoError("bad seal key length".into()))?;
+        let nonce_bytes = random_array::<NONCE_LEN>()?;
+        let nonce = XNonce::from(nonce_bytes);
+        let ct = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| CryptoError("sealing failed".into()))?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
+        out.push(SEAL_VERSION);
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Decrypts a blob made by [`HostKey::seal`] with the same `aad`.
+    pub fn open(&self, blob: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if blob.len() < 1 + NONCE_LEN + 16 || blob[0] != SEAL_VERSION {
+            return Err(CryptoError("sealed secret is malformed".into()));
+        }
+        let cipher = XChaCha20Poly1305::new_from_slice(self.seal.as_slice())
+            .map_err(|_| CryptoError("bad seal key length".into()))?;
+        let nonce_bytes: [u8; NONCE_LEN] = blob[1..1 + NONCE_LEN]
+            .try_into()
+            .map_err(|_| CryptoError("sealed secret is malformed".into()))?;
+        let nonce = XNonce::from(nonce_bytes);
+        cipher
+            .decrypt(&nonce, Payload { msg: &blob[1 + NONCE_LEN..], aad })
+            .map(Zeroizing::new)
+            .map_err(|_| {
+                CryptoError("sealed secret does not open with this host key (wrong key file or tampered store)".into())
+            })
+    }
+
+    /// Keyed hash of a normalised backup code, bound to the user name.
+    pub fn code_hash(&self, user: &str, code: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.mac.as_slice())
+            .expect("HMAC accepts any key length");
+        mac.update(b"backup\0");
+        mac.update(user.as_bytes());
+        mac.update(b"\0");
+        mac.update(code.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+fn derive(master: &[u8; KEY_LEN], label: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(master)
+        .expect("HMAC accepts any key length");
+    mac.update(label);
+    Zeroizing::new(mac.finalize().into_bytes().into())
+}
+
+/// Constant-time equality for codes and hashes (length is not secret).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Fills an array from the OS CSPRNG.
+pub fn random_array<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf)
+        .map_err(|e| CryptoError(format!("no randomness from the OS: {e}")))?;
+    Ok(buf)
+}
+
+/// A uniformly random number below `bound` (rejection sampling, no bias).
+pub fn random_below(bound: u32) -> Result<u32, CryptoError> {
+    assert!(bound > 0);
+    let zone = u32::MAX - (u32::MAX % bound);
+    loop {
+        let v = u32::from_le_bytes(random_array::<4>()?);
+        if v < zone {
+            return Ok(v % bound);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> HostKey {
+        HostKey::from_bytes(&[7u8; 32])
+    }
+
+    #[test]
+    fn seal_roundtrip_and_binding() {
+        let k = key();
+        let blob = k.seal(b"secret", b"totp:alice").unwrap();
+        assert_eq!(k.open(&blob, b"totp:alice").unwrap().as_slice(), b"secret");
+        assert!(
+            k.open(&blob, b"totp:bob").is_err(),
+            "aad must bind the owner"
+        );
+        let other = HostKey::from_bytes(&[8u8; 32]);
+        assert!(
+            other.open(&blob, b"totp:alice").is_err(),
+            "other key must fail"
+        );
+        let mut tampered = blob.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(k.open(&tampered, b"totp:alice").is_err());
+        assert!(k.open(&blob[..10], b"totp:alice").is_err());
+        assert_ne!(
+            k.seal(b"secret", b"x").unwrap(),
+            k.seal(b"secret", b"x").unwrap(),
+            "nonce must be random"
+        );
+    }
+
+    #[test]
+    fn code_hash_is_keyed_and_user_bound() {
+        let k = key();
+        assert_eq!(k.code_hash("alice", "123"), k.code_hash("alice", "123"));
+        assert_ne!(k.code_hash("alice", "123"), k.code_hash("bob", "123"));
+        assert_ne!(
+            k.code_hash("alice", "123"),
+            HostKey::from_bytes(&[9; 32]).code_hash("alice", "123")
+        );
+    }
+
+    #[test]
+    fn ct_eq_works() {
+        assert!(ct_eq(b"123456", b"123456"));
+        assert!(!ct_eq(b"123456", b"123457"));
+        assert!(!ct_eq(b"123456", b"1234567"));
+    }
+
+    #[test]
+    fn random_below_in_range() {
+        for _ in 0..1000 {
+            assert!(random_below(10).unwrap() < 10);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! `init`, `status`, `remove`, `reset` and `unlock`.
+
+use super::output::{now, utc};
+use super::{CliError, CliResult, Ctx};
+use crate::store::UserStatus;
+use clap::{Args, ValueEnum};
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Show this user instead of yourself.
+    #[arg(long, conflicts_with = "all")]
+    pub user: Option<String>,
+    /// Show every user in the store.
+    #[arg(long)]
+    pub all: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UserArg {
+    /// The user.
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum What {
+    /// The TOTP or HOTP token.
+    Totp,
+    /// Same as totp (there is one OTP token per user).
+    Hotp,
+    /// All backup codes.
+    Backup,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    /// Which factor to remove.
+    pub what: What,
+    /// Remove it from this user instead of yourself (root).
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+pub fn init(ctx: &mut Ctx) -> CliResult {
+    ctx.host_key()?;
+    let store = ctx.open_store()?;
+    let check = store.integrity_check()?;
+    if check != "ok" {
+        return Err(CliError(format!("store integrity check failed: {check}")));
+    }
+    println!("Host key: {}", ctx.cfg.key_file.display());
+    println!("Store:    {} (integrity ok)", ctx.cfg.db.display());
+    Ok(())
+}
+
+pub fn status(ctx: &mut Ctx, a: StatusArgs) -> CliResult {
+    let mut store = ctx.open_store()?;
+    let names = if a.all {
+        store.users()?
+    } else {
+        vec![ctx.target(a.user.as_deref())?]
+    };
+    let statuses: Vec<UserStatus> = names
+        .iter()
+        .map(|n| store.status(n))
+        .collect::<Result<_, _>>()?;
+    if a.json {
+        let v = if a.all {
+            serde_json::to_string_pretty(&statuses)?
+        } else {
+            serde_json::to_string_pretty(&statuses[0])?
+        };
+        println!("{v}");
+        return Ok(());
+    }
+    for s in &statuses {
+        print_status(s);
+    }
+    if statuses.is_empty() {
+        println!("No users in the store yet.");
+    }
+    Ok(())
+}
+
+fn print_status(s: &UserStatus) {
+    println!("{}:", s.user);
+    if !s.enrolled {
+        println!("  no second factor enrolled");
+    }
+    if let Some(o) = &s.otp {
+        let detail = match (o.period, o.counter) {
+            (Some(p), _) => format!("every {p} s"),
+            (_, Some(c)) => format!("next counter {c}"),
+            _ => String::new(),
+        };
+        println!(
+            "  {}: {} digits, {}, {}, enrolled {}",
+            o.kind.to_uppercase(),
+            o.digits,
+            o.algorithm,
+            detail,
+            utc(o.enrolled_at)
+        );
+    }
+    if s.backup_codes_remaining > 0 || s.backup_codes_used > 0 {
+        println!(
+            "  backup codes: {} left, {} used",
+            s.backup_codes_remaining, s.backup_codes_used
+        );
+    }
+    if s.failures > 0 {
+        println!("  failed attempts since last success: {}", s.failures);
+    }
+    if let Some(t) = s.locked_until.filter(|t| *t > now()) {
+        println!(
+            "  LOCKED until {} (2fa-enroll unlock --user {})",
+            utc(t),
+            s.user
+        );
+    }
+    match &s.last_success {
+        Some(l) => println!(
+            "  last 2FA login: {} via {} from {} ({})",
+            utc(l.time),
+            if l.service.is_empty() {
+                "-"
+            } else {
+                &l.service
+            },
+            if l.rhost.is_empty() {
+                "local"
+            } else {
+                &l.rhost
+            },
+            l.factor
+        ),
+        None => println!("  last 2FA login: never"),
+    }
+}
+
+pub fn remove(ctx: &mut Ctx, a: RemoveArgs) -> CliResult {
+    let user = ctx.target(a.user.as_deref())?;
+    let mut store = ctx.open_store()?;
+    let tx = store.write()?;
+    let removed = match a.what {
+        What::Totp | What::Hotp => tx.remove_otp(&user)?,
+        What::Backup => tx.remove_backup_codes(&user)? > 0,
+    };
+    let left = tx.user_state(&user)?;
+    tx.commit()?;
+    let what = if a.what == What::Backup {
+        "backup codes"
+    } else {
+        "OTP token"
+    };
+    if !removed {
+        return Err(CliError(format!("{user} has no {what}")));
+    }
+    ctx.audit
+        .notice(&format!("removed {what} user={user} by={}", ctx.invoker));
+    println!("Removed the {what} of {user}.");
+    if !left.has_factor() {
+        println!(
+            "{user} now has no second factor: logins are {} (config `unenrolled`).",
+            if ctx.cfg.unenrolled == crate::config::Unenrolled::Allow {
+                "allowed without one"
+            } else {
+                "denied"
+            }
+        );
+    }
+    Ok(())
+}
+
+pub fn reset(ctx: &mut Ctx, a: UserArg) -> CliResult {
+    let user = ctx.target(Some(&a.user))?;
+    let mut store = ctx.open_store()?;
+    let tx = store.write()?;
+    let existed = tx.reset_user(&user)?;
+    tx.commit()?;
+    if !existed {
+        return Err(CliError(format!(
+            "{user} has nothing stored; nothing to reset"
+        )));
+    }
+    ctx.audit
+        .notice(&format!("reset all factors user={user} by={}", ctx.invoker));
+    println!(
+        "Removed every factor and counter of {user}. Enroll again with: 2fa-enroll totp --user {user}"
+    );
+    Ok(())
+}
+
+pub fn unlock(ctx: &mut Ctx, a: UserArg) -> CliResult {
+    let user = ctx.target(Some(&a.user))?;
+    let mut store = ctx.open_store()?;
+    let tx = store.write()?;
+    let existed = tx.unlock(&user)?;
+    tx.commit()?;
+    if !existed {
+        return Err(CliError(format!(
+            "{user} has nothing stored; nothing to unlock"
+        )));
+    }
+    ctx.audit
+        .notice(&format!("cleared lockout user={user} by={}", ctx.invoker));
+    println!("Cleared failed attempts and lockout of {user}.");
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! The `2fa-enroll` command line: enrollment and administration.
+//!
+//! Root writes the SQLite store directly. Other users cannot open the
+//! root-only store, and the binary is never setuid; they get a message
+//! explaining how to get enrolled instead.
+
+mod admin;
+mod backup;
+mod otp;
+mod output;
+
+use crate::audit::Audit;
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::crypto::HostKey;
+use crate::store::Store;
+use crate::users;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "2fa-enroll",
+    version,
+    about = "Set up and manage second factors for pam_2fa",
+    after_help = "Examples:\n  sudo 2fa-enroll totp --user alice\n  sudo 2fa-enroll backup --user alice --output /home/alice/backup-codes.txt\n  sudo 2fa-enroll status --all"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the host key and the state store (safe to run again).
+    Init,
+    /// Enroll a TOTP authenticator app (or provision a known secret).
+    Totp(otp::TotpArgs),
+    /// Provision an HOTP (counter-based) hardware token.
+    Hotp(otp::HotpArgs),
+    /// Create new single-use backup codes (old ones stop working).
+    Backup(backup::BackupArgs),
+    /// Show a user's factors, backup codes left and last 2FA login.
+    Status(admin::StatusArgs),
+    /// Remove one factor from a user.
+    Remove(admin::RemoveArgs),
+    /// Remove every factor and counter of a user (root).
+    Reset(admin::UserArg),
+    /// Clear a user's failed-attempt lockout (root).
+    Unlock(admin::UserArg),
+}
+
+/// An error for the terminal: printed as `2fa-enroll: <msg>`, exit 1.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+/// Everything a command needs: config, who runs it, and the syslog handle.
+pub struct Ctx {
+    pub cfg: Config,
+    pub audit: Audit,
+    pub invoker: String,
+}
+
+impl Ctx {
+    /// The user a command acts on: `--user`, or the invoking user.
+    pub fn target(&self, user: Option<&str>) -> Result<String, CliError> {
+        let name = user
+            .map(str::to_string)
+            .unwrap_or_else(|| self.invoker.clone());
+        if !users::valid_name(&name) {
+            return Err(CliError(format!("{:?} is not a valid user name", name)));
+        }
+        if !users::exists(&name) {
+            return Err(CliError(format!("no such user: {name}")));
+        }
+        Ok(name)
+    }
+
+    pub fn open_store(&self) -> Result<Store, CliError> {
+        Store::open_or_create(&self.cfg.db, self.cfg.busy_timeout_ms)
+            .map_err(|e| CliError(e.to_string()))
+    }
+
+    pub fn host_key(&mut self) -> Result<HostKey, CliError> {
+        let (key, created) = HostKey::load_or_create(&self.cfg.key_file)?;
+        if created {
+            eprintln!("Created host key {}", self.cfg.key_file.display());
+            self.audit
+                .notice(&format!("created host key {}", self.cfg.key_file.display()));
+        }
+        Ok(key)
+    }
+}
+
+pub fn run(cli: Cli) -> CliResult {
+    let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
+    let cfg = Config::load(&cli.config, explicit)?;
+    let invoker =
+        users::current().ok_or_else(|| CliError("cannot determine who you are".into()))?;
+    if !users::is_root() {
+        return Err(CliError(not_root_message(&invoker, &cli.command)));
+    }
+    let audit = Audit::new(&cfg.log_socket, "2fa-enroll", false);
+    let mut ctx = Ctx {
+        cfg,
+        audit,
+        invoker,
+    };
+    match cli.command {
+        Command::Init => admin::init(&mut ctx),
+        Command::Totp(a) => otp::totp(&mut ctx, a),
+        Command::Hotp(a) => otp::hotp(&mut ctx, a),
+        Command::Backup(a) => backup::run(&mut ctx, a),
+        Command::Status(a) => admin::status(&mut ctx, a),
+        Command::Remove(a) => admin::remove(&mut ctx, a),
+        Command::Reset(a) => admin::reset(&mut ctx, a),
+        Command::Unlock(a) => admin::unlock(&mut ctx, a),
+    }
+}
+
+/// What an ordinary user is told: the store is root-only by design.
+fn not_root_message(invoker: &str, cmd: &Command) -> String {
+    let what = match cmd {
+        Command::Init => "init",
+        Command::Totp(_) => "totp",
+        Command::Hotp(_) => "hotp",
+        Command::Backup(_) => "backup",
+        Command::Status(_) => "status",
+        Command::Remove(_) => "remove ...",
+        Command::Reset(_) => "reset",
+        Command::Unlock(_) => "unlock",
+    };
+    format!(
+        "the 2FA store is readable and writable only by root, and this program is not setuid.\n\
+         Ask an administrator to run:  sudo 2fa-enroll {what} --user {invoker}\n\
+         (or, if you have sudo rights yourself, run that command)."
+    )
+}

@@ -1,0 +1,387 @@
+//! The authentication conversation: look the user up, prompt once, verify
+//! the answer inside one store transaction, record and log the outcome.
+//!
+//! Plain Rust over a [`Conversation`] trait, so it is unit-testable without
+//! PAM; `src/pam/` adapts it to the real PAM conversation.
+
+use crate::audit::{Audit, clean};
+use crate::config::Config;
+use crate::crypto::{self, HostKey};
+use crate::factor::{self, Factor, totp};
+use crate::policy::{self, NoFactor};
+use crate::store::{OtpKind, Store, StoreError, UserState};
+use crate::users;
+use zeroize::Zeroizing;
+
+/// Longest answer we look at; codes are at most a few dozen characters.
+pub const MAX_INPUT: usize = 64;
+
+/// The login being authenticated, as PAM describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub service: &'a str,
+    pub rhost: &'a str,
+}
+
+/// The module's answer, mapped to a PAM return code by `src/pam/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    /// Wrong, replayed or malformed code, or no factor and policy says deny.
+    Denied,
+    /// Too many failures; the account is locked for now.
+    Locked,
+    /// Store, key or randomness unavailable: an admin must look.
+    Unavailable,
+    UnknownUser,
+    ConversationFailed,
+}
+
+/// The prompts and messages of one login, however they reach the user.
+pub trait Conversation {
+    /// Asks a question; `echo` shows the answer as it is typed.
+    fn ask(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, String>;
+    fn info(&mut self, msg: &str);
+    fn error(&mut self, msg: &str);
+}
+
+const MSG_UNAVAILABLE: &str =
+    "Two-factor authentication is unavailable right now. Contact your administrator.";
+
+/// Runs one authentication. `now` is Unix time in seconds (from the caller,
+/// so tests can choose it; in PAM it is the system clock).
+pub fn authenticate(
+    cfg: &Config,
+    login: Login<'_>,
+    now: i64,
+    conv: &mut dyn Conversation,
+    audit: &mut Audit,
+) -> Verdict {
+    let who = format!(
+        "user={} service={} rhost={}",
+        clean(login.user),
+        clean(login.service),
+        clean(login.rhost)
+    );
+    if !users::exists(login.user) {
+        audit.warning(&format!("auth denied {who} reason=unknown-user"));
+        return Verdict::UnknownUser;
+    }
+    let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
+        Ok(s) => s,
+        Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+    };
+    let state = match store.user_state(login.user) {
+        Ok(s) => s,
+        Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+    };
+    if !state.has_factor() {
+        return match policy::without_factor(cfg) {
+            NoFactor::Allow => {
+                audit.notice(&format!(
+                    "auth ok {who} factor=none reason=unenrolled-allowed-by-policy"
+                ));
+                Verdict::Success
+            }
+            NoFactor::Deny => {
+                audit.warning(&format!("auth denied {who} reason=no-factor-enrolled"));
+                conv.error("No second factor is set up for this account. Ask an administrator to enroll you.");
+                Verdict::Denied
+            }
+        };
+    }
+    if state.locked_until > now {
+        return locked(conv, audit, &who, state.locked_until - now, state.failures);
+    }
+    let key = match HostKey::load(&cfg.key_file) {
+        Ok(k) => k,
+        Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+    };
+
+    let answer = match conv.ask(&cfg.prompt, cfg.echo_code) {
+        Ok(a) => a,
+        Err(e) => {
+            audit.warning(&format!(
+                "auth denied {who} reason=conversation-failed ({})",
+                clean(&e)
+            ));
+            return Verdict::ConversationFailed;
+        }
+    };
+    let code = match parse_answer(&answer) {
+        Ok(c) => c,
+        Err(why) => {
+            // Malformed input cannot guess a code, so it is not counted.
+            audit.warning(&format!("auth denied {who} reason=bad-input ({why})"));
+            conv.error(&format!("That is not a valid code: {why}."));
+            return Verdict::Denied;
+        }
+    };
+    drop(answer);
+
+    match verify(cfg, &mut store, &key, login, now, &code) {
+        Ok(Checked::Accepted {
+            factor,
+            backup_left,
+        }) => {
+            audit.info(&format!("auth ok {who} factor={}", factor.as_str()));
+            if let Some(left) = backup_left {
+                let hint = if left <= 3 {
+                    " Create new ones with `2fa-enroll backup`."
+                } else {
+                    ""
+                };
+                conv.info(&format!("Backup code accepted; {left} left.{hint}"));
+            }
+            Verdict::Success
+        }
+        Ok(Checked::Rejected {
+            reason,
+            failures,
+            locked_until,
+        }) => {
+            audit.warning(&format!(
+                "auth failed {who} factor={} reason={reason} failures={failures}/{}",
+                factor_guess(&state, &code),
+                cfg.rate_limit.max_failures
+            ));
+            if locked_until > now {
+                conv.error(&format!(
+                    "Invalid code. Too many failed attempts: locked for {}.",
+                    human_duration(locked_until - now)
+                ));
+                Verdict::Locked
+            } else {
+                conv.error("Invalid or already used code.");
+                Verdict::Denied
+            }
+        }
+        Ok(Checked::Locked {
+            remaining,
+            failures,
+        }) => locked(conv, audit, &who, remaining, failures),
+        Err(e) => unavailable(conv, audit, &who, &e),
+    }
+}
+
+enum Checked {
+    Accepted {
+        factor: Factor,
+        backup_left: Option<usize>,
+    },
+    Rejected {
+        reason: &'static str,
+        failures: u32,
+        locked_until: i64,
+    },
+    Locked {
+        remaining: i64,
+        failures: u32,
+    },
+}
+
+/// Checks the code and records the result in one `BEGIN IMMEDIATE`
+/// transaction, so 64 concurrent logins with one valid code yield exactly
+/// one success: the first to commit moves `last_step` or marks the backup
+/// code used, and the others then see that inside their own transaction.
+fn verify(
+    cfg: &Config,
+    store: &mut Store,
+    key: &HostKey,
+    login: Login<'_>,
+    now: i64,
+    code: &str,
+) -> Result<Checked, String> {
+    let se = |e: StoreError| e.to_string();
+    let tx = store.write().map_err(se)?;
+    let state = tx.user_state(login.user).map_err(se)?;
+    if state.locked_until > now {
+        return Ok(Checked::Locked {
+            remaining: state.locked_until - now,
+            failures: state.failures,
+        });
+    }
+    let mut accepted = None;
+    let mut reason = "wrong-code";
+    if let Some(otp) = &state.otp {
+        let secret = key
+            .open(&otp.sealed, &totp::seal_aad(login.user))
+            .map_err(|e| e.to_string())?;
+        let params = totp::OtpParams {
+            algorithm: otp.algorithm,
+            digits: otp.digits,
+            period: otp.period,
+        };
+        match otp.kind {
+            OtpKind::Totp => {
+                if let Some(step) =
+                    totp::verify_totp(&secret, &params, now, cfg.totp.window, otp.last_step, code)
+                {
+                    tx.set_last_step(login.user, step).map_err(se)?;
+                    accepted = Some(Factor::Totp);
+                } else if totp::verify_totp(&secret, &params, now, cfg.totp.window, None, code)
+                    .is_some()
+                {
+                    reason = "replayed-code";
+                }
+            }
+            OtpKind::Hotp => {
+                if let Some(c) = totp::verify_hotp(
+                    &secret,
+                    otp.algorithm,
+                    otp.digits,
+                    otp.counter,
+                    cfg.hotp.look_ahead,
+                    code,
+                ) {
+                    tx.set_counter(login.user, c + 1).map_err(se)?;
+                    accepted = Some(Factor::Hotp);
+                }
+            }
+        }
+    }
+    let mut backup_left = None;
+    if accepted.is_none() && !state.unused_backup.is_empty() {
+        let hash = key.code_hash(login.user, code);
+        let mut hit = None;
+        for (id, stored) in &state.unused_backup {
+            if crypto::ct_eq(stored, &hash) && hit.is_none() {
+                hit = Some(*id);
+            }
+        }
+        if let Some(id) = hit
+            && tx.mark_backup_used(id, now, login.service).map_err(se)?
+        {
+            accepted = Some(Factor::Backup);
+            backup_left = Some(state.unused_backup.len() - 1);
+        }
+    }
+    let checked = match accepted {
+        Some(factor) => {
+            tx.record_success(login.user, now, login.service, login.rhost, factor.as_str())
+                .map_err(se)?;
+            Checked::Accepted {
+                factor,
+                backup_left,
+            }
+        }
+        None => {
+            let (failures, locked_until) = tx
+                .record_failure(login.user, now, &cfg.rate_limit)
+                .map_err(se)?;
+            Checked::Rejected {
+                reason,
+                failures,
+                locked_until,
+            }
+        }
+    };
+    tx.commit().map_err(se)?;
+    Ok(checked)
+}
+
+/// Validates raw conversation bytes and returns the normalised code.
+pub fn parse_answer(raw: &[u8]) -> Result<Zeroizing<String>, &'static str> {
+    if raw.len() > MAX_INPUT {
+        return Err("too long");
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| "not valid UTF-8 text")?;
+    if text.trim().is_empty() {
+        return Err("empty");
+    }
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err("contains control characters");
+    }
+    factor::normalize_code(text)
+        .map(Zeroizing::new)
+        .ok_or("use only the digits (or letters) of the code")
+}
+
+/// For the log line: which factor the attempt most likely targeted.
+fn factor_guess(state: &UserState, code: &str) -> &'static str {
+    match &state.otp {
+        Some(o) if code.len() == o.digits as usize => o.kind.as_str(),
+        _ if !state.unused_backup.is_empty() => "backup",
+        Some(o) => o.kind.as_str(),
+        None => "none",
+    }
+}
+
+fn unavailable(conv: &mut dyn Conversation, audit: &mut Audit, who: &str, why: &str) -> Verdict {
+    audit.err(&format!(
+        "auth denied {who} reason=unavailable: {}",
+        why.replace('\n', " ")
+    ));
+    conv.error(MSG_UNAVAILABLE);
+    Verdict::Unavailable
+}
+
+fn locked(
+    conv: &mut dyn Conversation,
+    audit: &mut Audit,
+    who: &str,
+    remaining: i64,
+    failures: u32,
+) -> Verdict {
+    audit.warning(&format!(
+        "auth denied {who} reason=locked failures={failures} remaining={remaining}s"
+    ));
+    conv.error(&format!(
+        "Too many failed attempts. Try again in {}.",
+        human_duration(remaining)
+    ));
+    Verdict::Locked
+}
+
+/// `75` -> "2 minutes", `30` -> "30 seconds".
+pub fn human_duration(secs: i64) -> String {
+    let secs = secs.max(1);
+    if secs < 90 {
+        format!("{secs} seconds")
+    } else if secs < 90 * 60 {
+        format!("{} minutes", (secs + 59) / 60)
+    } else {
+        format!("{} hours", (secs + 3599) / 3600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_answers() {
+        assert_eq!(
+            parse_answer(b" 123 456\n".trim_ascii_end())
+                .unwrap()
+                .as_str(),
+            "123456"
+        );
+        assert_eq!(parse_answer(b"12345-67890").unwrap().as_str(), "1234567890");
+        assert_eq!(parse_answer(b"").unwrap_err(), "empty");
+        assert_eq!(parse_answer(b"   ").unwrap_err(), "empty");
+        assert_eq!(parse_answer(&[b'1'; 65]).unwrap_err(), "too long");
+        assert_eq!(
+            parse_answer(b"\xff\xfe123").unwrap_err(),
+            "not valid UTF-8 text"
+        );
+        assert_eq!(
+            parse_answer(b"123\x1b456").unwrap_err(),
+            "contains control characters"
+        );
+        assert_eq!(
+            parse_answer(b"12\n34").unwrap_err(),
+            "contains control characters"
+        );
+        assert!(parse_answer(b"12;34").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(30), "30 seconds");
+        assert_eq!(human_duration(120), "2 minutes");
+        assert_eq!(human_duration(3600), "60 minutes");
+        assert_eq!(human_duration(7200), "2 hours");
+    }
+}

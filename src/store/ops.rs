@@ -1,0 +1,370 @@
+//! Typed operations on the store. Reads take a plain connection; writes go
+//! through [`Tx`] so they happen inside the caller's `BEGIN IMMEDIATE`.
+
+use super::{Result, Store, StoreError, Tx};
+use crate::config::{Algorithm, RateLimitConfig};
+use rusqlite::{Connection, OptionalExtension, params};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpKind {
+    Totp,
+    Hotp,
+}
+
+impl OtpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtpKind::Totp => "totp",
+            OtpKind::Hotp => "hotp",
+        }
+    }
+}
+
+/// An enrolled TOTP/HOTP token; `sealed` is the AEAD blob of the secret.
+#[derive(Debug, Clone)]
+pub struct OtpRecord {
+    pub kind: OtpKind,
+    pub sealed: Vec<u8>,
+    pub algorithm: Algorithm,
+    pub digits: u32,
+    pub period: u32,
+    pub last_step: Option<i64>,
+    pub counter: i64,
+    pub created_at: i64,
+}
+
+/// Everything the login flow needs about one user.
+#[derive(Debug, Clone, Default)]
+pub struct UserState {
+    pub known: bool,
+    pub otp: Option<OtpRecord>,
+    /// `(id, keyed hash)` of unused backup codes.
+    pub unused_backup: Vec<(i64, Vec<u8>)>,
+    pub failures: u32,
+    pub locked_until: i64,
+}
+
+impl UserState {
+    pub fn has_factor(&self) -> bool {
+        self.otp.is_some() || !self.unused_backup.is_empty()
+    }
+}
+
+/// What `2fa-enroll status` shows: no secrets, no hashes.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct UserStatus {
+    pub user: String,
+    pub enrolled: bool,
+    pub otp: Option<OtpSummary>,
+    pub backup_codes_remaining: u32,
+    pub backup_codes_used: u32,
+    pub failures: u32,
+    pub locked_until: Option<i64>,
+    pub last_success: Option<LastSuccess>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OtpSummary {
+    pub kind: &'static str,
+    pub algorithm: &'static str,
+    pub digits: u32,
+    pub period: Option<u32>,
+    pub counter: Option<i64>,
+    pub enrolled_at: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastSuccess {
+    pub time: i64,
+    pub service: String,
+    pub rhost: String,
+    pub factor: String,
+}
+
+fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
+    let mut state = UserState::default();
+    let row: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT failures, locked_until FROM users WHERE name = ?1",
+            [user],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((failures, locked_until)) = row else {
+        return Ok(state);
+    };
+    state.known = true;
+    state.failures = failures.clamp(0, u32::MAX as i64) as u32;
+    state.locked_until = locked_until;
+    state.otp = conn
+        .query_row(
+            "SELECT kind, secret, algorithm, digits, period, last_step, counter, created_at
+             FROM otp_tokens WHERE user = ?1",
+            [user],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            },
+        )
+        .optional()?
+        .map(
+            |(kind, sealed, alg, digits, period, last_step, counter, created_at)| {
+                let kind = match kind.as_str() {
+                    "totp" => OtpKind::Totp,
+                    "hotp" => OtpKind::Hotp,
+                    other => {
+                        return Err(StoreError::Corrupt(format!("unknown token kind {other:?}")));
+                    }
+                };
+                let algorithm = Algorithm::parse(&alg)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown algorithm {alg:?}")))?;
+                Ok(OtpRecord {
+                    kind,
+                    sealed,
+                    algorithm,
+                    digits: digits.clamp(6, 8) as u32,
+                    period: period.clamp(1, 3600) as u32,
+                    last_step,
+                    counter,
+                    created_at,
+                })
+            },
+        )
+        .transpose()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, hash FROM backup_codes WHERE user = ?1 AND used_at IS NULL ORDER BY id",
+    )?;
+    state.unused_backup = stmt
+        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(state)
+}
+
+fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
+    let state = read_user_state(conn, user)?;
+    let mut status = UserStatus {
+        user: user.to_string(),
+        enrolled: state.has_factor(),
+        failures: state.failures,
+        backup_codes_remaining: state.unused_backup.len() as u32,
+        ..Default::default()
+    };
+    if !state.known {
+        return Ok(status);
+    }
+    status.otp = state.otp.map(|o| OtpSummary {
+        kind: o.kind.as_str(),
+        algorithm: o.algorithm.as_str(),
+        digits: o.digits,
+        period: (o.kind == OtpKind::Totp).then_some(o.period),
+        counter: (o.kind == OtpKind::Hotp).then_some(o.counter),
+        enrolled_at: o.created_at,
+    });
+    status.backup_codes_used = conn.query_row(
+        "SELECT count(*) FROM backup_codes WHERE user = ?1 AND used_at IS NOT NULL",
+        [user],
+        |r| r.get(0),
+    )?;
+    status.locked_until = (state.locked_until > 0).then_some(state.locked_until);
+    status.last_success = conn
+        .query_row(
+            "SELECT last_success_at, last_success_service, last_success_rhost, last_success_factor
+             FROM users WHERE name = ?1 AND last_success_at IS NOT NULL",
+            [user],
+            |r| {
+                Ok(LastSuccess {
+                    time: r.get(0)?,
+                    service: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    rhost: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    factor: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                })
+            },
+        )
+        .optional()?;
+    Ok(status)
+}
+
+impl Store {
+    /// A consistent snapshot of one user's state (no write lock taken).
+    pub fn user_state(&mut self, user: &str) -> Result<UserState> {
+        let tx = self.conn.transaction()?;
+        let state = read_user_state(&tx, user)?;
+        tx.finish()?;
+        Ok(state)
+    }
+
+    pub fn status(&mut self, user: &str) -> Result<UserStatus> {
+        let tx = self.conn.transaction()?;
+        let status = read_status(&tx, user)?;
+        tx.finish()?;
+        Ok(status)
+    }
+
+    /// Names of all users the store knows, sorted.
+    pub fn users(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("SELECT name FROM users ORDER BY name")?;
+        let names = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(names)
+    }
+}
+
+impl Tx<'_> {
+    pub fn user_state(&self, user: &str) -> Result<UserState> {
+        read_user_state(&self.tx, user)
+    }
+
+    /// Creates the user row if missing.
+    pub fn ensure_user(&self, user: &str, now: i64) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO users (name, created_at) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+            params![user, now],
+        )?;
+        Ok(())
+    }
+
+    /// Counts a failed attempt; once `max_failures` is reached the account is
+    /// locked for `lockout_seconds`, doubling with every further failure.
+    /// Returns `(failures, locked_until)`.
+    pub fn record_failure(&self, user: &str, now: i64, rl: &RateLimitConfig) -> Result<(u32, i64)> {
+        self.ensure_user(user, now)?;
+        let failures: i64 = self.tx.query_row(
+            "UPDATE users SET failures = failures + 1, last_failure_at = ?2 WHERE name = ?1
+             RETURNING failures",
+            params![user, now],
+            |r| r.get(0),
+        )?;
+        let mut locked_until = 0;
+        if failures >= i64::from(rl.max_failures) {
+            let excess = (failures - i64::from(rl.max_failures)).min(30) as u32;
+            let lock = rl
+                .lockout_seconds
+                .saturating_mul(1u64 << excess)
+                .min(rl.max_lockout_seconds);
+            locked_until = now.saturating_add(lock as i64);
+            self.tx.execute(
+                "UPDATE users SET locked_until = ?2 WHERE name = ?1",
+                params![user, locked_until],
+            )?;
+        }
+        Ok((failures.clamp(0, u32::MAX as i64) as u32, locked_until))
+    }
+
+    /// Records a successful second factor and clears the failure count.
+    pub fn record_success(
+        &self,
+        user: &str,
+        now: i64,
+        service: &str,
+        rhost: &str,
+        factor: &str,
+    ) -> Result<()> {
+        self.tx.execute(
+            "UPDATE users SET failures = 0, locked_until = 0, last_success_at = ?2,
+                 last_success_service = ?3, last_success_rhost = ?4, last_success_factor = ?5
+             WHERE name = ?1",
+            params![user, now, service, rhost, factor],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_last_step(&self, user: &str, step: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE otp_tokens SET last_step = ?2 WHERE user = ?1",
+            params![user, step],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_counter(&self, user: &str, counter: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE otp_tokens SET counter = ?2 WHERE user = ?1",
+            params![user, counter],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a backup code used; false if it was already used (a concurrent
+    /// login got there first inside its own transaction).
+    pub fn mark_backup_used(&self, id: i64, now: i64, service: &str) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE backup_codes SET used_at = ?2, used_service = ?3 WHERE id = ?1 AND used_at IS NULL",
+            params![id, now, service],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Stores (replacing any previous) OTP token for `user`.
+    pub fn put_otp(&self, user: &str, rec: &OtpRecord, now: i64) -> Result<()> {
+        self.ensure_user(user, now)?;
+        self.tx.execute(
+            "INSERT OR REPLACE INTO otp_tokens
+                (user, kind, secret, algorithm, digits, period, last_step, counter, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                user,
+                rec.kind.as_str(),
+                rec.sealed,
+                rec.algorithm.as_str(),
+                rec.digits,
+                rec.period,
+                rec.last_step,
+                rec.counter,
+                now
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces all of `user`'s backup codes with new hashes.
+    pub fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]], now: i64) -> Result<()> {
+        self.ensure_user(user, now)?;
+        self.tx
+            .execute("DELETE FROM backup_codes WHERE user = ?1", [user])?;
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO backup_codes (user, hash, created_at) VALUES (?1, ?2, ?3)",
+        )?;
+        for h in hashes {
+            stmt.execute(params![user, h.as_slice(), now])?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_otp(&self, user: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .execute("DELETE FROM otp_tokens WHERE user = ?1", [user])?
+            > 0)
+    }
+
+    pub fn remove_backup_codes(&self, user: &str) -> Result<usize> {
+        Ok(self
+            .tx
+            .execute("DELETE FROM backup_codes WHERE user = ?1", [user])?)
+    }
+
+    /// Forgets the user entirely: factors, counters, history.
+    pub fn reset_user(&self, user: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .execute("DELETE FROM users WHERE name = ?1", [user])?
+            > 0)
+    }
+
+    /// Clears the failure count and lockout.
+    pub fn unlock(&self, user: &str) -> Result<bool> {
+        Ok(self.tx.execute(
+            "UPDATE users SET failures = 0, locked_until = 0 WHERE name = ?1",
+            [user],
+        )? > 0)
+    }
+}

@@ -1,0 +1,44 @@
+//! Schema migrations, applied in order; `PRAGMA user_version` records how
+//! many have run. Append new migrations, never edit old ones.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: users, OTP tokens, backup codes.
+    r#"
+    CREATE TABLE users (
+        name                  TEXT PRIMARY KEY NOT NULL,
+        created_at            INTEGER NOT NULL,
+        failures              INTEGER NOT NULL DEFAULT 0,
+        locked_until          INTEGER NOT NULL DEFAULT 0,
+        last_failure_at       INTEGER,
+        last_success_at       INTEGER,
+        last_success_service  TEXT,
+        last_success_rhost    TEXT,
+        last_success_factor   TEXT
+    ) STRICT;
+    CREATE TABLE otp_tokens (
+        user        TEXT PRIMARY KEY NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        kind        TEXT NOT NULL CHECK (kind IN ('totp', 'hotp')),
+        secret      BLOB NOT NULL,
+        algorithm   TEXT NOT NULL CHECK (algorithm IN ('SHA1', 'SHA256', 'SHA512')),
+        digits      INTEGER NOT NULL CHECK (digits BETWEEN 6 AND 8),
+        period      INTEGER NOT NULL CHECK (period > 0),
+        last_step   INTEGER,
+        counter     INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE backup_codes (
+        id            INTEGER PRIMARY KEY,
+        user          TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        hash          BLOB NOT NULL,
+        created_at    INTEGER NOT NULL,
+        used_at       INTEGER,
+        used_service  TEXT
+    ) STRICT;
+    CREATE INDEX backup_codes_by_user ON backup_codes(user);
+    "#,
+];
+
+/// The schema version this build reads and writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}

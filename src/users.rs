@@ -1,0 +1,46 @@
+//! System user lookups (the passwd database via NSS).
+
+/// Returns true when `name` is a user the system knows.
+pub fn exists(name: &str) -> bool {
+    valid_name(name) && matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
+}
+
+/// Names we are willing to store: 1..=64 printable ASCII characters,
+/// without '/', ':' or whitespace (which no sane passwd entry has).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
+}
+
+/// Login name of the real uid of this process.
+pub fn current() -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("alice"));
+        assert!(valid_name("svc-backup_1"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name("a\nb"));
+        assert!(!valid_name(&"a".repeat(65)));
+        assert!(exists("root"));
+        assert!(!exists("no-such-user-pam2fa"));
+    }
+}
