@@ -1,0 +1,345 @@
+//! Shared harness for the integration tests: a private temp directory with
+//! its own config, store, key and syslog socket; PAM service files loaded
+//! by the real libpam through pam_wrapper; the real `2fa-enroll` binary;
+//! codes computed by `oathtool` (an independent TOTP implementation).
+//!
+//! Tests need root (the module insists on root-owned files), `pamtester`,
+//! `libpam-wrapper` and `oathtool`; `scripts/test` installs them.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A well-known test secret (RFC 6238's SHA1 key) in base32.
+pub const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+/// Directory holding the built binaries and `libpam_2fa.so`.
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_2fa-enroll"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn module_path() -> PathBuf {
+    let p = bin_dir().join("libpam_2fa.so");
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build` first",
+        p.display()
+    );
+    // `cargo test` rebuilds the binaries but not the cdylib: refuse to test
+    // a module older than the code it was built from.
+    let so_time = std::fs::metadata(&p).unwrap().modified().unwrap();
+    let bin_time = std::fs::metadata(enroll_bin()).unwrap().modified().unwrap();
+    assert!(
+        so_time + std::time::Duration::from_secs(120) >= bin_time,
+        "{} is older than 2fa-enroll: run `cargo build` (scripts/test does) before the tests",
+        p.display()
+    );
+    p
+}
+
+pub fn enroll_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_2fa-enroll"))
+}
+
+/// Creates a system user (idempotent, safe under parallel tests) with the
+/// given password, and returns its name.
+pub fn system_user(name: &str, password: &str) -> String {
+    let lock = fs::File::create("/tmp/pam2fa-test-useradd.lock").unwrap();
+    lock.lock().unwrap();
+    let exists = Command::new("id")
+        .arg(name)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !exists {
+        let st = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/bash", name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {name}");
+    }
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(chpasswd.stdin.take().unwrap(), "{name}:{password}").unwrap();
+    assert!(chpasswd.wait().unwrap().success());
+    name.to_string()
+}
+
+/// The TOTP code for `secret` at Unix time `at` (now if `None`), by oathtool.
+pub fn totp(secret: &str, at: Option<i64>) -> String {
+    totp_with(secret, at, &[])
+}
+
+pub fn totp_with(secret: &str, at: Option<i64>, extra: &[&str]) -> String {
+    let mut cmd = Command::new("oathtool");
+    cmd.args(["--totp", "-b", secret]).args(extra);
+    if let Some(t) = at {
+        cmd.arg("-N").arg(format!("@{t}"));
+    }
+    let out = cmd.output().expect("oathtool");
+    assert!(
+        out.status.success(),
+        "oathtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+pub fn hotp(secret: &str, counter: u64) -> String {
+    let out = Command::new("oathtool")
+        .args(["--hotp", "-b", secret, "-c", &counter.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// `faketime` wants a date; this formats Unix time for it (UTC).
+pub fn faketime_arg(t: i64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%d %H:%M:%S"])
+        .output()
+        .unwrap();
+    format!("@{}", String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The result of one pamtester run.
+#[derive(Debug)]
+pub struct PamResult {
+    pub ok: bool,
+    pub output: String,
+}
+
+/// One isolated installation: config, store, key, service files, syslog.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub conf: PathBuf,
+    pub db: PathBuf,
+    pub key: PathBuf,
+    pub svc_dir: PathBuf,
+    pub log: UnixDatagram,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env::with_config("")
+    }
+
+    /// `extra` is appended to the generated config file.
+    pub fn with_config(extra: &str) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("pam2fa-test")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().to_path_buf();
+        let db = root.join("state/state.db");
+        let key = root.join("keys/2fa.key");
+        let svc_dir = root.join("pam.d");
+        fs::create_dir(&svc_dir).unwrap();
+        let log_path = root.join("log.sock");
+        let log = UnixDatagram::bind(&log_path).unwrap();
+        log.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let conf = root.join("2fa.conf");
+        let env = Env {
+            dir,
+            conf,
+            db,
+            key,
+            svc_dir,
+            log,
+        };
+        env.write_config(extra);
+        env.service("p2fa", "");
+        env
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Rewrites the config file: the paths of this Env plus `extra`.
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            "db = \"{}\"\nkey_file = \"{}\"\nlog_socket = \"{}\"\n{extra}\n",
+            self.db.display(),
+            self.key.display(),
+            self.root().join("log.sock").display()
+        );
+        fs::write(&self.conf, text).unwrap();
+    }
+
+    /// Writes PAM service `name`: `auth required pam_2fa.so config=... <args>`.
+    pub fn service(&self, name: &str, args: &str) {
+        self.service_lines(
+            name,
+            &format!(
+                "auth required {} config={} {args}\naccount required pam_permit.so\n",
+                module_path().display(),
+                self.conf.display()
+            ),
+        );
+    }
+
+    pub fn service_lines(&self, name: &str, text: &str) {
+        fs::write(self.svc_dir.join(name), text).unwrap();
+    }
+
+    /// Runs the real `2fa-enroll --config <this env> args...` with `stdin`.
+    pub fn enroll(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(enroll_bin())
+            .arg("--config")
+            .arg(&self.conf)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// `enroll` that must succeed; returns stdout.
+    pub fn enroll_ok(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.enroll(args, stdin);
+        assert!(
+            out.status.success(),
+            "2fa-enroll {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Provisions the test TOTP secret for `user` without prompting.
+    pub fn enroll_totp(&self, user: &str) {
+        self.enroll_ok(
+            &["totp", "--user", user, "--secret", SECRET, "--no-verify"],
+            "",
+        );
+    }
+
+    /// Creates backup codes for `user` and returns them (digits only).
+    pub fn enroll_backup(&self, user: &str, count: u32) -> Vec<String> {
+        let out = self.enroll_ok(
+            &["backup", "--user", user, "--count", &count.to_string()],
+            "",
+        );
+        parse_backup_codes(&out)
+    }
+
+    /// A pamtester command for `authenticate` through pam_wrapper.
+    pub fn pamtester_cmd(&self, service: &str, user: &str, faketime: Option<i64>) -> Command {
+        let mut cmd = match faketime {
+            Some(t) => {
+                let mut c = Command::new("faketime");
+                c.arg("-f").arg(faketime_arg(t)).arg("pamtester");
+                c.env("TZ", "UTC");
+                c
+            }
+            None => Command::new("pamtester"),
+        };
+        cmd.args([service, user, "authenticate"])
+            .env("LD_PRELOAD", "libpam_wrapper.so")
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", &self.svc_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Authenticates `user` via service `p2fa`, answering prompts with `input`.
+    pub fn login(&self, user: &str, input: &[u8]) -> PamResult {
+        self.login_via("p2fa", user, input, None)
+    }
+
+    pub fn login_at(&self, user: &str, input: &[u8], t: i64) -> PamResult {
+        self.login_via("p2fa", user, input, Some(t))
+    }
+
+    pub fn login_via(
+        &self,
+        service: &str,
+        user: &str,
+        input: &[u8],
+        faketime: Option<i64>,
+    ) -> PamResult {
+        let mut child = self.pamtester_cmd(service, user, faketime).spawn().unwrap();
+        {
+            let mut stdin = child.stdin.take().unwrap();
+            let _ = stdin.write_all(input);
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ok = out.status.success();
+        // pamtester's own verdict line must agree with its exit status.
+        assert_eq!(ok, text.contains("successfully authenticated"), "{text}");
+        PamResult { ok, output: text }
+    }
+
+    /// Syslog lines received so far (drains the socket).
+    pub fn logs(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        self.log.set_nonblocking(true).unwrap();
+        while let Ok(n) = self.log.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        self.log.set_nonblocking(false).unwrap();
+        lines
+    }
+
+    /// Runs SQL against the store with the sqlite3 CLI (for assertions).
+    pub fn sql(&self, query: &str) -> String {
+        let out = Command::new("sqlite3")
+            .arg(&self.db)
+            .arg(query)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sqlite3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+/// Extracts `12345-67890` style codes from `2fa-enroll backup` output.
+pub fn parse_backup_codes(out: &str) -> Vec<String> {
+    out.split_whitespace()
+        .filter(|w| {
+            w.len() == 11
+                && w.as_bytes()[5] == b'-'
+                && w.replace('-', "").chars().all(|c| c.is_ascii_digit())
+        })
+        .map(|w| w.replace('-', ""))
+        .collect()
+}
