@@ -453,6 +453,28 @@ mod tests {
         assert!(Config::from_module_args(&["config=/dev/null", "bad key=1"]).is_err());
     }
 
+    /// The shipped example documents every key with its default value.
+    #[test]
+    fn example_config_is_the_defaults() {
+        let text = include_str!("../etc/2fa.conf");
+        let f = write(text);
+        assert_eq!(Config::load(f.path(), true).unwrap(), Config::default());
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let keys = |t: &toml::Table| {
+            let mut k: Vec<String> = Vec::new();
+            for (name, v) in t {
+                match v {
+                    toml::Value::Table(sub) => k.extend(sub.keys().map(|s| format!("{name}.{s}"))),
+                    _ => k.push(name.clone()),
+                }
+            }
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&table), keys(&defaults), "etc/2fa.conf must list every key");
+    }
+
     #[test]
     fn huge_config_is_refused() {
         let f = write(&"# x\n".repeat(100_000));
