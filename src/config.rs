@@ -472,7 +472,11 @@ mod tests {
             k.sort();
             k
         };
-        assert_eq!(keys(&table), keys(&defaults), "etc/2fa.conf must list every key");
+        assert_eq!(
+            keys(&table),
+            keys(&defaults),
+            "etc/2fa.conf must list every key"
+        );
     }
 
     #[test]

@@ -17,14 +17,37 @@ fn install_with_destdir_stages_everything() {
         .env("BUILD_DIR", common::bin_dir())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let module = dest.path().join("usr/lib/security-test/pam_2fa.so");
     let cli = dest.path().join("usr/bin/2fa-enroll");
-    assert_eq!(std::fs::read(&module).unwrap(), std::fs::read(common::module_path()).unwrap());
-    assert_eq!(std::fs::metadata(&module).unwrap().permissions().mode() & 0o777, 0o644);
-    assert_eq!(std::fs::metadata(&cli).unwrap().permissions().mode() & 0o777, 0o755);
-    for f in ["2fa.conf.example", "README.md", "examples/pam.d/sshd", "examples/pam.d/sudo", "examples/pam.d/login", "examples/pam.d/common-2fa"] {
-        assert!(dest.path().join("usr/share/doc/pam-2fa").join(f).is_file(), "{f} missing");
+    assert_eq!(
+        std::fs::read(&module).unwrap(),
+        std::fs::read(common::module_path()).unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(&module).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert_eq!(
+        std::fs::metadata(&cli).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    for f in [
+        "2fa.conf.example",
+        "README.md",
+        "examples/pam.d/sshd",
+        "examples/pam.d/sudo",
+        "examples/pam.d/login",
+        "examples/pam.d/common-2fa",
+    ] {
+        assert!(
+            dest.path().join("usr/share/doc/pam-2fa").join(f).is_file(),
+            "{f} missing"
+        );
     }
     // With DESTDIR nothing live is created.
     assert!(!dest.path().join("etc").exists());
