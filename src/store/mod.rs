@@ -117,7 +117,11 @@ impl Store {
                 path.display()
             )));
         }
-        store.migrate()?;
+        // Only take the write lock when there is something to migrate:
+        // every login opens the store, and most must not serialise here.
+        if version != schema::current_version() {
+            store.migrate()?;
+        }
         Ok(store)
     }
 
