@@ -380,9 +380,11 @@ mod tests {
     /// A store with root's TOTP token and two backup codes, in a temp dir.
     fn setup() -> (tempfile::TempDir, Config, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.db = dir.path().join("state/state.db");
-        cfg.key_file = dir.path().join("key");
+        let mut cfg = Config {
+            db: dir.path().join("state/state.db"),
+            key_file: dir.path().join("key"),
+            ..Config::default()
+        };
         cfg.rate_limit.max_failures = 3;
         let (key, _) = HostKey::load_or_create(&cfg.key_file).unwrap();
         let mut store = Store::open_or_create(&cfg.db, 1000).unwrap();
