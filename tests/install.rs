@@ -49,6 +49,13 @@ fn install_with_destdir_stages_everything() {
             "{f} missing"
         );
     }
+    let man = std::fs::read_to_string(dest.path().join("usr/share/man/man8/2fa-enroll.8")).unwrap();
+    assert!(man.contains("backup"), "man page lacks the subcommands");
+    assert!(
+        dest.path()
+            .join("usr/share/bash-completion/completions/2fa-enroll")
+            .is_file()
+    );
     // With DESTDIR nothing live is created.
     assert!(!dest.path().join("etc").exists());
     // The installed CLI runs.

@@ -50,6 +50,12 @@ pub enum Command {
     Reset(admin::UserArg),
     /// Clear a user's failed-attempt lockout (root).
     Unlock(admin::UserArg),
+    /// Write the man page and shell completions into DIR (packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory.
+        dir: PathBuf,
+    },
 }
 
 /// An error for the terminal: printed as `2fa-enroll: <msg>`, exit 1.
@@ -103,6 +109,9 @@ impl Ctx {
 }
 
 pub fn run(cli: Cli) -> CliResult {
+    if let Command::GenerateDocs { dir } = &cli.command {
+        return generate_docs(dir);
+    }
     let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
     let cfg = Config::load(&cli.config, explicit)?;
     let invoker =
@@ -125,6 +134,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Remove(a) => admin::remove(&mut ctx, a),
         Command::Reset(a) => admin::reset(&mut ctx, a),
         Command::Unlock(a) => admin::unlock(&mut ctx, a),
+        Command::GenerateDocs { .. } => unreachable!("handled above"),
     }
 }
 
@@ -139,10 +149,33 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Remove(_) => "remove ...",
         Command::Reset(_) => "reset",
         Command::Unlock(_) => "unlock",
+        Command::GenerateDocs { .. } => "generate-docs",
     };
     format!(
         "the 2FA store is readable and writable only by root, and this program is not setuid.\n\
          Ask an administrator to run:  sudo 2fa-enroll {what} --user {invoker}\n\
          (or, if you have sudo rights yourself, run that command)."
     )
+}
+
+/// `2fa-enroll.8` plus bash/zsh/fish completions, generated from the CLI
+/// definition so they never drift from it.
+fn generate_docs(dir: &std::path::Path) -> CliResult {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let cmd = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .render(&mut page)?;
+    std::fs::write(dir.join("2fa-enroll.8"), page)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "2fa-enroll", dir)?;
+    }
+    println!("wrote man page and completions to {}", dir.display());
+    Ok(())
 }
