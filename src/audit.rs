@@ -6,7 +6,11 @@
 //! lines with newlines or escape sequences. Codes are never logged.
 
 use std::path::Path;
+use std::time::Duration;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+
+/// Longest a log line may block the caller before it is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Audit {
     logger: Option<Logger<LoggerBackend, Formatter3164>>,
@@ -24,8 +28,20 @@ impl Audit {
             process: process.into(),
             pid: std::process::id(),
         };
+        let logger = syslog::unix_custom(formatter, socket).ok();
+        // A full or stuck log socket must not hang the login: a datagram
+        // socket blocks once the reader's queue is full (only 10 datagrams
+        // by default, net.unix.max_dgram_qlen), so give up on a line rather
+        // than wait for ever.
+        if let Some(l) = &logger {
+            let _ = match &l.backend {
+                LoggerBackend::Unix(s) => s.set_write_timeout(Some(SEND_TIMEOUT)),
+                LoggerBackend::UnixStream(s) => s.get_ref().set_write_timeout(Some(SEND_TIMEOUT)),
+                _ => Ok(()),
+            };
+        }
         Audit {
-            logger: syslog::unix_custom(formatter, socket).ok(),
+            logger,
             echo_stderr,
         }
     }

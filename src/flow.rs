@@ -46,7 +46,8 @@ pub trait Conversation {
     fn error(&mut self, msg: &str);
 }
 
-const MSG_UNAVAILABLE: &str =
+/// Shown when the module cannot do its job (store, key or config trouble).
+pub const MSG_UNAVAILABLE: &str =
     "Two-factor authentication is unavailable right now. Contact your administrator.";
 
 /// Runs one authentication. `now` is Unix time in seconds (from the caller,

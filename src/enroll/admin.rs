@@ -2,6 +2,7 @@
 
 use super::output::{now, utc};
 use super::{CliError, CliResult, Ctx};
+use crate::audit::clean;
 use crate::store::UserStatus;
 use clap::{Args, ValueEnum};
 
@@ -121,21 +122,19 @@ fn print_status(s: &UserStatus) {
             s.user
         );
     }
+    // Service and rhost came from the PAM caller (rhost from the network):
+    // cleaned, so a hostile name cannot drive the admin's terminal.
     match &s.last_success {
         Some(l) => println!(
             "  last 2FA login: {} via {} from {} ({})",
             utc(l.time),
-            if l.service.is_empty() {
-                "-"
-            } else {
-                &l.service
-            },
+            clean(&l.service),
             if l.rhost.is_empty() {
-                "local"
+                "local".to_string()
             } else {
-                &l.rhost
+                clean(&l.rhost)
             },
-            l.factor
+            clean(&l.factor)
         ),
         None => println!("  last 2FA login: never"),
     }

@@ -112,13 +112,15 @@ pub fn run(cli: Cli) -> CliResult {
     if let Command::GenerateDocs { dir } = &cli.command {
         return generate_docs(dir);
     }
-    let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
-    let cfg = Config::load(&cli.config, explicit)?;
     let invoker =
         users::current().ok_or_else(|| CliError("cannot determine who you are".into()))?;
+    // Before the config: an admin may keep it root-only, and an ordinary
+    // user should get the "ask for sudo" hint, not a permission error.
     if !users::is_root() {
         return Err(CliError(not_root_message(&invoker, &cli.command)));
     }
+    let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
+    let cfg = Config::load(&cli.config, explicit)?;
     let audit = Audit::new(&cfg.log_socket, "2fa-enroll", false);
     let mut ctx = Ctx {
         cfg,

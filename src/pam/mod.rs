@@ -55,6 +55,11 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
             // The config is unusable, so log to the default socket.
             let mut audit = Audit::new(std::path::Path::new("/dev/log"), "pam_2fa", false);
             audit.err(&format!("configuration error, denying: {e}"));
+            // Fail closed, but tell the user why nothing was asked.
+            if let Ok(mut c) = conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {
+                use flow::Conversation;
+                c.error(flow::MSG_UNAVAILABLE);
+            }
             return PamResultCode::PAM_SERVICE_ERR;
         }
     };

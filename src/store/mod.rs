@@ -103,14 +103,19 @@ impl Store {
         }
         secure_fs::check_root_owned(path, "store", secure_fs::NO_GROUP_OR_WORLD)
             .map_err(StoreError::Unsafe)?;
-        let conn = Connection::open_with_flags(
+        let opened = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        let mut store = Store::configure(conn, busy_timeout_ms)?;
-        let version: i64 = store
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        )
+        .map_err(StoreError::from)
+        .and_then(|conn| Store::configure(conn, busy_timeout_ms))
+        .and_then(|store| {
+            let v: i64 = store
+                .conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok((store, v))
+        });
+        let (mut store, version) = opened.map_err(|e| explain_fs(path, e))?;
         if version == 0 {
             return Err(StoreError::Corrupt(format!(
                 "{} has no pam-2fa schema (run `2fa-enroll init`)",
@@ -203,6 +208,28 @@ impl Store {
         Ok(self
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+/// SQLite reports a read-only or full filesystem under the WAL index only
+/// as "unable to open database file" or "disk I/O error", without a path;
+/// name the real cause so the admin's log line says what to fix.
+fn explain_fs(path: &Path, e: StoreError) -> StoreError {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    if !matches!(e, StoreError::Other(_)) {
+        return e;
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    match statvfs(dir) {
+        Ok(st) if st.flags().contains(FsFlags::ST_RDONLY) => StoreError::ReadOnly(format!(
+            "{} is on a read-only filesystem ({e})",
+            path.display()
+        )),
+        Ok(st) if st.blocks_free() == 0 => StoreError::Full(format!(
+            "no space left on the filesystem of {} ({e})",
+            path.display()
+        )),
+        _ => e,
     }
 }
 

@@ -287,6 +287,7 @@ impl Env {
         input: &[u8],
         faketime: Option<i64>,
     ) -> PamResult {
+        let _serial = pam_wrapper_lock();
         let mut child = self.pamtester_cmd(service, user, faketime).spawn().unwrap();
         {
             let mut stdin = child.stdin.take().unwrap();
@@ -342,4 +343,210 @@ pub fn parse_backup_codes(out: &str) -> Vec<String> {
         })
         .map(|w| w.replace('-', ""))
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for pam_login.rs, pam_failures.rs, race.rs and enroll_cli.rs.
+//
+// The module logs to a datagram socket whose queue holds only
+// `net.unix.max_dgram_qlen` (often 10) unread lines; tests that make many
+// attempts drain it as they go (`attempt`) or read it from a thread
+// (`collect_logs`).
+// ---------------------------------------------------------------------------
+
+/// One pamtester run plus the log lines it produced.
+#[derive(Debug)]
+pub struct Attempt {
+    pub ok: bool,
+    pub output: String,
+    pub log: String,
+}
+
+impl Attempt {
+    /// The log messages without their `<pri>date pam_2fa[pid]: ` headers
+    /// (a pid could contain a 6-digit code by chance).
+    pub fn log_messages(&self) -> String {
+        self.log
+            .lines()
+            .map(|l| l.split_once("]: ").map_or(l, |(_, m)| m))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The PAM verdict must never be a crash of the module: a panic maps to
+    /// PAM_SERVICE_ERR and pam-bindings' own guard to PAM_ABORT.
+    pub fn assert_no_crash(&self) {
+        for bad in [
+            "Critical error - immediate abort",
+            "panicked",
+            "Segmentation fault",
+        ] {
+            assert!(!self.output.contains(bad), "{bad}: {}", self.output);
+        }
+    }
+}
+
+/// Serialises the tests' pam_wrapper runs across threads and processes.
+///
+/// pam_wrapper (1.1.x) gives each process a copy of the service files in
+/// `/tmp/pam.X`, X one of 62 letters, picked by lstat-then-mkdir and
+/// carrying on when mkdir fails with EEXIST. Two pamtesters starting
+/// together can end up in the same directory, and one then runs with the
+/// other's service file, that is another Env's config and store: a test
+/// sees a login it never set up. Hold this lock for the whole run of any
+/// pamtester that uses pam_wrapper. (race.rs avoids pam_wrapper instead.)
+pub fn pam_wrapper_lock() -> fs::File {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/pam2fa-test-pam-wrapper.lock")
+        .unwrap();
+    f.lock().unwrap();
+    f
+}
+
+/// Runs a prepared pamtester command, feeding `input` on stdin (under
+/// `pam_wrapper_lock`).
+pub fn run_pam(mut cmd: Command, input: &[u8]) -> PamResult {
+    let _serial = pam_wrapper_lock();
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(input);
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok = out.status.success();
+    assert_eq!(ok, text.contains("successfully authenticated"), "{text}");
+    PamResult { ok, output: text }
+}
+
+impl Env {
+    /// A pamtester command through pam_wrapper with the whole pamtester
+    /// argument list (`-I rhost=..`, service, user, operation), optionally
+    /// run under `prefix` (e.g. `runuser -u bob --`) and faketime. The
+    /// pam_wrapper variables are set with `env` right before pamtester, so
+    /// a PAM-using prefix such as runuser is not itself redirected.
+    pub fn pamtester_with(&self, prefix: &[&str], faketime: Option<i64>, args: &[&str]) -> Command {
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg("env");
+                c
+            }
+            None => Command::new("env"),
+        };
+        cmd.arg("LD_PRELOAD=libpam_wrapper.so")
+            .arg("PAM_WRAPPER=1")
+            .arg(format!(
+                "PAM_WRAPPER_SERVICE_DIR={}",
+                self.svc_dir.display()
+            ));
+        if let Some(t) = faketime {
+            cmd.args(["TZ=UTC", "faketime", "-f"]).arg(faketime_arg(t));
+        }
+        cmd.arg("pamtester").args(args);
+        cmd
+    }
+
+    /// Authenticates via `service` and returns the result with the log
+    /// lines of this attempt (earlier unread lines are discarded first).
+    pub fn attempt(&self, service: &str, user: &str, input: &str, at: Option<i64>) -> Attempt {
+        self.attempt_args(&[service, user, "authenticate"], input.as_bytes(), at)
+    }
+
+    /// `attempt` with a full pamtester argument list and raw input bytes.
+    pub fn attempt_args(&self, args: &[&str], input: &[u8], at: Option<i64>) -> Attempt {
+        self.attempt_cmd(self.pamtester_with(&[], at, args), input)
+    }
+
+    /// `attempt` for a hand-built command (see `pamtester_with`).
+    pub fn attempt_cmd(&self, cmd: Command, input: &[u8]) -> Attempt {
+        let _ = self.logs();
+        let r = run_pam(cmd, input);
+        let a = Attempt {
+            ok: r.ok,
+            output: r.output,
+            log: self.logs().join("\n"),
+        };
+        a.assert_no_crash();
+        a
+    }
+
+    /// Reads the syslog socket from a thread until `LogCollector::finish`,
+    /// for runs with more concurrent loggers than the socket queue holds.
+    pub fn collect_logs(&self) -> LogCollector {
+        let sock = self.log.try_clone().unwrap();
+        sock.set_nonblocking(false).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => lines.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    Err(_) if stop2.load(std::sync::atomic::Ordering::SeqCst) => break,
+                    Err(_) => {}
+                }
+            }
+            lines
+        });
+        LogCollector { stop, handle }
+    }
+
+    /// `2fa-enroll status --json --user USER`, parsed.
+    pub fn status_json(&self, user: &str) -> serde_json::Value {
+        let out = self.enroll_ok(&["status", "--json", "--user", user], "");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// A row of the store as text, for before/after comparisons.
+    pub fn user_row(&self, user: &str) -> String {
+        self.sql(&format!(
+            "SELECT u.failures, u.locked_until, u.last_success_at, t.last_step, t.counter, \
+             (SELECT count(*) FROM backup_codes b WHERE b.user = u.name AND b.used_at IS NULL) \
+             FROM users u LEFT JOIN otp_tokens t ON t.user = u.name WHERE u.name = '{user}'"
+        ))
+    }
+}
+
+pub struct LogCollector {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl LogCollector {
+    /// Stops after the socket has been quiet for one read timeout.
+    pub fn finish(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.join().unwrap()
+    }
+}
+
+/// TOTP step (30 s) containing Unix time `t`.
+pub fn step_of(t: i64) -> i64 {
+    t / 30
+}
+
+/// A time 5 s into step `step`, so a short run never crosses a boundary.
+pub fn in_step(step: i64) -> i64 {
+    step * 30 + 5
+}
+
+/// A 6-digit code that is not the code of any step within 5 of time `t`.
+pub fn wrong_totp(secret: &str, t: i64) -> String {
+    let near: Vec<String> = (-5..=5).map(|d| totp(secret, Some(t + 30 * d))).collect();
+    (0..1_000_000u32)
+        .map(|n| format!("{:06}", (n * 7919 + 123_457) % 1_000_000))
+        .find(|c| !near.contains(c))
+        .unwrap()
 }
