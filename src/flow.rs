@@ -77,7 +77,14 @@ pub fn authenticate(
         Ok(s) => s,
         Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
     };
-    if !state.has_factor() {
+    if state.is_enrolled() && !state.has_factor() {
+        // Enrolled with backup codes only, and all are spent: the
+        // `unenrolled` policy must not turn that into a free pass.
+        audit.warning(&format!("auth denied {who} reason=backup-codes-exhausted"));
+        conv.error("All your backup codes are used and no other factor is set up. Ask an administrator for new codes.");
+        return Verdict::Denied;
+    }
+    if !state.is_enrolled() {
         return match policy::without_factor(cfg) {
             NoFactor::Allow => {
                 audit.notice(&format!(
@@ -517,6 +524,22 @@ mod tests {
             run(&cfg, "no-such-user-pam2fa", T0, "123456").0,
             Verdict::UnknownUser
         );
+    }
+
+    #[test]
+    fn spent_backup_codes_are_not_unenrolled() {
+        let (_d, mut cfg, codes) = setup();
+        cfg.unenrolled = Unenrolled::Allow;
+        let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let tx = store.write().unwrap();
+        tx.remove_otp("root").unwrap();
+        tx.commit().unwrap();
+        for c in &codes {
+            assert_eq!(run(&cfg, "root", T0, c).0, Verdict::Success);
+        }
+        let (v, msgs) = run(&cfg, "root", T0, "");
+        assert_eq!(v, Verdict::Denied, "unenrolled=allow must not apply");
+        assert!(msgs.iter().any(|m| m.contains("backup codes are used")), "{msgs:?}");
     }
 
     #[test]

@@ -58,11 +58,16 @@ pub fn init(ctx: &mut Ctx) -> CliResult {
 }
 
 pub fn status(ctx: &mut Ctx, a: StatusArgs) -> CliResult {
-    let mut store = ctx.open_store()?;
-    let names = if a.all {
-        store.users()?
+    // Check the name before touching the store: a typo must not create one.
+    let target = if a.all {
+        None
     } else {
-        vec![ctx.target(a.user.as_deref())?]
+        Some(ctx.target(a.user.as_deref())?)
+    };
+    let mut store = ctx.open_store()?;
+    let names = match target {
+        Some(t) => vec![t],
+        None => store.users()?,
     };
     let statuses: Vec<UserStatus> = names
         .iter()

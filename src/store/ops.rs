@@ -40,13 +40,23 @@ pub struct UserState {
     pub otp: Option<OtpRecord>,
     /// `(id, keyed hash)` of unused backup codes.
     pub unused_backup: Vec<(i64, Vec<u8>)>,
+    /// Backup codes already spent: a user who has used them all is still
+    /// enrolled (and must not fall under the `unenrolled` policy).
+    pub used_backup: u32,
     pub failures: u32,
     pub locked_until: i64,
 }
 
 impl UserState {
+    /// Something the user can still log in with.
     pub fn has_factor(&self) -> bool {
         self.otp.is_some() || !self.unused_backup.is_empty()
+    }
+
+    /// Was ever set up and not removed by an admin: only users for whom this
+    /// is false are "unenrolled" in the policy's sense.
+    pub fn is_enrolled(&self) -> bool {
+        self.has_factor() || self.used_backup > 0
     }
 }
 
@@ -145,6 +155,11 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
     state.unused_backup = stmt
         .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<std::result::Result<_, _>>()?;
+    state.used_backup = conn.query_row(
+        "SELECT count(*) FROM backup_codes WHERE user = ?1 AND used_at IS NOT NULL",
+        [user],
+        |r| r.get(0),
+    )?;
     Ok(state)
 }
 
@@ -152,7 +167,7 @@ fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
     let state = read_user_state(conn, user)?;
     let mut status = UserStatus {
         user: user.to_string(),
-        enrolled: state.has_factor(),
+        enrolled: state.is_enrolled(),
         failures: state.failures,
         backup_codes_remaining: state.unused_backup.len() as u32,
         ..Default::default()
@@ -168,11 +183,7 @@ fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
         counter: (o.kind == OtpKind::Hotp).then_some(o.counter),
         enrolled_at: o.created_at,
     });
-    status.backup_codes_used = conn.query_row(
-        "SELECT count(*) FROM backup_codes WHERE user = ?1 AND used_at IS NOT NULL",
-        [user],
-        |r| r.get(0),
-    )?;
+    status.backup_codes_used = state.used_backup;
     status.locked_until = (state.locked_until > 0).then_some(state.locked_until);
     status.last_success = conn
         .query_row(
