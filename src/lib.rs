@@ -15,6 +15,8 @@ pub mod enroll;
 pub mod factor;
 /// One authentication: prompt, verify, record, log.
 pub mod flow;
+/// HTTP clients for the network factors (timeouts, TLS trust).
+pub mod net;
 /// PAM entry points and conversation (the only PAM FFI).
 pub mod pam;
 /// Who must use what (unenrolled users for now).

@@ -7,6 +7,12 @@
 //! the file. Unknown keys and bad values are errors: a typo in a security
 //! setting must never be silently ignored, so the module denies instead.
 
+mod network;
+
+pub use network::{
+    CodeRules, DuoConfig, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway, SmtpTls,
+    TwilioConfig, WebhookConfig, secret,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -166,6 +172,9 @@ pub struct Config {
     pub hotp: HotpConfig,
     pub backup: BackupConfig,
     pub rate_limit: RateLimitConfig,
+    pub sms: SmsConfig,
+    pub email: EmailConfig,
+    pub duo: DuoConfig,
 }
 
 impl Default for Config {
@@ -183,6 +192,9 @@ impl Default for Config {
             hotp: HotpConfig::default(),
             backup: BackupConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            sms: SmsConfig::default(),
+            email: EmailConfig::default(),
+            duo: DuoConfig::default(),
         }
     }
 }
@@ -235,6 +247,9 @@ impl Config {
             ))
         })?;
         cfg.validate()?;
+        if cfg.has_inline_secret() {
+            check_private(path)?;
+        }
         Ok(cfg)
     }
 
@@ -316,7 +331,7 @@ impl Config {
                 ));
             }
         }
-        Ok(())
+        self.validate_network()
     }
 
     /// Issuer for otpauth URIs: the configured one, else the host name.
@@ -330,6 +345,23 @@ impl Config {
             .filter(|h| !h.is_empty() && !h.contains(':'))
             .unwrap_or_else(|| "pam-2fa".into())
     }
+}
+
+/// A config with an inline secret (Twilio token, SMTP password, Duo skey)
+/// must be readable by its owner only, or every local user could read it.
+fn check_private(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError(format!("cannot stat config {}: {e}", path.display())))?;
+    if meta.mode() & 0o077 != 0 {
+        return err(format!(
+            "config {} holds a secret but its mode is {:o}: run chmod 600 on it, \
+             or move the secret to a root-only *_file",
+            path.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 fn read_limited(path: &Path) -> std::io::Result<String> {
@@ -456,7 +488,7 @@ mod tests {
     /// The shipped example documents every key with its default value.
     #[test]
     fn example_config_is_the_defaults() {
-        let text = include_str!("../etc/2fa.conf");
+        let text = include_str!("../../etc/2fa.conf");
         let f = write(text);
         assert_eq!(Config::load(f.path(), true).unwrap(), Config::default());
         let table: toml::Table = toml::from_str(text).unwrap();
@@ -477,6 +509,36 @@ mod tests {
             keys(&defaults),
             "etc/2fa.conf must list every key"
         );
+    }
+
+    #[test]
+    fn inline_secret_needs_a_private_file_and_enabled_factors_their_keys() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = write("[duo]\nskey = \"s3cret\"\n");
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Config::load(f.path(), true).unwrap_err();
+        assert!(e.0.contains("chmod 600"), "{e}");
+        assert!(
+            !e.0.contains("s3cret"),
+            "secret leaked into the message: {e}"
+        );
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(Config::load(f.path(), true).unwrap().duo.skey, "s3cret");
+        for (text, needle) in [
+            ("[duo]\nenabled = true\n", "duo.ikey"),
+            (
+                "[sms]\nenabled = true\ngateway = \"webhook\"\n",
+                "sms.webhook.url",
+            ),
+            ("[sms]\nenabled = true\n", "sms.twilio.account_sid"),
+            ("[email]\nenabled = true\n", "email.from"),
+            ("[sms]\ncode_ttl_seconds = 5\n", "sms.code_ttl_seconds"),
+            ("[duo]\nfailmode = \"open\"\n", "failmode"),
+        ] {
+            let f = write(text);
+            let e = Config::load(f.path(), true).unwrap_err();
+            assert!(e.0.contains(needle), "{text}: {e}");
+        }
     }
 
     #[test]
