@@ -131,9 +131,20 @@ impl HostKey {
 
     /// Keyed hash of a normalised backup code, bound to the user name.
     pub fn code_hash(&self, user: &str, code: &str) -> [u8; 32] {
+        self.labelled_hash(b"backup\0", user, code)
+    }
+
+    /// Keyed hash of a code sent by SMS or e-mail, bound to user and channel
+    /// so a code from one channel never verifies on another.
+    pub fn sent_code_hash(&self, channel: &str, user: &str, code: &str) -> [u8; 32] {
+        let label = format!("sent\0{channel}\0");
+        self.labelled_hash(label.as_bytes(), user, code)
+    }
+
+    fn labelled_hash(&self, label: &[u8], user: &str, code: &str) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.mac.as_slice())
             .expect("HMAC accepts any key length");
-        mac.update(b"backup\0");
+        mac.update(label);
         mac.update(user.as_bytes());
         mac.update(b"\0");
         mac.update(code.as_bytes());

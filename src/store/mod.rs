@@ -5,9 +5,11 @@
 //! busy timeout keeps many parallel logins from failing with "database is
 //! locked".
 
+mod network;
 mod ops;
 mod schema;
 
+pub use network::{Channel, Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 
 use crate::secure_fs;

@@ -43,6 +43,13 @@ pub struct UserState {
     /// Backup codes already spent: a user who has used them all is still
     /// enrolled (and must not fall under the `unenrolled` policy).
     pub used_backup: u32,
+    /// Verified phone number (E.164) and e-mail address, if enrolled.
+    pub sms: Option<String>,
+    pub email: Option<String>,
+    /// Enrolled for Duo (`2fa-enroll duo`).
+    pub duo: bool,
+    /// The factor an empty answer at the first prompt starts.
+    pub default_factor: Option<String>,
     pub failures: u32,
     pub locked_until: i64,
 }
@@ -50,7 +57,11 @@ pub struct UserState {
 impl UserState {
     /// Something the user can still log in with.
     pub fn has_factor(&self) -> bool {
-        self.otp.is_some() || !self.unused_backup.is_empty()
+        self.otp.is_some()
+            || !self.unused_backup.is_empty()
+            || self.sms.is_some()
+            || self.email.is_some()
+            || self.duo
     }
 
     /// Was ever set up and not removed by an admin: only users for whom this
@@ -93,17 +104,39 @@ pub struct LastSuccess {
 
 fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
     let mut state = UserState::default();
-    let row: Option<(i64, i64)> = conn
+    let row: Option<(i64, i64, Option<String>)> = conn
         .query_row(
-            "SELECT failures, locked_until FROM users WHERE name = ?1",
+            "SELECT failures, locked_until, default_factor FROM users WHERE name = ?1",
             [user],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let Some((failures, locked_until)) = row else {
+    let Some((failures, locked_until, default_factor)) = row else {
         return Ok(state);
     };
     state.known = true;
+    state.default_factor = default_factor;
+    let mut stmt = conn.prepare_cached("SELECT channel, address FROM contacts WHERE user = ?1")?;
+    let contacts = stmt
+        .query_map([user], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    for (channel, address) in contacts {
+        match channel.as_str() {
+            "sms" => state.sms = Some(address),
+            "email" => state.email = Some(address),
+            other => return Err(StoreError::Corrupt(format!("unknown channel {other:?}"))),
+        }
+    }
+    state.duo = conn
+        .query_row(
+            "SELECT 1 FROM duo_users WHERE user = ?1",
+            [user],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
     state.failures = failures.clamp(0, u32::MAX as i64) as u32;
     state.locked_until = locked_until;
     state.otp = conn

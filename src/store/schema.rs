@@ -36,6 +36,35 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX backup_codes_by_user ON backup_codes(user);
     "#,
+    // 2: network factors (SMS/e-mail contacts, sent codes, Duo) and a
+    //    per-user default factor.
+    r#"
+    ALTER TABLE users ADD COLUMN default_factor TEXT;
+    CREATE TABLE contacts (
+        user        TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        channel     TEXT NOT NULL CHECK (channel IN ('sms', 'email')),
+        address     TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (user, channel)
+    ) STRICT;
+    CREATE TABLE sent_codes (
+        id          INTEGER PRIMARY KEY,
+        user        TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        channel     TEXT NOT NULL CHECK (channel IN ('sms', 'email')),
+        purpose     TEXT NOT NULL CHECK (purpose IN ('login', 'enroll')),
+        address     TEXT NOT NULL,
+        hash        BLOB NOT NULL,
+        sent_at     INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        used_at     INTEGER
+    ) STRICT;
+    CREATE INDEX sent_codes_by_user ON sent_codes(user, channel, sent_at);
+    CREATE TABLE duo_users (
+        user        TEXT PRIMARY KEY NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build reads and writes.

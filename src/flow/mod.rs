@@ -1,18 +1,28 @@
-//! The authentication conversation: look the user up, prompt once, verify
-//! the answer inside one store transaction, record and log the outcome.
+//! The authentication conversation: look the user up, offer what they
+//! have enrolled in one prompt, verify the answer inside one store
+//! transaction, record and log the outcome.
 //!
-//! Plain Rust over a [`Conversation`] trait, so it is unit-testable without
-//! PAM; `src/pam/` adapts it to the real PAM conversation.
+//! Plain Rust over the [`Conversation`] and [`Network`] traits, so it is
+//! unit-testable without PAM or a network; `src/pam/` adapts it to the real
+//! PAM conversation and always passes the live network.
+
+mod duo;
+mod menu;
+pub mod network;
+mod sent;
+
+pub use menu::Choice;
+pub use network::Network;
 
 use crate::audit::{Audit, clean};
-use crate::config::Config;
+use crate::config::{Config, FailMode};
 use crate::crypto::{self, HostKey};
 use crate::factor::{self, Factor, totp};
 use crate::policy::{self, NoFactor};
-use crate::store::{OtpKind, Store, StoreError, UserState};
+use crate::store::{Channel, OtpKind, Store, StoreError, UserState};
 use crate::users;
+use menu::{Answer, Menu};
 use zeroize::Zeroizing;
-
 /// Longest answer we look at; codes are at most a few dozen characters.
 pub const MAX_INPUT: usize = 64;
 
@@ -50,14 +60,28 @@ pub trait Conversation {
 pub const MSG_UNAVAILABLE: &str =
     "Two-factor authentication is unavailable right now. Contact your administrator.";
 
-/// Runs one authentication. `now` is Unix time in seconds (from the caller,
-/// so tests can choose it; in PAM it is the system clock).
+/// Runs one authentication with the live network factors. `now` is Unix
+/// time in seconds (from the caller, so tests can choose it; in PAM it is
+/// the system clock).
 pub fn authenticate(
     cfg: &Config,
     login: Login<'_>,
     now: i64,
     conv: &mut dyn Conversation,
     audit: &mut Audit,
+) -> Verdict {
+    let mut net = network::Live::default();
+    authenticate_with(cfg, login, now, conv, audit, &mut net)
+}
+
+/// [`authenticate`] with the network factors supplied by the caller.
+pub fn authenticate_with(
+    cfg: &Config,
+    login: Login<'_>,
+    now: i64,
+    conv: &mut dyn Conversation,
+    audit: &mut Audit,
+    net: &mut dyn Network,
 ) -> Verdict {
     let who = format!(
         "user={} service={} rhost={}",
@@ -77,13 +101,6 @@ pub fn authenticate(
         Ok(s) => s,
         Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
     };
-    if state.is_enrolled() && !state.has_factor() {
-        // Enrolled with backup codes only, and all are spent: the
-        // `unenrolled` policy must not turn that into a free pass.
-        audit.warning(&format!("auth denied {who} reason=backup-codes-exhausted"));
-        conv.error("All your backup codes are used and no other factor is set up. Ask an administrator for new codes.");
-        return Verdict::Denied;
-    }
     if !state.is_enrolled() {
         return match policy::without_factor(cfg) {
             NoFactor::Allow => {
@@ -99,6 +116,25 @@ pub fn authenticate(
             }
         };
     }
+    let offer = Offer::of(cfg, &state);
+    if offer.is_empty() {
+        // Enrolled, but nothing usable: spent backup codes, or only factors
+        // the admin has since disabled. Never the `unenrolled` policy.
+        let (reason, msg) = if state.used_backup > 0 && !state.has_factor() {
+            (
+                "backup-codes-exhausted",
+                "All your backup codes are used and no other factor is set up. Ask an administrator for new codes.",
+            )
+        } else {
+            (
+                "no-usable-factor",
+                "None of your second factors is enabled on this system. Ask an administrator.",
+            )
+        };
+        audit.warning(&format!("auth denied {who} reason={reason}"));
+        conv.error(msg);
+        return Verdict::Denied;
+    }
     if state.locked_until > now {
         return locked(conv, audit, &who, state.locked_until - now, state.failures);
     }
@@ -106,70 +142,295 @@ pub fn authenticate(
         Ok(k) => k,
         Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
     };
-
-    let answer = match conv.ask(&cfg.prompt, cfg.echo_code) {
-        Ok(a) => a,
-        Err(e) => {
-            audit.warning(&format!(
-                "auth denied {who} reason=conversation-failed ({})",
-                clean(&e)
-            ));
-            return Verdict::ConversationFailed;
-        }
+    let mut run = Run {
+        cfg,
+        login,
+        now,
+        who,
+        conv,
+        audit,
+        net,
+        store,
+        key,
+        state,
+        started: std::time::Instant::now(),
     };
-    let code = match parse_answer(&answer) {
-        Ok(c) => c,
-        Err(why) => {
-            // Malformed input cannot guess a code, so it is not counted.
-            audit.warning(&format!("auth denied {who} reason=bad-input ({why})"));
-            conv.error(&format!("That is not a valid code: {why}."));
-            return Verdict::Denied;
-        }
-    };
-    drop(answer);
+    run.go(offer)
+}
 
-    match verify(cfg, &mut store, &key, login, now, &code) {
-        Ok(Checked::Accepted {
-            factor,
-            backup_left,
-        }) => {
-            audit.info(&format!("auth ok {who} factor={}", factor.as_str()));
-            if let Some(left) = backup_left {
-                let hint = if left <= 3 {
-                    " Create new ones with `2fa-enroll backup`."
-                } else {
-                    ""
-                };
-                conv.info(&format!("Backup code accepted; {left} left.{hint}"));
+/// The factors a user can use right now: enrolled and enabled.
+#[derive(Debug, Clone, Default)]
+struct Offer {
+    otp: bool,
+    backup: bool,
+    sms: Option<String>,
+    email: Option<String>,
+    duo: bool,
+}
+
+impl Offer {
+    fn of(cfg: &Config, s: &UserState) -> Offer {
+        Offer {
+            otp: s.otp.is_some(),
+            backup: !s.unused_backup.is_empty(),
+            sms: s.sms.clone().filter(|_| cfg.sms.enabled),
+            email: s.email.clone().filter(|_| cfg.email.enabled),
+            duo: s.duo && cfg.duo.enabled,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.otp && !self.backup && self.sms.is_none() && self.email.is_none() && !self.duo
+    }
+
+    fn local_code(&self) -> bool {
+        self.otp || self.backup
+    }
+}
+
+/// One login in progress, with everything its steps share.
+struct Run<'a> {
+    cfg: &'a Config,
+    login: Login<'a>,
+    now: i64,
+    who: String,
+    conv: &'a mut dyn Conversation,
+    audit: &'a mut Audit,
+    net: &'a mut dyn Network,
+    store: Store,
+    key: HostKey,
+    state: UserState,
+    /// When the login started; `now()` adds the time spent since, because
+    /// users take a while to read a text or approve a push.
+    started: std::time::Instant,
+}
+
+impl Run<'_> {
+    fn now(&self) -> i64 {
+        self.now
+            .saturating_add(self.started.elapsed().as_secs().min(i64::MAX as u64) as i64)
+    }
+
+    fn go(&mut self, offer: Offer) -> Verdict {
+        let duo = if offer.duo {
+            match self
+                .duo_preauth(offer.local_code() || offer.sms.is_some() || offer.email.is_some())
+            {
+                duo::Pre::Ready(d) => Some(d),
+                duo::Pre::Skip => None,
+                duo::Pre::Done(v) => return v,
             }
-            Verdict::Success
+        } else {
+            None
+        };
+        let mut choices = Vec::new();
+        if let Some(d) = &duo {
+            if d.push.is_some() {
+                choices.push(Choice::Push);
+            }
+            if d.phone.is_some() {
+                choices.push(Choice::Phone);
+            }
         }
-        Ok(Checked::Rejected {
-            reason,
-            failures,
-            locked_until,
-        }) => {
-            audit.warning(&format!(
-                "auth failed {who} factor={} reason={reason} failures={failures}/{}",
-                factor_guess(&state, &code),
-                cfg.rate_limit.max_failures
+        if offer.sms.is_some() {
+            choices.push(Choice::Sms);
+        } else if duo.as_ref().is_some_and(|d| d.sms.is_some()) {
+            choices.push(Choice::DuoSms);
+        }
+        if offer.email.is_some() {
+            choices.push(Choice::Email);
+        }
+        let accepts_code = offer.local_code() || duo.is_some();
+        let menu = Menu::new(choices, self.state.default_factor.as_deref(), accepts_code);
+        let autopush = self.cfg.duo.autopush && menu.default == Some(Choice::Push);
+        let pick = if let Some(c) = menu.start_directly().or(autopush.then_some(Choice::Push)) {
+            Answer::Start(c)
+        } else {
+            let answer = match self
+                .conv
+                .ask(&menu.prompt(&self.cfg.prompt), self.cfg.echo_code)
+            {
+                Ok(a) => a,
+                Err(e) => return self.conv_failed(&e),
+            };
+            menu.read(&answer)
+        };
+        match pick {
+            Answer::Invalid(why) => self.bad_input(why),
+            Answer::Code(code) => self.check_code(&code, duo.as_ref()),
+            Answer::Start(Choice::Sms) => {
+                let to = offer.sms.clone().unwrap_or_default();
+                self.sent_code(Channel::Sms, &to)
+            }
+            Answer::Start(Choice::Email) => {
+                let to = offer.email.clone().unwrap_or_default();
+                self.sent_code(Channel::Email, &to)
+            }
+            Answer::Start(c @ (Choice::Push | Choice::Phone | Choice::DuoSms)) => match &duo {
+                Some(d) => self.duo_factor(d, c),
+                None => self.bad_input("that factor is not available"),
+            },
+        }
+    }
+
+    /// A code typed at the first prompt: local factors first, then Duo.
+    fn check_code(&mut self, code: &str, duo: Option<&duo::Ready>) -> Verdict {
+        let duo_may_try =
+            duo.is_some() && code.len() >= 6 && code.bytes().all(|b| b.is_ascii_digit());
+        let now = self.now();
+        let checked = match verify(
+            self.cfg,
+            &mut self.store,
+            &self.key,
+            self.login,
+            now,
+            code,
+            !duo_may_try,
+        ) {
+            Ok(c) => c,
+            Err(e) => return self.unavailable(&e),
+        };
+        match checked {
+            Checked::Accepted {
+                factor,
+                backup_left,
+            } => {
+                self.audit
+                    .info(&format!("auth ok {} factor={}", self.who, factor.as_str()));
+                if let Some(left) = backup_left {
+                    let hint = if left <= 3 {
+                        " Create new ones with `2fa-enroll backup`."
+                    } else {
+                        ""
+                    };
+                    self.conv
+                        .info(&format!("Backup code accepted; {left} left.{hint}"));
+                }
+                Verdict::Success
+            }
+            Checked::Locked {
+                remaining,
+                failures,
+            } => locked(self.conv, self.audit, &self.who, remaining, failures),
+            Checked::Rejected {
+                reason,
+                failures,
+                locked_until,
+            } => match duo {
+                Some(d) if duo_may_try => self.duo_passcode(d, code),
+                _ => {
+                    let guess = factor_guess(&self.state, code);
+                    self.rejected(guess, reason, failures, locked_until)
+                }
+            },
+        }
+    }
+
+    /// Records a success for a factor verified outside [`verify`].
+    fn succeed(&mut self, factor: &str, note: &str) -> Verdict {
+        let now = self.now();
+        let res = self.store.write().and_then(|tx| {
+            tx.record_success(
+                self.login.user,
+                now,
+                self.login.service,
+                self.login.rhost,
+                factor,
+            )?;
+            tx.commit()
+        });
+        if let Err(e) = res {
+            return self.unavailable(&e.to_string());
+        }
+        self.audit
+            .info(&format!("auth ok {} factor={factor}{note}", self.who));
+        Verdict::Success
+    }
+
+    /// Counts a failure for a factor verified outside [`verify`].
+    fn fail(&mut self, factor: &str, reason: &str) -> Verdict {
+        let now = self.now();
+        let res = self.store.write().and_then(|tx| {
+            let r = tx.record_failure(self.login.user, now, &self.cfg.rate_limit)?;
+            tx.commit()?;
+            Ok(r)
+        });
+        match res {
+            Ok((failures, locked_until)) => self.rejected(factor, reason, failures, locked_until),
+            Err(e) => self.unavailable(&e.to_string()),
+        }
+    }
+
+    fn rejected(
+        &mut self,
+        factor: &str,
+        reason: &str,
+        failures: u32,
+        locked_until: i64,
+    ) -> Verdict {
+        self.audit.warning(&format!(
+            "auth failed {} factor={factor} reason={reason} failures={failures}/{}",
+            self.who, self.cfg.rate_limit.max_failures
+        ));
+        let now = self.now();
+        if locked_until > now {
+            self.conv.error(&format!(
+                "Invalid code. Too many failed attempts: locked for {}.",
+                human_duration(locked_until - now)
             ));
-            if locked_until > now {
-                conv.error(&format!(
-                    "Invalid code. Too many failed attempts: locked for {}.",
-                    human_duration(locked_until - now)
+            Verdict::Locked
+        } else {
+            let msg = match reason {
+                "push-denied" => "The request was denied.",
+                "push-timeout" => "No answer in time.",
+                _ => "Invalid or already used code.",
+            };
+            self.conv.error(msg);
+            Verdict::Denied
+        }
+    }
+
+    fn bad_input(&mut self, why: &str) -> Verdict {
+        // Malformed input cannot guess a code, so it is not counted.
+        self.audit.warning(&format!(
+            "auth denied {} reason=bad-input ({why})",
+            self.who
+        ));
+        self.conv
+            .error(&format!("That is not a valid code: {why}."));
+        Verdict::Denied
+    }
+
+    fn conv_failed(&mut self, e: &str) -> Verdict {
+        self.audit.warning(&format!(
+            "auth denied {} reason=conversation-failed ({})",
+            self.who,
+            clean(e)
+        ));
+        Verdict::ConversationFailed
+    }
+
+    fn unavailable(&mut self, why: &str) -> Verdict {
+        unavailable(self.conv, self.audit, &self.who, why)
+    }
+
+    /// Duo's `failmode`, applied when Duo was the only way in.
+    fn duo_failmode(&mut self, detail: &str) -> Verdict {
+        match self.cfg.duo.failmode {
+            FailMode::Safe => {
+                self.audit.err(&format!(
+                    "auth ok {} factor=none reason=duo-unreachable-failmode-safe ({})",
+                    self.who,
+                    clean(detail)
                 ));
-                Verdict::Locked
-            } else {
-                conv.error("Invalid or already used code.");
-                Verdict::Denied
+                self.conv
+                    .info("Duo is unreachable; letting you in without it (failmode safe).");
+                Verdict::Success
+            }
+            FailMode::Secure => {
+                self.unavailable(&format!("duo unreachable, failmode secure: {detail}"))
             }
         }
-        Ok(Checked::Locked {
-            remaining,
-            failures,
-        }) => locked(conv, audit, &who, remaining, failures),
-        Err(e) => unavailable(conv, audit, &who, &e),
     }
 }
 
@@ -200,6 +461,7 @@ fn verify(
     login: Login<'_>,
     now: i64,
     code: &str,
+    count_failure: bool,
 ) -> Result<Checked, String> {
     let se = |e: StoreError| e.to_string();
     let tx = store.write().map_err(se)?;
@@ -274,6 +536,11 @@ fn verify(
                 backup_left,
             }
         }
+        None if !count_failure => Checked::Rejected {
+            reason,
+            failures: state.failures,
+            locked_until: 0,
+        },
         None => {
             let (failures, locked_until) = tx
                 .record_failure(login.user, now, &cfg.rate_limit)
@@ -289,19 +556,26 @@ fn verify(
     Ok(checked)
 }
 
-/// Validates raw conversation bytes and returns the normalised code.
-pub fn parse_answer(raw: &[u8]) -> Result<Zeroizing<String>, &'static str> {
+/// Checks raw conversation bytes: bounded, UTF-8, no control characters.
+/// Empty is allowed (it means "the default" at the menu).
+fn answer_text(raw: &[u8]) -> Result<Zeroizing<String>, &'static str> {
     if raw.len() > MAX_INPUT {
         return Err("too long");
     }
     let text = std::str::from_utf8(raw).map_err(|_| "not valid UTF-8 text")?;
-    if text.trim().is_empty() {
-        return Err("empty");
-    }
     if text.chars().any(|c| c.is_control() && c != '\t') {
         return Err("contains control characters");
     }
-    factor::normalize_code(text)
+    Ok(Zeroizing::new(text.to_string()))
+}
+
+/// Validates raw conversation bytes and returns the normalised code.
+pub fn parse_answer(raw: &[u8]) -> Result<Zeroizing<String>, &'static str> {
+    let text = answer_text(raw)?;
+    if text.trim().is_empty() {
+        return Err("empty");
+    }
+    factor::normalize_code(&text)
         .map(Zeroizing::new)
         .ok_or("use only the digits (or letters) of the code")
 }
@@ -539,7 +813,10 @@ mod tests {
         }
         let (v, msgs) = run(&cfg, "root", T0, "");
         assert_eq!(v, Verdict::Denied, "unenrolled=allow must not apply");
-        assert!(msgs.iter().any(|m| m.contains("backup codes are used")), "{msgs:?}");
+        assert!(
+            msgs.iter().any(|m| m.contains("backup codes are used")),
+            "{msgs:?}"
+        );
     }
 
     #[test]
