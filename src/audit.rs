@@ -109,9 +109,31 @@ pub fn clean(s: &str) -> String {
     out
 }
 
+/// Remote text (Duo messages, device names) made safe for a terminal:
+/// printable ASCII and spaces only, at most `max` characters.
+pub fn printable(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::clean;
+    use super::{clean, printable};
+
+    #[test]
+    fn printable_keeps_spaces_and_drops_escapes() {
+        assert_eq!(printable("iPhone (XXX-1234)", 100), "iPhone (XXX-1234)");
+        assert_eq!(printable("a\x1b[2Jb\u{202e}c", 100), "a?[2Jb?c");
+        assert_eq!(printable("abcdef", 3), "abc");
+    }
 
     #[test]
     fn cleans_untrusted_text() {

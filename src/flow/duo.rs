@@ -32,9 +32,9 @@ pub(super) struct Ready {
     has_other: bool,
 }
 
-/// Duo text reaches a terminal: one clean line, bounded.
+/// Duo text reaches a terminal: one printable line, bounded.
 fn duo_text(s: &str) -> String {
-    clean(s).chars().take(300).collect()
+    crate::audit::printable(s, 200)
 }
 
 impl Run<'_> {

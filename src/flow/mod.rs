@@ -881,3 +881,6 @@ mod tests {
         assert_eq!(human_duration(7200), "2 hours");
     }
 }
+
+#[cfg(test)]
+mod network_tests;
