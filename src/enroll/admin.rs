@@ -3,7 +3,7 @@
 use super::output::{now, utc};
 use super::{CliError, CliResult, Ctx};
 use crate::audit::clean;
-use crate::store::UserStatus;
+use crate::store::{Channel, UserStatus};
 use clap::{Args, ValueEnum};
 
 #[derive(Args, Debug)]
@@ -34,6 +34,12 @@ pub enum What {
     Hotp,
     /// All backup codes.
     Backup,
+    /// The phone number for SMS codes.
+    Sms,
+    /// The e-mail address for e-mail codes.
+    Email,
+    /// Duo.
+    Duo,
 }
 
 #[derive(Args, Debug)]
@@ -117,6 +123,18 @@ fn print_status(s: &UserStatus) {
             s.backup_codes_remaining, s.backup_codes_used
         );
     }
+    if let Some(p) = &s.sms {
+        println!("  SMS codes to: {}", clean(p));
+    }
+    if let Some(e) = &s.email {
+        println!("  e-mail codes to: {}", clean(e));
+    }
+    if s.duo {
+        println!("  Duo: enrolled");
+    }
+    if let Some(d) = &s.default_factor {
+        println!("  default (Enter at the prompt): {}", clean(d));
+    }
     if s.failures > 0 {
         println!("  failed attempts since last success: {}", s.failures);
     }
@@ -152,13 +170,28 @@ pub fn remove(ctx: &mut Ctx, a: RemoveArgs) -> CliResult {
     let removed = match a.what {
         What::Totp | What::Hotp => tx.remove_otp(&user)?,
         What::Backup => tx.remove_backup_codes(&user)? > 0,
+        What::Sms => tx.remove_contact(&user, Channel::Sms)?,
+        What::Email => tx.remove_contact(&user, Channel::Email)?,
+        What::Duo => tx.remove_duo(&user)?,
     };
     let left = tx.user_state(&user)?;
+    // A default that names a removed factor would only confuse the prompt.
+    let default_gone = match left.default_factor.as_deref() {
+        Some("sms") => left.sms.is_none() && !left.duo,
+        Some("email") => left.email.is_none(),
+        Some("push" | "phone") => !left.duo,
+        _ => false,
+    };
+    if default_gone {
+        tx.set_default_factor(&user, None, now())?;
+    }
     tx.commit()?;
-    let what = if a.what == What::Backup {
-        "backup codes"
-    } else {
-        "OTP token"
+    let what = match a.what {
+        What::Backup => "backup codes",
+        What::Totp | What::Hotp => "OTP token",
+        What::Sms => "SMS phone number",
+        What::Email => "e-mail address",
+        What::Duo => "Duo enrollment",
     };
     if !removed {
         return Err(CliError(format!("{user} has no {what}")));

@@ -73,6 +73,8 @@ pub type CliResult = Result<(), CliError>;
 /// Everything a command needs: config, who runs it, and the syslog handle.
 pub struct Ctx {
     pub cfg: Config,
+    /// Where `cfg` came from, for messages that tell the admin what to edit.
+    pub config_path: PathBuf,
     pub audit: Audit,
     pub invoker: String,
 }
@@ -124,6 +126,7 @@ pub fn run(cli: Cli) -> CliResult {
     let audit = Audit::new(&cfg.log_socket, "2fa-enroll", false);
     let mut ctx = Ctx {
         cfg,
+        config_path: cli.config.clone(),
         audit,
         invoker,
     };

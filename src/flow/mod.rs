@@ -9,7 +9,7 @@
 mod duo;
 mod menu;
 pub mod network;
-mod sent;
+pub mod sent;
 
 pub use menu::Choice;
 pub use network::Network;

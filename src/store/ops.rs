@@ -79,6 +79,12 @@ pub struct UserStatus {
     pub otp: Option<OtpSummary>,
     pub backup_codes_remaining: u32,
     pub backup_codes_used: u32,
+    /// Phone number for SMS codes, e-mail address, Duo: not secrets, and
+    /// the admin needs them to help a user.
+    pub sms: Option<String>,
+    pub email: Option<String>,
+    pub duo: bool,
+    pub default_factor: Option<String>,
     pub failures: u32,
     pub locked_until: Option<i64>,
     pub last_success: Option<LastSuccess>,
@@ -208,6 +214,10 @@ fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
     if !state.known {
         return Ok(status);
     }
+    status.sms = state.sms.clone();
+    status.email = state.email.clone();
+    status.duo = state.duo;
+    status.default_factor = state.default_factor.clone();
     status.otp = state.otp.map(|o| OtpSummary {
         kind: o.kind.as_str(),
         algorithm: o.algorithm.as_str(),
