@@ -7,6 +7,9 @@
 //! `libpam-wrapper` and `oathtool`; `scripts/test` installs them.
 #![allow(dead_code)]
 
+pub mod interactive;
+pub mod sshd;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;

@@ -1,0 +1,117 @@
+#!/usr/bin/python3
+"""Keyboard-interactive SSH login for the pam-2fa tests and demo (paramiko).
+
+    ssh_client.py HOST PORT USER [--answer SUBSTRING=TEXT]... [--answer-file SUBSTRING=PATH]...
+                  [--command CMD] [--timeout SECONDS]
+
+Each prompt the server sends is matched (case-insensitive substring) against
+the --answer rules in order; --answer-file waits until PATH exists and
+answers with its first line, so a test can supply a code that only exists
+after the prompt appeared (an e-mailed code). Prompts and instructions are
+printed to stderr as "prompt: ..." / "info: ...". On success the command's
+output goes to stdout and the exit status is the command's; failed
+authentication exits 5, anything else 6.
+"""
+import argparse
+import os
+import sys
+import time
+
+import paramiko
+
+
+def parse_rules(values):
+    rules = []
+    for v in values or []:
+        key, sep, text = v.partition("=")
+        if not sep:
+            sys.exit(f"bad rule {v!r}: want SUBSTRING=TEXT")
+        rules.append((key.lower(), text))
+    return rules
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("host")
+    ap.add_argument("port", type=int)
+    ap.add_argument("user")
+    ap.add_argument("--answer", action="append")
+    ap.add_argument("--answer-file", action="append")
+    ap.add_argument("--command", default="id -un")
+    ap.add_argument("--timeout", type=float, default=60)
+    args = ap.parse_args()
+    answers = parse_rules(args.answer)
+    files = parse_rules(args.answer_file)
+
+    def wait_file(path):
+        deadline = time.time() + args.timeout
+        while time.time() < deadline:
+            if os.path.exists(path):
+                with open(path) as f:
+                    line = f.readline().strip()
+                if line:
+                    return line
+            time.sleep(0.05)
+        raise TimeoutError(f"no answer appeared in {path}")
+
+    def handler(title, instructions, prompts):
+        if title:
+            print(f"info: {title}", file=sys.stderr, flush=True)
+        if instructions:
+            for line in instructions.splitlines():
+                print(f"info: {line}", file=sys.stderr, flush=True)
+        out = []
+        for text, _echo in prompts:
+            print(f"prompt: {text}", file=sys.stderr, flush=True)
+            low = text.lower()
+            reply = None
+            for key, value in answers:
+                if key in low:
+                    reply = value
+                    break
+            if reply is None:
+                for key, path in files:
+                    if key in low:
+                        reply = wait_file(path)
+                        break
+            if reply is None:
+                print(f"no rule answers prompt {text!r}", file=sys.stderr)
+                reply = ""
+            out.append(reply)
+        return out
+
+    sock = paramiko.Transport((args.host, args.port))
+    sock.banner_timeout = args.timeout
+    sock.auth_timeout = args.timeout
+    try:
+        sock.start_client(timeout=args.timeout)
+        try:
+            sock.auth_interactive(args.user, handler)
+        except paramiko.AuthenticationException as e:
+            print(f"auth failed: {e}", file=sys.stderr)
+            return 5
+        if not sock.is_authenticated():
+            print("auth failed", file=sys.stderr)
+            return 5
+        chan = sock.open_session(timeout=args.timeout)
+        chan.settimeout(args.timeout)
+        chan.exec_command(args.command)
+        data = b""
+        while True:
+            chunk = chan.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        status = chan.recv_exit_status()
+        sys.stdout.write(data.decode(errors="replace"))
+        print("authenticated", file=sys.stderr)
+        return status
+    except Exception as e:  # noqa: BLE001 - report and fail
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 6
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
