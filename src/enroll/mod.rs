@@ -6,6 +6,7 @@
 
 mod admin;
 mod backup;
+mod network;
 mod otp;
 mod output;
 
@@ -42,6 +43,14 @@ pub enum Command {
     Hotp(otp::HotpArgs),
     /// Create new single-use backup codes (old ones stop working).
     Backup(backup::BackupArgs),
+    /// Receive login codes by SMS at this phone number (confirmed by a code).
+    Sms(network::SmsArgs),
+    /// Receive login codes by e-mail at this address (confirmed by a code).
+    Email(network::EmailArgs),
+    /// Log in with Duo (push, phone call, passcode).
+    Duo(network::DuoArgs),
+    /// Choose what pressing Enter at the login prompt starts.
+    Default(network::DefaultArgs),
     /// Show a user's factors, backup codes left and last 2FA login.
     Status(admin::StatusArgs),
     /// Remove one factor from a user.
@@ -135,6 +144,10 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Totp(a) => otp::totp(&mut ctx, a),
         Command::Hotp(a) => otp::hotp(&mut ctx, a),
         Command::Backup(a) => backup::run(&mut ctx, a),
+        Command::Sms(a) => network::sms(&mut ctx, a),
+        Command::Email(a) => network::email(&mut ctx, a),
+        Command::Duo(a) => network::duo(&mut ctx, a),
+        Command::Default(a) => network::default(&mut ctx, a),
         Command::Status(a) => admin::status(&mut ctx, a),
         Command::Remove(a) => admin::remove(&mut ctx, a),
         Command::Reset(a) => admin::reset(&mut ctx, a),
@@ -150,6 +163,10 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Totp(_) => "totp",
         Command::Hotp(_) => "hotp",
         Command::Backup(_) => "backup",
+        Command::Sms(_) => "sms --phone ...",
+        Command::Email(_) => "email --address ...",
+        Command::Duo(_) => "duo",
+        Command::Default(_) => "default ...",
         Command::Status(_) => "status",
         Command::Remove(_) => "remove ...",
         Command::Reset(_) => "reset",

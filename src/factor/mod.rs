@@ -2,6 +2,10 @@
 //! compare codes; storing, counting and logging happen in `flow` and `store`.
 
 pub mod backup;
+pub mod delivery;
+pub mod duo;
+pub mod email;
+pub mod sms;
 pub mod totp;
 
 /// Which factor satisfied (or was attempted for) a login; stored and logged.

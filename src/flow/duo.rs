@@ -112,13 +112,14 @@ impl Run<'_> {
         } else {
             self.login.rhost
         };
-        let info = self
-            .cfg
-            .duo
-            .push_info
-            .replace("{host}", &host)
-            .replace("{service}", self.login.service)
-            .replace("{rhost}", rhost);
+        let info = crate::factor::delivery::fill(
+            &self.cfg.duo.push_info,
+            &[
+                ("host", host.as_str()),
+                ("service", self.login.service),
+                ("rhost", rhost),
+            ],
+        );
         let push_info = vec![("Login".to_string(), info)];
         let started = Instant::now();
         let txid = match self

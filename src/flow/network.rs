@@ -6,6 +6,7 @@
 //! their runtime threads) is dropped with it at the end of the PAM call.
 
 use crate::config::Config;
+use crate::factor::duo::{AuthResult, AuthStatus, DuoClient, DuoError, Preauth};
 use crate::store::Channel;
 use std::time::Duration;
 
@@ -97,64 +98,131 @@ pub trait Network {
     ) -> Result<DuoAnswer, DuoFailure>;
 }
 
-/// The real network factors (wired to the SMS/e-mail senders and the Duo
-/// client). Holds nothing between calls yet.
+/// The real network factors: the SMS/e-mail senders and the Duo client.
+/// The Duo client (and its HTTP runtime thread) is made on first use and
+/// dropped with this value at the end of the PAM call.
 #[derive(Default)]
-pub struct Live {}
+pub struct Live {
+    duo: Option<DuoClient>,
+}
+
+impl Live {
+    fn duo(&mut self, cfg: &Config) -> Result<&DuoClient, DuoFailure> {
+        if self.duo.is_none() {
+            self.duo = Some(DuoClient::new(&cfg.duo).map_err(failure)?);
+        }
+        Ok(self.duo.as_ref().expect("just set"))
+    }
+}
+
+fn failure(e: DuoError) -> DuoFailure {
+    DuoFailure {
+        failmode: e.failmode_applies(),
+        detail: e.to_string(),
+    }
+}
+
+fn answer(s: AuthStatus) -> DuoAnswer {
+    match s.result {
+        AuthResult::Allow => DuoAnswer::Allow,
+        AuthResult::Waiting => DuoAnswer::Waiting,
+        AuthResult::Deny => DuoAnswer::Deny(if s.status_msg.is_empty() {
+            s.status
+        } else {
+            s.status_msg
+        }),
+    }
+}
 
 impl Network for Live {
     fn send_code(
         &mut self,
-        _cfg: &Config,
-        _channel: Channel,
-        _user: &str,
-        _address: &str,
-        _code: &str,
+        cfg: &Config,
+        channel: Channel,
+        user: &str,
+        address: &str,
+        code: &str,
     ) -> Result<(), SendFailure> {
-        Err(SendFailure {
-            user: "Sending codes is not available.".into(),
-            detail: "not wired".into(),
+        let issuer = cfg.issuer_name();
+        let sent = match channel {
+            Channel::Sms => crate::factor::sms::send(&cfg.sms, &issuer, user, address, code),
+            Channel::Email => crate::factor::email::send(&cfg.email, &issuer, user, address, code),
+        };
+        sent.map_err(|e| SendFailure {
+            user: e.user_message(),
+            detail: e.detail().to_string(),
         })
     }
-    fn duo_preauth(&mut self, _cfg: &Config, _username: &str) -> Result<DuoPreauth, DuoFailure> {
-        Err(DuoFailure {
-            detail: "not wired".into(),
-            failmode: false,
+
+    fn duo_preauth(&mut self, cfg: &Config, username: &str) -> Result<DuoPreauth, DuoFailure> {
+        Ok(match self.duo(cfg)?.preauth(username).map_err(failure)? {
+            Preauth::Auth(devices) => DuoPreauth::Auth(
+                devices
+                    .into_iter()
+                    .map(|d| {
+                        let has = |c: &str| d.capabilities.iter().any(|x| x == c);
+                        DuoDevice {
+                            push: has("push"),
+                            phone: has("phone"),
+                            sms: has("sms"),
+                            name: if d.display_name.is_empty() {
+                                d.device.clone()
+                            } else {
+                                d.display_name.clone()
+                            },
+                            id: d.device,
+                        }
+                    })
+                    .collect(),
+            ),
+            Preauth::Allow(m) => DuoPreauth::Allow(m),
+            Preauth::Deny(m) => DuoPreauth::Deny(m),
+            Preauth::Enroll { msg, url } => DuoPreauth::Enroll(if url.is_empty() {
+                msg
+            } else {
+                format!("{msg} {url}")
+            }),
         })
     }
+
     fn duo_start(
         &mut self,
-        _cfg: &Config,
-        _username: &str,
-        _how: DuoStart,
-        _device: &str,
-        _push_info: &[(String, String)],
+        cfg: &Config,
+        username: &str,
+        how: DuoStart,
+        device: &str,
+        push_info: &[(String, String)],
     ) -> Result<String, DuoFailure> {
-        Err(DuoFailure {
-            detail: "not wired".into(),
-            failmode: false,
-        })
+        let duo = self.duo(cfg)?;
+        match how {
+            DuoStart::Push => duo.auth_push(username, device, push_info),
+            DuoStart::Phone => duo.auth_phone(username, device),
+            DuoStart::Sms => duo.auth_sms(username, device).map(|_| String::new()),
+        }
+        .map_err(failure)
     }
+
     fn duo_status(
         &mut self,
-        _cfg: &Config,
-        _txid: &str,
-        _wait: Duration,
+        cfg: &Config,
+        txid: &str,
+        wait: Duration,
     ) -> Result<DuoAnswer, DuoFailure> {
-        Err(DuoFailure {
-            detail: "not wired".into(),
-            failmode: false,
-        })
+        self.duo(cfg)?
+            .auth_status(txid, wait)
+            .map(answer)
+            .map_err(failure)
     }
+
     fn duo_passcode(
         &mut self,
-        _cfg: &Config,
-        _username: &str,
-        _passcode: &str,
+        cfg: &Config,
+        username: &str,
+        passcode: &str,
     ) -> Result<DuoAnswer, DuoFailure> {
-        Err(DuoFailure {
-            detail: "not wired".into(),
-            failmode: false,
-        })
+        self.duo(cfg)?
+            .auth_passcode(username, passcode)
+            .map(answer)
+            .map_err(failure)
     }
 }

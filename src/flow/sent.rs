@@ -27,12 +27,8 @@ enum Reserved {
 /// "+1 *** *** 4567" or "j***@example.com".
 pub fn mask(channel: Channel, address: &str) -> String {
     match channel {
-        // TODO(wire): factor::sms::mask_phone / factor::email::mask_address
-        Channel::Sms | Channel::Email => {
-            let n = address.chars().count();
-            let tail: String = address.chars().skip(n.saturating_sub(4)).collect();
-            format!("***{tail}")
-        }
+        Channel::Sms => crate::factor::sms::mask_phone(address),
+        Channel::Email => crate::factor::email::mask_address(address),
     }
 }
 

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod interactive;
+pub mod net;
 pub mod sshd;
 
 use std::fs;

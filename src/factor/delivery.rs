@@ -1,0 +1,101 @@
+//! Shared by the SMS and e-mail senders: the error type and templates.
+
+use std::fmt;
+
+/// A message that could not be sent. `detail` is for the admin's log and
+/// never contains the code or a credential; the user sees a fixed text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryError {
+    channel: &'static str,
+    detail: String,
+}
+
+impl DeliveryError {
+    pub fn new(channel: &'static str, detail: impl Into<String>) -> DeliveryError {
+        let detail: String = detail.into();
+        DeliveryError {
+            channel,
+            detail: crate::audit::printable(&detail, 300),
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    pub fn user_message(&self) -> String {
+        format!(
+            "Could not send the {} code right now. Use another factor or contact your administrator.",
+            self.channel
+        )
+    }
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} delivery failed: {}", self.channel, self.detail)
+    }
+}
+
+/// Replaces `{name}` placeholders; `escape` is applied to each value.
+pub fn fill_with(
+    template: &str,
+    values: &[(&str, &str)],
+    escape: impl Fn(&str) -> String,
+) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('}').map(|end| (&after[..end], end)) {
+            Some((name, end)) if values.iter().any(|(k, _)| *k == name) => {
+                let v = values
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| *v)
+                    .unwrap_or("");
+                out.push_str(&escape(v));
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// [`fill_with`] without escaping.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    fill_with(template, values, str::to_string)
+}
+
+/// A JSON string's contents (without the quotes).
+pub fn json_escape(s: &str) -> String {
+    let quoted = serde_json::to_string(s).unwrap_or_default();
+    quoted[1..quoted.len().saturating_sub(1).max(1)].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        let v = [("code", "123456"), ("user", "al\"ice")];
+        assert_eq!(
+            fill("Code {code} for {user}", &v),
+            "Code 123456 for al\"ice"
+        );
+        assert_eq!(fill("{unknown} {code", &v), "{unknown} {code");
+        assert_eq!(
+            fill_with(r#"{"u":"{user}"}"#, &v, json_escape),
+            r#"{"u":"al\"ice"}"#
+        );
+        assert_eq!(json_escape("a\nb\\"), "a\\nb\\\\");
+        assert_eq!(json_escape(""), "");
+    }
+}

@@ -1,0 +1,241 @@
+//! SMS codes: phone numbers (E.164) and the two gateways, Twilio's
+//! Messages API and a generic HTTPS webhook.
+
+use super::delivery::{DeliveryError, fill, fill_with, json_escape};
+use crate::config::{SmsConfig, SmsGateway};
+use serde_json::Value;
+
+/// `+1 (555) 123-4567` -> `+15551234567`. The country code is required:
+/// a number without one would reach someone else's phone abroad.
+pub fn normalize_phone(input: &str) -> Result<String, String> {
+    let s: String = input
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let Some(digits) = s.strip_prefix('+') else {
+        return Err(format!(
+            "{:?}: enter the phone number with its country code, e.g. +1 555 123 4567",
+            crate::audit::printable(input, 40)
+        ));
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit())
+        || !(8..=15).contains(&digits.len())
+        || digits.starts_with('0')
+    {
+        return Err(format!(
+            "{:?} is not a phone number in international form (+, country code, number; 8 to 15 digits)",
+            crate::audit::printable(input, 40)
+        ));
+    }
+    Ok(s)
+}
+
+/// ITU country codes are 1 to 3 digits and prefix-free; the 1- and 2-digit
+/// ones are listed, everything else is 3 digits.
+fn country_code_len(digits: &str) -> usize {
+    const ONE: &[&str] = &["1", "7"];
+    const TWO: &[&str] = &[
+        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
+        "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
+        "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
+    ];
+    if ONE.iter().any(|c| digits.starts_with(c)) {
+        1
+    } else if TWO.iter().any(|c| digits.starts_with(c)) {
+        2
+    } else {
+        3
+    }
+}
+
+/// `+15551234567` -> `+1 *** *** 4567`: the country code and the last four
+/// digits, enough for the user to recognise their phone.
+pub fn mask_phone(e164: &str) -> String {
+    let digits = e164.trim_start_matches('+');
+    if digits.len() < 8 {
+        return "***".into();
+    }
+    let cc = country_code_len(digits);
+    format!("+{} *** *** {}", &digits[..cc], &digits[digits.len() - 4..])
+}
+
+/// Sends `code` to `phone` through the configured gateway.
+pub fn send(
+    cfg: &SmsConfig,
+    issuer: &str,
+    user: &str,
+    phone: &str,
+    code: &str,
+) -> Result<(), DeliveryError> {
+    let message = fill(
+        &cfg.message,
+        &[("code", code), ("user", user), ("issuer", issuer)],
+    );
+    let http = crate::net::http_client(&cfg.net()).map_err(|e| DeliveryError::new("SMS", e))?;
+    let result = match cfg.gateway {
+        SmsGateway::Twilio => twilio(cfg, &http, phone, &message),
+        SmsGateway::Webhook => webhook(cfg, &http, phone, user, code, &message),
+    };
+    drop(http);
+    result
+}
+
+fn request_error(e: reqwest::Error) -> DeliveryError {
+    if e.is_timeout() {
+        return DeliveryError::new("SMS", "gateway timed out");
+    }
+    let mut text = e.to_string();
+    let mut cur = std::error::Error::source(&e);
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    DeliveryError::new("SMS", format!("gateway unreachable: {text}"))
+}
+
+fn twilio(
+    cfg: &SmsConfig,
+    http: &reqwest::blocking::Client,
+    phone: &str,
+    message: &str,
+) -> Result<(), DeliveryError> {
+    let t = &cfg.twilio;
+    let token = crate::config::secret(&t.auth_token, &t.auth_token_file, "sms.twilio.auth_token")
+        .map_err(|e| DeliveryError::new("SMS", e.0))?;
+    let url = format!(
+        "{}/2010-04-01/Accounts/{}/Messages.json",
+        t.base_url.trim_end_matches('/'),
+        t.account_sid
+    );
+    let from_key = if t.from.starts_with("MG") {
+        "MessagingServiceSid"
+    } else {
+        "From"
+    };
+    let form = [
+        ("To", phone),
+        (from_key, t.from.as_str()),
+        ("Body", message),
+    ];
+    let resp = http
+        .post(url)
+        .basic_auth(&t.account_sid, Some(token.as_str()))
+        .form(&form)
+        .send()
+        .map_err(request_error)?;
+    let status = resp.status();
+    let body = crate::net::read_body(resp).map_err(|e| DeliveryError::new("SMS", e))?;
+    let json: Option<Value> = serde_json::from_slice(&body).ok();
+    if status.is_success() {
+        return match json
+            .as_ref()
+            .and_then(|v| v.get("sid"))
+            .and_then(Value::as_str)
+        {
+            Some(_) => Ok(()),
+            None => Err(DeliveryError::new(
+                "SMS",
+                format!("Twilio answered {status} without a message sid"),
+            )),
+        };
+    }
+    let (code, msg) = json
+        .as_ref()
+        .map(|v| {
+            (
+                v.get("code").and_then(Value::as_i64).unwrap_or(0),
+                v.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .unwrap_or((0, String::new()));
+    Err(DeliveryError::new(
+        "SMS",
+        format!("Twilio answered {status}: {code} {msg}"),
+    ))
+}
+
+fn webhook(
+    cfg: &SmsConfig,
+    http: &reqwest::blocking::Client,
+    phone: &str,
+    user: &str,
+    code: &str,
+    message: &str,
+) -> Result<(), DeliveryError> {
+    let w = &cfg.webhook;
+    let values = [
+        ("phone", phone),
+        ("code", code),
+        ("user", user),
+        ("message", message),
+    ];
+    let ct = w.content_type.to_ascii_lowercase();
+    let body = if ct.contains("json") {
+        fill_with(&w.body, &values, json_escape)
+    } else if ct.contains("x-www-form-urlencoded") {
+        fill_with(&w.body, &values, |v| {
+            percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+        })
+    } else {
+        fill(&w.body, &values)
+    };
+    let mut req = match w.method.as_str() {
+        "PUT" => http.put(&w.url),
+        _ => http.post(&w.url),
+    };
+    req = req.header("Content-Type", &w.content_type);
+    for (k, v) in &w.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let resp = req.body(body).send().map_err(request_error)?;
+    let status = resp.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(DeliveryError::new(
+            "SMS",
+            format!("webhook answered {status}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers() {
+        assert_eq!(
+            normalize_phone("+1 (555) 123-4567").unwrap(),
+            "+15551234567"
+        );
+        assert_eq!(
+            normalize_phone("+49 30 1234.5678").unwrap(),
+            "+493012345678"
+        );
+        let e = normalize_phone("555 123 4567").unwrap_err();
+        assert!(e.contains("country code"), "{e}");
+        for bad in [
+            "+1 555",
+            "+0123456789",
+            "+1555abc4567",
+            "+1234567890123456",
+            "",
+            "+",
+        ] {
+            assert!(normalize_phone(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(mask_phone("+15551234567"), "+1 *** *** 4567");
+        assert_eq!(mask_phone("+447700900123"), "+44 *** *** 0123");
+        assert_eq!(mask_phone("+353871234567"), "+353 *** *** 4567");
+        assert_eq!(mask_phone("+1"), "***");
+    }
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""A local stand-in for an SMS gateway, for the pam-2fa tests.
+
+    sms_gateway.py --cert C --key K --sid SID --token TOKEN --log FILE
+                   --control FILE --port-file F [--hook-auth "Bearer X"]
+
+HTTPS on 127.0.0.1 (port 0, written to --port-file). Two endpoints:
+
+* Twilio's Messages API: POST /2010-04-01/Accounts/{SID}/Messages.json with
+  HTTP Basic auth SID:TOKEN and form fields To (E.164), From or
+  MessagingServiceSid, Body. Wrong credentials get Twilio's 401 JSON
+  (code 20003); missing/invalid fields a 400 (21604 / 21211 / 21602);
+  success a 201 with a Twilio-like message resource.
+* A webhook: POST or PUT /hook; checks the Authorization header against
+  --hook-auth and records the raw body.
+
+The control file (JSON, re-read per request) scripts failures:
+{"mode": "ok" | "500" | "slow", "delay": seconds}. Every accepted message
+is appended to --log as a JSON line {"kind", "to", "from", "body", ...}.
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ARGS = None
+LOCK = threading.Lock()
+
+
+def control():
+    try:
+        with open(ARGS.control) as f:
+            return json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def record(obj):
+    with LOCK, open(ARGS.log, "a") as f:
+        f.write(json.dumps(obj) + "\n")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def reply(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def twilio_error(self, status, code, message):
+        self.reply(status, {"code": code, "message": message,
+                            "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status})
+
+    def do_PUT(self):
+        self.do_POST()
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n)
+        c = control()
+        if c.get("mode") == "slow":
+            time.sleep(float(c.get("delay", 10)))
+        if c.get("mode") == "500":
+            return self.reply(500, {"message": "internal error"})
+        path = self.path.split("?")[0]
+        if path == "/hook":
+            want = ARGS.hook_auth
+            if want and self.headers.get("Authorization") != want:
+                return self.reply(401, {"error": "unauthorized"})
+            record({"kind": "webhook", "method": self.command, "content_type": self.headers.get("Content-Type"),
+                    "body": raw.decode(errors="replace")})
+            return self.reply(200, {"ok": True})
+        m = re.fullmatch(r"/2010-04-01/Accounts/([A-Za-z0-9]+)/Messages\.json", path)
+        if not m:
+            return self.twilio_error(404, 20404, "The requested resource was not found")
+        auth = self.headers.get("Authorization", "")
+        try:
+            user, _, pw = base64.b64decode(auth.removeprefix("Basic ")).decode().partition(":")
+        except Exception:  # noqa: BLE001
+            user, pw = "", ""
+        if not auth.startswith("Basic ") or user != ARGS.sid or pw != ARGS.token or m.group(1) != ARGS.sid:
+            return self.twilio_error(401, 20003, "Authenticate")
+        form = dict(urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True))
+        to, body = form.get("To", ""), form.get("Body", "")
+        sender = form.get("From") or form.get("MessagingServiceSid")
+        if not to:
+            return self.twilio_error(400, 21604, "A 'To' phone number is required.")
+        if not re.fullmatch(r"\+[1-9][0-9]{7,14}", to):
+            return self.twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if not sender:
+            return self.twilio_error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required.")
+        if not body:
+            return self.twilio_error(400, 21602, "Message body is required.")
+        sid = "SM" + uuid.uuid4().hex
+        record({"kind": "twilio", "to": to, "from": sender, "body": body, "sid": sid})
+        self.reply(201, {"sid": sid, "account_sid": ARGS.sid, "to": to, "from": sender, "body": body,
+                         "status": "queued", "num_segments": "1", "direction": "outbound-api",
+                         "api_version": "2010-04-01", "error_code": None, "error_message": None})
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    for a in ("--cert", "--key", "--sid", "--token", "--log", "--control", "--port-file"):
+        ap.add_argument(a, required=True)
+    ap.add_argument("--hook-auth", default="")
+    ARGS = ap.parse_args()
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(ARGS.cert, ARGS.key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    tmp = ARGS.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(srv.server_address[1]))
+    os.rename(tmp, ARGS.port_file)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
