@@ -5,6 +5,8 @@
 
 /// Syslog (authpriv) with sanitised fields.
 pub mod audit;
+/// Unix time.
+pub mod clock;
 /// `/etc/security/2fa.conf` + module arguments -> one validated `Config`.
 pub mod config;
 /// Host key, sealing, keyed code hashes, constant-time compare.

@@ -48,3 +48,18 @@ pub fn read_body(resp: reqwest::blocking::Response) -> Result<Vec<u8>, String> {
     }
     Ok(body)
 }
+
+/// An error and its causes on one line: reqwest and lettre keep the useful
+/// part ("connection refused", the TLS verification failure) in sources.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}

@@ -17,15 +17,6 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-/// Waits until the current TOTP step has at least `secs` seconds left, so
-/// a code computed now is still current when sshd checks it.
-fn fresh_step(secs: i64) {
-    let left = 30 - common::now() % 30;
-    if left < secs {
-        std::thread::sleep(std::time::Duration::from_secs(left as u64 + 1));
-    }
-}
-
 #[test]
 fn password_and_totp_over_ssh() {
     let user = system_user("p2fa-ssh1", PASSWORD);
@@ -34,7 +25,7 @@ fn password_and_totp_over_ssh() {
     let logs = env.collect_logs();
     let sshd = Sshd::start(&env, "");
 
-    fresh_step(10);
+    common::fresh_step(10);
     let code = totp(SECRET, None);
     let pw = format!("password={PASSWORD}");
     let good = format!("verification code={code}");

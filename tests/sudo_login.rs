@@ -86,13 +86,6 @@ fn sudo(user: &str, input: &str) -> (bool, String, String) {
     )
 }
 
-fn fresh_step(secs: i64) {
-    let left = 30 - common::now() % 30;
-    if left < secs {
-        std::thread::sleep(std::time::Duration::from_secs(left as u64 + 1));
-    }
-}
-
 #[test]
 fn sudo_asks_for_the_code_after_the_password() {
     let user = system_user("p2fa-sudo1", PASSWORD);
@@ -107,7 +100,7 @@ fn sudo_asks_for_the_code_after_the_password() {
     assert_ne!(out, "root", "{err}");
     assert!(err.contains("Verification code: "), "{err}");
 
-    fresh_step(8);
+    common::fresh_step(8);
     let code = totp(SECRET, None);
     let (ok, out, err) = sudo(&user, &format!("{PASSWORD}\n{code}\n"));
     assert!(ok, "sudo failed: {err}");

@@ -52,12 +52,7 @@ pub fn utc(ts: i64) -> String {
     )
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_now as now;
 
 #[cfg(test)]
 mod tests {

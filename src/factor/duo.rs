@@ -176,13 +176,6 @@ pub fn authorization(ikey: &str, skey: &str, canonical: &str) -> String {
     format!("Basic {token}")
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// A string field, present, bounded and printable.
 fn text_field(v: &Value, name: &str, max: usize) -> Result<String, DuoError> {
     let s = v
@@ -221,7 +214,7 @@ impl DuoClient {
         params: &[(&str, &str)],
         timeout: Option<Duration>,
     ) -> Result<Value, DuoError> {
-        let date = rfc2822(unix_now());
+        let date = rfc2822(crate::clock::unix_now());
         let auth = authorization(
             &self.ikey,
             &self.skey,
@@ -251,7 +244,7 @@ impl DuoClient {
             DuoError::Unreachable(if e.is_timeout() {
                 format!("{path}: timed out")
             } else {
-                format!("{path}: {}", error_chain(&e))
+                format!("{path}: {}", crate::net::error_chain(&e))
             })
         })?;
         let status = resp.status();
@@ -440,21 +433,6 @@ impl DuoClient {
         let r = self.call("GET", "/auth/v2/auth_status", &[("txid", txid)], Some(wait))?;
         Self::status(&r)
     }
-}
-
-/// The error and its causes on one line (reqwest hides the useful part,
-/// e.g. "connection refused" or the TLS verification failure, in sources).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

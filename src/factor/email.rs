@@ -97,14 +97,12 @@ pub fn send(
     }
     let mailer = builder.build();
     mailer.send(&message).map(|_| ()).map_err(|e| {
-        let mut text = e.to_string();
-        let mut cur = std::error::Error::source(&e);
-        while let Some(s) = cur {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            cur = s.source();
-        }
-        fail(format!("SMTP {}:{}: {text}", cfg.smtp_host, cfg.smtp_port))
+        fail(format!(
+            "SMTP {}:{}: {}",
+            cfg.smtp_host,
+            cfg.smtp_port,
+            crate::net::error_chain(&e)
+        ))
     })
 }
 

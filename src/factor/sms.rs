@@ -84,14 +84,10 @@ fn request_error(e: reqwest::Error) -> DeliveryError {
     if e.is_timeout() {
         return DeliveryError::new("SMS", "gateway timed out");
     }
-    let mut text = e.to_string();
-    let mut cur = std::error::Error::source(&e);
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    DeliveryError::new("SMS", format!("gateway unreachable: {text}"))
+    DeliveryError::new(
+        "SMS",
+        format!("gateway unreachable: {}", crate::net::error_chain(&e)),
+    )
 }
 
 fn twilio(

@@ -90,7 +90,13 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         service: &service,
         rhost: &rhost,
     };
-    let verdict = flow::authenticate(&cfg, login, now(), &mut conversation, &mut audit);
+    let verdict = flow::authenticate(
+        &cfg,
+        login,
+        crate::clock::unix_now(),
+        &mut conversation,
+        &mut audit,
+    );
     to_pam(verdict)
 }
 
@@ -115,13 +121,6 @@ where
         Ok(Some(v)) => v.to_string_lossy().into_owned(),
         _ => String::new(),
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

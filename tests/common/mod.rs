@@ -536,6 +536,15 @@ impl LogCollector {
     }
 }
 
+/// Waits until the current 30-second TOTP step has at least `secs` seconds
+/// left, so a code computed now is still current when the module checks it.
+pub fn fresh_step(secs: i64) {
+    let left = 30 - now() % 30;
+    if left < secs {
+        std::thread::sleep(Duration::from_secs(left as u64 + 1));
+    }
+}
+
 /// TOTP step (30 s) containing Unix time `t`.
 pub fn step_of(t: i64) -> i64 {
     t / 30
