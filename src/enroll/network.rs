@@ -263,6 +263,10 @@ pub fn duo(ctx: &mut Ctx, a: DuoArgs) -> CliResult {
             }
         }
     }
+    // Logins need the host key even for Duo (it seals nothing here, but
+    // the module refuses to run without one): create it like every
+    // enrollment does.
+    ctx.host_key()?;
     let mut store = ctx.open_store()?;
     let tx = store.write()?;
     tx.set_duo(&user, now())?;

@@ -127,19 +127,11 @@ impl Session {
     /// an empty line is NOT done: an unexpected prompt fails the test).
     pub fn finish(mut self, within: Duration) -> Outcome {
         let deadline = Instant::now() + within;
-        let mut before = None;
-        let mut after = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.transcript.push(line.clone());
-                    if let Some(n) = line.strip_prefix("threads-before ") {
-                        before = n.trim().parse().ok();
-                    }
-                    if let Some(n) = line.strip_prefix("threads-after ") {
-                        after = n.trim().parse().ok();
-                    }
                     assert!(
                         !line.starts_with("prompt: "),
                         "unexpected prompt:\n{}",
@@ -159,6 +151,12 @@ impl Session {
         drop(self.stdin.take());
         let status = self.child.wait().unwrap();
         let transcript = self.transcript.join("\n");
+        let count = |prefix: &str| -> Option<usize> {
+            self.transcript
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix).and_then(|n| n.trim().parse().ok()))
+        };
+        let (before, after) = (count("threads-before "), count("threads-after "));
         Outcome {
             ok: status.success(),
             threads_before: before.unwrap_or_else(|| panic!("no thread count:\n{transcript}")),

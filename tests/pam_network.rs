@@ -1,0 +1,490 @@
+//! SMS, e-mail and Duo end to end: the built module loaded by the real
+//! libpam (tests/c/pam_once.c, prompt by prompt) and by a real sshd, with
+//! the production clients talking to the local stand-ins. Also checks that
+//! no thread outlives a PAM call that went over the network.
+
+mod common;
+
+use common::interactive::Session;
+use common::net::{Pki, Stub, closed_port, json_lines};
+use common::sshd::Sshd;
+use common::{Env, system_user};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+const PASSWORD: &str = "Netw0rk-p2fa-Horse";
+
+/// The code in the newest message of a stand-in log, waiting for it.
+fn wait_code(log: &Path, count: usize, field: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let msgs = json_lines(log);
+        if msgs.len() >= count {
+            let text = msgs[count - 1][field].as_str().unwrap().to_string();
+            let code: String = text
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|w| w.len() == 6)
+                .unwrap_or_else(|| panic!("no 6-digit code in {text:?}"))
+                .to_string();
+            return code;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no message #{count} in {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Mail {
+    _stub: Stub,
+    log: PathBuf,
+    _pki: Pki,
+}
+
+fn mail_env(dir: &Path) -> (Mail, String) {
+    let pki = Pki::new(&dir.join("pki-mail"));
+    let log = dir.join("mail.jsonl");
+    let stub = Stub::start(
+        "smtp_sink.py",
+        &[
+            "--log",
+            log.to_str().unwrap(),
+            "--tls",
+            "starttls",
+            "--cert",
+            pki.cert.to_str().unwrap(),
+            "--key",
+            pki.key.to_str().unwrap(),
+            "--user",
+            "mailer",
+            "--password",
+            "mail-pw",
+        ],
+        dir,
+    );
+    let conf = format!(
+        "[email]\nenabled = true\nsmtp_host = \"localhost\"\nsmtp_port = {}\ntls = \"starttls\"\n\
+         username = \"mailer\"\npassword_file = \"{}\"\nfrom = \"2fa@example.com\"\nca_file = \"{}\"\n",
+        stub.port,
+        dir.join("mail-pw").display(),
+        pki.ca.display()
+    );
+    write_secret(&dir.join("mail-pw"), "mail-pw");
+    (
+        Mail {
+            _stub: stub,
+            log,
+            _pki: pki,
+        },
+        conf,
+    )
+}
+
+fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Runs `2fa-enroll` with a confirmation code that only exists once the
+/// command has sent it: feeds stdin from a thread that waits for it.
+fn enroll_confirmed(env: &Env, args: &[&str], log: &Path, field: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::enroll_bin())
+        .arg("--config")
+        .arg(&env.conf)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let before = json_lines(log).len();
+    let code = wait_code(log, before + 1, field);
+    writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn email_code_through_libpam_and_sshd() {
+    let user = system_user("p2fa-net1", PASSWORD);
+    let env = Env::new();
+    let (mail, conf) = mail_env(env.root());
+    env.write_config(&conf);
+    // Wrong confirmation code: nothing saved.
+    let out = env.enroll(
+        &["email", "--user", &user, "--address", "net1@example.com"],
+        "000000\n000001\n000002\n",
+    );
+    assert!(!out.status.success());
+    assert_eq!(env.status_json(&user)["email"], serde_json::Value::Null);
+    let text = enroll_confirmed(
+        &env,
+        &["email", "--user", &user, "--address", "Net1@Example.com"],
+        &mail.log,
+        "data",
+    );
+    assert!(text.contains("N***@example.com"), "{text}");
+    assert_eq!(env.status_json(&user)["email"], "Net1@example.com");
+
+    // Only factor is e-mail: the code is sent straight away.
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    let p = s.expect_prompt("Code sent to N***@example.com: ", WAIT);
+    assert!(!p.contains("Net1@"), "{p}");
+    let code = wait_code(&mail.log, 3, "data");
+    s.answer(&code);
+    let o = s.finish(WAIT);
+    assert!(o.ok, "{}", o.transcript);
+    assert_eq!(
+        o.threads_after, o.threads_before,
+        "a thread outlived the PAM call:\n{}",
+        o.transcript
+    );
+
+    // Over ssh: password, then the e-mailed code (known only after the prompt).
+    let sshd = Sshd::start(&env, "");
+    let answer_file = env.root().join("mailed-code");
+    let log = mail.log.clone();
+    let af = answer_file.clone();
+    let feeder = std::thread::spawn(move || {
+        let code = wait_code(&log, 4, "data");
+        std::fs::write(af, code).unwrap();
+    });
+    let pw = format!("password={PASSWORD}");
+    let af = format!("code sent={}", answer_file.display());
+    let out = sshd.login(&user, &["--answer", &pw, "--answer-file", &af]);
+    feeder.join().unwrap();
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{t}\n{}", sshd.log_text());
+    assert!(t.contains("prompt: Code sent to N***@example.com: "), "{t}");
+}
+
+struct Sms {
+    _stub: Stub,
+    log: PathBuf,
+    control: PathBuf,
+    _pki: Pki,
+}
+
+fn sms_env(dir: &Path) -> (Sms, String) {
+    let pki = Pki::new(&dir.join("pki-sms"));
+    let log = dir.join("sms.jsonl");
+    let control = dir.join("sms-control.json");
+    let stub = Stub::start(
+        "sms_gateway.py",
+        &[
+            "--cert",
+            pki.cert.to_str().unwrap(),
+            "--key",
+            pki.key.to_str().unwrap(),
+            "--sid",
+            "ACtest",
+            "--token",
+            "tok",
+            "--log",
+            log.to_str().unwrap(),
+            "--control",
+            control.to_str().unwrap(),
+        ],
+        dir,
+    );
+    let conf = format!(
+        "[sms]\nenabled = true\ngateway = \"twilio\"\ntimeout_ms = 1500\nca_file = \"{}\"\n\
+         [sms.twilio]\nbase_url = \"https://127.0.0.1:{}\"\naccount_sid = \"ACtest\"\n\
+         auth_token_file = \"{}\"\nfrom = \"+15550001111\"\n",
+        pki.ca.display(),
+        stub.port,
+        dir.join("twilio-token").display()
+    );
+    write_secret(&dir.join("twilio-token"), "tok\n");
+    (
+        Sms {
+            _stub: stub,
+            log,
+            control,
+            _pki: pki,
+        },
+        conf,
+    )
+}
+
+#[test]
+fn sms_code_from_the_menu_and_gateway_failure() {
+    let user = system_user("p2fa-net2", PASSWORD);
+    let env = Env::new();
+    let (sms, conf) = sms_env(env.root());
+    env.write_config(&conf);
+    env.enroll_totp(&user);
+    let out = env.enroll(&["sms", "--user", &user, "--phone", "555 123 4567"], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("country code"));
+    enroll_confirmed(
+        &env,
+        &["sms", "--user", &user, "--phone", "+1 555 123 4567"],
+        &sms.log,
+        "body",
+    );
+    let logs = env.collect_logs();
+
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt("Verification code, or 1 sms: ", WAIT);
+    s.answer("sms");
+    s.expect_prompt("Code sent to +1 *** *** 4567: ", WAIT);
+    let code = wait_code(&sms.log, 2, "body");
+    assert_eq!(json_lines(&sms.log)[1]["to"], "+15551234567");
+    s.answer(&code);
+    let o = s.finish(WAIT);
+    assert!(o.ok, "{}", o.transcript);
+    assert_eq!(o.threads_after, o.threads_before, "{}", o.transcript);
+
+    // Gateway down with a 500: clear message, denied, no code left behind.
+    std::fs::write(&sms.control, json!({"mode": "500"}).to_string()).unwrap();
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt("1 sms", WAIT);
+    s.answer("1");
+    let o = s.finish(WAIT);
+    assert!(!o.ok);
+    assert!(
+        o.transcript.contains("Could not send the SMS code"),
+        "{}",
+        o.transcript
+    );
+    assert_eq!(o.threads_after, o.threads_before);
+    // Slow gateway: bounded by timeout_ms.
+    std::fs::write(
+        &sms.control,
+        json!({"mode": "slow", "delay": 8}).to_string(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt("1 sms", WAIT);
+    s.answer("sms");
+    let o = s.finish(WAIT);
+    assert!(!o.ok);
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    let lines = logs.finish().join("\n");
+    assert!(lines.contains("factor=sms reason=send-failed"), "{lines}");
+    assert!(lines.contains("gateway_timed_out"), "{lines}");
+    assert!(!lines.contains(&code), "no code in the log");
+}
+
+const IKEY: &str = "DIWJ8X6AEYOR5OMC6TQ1";
+const SKEY: &str = "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep";
+
+struct Duo {
+    _stub: Stub,
+    log: PathBuf,
+    scenario: PathBuf,
+    _pki: Pki,
+}
+
+fn duo_env(dir: &Path, failmode: &str) -> (Duo, String) {
+    let pki = Pki::new(&dir.join("pki-duo"));
+    let log = dir.join("duo.jsonl");
+    let scenario = dir.join("duo-scenario.json");
+    std::fs::write(
+        &scenario,
+        json!({
+            "p2fa-net3": {"preauth": "auth", "push": "approve", "passcodes": ["7654321"],
+                "devices": [{"device": "DP1", "display_name": "iPhone (XXX-XXX-0100)",
+                             "capabilities": ["push", "phone", "sms"]}]},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let stub = Stub::start(
+        "duo_server.py",
+        &[
+            "--cert",
+            pki.cert.to_str().unwrap(),
+            "--key",
+            pki.key.to_str().unwrap(),
+            "--ikey",
+            IKEY,
+            "--skey",
+            SKEY,
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+        dir,
+    );
+    let conf = duo_conf(dir, stub.port, &pki, failmode);
+    (
+        Duo {
+            _stub: stub,
+            log,
+            scenario,
+            _pki: pki,
+        },
+        conf,
+    )
+}
+
+fn duo_conf(dir: &Path, port: u16, pki: &Pki, failmode: &str) -> String {
+    write_secret(&dir.join("duo-skey"), SKEY);
+    format!(
+        "[duo]\nenabled = true\nikey = \"{IKEY}\"\nskey_file = \"{}\"\napi_host = \"127.0.0.1:{port}\"\n\
+         ca_file = \"{}\"\nfailmode = \"{failmode}\"\ntimeout_ms = 1500\npush_timeout_seconds = 5\n",
+        dir.join("duo-skey").display(),
+        pki.ca.display()
+    )
+}
+
+#[test]
+fn duo_push_passcode_and_deny_through_libpam() {
+    let user = system_user("p2fa-net3", PASSWORD);
+    let env = Env::new();
+    let (duo, conf) = duo_env(env.root(), "secure");
+    env.write_config(&conf);
+    let out = env.enroll_ok(&["duo", "--user", &user], "");
+    assert!(
+        out.contains("iPhone (XXX-XXX-0100) (push, phone, sms)"),
+        "{out}"
+    );
+    env.enroll_ok(&["default", "push", "--user", &user], "");
+
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt(
+        "Verification code, or 1 push, 2 phone, 3 sms [Enter: push]: ",
+        WAIT,
+    );
+    s.answer("");
+    s.expect_prompt(
+        "Duo push sent to iPhone (XXX-XXX-0100). Approve it, then press Enter",
+        WAIT,
+    );
+    s.answer("");
+    let o = s.finish(WAIT);
+    assert!(o.ok, "{}", o.transcript);
+    assert_eq!(o.threads_after, o.threads_before, "{}", o.transcript);
+    let reqs = json_lines(&duo.log);
+    assert!(reqs.iter().all(|r| r["verified"] == true), "{reqs:?}");
+    let push = reqs
+        .iter()
+        .find(|r| r["params"]["factor"] == "push")
+        .unwrap();
+    assert!(
+        push["params"]["pushinfo"]
+            .as_str()
+            .unwrap()
+            .contains("%28p2fa%29"),
+        "{push}"
+    );
+
+    // A Duo passcode typed at the first prompt.
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt("[Enter: push]", WAIT);
+    s.answer("7654321");
+    assert!(s.finish(WAIT).ok);
+
+    // A denied push fails and counts.
+    let mut sc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&duo.scenario).unwrap()).unwrap();
+    sc["p2fa-net3"]["push"] = json!("deny");
+    std::fs::write(&duo.scenario, sc.to_string()).unwrap();
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt("[Enter: push]", WAIT);
+    s.answer("push");
+    s.expect_prompt("Duo push sent", WAIT);
+    s.answer("");
+    let o = s.finish(WAIT);
+    assert!(!o.ok);
+    assert!(
+        o.transcript.contains("The request was denied."),
+        "{}",
+        o.transcript
+    );
+    assert_eq!(env.status_json(&user)["failures"], 1);
+}
+
+#[test]
+fn duo_failmode_when_duo_is_down() {
+    let user = system_user("p2fa-net4", PASSWORD);
+    let env = Env::new();
+    let pki = Pki::new(&env.root().join("pki"));
+    let down = closed_port();
+    env.write_config(&duo_conf(env.root(), down, &pki, "secure"));
+    env.enroll_ok(&["duo", "--user", &user, "--no-check"], "");
+    let attempt = |env: &Env| {
+        let s = Session::start(&env.svc_dir, "p2fa", &user);
+        s.finish(WAIT)
+    };
+    let o = attempt(&env);
+    assert!(!o.ok, "secure failmode let a login in:\n{}", o.transcript);
+    assert!(
+        o.transcript.contains("result 9 "),
+        "PAM_AUTHINFO_UNAVAIL: {}",
+        o.transcript
+    );
+    env.write_config(&duo_conf(env.root(), down, &pki, "safe"));
+    let o = attempt(&env);
+    assert!(o.ok, "{}\n{:?}", o.transcript, env.logs());
+    assert!(o.transcript.contains("failmode safe"), "{}", o.transcript);
+    // With TOTP as well, Duo being down just hides Duo, even in safe mode.
+    env.enroll_totp(&user);
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt("Verification code: ", WAIT);
+    s.answer("000000");
+    assert!(!s.finish(WAIT).ok);
+}
+
+#[test]
+fn duo_push_over_sshd_is_visible() {
+    let user = system_user("p2fa-net5", PASSWORD);
+    let env = Env::new();
+    let (duo, conf) = duo_env(env.root(), "secure");
+    let mut sc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&duo.scenario).unwrap()).unwrap();
+    sc[&user] = sc["p2fa-net3"].clone();
+    std::fs::write(&duo.scenario, sc.to_string()).unwrap();
+    env.write_config(&conf);
+    env.enroll_ok(&["duo", "--user", &user], "");
+    let sshd = Sshd::start(&env, "");
+    let pw = format!("password={PASSWORD}");
+    let out = sshd.login(
+        &user,
+        &[
+            "--answer",
+            &pw,
+            "--answer",
+            "verification code=push",
+            "--answer",
+            "duo push sent=",
+            "--timeout",
+            "30",
+        ],
+    );
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{t}\n{}", sshd.log_text());
+    assert!(
+        t.contains("prompt: Duo push sent to iPhone (XXX-XXX-0100). Approve it, then press Enter"),
+        "{t}"
+    );
+    assert!(json_lines(&duo.log).iter().any(|r| {
+        r["params"]["pushinfo"]
+            .as_str()
+            .is_some_and(|p| p.contains("sshd"))
+    }));
+}
