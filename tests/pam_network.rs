@@ -438,6 +438,17 @@ fn duo_failmode_when_duo_is_down() {
     let o = attempt(&env);
     assert!(o.ok, "{}\n{:?}", o.transcript, env.logs());
     assert!(o.transcript.contains("failmode safe"), "{}", o.transcript);
+    // A Duo that accepts the connection and never answers is "down" too,
+    // within timeout_ms (1.5 s).
+    let (duo, _) = duo_env(env.root(), "safe");
+    std::fs::write(&duo.scenario, json!({"*mode": "hang"}).to_string()).unwrap();
+    env.write_config(&duo_conf(env.root(), duo._stub.port, &duo._pki, "safe"));
+    let t = Instant::now();
+    let o = attempt(&env);
+    assert!(o.ok, "{}", o.transcript);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    env.write_config(&duo_conf(env.root(), duo._stub.port, &duo._pki, "secure"));
+    assert!(!attempt(&env).ok);
     // With TOTP as well, Duo being down just hides Duo, even in safe mode.
     env.enroll_totp(&user);
     let mut s = Session::start(&env.svc_dir, "p2fa", &user);

@@ -466,6 +466,26 @@ fn duo_passcode_after_local_codes_and_at_push_prompt() {
 }
 
 #[test]
+fn duo_username_mapping() {
+    let (_d, mut cfg) = setup(false);
+    cfg.duo
+        .usernames
+        .insert("root".into(), "root@example.com".into());
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    assert_eq!(
+        login(&cfg, &mut net, T0, vec!["push", ""]),
+        Verdict::Success
+    );
+    let calls = sh.borrow().duo_calls.clone();
+    assert_eq!(calls[0], "preauth root@example.com");
+    assert!(
+        calls[1].starts_with("start Push root@example.com DP1"),
+        "{calls:?}"
+    );
+}
+
+#[test]
 fn preauth_allow_deny_enroll() {
     let (_d, cfg) = setup(false);
     let sh = shared();
