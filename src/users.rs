@@ -23,6 +23,24 @@ pub fn current() -> Option<String> {
         .map(|u| u.name)
 }
 
+/// Names of the groups `name` belongs to (primary and supplementary),
+/// from the system's group database; empty if the user is unknown.
+pub fn groups(name: &str) -> Vec<String> {
+    use nix::unistd::{Group, User, getgrouplist};
+    let Ok(Some(user)) = User::from_name(name) else {
+        return Vec::new();
+    };
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return Vec::new();
+    };
+    getgrouplist(&cname, user.gid)
+        .unwrap_or_else(|_| vec![user.gid])
+        .into_iter()
+        .filter_map(|gid| Group::from_gid(gid).ok().flatten())
+        .map(|g| g.name)
+        .collect()
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -42,5 +60,7 @@ mod tests {
         assert!(!valid_name(&"a".repeat(65)));
         assert!(exists("root"));
         assert!(!exists("no-such-user-pam2fa"));
+        assert!(groups("root").iter().any(|g| g == "root"));
+        assert!(groups("no-such-user-pam2fa").is_empty());
     }
 }

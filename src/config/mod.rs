@@ -8,10 +8,14 @@
 //! setting must never be silently ignored, so the module denies instead.
 
 mod network;
+mod policy;
 
 pub use network::{
     CodeRules, DuoConfig, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway, SmtpTls,
     TwilioConfig, WebhookConfig, secret,
+};
+pub use policy::{
+    GroupPolicy, METHODS, PolicyConfig, QuestionsConfig, RememberConfig, ServicePolicy,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -29,10 +33,16 @@ const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unenrolled {
-    /// Deny the login (the default: fail closed).
+    /// Deny the login (the default: fail closed). Alias `required`.
+    #[serde(alias = "required")]
     Deny,
     /// Let the user through without a second factor; logged every time.
+    /// Alias `optional`.
+    #[serde(alias = "optional")]
     Allow,
+    /// Let a new user through for `policy.grace_days` from their first
+    /// login attempt, telling them how many days remain; then deny.
+    Grace,
 }
 
 /// HMAC algorithm of a TOTP/HOTP token.
@@ -175,6 +185,9 @@ pub struct Config {
     pub sms: SmsConfig,
     pub email: EmailConfig,
     pub duo: DuoConfig,
+    pub policy: PolicyConfig,
+    pub remember: RememberConfig,
+    pub questions: QuestionsConfig,
 }
 
 impl Default for Config {
@@ -195,6 +208,9 @@ impl Default for Config {
             sms: SmsConfig::default(),
             email: EmailConfig::default(),
             duo: DuoConfig::default(),
+            policy: PolicyConfig::default(),
+            remember: RememberConfig::default(),
+            questions: QuestionsConfig::default(),
         }
     }
 }
@@ -331,7 +347,8 @@ impl Config {
                 ));
             }
         }
-        self.validate_network()
+        self.validate_network()?;
+        self.validate_policy()
     }
 
     /// Issuer for otpauth URIs: the configured one, else the host name.

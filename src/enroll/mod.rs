@@ -8,7 +8,8 @@ mod admin;
 mod backup;
 mod network;
 mod otp;
-mod output;
+pub(crate) mod output;
+mod policy;
 
 use crate::audit::Audit;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
@@ -51,6 +52,10 @@ pub enum Command {
     Duo(network::DuoArgs),
     /// Choose what pressing Enter at the login prompt starts.
     Default(network::DefaultArgs),
+    /// Explain the policy for a user and service (`policy check`).
+    Policy(policy::PolicyArgs),
+    /// List or revoke remembered devices.
+    Devices(policy::DevicesArgs),
     /// Show a user's factors, backup codes left and last 2FA login.
     Status(admin::StatusArgs),
     /// Remove one factor from a user.
@@ -148,6 +153,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Email(a) => network::email(&mut ctx, a),
         Command::Duo(a) => network::duo(&mut ctx, a),
         Command::Default(a) => network::default(&mut ctx, a),
+        Command::Policy(a) => policy::policy(&mut ctx, a),
+        Command::Devices(a) => policy::devices(&mut ctx, a),
         Command::Status(a) => admin::status(&mut ctx, a),
         Command::Remove(a) => admin::remove(&mut ctx, a),
         Command::Reset(a) => admin::reset(&mut ctx, a),
@@ -167,6 +174,8 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Email(_) => "email --address ...",
         Command::Duo(_) => "duo",
         Command::Default(_) => "default ...",
+        Command::Policy(_) => "policy check ...",
+        Command::Devices(_) => "devices ...",
         Command::Status(_) => "status",
         Command::Remove(_) => "remove ...",
         Command::Reset(_) => "reset",

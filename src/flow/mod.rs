@@ -7,8 +7,10 @@
 //! PAM conversation and always passes the live network.
 
 mod duo;
+mod inline;
 mod menu;
 pub mod network;
+mod remember;
 pub mod sent;
 
 pub use menu::Choice;
@@ -32,6 +34,8 @@ pub struct Login<'a> {
     pub user: &'a str,
     pub service: &'a str,
     pub rhost: &'a str,
+    /// PAM_TTY ("" when unset); identifies a local login's source.
+    pub tty: &'a str,
 }
 
 /// The module's answer, mapped to a PAM return code by `src/pam/`.
@@ -93,6 +97,11 @@ pub fn authenticate_with(
         audit.warning(&format!("auth denied {who} reason=unknown-user"));
         return Verdict::UnknownUser;
     }
+    let groups = users::groups(login.user);
+    if let Some(why) = policy::exempt(cfg, login.user, &groups) {
+        audit.notice(&format!("auth ok {who} factor=none reason={why}"));
+        return Verdict::Success;
+    }
     let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
         Ok(s) => s,
         Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
@@ -101,26 +110,22 @@ pub fn authenticate_with(
         Ok(s) => s,
         Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
     };
+    let (allowed, _) = policy::allowed_methods(cfg, &groups);
     if !state.is_enrolled() {
-        return match policy::without_factor(cfg) {
-            NoFactor::Allow => {
-                audit.notice(&format!(
-                    "auth ok {who} factor=none reason=unenrolled-allowed-by-policy"
-                ));
-                Verdict::Success
-            }
-            NoFactor::Deny => {
-                audit.warning(&format!("auth denied {who} reason=no-factor-enrolled"));
-                conv.error("No second factor is set up for this account. Ask an administrator to enroll you.");
-                Verdict::Denied
-            }
-        };
+        return unenrolled(cfg, login, now, conv, audit, &mut store, &who, &allowed);
     }
-    let offer = Offer::of(cfg, &state);
+    let offer = Offer::of(cfg, &state, &allowed);
     if offer.is_empty() {
-        // Enrolled, but nothing usable: spent backup codes, or only factors
-        // the admin has since disabled. Never the `unenrolled` policy.
-        let (reason, msg) = if state.used_backup > 0 && !state.has_factor() {
+        // Enrolled, but nothing usable: spent backup codes, factors the
+        // admin has since disabled, or not allowed for the user's groups.
+        // Never the `unenrolled` policy.
+        let all = Offer::of(cfg, &state, &None);
+        let (reason, msg) = if !all.is_empty() {
+            (
+                "factor-not-allowed-for-group",
+                "Your second factor is not allowed for your group on this system. Ask an administrator.",
+            )
+        } else if state.used_backup > 0 && !state.has_factor() {
             (
                 "backup-codes-exhausted",
                 "All your backup codes are used and no other factor is set up. Ask an administrator for new codes.",
@@ -142,6 +147,24 @@ pub fn authenticate_with(
         Ok(k) => k,
         Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
     };
+    let device = cfg
+        .remembers(login.service)
+        .then(|| remember::Device::of(&key, login));
+    if let Some(d) = &device {
+        match store.remembered(login.user, login.service, &d.hash, now) {
+            Ok(Some(r)) => {
+                audit.info(&format!(
+                    "auth ok {who} factor=remembered (device {} since {}, first factor {})",
+                    r.id,
+                    r.created_at,
+                    clean(&r.factor)
+                ));
+                return Verdict::Success;
+            }
+            Ok(None) => {}
+            Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+        }
+    }
     let mut run = Run {
         cfg,
         login,
@@ -154,8 +177,110 @@ pub fn authenticate_with(
         key,
         state,
         started: std::time::Instant::now(),
+        proven: None,
     };
-    run.go(offer)
+    let verdict = run.go(offer);
+    if verdict == Verdict::Success
+        && let (Some(d), Some(factor)) = (&device, run.proven.clone())
+    {
+        run.remember(d, &factor);
+    }
+    verdict
+}
+
+/// A user with no factor at all: exemption is checked already; apply
+/// `unenrolled` (deny, allow, grace) and offer inline enrollment.
+#[allow(clippy::too_many_arguments)]
+fn unenrolled(
+    cfg: &Config,
+    login: Login<'_>,
+    now: i64,
+    conv: &mut dyn Conversation,
+    audit: &mut Audit,
+    store: &mut Store,
+    who: &str,
+    allowed: &Option<Vec<String>>,
+) -> Verdict {
+    let first_seen = if cfg.unenrolled_for(login.service) == crate::config::Unenrolled::Grace {
+        match store.write().and_then(|tx| {
+            let t = tx.first_seen(login.user, now)?;
+            tx.commit()?;
+            Ok(t)
+        }) {
+            Ok(t) => t,
+            Err(e) => return unavailable(conv, audit, who, &e.to_string()),
+        }
+    } else {
+        now
+    };
+    let decision = policy::without_factor(cfg, login.service, first_seen, now);
+    let inline = cfg.inline_enrollment_for(login.service) && policy::allows(allowed, "totp");
+    match decision {
+        NoFactor::Allow | NoFactor::Grace { .. } => {
+            let (note, reason) = match decision {
+                NoFactor::Grace { days_left } => (
+                    format!(
+                        "Two-factor authentication becomes mandatory for this account in {days_left} day{}.",
+                        if days_left == 1 { "" } else { "s" }
+                    ),
+                    format!("unenrolled-grace days_left={days_left}"),
+                ),
+                _ => (
+                    "This account has no second factor.".to_string(),
+                    "unenrolled-allowed-by-policy".to_string(),
+                ),
+            };
+            if inline {
+                let mut i = inline::Inline {
+                    cfg,
+                    login,
+                    who,
+                    conv: &mut *conv,
+                    audit: &mut *audit,
+                    store,
+                };
+                match i.wants(&note) {
+                    Ok(true) => return i.enroll(now),
+                    Ok(false) => {}
+                    Err(v) => return v,
+                }
+            } else if matches!(decision, NoFactor::Grace { .. }) {
+                conv.info(&format!(
+                    "{note} Set it up with `2fa-enroll totp` or ask an administrator."
+                ));
+            }
+            audit.notice(&format!("auth ok {who} factor=none reason={reason}"));
+            Verdict::Success
+        }
+        NoFactor::Deny | NoFactor::GraceOver => {
+            if inline {
+                conv.info("This account needs two-factor authentication before you can log in.");
+                let mut i = inline::Inline {
+                    cfg,
+                    login,
+                    who,
+                    conv,
+                    audit,
+                    store,
+                };
+                return i.enroll(now);
+            }
+            let (reason, msg) = if decision == NoFactor::GraceOver {
+                (
+                    "grace-period-over",
+                    "The grace period for setting up two-factor authentication is over. Ask an administrator to enroll you.",
+                )
+            } else {
+                (
+                    "no-factor-enrolled",
+                    "No second factor is set up for this account. Ask an administrator to enroll you.",
+                )
+            };
+            audit.warning(&format!("auth denied {who} reason={reason}"));
+            conv.error(msg);
+            Verdict::Denied
+        }
+    }
 }
 
 /// The factors a user can use right now: enrolled and enabled.
@@ -169,13 +294,15 @@ struct Offer {
 }
 
 impl Offer {
-    fn of(cfg: &Config, s: &UserState) -> Offer {
+    fn of(cfg: &Config, s: &UserState, allowed: &Option<Vec<String>>) -> Offer {
+        let ok = |m: &str| policy::allows(allowed, m);
+        let otp_method = s.otp.as_ref().map(|o| o.kind.as_str()).unwrap_or("totp");
         Offer {
-            otp: s.otp.is_some(),
-            backup: !s.unused_backup.is_empty(),
-            sms: s.sms.clone().filter(|_| cfg.sms.enabled),
-            email: s.email.clone().filter(|_| cfg.email.enabled),
-            duo: s.duo && cfg.duo.enabled,
+            otp: s.otp.is_some() && ok(otp_method),
+            backup: !s.unused_backup.is_empty() && ok("backup"),
+            sms: s.sms.clone().filter(|_| cfg.sms.enabled && ok("sms")),
+            email: s.email.clone().filter(|_| cfg.email.enabled && ok("email")),
+            duo: s.duo && cfg.duo.enabled && ok("duo"),
         }
     }
 
@@ -203,6 +330,9 @@ struct Run<'a> {
     /// When the login started; `now()` adds the time spent since, because
     /// users take a while to read a text or approve a push.
     started: std::time::Instant,
+    /// The factor that proved this login, once one has (what a
+    /// remembered device records).
+    proven: Option<String>,
 }
 
 impl Run<'_> {
@@ -297,6 +427,7 @@ impl Run<'_> {
             } => {
                 self.audit
                     .info(&format!("auth ok {} factor={}", self.who, factor.as_str()));
+                self.proven = Some(factor.as_str().to_string());
                 if let Some(left) = backup_left {
                     let hint = if left <= 3 {
                         " Create new ones with `2fa-enroll backup`."
@@ -344,6 +475,9 @@ impl Run<'_> {
         }
         self.audit
             .info(&format!("auth ok {} factor={factor}{note}", self.who));
+        if factor != "duo-bypass" {
+            self.proven = Some(factor.to_string());
+        }
         Verdict::Success
     }
 
@@ -698,6 +832,7 @@ mod tests {
             user,
             service: "test",
             rhost: "",
+            tty: "",
         };
         let v = authenticate(cfg, login, now, &mut conv, &mut Audit::null());
         (v, conv.messages)
@@ -839,6 +974,7 @@ mod tests {
             user: "root",
             service: "t",
             rhost: "",
+            tty: "",
         };
         assert_eq!(
             authenticate(&cfg, login, T0, &mut conv, &mut Audit::null()),

@@ -220,6 +220,7 @@ fn login(cfg: &Config, fake: &mut Fake, t: i64, answers: Vec<&'static str>) -> V
         user: "root",
         service: "sshd",
         rhost: "192.0.2.7",
+        tty: "",
     };
     authenticate_with(cfg, l, t, &mut conv, &mut Audit::null(), fake)
 }

@@ -188,6 +188,7 @@ impl Run<'_> {
             Ok(Ok((SentCheck::Accepted, _, _))) => {
                 self.audit
                     .info(&format!("auth ok {} factor={}", self.who, ch.as_str()));
+                self.proven = Some(ch.as_str().to_string());
                 Verdict::Success
             }
             Ok(Ok((SentCheck::Wrong, failures, locked_until))) => {

@@ -12,7 +12,7 @@ use crate::audit::Audit;
 use crate::config::Config;
 use crate::flow::{self, Login, Verdict};
 use pam::constants::{PAM_SILENT, PamFlag, PamResultCode};
-use pam::items::{RHost, Service};
+use pam::items::{RHost, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
 use pam::pam_hooks;
 use std::ffi::CStr;
@@ -75,6 +75,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
     };
     let service = item_string::<Service>(pamh);
     let rhost = item_string::<RHost>(pamh);
+    let tty = item_string::<Tty>(pamh);
     let mut conversation = match conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {
         Ok(c) => c,
         Err(e) => {
@@ -89,6 +90,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         user: &user,
         service: &service,
         rhost: &rhost,
+        tty: &tty,
     };
     let verdict = flow::authenticate(
         &cfg,

@@ -7,10 +7,12 @@
 
 mod network;
 mod ops;
+mod policy;
 mod schema;
 
 pub use network::{Channel, Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
+pub use policy::{Remembered, StoredQuestion};
 
 use crate::secure_fs;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};

@@ -50,6 +50,8 @@ pub struct UserState {
     pub duo: bool,
     /// The factor an empty answer at the first prompt starts.
     pub default_factor: Option<String>,
+    /// Security questions answered at enrollment.
+    pub questions: u32,
     pub failures: u32,
     pub locked_until: i64,
 }
@@ -62,6 +64,7 @@ impl UserState {
             || self.sms.is_some()
             || self.email.is_some()
             || self.duo
+            || self.questions > 0
     }
 
     /// Was ever set up and not removed by an admin: only users for whom this
@@ -85,6 +88,9 @@ pub struct UserStatus {
     pub email: Option<String>,
     pub duo: bool,
     pub default_factor: Option<String>,
+    pub questions: u32,
+    /// First login attempt seen while unenrolled (grace periods).
+    pub first_seen: Option<i64>,
     pub failures: u32,
     pub locked_until: Option<i64>,
     pub last_success: Option<LastSuccess>,
@@ -218,6 +224,12 @@ fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
     status.email = state.email.clone();
     status.duo = state.duo;
     status.default_factor = state.default_factor.clone();
+    status.questions = state.questions;
+    status.first_seen = conn.query_row(
+        "SELECT first_seen_at FROM users WHERE name = ?1",
+        [user],
+        |r| r.get(0),
+    )?;
     status.otp = state.otp.map(|o| OtpSummary {
         kind: o.kind.as_str(),
         algorithm: o.algorithm.as_str(),

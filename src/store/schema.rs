@@ -65,6 +65,31 @@ pub const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 3: policy: first login attempt (grace periods), remembered devices,
+    //    security questions.
+    r#"
+    ALTER TABLE users ADD COLUMN first_seen_at INTEGER;
+    ALTER TABLE users ADD COLUMN last_failed_question INTEGER;
+    CREATE TABLE remembered (
+        id          INTEGER PRIMARY KEY,
+        user        TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        service     TEXT NOT NULL,
+        source_hash BLOB NOT NULL,
+        source      TEXT NOT NULL,
+        factor      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX remembered_by_user ON remembered(user, service, source_hash);
+    CREATE TABLE questions (
+        user        TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        idx         INTEGER NOT NULL,
+        question    TEXT NOT NULL,
+        answer_hash TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (user, idx)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build reads and writes.
