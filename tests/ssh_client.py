@@ -13,11 +13,25 @@ output goes to stdout and the exit status is the command's; failed
 authentication exits 5, anything else 6.
 """
 import argparse
+import base64
+import hashlib
+import hmac
 import os
+import re
+import struct
 import sys
 import time
 
 import paramiko
+
+
+def totp(key_b32, period=30, digits=6):
+    """RFC 6238 with SHA-1, for the inline-enrollment test."""
+    key = base64.b32decode(key_b32 + "=" * (-len(key_b32) % 8))
+    mac = hmac.new(key, struct.pack(">Q", int(time.time()) // period), hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    n = struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF
+    return str(n % 10 ** digits).zfill(digits)
 
 
 def parse_rules(values):
@@ -37,10 +51,15 @@ def main():
     ap.add_argument("user")
     ap.add_argument("--answer", action="append")
     ap.add_argument("--answer-file", action="append")
+    ap.add_argument("--answer-totp", action="append",
+                    help="SUBSTRING: answer with the TOTP code of the key shown as "
+                         "'key by hand: KEY' (inline enrollment)")
     ap.add_argument("--command", default="id -un")
     ap.add_argument("--timeout", type=float, default=60)
     args = ap.parse_args()
     answers = parse_rules(args.answer)
+    totp_rules = [k.lower() for k in (args.answer_totp or [])]
+    seen = {"key": None}
     files = parse_rules(args.answer_file)
 
     def wait_file(path):
@@ -65,8 +84,15 @@ def main():
             print(f"prompt: {text}", file=sys.stderr, flush=True)
             low = text.lower()
             reply = None
+            m = re.search(r"key by hand: ([A-Z2-7]+)", (instructions or "") + text)
+            if m:
+                seen["key"] = m.group(1)
+            for key in totp_rules:
+                if key in low and seen["key"]:
+                    reply = totp(seen["key"])
+                    break
             for key, value in answers:
-                if key in low:
+                if reply is None and key in low:
                     reply = value
                     break
             if reply is None:

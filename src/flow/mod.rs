@@ -387,7 +387,7 @@ impl Run<'_> {
         };
         match pick {
             Answer::Invalid(why) => self.bad_input(why),
-            Answer::Code(code) => self.check_code(&code, duo.as_ref()),
+            Answer::Code(code) => self.check_code(&code, duo.as_ref(), &offer),
             Answer::Start(Choice::Sms) => {
                 let to = offer.sms.clone().unwrap_or_default();
                 self.sent_code(Channel::Sms, &to)
@@ -404,7 +404,7 @@ impl Run<'_> {
     }
 
     /// A code typed at the first prompt: local factors first, then Duo.
-    fn check_code(&mut self, code: &str, duo: Option<&duo::Ready>) -> Verdict {
+    fn check_code(&mut self, code: &str, duo: Option<&duo::Ready>, offer: &Offer) -> Verdict {
         let duo_may_try =
             duo.is_some() && code.len() >= 6 && code.bytes().all(|b| b.is_ascii_digit());
         let now = self.now();
@@ -416,6 +416,7 @@ impl Run<'_> {
             now,
             code,
             !duo_may_try,
+            offer,
         ) {
             Ok(c) => c,
             Err(e) => return self.unavailable(&e),
@@ -596,6 +597,7 @@ fn verify(
     now: i64,
     code: &str,
     count_failure: bool,
+    offer: &Offer,
 ) -> Result<Checked, String> {
     let se = |e: StoreError| e.to_string();
     let tx = store.write().map_err(se)?;
@@ -608,7 +610,7 @@ fn verify(
     }
     let mut accepted = None;
     let mut reason = "wrong-code";
-    if let Some(otp) = &state.otp {
+    if let Some(otp) = state.otp.as_ref().filter(|_| offer.otp) {
         let secret = key
             .open(&otp.sealed, &totp::seal_aad(login.user))
             .map_err(|e| e.to_string())?;
@@ -646,7 +648,7 @@ fn verify(
         }
     }
     let mut backup_left = None;
-    if accepted.is_none() && !state.unused_backup.is_empty() {
+    if accepted.is_none() && offer.backup && !state.unused_backup.is_empty() {
         let hash = key.code_hash(login.user, code);
         let mut hit = None;
         for (id, stored) in &state.unused_backup {

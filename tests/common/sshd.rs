@@ -70,7 +70,7 @@ impl Sshd {
             std::fs::write(
                 &cfg,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
+                    "Port {port}\nListenAddress 127.0.0.1\nListenAddress [::1]\nHostKey {}\nPidFile {}\n\
                      UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\n\
                      PubkeyAuthentication no\nAuthenticationMethods keyboard-interactive\n\
                      PermitRootLogin no\nStrictModes no\nUseDNS no\nLogLevel VERBOSE\n\
@@ -126,9 +126,15 @@ impl Sshd {
     /// Logs in with the paramiko client; `args` are extra client arguments
     /// (`--answer password=...`, `--answer-file code=PATH`, `--command`).
     pub fn login(&self, user: &str, args: &[&str]) -> Output {
+        self.login_from("127.0.0.1", user, args)
+    }
+
+    /// [`Sshd::login`] to another of sshd's addresses (`::1`), which the
+    /// module sees as another remote host.
+    pub fn login_from(&self, host: &str, user: &str, args: &[&str]) -> Output {
         Command::new("/usr/bin/python3")
             .arg(ssh_client())
-            .arg("127.0.0.1")
+            .arg(host)
             .arg(self.port.to_string())
             .arg(user)
             .args(args)
