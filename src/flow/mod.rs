@@ -589,6 +589,7 @@ enum Checked {
 /// transaction, so 64 concurrent logins with one valid code yield exactly
 /// one success: the first to commit moves `last_step` or marks the backup
 /// code used, and the others then see that inside their own transaction.
+#[allow(clippy::too_many_arguments)]
 fn verify(
     cfg: &Config,
     store: &mut Store,
