@@ -35,6 +35,7 @@ impl std::error::Error for CryptoError {}
 pub struct HostKey {
     seal: Zeroizing<[u8; KEY_LEN]>,
     mac: Zeroizing<[u8; KEY_LEN]>,
+    pepper: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl HostKey {
@@ -43,6 +44,7 @@ impl HostKey {
         HostKey {
             seal: derive(master, b"pam-2fa seal v1"),
             mac: derive(master, b"pam-2fa code-hash v1"),
+            pepper: derive(master, b"pam-2fa answer-pepper v1"),
         }
     }
 
@@ -127,6 +129,12 @@ impl HostKey {
             .map_err(|_| {
                 CryptoError("sealed secret does not open with this host key (wrong key file or tampered store)".into())
             })
+    }
+
+    /// Secret mixed into argon2id hashes of security answers, so a stolen
+    /// store alone does not allow guessing answers offline.
+    pub fn answer_pepper(&self) -> &[u8] {
+        self.pepper.as_slice()
     }
 
     /// Keyed hash of a normalised backup code, bound to the user name.

@@ -40,6 +40,8 @@ pub enum What {
     Email,
     /// Duo.
     Duo,
+    /// Security questions.
+    Questions,
 }
 
 #[derive(Args, Debug)]
@@ -132,6 +134,9 @@ fn print_status(s: &UserStatus) {
     if s.duo {
         println!("  Duo: enrolled");
     }
+    if s.questions > 0 {
+        println!("  security questions: {}", s.questions);
+    }
     if let Some(d) = &s.default_factor {
         println!("  default (Enter at the prompt): {}", clean(d));
     }
@@ -173,6 +178,7 @@ pub fn remove(ctx: &mut Ctx, a: RemoveArgs) -> CliResult {
         What::Sms => tx.remove_contact(&user, Channel::Sms)?,
         What::Email => tx.remove_contact(&user, Channel::Email)?,
         What::Duo => tx.remove_duo(&user)?,
+        What::Questions => tx.remove_questions(&user)?,
     };
     let left = tx.user_state(&user)?;
     // A default that names a removed factor would only confuse the prompt.
@@ -192,6 +198,7 @@ pub fn remove(ctx: &mut Ctx, a: RemoveArgs) -> CliResult {
         What::Sms => "SMS phone number",
         What::Email => "e-mail address",
         What::Duo => "Duo enrollment",
+        What::Questions => "security questions",
     };
     if !removed {
         return Err(CliError(format!("{user} has no {what}")));

@@ -10,6 +10,7 @@ mod network;
 mod otp;
 pub(crate) mod output;
 mod policy;
+mod questions;
 
 use crate::audit::Audit;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
@@ -50,6 +51,8 @@ pub enum Command {
     Email(network::EmailArgs),
     /// Log in with Duo (push, phone call, passcode).
     Duo(network::DuoArgs),
+    /// Pick and answer security questions (if the admin enabled them).
+    Questions(questions::QuestionsArgs),
     /// Choose what pressing Enter at the login prompt starts.
     Default(network::DefaultArgs),
     /// Explain the policy for a user and service (`policy check`).
@@ -152,6 +155,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Sms(a) => network::sms(&mut ctx, a),
         Command::Email(a) => network::email(&mut ctx, a),
         Command::Duo(a) => network::duo(&mut ctx, a),
+        Command::Questions(a) => questions::run(&mut ctx, a),
         Command::Default(a) => network::default(&mut ctx, a),
         Command::Policy(a) => policy::policy(&mut ctx, a),
         Command::Devices(a) => policy::devices(&mut ctx, a),
@@ -173,6 +177,7 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Sms(_) => "sms --phone ...",
         Command::Email(_) => "email --address ...",
         Command::Duo(_) => "duo",
+        Command::Questions(_) => "questions",
         Command::Default(_) => "default ...",
         Command::Policy(_) => "policy check ...",
         Command::Devices(_) => "devices ...",

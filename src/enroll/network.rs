@@ -63,6 +63,8 @@ pub enum DefaultFactor {
     Sms,
     /// Code by e-mail.
     Email,
+    /// Security questions.
+    Questions,
     /// No default: Enter at the prompt does nothing.
     None,
 }
@@ -287,6 +289,7 @@ pub fn default(ctx: &mut Ctx, a: DefaultArgs) -> CliResult {
         DefaultFactor::Phone => ("phone", state.duo),
         DefaultFactor::Sms => ("sms", state.sms.is_some() || state.duo),
         DefaultFactor::Email => ("email", state.email.is_some()),
+        DefaultFactor::Questions => ("questions", state.questions > 0),
         DefaultFactor::None => ("none", true),
     };
     if !has {

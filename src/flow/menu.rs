@@ -17,6 +17,7 @@ pub enum Choice {
     Email,
     /// Duo texts passcodes (offered as `sms` when the user has no own SMS).
     DuoSms,
+    Questions,
 }
 
 impl Choice {
@@ -26,6 +27,7 @@ impl Choice {
             Choice::Phone => "phone",
             Choice::Sms | Choice::DuoSms => "sms",
             Choice::Email => "email",
+            Choice::Questions => "questions",
         }
     }
 
@@ -36,6 +38,7 @@ impl Choice {
             "phone" => Some(Choice::Phone),
             "sms" => Some(Choice::Sms),
             "email" => Some(Choice::Email),
+            "questions" => Some(Choice::Questions),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ mod duo;
 mod inline;
 mod menu;
 pub mod network;
+mod questions;
 mod remember;
 pub mod sent;
 
@@ -291,6 +292,7 @@ struct Offer {
     sms: Option<String>,
     email: Option<String>,
     duo: bool,
+    questions: bool,
 }
 
 impl Offer {
@@ -303,11 +305,17 @@ impl Offer {
             sms: s.sms.clone().filter(|_| cfg.sms.enabled && ok("sms")),
             email: s.email.clone().filter(|_| cfg.email.enabled && ok("email")),
             duo: s.duo && cfg.duo.enabled && ok("duo"),
+            questions: s.questions > 0 && cfg.questions.enabled && ok("questions"),
         }
     }
 
     fn is_empty(&self) -> bool {
-        !self.otp && !self.backup && self.sms.is_none() && self.email.is_none() && !self.duo
+        !self.otp
+            && !self.backup
+            && self.sms.is_none()
+            && self.email.is_none()
+            && !self.duo
+            && !self.questions
     }
 
     fn local_code(&self) -> bool {
@@ -370,6 +378,9 @@ impl Run<'_> {
         if offer.email.is_some() {
             choices.push(Choice::Email);
         }
+        if offer.questions {
+            choices.push(Choice::Questions);
+        }
         let accepts_code = offer.local_code() || duo.is_some();
         let menu = Menu::new(choices, self.state.default_factor.as_deref(), accepts_code);
         let autopush = self.cfg.duo.autopush && menu.default == Some(Choice::Push);
@@ -396,6 +407,7 @@ impl Run<'_> {
                 let to = offer.email.clone().unwrap_or_default();
                 self.sent_code(Channel::Email, &to)
             }
+            Answer::Start(Choice::Questions) => self.questions(),
             Answer::Start(c @ (Choice::Push | Choice::Phone | Choice::DuoSms)) => match &duo {
                 Some(d) => self.duo_factor(d, c),
                 None => self.bad_input("that factor is not available"),

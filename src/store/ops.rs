@@ -149,6 +149,11 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
         )
         .optional()?
         .is_some();
+    state.questions = conn.query_row(
+        "SELECT count(*) FROM questions WHERE user = ?1",
+        [user],
+        |r| r.get(0),
+    )?;
     state.failures = failures.clamp(0, u32::MAX as i64) as u32;
     state.locked_until = locked_until;
     state.otp = conn

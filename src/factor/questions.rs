@@ -1,0 +1,163 @@
+//! Security questions: normalised answers, argon2id hashes, random subsets.
+//!
+//! This is the weakest factor (answers can often be researched or
+//! guessed), so it is off unless the admin enables it. Answers are
+//! normalised (Unicode NFKC, lower case, surrounding and repeated
+//! whitespace removed) so "  New   York" and "new york" match; the hash is
+//! argon2id with a per-answer salt and the host key's pepper as argon2's
+//! secret, bound to the user and question.
+
+use crate::crypto::{self, CryptoError, HostKey};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use unicode_normalization::UnicodeNormalization;
+
+/// Longest answer accepted (after normalisation), in characters.
+pub const MAX_ANSWER: usize = 100;
+
+/// The canonical form of an answer.
+pub fn normalize(answer: &str) -> String {
+    let nfkc: String = answer.nfkc().collect();
+    nfkc.to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Checks a typed answer is usable: not empty, bounded, printable.
+pub fn valid(answer: &str) -> Result<String, &'static str> {
+    if answer.chars().any(|c| c.is_control() && c != '\t') {
+        return Err("contains control characters");
+    }
+    let n = normalize(answer);
+    if n.is_empty() {
+        return Err("empty");
+    }
+    if n.chars().count() > MAX_ANSWER {
+        return Err("too long");
+    }
+    Ok(n)
+}
+
+fn hasher(key: &HostKey) -> Result<Argon2<'_>, CryptoError> {
+    Argon2::new_with_secret(
+        key.answer_pepper(),
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::default(),
+    )
+    .map_err(|e| CryptoError(format!("argon2: {e}")))
+}
+
+/// What is hashed: the answer bound to its user and question.
+fn material(user: &str, question: &str, normalized: &str) -> Vec<u8> {
+    format!("{user}\0{question}\0{normalized}").into_bytes()
+}
+
+/// argon2id PHC string of a (normalised) answer.
+pub fn hash(
+    key: &HostKey,
+    user: &str,
+    question: &str,
+    normalized: &str,
+) -> Result<String, CryptoError> {
+    let salt_bytes = crypto::random_array::<16>()?;
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|e| CryptoError(format!("salt: {e}")))?;
+    Ok(hasher(key)?
+        .hash_password(&material(user, question, normalized), &salt)
+        .map_err(|e| CryptoError(format!("argon2: {e}")))?
+        .to_string())
+}
+
+/// Does `answer` (raw, as typed) match the stored hash?
+pub fn verify(key: &HostKey, user: &str, question: &str, answer: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let Ok(h) = hasher(key) else {
+        return false;
+    };
+    h.verify_password(&material(user, question, &normalize(answer)), &parsed)
+        .is_ok()
+}
+
+/// Picks `ask` of `total` questions at random, leaving out `avoid` (the one
+/// the user just failed) when there are enough others, so a guesser cannot
+/// retry the same question at once.
+pub fn draw(total: usize, ask: usize, avoid: Option<usize>) -> Result<Vec<usize>, CryptoError> {
+    let mut pool: Vec<usize> = (0..total)
+        .filter(|i| Some(*i) != avoid || total <= ask)
+        .collect();
+    let want = ask.min(pool.len());
+    let mut picked = Vec::new();
+    while picked.len() < want {
+        let i = crypto::random_below(pool.len() as u32)? as usize;
+        picked.push(pool.swap_remove(i));
+    }
+    picked.sort_unstable();
+    Ok(picked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalize("  New   York "), "new york");
+        assert_eq!(normalize("NEW\tYORK"), "new york");
+        // NFKC: full-width letters, ligatures and the like fold.
+        assert_eq!(normalize("Ｍｕｎｉｃｈ"), "munich");
+        assert_eq!(normalize("ﬁsh"), "fish");
+        // Composed and decomposed forms are one answer.
+        assert_eq!(normalize("Zu\u{308}rich"), normalize("Zürich"));
+        assert_eq!(normalize("ÆRØ"), "ærø");
+        assert!(valid("   ").is_err());
+        assert!(valid("a\u{1b}b").is_err());
+        assert!(valid(&"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn hashes_verify_only_the_right_answer_for_the_right_user_and_question() {
+        let key = HostKey::from_bytes(&[7u8; 32]);
+        let h = hash(&key, "alice", "Q1?", &normalize("New York")).unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify(&key, "alice", "Q1?", "  new   YORK", &h));
+        assert!(!verify(&key, "alice", "Q1?", "Boston", &h));
+        assert!(
+            !verify(&key, "bob", "Q1?", "New York", &h),
+            "bound to the user"
+        );
+        assert!(
+            !verify(&key, "alice", "Q2?", "New York", &h),
+            "bound to the question"
+        );
+        let other = HostKey::from_bytes(&[8u8; 32]);
+        assert!(
+            !verify(&other, "alice", "Q1?", "New York", &h),
+            "needs the host key"
+        );
+        assert_ne!(h, hash(&key, "alice", "Q1?", "new york").unwrap(), "salted");
+    }
+
+    #[test]
+    fn draws_subsets_and_avoids_the_failed_question() {
+        for _ in 0..200 {
+            let d = draw(3, 2, Some(1)).unwrap();
+            assert_eq!(d, vec![0, 2]);
+            let d = draw(5, 2, None).unwrap();
+            assert_eq!(d.len(), 2);
+            assert!(d[0] < d[1] && d[1] < 5);
+        }
+        // Not enough others: the failed one may come back.
+        assert_eq!(draw(2, 2, Some(0)).unwrap(), vec![0, 1]);
+        let mut seen = [0u32; 5];
+        for _ in 0..500 {
+            for i in draw(5, 2, None).unwrap() {
+                seen[i] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&n| n > 100), "roughly uniform: {seen:?}");
+    }
+}

@@ -1,0 +1,104 @@
+//! Security questions through the real libpam: enrollment by the CLI,
+//! a random subset asked at login, normalised answers, the failed question
+//! not drawn again, and the factor switched off by the admin.
+
+mod common;
+
+use common::interactive::Session;
+use common::{Env, system_user};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+const QS: [(&str, &str); 3] = [
+    (
+        "What was the name of your first school?",
+        "  Springfield   Elementary ",
+    ),
+    ("In which city did your parents meet?", "Zürich"),
+    ("What was the make of your first car?", "FORD"),
+];
+
+fn answer_for(prompt: &str, tweak: bool) -> String {
+    for (q, a) in QS {
+        if prompt.contains(q) {
+            return if tweak {
+                // Same answer, other case, spacing and Unicode form.
+                a.to_lowercase()
+                    .replace("zürich", "Zu\u{308}rich")
+                    .trim()
+                    .to_string()
+            } else {
+                a.to_string()
+            };
+        }
+    }
+    panic!("unexpected prompt {prompt}");
+}
+
+#[test]
+fn questions_enroll_login_and_no_fishing() {
+    let user = system_user("p2fa-quest", "Qu3stions-p2fa");
+    let env = Env::with_config("[questions]\nenabled = true\ncount = 3\nask = 2\n");
+    let input: String = QS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, a))| format!("{}\n{a}\n{a}\n", i + 1))
+        .collect();
+    // A mismatched repeat is asked again, not saved.
+    let input = input.replacen("FORD\nFORD\n", "FORD\nFIAT\nFORD\nFORD\n", 1);
+    let out = env.enroll_ok(&["questions", "--user", &user], &input);
+    assert!(out.contains("Saved 3 security questions"), "{out}");
+    assert_eq!(env.status_json(&user)["questions"], 3);
+    let hashes = env.sql(&format!(
+        "SELECT answer_hash FROM questions WHERE user='{user}'"
+    ));
+    assert!(
+        hashes.lines().all(|h| h.starts_with("$argon2id$")),
+        "{hashes}"
+    );
+    assert!(!hashes.to_lowercase().contains("ford"), "no plain answers");
+
+    // Login: the only factor, so the questions come straight away.
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    for _ in 0..2 {
+        let p = s.expect_prompt("?", WAIT);
+        s.answer(&answer_for(&p, true));
+    }
+    let o = s.finish(WAIT);
+    assert!(o.ok, "{}", o.transcript);
+
+    // One wrong answer: denied; the failed question is not asked next time.
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    let p1 = s.expect_prompt("?", WAIT);
+    s.answer("wrong answer");
+    let p2 = s.expect_prompt("?", WAIT);
+    s.answer(&answer_for(&p2, false));
+    let o = s.finish(WAIT);
+    assert!(!o.ok, "{}", o.transcript);
+    let failed = QS.iter().find(|(q, _)| p1.contains(q)).unwrap().0;
+    for _ in 0..3 {
+        let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+        let a = s.expect_prompt("?", WAIT);
+        s.answer(&answer_for(&a, false));
+        let b = s.expect_prompt("?", WAIT);
+        s.answer(&answer_for(&b, false));
+        let o = s.finish(WAIT);
+        assert!(o.ok, "{}", o.transcript);
+        // After a success nothing is excluded any more, so only the first
+        // round after the failure is checked strictly.
+        if !a.contains(failed) && !b.contains(failed) {
+            break;
+        }
+        panic!(
+            "the failed question {failed:?} was drawn again:\n{}",
+            o.transcript
+        );
+    }
+    assert_eq!(env.status_json(&user)["failures"], 0);
+
+    // The admin switches the factor off: nothing usable is left.
+    env.write_config("[questions]\nenabled = false\n");
+    let a = env.attempt("p2fa", &user, "", None);
+    assert!(!a.ok);
+    assert!(a.log.contains("reason=no-usable-factor"), "{}", a.log);
+}
