@@ -17,6 +17,8 @@ pub mod enroll;
 pub mod factor;
 /// One authentication: prompt, verify, record, log.
 pub mod flow;
+/// Readers for google-authenticator, pam_oath and pam_u2f files.
+pub mod import;
 /// HTTP clients for the network factors (timeouts, TLS trust).
 pub mod net;
 /// PAM entry points and conversation (the only PAM FFI).

@@ -6,6 +6,7 @@
 
 mod admin;
 mod backup;
+mod import;
 mod network;
 mod otp;
 pub(crate) mod output;
@@ -51,6 +52,9 @@ pub enum Command {
     Email(network::EmailArgs),
     /// Log in with Duo (push, phone call, passcode).
     Duo(network::DuoArgs),
+    /// Import google-authenticator, pam_oath or pam_u2f files (dry run
+    /// unless --apply).
+    Import(import::ImportArgs),
     /// Pick and answer security questions (if the admin enabled them).
     Questions(questions::QuestionsArgs),
     /// Choose what pressing Enter at the login prompt starts.
@@ -155,6 +159,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Sms(a) => network::sms(&mut ctx, a),
         Command::Email(a) => network::email(&mut ctx, a),
         Command::Duo(a) => network::duo(&mut ctx, a),
+        Command::Import(a) => import::run(&mut ctx, a),
         Command::Questions(a) => questions::run(&mut ctx, a),
         Command::Default(a) => network::default(&mut ctx, a),
         Command::Policy(a) => policy::policy(&mut ctx, a),
@@ -177,6 +182,7 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Sms(_) => "sms --phone ...",
         Command::Email(_) => "email --address ...",
         Command::Duo(_) => "duo",
+        Command::Import(_) => "import ...",
         Command::Questions(_) => "questions",
         Command::Default(_) => "default ...",
         Command::Policy(_) => "policy check ...",
