@@ -27,7 +27,7 @@ fn parse_type(t: &str) -> Option<(OtpKind, u32, u32)> {
 }
 
 fn hex(s: &str) -> Option<Zeroizing<Vec<u8>>> {
-    if s.len() % 2 != 0 || s.len() < 20 {
+    if !s.len().is_multiple_of(2) || s.len() < 20 {
         return None;
     }
     let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 2));
