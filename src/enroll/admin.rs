@@ -99,7 +99,7 @@ pub fn status(ctx: &mut Ctx, a: StatusArgs) -> CliResult {
     Ok(())
 }
 
-fn print_status(s: &UserStatus) {
+pub(super) fn print_status(s: &UserStatus) {
     println!("{}:", s.user);
     if !s.enrolled {
         println!("  no second factor enrolled");
@@ -186,6 +186,7 @@ pub fn remove(ctx: &mut Ctx, a: RemoveArgs) -> CliResult {
         Some("sms") => left.sms.is_none() && !left.duo,
         Some("email") => left.email.is_none(),
         Some("push" | "phone") => !left.duo,
+        Some("questions") => left.questions == 0,
         _ => false,
     };
     if default_gone {
@@ -219,7 +220,26 @@ pub fn remove(ctx: &mut Ctx, a: RemoveArgs) -> CliResult {
     Ok(())
 }
 
-pub fn reset(ctx: &mut Ctx, a: UserArg) -> CliResult {
+#[derive(Args, Debug)]
+pub struct ResetArgs {
+    /// The user.
+    #[arg(long)]
+    pub user: String,
+    /// Reset only this method (same as `remove METHOD --user U`).
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<What>,
+}
+
+pub fn reset(ctx: &mut Ctx, a: ResetArgs) -> CliResult {
+    if let Some(what) = a.method {
+        return remove(
+            ctx,
+            RemoveArgs {
+                what,
+                user: Some(a.user),
+            },
+        );
+    }
     let user = ctx.target(Some(&a.user))?;
     let mut store = ctx.open_store()?;
     let tx = store.write()?;

@@ -7,6 +7,7 @@
 mod admin;
 mod backup;
 mod import;
+mod menu;
 mod network;
 mod otp;
 pub(crate) mod output;
@@ -32,12 +33,15 @@ pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// Without a command: an interactive menu of your factors.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Interactive menu: add, replace, remove, regenerate factors.
+    Menu(menu::MenuArgs),
     /// Create the host key and the state store (safe to run again).
     Init,
     /// Enroll a TOTP authenticator app (or provision a known secret).
@@ -68,7 +72,7 @@ pub enum Command {
     /// Remove one factor from a user.
     Remove(admin::RemoveArgs),
     /// Remove every factor and counter of a user (root).
-    Reset(admin::UserArg),
+    Reset(admin::ResetArgs),
     /// Clear a user's failed-attempt lockout (root).
     Unlock(admin::UserArg),
     /// Write the man page and shell completions into DIR (packaging).
@@ -132,7 +136,10 @@ impl Ctx {
 }
 
 pub fn run(cli: Cli) -> CliResult {
-    if let Command::GenerateDocs { dir } = &cli.command {
+    let command = cli
+        .command
+        .unwrap_or_else(|| Command::Menu(menu::MenuArgs::default()));
+    if let Command::GenerateDocs { dir } = &command {
         return generate_docs(dir);
     }
     let invoker =
@@ -140,7 +147,7 @@ pub fn run(cli: Cli) -> CliResult {
     // Before the config: an admin may keep it root-only, and an ordinary
     // user should get the "ask for sudo" hint, not a permission error.
     if !users::is_root() {
-        return Err(CliError(not_root_message(&invoker, &cli.command)));
+        return Err(CliError(not_root_message(&invoker, &command)));
     }
     let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
     let cfg = Config::load(&cli.config, explicit)?;
@@ -151,7 +158,8 @@ pub fn run(cli: Cli) -> CliResult {
         audit,
         invoker,
     };
-    match cli.command {
+    match command {
+        Command::Menu(a) => menu::run(&mut ctx, a),
         Command::Init => admin::init(&mut ctx),
         Command::Totp(a) => otp::totp(&mut ctx, a),
         Command::Hotp(a) => otp::hotp(&mut ctx, a),
@@ -175,6 +183,7 @@ pub fn run(cli: Cli) -> CliResult {
 /// What an ordinary user is told: the store is root-only by design.
 fn not_root_message(invoker: &str, cmd: &Command) -> String {
     let what = match cmd {
+        Command::Menu(_) => "menu",
         Command::Init => "init",
         Command::Totp(_) => "totp",
         Command::Hotp(_) => "hotp",

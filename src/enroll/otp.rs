@@ -61,6 +61,21 @@ pub struct HotpArgs {
     pub no_qr: bool,
 }
 
+impl TotpArgs {
+    /// A new random secret for `user`, confirmed by a code (the menu).
+    pub fn for_user(user: &str) -> TotpArgs {
+        TotpArgs {
+            user: Some(user.to_string()),
+            secret: None,
+            algorithm: None,
+            digits: None,
+            period: None,
+            no_verify: false,
+            no_qr: false,
+        }
+    }
+}
+
 fn parse_alg(s: &str) -> Result<Algorithm, String> {
     Algorithm::parse(s)
         .ok_or_else(|| format!("unknown algorithm {s:?}; use SHA1, SHA256 or SHA512"))
