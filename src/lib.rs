@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 /// Host key, sealing, keyed code hashes, constant-time compare.
 pub mod crypto;
+/// 2fad: the socket broker for self-service enrollment.
+pub mod daemon;
 /// The `2fa-enroll` commands.
 pub mod enroll;
 /// The second factors themselves (TOTP/HOTP, backup codes).

@@ -58,6 +58,20 @@ fn install_with_destdir_stages_everything() {
     );
     // With DESTDIR nothing live is created.
     assert!(!dest.path().join("etc").exists());
+    let daemon = dest.path().join("usr/sbin/2fad");
+    assert_eq!(
+        std::fs::metadata(&daemon).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+    let unit =
+        std::fs::read_to_string(dest.path().join("usr/lib/systemd/system/2fad.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/sbin/2fad --config /etc/security/2fa.conf"),
+        "{unit}"
+    );
+    let socket =
+        std::fs::read_to_string(dest.path().join("usr/lib/systemd/system/2fad.socket")).unwrap();
+    assert!(socket.contains("ListenStream=/run/2fad/socket"), "{socket}");
     // The installed CLI runs.
     let v = Command::new(&cli).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("2fa-enroll "));

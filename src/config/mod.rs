@@ -7,9 +7,11 @@
 //! the file. Unknown keys and bad values are errors: a typo in a security
 //! setting must never be silently ignored, so the module denies instead.
 
+mod daemon;
 mod network;
 mod policy;
 
+pub use daemon::DaemonConfig;
 pub use network::{
     CodeRules, DuoConfig, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway, SmtpTls,
     TwilioConfig, WebhookConfig, secret,
@@ -188,6 +190,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub remember: RememberConfig,
     pub questions: QuestionsConfig,
+    pub daemon: DaemonConfig,
 }
 
 impl Default for Config {
@@ -211,6 +214,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             remember: RememberConfig::default(),
             questions: QuestionsConfig::default(),
+            daemon: DaemonConfig::default(),
         }
     }
 }
@@ -348,7 +352,8 @@ impl Config {
             }
         }
         self.validate_network()?;
-        self.validate_policy()
+        self.validate_policy()?;
+        self.validate_daemon()
     }
 
     /// Issuer for otpauth URIs: the configured one, else the host name.

@@ -70,7 +70,7 @@ pub fn run(ctx: &mut Ctx, a: BackupArgs) -> CliResult {
     Ok(())
 }
 
-fn write_file(path: &PathBuf, text: &str, user: &str) -> CliResult {
+pub(super) fn write_file(path: &PathBuf, text: &str, user: &str) -> CliResult {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

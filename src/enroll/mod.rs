@@ -13,6 +13,7 @@ mod otp;
 pub(crate) mod output;
 mod policy;
 mod questions;
+mod via_daemon;
 
 use crate::audit::Audit;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
@@ -147,6 +148,14 @@ pub fn run(cli: Cli) -> CliResult {
     // Before the config: an admin may keep it root-only, and an ordinary
     // user should get the "ask for sudo" hint, not a permission error.
     if !users::is_root() {
+        // The config may be root-only (secrets): then 2fad's default socket.
+        let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
+        let socket = Config::load(&cli.config, explicit)
+            .map(|c| c.daemon.socket)
+            .unwrap_or_else(|_| Config::default().daemon.socket);
+        if let Some(result) = via_daemon::run(&socket, &invoker, &command) {
+            return result;
+        }
         return Err(CliError(not_root_message(&invoker, &command)));
     }
     let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);

@@ -597,6 +597,39 @@ enum Checked {
     },
 }
 
+/// Outcome of [`check_current`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Current {
+    Accepted(&'static str),
+    Rejected,
+    Locked(i64),
+}
+
+/// Proves a user still holds a second factor (a TOTP/HOTP or backup code)
+/// before the enrollment broker replaces or removes one: the same
+/// single-use, rate-limited check a login does, logged under `service`.
+pub fn check_current(
+    cfg: &Config,
+    store: &mut Store,
+    key: &HostKey,
+    login: Login<'_>,
+    now: i64,
+    code: &str,
+) -> Result<Current, String> {
+    let offer = Offer {
+        otp: true,
+        backup: true,
+        ..Offer::default()
+    };
+    Ok(
+        match verify(cfg, store, key, login, now, code, true, &offer)? {
+            Checked::Accepted { factor, .. } => Current::Accepted(factor.as_str()),
+            Checked::Rejected { .. } => Current::Rejected,
+            Checked::Locked { remaining, .. } => Current::Locked(remaining),
+        },
+    )
+}
+
 /// Checks the code and records the result in one `BEGIN IMMEDIATE`
 /// transaction, so 64 concurrent logins with one valid code yield exactly
 /// one success: the first to commit moves `last_step` or marks the backup

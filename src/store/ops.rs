@@ -75,7 +75,7 @@ impl UserState {
 }
 
 /// What `2fa-enroll status` shows: no secrets, no hashes.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct UserStatus {
     pub user: String,
     pub enrolled: bool,
@@ -96,17 +96,17 @@ pub struct UserStatus {
     pub last_success: Option<LastSuccess>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct OtpSummary {
-    pub kind: &'static str,
-    pub algorithm: &'static str,
+    pub kind: String,
+    pub algorithm: String,
     pub digits: u32,
     pub period: Option<u32>,
     pub counter: Option<i64>,
     pub enrolled_at: i64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LastSuccess {
     pub time: i64,
     pub service: String,
@@ -236,8 +236,8 @@ fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
         |r| r.get(0),
     )?;
     status.otp = state.otp.map(|o| OtpSummary {
-        kind: o.kind.as_str(),
-        algorithm: o.algorithm.as_str(),
+        kind: o.kind.as_str().to_string(),
+        algorithm: o.algorithm.as_str().to_string(),
         digits: o.digits,
         period: (o.kind == OtpKind::Totp).then_some(o.period),
         counter: (o.kind == OtpKind::Hotp).then_some(o.counter),

@@ -1,0 +1,196 @@
+//! `2fa-enroll` for ordinary users: the store is root-only and the binary
+//! is never setuid, so `status`, `totp`, `backup` and `remove totp|backup`
+//! go through 2fad's socket, which acts for the caller's uid only.
+
+use super::admin::{RemoveArgs, StatusArgs, What};
+use super::backup::BackupArgs;
+use super::otp::TotpArgs;
+use super::output::{qr, read_line};
+use super::{CliError, CliResult, Command};
+use crate::daemon::protocol::{Op, Request, Response, VERSION};
+use crate::daemon::server::call;
+use std::path::Path;
+
+/// `Some(result)` when the command was handled through 2fad; `None` when
+/// the command cannot be (root-only) or 2fad is not running.
+pub fn run(socket: &Path, user: &str, command: &Command) -> Option<CliResult> {
+    if !socket.exists() {
+        return None;
+    }
+    let own = |u: &Option<String>| u.as_deref().is_none_or(|u| u == user);
+    Some(match command {
+        Command::Status(StatusArgs {
+            user: u,
+            all: false,
+            json,
+        }) if own(u) => status(socket, *json),
+        Command::Totp(a) if own(&a.user) => totp(socket, a),
+        Command::Backup(a) if own(&a.user) => backup(socket, a, user),
+        Command::Remove(RemoveArgs { what, user: u }) if own(u) => remove(socket, *what),
+        _ => return None,
+    })
+}
+
+fn ask(socket: &Path, op: Op) -> Result<Response, CliError> {
+    let req = Request {
+        version: VERSION,
+        user: None,
+        op,
+    };
+    call(socket, &req)
+        .map_err(|e| CliError(format!("talking to 2fad at {}: {e}", socket.display())))
+}
+
+fn fail(r: Response) -> CliError {
+    match r {
+        Response::Error { message, .. } => CliError(message),
+        other => CliError(format!("unexpected answer from 2fad: {other:?}")),
+    }
+}
+
+fn line(prompt: &str) -> Result<String, CliError> {
+    read_line(prompt)?.ok_or_else(|| CliError("input ended; nothing changed".into()))
+}
+
+fn status(socket: &Path, json: bool) -> CliResult {
+    match ask(socket, Op::Status)? {
+        Response::Status { status } => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                let s: crate::store::UserStatus = serde_json::from_value(status)?;
+                super::admin::print_status(&s);
+            }
+            Ok(())
+        }
+        r => Err(fail(r)),
+    }
+}
+
+fn totp(socket: &Path, a: &TotpArgs) -> CliResult {
+    if a.no_verify || a.algorithm.is_some() || a.digits.is_some() || a.period.is_some() {
+        return Err(CliError(
+            "--no-verify, --algorithm, --digits and --period need root; ask an administrator"
+                .into(),
+        ));
+    }
+    let (uri, secret, digits, needs_current) = match ask(
+        socket,
+        Op::TotpBegin {
+            secret: a.secret.clone(),
+        },
+    )? {
+        Response::TotpPending {
+            uri,
+            secret,
+            digits,
+            needs_current,
+            ..
+        } => (uri, secret, digits, needs_current),
+        r => return Err(fail(r)),
+    };
+    if !a.no_qr
+        && let Some(q) = qr(&uri)
+    {
+        println!("Scan this QR code with your authenticator app:\n{q}");
+    }
+    println!("Secret key: {secret}");
+    println!("URI:        {uri}");
+    let current = if needs_current {
+        println!(
+            "You already have a TOTP token; replacing it needs a code from it (or a backup code)."
+        );
+        Some(line("Current code of your existing factor: ")?)
+    } else {
+        None
+    };
+    for _ in 0..3 {
+        let code = line(&format!(
+            "Enter the {digits}-digit code from the new app to confirm: "
+        ))?;
+        match ask(
+            socket,
+            Op::TotpFinish {
+                code,
+                current: current.clone(),
+            },
+        )? {
+            Response::Done { message } => {
+                println!("{message}");
+                return Ok(());
+            }
+            Response::Error { code, message }
+                if code == "wrong_code" && message.contains("new secret") =>
+            {
+                println!(
+                    "That code does not match. Check the phone's clock and try the next code."
+                );
+            }
+            r => return Err(fail(r)),
+        }
+    }
+    Err(CliError("no matching code; nothing was saved".into()))
+}
+
+fn backup(socket: &Path, a: &BackupArgs, user: &str) -> CliResult {
+    if a.count.is_some() {
+        return Err(CliError("--count needs root; ask an administrator".into()));
+    }
+    let mut resp = ask(socket, Op::Backup { current: None })?;
+    if matches!(&resp, Response::Error { code, .. } if code == "needs_current") {
+        println!(
+            "Replacing your backup codes needs a current code (TOTP, or one of your backup codes)."
+        );
+        let current = line("Current code: ")?;
+        resp = ask(
+            socket,
+            Op::Backup {
+                current: Some(current),
+            },
+        )?;
+    }
+    let codes = match resp {
+        Response::BackupCodes { codes } => codes,
+        r => return Err(fail(r)),
+    };
+    let mut text = format!("Backup codes for {user} (each works once):\n");
+    for chunk in codes.chunks(3) {
+        text.push_str("  ");
+        text.push_str(&chunk.join("   "));
+        text.push('\n');
+    }
+    if let Some(p) = &a.output {
+        super::backup::write_file(p, &text, user)?;
+    }
+    print!("{text}");
+    println!(
+        "Keep them somewhere safe, away from your phone. Any earlier backup codes no longer work."
+    );
+    Ok(())
+}
+
+fn remove(socket: &Path, what: What) -> CliResult {
+    let method = match what {
+        What::Totp | What::Hotp => "totp",
+        What::Backup => "backup",
+        _ => {
+            return Err(CliError(
+                "only totp and backup can be removed without root".into(),
+            ));
+        }
+    };
+    let current = line(&format!("Removing {method} needs a current code: "))?;
+    match ask(
+        socket,
+        Op::Remove {
+            method: method.into(),
+            current,
+        },
+    )? {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        r => Err(fail(r)),
+    }
+}

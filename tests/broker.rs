@@ -1,0 +1,262 @@
+//! 2fad as the enrollment broker: ordinary users (real accounts, via
+//! runuser) enroll and replace their own factors through the socket, the
+//! peer uid decides who they are, replacing needs a current code, and bad
+//! frames are refused. The result is then used in a real PAM login.
+
+mod common;
+
+use common::{Env, SECRET, parse_backup_codes, system_user, totp};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET2: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    public: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.public);
+    }
+}
+
+/// 2fad serving `env`'s store; the config and socket live in a directory
+/// ordinary users can reach (the Env's own directory is root-only).
+fn start(env: &Env) -> (Daemon, PathBuf) {
+    let public = std::env::temp_dir().join(format!(
+        "p2fa-2fad-{}-{}",
+        std::process::id(),
+        env.root().file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&public).unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = public.join("run/socket");
+    let conf = public.join("2fa.conf");
+    let text = std::fs::read_to_string(&env.conf).unwrap();
+    std::fs::write(
+        &conf,
+        format!("{text}\n[daemon]\nsocket = \"{}\"\n", socket.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_2fad"))
+        .arg("--config")
+        .arg(&conf)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "2fad did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (
+        Daemon {
+            child,
+            socket,
+            public,
+        },
+        conf,
+    )
+}
+
+/// `2fa-enroll --config CONF args` as `user`, with `stdin`.
+fn as_user(user: &str, conf: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut c = Command::new("runuser")
+        .args(["-u", user, "--"])
+        .arg(common::enroll_bin())
+        .arg("--config")
+        .arg(conf)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A raw frame sent by `user` with Python (bypassing the Rust client).
+fn raw(user: &str, socket: &Path, payload: &str) -> String {
+    let script = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+mode, data = sys.argv[2], sys.argv[3].encode()
+if mode == "huge":
+    s.sendall(struct.pack(">I", 10_000_000) + b"x" * 100)
+else:
+    s.sendall(struct.pack(">I", len(data)) + data)
+n = struct.unpack(">I", s.recv(4))[0]
+buf = b""
+while len(buf) < n:
+    buf += s.recv(n - len(buf))
+print(buf.decode())
+"#;
+    let (mode, data) = payload.split_once(':').unwrap();
+    let o = Command::new("runuser")
+        .args(["-u", user, "--", "/usr/bin/python3", "-c", script])
+        .arg(socket)
+        .arg(mode)
+        .arg(data)
+        .output()
+        .unwrap();
+    out(&o)
+}
+
+#[test]
+fn users_enroll_themselves_through_2fad() {
+    let alice = system_user("p2fa-brk-a", "Br0ker-p2fa");
+    let bob = system_user("p2fa-brk-b", "Br0ker-p2fa");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let _ = env.enroll(&["reset", "--user", &alice], "");
+    let (d, conf) = start(&env);
+
+    let o = as_user(&alice, &conf, &["status"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("no second factor enrolled"), "{}", out(&o));
+
+    common::fresh_step(8);
+    let o = as_user(
+        &alice,
+        &conf,
+        &["totp", "--secret", SECRET, "--no-qr"],
+        &format!("{}\n", totp(SECRET, None)),
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("Saved."), "{}", out(&o));
+    let o = as_user(&alice, &conf, &["backup"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let codes = parse_backup_codes(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(codes.len(), 15);
+
+    // Replacing needs a current code: a wrong one changes nothing and counts.
+    let o = as_user(
+        &alice,
+        &conf,
+        &["totp", "--secret", SECRET2, "--no-qr"],
+        "99999-99999\n000000\n",
+    );
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("not a valid current code"), "{}", out(&o));
+    assert_eq!(env.status_json(&alice)["failures"], 1);
+    let o = as_user(
+        &alice,
+        &conf,
+        &["totp", "--secret", SECRET2, "--no-qr"],
+        &format!("{}\n{}\n", codes[0], totp(SECRET2, None)),
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    // The new secret works at login; the old one does not.
+    let a = env.attempt(
+        "p2fa",
+        &alice,
+        &format!("{}\n", totp(SECRET, Some(common::now() + 30))),
+        Some(common::now() + 30),
+    );
+    assert!(!a.ok, "old secret still works");
+    let a = env.attempt(
+        "p2fa",
+        &alice,
+        &format!("{}\n", totp(SECRET2, Some(common::now() + 60))),
+        Some(common::now() + 60),
+    );
+    assert!(a.ok, "{}", a.output);
+
+    // Regenerating backup codes asks for a current code too.
+    let o = as_user(&alice, &conf, &["backup"], &format!("{}\n", codes[1]));
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("needs a current code"), "{}", out(&o));
+    let o = as_user(
+        &alice,
+        &conf,
+        &["remove", "backup"],
+        &format!("{}\n", codes[2]),
+    );
+    assert!(
+        !o.status.success(),
+        "old codes died with the regeneration: {}",
+        out(&o)
+    );
+
+    // Bob cannot act for Alice, whatever he writes in the request.
+    let r = raw(
+        &bob,
+        &d.socket,
+        &format!(r#"frame:{{"version":1,"user":"{alice}","op":"backup"}}"#),
+    );
+    assert!(r.contains(r#""code":"denied""#), "{r}");
+    let r = raw(&bob, &d.socket, r#"frame:{"version":1,"op":"status"}"#);
+    assert!(
+        r.contains(&format!(r#""user":"{bob}""#)),
+        "bob sees bob: {r}"
+    );
+    // Bad frames: refused with a reason, nothing else happens.
+    let r = raw(&bob, &d.socket, "huge:x");
+    assert!(r.contains("over the 65536-byte limit"), "{r}");
+    let r = raw(&bob, &d.socket, "frame:{not json");
+    assert!(r.contains("malformed request"), "{r}");
+    let r = raw(&bob, &d.socket, r#"frame:{"version":9,"op":"status"}"#);
+    assert!(r.contains(r#""code":"version""#), "{r}");
+    // Root may act for anyone.
+    let r = raw(
+        "root",
+        &d.socket,
+        &format!(r#"frame:{{"version":1,"user":"{alice}","op":"status"}}"#),
+    );
+    assert!(r.contains(r#""kind":"totp""#), "{r}");
+    // Commands that need root still say so.
+    let o = as_user(&bob, &conf, &["reset", "--user", &alice], "");
+    assert!(out(&o).contains("sudo 2fa-enroll reset"), "{}", out(&o));
+}
+
+/// Under systemd socket activation 2fad serves the socket it was passed
+/// (LISTEN_FDS), which is what debian/2fad.socket sets up.
+#[test]
+fn socket_activation() {
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("activated.sock");
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&socket)
+        .arg(env!("CARGO_BIN_EXE_2fad"))
+        .arg("--config")
+        .arg(&env.conf)
+        .arg("--socket")
+        .arg(dir.path().join("unused.sock"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = raw("root", &socket, r#"frame:{"version":1,"op":"status"}"#);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(r.contains(r#""result":"status""#), "{r}");
+    assert!(
+        !dir.path().join("unused.sock").exists(),
+        "used the passed socket"
+    );
+}
