@@ -54,6 +54,7 @@ def main():
     ap.add_argument("--answer-totp", action="append",
                     help="SUBSTRING: answer with the TOTP code of the key shown as "
                          "'key by hand: KEY' (inline enrollment)")
+    ap.add_argument("--url-file", help="write the first http(s) URL seen in a prompt here")
     ap.add_argument("--command", default="id -un")
     ap.add_argument("--timeout", type=float, default=60)
     args = ap.parse_args()
@@ -87,6 +88,11 @@ def main():
             m = re.search(r"key by hand: ([A-Z2-7]+)", (instructions or "") + text)
             if m:
                 seen["key"] = m.group(1)
+            u = re.search(r"https?://\S+", (instructions or "") + text)
+            if u and args.url_file and not os.path.exists(args.url_file):
+                with open(args.url_file + ".tmp", "w") as f:
+                    f.write(u.group(0))
+                os.rename(args.url_file + ".tmp", args.url_file)
             for key in totp_rules:
                 if key in low and seen["key"]:
                     reply = totp(seen["key"])

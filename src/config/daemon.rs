@@ -26,8 +26,81 @@ impl Default for DaemonConfig {
     }
 }
 
+/// WebAuthn / FIDO2 through 2fad: the PAM prompt shows a short-lived link
+/// to 2fad's page, where the browser runs the ceremony.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebauthnConfig {
+    pub enabled: bool,
+    /// Address 2fad's web server listens on.
+    pub listen: String,
+    /// The URL users open (what a reverse proxy or DNS name points at).
+    /// Plain http is accepted only for localhost (browsers treat it as a
+    /// secure context; nothing else does).
+    pub public_url: String,
+    /// WebAuthn relying party id: the host name of public_url or a parent
+    /// domain of it. Credentials are bound to it.
+    pub rp_id: String,
+    pub rp_name: String,
+    /// PEM certificate chain and key for HTTPS (empty: plain HTTP, which
+    /// is only allowed with a localhost public_url).
+    pub cert_file: String,
+    pub key_file: String,
+    /// Seconds a login or registration link stays valid.
+    pub link_seconds: u64,
+    /// Open links per user at once.
+    pub max_pending_per_user: u32,
+}
+
+impl Default for WebauthnConfig {
+    fn default() -> Self {
+        WebauthnConfig {
+            enabled: false,
+            listen: "127.0.0.1:8443".into(),
+            public_url: "https://localhost:8443".into(),
+            rp_id: "localhost".into(),
+            rp_name: "pam-2fa".into(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            link_seconds: 120,
+            max_pending_per_user: 3,
+        }
+    }
+}
+
 impl super::Config {
     pub(super) fn validate_daemon(&self) -> Result<(), super::ConfigError> {
+        let w = &self.webauthn;
+        let err = |m: &str| Err(super::ConfigError(m.to_string()));
+        if w.enabled {
+            let Some(rest) = w
+                .public_url
+                .strip_prefix("https://")
+                .or_else(|| w.public_url.strip_prefix("http://"))
+            else {
+                return err("webauthn.public_url must be an http(s) URL");
+            };
+            let host = rest.split(['/', ':']).next().unwrap_or("");
+            if w.public_url.starts_with("http://") && host != "localhost" {
+                return err(
+                    "webauthn.public_url may be plain http only for localhost; use https and cert_file/key_file",
+                );
+            }
+            if host != w.rp_id && !host.ends_with(&format!(".{}", w.rp_id)) {
+                return err(
+                    "webauthn.rp_id must be the host of public_url or a parent domain of it",
+                );
+            }
+            if w.cert_file.is_empty() != w.key_file.is_empty() {
+                return err("webauthn.cert_file and webauthn.key_file go together");
+            }
+        }
+        if !(30..=900).contains(&w.link_seconds) {
+            return err("webauthn.link_seconds must be 30..=900");
+        }
+        if !(1..=20).contains(&w.max_pending_per_user) {
+            return err("webauthn.max_pending_per_user must be 1..=20");
+        }
         let d = &self.daemon;
         if !d.socket.is_absolute() {
             return Err(super::ConfigError(

@@ -11,7 +11,7 @@ mod daemon;
 mod network;
 mod policy;
 
-pub use daemon::DaemonConfig;
+pub use daemon::{DaemonConfig, WebauthnConfig};
 pub use network::{
     CodeRules, DuoConfig, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway, SmtpTls,
     TwilioConfig, WebhookConfig, secret,
@@ -191,6 +191,7 @@ pub struct Config {
     pub remember: RememberConfig,
     pub questions: QuestionsConfig,
     pub daemon: DaemonConfig,
+    pub webauthn: WebauthnConfig,
 }
 
 impl Default for Config {
@@ -215,6 +216,7 @@ impl Default for Config {
             remember: RememberConfig::default(),
             questions: QuestionsConfig::default(),
             daemon: DaemonConfig::default(),
+            webauthn: WebauthnConfig::default(),
         }
     }
 }

@@ -28,10 +28,12 @@ struct Pending {
     expires: i64,
 }
 
-/// State shared by all connections: unconfirmed TOTP secrets.
+/// State shared by all connections: unconfirmed TOTP secrets and the
+/// WebAuthn ceremonies (when enabled).
 #[derive(Default)]
 pub struct Broker {
     pending: Mutex<HashMap<String, Pending>>,
+    pub ceremonies: Option<std::sync::Arc<super::webauthn::Ceremonies>>,
 }
 
 fn now() -> i64 {
@@ -111,6 +113,51 @@ impl Broker {
             }
             Op::Backup { current } => backup_codes(&mut ctx, current.as_deref()),
             Op::Remove { method, current } => remove(&mut ctx, &method, &current),
+            Op::WebauthnRegister { name } => self.webauthn_register(&mut ctx, &name),
+            Op::WebauthnLogin if uid != 0 => Response::error(
+                "denied",
+                "only the PAM module (root) starts login ceremonies",
+            ),
+            Op::WebauthnLogin => self.webauthn_login(&mut ctx),
+            Op::WebauthnResult { token } => self.webauthn_result(&mut ctx, &token),
+            Op::WebauthnList => match ctx.store.webauthn_credentials(&user) {
+                Ok(list) => Response::Keys {
+                    keys: list
+                        .into_iter()
+                        .map(|c| super::protocol::KeyInfo {
+                            name: c.name,
+                            created_at: c.created_at,
+                            last_used_at: c.last_used_at,
+                        })
+                        .collect(),
+                },
+                Err(e) => Response::error("unavailable", e.to_string()),
+            },
+            Op::WebauthnRemove { name, current } => {
+                if let Some(r) = ctx.require_current(current.as_deref(), "remove a security key") {
+                    return r;
+                }
+                let res = ctx.store.write().and_then(|tx| {
+                    let n = tx.remove_webauthn(&user, &name)?;
+                    tx.commit()?;
+                    Ok(n)
+                });
+                match res {
+                    Ok(true) => {
+                        ctx.audit.notice(&format!(
+                            "removed webauthn key user={} name={} by={}",
+                            clean(&user),
+                            clean(&name),
+                            clean(&caller)
+                        ));
+                        Response::Done {
+                            message: format!("Removed the key {name:?}."),
+                        }
+                    }
+                    Ok(false) => Response::error("bad_request", format!("no key named {name:?}")),
+                    Err(e) => Response::error("unavailable", e.to_string()),
+                }
+            }
         }
     }
 
@@ -230,6 +277,88 @@ impl Broker {
     }
 }
 
+impl Broker {
+    fn ceremonies(&self) -> Result<&super::webauthn::Ceremonies, Response> {
+        self.ceremonies.as_deref().ok_or_else(|| {
+            Response::error(
+                "unavailable",
+                "security keys are not enabled on this system ([webauthn] enabled)",
+            )
+        })
+    }
+
+    fn link(ctx: &Ctx, prefix: &str, token: String) -> Response {
+        let base = ctx.cfg.webauthn.public_url.trim_end_matches('/');
+        Response::Link {
+            url: format!("{base}/{prefix}/{token}"),
+            token,
+        }
+    }
+
+    fn webauthn_register(&self, ctx: &mut Ctx, name: &str) -> Response {
+        let c = match self.ceremonies() {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Response::error(
+                "bad_request",
+                "a key name needs 1 to 64 printable characters",
+            );
+        }
+        match c.begin_register(ctx.cfg, ctx.store, ctx.key, ctx.user, name) {
+            Ok(tok) => {
+                ctx.audit.info(&format!(
+                    "webauthn registration started user={} name={}",
+                    clean(ctx.user),
+                    clean(name)
+                ));
+                Self::link(ctx, "r", tok)
+            }
+            Err(e) => Response::error("bad_request", e),
+        }
+    }
+
+    fn webauthn_login(&self, ctx: &mut Ctx) -> Response {
+        let c = match self.ceremonies() {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        match c.begin_login(ctx.cfg, ctx.store, ctx.user) {
+            Ok(tok) => Self::link(ctx, "l", tok),
+            Err(e) => Response::error("bad_request", e),
+        }
+    }
+
+    fn webauthn_result(&self, ctx: &mut Ctx, token: &str) -> Response {
+        use super::webauthn::Outcome;
+        let c = match self.ceremonies() {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        match c.result(token, ctx.user) {
+            Outcome::Pending => Response::error("pending", "not approved yet"),
+            Outcome::Approved(name) => {
+                ctx.audit.info(&format!(
+                    "webauthn ok user={} key={}",
+                    clean(ctx.user),
+                    clean(&name)
+                ));
+                Response::Done { message: name }
+            }
+            Outcome::Failed(e) => {
+                ctx.audit.warning(&format!(
+                    "webauthn failed user={}: {}",
+                    clean(ctx.user),
+                    clean(&e)
+                ));
+                Response::error("failed", e)
+            }
+        }
+    }
+}
+
 fn op_name(op: &Op) -> &'static str {
     match op {
         Op::Status => "status",
@@ -237,6 +366,11 @@ fn op_name(op: &Op) -> &'static str {
         Op::TotpFinish { .. } => "totp_finish",
         Op::Backup { .. } => "backup",
         Op::Remove { .. } => "remove",
+        Op::WebauthnRegister { .. } => "webauthn_register",
+        Op::WebauthnLogin => "webauthn_login",
+        Op::WebauthnResult { .. } => "webauthn_result",
+        Op::WebauthnList => "webauthn_list",
+        Op::WebauthnRemove { .. } => "webauthn_remove",
     }
 }
 

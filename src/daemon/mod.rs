@@ -5,3 +5,5 @@
 pub mod broker;
 pub mod protocol;
 pub mod server;
+pub mod web;
+pub mod webauthn;

@@ -45,7 +45,34 @@ pub enum Op {
         current: Option<String>,
     },
     /// Removes `totp` or `backup` (needs `current`).
-    Remove { method: String, current: String },
+    Remove {
+        method: String,
+        current: String,
+    },
+    /// Registers a security key or platform authenticator: returns a link.
+    WebauthnRegister {
+        name: String,
+    },
+    /// Starts a login ceremony for `user` (root only: the PAM module).
+    WebauthnLogin,
+    /// Where a link's ceremony stands; a finished one is forgotten.
+    WebauthnResult {
+        token: String,
+    },
+    WebauthnList,
+    /// Removing a key needs a current code (TOTP/backup) unless root acts.
+    WebauthnRemove {
+        name: String,
+        #[serde(default)]
+        current: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,9 +94,16 @@ pub enum Response {
     BackupCodes {
         codes: Vec<String>,
     },
+    Link {
+        url: String,
+        token: String,
+    },
+    Keys {
+        keys: Vec<KeyInfo>,
+    },
     /// Refused: the message is for the user; `code` is machine-readable
     /// (`denied`, `bad_request`, `needs_current`, `wrong_code`, `locked`,
-    /// `unavailable`, `version`).
+    /// `unavailable`, `version`, `pending`, `failed`).
     Error {
         code: String,
         message: String,

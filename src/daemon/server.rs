@@ -47,7 +47,13 @@ pub fn peer_uid(s: &UnixStream) -> io::Result<u32> {
 }
 
 pub fn serve(cfg: Arc<Config>, listener: UnixListener) -> io::Result<()> {
-    let broker = Arc::new(Broker::default());
+    let mut broker = Broker::default();
+    if cfg.webauthn.enabled {
+        let c = Arc::new(super::webauthn::Ceremonies::new(&cfg).map_err(io::Error::other)?);
+        super::web::start(cfg.clone(), c.clone()).map_err(io::Error::other)?;
+        broker.ceremonies = Some(c);
+    }
+    let broker = Arc::new(broker);
     let busy = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         let stream = match conn {

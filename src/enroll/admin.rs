@@ -137,6 +137,12 @@ pub(super) fn print_status(s: &UserStatus) {
     if s.questions > 0 {
         println!("  security questions: {}", s.questions);
     }
+    if s.webauthn > 0 {
+        println!(
+            "  security keys (WebAuthn): {} (2fa-enroll webauthn list)",
+            s.webauthn
+        );
+    }
     if let Some(d) = &s.default_factor {
         println!("  default (Enter at the prompt): {}", clean(d));
     }

@@ -14,6 +14,7 @@ pub(crate) mod output;
 mod policy;
 mod questions;
 mod via_daemon;
+mod webauthn;
 
 use crate::audit::Audit;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
@@ -57,6 +58,8 @@ pub enum Command {
     Email(network::EmailArgs),
     /// Log in with Duo (push, phone call, passcode).
     Duo(network::DuoArgs),
+    /// Security keys and platform authenticators (WebAuthn, via 2fad).
+    Webauthn(webauthn::WebauthnArgs),
     /// Import google-authenticator, pam_oath or pam_u2f files (dry run
     /// unless --apply).
     Import(import::ImportArgs),
@@ -147,6 +150,13 @@ pub fn run(cli: Cli) -> CliResult {
         users::current().ok_or_else(|| CliError("cannot determine who you are".into()))?;
     // Before the config: an admin may keep it root-only, and an ordinary
     // user should get the "ask for sudo" hint, not a permission error.
+    if let Command::Webauthn(a) = command {
+        let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
+        let socket = Config::load(&cli.config, explicit)
+            .map(|c| c.daemon.socket)
+            .unwrap_or_else(|_| Config::default().daemon.socket);
+        return webauthn::run(&socket, users::is_root(), a);
+    }
     if !users::is_root() {
         // The config may be root-only (secrets): then 2fad's default socket.
         let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
@@ -177,6 +187,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Email(a) => network::email(&mut ctx, a),
         Command::Duo(a) => network::duo(&mut ctx, a),
         Command::Import(a) => import::run(&mut ctx, a),
+        Command::Webauthn(_) => unreachable!("handled above"),
         Command::Questions(a) => questions::run(&mut ctx, a),
         Command::Default(a) => network::default(&mut ctx, a),
         Command::Policy(a) => policy::policy(&mut ctx, a),
@@ -201,6 +212,7 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Email(_) => "email --address ...",
         Command::Duo(_) => "duo",
         Command::Import(_) => "import ...",
+        Command::Webauthn(_) => "webauthn ...",
         Command::Questions(_) => "questions",
         Command::Default(_) => "default ...",
         Command::Policy(_) => "policy check ...",

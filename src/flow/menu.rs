@@ -18,6 +18,8 @@ pub enum Choice {
     /// Duo texts passcodes (offered as `sms` when the user has no own SMS).
     DuoSms,
     Questions,
+    /// A security key or platform authenticator (WebAuthn, via 2fad).
+    Key,
 }
 
 impl Choice {
@@ -28,6 +30,7 @@ impl Choice {
             Choice::Sms | Choice::DuoSms => "sms",
             Choice::Email => "email",
             Choice::Questions => "questions",
+            Choice::Key => "key",
         }
     }
 
@@ -39,6 +42,7 @@ impl Choice {
             "sms" => Some(Choice::Sms),
             "email" => Some(Choice::Email),
             "questions" => Some(Choice::Questions),
+            "key" | "webauthn" => Some(Choice::Key),
             _ => None,
         }
     }

@@ -13,6 +13,7 @@ pub mod network;
 mod questions;
 mod remember;
 pub mod sent;
+mod webauthn;
 
 pub use menu::Choice;
 pub use network::Network;
@@ -293,6 +294,7 @@ struct Offer {
     email: Option<String>,
     duo: bool,
     questions: bool,
+    webauthn: bool,
 }
 
 impl Offer {
@@ -306,6 +308,7 @@ impl Offer {
             email: s.email.clone().filter(|_| cfg.email.enabled && ok("email")),
             duo: s.duo && cfg.duo.enabled && ok("duo"),
             questions: s.questions > 0 && cfg.questions.enabled && ok("questions"),
+            webauthn: s.webauthn > 0 && cfg.webauthn.enabled && ok("webauthn"),
         }
     }
 
@@ -316,6 +319,7 @@ impl Offer {
             && self.email.is_none()
             && !self.duo
             && !self.questions
+            && !self.webauthn
     }
 
     fn local_code(&self) -> bool {
@@ -378,6 +382,9 @@ impl Run<'_> {
         if offer.email.is_some() {
             choices.push(Choice::Email);
         }
+        if offer.webauthn {
+            choices.push(Choice::Key);
+        }
         if offer.questions {
             choices.push(Choice::Questions);
         }
@@ -408,6 +415,7 @@ impl Run<'_> {
                 self.sent_code(Channel::Email, &to)
             }
             Answer::Start(Choice::Questions) => self.questions(),
+            Answer::Start(Choice::Key) => self.webauthn(),
             Answer::Start(c @ (Choice::Push | Choice::Phone | Choice::DuoSms)) => match &duo {
                 Some(d) => self.duo_factor(d, c),
                 None => self.bad_input("that factor is not available"),

@@ -9,10 +9,12 @@ mod network;
 mod ops;
 mod policy;
 mod schema;
+mod webauthn;
 
 pub use network::{Channel, Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};
+pub use webauthn::StoredCredential;
 
 use crate::secure_fs;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};

@@ -52,6 +52,8 @@ pub struct UserState {
     pub default_factor: Option<String>,
     /// Security questions answered at enrollment.
     pub questions: u32,
+    /// Registered WebAuthn credentials.
+    pub webauthn: u32,
     pub failures: u32,
     pub locked_until: i64,
 }
@@ -65,6 +67,7 @@ impl UserState {
             || self.email.is_some()
             || self.duo
             || self.questions > 0
+            || self.webauthn > 0
     }
 
     /// Was ever set up and not removed by an admin: only users for whom this
@@ -89,6 +92,7 @@ pub struct UserStatus {
     pub duo: bool,
     pub default_factor: Option<String>,
     pub questions: u32,
+    pub webauthn: u32,
     /// First login attempt seen while unenrolled (grace periods).
     pub first_seen: Option<i64>,
     pub failures: u32,
@@ -151,6 +155,11 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
         .is_some();
     state.questions = conn.query_row(
         "SELECT count(*) FROM questions WHERE user = ?1",
+        [user],
+        |r| r.get(0),
+    )?;
+    state.webauthn = conn.query_row(
+        "SELECT count(*) FROM webauthn_credentials WHERE user = ?1",
         [user],
         |r| r.get(0),
     )?;
@@ -230,6 +239,7 @@ fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
     status.duo = state.duo;
     status.default_factor = state.default_factor.clone();
     status.questions = state.questions;
+    status.webauthn = state.webauthn;
     status.first_seen = conn.query_row(
         "SELECT first_seen_at FROM users WHERE name = ?1",
         [user],

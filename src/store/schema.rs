@@ -90,6 +90,17 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user, idx)
     ) STRICT;
     "#,
+    // 4: WebAuthn credentials (public keys and counters, no secrets).
+    r#"
+    CREATE TABLE webauthn_credentials (
+        user          TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        credential    TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        last_used_at  INTEGER,
+        PRIMARY KEY (user, name)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build reads and writes.

@@ -25,6 +25,18 @@ static int count_threads(void) {
     return n;
 }
 
+/* Prints a PAM message on one line (newlines shown as " | "), so the test
+ * reads each prompt or message as one line. */
+static void print_one_line(const char *tag, const char *text) {
+    fputs(tag, stdout);
+    for (const char *p = text; *p; p++) {
+        if (*p == '\n') fputs(" | ", stdout);
+        else putchar(*p);
+    }
+    putchar('\n');
+    fflush(stdout);
+}
+
 static int conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data) {
     (void)data;
     struct pam_response *r = calloc((size_t)n, sizeof(*r));
@@ -35,16 +47,14 @@ static int conv(int n, const struct pam_message **msg, struct pam_response **res
         case PAM_PROMPT_ECHO_OFF:
         case PAM_PROMPT_ECHO_ON: {
             char line[512];
-            printf("prompt: %s\n", text);
-            fflush(stdout);
+            print_one_line("prompt: ", text);
             if (!fgets(line, sizeof line, stdin)) line[0] = '\0';
             line[strcspn(line, "\n")] = '\0';
             r[i].resp = strdup(line);
             break;
         }
         default:
-            printf("message: %s\n", text);
-            fflush(stdout);
+            print_one_line("message: ", text);
         }
     }
     *resp = r;

@@ -1,0 +1,69 @@
+// pam-2fa: runs the WebAuthn ceremony for the link's token and posts the
+// result to 2fad. No external assets; everything is same-origin.
+"use strict";
+const dec = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4)), (c) => c.charCodeAt(0));
+const enc = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const token = location.pathname.split("/").pop();
+const status = document.getElementById("status");
+const say = (text, cls) => { status.textContent = text; status.className = cls || ""; };
+
+async function ceremony() {
+  const r = await fetch("/api/options/" + token, { cache: "no-store" });
+  if (!r.ok) throw new Error(await r.text());
+  const { register, options } = await r.json();
+  const pk = options.publicKey;
+  pk.challenge = dec(pk.challenge);
+  let body;
+  if (register) {
+    pk.user.id = dec(pk.user.id);
+    (pk.excludeCredentials || []).forEach((c) => { c.id = dec(c.id); });
+    const c = await navigator.credentials.create({ publicKey: pk });
+    body = {
+      id: c.id, rawId: enc(c.rawId), type: c.type, extensions: c.getClientExtensionResults(),
+      response: {
+        attestationObject: enc(c.response.attestationObject),
+        clientDataJSON: enc(c.response.clientDataJSON),
+        transports: c.response.getTransports ? c.response.getTransports() : [],
+      },
+    };
+  } else {
+    (pk.allowCredentials || []).forEach((c) => { c.id = dec(c.id); });
+    const a = await navigator.credentials.get({ publicKey: pk });
+    body = {
+      id: a.id, rawId: enc(a.rawId), type: a.type, extensions: a.getClientExtensionResults(),
+      response: {
+        authenticatorData: enc(a.response.authenticatorData),
+        clientDataJSON: enc(a.response.clientDataJSON),
+        signature: enc(a.response.signature),
+        userHandle: a.response.userHandle ? enc(a.response.userHandle) : null,
+      },
+    };
+  }
+  const f = await fetch("/api/finish/" + token, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  if (!f.ok) throw new Error(await f.text());
+  return register;
+}
+
+async function go() {
+  document.getElementById("go").disabled = true;
+  say("Waiting for your authenticator…");
+  try {
+    const registered = await ceremony();
+    say(registered ? "Key registered. You can close this page and return to your terminal."
+                   : "Approved. Return to your terminal and press Enter.", "ok");
+    document.title = "pam-2fa: done";
+  } catch (e) {
+    say("Not approved: " + e.message, "bad");
+    document.title = "pam-2fa: failed";
+    document.getElementById("go").disabled = false;
+  }
+}
+
+document.getElementById("go").addEventListener("click", go);
+if (location.pathname.startsWith("/r/")) {
+  document.getElementById("heading").textContent = "Register a security key";
+}
+// Browsers may allow the ceremony without a click; try at once.
+go();

@@ -1,0 +1,254 @@
+//! WebAuthn end to end: 2fad's link, a real headless Chromium with a
+//! virtual authenticator (DevTools WebAuthn domain) registering a key and
+//! approving logins through the real libpam and a real sshd; another
+//! authenticator is refused, and a used link is dead.
+
+mod common;
+
+use common::interactive::Session;
+use common::sshd::Sshd;
+use common::{Env, system_user};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Browser {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/webauthn_browser.py"
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "browser driver: {line}");
+        Browser { child, stdin, out }
+    }
+
+    fn cmd(&mut self, c: &str) -> String {
+        writeln!(self.stdin, "{c}").unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.wait();
+    }
+}
+
+struct Daemon {
+    child: Child,
+    public: PathBuf,
+    port: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.public);
+    }
+}
+
+/// 2fad with WebAuthn on http://localhost:PORT; rewrites the Env's config
+/// so the PAM module finds the same socket.
+fn daemon(env: &Env) -> Daemon {
+    let public = std::env::temp_dir().join(format!(
+        "p2fa-wa-{}-{}",
+        std::process::id(),
+        env.root().file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&public).unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = common::net::closed_port();
+    env.write_config(&format!(
+        "[daemon]\nsocket = \"{}\"\n[webauthn]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\
+         public_url = \"http://localhost:{port}\"\nrp_id = \"localhost\"\n",
+        public.join("socket").display()
+    ));
+    let child = Command::new(env!("CARGO_BIN_EXE_2fad"))
+        .arg("--config")
+        .arg(&env.conf)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !public.join("socket").exists()
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    {
+        assert!(Instant::now() < deadline, "2fad did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Daemon {
+        child,
+        public,
+        port,
+    }
+}
+
+/// `2fa-enroll webauthn add` with the browser approving the printed link.
+fn register(env: &Env, browser: &mut Browser, user: &str, name: &str) -> String {
+    let mut child = Command::new(common::enroll_bin())
+        .arg("--config")
+        .arg(&env.conf)
+        .args(["webauthn", "add", "--name", name, "--user", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut url = None;
+    let mut transcript = String::new();
+    for _ in 0..200 {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        transcript.push_str(&line);
+        if let Some(u) = line.split_whitespace().find(|w| w.contains("/r/")) {
+            url = Some(u.to_string());
+            break;
+        }
+    }
+    let url = url.unwrap_or_else(|| panic!("no link:\n{transcript}"));
+    let r = browser.cmd(&format!("open {url}"));
+    writeln!(child.stdin.take().unwrap(),).unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let st = child.wait_with_output().unwrap();
+    format!(
+        "{r}\n{transcript}{rest}{}",
+        String::from_utf8_lossy(&st.stderr)
+    )
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut r = String::new();
+    std::io::Read::read_to_string(&mut s, &mut r).unwrap();
+    r
+}
+
+fn url_in(prompt: &str) -> String {
+    prompt
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {prompt}"))
+        .to_string()
+}
+
+#[test]
+fn register_then_login_with_a_virtual_authenticator() {
+    let user = system_user("p2fa-wa1", "Webauthn-p2fa");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let _ = env.enroll(&["reset", "--user", &user], "");
+    let d = daemon(&env);
+    let mut browser = Browser::start();
+
+    let out = register(&env, &mut browser, &user, "virtual key");
+    assert!(out.starts_with("done"), "{out}");
+    assert!(out.contains("Registered the key \"virtual key\""), "{out}");
+    let list = env.enroll_ok(&["webauthn", "list", "--user", &user], "");
+    assert!(list.contains("virtual key"), "{list}");
+    assert_eq!(env.status_json(&user)["webauthn"], 1);
+
+    // Login through the real libpam: the only factor, so the link comes at once.
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    let p = s.expect_prompt("Approve this login", WAIT);
+    let url = url_in(&p);
+    assert!(url.contains("/l/"), "{url}");
+    assert!(browser.cmd(&format!("open {url}")).starts_with("done"));
+    s.answer("");
+    let o = s.finish(WAIT);
+    assert!(o.ok, "{}", o.transcript);
+    // The link is dead now.
+    let token = url.rsplit('/').next().unwrap();
+    let r = http_get(d.port, &format!("/api/options/{token}"));
+    assert!(r.lines().next().unwrap_or("").contains(" 404"), "{r}");
+
+    // Another authenticator (no credential for this user): refused.
+    assert_eq!(browser.cmd("new-authenticator"), "ok");
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    let p = s.expect_prompt("Approve this login", WAIT);
+    let r = browser.cmd(&format!("open {}", url_in(&p)));
+    assert!(r.starts_with("failed"), "{r}");
+    s.answer("");
+    s.expect_prompt("Not approved yet", WAIT);
+    s.answer("");
+    s.expect_prompt("Not approved yet", WAIT);
+    s.answer("");
+    let o = s.finish(WAIT);
+    assert!(!o.ok, "{}", o.transcript);
+    assert_eq!(env.status_json(&user)["failures"], 1);
+}
+
+#[test]
+fn webauthn_login_over_sshd() {
+    let user = system_user("p2fa-wa2", "Webauthn-p2fa");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let _ = env.enroll(&["reset", "--user", &user], "");
+    let _d = daemon(&env);
+    let mut browser = Browser::start();
+    let out = register(&env, &mut browser, &user, "k1");
+    assert!(out.starts_with("done"), "{out}");
+
+    let sshd = Sshd::start(&env, "");
+    let url_file = env.root().join("url");
+    let answer_file = env.root().join("approved");
+    let (uf, af) = (url_file.clone(), answer_file.clone());
+    let driver = std::thread::spawn(move || {
+        let deadline = Instant::now() + WAIT;
+        while !uf.exists() {
+            assert!(Instant::now() < deadline, "no URL from the ssh client");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let url = std::fs::read_to_string(&uf).unwrap();
+        let r = browser.cmd(&format!("open {url}"));
+        std::fs::write(&af, "ok").unwrap();
+        r
+    });
+    let o = sshd.login(
+        &user,
+        &[
+            "--answer",
+            "password=Webauthn-p2fa",
+            "--url-file",
+            url_file.to_str().unwrap(),
+            "--answer-file",
+            &format!("press enter={}", answer_file.display()),
+        ],
+    );
+    let r = driver.join().unwrap();
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(r.starts_with("done"), "{r}");
+    assert!(o.status.success(), "{t}\n{}", sshd.log_text());
+    assert!(t.contains("Approve this login"), "{t}");
+}
