@@ -252,3 +252,225 @@ fn webauthn_login_over_sshd() {
     assert!(o.status.success(), "{t}\n{}", sshd.log_text());
     assert!(t.contains("Approve this login"), "{t}");
 }
+
+fn http_post(port: u16, path: &str, body: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut r = String::new();
+    std::io::Read::read_to_string(&mut s, &mut r).unwrap();
+    r
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .unwrap()
+}
+
+fn unb64(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Asks 2fad (as root, like the PAM module) for a login link.
+fn login_link(d: &Daemon, user: &str) -> (String, String) {
+    use pam_2fa::daemon::protocol::{Op, Request, Response, VERSION};
+    let req = Request {
+        version: VERSION,
+        user: Some(user.into()),
+        op: Op::WebauthnLogin,
+    };
+    match pam_2fa::daemon::server::call(&d.public.join("socket"), &req).unwrap() {
+        Response::Link { url, token } => (url, token),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn result_of(d: &Daemon, user: &str, token: &str) -> pam_2fa::daemon::protocol::Response {
+    use pam_2fa::daemon::protocol::{Op, Request, VERSION};
+    let req = Request {
+        version: VERSION,
+        user: Some(user.into()),
+        op: Op::WebauthnResult {
+            token: token.into(),
+        },
+    };
+    pam_2fa::daemon::server::call(&d.public.join("socket"), &req).unwrap()
+}
+
+/// Real assertions from the virtual authenticator, altered one way each:
+/// 2fad's verification must refuse every one, and accept the untouched
+/// control.
+#[test]
+fn tampered_replayed_and_foreign_assertions_are_refused() {
+    use serde_json::Value;
+    let user = system_user("p2fa-wa3", "Webauthn-p2fa");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let _ = env.enroll(&["reset", "--user", &user], "");
+    let d = daemon(&env);
+    let mut browser = Browser::start();
+    assert!(register(&env, &mut browser, &user, "k").starts_with("done"));
+
+    let capture = |browser: &mut Browser, url: &str| -> Value {
+        let r = browser.cmd(&format!("capture {url}"));
+        let body = r.strip_prefix("body ").unwrap_or_else(|| panic!("{r}"));
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+    let set = |v: &mut Value, path: &[&str], f: &dyn Fn(Vec<u8>) -> Vec<u8>| {
+        let mut cur = &mut *v;
+        for p in path {
+            cur = &mut cur[*p];
+        }
+        let bytes = f(b64(cur.as_str().unwrap()));
+        *cur = Value::String(unb64(&bytes));
+    };
+    let port = d.port;
+    let origin = format!("http://localhost:{port}");
+    let variants: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        (
+            "tampered signature",
+            Box::new(|v| {
+                set(v, &["response", "signature"], &|mut b| {
+                    let n = b.len() - 1;
+                    b[n] ^= 1;
+                    b
+                })
+            }),
+        ),
+        (
+            "wrong origin",
+            Box::new(move |v| {
+                set(v, &["response", "clientDataJSON"], &|b| {
+                    String::from_utf8(b)
+                        .unwrap()
+                        .replace(&origin, "http://evil.example")
+                        .into_bytes()
+                })
+            }),
+        ),
+        (
+            "wrong rp_id",
+            Box::new(|v| {
+                set(v, &["response", "authenticatorData"], &|mut b| {
+                    b[0] ^= 0xff;
+                    b
+                })
+            }),
+        ),
+        (
+            "unknown credential",
+            Box::new(|v| {
+                let fake = unb64(&[7u8; 32]);
+                v["id"] = Value::String(fake.clone());
+                v["rawId"] = Value::String(fake);
+            }),
+        ),
+    ];
+    for (what, mutate) in variants {
+        let (url, token) = login_link(&d, &user);
+        let mut body = capture(&mut browser, &url);
+        mutate(&mut body);
+        let r = http_post(port, &format!("/api/finish/{token}"), &body.to_string());
+        assert!(
+            r.lines().next().unwrap().contains(" 400"),
+            "{what} accepted: {r}"
+        );
+        assert!(
+            matches!(result_of(&d, &user, &token), pam_2fa::daemon::protocol::Response::Error { ref code, .. } if code == "failed"),
+            "{what}"
+        );
+    }
+    // Control: an untouched assertion for its own link is accepted ...
+    let (url_a, token_a) = login_link(&d, &user);
+    let body_a = capture(&mut browser, &url_a);
+    let r = http_post(port, &format!("/api/finish/{token_a}"), &body_a.to_string());
+    assert!(r.lines().next().unwrap().contains(" 200"), "{r}");
+    assert!(matches!(
+        result_of(&d, &user, &token_a),
+        pam_2fa::daemon::protocol::Response::Done { .. }
+    ));
+    // ... once: the same link again is dead, and replaying the assertion
+    // on a new link (another challenge) is refused.
+    let r = http_post(port, &format!("/api/finish/{token_a}"), &body_a.to_string());
+    assert!(
+        r.lines().next().unwrap().contains(" 400"),
+        "reused link: {r}"
+    );
+    let (_, token_b) = login_link(&d, &user);
+    let r = http_post(port, &format!("/api/finish/{token_b}"), &body_a.to_string());
+    assert!(
+        r.lines().next().unwrap().contains(" 400"),
+        "replayed assertion accepted: {r}"
+    );
+    // Only root may start login ceremonies, and users see only their keys.
+    let other = system_user("p2fa-wa4", "Webauthn-p2fa");
+    let script = format!(
+        r#"import socket,struct,sys
+s=socket.socket(socket.AF_UNIX);s.connect("{}")
+for req in ['{{"version":1,"op":"webauthn_login"}}','{{"version":1,"user":"{user}","op":"webauthn_list"}}']:
+    d=req.encode();s.sendall(struct.pack(">I",len(d))+d)
+    n=struct.unpack(">I",s.recv(4))[0];print(s.recv(n).decode())"#,
+        d.public.join("socket").display()
+    );
+    let o = Command::new("runuser")
+        .args(["-u", &other, "--", "/usr/bin/python3", "-c", &script])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.matches(r#""code":"denied""#).count(), 2, "{out}");
+}
+
+/// With cert_file/key_file, 2fad serves the page over verified HTTPS.
+#[test]
+fn https_with_the_configured_certificate() {
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let pki = common::net::Pki::new(&env.root().join("pki"));
+    let public = std::env::temp_dir().join(format!("p2fa-wa-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&public).unwrap();
+    let port = common::net::closed_port();
+    env.write_config(&format!(
+        "[daemon]\nsocket = \"{}\"\n[webauthn]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\
+         public_url = \"https://localhost:{port}\"\nrp_id = \"localhost\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        public.join("socket").display(),
+        pki.cert.display(),
+        pki.key.display()
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_2fad"))
+        .arg("--config")
+        .arg(&env.conf)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "2fad did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://localhost:{port}/l/sometoken"))
+        .send()
+        .unwrap();
+    let csp = r
+        .headers()
+        .get("content-security-policy")
+        .map(|v| v.to_str().unwrap().to_string());
+    let page = r.text().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&public);
+    assert!(page.contains("<script src=\"/static/app.js\">"), "{page}");
+    assert!(csp.unwrap_or_default().contains("default-src 'self'"));
+}

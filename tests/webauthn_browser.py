@@ -4,6 +4,8 @@
 line; one answer line each on stdout:
 
     open URL            -> "done <page status>" or "failed <page status>"
+    capture URL         -> "body <json>": runs the ceremony but keeps what the
+                           page would post (the test then posts variants)
     new-authenticator   -> "ok" (forgets the old authenticator and its keys)
     quit
 
@@ -82,6 +84,28 @@ class Cdp:
             time.sleep(0.1)
         return "failed timeout"
 
+    def capture(self, url):
+        """Runs the ceremony with fetch() to /api/finish/ intercepted: the
+        body is kept in the page and nothing reaches 2fad."""
+        script = """
+        const realFetch = window.fetch;
+        window.fetch = (u, o) => {
+          if (String(u).includes('/api/finish/')) {
+            window.__captured = o.body;
+            return Promise.resolve(new Response('{"ok":true}', {status: 200}));
+          }
+          return realFetch(u, o);
+        };"""
+        ident = self.call("Page.addScriptToEvaluateOnNewDocument", {"source": script}, session=True)["identifier"]
+        try:
+            result = self.open(url)
+            if not result.startswith("done"):
+                return json.dumps({"error": result})
+            r = self.call("Runtime.evaluate", {"expression": "window.__captured", "returnByValue": True}, session=True)
+            return r["result"]["value"]
+        finally:
+            self.call("Page.removeScriptToEvaluateOnNewDocument", {"identifier": ident}, session=True)
+
     def close(self):
         try:
             self.ws.close()
@@ -99,6 +123,8 @@ def main():
             cmd, _, arg = line.strip().partition(" ")
             if cmd == "open":
                 print(cdp.open(arg), flush=True)
+            elif cmd == "capture":
+                print("body " + cdp.capture(arg), flush=True)
             elif cmd == "new-authenticator":
                 cdp.new_authenticator()
                 print("ok", flush=True)
