@@ -333,7 +333,8 @@ fn tampered_replayed_and_foreign_assertions_are_refused() {
     };
     let port = d.port;
     let origin = format!("http://localhost:{port}");
-    let variants: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let variants: Vec<(&str, Mutation)> = vec![
         (
             "tampered signature",
             Box::new(|v| {
