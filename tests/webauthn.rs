@@ -333,8 +333,8 @@ fn tampered_replayed_and_foreign_assertions_are_refused() {
     };
     let port = d.port;
     let origin = format!("http://localhost:{port}");
-    type Mutation = Box<dyn Fn(&mut Value)>;
-    let variants: Vec<(&str, Mutation)> = vec![
+    type Mutation<'a> = Box<dyn Fn(&mut Value) + 'a>;
+    let variants: Vec<(&str, Mutation<'_>)> = vec![
         (
             "tampered signature",
             Box::new(|v| {
