@@ -147,6 +147,53 @@ def setup(work, names):
     return conf, svc, list(services)
 
 
+def bench_2fad(work, conf, n):
+    """Round trips per second over 2fad's socket."""
+    import socket as so
+    import struct
+    sock = os.path.join(work, "2fad.sock")
+    p = subprocess.Popen([os.path.join(ROOT, "target/release/2fad"), "--config", conf, "--socket", sock],
+                         stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(sock):
+            if time.time() > deadline:
+                raise RuntimeError("2fad did not start")
+            time.sleep(0.02)
+        req = json.dumps({"version": 1, "op": "status"}).encode()
+        frame = struct.pack(">I", len(req)) + req
+
+        def rt(c):
+            c.sendall(frame)
+            hdr = b""
+            while len(hdr) < 4:
+                hdr += c.recv(4 - len(hdr))
+            ln = struct.unpack(">I", hdr)[0]
+            body = b""
+            while len(body) < ln:
+                body += c.recv(ln - len(body))
+            assert b'"status"' in body, body
+
+        c = so.socket(so.AF_UNIX)
+        c.connect(sock)
+        t = time.monotonic()
+        for _ in range(n):
+            rt(c)
+        reuse = n / (time.monotonic() - t)
+        c.close()
+        t = time.monotonic()
+        for _ in range(n // 3):
+            c = so.socket(so.AF_UNIX)
+            c.connect(sock)
+            rt(c)
+            c.close()
+        connect = (n // 3) / (time.monotonic() - t)
+        return {"round_trips": n, "reuse_per_s": reuse, "connect_per_s": connect}
+    finally:
+        p.kill()
+        p.wait()
+
+
 def run(a, work, names):
     conf, svc, modules = setup(work, names)
     bench_users = names[: a.users]
@@ -202,6 +249,8 @@ def run(a, work, names):
     locked = sh("sqlite3", f"{work}/state/state.db",
                 "SELECT count(*) FROM backup_codes WHERE used_at IS NOT NULL").stdout.strip()
 
+    daemon = bench_2fad(work, conf, 300 if a.quick else 3000)
+
     results = {
         "latency": {m: stats(lat[m]) for m in modules},
         "failures": failures,
@@ -216,6 +265,7 @@ def run(a, work, names):
                         "wall_s": wall, "logins_per_s": len(conc_ns) / wall,
                         **{k: v for k, v in stats(conc_ns).items() if k != "n"}},
         "runs": a.runs, "users_per_run": len(bench_users),
+        "2fad": daemon,
     }
     ga = results["latency"]["pam_google_authenticator"]["median_ms"]
     lines = ["# pam-2fa benchmark", "",
@@ -235,6 +285,11 @@ def run(a, work, names):
               f"**{c['logins_per_s']:.0f} logins/s**, median {c['median_ms']:.2f} ms, "
               f"p95 {c['p95_ms']:.2f} ms, failed/locked: **{c['failed']}** "
               f"(codes marked used in the store: {c['codes_used_in_store']})."]
+    lines += ["", f"2fad socket round trips (status request, root): "
+              f"**{daemon['reuse_per_s']:.0f}/s** on one connection, "
+              f"**{daemon['connect_per_s']:.0f}/s** with a new connection each "
+              f"(what the PAM module does). WebAuthn assertion verification is not "
+              f"measured here: it needs a software authenticator (see README)."]
     text = "\n".join(lines) + "\n"
     print(text)
     out = os.path.join(ROOT, "target/bench")
