@@ -260,3 +260,35 @@ fn socket_activation() {
         "used the passed socket"
     );
 }
+
+/// Users list and revoke their own remembered devices through 2fad.
+#[test]
+fn users_manage_their_remembered_devices() {
+    let carol = system_user("p2fa-brk-c", "Br0ker-p2fa");
+    let env = Env::with_config("[remember]\nenabled = true\n");
+    env.enroll_totp(&carol);
+    common::fresh_step(5);
+    let a = env.attempt("p2fa", &carol, &format!("{}\n", totp(SECRET, None)), None);
+    assert!(a.ok, "{}", a.output);
+    let (_d, conf) = start(&env);
+    let o = as_user(&carol, &conf, &["devices", "list"], "");
+    let text = out(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("p2fa") && text.contains("tty"), "{text}");
+    let o = as_user(&carol, &conf, &["devices", "revoke", "--all"], "");
+    assert!(
+        out(&o).contains("Revoked 1 remembered device"),
+        "{}",
+        out(&o)
+    );
+    let o = as_user(&carol, &conf, &["devices", "list"], "");
+    assert!(out(&o).contains("No remembered devices"), "{}", out(&o));
+    let o = as_user(
+        &carol,
+        &conf,
+        &["devices", "revoke", "--all", "--user", "root"],
+        "",
+    );
+    assert!(!o.status.success());
+    assert!(out(&o).contains("sudo 2fa-enroll devices"), "{}", out(&o));
+}

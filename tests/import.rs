@@ -140,5 +140,8 @@ fn malformed_files_are_refused_with_line_numbers() {
         text.contains("alice: 2 FIDO credential(s) (es256, eddsa)"),
         "{text}"
     );
-    assert!(text.contains("WebAuthn factor"), "{text}");
+    assert!(
+        text.contains("pam://HOSTNAME") && text.contains("webauthn add"),
+        "{text}"
+    );
 }

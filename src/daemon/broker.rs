@@ -120,6 +120,33 @@ impl Broker {
             ),
             Op::WebauthnLogin => self.webauthn_login(&mut ctx),
             Op::WebauthnResult { token } => self.webauthn_result(&mut ctx, &token),
+            Op::DevicesList => match ctx.store.remembered_list(Some(&user), now()) {
+                Ok(devices) => Response::Devices { devices },
+                Err(e) => Response::error("unavailable", e.to_string()),
+            },
+            Op::DevicesRevoke { id } => {
+                let res = ctx.store.write().and_then(|tx| {
+                    let n = tx.revoke(&user, id)?;
+                    tx.commit()?;
+                    Ok(n)
+                });
+                match res {
+                    Ok(0) => Response::error("bad_request", "no such remembered device"),
+                    Ok(n) => {
+                        ctx.audit.notice(&format!(
+                            "revoked {n} remembered device(s) user={} by={} via=2fad",
+                            clean(&user),
+                            clean(&caller)
+                        ));
+                        Response::Done {
+                            message: format!(
+                                "Revoked {n} remembered device(s); the next login asks for a second factor."
+                            ),
+                        }
+                    }
+                    Err(e) => Response::error("unavailable", e.to_string()),
+                }
+            }
             Op::WebauthnList => match ctx.store.webauthn_credentials(&user) {
                 Ok(list) => Response::Keys {
                     keys: list
@@ -370,6 +397,8 @@ fn op_name(op: &Op) -> &'static str {
         Op::WebauthnLogin => "webauthn_login",
         Op::WebauthnResult { .. } => "webauthn_result",
         Op::WebauthnList => "webauthn_list",
+        Op::DevicesList => "devices_list",
+        Op::DevicesRevoke { .. } => "devices_revoke",
         Op::WebauthnRemove { .. } => "webauthn_remove",
     }
 }

@@ -60,6 +60,13 @@ pub enum Op {
         token: String,
     },
     WebauthnList,
+    /// Remembered devices of the caller.
+    DevicesList,
+    /// Forgets one remembered device (`id`) or all (`None`).
+    DevicesRevoke {
+        #[serde(default)]
+        id: Option<i64>,
+    },
     /// Removing a key needs a current code (TOTP/backup) unless root acts.
     WebauthnRemove {
         name: String,
@@ -100,6 +107,9 @@ pub enum Response {
     },
     Keys {
         keys: Vec<KeyInfo>,
+    },
+    Devices {
+        devices: Vec<crate::store::Remembered>,
     },
     /// Refused: the message is for the user; `code` is machine-readable
     /// (`denied`, `bad_request`, `needs_current`, `wrong_code`, `locked`,

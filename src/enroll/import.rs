@@ -92,7 +92,7 @@ pub fn run(ctx: &mut Ctx, a: ImportArgs) -> CliResult {
                 );
             }
             return Err(CliError(format!(
-                "{}: pam_u2f credentials need the WebAuthn factor (2fad), which this build does not have yet; nothing was imported",
+                "{}: nothing was imported: pam_u2f credentials are bound to the relying party \"pam://HOSTNAME\", which only a key plugged into this machine can answer; browser WebAuthn through 2fad cannot use them. Have each user register their key again with `2fa-enroll webauthn add --name ...`",
                 file.display()
             )));
         }

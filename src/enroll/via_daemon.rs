@@ -6,6 +6,7 @@ use super::admin::{RemoveArgs, StatusArgs, What};
 use super::backup::BackupArgs;
 use super::otp::TotpArgs;
 use super::output::{qr, read_line};
+use super::policy::{DevicesArgs, DevicesCmd};
 use super::{CliError, CliResult, Command};
 use crate::daemon::protocol::{Op, Request, Response, VERSION};
 use crate::daemon::server::call;
@@ -27,6 +28,16 @@ pub fn run(socket: &Path, user: &str, command: &Command) -> Option<CliResult> {
         Command::Totp(a) if own(&a.user) => totp(socket, a),
         Command::Backup(a) if own(&a.user) => backup(socket, a, user),
         Command::Remove(RemoveArgs { what, user: u }) if own(u) => remove(socket, *what),
+        Command::Devices(DevicesArgs {
+            what:
+                DevicesCmd::List {
+                    user: u,
+                    all: false,
+                },
+        }) if own(u) => devices_list(socket),
+        Command::Devices(DevicesArgs {
+            what: DevicesCmd::Revoke { id, all, user: u },
+        }) if own(u) => devices_revoke(socket, if *all { None } else { *id }),
         _ => return None,
     })
 }
@@ -187,6 +198,38 @@ fn remove(socket: &Path, what: What) -> CliResult {
             current,
         },
     )? {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        r => Err(fail(r)),
+    }
+}
+
+fn devices_list(socket: &Path) -> CliResult {
+    match ask(socket, Op::DevicesList)? {
+        Response::Devices { devices } => {
+            if devices.is_empty() {
+                println!("No remembered devices.");
+            }
+            for r in devices {
+                println!(
+                    "{:>5}  {}  {}  since {}  until {}",
+                    r.id,
+                    crate::audit::printable(&r.service, 32),
+                    crate::audit::printable(&r.source, 64),
+                    super::output::utc(r.created_at),
+                    super::output::utc(r.expires_at)
+                );
+            }
+            Ok(())
+        }
+        r => Err(fail(r)),
+    }
+}
+
+fn devices_revoke(socket: &Path, id: Option<i64>) -> CliResult {
+    match ask(socket, Op::DevicesRevoke { id })? {
         Response::Done { message } => {
             println!("{message}");
             Ok(())

@@ -1,7 +1,8 @@
 //! pam_u2f authfiles: `user:KEYHANDLE,PUBKEY,COSETYPE,OPTIONS:...` (and
-//! the old `user:KEYHANDLE,PUBKEY`). pam-2fa keeps FIDO credentials with
-//! its WebAuthn factor, which this build does not have yet: the parser
-//! validates and counts so the admin knows what will come across.
+//! the old `user:KEYHANDLE,PUBKEY`). These credentials are bound to the
+//! relying party `pam://HOSTNAME`, which a browser can never assert for, so
+//! 2fad's WebAuthn cannot take them over: the parser validates and counts,
+//! so the admin knows who must register a key again.
 
 use super::{LineError, err};
 

@@ -5,7 +5,7 @@ use super::{Result, Store, Tx};
 use rusqlite::{OptionalExtension, params};
 
 /// A remembered (user, service, source), as `2fa-enroll devices` lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Remembered {
     pub id: i64,
     pub user: String,
