@@ -475,3 +475,56 @@ fn https_with_the_configured_certificate() {
     assert!(page.contains("<script src=\"/static/app.js\">"), "{page}");
     assert!(csp.unwrap_or_default().contains("default-src 'self'"));
 }
+
+/// The module only trusts a 2fad running as root: a socket served by an
+/// ordinary user (say, planted at a configured path) is refused.
+#[test]
+fn module_refuses_a_socket_not_served_by_root() {
+    let user = system_user("p2fa-wa5", "Webauthn-p2fa");
+    let mallory = system_user("p2fa-wa-mal", "Webauthn-p2fa");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let _ = env.enroll(&["reset", "--user", &user], "");
+    let dir = std::env::temp_dir().join(format!("p2fa-wa-fake-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sock = dir.join("socket");
+    env.write_config(&format!(
+        "[daemon]\nsocket = \"{}\"\n[webauthn]\nenabled = true\npublic_url = \"http://localhost:1\"\n",
+        sock.display()
+    ));
+    env.sql(&format!(
+        "INSERT INTO users (name, created_at) VALUES ('{user}', 0)"
+    ));
+    env.sql(&format!(
+        "INSERT INTO webauthn_credentials (user, name, credential, created_at) VALUES ('{user}', 'k', '{{}}', 0)"
+    ));
+    // A fake "2fad" that approves everything, run by an ordinary user.
+    let fake = r#"
+import json, os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666); s.listen(5)
+while True:
+    c, _ = s.accept()
+    n = struct.unpack(">I", c.recv(4))[0]; c.recv(n)
+    d = json.dumps({"result": "link", "url": "http://localhost:1/l/x", "token": "x"}).encode()
+    c.sendall(struct.pack(">I", len(d)) + d); c.close()
+"#;
+    let mut child = Command::new("runuser")
+        .args(["-u", &mallory, "--", "/usr/bin/python3", "-c", fake])
+        .arg(&sock)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let a = env.attempt("p2fa", &user, "\n\n\n", None);
+    // runuser's child outlives a kill of runuser itself.
+    let _ = Command::new("pkill").args(["-u", &mallory]).status();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!a.ok, "{}", a.output);
+    assert!(a.log.contains("not root"), "{}", a.log);
+}

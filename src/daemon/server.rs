@@ -111,7 +111,30 @@ fn connection(cfg: &Config, broker: &Broker, mut s: UnixStream) -> io::Result<()
 
 /// One request/response round trip, for `2fa-enroll` and tests.
 pub fn call(path: &Path, req: &Request) -> io::Result<Response> {
+    call_checked(path, req, false)
+}
+
+/// [`call`] that first makes sure the process serving the socket runs as
+/// root, so a socket planted by someone else is never trusted with a login
+/// (the PAM module uses this).
+pub fn call_root(path: &Path, req: &Request) -> io::Result<Response> {
+    call_checked(path, req, true)
+}
+
+fn call_checked(path: &Path, req: &Request, need_root: bool) -> io::Result<Response> {
     let mut s = UnixStream::connect(path)?;
+    if need_root {
+        let uid = peer_uid(&s)?;
+        if uid != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the process serving {} runs as uid {uid}, not root",
+                    path.display()
+                ),
+            ));
+        }
+    }
     s.set_read_timeout(Some(IDLE))?;
     protocol::send(&mut s, req)?;
     let frame = protocol::read_frame(&mut s)?.ok_or_else(|| {

@@ -6,7 +6,7 @@
 use super::{Run, Verdict};
 use crate::audit::clean;
 use crate::daemon::protocol::{Op, Request, Response, VERSION};
-use crate::daemon::server::call;
+use crate::daemon::server::call_root;
 
 /// Enter presses allowed while the ceremony is still open.
 const TRIES: usize = 3;
@@ -18,7 +18,7 @@ impl Run<'_> {
             user: Some(self.login.user.to_string()),
             op,
         };
-        call(&self.cfg.daemon.socket, &req)
+        call_root(&self.cfg.daemon.socket, &req)
             .map_err(|e| format!("2fad at {}: {e}", self.cfg.daemon.socket.display()))
     }
 
