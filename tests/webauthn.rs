@@ -10,6 +10,7 @@ use common::sshd::Sshd;
 use common::{Env, system_user};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -527,4 +528,69 @@ while True:
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!a.ok, "{}", a.output);
     assert!(a.log.contains("not root"), "{}", a.log);
+}
+
+/// A link dies when `link_seconds` have passed (2fad's clock sped up 30x
+/// with faketime, so 30 s pass in one).
+#[test]
+fn expired_links_are_dead() {
+    use pam_2fa::daemon::protocol::{Op, Request, Response, VERSION};
+    let user = system_user("p2fa-wa6", "Webauthn-p2fa");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let public = std::env::temp_dir().join(format!("p2fa-wa-exp-{}", std::process::id()));
+    std::fs::create_dir_all(&public).unwrap();
+    let port = common::net::closed_port();
+    env.write_config(&format!(
+        "[daemon]\nsocket = \"{}\"\n[webauthn]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\
+         public_url = \"http://localhost:{port}\"\nlink_seconds = 30\n",
+        public.join("socket").display()
+    ));
+    let mut child = Command::new("faketime")
+        .args(["-f", "+0 x30"])
+        .arg(env!("CARGO_BIN_EXE_2fad"))
+        .arg("--config")
+        .arg(&env.conf)
+        .env("TZ", "UTC")
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !public.join("socket").exists()
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    {
+        assert!(Instant::now() < deadline, "2fad did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ask = |op: Op| {
+        let req = Request {
+            version: VERSION,
+            user: Some(user.clone()),
+            op,
+        };
+        pam_2fa::daemon::server::call(&public.join("socket"), &req).unwrap()
+    };
+    let Response::Link { token, .. } = ask(Op::WebauthnRegister { name: "k".into() }) else {
+        panic!("no link")
+    };
+    let live = http_get(port, &format!("/api/options/{token}"));
+    assert!(live.lines().next().unwrap().contains(" 200"), "{live}");
+    std::thread::sleep(Duration::from_millis(1500)); // ~45 s for 2fad
+    let dead = http_get(port, &format!("/api/options/{token}"));
+    let result = ask(Op::WebauthnResult {
+        token: token.clone(),
+    });
+    // faketime forks: end the whole group, 2fad included.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&public);
+    assert!(dead.lines().next().unwrap().contains(" 404"), "{dead}");
+    assert!(
+        matches!(result, Response::Error { ref code, ref message } if code == "failed" && message.contains("expired")),
+        "{result:?}"
+    );
 }
