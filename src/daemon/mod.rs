@@ -5,5 +5,6 @@
 pub mod broker;
 pub mod protocol;
 pub mod server;
+pub mod softkey;
 pub mod web;
 pub mod webauthn;

@@ -265,3 +265,175 @@ fn record_login(cfg: &Config, user: &str, res: &AuthenticationResult) -> Result<
     }
     Err("the key that signed is not registered for this user".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::softkey::{SoftKey, alter};
+    use serde_json::Value;
+
+    const ORIGIN: &str = "http://localhost:8443";
+
+    fn setup() -> (
+        tempfile::TempDir,
+        Config,
+        Ceremonies,
+        crate::crypto::HostKey,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config {
+            db: dir.path().join("state/state.db"),
+            key_file: dir.path().join("key"),
+            ..Config::default()
+        };
+        cfg.webauthn.enabled = true;
+        cfg.webauthn.public_url = ORIGIN.into();
+        cfg.webauthn.max_pending_per_user = 20;
+        let (key, _) = crate::crypto::HostKey::load_or_create(&cfg.key_file).unwrap();
+        Store::open_or_create(&cfg.db, 1000).unwrap();
+        let c = Ceremonies::new(&cfg).unwrap();
+        (dir, cfg, c, key)
+    }
+
+    fn registered() -> (tempfile::TempDir, Config, Ceremonies, SoftKey) {
+        let (d, cfg, c, key) = setup();
+        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let tok = c
+            .begin_register(&cfg, &store, &key, "root", "soft")
+            .unwrap();
+        let (opts, register) = c.options(&tok).unwrap();
+        assert!(register);
+        let mut sk = SoftKey::new();
+        let body = sk.register(&serde_json::from_str(&opts).unwrap(), ORIGIN);
+        c.finish(&cfg, &tok, body.to_string().as_bytes()).unwrap();
+        assert_eq!(c.result(&tok, "root"), Outcome::Approved("soft".into()));
+        (d, cfg, c, sk)
+    }
+
+    /// A login ceremony's options, as the page would fetch them.
+    fn login(c: &Ceremonies, cfg: &Config) -> (String, Value) {
+        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let tok = c.begin_login(cfg, &store, "root").unwrap();
+        let (opts, _) = c.options(&tok).unwrap();
+        (tok, serde_json::from_str(&opts).unwrap())
+    }
+
+    #[test]
+    fn genuine_assertion_verifies_once_and_moves_the_counter() {
+        let (_d, cfg, c, mut sk) = registered();
+        let (tok, opts) = login(&c, &cfg);
+        let body = sk.assert(&opts, ORIGIN);
+        c.finish(&cfg, &tok, body.to_string().as_bytes()).unwrap();
+        assert_eq!(c.result(&tok, "root"), Outcome::Approved("soft".into()));
+        assert!(
+            matches!(c.result(&tok, "root"), Outcome::Failed(_)),
+            "read once, then dead"
+        );
+        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let stored = store.webauthn_credentials("root").unwrap();
+        assert!(
+            stored[0].credential.contains("\"counter\":1"),
+            "{}",
+            stored[0].credential
+        );
+        assert!(stored[0].last_used_at.is_some());
+    }
+
+    #[test]
+    fn every_forgery_is_refused() {
+        let (_d, cfg, c, mut sk) = registered();
+        type Forge = Box<dyn Fn(&mut SoftKey, &Value) -> Value>;
+        let cases: Vec<(&str, Forge)> = vec![
+            (
+                "wrong origin",
+                Box::new(|sk, o| sk.assert(o, "http://evil.example")),
+            ),
+            (
+                "wrong rp_id",
+                Box::new(|sk, o| {
+                    let mut o = o.clone();
+                    o["publicKey"]["rpId"] = "evil.example".into();
+                    sk.assert(&o, ORIGIN)
+                }),
+            ),
+            (
+                "wrong challenge",
+                Box::new(|sk, o| {
+                    let mut o = o.clone();
+                    o["publicKey"]["challenge"] =
+                        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+                    sk.assert(&o, ORIGIN)
+                }),
+            ),
+            (
+                "tampered signature",
+                Box::new(|sk, o| {
+                    let mut b = sk.assert(o, ORIGIN);
+                    alter(&mut b, &["response", "signature"], |s| {
+                        let n = s.len() - 2;
+                        s[n] ^= 0x40;
+                    });
+                    b
+                }),
+            ),
+            (
+                "tampered authenticator data",
+                Box::new(|sk, o| {
+                    let mut b = sk.assert(o, ORIGIN);
+                    alter(&mut b, &["response", "authenticatorData"], |a| a[33] ^= 1);
+                    b
+                }),
+            ),
+            (
+                "unknown credential",
+                Box::new(|_, o| SoftKey::new().assert(o, ORIGIN)),
+            ),
+        ];
+        for (what, forge) in cases {
+            let (tok, opts) = login(&c, &cfg);
+            let body = forge(&mut sk, &opts);
+            assert!(
+                c.finish(&cfg, &tok, body.to_string().as_bytes()).is_err(),
+                "{what} accepted"
+            );
+            assert!(
+                matches!(c.result(&tok, "root"), Outcome::Failed(_)),
+                "{what}"
+            );
+        }
+        // A genuine assertion replayed on another challenge.
+        let (tok_a, opts_a) = login(&c, &cfg);
+        let body = sk.assert(&opts_a, ORIGIN);
+        c.finish(&cfg, &tok_a, body.to_string().as_bytes()).unwrap();
+        let (tok_b, _) = login(&c, &cfg);
+        assert!(
+            c.finish(&cfg, &tok_b, body.to_string().as_bytes()).is_err(),
+            "replay accepted"
+        );
+        assert!(
+            c.finish(&cfg, &tok_a, body.to_string().as_bytes()).is_err(),
+            "token reused"
+        );
+        // Garbage and someone else's token.
+        let (tok_c, _) = login(&c, &cfg);
+        assert!(c.finish(&cfg, &tok_c, b"{not json").is_err());
+        assert!(matches!(
+            c.result(&tok_c, "someone-else"),
+            Outcome::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn open_links_per_user_are_limited() {
+        let (_d, mut cfg, c, _) = registered();
+        cfg.webauthn.max_pending_per_user = 2;
+        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        c.begin_login(&cfg, &store, "root").unwrap();
+        c.begin_login(&cfg, &store, "root").unwrap();
+        assert!(
+            c.begin_login(&cfg, &store, "root")
+                .unwrap_err()
+                .contains("too many")
+        );
+    }
+}
