@@ -16,6 +16,9 @@ use std::time::Duration;
 
 /// How long a connection may sit idle between requests.
 const IDLE: Duration = Duration::from_secs(120);
+/// How long the PAM module waits for 2fad's answer: a hung daemon must
+/// not hold a login for minutes.
+const MODULE_WAIT: Duration = Duration::from_secs(10);
 
 /// The listening socket: systemd's (socket activation) if it passed one,
 /// else a fresh one at `path` (directory 0755 root, socket 0666).
@@ -111,18 +114,24 @@ fn connection(cfg: &Config, broker: &Broker, mut s: UnixStream) -> io::Result<()
 
 /// One request/response round trip, for `2fa-enroll` and tests.
 pub fn call(path: &Path, req: &Request) -> io::Result<Response> {
-    call_checked(path, req, false)
+    call_checked(path, req, false, IDLE)
 }
 
 /// [`call`] that first makes sure the process serving the socket runs as
 /// root, so a socket planted by someone else is never trusted with a login
 /// (the PAM module uses this).
 pub fn call_root(path: &Path, req: &Request) -> io::Result<Response> {
-    call_checked(path, req, true)
+    call_checked(path, req, true, MODULE_WAIT)
 }
 
-fn call_checked(path: &Path, req: &Request, need_root: bool) -> io::Result<Response> {
+fn call_checked(
+    path: &Path,
+    req: &Request,
+    need_root: bool,
+    wait: Duration,
+) -> io::Result<Response> {
     let mut s = UnixStream::connect(path)?;
+    s.set_write_timeout(Some(wait))?;
     if need_root {
         let uid = peer_uid(&s)?;
         if uid != 0 {
@@ -135,7 +144,7 @@ fn call_checked(path: &Path, req: &Request, need_root: bool) -> io::Result<Respo
             ));
         }
     }
-    s.set_read_timeout(Some(IDLE))?;
+    s.set_read_timeout(Some(wait))?;
     protocol::send(&mut s, req)?;
     let frame = protocol::read_frame(&mut s)?.ok_or_else(|| {
         io::Error::new(io::ErrorKind::UnexpectedEof, "2fad closed the connection")
