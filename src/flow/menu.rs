@@ -135,8 +135,16 @@ impl Menu {
         {
             return Answer::Start(self.choices[n - 1]);
         }
-        if Choice::from_keyword(&word).is_some() {
-            return Answer::Invalid("that factor is not set up for this account");
+        if let Some(wanted) = Choice::from_keyword(&word) {
+            // Aliases ("webauthn" for key, "sms" for Duo's SMS).
+            return match self
+                .choices
+                .iter()
+                .find(|c| **c == wanted || (wanted == Choice::Sms && **c == Choice::DuoSms))
+            {
+                Some(c) => Answer::Start(*c),
+                None => Answer::Invalid("that factor is not set up for this account"),
+            };
         }
         if !self.accepts_code {
             return Answer::Invalid("choose one of the listed options");
@@ -183,6 +191,9 @@ mod tests {
             matches!(m.read(b"sms"), Answer::Invalid(_)),
             "not offered, not a code either"
         );
+        let m = Menu::new(vec![Choice::Key, Choice::DuoSms], None, true);
+        assert_eq!(m.read(b"webauthn"), Answer::Start(Choice::Key));
+        assert_eq!(m.read(b"sms"), Answer::Start(Choice::DuoSms));
         assert!(matches!(m.read(b"\x1b[A"), Answer::Invalid(_)));
         assert!(matches!(m.read(&[0xff, 0xfe]), Answer::Invalid(_)));
         let m = Menu::new(vec![Choice::Sms], None, false);
