@@ -1,7 +1,8 @@
 //! pam-2fa: a second factor for Linux logins.
 //!
 //! The crate is both the PAM module (`libpam_2fa.so`, installed as
-//! `pam_2fa.so`) and the library behind the `2fa-enroll` CLI. Map:
+//! `pam_2fa.so`) and the library behind the `2fa-enroll` CLI and the `2fad`
+//! daemon. Map:
 
 /// Syslog (authpriv) with sanitised fields.
 pub mod audit;
@@ -11,13 +12,16 @@ pub mod clock;
 pub mod config;
 /// Host key, sealing, keyed code hashes, constant-time compare.
 pub mod crypto;
-/// 2fad: the socket broker for self-service enrollment.
+/// 2fad: socket broker for self-service enrollment, WebAuthn ceremonies
+/// and their web page.
 pub mod daemon;
 /// The `2fa-enroll` commands.
 pub mod enroll;
-/// The second factors themselves (TOTP/HOTP, backup codes).
+/// The second factors: TOTP/HOTP, backup codes, SMS, e-mail, Duo,
+/// security questions.
 pub mod factor;
-/// One authentication: prompt, verify, record, log.
+/// One authentication: menu, prompt, verify, record, log; policy hooks
+/// (inline enrollment, remembered devices).
 pub mod flow;
 /// Readers for google-authenticator, pam_oath and pam_u2f files.
 pub mod import;
@@ -25,11 +29,11 @@ pub mod import;
 pub mod net;
 /// PAM entry points and conversation (the only PAM FFI).
 pub mod pam;
-/// Who must use what (unenrolled users for now).
+/// Who must use what: exemptions, methods per group, grace periods.
 pub mod policy;
 /// Root-ownership and permission checks, private file creation.
 pub mod secure_fs;
 /// SQLite store: schema, migrations, typed operations.
 pub mod store;
-/// passwd lookups.
+/// passwd and group lookups.
 pub mod users;
