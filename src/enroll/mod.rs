@@ -211,7 +211,11 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Sms(_) => "sms --phone ...",
         Command::Email(_) => "email --address ...",
         Command::Duo(_) => "duo",
-        Command::Import(_) => "import ...",
+        Command::Import(a) => match a.what {
+            import::ImportWhat::GoogleAuthenticator { .. } => "import google-authenticator",
+            import::ImportWhat::Oath { .. } => "import oath FILE",
+            import::ImportWhat::PamU2f { .. } => "import pam-u2f FILE",
+        },
         Command::Webauthn(_) => "webauthn ...",
         Command::Questions(_) => "questions",
         Command::Default(_) => "default ...",
