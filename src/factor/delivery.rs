@@ -23,6 +23,19 @@ impl DeliveryError {
         &self.detail
     }
 
+    /// Replaces every occurrence of the given secrets (the code, a token,
+    /// a password) in the detail with `***`, in case a gateway or server
+    /// echoed one back. Secrets shorter than 4 characters are left alone:
+    /// masking "1" would garble every number in the text.
+    pub fn redact(mut self, secrets: &[&str]) -> DeliveryError {
+        for s in secrets {
+            if s.len() >= 4 {
+                self.detail = self.detail.replace(s, "***");
+            }
+        }
+        self
+    }
+
     pub fn user_message(&self) -> String {
         format!(
             "Could not send the {} code right now. Use another factor or contact your administrator.",
@@ -96,6 +109,28 @@ mod tests {
             r#"{"u":"al\"ice"}"#
         );
         assert_eq!(json_escape("a\nb\\"), "a\\nb\\\\");
+        // Substituted values are not scanned again: a user called "{code}"
+        // does not pull the code into a field it was not meant for.
+        assert_eq!(
+            fill("{user}: {code}", &[("user", "{code}"), ("code", "42")]),
+            "{code}: 42"
+        );
+        assert_eq!(fill("", &v), "");
+        assert_eq!(fill("{}{{code}}", &v), "{}{123456}");
         assert_eq!(json_escape(""), "");
+    }
+
+    #[test]
+    fn errors_hide_secrets() {
+        let e = DeliveryError::new(
+            "SMS",
+            "gateway said: code 246810 \x1b[2J rejected for tok-secret",
+        )
+        .redact(&["246810", "tok-secret", "1"]);
+        assert_eq!(e.detail(), "gateway said: code *** ?[2J rejected for ***");
+        assert!(!e.user_message().contains("246810"));
+        assert!(e.to_string().starts_with("SMS delivery failed: "));
+        let long = DeliveryError::new("e-mail", "x".repeat(1000));
+        assert_eq!(long.detail().len(), 300);
     }
 }

@@ -13,6 +13,12 @@ pub fn normalize_phone(input: &str) -> Result<String, String> {
         .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
         .collect();
     let Some(digits) = s.strip_prefix('+') else {
+        if s.starts_with("00") {
+            return Err(format!(
+                "{:?}: write + instead of the leading 00, e.g. +49 30 1234 5678",
+                crate::audit::printable(input, 40)
+            ));
+        }
         return Err(format!(
             "{:?}: enter the phone number with its country code, e.g. +1 555 123 4567",
             crate::audit::printable(input, 40)
@@ -48,11 +54,14 @@ fn country_code_len(digits: &str) -> usize {
     }
 }
 
-/// `+15551234567` -> `+1 *** *** 4567`: the country code and the last four
-/// digits, enough for the user to recognise their phone.
+/// `+15551234567` -> `+1 *** *** 4567`: the country code (its length from
+/// the ITU table in `country_code_len`) and the last four digits, enough
+/// for the user to recognise their phone; the rest is always `*** ***`,
+/// whatever its length. Anything that is not `+` and 8 to 15 digits (it
+/// should have gone through [`normalize_phone`]) is shown as `***`.
 pub fn mask_phone(e164: &str) -> String {
-    let digits = e164.trim_start_matches('+');
-    if digits.len() < 8 {
+    let digits = e164.strip_prefix('+').unwrap_or("");
+    if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return "***".into();
     }
     let cc = country_code_len(digits);
@@ -60,6 +69,15 @@ pub fn mask_phone(e164: &str) -> String {
 }
 
 /// Sends `code` to `phone` through the configured gateway.
+///
+/// Twilio: `POST {base_url}/2010-04-01/Accounts/{sid}/Messages.json`, Basic
+/// auth, form fields `To`, `From` (or `MessagingServiceSid` when `from`
+/// starts with `MG`) and `Body`; success is a 2xx answer with a message
+/// `sid`. Webhook: the configured method, URL, headers and body template;
+/// success is any 2xx. The client is built for this call and dropped before
+/// it returns (no thread outlives it). The error's detail never holds the
+/// code or a credential, nor the request URL (a webhook URL may carry an
+/// API key).
 pub fn send(
     cfg: &SmsConfig,
     issuer: &str,
@@ -77,16 +95,33 @@ pub fn send(
         SmsGateway::Webhook => webhook(cfg, &http, phone, user, code, &message),
     };
     drop(http);
-    result
+    result.map_err(|e| {
+        e.redact(&[
+            code,
+            cfg.twilio.auth_token.as_str(),
+            cfg.twilio.account_sid.as_str(),
+        ])
+    })
 }
 
-fn request_error(e: reqwest::Error) -> DeliveryError {
+/// A failed request, described without its URL.
+fn request_error(e: reqwest::Error, url: &str) -> DeliveryError {
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
+        .unwrap_or_else(|| "?".into());
     if e.is_timeout() {
-        return DeliveryError::new("SMS", "gateway timed out");
+        return DeliveryError::new("SMS", format!("gateway timed out ({host})"));
     }
     DeliveryError::new(
         "SMS",
-        format!("gateway unreachable: {}", crate::net::error_chain(&e)),
+        format!(
+            "gateway unreachable ({host}): {}",
+            crate::net::error_chain(&e.without_url())
+        ),
     )
 }
 
@@ -115,11 +150,12 @@ fn twilio(
         ("Body", message),
     ];
     let resp = http
-        .post(url)
+        .post(&url)
         .basic_auth(&t.account_sid, Some(token.as_str()))
         .form(&form)
         .send()
-        .map_err(request_error)?;
+        .map_err(|e| request_error(e, &url))
+        .map_err(|e| e.redact(&[&token]))?;
     let status = resp.status();
     let body = crate::net::read_body(resp).map_err(|e| DeliveryError::new("SMS", e))?;
     let json: Option<Value> = serde_json::from_slice(&body).ok();
@@ -187,7 +223,10 @@ fn webhook(
     for (k, v) in &w.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let resp = req.body(body).send().map_err(request_error)?;
+    let resp = req
+        .body(body)
+        .send()
+        .map_err(|e| request_error(e, &w.url))?;
     let status = resp.status();
     if status.is_success() {
         Ok(())
@@ -215,6 +254,15 @@ mod tests {
         );
         let e = normalize_phone("555 123 4567").unwrap_err();
         assert!(e.contains("country code"), "{e}");
+        let e = normalize_phone("0049 30 12345678").unwrap_err();
+        assert!(e.contains("+ instead of the leading 00"), "{e}");
+        assert_eq!(normalize_phone("+12345678").unwrap(), "+12345678");
+        assert_eq!(
+            normalize_phone("+123456789012345").unwrap(),
+            "+123456789012345"
+        );
+        let e = normalize_phone("+1 555\u{1b}[2J").unwrap_err();
+        assert!(!e.contains('\u{1b}'), "{e}");
         for bad in [
             "+1 555",
             "+0123456789",
@@ -232,6 +280,20 @@ mod tests {
         assert_eq!(mask_phone("+15551234567"), "+1 *** *** 4567");
         assert_eq!(mask_phone("+447700900123"), "+44 *** *** 0123");
         assert_eq!(mask_phone("+353871234567"), "+353 *** *** 4567");
+        assert_eq!(mask_phone("+12025550123"), "+1 *** *** 0123");
+        assert_eq!(mask_phone("+79161234567"), "+7 *** *** 4567");
+        assert_eq!(mask_phone("+8613812345678"), "+86 *** *** 5678");
         assert_eq!(mask_phone("+1"), "***");
+        // Not normalised: never a panic, never more digits than intended.
+        for odd in [
+            "",
+            "+",
+            "15551234567",
+            "+1555123456é",
+            "+1555-123-4567",
+            "+éééééééé",
+        ] {
+            assert_eq!(mask_phone(odd), "***", "{odd}");
+        }
     }
 }

@@ -12,11 +12,22 @@ HTTPS on 127.0.0.1 (port 0, written to --port-file). Two endpoints:
   (code 20003); missing/invalid fields a 400 (21604 / 21211 / 21602);
   success a 201 with a Twilio-like message resource.
 * A webhook: POST or PUT /hook; checks the Authorization header against
-  --hook-auth and records the raw body.
+  --hook-auth (401 otherwise) and the body against its Content-Type (400
+  unless a JSON type carries valid JSON, or application/x-www-form-urlencoded
+  a valid form), and records the raw body.
 
 The control file (JSON, re-read per request) scripts failures:
-{"mode": "ok" | "500" | "slow", "delay": seconds}. Every accepted message
-is appended to --log as a JSON line {"kind", "to", "from", "body", ...}.
+{"mode": "ok" | "500" | "slow" | "nosid", "delay": seconds}. "500" answers
+HTTP 500; "slow" sleeps `delay` seconds (default 10) and then answers
+normally; "nosid" answers Twilio requests 201 with a body that is not JSON.
+
+Every accepted message is appended to --log as one JSON line:
+  twilio:  {"kind": "twilio", "path", "auth_user", "to", "from", "from_field",
+            "body", "sid"}
+  webhook: {"kind": "webhook", "path", "method", "content_type",
+            "authorization", "body", "fields"}   (fields: parsed JSON or form)
+Rejected requests are not recorded, so "nothing delivered" is an empty log.
+The test kills it; it also exits by itself when its parent process dies.
 """
 import argparse
 import base64
@@ -82,8 +93,20 @@ class Handler(BaseHTTPRequestHandler):
             want = ARGS.hook_auth
             if want and self.headers.get("Authorization") != want:
                 return self.reply(401, {"error": "unauthorized"})
-            record({"kind": "webhook", "method": self.command, "content_type": self.headers.get("Content-Type"),
-                    "body": raw.decode(errors="replace")})
+            ctype = self.headers.get("Content-Type", "")
+            text = raw.decode(errors="replace")
+            try:
+                if "json" in ctype:
+                    fields = json.loads(raw.decode())
+                elif ctype.startswith("application/x-www-form-urlencoded"):
+                    fields = dict(urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True,
+                                                         strict_parsing=True))
+                else:
+                    fields = None
+            except (ValueError, UnicodeDecodeError) as e:
+                return self.reply(400, {"error": f"body does not match {ctype}: {e}"})
+            record({"kind": "webhook", "path": path, "method": self.command, "content_type": ctype,
+                    "authorization": self.headers.get("Authorization"), "body": text, "fields": fields})
             return self.reply(200, {"ok": True})
         m = re.fullmatch(r"/2010-04-01/Accounts/([A-Za-z0-9]+)/Messages\.json", path)
         if not m:
@@ -97,6 +120,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.twilio_error(401, 20003, "Authenticate")
         form = dict(urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True))
         to, body = form.get("To", ""), form.get("Body", "")
+        from_field = "From" if form.get("From") else "MessagingServiceSid"
         sender = form.get("From") or form.get("MessagingServiceSid")
         if not to:
             return self.twilio_error(400, 21604, "A 'To' phone number is required.")
@@ -106,11 +130,32 @@ class Handler(BaseHTTPRequestHandler):
             return self.twilio_error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required.")
         if not body:
             return self.twilio_error(400, 21602, "Message body is required.")
+        if c.get("mode") == "nosid":
+            body_bytes = b"<html>queued</html>"
+            self.send_response(201)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body_bytes)))
+            self.end_headers()
+            self.wfile.write(body_bytes)
+            return
         sid = "SM" + uuid.uuid4().hex
-        record({"kind": "twilio", "to": to, "from": sender, "body": body, "sid": sid})
+        record({"kind": "twilio", "path": path, "auth_user": user, "to": to, "from": sender,
+                "from_field": from_field, "body": body, "sid": sid})
         self.reply(201, {"sid": sid, "account_sid": ARGS.sid, "to": to, "from": sender, "body": body,
                          "status": "queued", "num_segments": "1", "direction": "outbound-api",
                          "api_version": "2010-04-01", "error_code": None, "error_message": None})
+
+
+def exit_with_parent():
+    """Exits when the test that started us dies (its Drop never ran)."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def main():
@@ -120,6 +165,7 @@ def main():
         ap.add_argument(a, required=True)
     ap.add_argument("--hook-auth", default="")
     ARGS = ap.parse_args()
+    exit_with_parent()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

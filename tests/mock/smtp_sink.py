@@ -2,13 +2,18 @@
 """A local SMTP server that receives the real message, for the tests.
 
     smtp_sink.py --log FILE --port-file F [--tls starttls|tls|none]
-                 [--cert C --key K] [--user U --password P] [--no-starttls]
+                 [--cert C --key K] [--user U --password P]
 
-aiosmtpd (Debian python3-aiosmtpd; run with /usr/bin/python3) on 127.0.0.1,
-port 0 (written to --port-file). With --user, AUTH is required (and only
-offered over TLS). --no-starttls serves plain SMTP without offering
-STARTTLS, to prove the client refuses to send in clear. Each message is
-appended to --log as JSON {"mail_from", "rcpt_tos", "data"}.
+aiosmtpd (Debian python3-aiosmtpd; run with /usr/bin/python3, the pyenv
+python3 on PATH lacks Debian's packages) on 127.0.0.1, port 0 (written to
+--port-file, atomically). --tls starttls offers and requires STARTTLS;
+--tls tls is TLS from the first byte (SMTPS); --tls none is plain SMTP that
+does not offer STARTTLS (to prove a client that requires it refuses to send
+in clear). With --user, AUTH LOGIN/PLAIN is required before MAIL, checked
+against --user/--password (535 otherwise), and offered only over TLS unless
+--tls none. Each accepted message is appended to --log as one JSON line
+{"mail_from", "rcpt_tos", "data", "auth_user"}. The test kills it; it also
+exits by itself when its parent (the test process) dies.
 """
 import argparse
 import json
@@ -16,6 +21,7 @@ import os
 import socket
 import ssl
 import sys
+import threading
 import time
 
 from aiosmtpd.controller import Controller
@@ -28,9 +34,25 @@ class Sink:
 
     async def handle_DATA(self, server, session, envelope):
         with open(self.log, "a") as f:
+            ad = getattr(session, "auth_data", None)
+            login = ad.login if isinstance(ad, LoginPassword) else None
             f.write(json.dumps({"mail_from": envelope.mail_from, "rcpt_tos": envelope.rcpt_tos,
-                                "data": envelope.content.decode("utf8", errors="replace")}) + "\n")
+                                "data": envelope.content.decode("utf8", errors="replace"),
+                                "auth_user": login.decode() if isinstance(login, bytes) else login})
+                    + "\n")
         return "250 Message accepted for delivery"
+
+
+def exit_with_parent():
+    """Exits when the test that started us dies (its Drop never ran)."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def main():
@@ -43,6 +65,7 @@ def main():
     ap.add_argument("--user")
     ap.add_argument("--password")
     a = ap.parse_args()
+    exit_with_parent()
 
     ctx = None
     if a.tls != "none":
@@ -52,7 +75,9 @@ def main():
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == a.user \
             and auth_data.password.decode() == a.password
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers 535 itself (with the default
+        # handled=True it would answer nothing and the client would hang).
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
