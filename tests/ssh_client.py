@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import os
 import re
+import socket
 import struct
 import sys
 import time
@@ -112,7 +113,13 @@ def main():
             out.append(reply)
         return out
 
-    sock = paramiko.Transport((args.host, args.port))
+    try:
+        # Connects here (a refused or unreachable port is status 6 too).
+        sock = paramiko.Transport(socket.create_connection((args.host, args.port),
+                                                           timeout=args.timeout))
+    except OSError as e:
+        print(f"error: cannot connect to {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 6
     sock.banner_timeout = args.timeout
     sock.auth_timeout = args.timeout
     try:

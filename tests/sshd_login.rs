@@ -1,6 +1,11 @@
 //! A real OpenSSH sshd on a loopback port with pam_unix + pam_2fa, and a
 //! scripted keyboard-interactive client (paramiko): password + TOTP logs
 //! in and runs a command; a wrong or replayed code does not.
+//!
+//! sshd always uses the PAM service `sshd`; `common::sshd` gives it our own
+//! stack through pam_wrapper, so `/etc/pam.d/sshd` is never touched. The
+//! client (`tests/ssh_client.py`) prints every prompt it answers to stderr
+//! as `prompt: ...` and exits 5 when authentication fails.
 
 mod common;
 
@@ -9,12 +14,24 @@ use common::{Env, SECRET, system_user, totp};
 
 const PASSWORD: &str = "Corr3ct-Horse-p2fa";
 
+/// Exit status of `ssh_client.py` when the server refuses authentication.
+const AUTH_FAILED: i32 = 5;
+
 fn text(o: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// The pam_2fa log lines (headers stripped) that mention `needle`.
+fn lines_with<'a>(lines: &'a str, needle: &str) -> Vec<&'a str> {
+    lines
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(|l| l.split_once("]: ").map_or(l, |(_, m)| m))
+        .collect()
 }
 
 #[test]
@@ -25,6 +42,9 @@ fn password_and_totp_over_ssh() {
     let logs = env.collect_logs();
     let sshd = Sshd::start(&env, "");
 
+    // A code with at least 10 s of its step left, so the replay below is
+    // checked while the code is still current (a code of an old step
+    // would be refused as wrong, not as replayed).
     common::fresh_step(10);
     let code = totp(SECRET, None);
     let pw = format!("password={PASSWORD}");
@@ -37,45 +57,67 @@ fn password_and_totp_over_ssh() {
         sshd.log_text()
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), user, "{t}");
-    assert!(t.contains("prompt: Verification code: "), "{t}");
+    // pam_unix asks first, then pam_2fa, each as its own
+    // keyboard-interactive prompt.
+    let password_at = t.find("prompt: Password: ").expect(&t);
+    let code_at = t.find("prompt: Verification code: ").expect(&t);
+    assert!(password_at < code_at, "{t}");
 
-    // The same code again: replay refused (sshd lets the client retry,
-    // each try fails, the client gives up).
+    // The same code again: replay refused.
     let out = sshd.login(&user, &["--answer", &pw, "--answer", &good]);
     let t = text(&out);
-    assert_eq!(out.status.code(), Some(5), "replayed code accepted:\n{t}");
+    assert_eq!(
+        out.status.code(),
+        Some(AUTH_FAILED),
+        "replayed code accepted:\n{t}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "{t}"
+    );
 
-    // A wrong code.
+    // A wrong code (not the code of any nearby step).
     let wrong = format!(
         "verification code={}",
         common::wrong_totp(SECRET, common::now())
     );
     let out = sshd.login(&user, &["--answer", &pw, "--answer", &wrong]);
+    let t = text(&out);
     assert_eq!(
         out.status.code(),
-        Some(5),
-        "wrong code accepted:\n{}",
-        text(&out)
+        Some(AUTH_FAILED),
+        "wrong code accepted:\n{t}"
     );
-
-    // A wrong password never reaches the code check in a useful way.
-    let bad_pw = "password=not-the-password".to_string();
-    let out = sshd.login(&user, &["--answer", &bad_pw, "--answer", &good]);
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(t.contains("prompt: Verification code: "), "{t}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "{t}"
+    );
 
     drop(sshd);
     let lines = logs.finish().join("\n");
-    let ok: Vec<&str> = lines.lines().filter(|l| l.contains("auth ok")).collect();
-    assert_eq!(ok.len(), 1, "exactly one success:\n{lines}");
+    let who = format!("user={user} service=sshd rhost=127.0.0.1");
+    let ok = lines_with(&lines, "auth ok");
+    assert_eq!(ok, [format!("auth ok {who} factor=totp")], "{lines}");
+    let replayed = lines_with(&lines, "reason=replayed-code");
+    assert_eq!(replayed.len(), 1, "{lines}");
     assert!(
-        ok[0].contains(&format!(
-            "user={user} service=sshd rhost=127.0.0.1 factor=totp"
+        replayed[0].starts_with(&format!(
+            "auth failed {who} factor=totp reason=replayed-code"
         )),
         "{lines}"
     );
-    assert!(lines.contains("reason=replayed-code"), "{lines}");
-    assert!(lines.contains("reason=wrong-code"), "{lines}");
-    assert!(!lines.contains(&code), "the code must never be logged");
+    let wrong = lines_with(&lines, "reason=wrong-code");
+    assert_eq!(wrong.len(), 1, "{lines}");
+    assert!(
+        wrong[0].starts_with(&format!("auth failed {who} factor=totp reason=wrong-code")),
+        "{lines}"
+    );
+    assert!(
+        !lines.contains(&code),
+        "a code must never be logged:\n{lines}"
+    );
+    assert!(!lines.contains(PASSWORD), "{lines}");
 }
 
 #[test]
@@ -102,8 +144,23 @@ fn backup_code_over_ssh_once() {
     let out = sshd.login(&user, &["--answer", &pw, "--answer", &bc]);
     assert_eq!(
         out.status.code(),
-        Some(5),
+        Some(AUTH_FAILED),
         "backup code reused:\n{}",
         text(&out)
     );
+
+    // A valid, unused backup code does not make up for a wrong password:
+    // pam_unix is really in sshd's stack.
+    let unused = format!("verification code={}", codes[1]);
+    let out = sshd.login(
+        &user,
+        &["--answer", "password=not-the-password", "--answer", &unused],
+    );
+    let t = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(AUTH_FAILED),
+        "wrong password accepted:\n{t}"
+    );
+    assert!(t.contains("prompt: Password: "), "{t}");
 }

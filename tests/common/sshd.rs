@@ -132,14 +132,18 @@ impl Sshd {
     /// [`Sshd::login`] to another of sshd's addresses (`::1`), which the
     /// module sees as another remote host.
     pub fn login_from(&self, host: &str, user: &str, args: &[&str]) -> Output {
-        Command::new("/usr/bin/python3")
+        // The client bounds each step itself (--timeout, 60 s); `timeout`
+        // is the backstop so a wedged client fails the test (status 124)
+        // instead of hanging it.
+        Command::new("timeout")
+            .args(["--kill-after=10", "300", "/usr/bin/python3"])
             .arg(ssh_client())
             .arg(host)
             .arg(self.port.to_string())
             .arg(user)
             .args(args)
             .output()
-            .expect("/usr/bin/python3 tests/ssh_client.py")
+            .expect("timeout /usr/bin/python3 tests/ssh_client.py")
     }
 
     pub fn log_text(&self) -> String {
