@@ -18,8 +18,11 @@ pub mod daemon;
 /// The `2fa-enroll` commands.
 pub mod enroll;
 /// The second factors: TOTP/HOTP, backup codes, SMS, e-mail, Duo,
-/// security questions.
+/// security questions, local FIDO2 key checks.
 pub mod factor;
+/// libfido2's fido2-token/-cred/-assert as bounded subprocesses (local
+/// security keys on the console).
+pub mod fido2_tools;
 /// One authentication: menu, prompt, verify, record, log; policy hooks
 /// (inline enrollment, remembered devices).
 pub mod flow;

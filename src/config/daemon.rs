@@ -50,6 +50,36 @@ pub struct WebauthnConfig {
     pub link_seconds: u64,
     /// Open links per user at once.
     pub max_pending_per_user: u32,
+    /// Local security keys: a FIDO2 key plugged into this machine answers
+    /// directly at the console (`login`, `sudo`), through libfido2's tools,
+    /// as with pam_u2f. Independent of `enabled` (no 2fad needed).
+    pub local_keys: bool,
+    /// Relying party of local credentials; empty means `pam://HOSTNAME`,
+    /// pam_u2f's default, so its credentials can be imported.
+    pub local_rp_id: String,
+    /// `discouraged` (touch only, pam_u2f's default), `preferred` (take
+    /// what the key does) or `required` (the key must verify the user
+    /// itself: fingerprint or built-in UV; PIN entry is not supported).
+    pub local_user_verification: UserVerification,
+    /// Offer the local key when PAM_RHOST names another machine (sshd).
+    /// Off: someone touching a key left in the server must not approve a
+    /// remote login.
+    pub local_remote: bool,
+    /// Directory with `fido2-token`, `fido2-cred`, `fido2-assert`
+    /// (package fido2-tools); root-owned, run without a shell.
+    pub fido2_tools_dir: PathBuf,
+    /// Seconds one tool run (waiting for a touch) may take; then it is
+    /// killed and the login falls back to the other factors.
+    pub local_timeout_seconds: u64,
+}
+
+/// How much a local key must prove about the person touching it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserVerification {
+    Discouraged,
+    Preferred,
+    Required,
 }
 
 impl Default for WebauthnConfig {
@@ -64,6 +94,12 @@ impl Default for WebauthnConfig {
             key_file: String::new(),
             link_seconds: 120,
             max_pending_per_user: 3,
+            local_keys: false,
+            local_rp_id: String::new(),
+            local_user_verification: UserVerification::Discouraged,
+            local_remote: false,
+            fido2_tools_dir: "/usr/bin".into(),
+            local_timeout_seconds: 30,
         }
     }
 }
@@ -100,6 +136,18 @@ impl super::Config {
         }
         if !(1..=20).contains(&w.max_pending_per_user) {
             return err("webauthn.max_pending_per_user must be 1..=20");
+        }
+        if !w.fido2_tools_dir.is_absolute() {
+            return err("webauthn.fido2_tools_dir must be an absolute path");
+        }
+        if !(1..=300).contains(&w.local_timeout_seconds) {
+            return err("webauthn.local_timeout_seconds must be 1..=300");
+        }
+        let rp = &w.local_rp_id;
+        if rp.len() > 255 || rp.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return err(
+                "webauthn.local_rp_id must be at most 255 characters without spaces or control characters (empty: pam://HOSTNAME)",
+            );
         }
         let d = &self.daemon;
         if !d.socket.is_absolute() {

@@ -11,7 +11,7 @@ mod daemon;
 mod network;
 mod policy;
 
-pub use daemon::{DaemonConfig, WebauthnConfig};
+pub use daemon::{DaemonConfig, UserVerification, WebauthnConfig};
 pub use network::{
     CodeRules, DuoConfig, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway, SmtpTls,
     TwilioConfig, WebhookConfig, secret,
@@ -558,6 +558,22 @@ mod tests {
             ("[email]\nenabled = true\n", "email.from"),
             ("[sms]\ncode_ttl_seconds = 5\n", "sms.code_ttl_seconds"),
             ("[duo]\nfailmode = \"open\"\n", "failmode"),
+            (
+                "[webauthn]\nlocal_user_verification = \"always\"\n",
+                "local_user_verification",
+            ),
+            (
+                "[webauthn]\nlocal_timeout_seconds = 0\n",
+                "webauthn.local_timeout_seconds",
+            ),
+            (
+                "[webauthn]\nfido2_tools_dir = \"bin\"\n",
+                "webauthn.fido2_tools_dir",
+            ),
+            (
+                "[webauthn]\nlocal_rp_id = \"pam://a b\"\n",
+                "webauthn.local_rp_id",
+            ),
         ] {
             let f = write(text);
             let e = Config::load(f.path(), true).unwrap_err();

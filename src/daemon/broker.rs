@@ -147,15 +147,26 @@ impl Broker {
                     Err(e) => Response::error("unavailable", e.to_string()),
                 }
             }
-            Op::WebauthnList => match ctx.store.webauthn_credentials(&user) {
-                Ok(list) => Response::Keys {
-                    keys: list
+            Op::WebauthnList => match ctx
+                .store
+                .webauthn_credentials(&user)
+                .and_then(|b| Ok((b, ctx.store.local_keys(&user)?)))
+            {
+                Ok((browser, local)) => Response::Keys {
+                    keys: browser
                         .into_iter()
                         .map(|c| super::protocol::KeyInfo {
                             name: c.name,
                             created_at: c.created_at,
                             last_used_at: c.last_used_at,
+                            local: false,
                         })
+                        .chain(local.into_iter().map(|k| super::protocol::KeyInfo {
+                            name: k.name,
+                            created_at: k.created_at,
+                            last_used_at: k.last_used_at,
+                            local: true,
+                        }))
                         .collect(),
                 },
                 Err(e) => Response::error("unavailable", e.to_string()),
@@ -165,7 +176,8 @@ impl Broker {
                     return r;
                 }
                 let res = ctx.store.write().and_then(|tx| {
-                    let n = tx.remove_webauthn(&user, &name)?;
+                    let n =
+                        tx.remove_webauthn(&user, &name)? || tx.remove_local_key(&user, &name)?;
                     tx.commit()?;
                     Ok(n)
                 });

@@ -80,6 +80,9 @@ pub struct KeyInfo {
     pub name: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// A local key (console, fido2-tools) rather than a browser one.
+    #[serde(default)]
+    pub local: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

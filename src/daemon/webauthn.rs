@@ -121,7 +121,8 @@ impl Ceremonies {
         let existing = store
             .webauthn_credentials(user)
             .map_err(|e| e.to_string())?;
-        if existing.iter().any(|c| c.name == name) {
+        let local = store.local_keys(user).map_err(|e| e.to_string())?;
+        if existing.iter().any(|c| c.name == name) || local.iter().any(|k| k.name == name) {
             return Err(format!("you already have a key named {name:?}"));
         }
         let exclude: Vec<CredentialID> = existing

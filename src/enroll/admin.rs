@@ -143,6 +143,12 @@ pub(super) fn print_status(s: &UserStatus) {
             s.webauthn
         );
     }
+    if s.local_keys > 0 {
+        println!(
+            "  local security keys (console): {} (2fa-enroll webauthn list)",
+            s.local_keys
+        );
+    }
     if let Some(d) = &s.default_factor {
         println!("  default (Enter at the prompt): {}", clean(d));
     }

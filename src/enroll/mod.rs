@@ -7,6 +7,7 @@
 mod admin;
 mod backup;
 mod import;
+mod localkey;
 mod menu;
 mod network;
 mod otp;
@@ -152,10 +153,26 @@ pub fn run(cli: Cli) -> CliResult {
     // user should get the "ask for sudo" hint, not a permission error.
     if let Command::Webauthn(a) = command {
         let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
-        let socket = Config::load(&cli.config, explicit)
-            .map(|c| c.daemon.socket)
+        let loaded = Config::load(&cli.config, explicit);
+        let socket = loaded
+            .as_ref()
+            .map(|c| c.daemon.socket.clone())
             .unwrap_or_else(|_| Config::default().daemon.socket);
-        return webauthn::run(&socket, users::is_root(), a);
+        // Root works on the store directly for local keys, list and remove.
+        let mut root = match loaded {
+            Ok(cfg) if users::is_root() => Some(Ctx {
+                audit: Audit::new(&cfg.log_socket, "2fa-enroll", false),
+                cfg,
+                config_path: cli.config.clone(),
+                invoker,
+            }),
+            Err(e) if users::is_root() => {
+                eprintln!("2fa-enroll: {e}");
+                None
+            }
+            _ => None,
+        };
+        return webauthn::run(&socket, users::is_root(), root.as_mut(), a);
     }
     if !users::is_root() {
         // The config may be root-only (secrets): then 2fad's default socket.

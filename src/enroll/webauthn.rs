@@ -1,6 +1,9 @@
 //! `2fa-enroll webauthn add|list|remove`: security keys and platform
-//! authenticators. The browser ceremony runs against 2fad, so these
-//! commands always talk to 2fad, for root as for ordinary users.
+//! authenticators. The browser ceremony runs against 2fad, so adding a
+//! browser key always talks to 2fad, for root as for ordinary users.
+//! `add --local` registers a key plugged into this machine (root, see
+//! `localkey`); root lists and removes from the store directly, ordinary
+//! users through 2fad.
 
 use super::output::{qr, read_line, utc};
 use super::{CliError, CliResult};
@@ -26,6 +29,14 @@ pub enum WebauthnCmd {
         /// A name to tell your keys apart ("YubiKey 5", "laptop").
         #[arg(long)]
         name: String,
+        /// A key plugged into this machine, used at its console through
+        /// libfido2 (fido2-tools) instead of a browser (root).
+        #[arg(long)]
+        local: bool,
+        /// With --local: the device (as `fido2-token -L` lists it);
+        /// default: the first one.
+        #[arg(long, value_name = "PATH", requires = "local")]
+        device: Option<String>,
     },
     /// List registered keys.
     List,
@@ -54,10 +65,48 @@ fn fail(r: Response) -> CliError {
     }
 }
 
-pub fn run(socket: &Path, is_root: bool, a: WebauthnArgs) -> CliResult {
+/// `root`: root's context when the config loaded (local keys, direct
+/// store access); `None` for ordinary users.
+pub fn run(
+    socket: &Path,
+    is_root: bool,
+    root: Option<&mut super::Ctx>,
+    a: WebauthnArgs,
+) -> CliResult {
     let user = a.user.clone();
-    match a.what {
-        WebauthnCmd::Add { name } => {
+    match (a.what, root) {
+        (
+            WebauthnCmd::Add {
+                name,
+                local: true,
+                device,
+            },
+            Some(ctx),
+        ) => super::localkey::add(ctx, user.as_deref(), &name, device.as_deref()),
+        (
+            WebauthnCmd::Add {
+                name, local: true, ..
+            },
+            None,
+        ) => Err(CliError(if is_root {
+            "cannot load the configuration (see above)".into()
+        } else {
+            format!(
+                "local security keys are registered by root, with the key plugged into this machine \
+                 (the store is root-only and this program is not setuid).\n\
+                 Ask an administrator to run:  sudo 2fa-enroll webauthn add --local --name {:?} --user {}",
+                name,
+                crate::users::current().unwrap_or_else(|| "YOU".into())
+            )
+        })),
+        (WebauthnCmd::List, Some(ctx)) => super::localkey::list(ctx, user.as_deref()),
+        (WebauthnCmd::Remove { name }, Some(ctx)) => {
+            if super::localkey::remove(ctx, user.as_deref(), &name)? {
+                return Ok(());
+            }
+            remove_via_daemon(socket, is_root, &user, name)
+        }
+        (WebauthnCmd::Add { name, .. }, _) => {
             let (url, token) =
                 match ask(socket, &user, Op::WebauthnRegister { name: name.clone() })? {
                     Response::Link { url, token } => (url, token),
@@ -102,36 +151,45 @@ pub fn run(socket: &Path, is_root: bool, a: WebauthnArgs) -> CliResult {
                 }
             }
         }
-        WebauthnCmd::List => match ask(socket, &user, Op::WebauthnList)? {
+        (WebauthnCmd::List, None) => match ask(socket, &user, Op::WebauthnList)? {
             Response::Keys { keys } => {
                 if keys.is_empty() {
                     println!("No security keys registered.");
                 }
                 for k in keys {
                     println!(
-                        "  {:<24} added {}  last used {}",
+                        "  {:<24} added {}  last used {}{}",
                         crate::audit::printable(&k.name, 24),
                         utc(k.created_at),
-                        k.last_used_at.map(utc).unwrap_or_else(|| "never".into())
+                        k.last_used_at.map(utc).unwrap_or_else(|| "never".into()),
+                        if k.local { "  (local)" } else { "" }
                     );
                 }
                 Ok(())
             }
             r => Err(fail(r)),
         },
-        WebauthnCmd::Remove { name } => {
-            let current = if is_root && user.is_some() {
-                None
-            } else {
-                read_line("Removing a key needs a current code (TOTP or backup code): ")?
-            };
-            match ask(socket, &user, Op::WebauthnRemove { name, current })? {
-                Response::Done { message } => {
-                    println!("{message}");
-                    Ok(())
-                }
-                r => Err(fail(r)),
-            }
+        (WebauthnCmd::Remove { name }, None) => remove_via_daemon(socket, is_root, &user, name),
+    }
+}
+
+/// A browser key (or, for an ordinary user, any key) is removed by 2fad.
+fn remove_via_daemon(
+    socket: &Path,
+    is_root: bool,
+    user: &Option<String>,
+    name: String,
+) -> CliResult {
+    let current = if is_root && user.is_some() {
+        None
+    } else {
+        read_line("Removing a key needs a current code (TOTP or backup code): ")?
+    };
+    match ask(socket, user, Op::WebauthnRemove { name, current })? {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(())
         }
+        r => Err(fail(r)),
     }
 }

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod delivery;
 pub mod duo;
 pub mod email;
+pub mod fido2;
 pub mod questions;
 pub mod sms;
 pub mod totp;

@@ -8,6 +8,7 @@
 
 mod duo;
 mod inline;
+mod localkey;
 mod menu;
 pub mod network;
 mod questions;
@@ -121,13 +122,25 @@ pub fn authenticate_with(
     if !state.is_enrolled() {
         return unenrolled(cfg, login, now, conv, audit, &mut store, &who, &allowed);
     }
-    let offer = Offer::of(cfg, &state, &allowed);
+    let mut offer = Offer::of(cfg, &state, &allowed);
+    // A key plugged into this machine approves only logins at it, unless
+    // the admin says otherwise (`webauthn.local_remote`).
+    let console_only =
+        offer.local_key && !cfg.webauthn.local_remote && !localkey::is_local_rhost(login.rhost);
+    if console_only {
+        offer.local_key = false;
+    }
     if offer.is_empty() {
         // Enrolled, but nothing usable: spent backup codes, factors the
         // admin has since disabled, or not allowed for the user's groups.
         // Never the `unenrolled` policy.
         let all = Offer::of(cfg, &state, &None);
-        let (reason, msg) = if !all.is_empty() {
+        let (reason, msg) = if console_only {
+            (
+                "local-key-console-only",
+                "Your security key works only at this machine's console. Ask an administrator for a factor that works remotely.",
+            )
+        } else if !all.is_empty() {
             (
                 "factor-not-allowed-for-group",
                 "Your second factor is not allowed for your group on this system. Ask an administrator.",
@@ -300,6 +313,8 @@ struct Offer {
     duo: bool,
     questions: bool,
     webauthn: bool,
+    /// A local FIDO2 key (console), when one is also plugged in.
+    local_key: bool,
 }
 
 impl Offer {
@@ -314,6 +329,7 @@ impl Offer {
             duo: s.duo && cfg.duo.enabled && ok("duo"),
             questions: s.questions > 0 && cfg.questions.enabled && ok("questions"),
             webauthn: s.webauthn > 0 && cfg.webauthn.enabled && ok("webauthn"),
+            local_key: s.local_keys > 0 && cfg.webauthn.local_keys && ok("webauthn"),
         }
     }
 
@@ -325,6 +341,7 @@ impl Offer {
             && !self.duo
             && !self.questions
             && !self.webauthn
+            && !self.local_key
     }
 
     fn local_code(&self) -> bool {
@@ -358,7 +375,7 @@ impl Run<'_> {
             .saturating_add(self.started.elapsed().as_secs().min(i64::MAX as u64) as i64)
     }
 
-    fn go(&mut self, offer: Offer) -> Verdict {
+    fn go(&mut self, mut offer: Offer) -> Verdict {
         let duo = if offer.duo {
             match self
                 .duo_preauth(offer.local_code() || offer.sms.is_some() || offer.email.is_some())
@@ -370,61 +387,99 @@ impl Run<'_> {
         } else {
             None
         };
-        let mut choices = Vec::new();
-        if let Some(d) = &duo {
-            if d.push.is_some() {
-                choices.push(Choice::Push);
+        // A local key is offered only while one is plugged in; when it is
+        // not usable (no key, no touch) the menu comes again without it.
+        let mut device = None;
+        let mut lost_key = None;
+        if offer.local_key {
+            match self.local_device() {
+                Ok(d) => device = Some(d),
+                Err(msg) => {
+                    offer.local_key = false;
+                    lost_key = Some(msg);
+                }
             }
-            if d.phone.is_some() {
-                choices.push(Choice::Phone);
+        }
+        loop {
+            let mut choices = Vec::new();
+            if let Some(d) = &duo {
+                if d.push.is_some() {
+                    choices.push(Choice::Push);
+                }
+                if d.phone.is_some() {
+                    choices.push(Choice::Phone);
+                }
             }
-        }
-        if offer.sms.is_some() {
-            choices.push(Choice::Sms);
-        } else if duo.as_ref().is_some_and(|d| d.sms.is_some()) {
-            choices.push(Choice::DuoSms);
-        }
-        if offer.email.is_some() {
-            choices.push(Choice::Email);
-        }
-        if offer.webauthn {
-            choices.push(Choice::Key);
-        }
-        if offer.questions {
-            choices.push(Choice::Questions);
-        }
-        let accepts_code = offer.local_code() || duo.is_some();
-        let menu = Menu::new(choices, self.state.default_factor.as_deref(), accepts_code);
-        let autopush = self.cfg.duo.autopush && menu.default == Some(Choice::Push);
-        let pick = if let Some(c) = menu.start_directly().or(autopush.then_some(Choice::Push)) {
-            Answer::Start(c)
-        } else {
-            let answer = match self
-                .conv
-                .ask(&menu.prompt(&self.cfg.prompt), self.cfg.echo_code)
-            {
-                Ok(a) => a,
-                Err(e) => return self.conv_failed(&e),
+            if offer.sms.is_some() {
+                choices.push(Choice::Sms);
+            } else if duo.as_ref().is_some_and(|d| d.sms.is_some()) {
+                choices.push(Choice::DuoSms);
+            }
+            if offer.email.is_some() {
+                choices.push(Choice::Email);
+            }
+            if offer.webauthn || offer.local_key {
+                choices.push(Choice::Key);
+            }
+            if offer.questions {
+                choices.push(Choice::Questions);
+            }
+            let accepts_code = offer.local_code() || duo.is_some();
+            if choices.is_empty() && !accepts_code {
+                // The local key was the only way in and cannot be used now.
+                // Not a counted failure: nothing was guessed.
+                self.audit.warning(&format!(
+                    "auth denied {} reason=local-key-unusable",
+                    self.who
+                ));
+                self.conv.error(&match lost_key {
+                    Some(msg) => format!("{msg} Plug in your security key and try again."),
+                    None => "This account has no other second factor. Try again.".into(),
+                });
+                return Verdict::Denied;
+            }
+            let menu = Menu::new(choices, self.state.default_factor.as_deref(), accepts_code);
+            let autopush = self.cfg.duo.autopush && menu.default == Some(Choice::Push);
+            let pick = if let Some(c) = menu.start_directly().or(autopush.then_some(Choice::Push)) {
+                Answer::Start(c)
+            } else {
+                let answer = match self
+                    .conv
+                    .ask(&menu.prompt(&self.cfg.prompt), self.cfg.echo_code)
+                {
+                    Ok(a) => a,
+                    Err(e) => return self.conv_failed(&e),
+                };
+                menu.read(&answer)
             };
-            menu.read(&answer)
-        };
-        match pick {
-            Answer::Invalid(why) => self.bad_input(why),
-            Answer::Code(code) => self.check_code(&code, duo.as_ref(), &offer),
-            Answer::Start(Choice::Sms) => {
-                let to = offer.sms.clone().unwrap_or_default();
-                self.sent_code(Channel::Sms, &to)
-            }
-            Answer::Start(Choice::Email) => {
-                let to = offer.email.clone().unwrap_or_default();
-                self.sent_code(Channel::Email, &to)
-            }
-            Answer::Start(Choice::Questions) => self.questions(),
-            Answer::Start(Choice::Key) => self.webauthn(),
-            Answer::Start(c @ (Choice::Push | Choice::Phone | Choice::DuoSms)) => match &duo {
-                Some(d) => self.duo_factor(d, c),
-                None => self.bad_input("that factor is not available"),
-            },
+            return match pick {
+                Answer::Invalid(why) => self.bad_input(why),
+                Answer::Code(code) => self.check_code(&code, duo.as_ref(), &offer),
+                Answer::Start(Choice::Sms) => {
+                    let to = offer.sms.clone().unwrap_or_default();
+                    self.sent_code(Channel::Sms, &to)
+                }
+                Answer::Start(Choice::Email) => {
+                    let to = offer.email.clone().unwrap_or_default();
+                    self.sent_code(Channel::Email, &to)
+                }
+                Answer::Start(Choice::Questions) => self.questions(),
+                Answer::Start(Choice::Key) => match device.clone().filter(|_| offer.local_key) {
+                    Some(dev) => match self.local_key(&dev) {
+                        Ok(v) => v,
+                        Err(_shown) => {
+                            offer.local_key = false;
+                            lost_key = None;
+                            continue;
+                        }
+                    },
+                    None => self.webauthn(),
+                },
+                Answer::Start(c @ (Choice::Push | Choice::Phone | Choice::DuoSms)) => match &duo {
+                    Some(d) => self.duo_factor(d, c),
+                    None => self.bad_input("that factor is not available"),
+                },
+            };
         }
     }
 
@@ -543,6 +598,7 @@ impl Run<'_> {
             let msg = match reason {
                 "push-denied" => "The request was denied.",
                 "push-timeout" => "No answer in time.",
+                _ if factor == localkey::FACTOR => "The security key's answer was refused.",
                 _ => "Invalid or already used code.",
             };
             self.conv.error(msg);

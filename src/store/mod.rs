@@ -5,12 +5,14 @@
 //! busy timeout keeps many parallel logins from failing with "database is
 //! locked".
 
+mod localkeys;
 mod network;
 mod ops;
 mod policy;
 mod schema;
 mod webauthn;
 
+pub use localkeys::LocalKey;
 pub use network::{Channel, Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};

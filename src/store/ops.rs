@@ -54,6 +54,8 @@ pub struct UserState {
     pub questions: u32,
     /// Registered WebAuthn credentials.
     pub webauthn: u32,
+    /// Local FIDO2 keys (console, through libfido2's tools).
+    pub local_keys: u32,
     pub failures: u32,
     pub locked_until: i64,
 }
@@ -68,6 +70,7 @@ impl UserState {
             || self.duo
             || self.questions > 0
             || self.webauthn > 0
+            || self.local_keys > 0
     }
 
     /// Was ever set up and not removed by an admin: only users for whom this
@@ -93,6 +96,9 @@ pub struct UserStatus {
     pub default_factor: Option<String>,
     pub questions: u32,
     pub webauthn: u32,
+    /// Local FIDO2 keys (console).
+    #[serde(default)]
+    pub local_keys: u32,
     /// First login attempt seen while unenrolled (grace periods).
     pub first_seen: Option<i64>,
     pub failures: u32,
@@ -160,6 +166,11 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
     )?;
     state.webauthn = conn.query_row(
         "SELECT count(*) FROM webauthn_credentials WHERE user = ?1",
+        [user],
+        |r| r.get(0),
+    )?;
+    state.local_keys = conn.query_row(
+        "SELECT count(*) FROM local_keys WHERE user = ?1",
         [user],
         |r| r.get(0),
     )?;
@@ -240,6 +251,7 @@ fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
     status.default_factor = state.default_factor.clone();
     status.questions = state.questions;
     status.webauthn = state.webauthn;
+    status.local_keys = state.local_keys;
     status.first_seen = conn.query_row(
         "SELECT first_seen_at FROM users WHERE name = ?1",
         [user],

@@ -101,6 +101,21 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user, name)
     ) STRICT;
     "#,
+    // 5: local FIDO2 keys used through libfido2's tools (public keys,
+    //    relying party and signature counters; no secrets).
+    r#"
+    CREATE TABLE local_keys (
+        user           TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        name           TEXT NOT NULL,
+        credential_id  BLOB NOT NULL UNIQUE,
+        public_key     BLOB NOT NULL,
+        rp_id          TEXT NOT NULL,
+        counter        INTEGER NOT NULL DEFAULT 0 CHECK (counter BETWEEN 0 AND 4294967295),
+        created_at     INTEGER NOT NULL,
+        last_used_at   INTEGER,
+        PRIMARY KEY (user, name)
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build reads and writes.
