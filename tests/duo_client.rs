@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::net::{Pki, Stub, closed_port, json_lines};
+use common::net::{DUO_IKEY, DUO_SKEY, Pki, Stub, closed_port, duo_server, json_lines};
 use pam_2fa::config::DuoConfig;
 use pam_2fa::factor::duo::{
     AuthResult, DuoClient, DuoError, Preauth, authorization, canon_params, canonical, rfc2822,
@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const IKEY: &str = "DIWJ8X6AEYOR5OMC6TQ1";
-const SKEY: &str = "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep";
+const IKEY: &str = DUO_IKEY;
+const SKEY: &str = DUO_SKEY;
 const PHONE: &str = "DPFZRS9FB0D46QFTM891";
 
 struct Duo {
@@ -36,22 +36,7 @@ impl Duo {
         let scenario = dir.path().join("scenario.json");
         std::fs::write(&scenario, "{}").unwrap();
         let log = dir.path().join("requests.jsonl");
-        let mut args = vec![
-            "--cert",
-            pki.cert.to_str().unwrap(),
-            "--key",
-            pki.key.to_str().unwrap(),
-            "--ikey",
-            IKEY,
-            "--skey",
-            SKEY,
-            "--scenario",
-            scenario.to_str().unwrap(),
-            "--log",
-            log.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let stub = Stub::start("duo_server.py", &args, dir.path());
+        let stub = duo_server(&pki.cert, &pki.key, &scenario, &log, extra, dir.path());
         let duo = Duo { dir, stub, pki };
         duo.scenario(json!({
             "alice@example.com": {"preauth": "auth", "devices": [
@@ -558,22 +543,12 @@ fn duo_tls_is_verified() {
     )
     .unwrap();
     let log = other_dir.join("requests.jsonl");
-    let stub = Stub::start(
-        "duo_server.py",
-        &[
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-            "--ikey",
-            IKEY,
-            "--skey",
-            SKEY,
-            "--scenario",
-            scenario.to_str().unwrap(),
-            "--log",
-            log.to_str().unwrap(),
-        ],
+    let stub = duo_server(
+        Path::new(&cert),
+        Path::new(&key),
+        &scenario,
+        &log,
+        &[],
         &other_dir,
     );
     let mut cfg = duo.cfg();

@@ -6,7 +6,7 @@
 mod common;
 
 use common::interactive::Session;
-use common::net::{Pki, Stub, closed_port, json_lines};
+use common::net::{DUO_IKEY, DUO_SKEY, Pki, Stub, closed_port, duo_server, json_lines};
 use common::sshd::Sshd;
 use common::{Env, system_user};
 use serde_json::json;
@@ -284,8 +284,8 @@ fn sms_code_from_the_menu_and_gateway_failure() {
     assert!(!lines.contains(&code), "no code in the log");
 }
 
-const IKEY: &str = "DIWJ8X6AEYOR5OMC6TQ1";
-const SKEY: &str = "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep";
+const IKEY: &str = DUO_IKEY;
+const SKEY: &str = DUO_SKEY;
 
 struct Duo {
     _stub: Stub,
@@ -308,24 +308,7 @@ fn duo_env(dir: &Path, failmode: &str) -> (Duo, String) {
         .to_string(),
     )
     .unwrap();
-    let stub = Stub::start(
-        "duo_server.py",
-        &[
-            "--cert",
-            pki.cert.to_str().unwrap(),
-            "--key",
-            pki.key.to_str().unwrap(),
-            "--ikey",
-            IKEY,
-            "--skey",
-            SKEY,
-            "--scenario",
-            scenario.to_str().unwrap(),
-            "--log",
-            log.to_str().unwrap(),
-        ],
-        dir,
-    );
+    let stub = duo_server(&pki.cert, &pki.key, &scenario, &log, &[], dir);
     let conf = duo_conf(dir, stub.port, &pki, failmode);
     (
         Duo {

@@ -143,6 +143,39 @@ impl Stub {
     }
 }
 
+/// The Duo Auth API stand-in's integration keys (tests only).
+pub const DUO_IKEY: &str = "DIWJ8X6AEYOR5OMC6TQ1";
+pub const DUO_SKEY: &str = "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep";
+
+/// Starts `duo_server.py` over TLS with `cert`/`key`, the test keys, the
+/// scenario file it rereads on every request, and its request log.
+#[allow(dead_code)] // not every test binary that includes this file uses Duo
+pub fn duo_server(
+    cert: &Path,
+    key: &Path,
+    scenario: &Path,
+    log: &Path,
+    extra: &[&str],
+    dir: &Path,
+) -> Stub {
+    let mut args = vec![
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--ikey",
+        DUO_IKEY,
+        "--skey",
+        DUO_SKEY,
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Stub::start("duo_server.py", &args, dir)
+}
+
 impl Drop for Stub {
     fn drop(&mut self) {
         let _ = self.child.kill();
