@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::fido2::{Keys, webauthn_section};
 use common::{Env, SECRET, parse_backup_codes, system_user, totp};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -225,6 +226,137 @@ fn users_enroll_themselves_through_2fad() {
     // Commands that need root still say so.
     let o = as_user(&bob, &conf, &["reset", "--user", &alice], "");
     assert!(out(&o).contains("sudo 2fa-enroll reset"), "{}", out(&o));
+}
+
+/// Local keys (registered by root at the console) through 2fad: a user
+/// lists their own, marked local, never another user's; removing one needs
+/// a current code of another factor, as for browser keys.
+#[test]
+fn users_list_and_remove_their_local_keys_through_2fad() {
+    let alice = system_user("p2fa-brk-la", "Br0ker-p2fa");
+    let bob = system_user("p2fa-brk-lb", "Br0ker-p2fa");
+    let keys = Keys::new();
+    let env = Env::with_config(&webauthn_section(&keys, 5, ""));
+    env.enroll_ok(&["init"], "");
+    for (user, name) in [(&alice, "alice key"), (&bob, "bob key")] {
+        env.enroll_ok(
+            &["webauthn", "add", "--local", "--name", name, "--user", user],
+            "",
+        );
+    }
+    let codes = env.enroll_backup(&alice, 3);
+    let (d, conf) = start(&env);
+    let local_keys = |user: &str| {
+        env.sql(&format!(
+            "SELECT name FROM local_keys WHERE user = '{user}' ORDER BY name"
+        ))
+    };
+
+    let o = as_user(&alice, &conf, &["webauthn", "list"], "");
+    assert!(o.status.success(), "{}", out(&o));
+    let list = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(
+        list.contains("alice key") && list.trim_end().ends_with("(local)"),
+        "{list}"
+    );
+    assert!(!list.contains("bob key"), "{list}");
+    let o = as_user(&bob, &conf, &["webauthn", "list"], "");
+    assert!(
+        out(&o).contains("bob key") && !out(&o).contains("alice key"),
+        "{}",
+        out(&o)
+    );
+    // Naming alice in the request changes nothing: the peer uid decides.
+    let r = raw(
+        &bob,
+        &d.socket,
+        &format!(r#"frame:{{"version":1,"user":"{alice}","op":"webauthn_list"}}"#),
+    );
+    assert!(
+        r.contains(r#""code":"denied""#) && !r.contains("alice key"),
+        "{r}"
+    );
+
+    // Removing: no code, a wrong code, another user's key: nothing changes.
+    let remove = |user: &str, name: &str, input: &str| {
+        as_user(user, &conf, &["webauthn", "remove", name], input)
+    };
+    let o = remove(&alice, "alice key", "");
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("first enter a current code"),
+        "{}",
+        out(&o)
+    );
+    let o = remove(
+        &alice,
+        "alice key",
+        "000000
+",
+    );
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("not a valid current code"), "{}", out(&o));
+    assert_eq!(env.status_json(&alice)["failures"], 1);
+    let o = remove(
+        &alice,
+        "bob key",
+        &format!(
+            "{}
+",
+            codes[0]
+        ),
+    );
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("no key named \"bob key\""), "{}", out(&o));
+    assert_eq!(local_keys(&alice), "alice key");
+    assert_eq!(local_keys(&bob), "bob key");
+
+    // With a current backup code the key goes, and only it.
+    let _ = env.logs();
+    let o = remove(
+        &alice,
+        "alice key",
+        &format!(
+            "{}
+",
+            codes[1]
+        ),
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("Removed the key \"alice key\"."),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(local_keys(&alice), "");
+    assert_eq!(local_keys(&bob), "bob key");
+    let logs = env.logs().join("\n");
+    assert!(
+        logs.contains(&format!(
+            "removed webauthn key user={alice} name=alice_key by={alice}"
+        )),
+        "{logs}"
+    );
+    assert!(!logs.contains(&codes[1]), "{logs}");
+    let o = as_user(&alice, &conf, &["webauthn", "list"], "");
+    assert!(
+        out(&o).contains("No security keys registered."),
+        "{}",
+        out(&o)
+    );
+
+    // bob has no other factor to prove himself with through 2fad (a local
+    // key answers only at the console): his key stays until root removes it.
+    let o = remove(
+        &bob, "bob key", "123456
+",
+    );
+    assert!(!o.status.success(), "{}", out(&o));
+    assert_eq!(local_keys(&bob), "bob key");
+    env.enroll_ok(&["webauthn", "remove", "bob key", "--user", &bob], "");
+    assert_eq!(local_keys(&bob), "");
+    drop(d);
 }
 
 /// Under systemd socket activation 2fad serves the socket it was passed

@@ -8,84 +8,14 @@
 
 mod common;
 
+use common::fido2::{DEVICE, Keys, hostname, webauthn_section};
 use common::*;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-const MOCK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mock/fido2_tools");
-const DEVICE: &str = "/dev/hidraw-p2fa-mock0";
-
-struct Keys {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Keys {
-    /// A private copy of the stand-in tools (root-owned, 0755).
-    fn new() -> Keys {
-        let dir = tempfile::Builder::new()
-            .prefix("p2fa-fido2")
-            .tempdir()
-            .unwrap();
-        let path = dir.path().to_path_buf();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        for f in ["fido2-token", "fido2-cred", "fido2-assert", "mockkey.py"] {
-            fs::copy(Path::new(MOCK).join(f), path.join(f)).unwrap();
-        }
-        fs::create_dir(path.join("state")).unwrap();
-        Keys { _dir: dir, path }
-    }
-
-    fn set(&self, mode: &str, on: bool) {
-        let p = self.path.join("state").join(mode);
-        if on {
-            fs::write(p, "").unwrap();
-        } else {
-            let _ = fs::remove_file(p);
-        }
-    }
-
-    /// Every tool run so far (one line each), then forgotten.
-    fn calls(&self) -> String {
-        let p = self.path.join("state/calls.log");
-        let text = fs::read_to_string(&p).unwrap_or_default();
-        let _ = fs::remove_file(p);
-        text
-    }
-
-    /// Processes still running one of this directory's tools.
-    fn running(&self) -> Vec<String> {
-        let me = self.path.to_string_lossy().to_string();
-        let mut found = Vec::new();
-        for e in fs::read_dir("/proc").unwrap().flatten() {
-            if let Ok(cmd) = fs::read(e.path().join("cmdline"))
-                && String::from_utf8_lossy(&cmd).contains(&me)
-            {
-                found.push(String::from_utf8_lossy(&cmd).replace('\0', " "));
-            }
-        }
-        found
-    }
-}
 
 fn env_for(keys: &Keys, extra: &str) -> Env {
     Env::with_config(&webauthn_section(keys, 5, extra))
-}
-
-fn webauthn_section(keys: &Keys, timeout: u32, extra: &str) -> String {
-    format!(
-        "[webauthn]\nlocal_keys = true\nfido2_tools_dir = \"{}\"\nlocal_timeout_seconds = {timeout}\n{extra}",
-        keys.path.display()
-    )
-}
-
-fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 fn enroll_key(env: &Env, user: &str, name: &str) -> String {

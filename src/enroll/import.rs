@@ -1,16 +1,19 @@
 //! `2fa-enroll import google-authenticator|oath|pam-u2f`: a dry run by
 //! default (a report per user, nothing written, no key or store created);
 //! `--apply` writes every importable user in one transaction, with the
-//! same store operations as `totp`, `hotp` and `backup`. A file with a
-//! malformed line is refused as a whole. Secrets are never printed.
+//! same store operations as `totp`, `hotp`, `backup` and `webauthn add
+//! --local`. A file with a malformed line is refused as a whole. Secrets
+//! are never printed.
 
 use super::output::now;
 use super::{CliError, CliResult, Ctx};
 use crate::audit::clean;
+use crate::import::u2f::U2fUser;
 use crate::import::{self, Imported, LineError, OtpImport, Parsed};
-use crate::store::{OtpKind, OtpRecord, Store, UserState};
+use crate::store::{LocalKey, OtpKind, OtpRecord, Store, Tx, UserState};
 use crate::users;
 use clap::{Args, Subcommand};
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -48,14 +51,21 @@ pub enum ImportWhat {
         #[arg(default_value = "/etc/users.oath")]
         file: PathBuf,
     },
-    /// A pam_u2f authfile: checked and counted per user; these credentials
-    /// cannot move to WebAuthn (see the README), so --apply refuses.
+    /// A pam_u2f authfile: es256 credentials become local security keys
+    /// (console logins, `[webauthn] local_keys`), added to what each user
+    /// has; the others are reported per user.
     PamU2f {
-        /// Report only this user.
+        /// Import only this user's line.
         #[arg(long)]
         user: Option<String>,
-        /// The authfile (e.g. /etc/u2f_mappings or ~/.config/Yubico/u2f_keys).
-        file: PathBuf,
+        /// The relying party the keys were registered for: pam_u2f's
+        /// `origin=` [default: webauthn.local_rp_id, else pam://HOSTNAME,
+        /// pam_u2f's default].
+        #[arg(long, value_name = "ORIGIN")]
+        rp_id: Option<String>,
+        /// The authfile, e.g. /etc/u2f_mappings [default with --user:
+        /// ~USER/.config/Yubico/u2f_keys].
+        file: Option<PathBuf>,
     },
 }
 
@@ -111,14 +121,36 @@ pub fn run(ctx: &mut Ctx, a: ImportArgs) -> CliResult {
             only(&mut parsed.entries, user.as_deref(), &file, |e| &e.user)?;
             import_otp(ctx, "oath", &file, parsed, &private_notes(&meta), a.apply)
         }
-        ImportWhat::PamU2f { user, file } => {
-            let (bytes, _) = read(&file)?;
+        ImportWhat::PamU2f { user, rp_id, file } => {
+            let path = match (file, user.as_deref()) {
+                (Some(f), _) => f,
+                (None, Some(u)) => nix::unistd::User::from_name(u)
+                    .ok()
+                    .flatten()
+                    .filter(|_| users::valid_name(u))
+                    .map(|p| p.dir.join(".config/Yubico/u2f_keys"))
+                    .ok_or_else(|| {
+                        CliError(format!(
+                            "no such user: {u} (so no ~{u}/.config/Yubico/u2f_keys)"
+                        ))
+                    })?,
+                (None, None) => {
+                    return Err(CliError(
+                        "give the authfile (e.g. /etc/u2f_mappings), or --user NAME for ~NAME/.config/Yubico/u2f_keys".into(),
+                    ));
+                }
+            };
+            let rp_id = match rp_id {
+                Some(r) => valid_rp_id(&r)?,
+                None => crate::fido2_tools::rp_id(&ctx.cfg.webauthn),
+            };
+            let (bytes, meta) = read(&path)?;
             let mut parsed = match import::text(&bytes) {
                 Ok(t) => import::u2f::parse(t),
                 Err(e) => failed(e),
             };
-            only(&mut parsed.entries, user.as_deref(), &file, |e| &e.user)?;
-            report_u2f(ctx, &file, parsed, a.apply)
+            only(&mut parsed.entries, user.as_deref(), &path, |e| &e.user)?;
+            import_u2f(ctx, &path, &meta, parsed, &rp_id, a.apply)
         }
     }
 }
@@ -409,58 +441,369 @@ fn print_notes(ctx: &Ctx, u: &Imported) {
     }
 }
 
-fn report_u2f(
+/// `--rp-id`: what `webauthn.local_rp_id` allows, not empty.
+fn valid_rp_id(r: &str) -> Result<String, CliError> {
+    if r.is_empty() || r.len() > 255 || r.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(CliError(
+            "--rp-id must be 1 to 255 characters without spaces or control characters, e.g. pam://myhost".into(),
+        ));
+    }
+    Ok(r.to_string())
+}
+
+/// The keys stored now: none (no store yet), a read-only look (dry run)
+/// or the write transaction (`--apply`, so the plan is what is written).
+enum Keys<'a, 'b> {
+    None,
+    Store(&'a Store),
+    Tx(&'a Tx<'b>),
+}
+
+impl Keys<'_, '_> {
+    fn names(&self, user: &str) -> Result<Vec<String>, CliError> {
+        Ok(match self {
+            Keys::None => Vec::new(),
+            Keys::Store(s) => s.key_names(user)?,
+            Keys::Tx(t) => t.key_names(user)?,
+        })
+    }
+
+    fn owner(&self, id: &[u8]) -> Result<Option<(String, String)>, CliError> {
+        Ok(match self {
+            Keys::None => None,
+            Keys::Store(s) => s.local_key_owner(id)?,
+            Keys::Tx(t) => t.local_key_owner(id)?,
+        })
+    }
+}
+
+/// What becomes of one pam_u2f credential.
+enum Fate {
+    /// Added as this key; the remark says why its name is not the first
+    /// free one in order (names the user's keys took).
+    Add(LocalKey, String),
+    /// Not imported, and why.
+    Skip(String),
+}
+
+/// What importing one user's pam_u2f line does.
+struct U2fPlan {
+    user: String,
+    /// `credential N (es256 +presence)` and what becomes of it.
+    creds: Vec<(String, Fate)>,
+    /// How many keys (browser and local) the user has now; all are kept.
+    existing: usize,
+    notes: Vec<String>,
+}
+
+impl U2fPlan {
+    fn adds(&self) -> impl Iterator<Item = &LocalKey> {
+        self.creds.iter().filter_map(|(_, f)| match f {
+            Fate::Add(k, _) => Some(k),
+            Fate::Skip(_) => None,
+        })
+    }
+}
+
+/// Decides, per user and credential, what is imported. Imported keys are
+/// added to what the user has (never replace it: a key registered with
+/// `webauthn add --local` stays), named `pam_u2f-N` with the first free N.
+/// A credential id is unique in the store: one stored already (an import
+/// run twice) or claimed by an earlier user of the file is skipped with
+/// the reason.
+fn plan_u2f(
     ctx: &Ctx,
+    entries: &[U2fUser],
+    keys: &Keys<'_, '_>,
+    rp_id: &str,
+    now: i64,
+) -> Result<Vec<U2fPlan>, CliError> {
+    let conf = ctx.config_path.display();
+    let uv = match ctx.cfg.webauthn.local_user_verification {
+        crate::config::UserVerification::Discouraged => "discouraged",
+        crate::config::UserVerification::Preferred => "preferred",
+        crate::config::UserVerification::Required => "required",
+    };
+    let mut claimed: HashMap<&[u8], (&str, usize)> = HashMap::new();
+    let mut plans = Vec::new();
+    for u in entries {
+        let user = u.user.as_str();
+        let again = format!(
+            "register the key again at this machine: sudo 2fa-enroll webauthn add --local --user {user} --name NAME"
+        );
+        let mut names: HashSet<String> = keys.names(user)?.into_iter().collect();
+        let existing = names.len();
+        let mut next = 1;
+        let mut creds = Vec::new();
+        let mut notes = u.notes.clone();
+        for (i, c) in u.credentials.iter().enumerate() {
+            let n = i + 1;
+            let label = format!("credential {n} ({})", c.describe());
+            let outcome = if c.cose != "es256" {
+                Fate::Skip(format!(
+                    "pam-2fa checks ES256 signatures only, not {}; {again}",
+                    c.cose
+                ))
+            } else if c.resident {
+                Fate::Skip(format!(
+                    "a resident credential (key handle *) is found by the key itself, and pam-2fa must name the credential to the key; {again}"
+                ))
+            } else if let Some(&(other, m)) = claimed.get(c.key_handle.as_slice()) {
+                Fate::Skip(if other == user {
+                    format!("the same key handle as credential {m}")
+                } else {
+                    format!(
+                        "the same credential as {other}'s, imported for {other}: in pam-2fa a credential belongs to one user; {again}"
+                    )
+                })
+            } else if let Some((owner, name)) = keys.owner(&c.key_handle)? {
+                Fate::Skip(if owner == user {
+                    format!("registered already as {name:?}")
+                } else {
+                    format!(
+                        "registered already for {owner} as {name:?}: in pam-2fa a credential belongs to one user; {again}"
+                    )
+                })
+            } else {
+                let mut taken = Vec::new();
+                let name = loop {
+                    let cand = format!("pam_u2f-{next}");
+                    next += 1;
+                    if !names.contains(&cand) {
+                        break cand;
+                    }
+                    taken.push(cand);
+                };
+                names.insert(name.clone());
+                claimed.insert(&c.key_handle, (user, n));
+                let remark = if taken.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} taken by {user}'s keys)", taken.join(", "))
+                };
+                if !c.presence {
+                    notes.push(format!(
+                        "credential {n}: pam_u2f did not ask for a touch (no +presence); pam-2fa always does"
+                    ));
+                }
+                if c.verification {
+                    notes.push(if uv == "required" {
+                        format!(
+                            "credential {n}: +verification: webauthn.local_user_verification = \"required\" asks every user's key for it here"
+                        )
+                    } else {
+                        format!(
+                            "credential {n}: +verification: pam_u2f had the key verify the user; here webauthn.local_user_verification (now \"{uv}\") decides, for all users (set it to \"required\" in {conf} to keep that)"
+                        )
+                    });
+                }
+                if c.pin {
+                    notes.push(format!(
+                        "credential {n}: +pin: pam-2fa does not ask for a FIDO2 PIN at login (not supported yet, see the README, \"Local security keys\"): this key will be used with a touch only"
+                    ));
+                }
+                Fate::Add(
+                    LocalKey {
+                        name,
+                        credential_id: c.key_handle.clone(),
+                        public_key: c.public_key.clone(),
+                        rp_id: rp_id.to_string(),
+                        // pam_u2f keeps no counter: the first login sets it.
+                        counter: 0,
+                        created_at: now,
+                        last_used_at: None,
+                    },
+                    remark,
+                )
+            };
+            creds.push((label, outcome));
+        }
+        plans.push(U2fPlan {
+            user: u.user.clone(),
+            creds,
+            existing,
+            notes,
+        });
+    }
+    Ok(plans)
+}
+
+fn print_u2f_plan(p: &U2fPlan, done: bool) {
+    let n = p.adds().count();
+    let kept = match p.existing {
+        0 => String::new(),
+        k => format!(
+            "; keeps the {} {} has",
+            plural(k, "security key", "security keys"),
+            p.user
+        ),
+    };
+    if n == 0 {
+        println!("{}: nothing to import", p.user);
+    } else if done {
+        println!(
+            "{}: added {}{kept}",
+            p.user,
+            plural(n, "local key", "local keys")
+        );
+    } else {
+        println!(
+            "{}: would add {}{kept}",
+            p.user,
+            plural(n, "local key", "local keys")
+        );
+    }
+    for (label, outcome) in &p.creds {
+        match outcome {
+            Fate::Add(k, remark) => println!("  {label}: local key {:?}{remark}", k.name),
+            Fate::Skip(why) => println!("  {label}: not imported: {why}"),
+        }
+    }
+    for note in &p.notes {
+        println!("  note: {note}");
+    }
+}
+
+/// `import pam-u2f`: es256 credentials with a key handle become local
+/// keys bound to `rp_id`; everything else is reported, per user and
+/// credential, without refusing the file.
+fn import_u2f(
+    ctx: &mut Ctx,
     path: &Path,
-    parsed: Parsed<import::u2f::U2fUser>,
+    meta: &std::fs::Metadata,
+    parsed: Parsed<U2fUser>,
+    rp_id: &str,
     apply: bool,
 ) -> CliResult {
     let Parsed { entries, errors } = parsed;
+    let writing = apply && errors.is_empty();
+    let conf = ctx.config_path.display().to_string();
     println!("pam_u2f file {}:", path.display());
-    let mut known = Vec::new();
-    for u in &entries {
-        if !users::exists(&u.user) {
-            println!(
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        println!(
+            "  note: the file is writable by others (mode {mode:04o}): anyone could have added a key to it; check every line before --apply"
+        );
+    }
+    println!(
+        "  note: the keys are bound to the relying party {rp_id:?}: it must be pam_u2f's origin (origin= on its line in /etc/pam.d; default pam://$HOSTNAME at the time the keys were registered), otherwise run again with --rp-id ORIGIN"
+    );
+    let configured = crate::fido2_tools::rp_id(&ctx.cfg.webauthn);
+    if configured != rp_id {
+        println!(
+            "  note: keys registered here with webauthn add --local use {configured:?} (webauthn.local_rp_id); each key keeps its own relying party"
+        );
+    }
+    if !ctx.cfg.webauthn.local_keys {
+        println!(
+            "  note: local security keys are off: imported keys are offered at login only once local_keys = true under [webauthn] in {conf}"
+        );
+    }
+    // A file in a user's home is that user's: pam_u2f reads it only for
+    // them, so another user's line there must not give that user a key.
+    let owner = meta.uid();
+    let mut todo = Vec::new();
+    for u in entries {
+        let account = nix::unistd::User::from_name(&u.user).ok().flatten();
+        match account {
+            None => println!(
                 "{}: skipped: no such user on this system (line {})",
                 u.user, u.line
+            ),
+            Some(a) if owner != 0 && a.uid.as_raw() != owner => println!(
+                "{}: skipped: the file belongs to uid {owner}, not to {}, and pam_u2f reads a user's own file only for that user (line {})",
+                u.user, u.user, u.line
+            ),
+            Some(_) => todo.push(u),
+        }
+    }
+    if !writing {
+        let store = if ctx.cfg.db.exists() {
+            match Store::open_existing(&ctx.cfg.db, ctx.cfg.busy_timeout_ms) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("warning: cannot read the store, so current keys are not shown: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let keys = store.as_ref().map_or(Keys::None, Keys::Store);
+        let plans = plan_u2f(ctx, &todo, &keys, rp_id, now())?;
+        for p in &plans {
+            print_u2f_plan(p, false);
+        }
+        if !errors.is_empty() {
+            return Err(refuse(path, &errors));
+        }
+        let (n, users) = totals(&plans);
+        if n == 0 {
+            println!("Dry run: nothing to import.");
+        } else {
+            println!(
+                "Dry run: nothing was written. Run again with --apply to add {} for {}.",
+                plural(n, "local key", "local keys"),
+                plural(users, "user", "users")
             );
+        }
+        return Ok(());
+    }
+    if todo.is_empty() {
+        println!("Nothing to import.");
+        return Ok(());
+    }
+    // The module needs the host key for every login (remembered devices).
+    ctx.host_key()?;
+    let mut store = ctx.open_store()?;
+    let t = now();
+    let tx = store.write()?;
+    let plans = plan_u2f(ctx, &todo, &Keys::Tx(&tx), rp_id, t)?;
+    for p in &plans {
+        for k in p.adds() {
+            if !tx.add_local_key(&p.user, k, t)? {
+                // The plan was made in this transaction: cannot happen.
+                return Err(CliError(format!(
+                    "{}: the key {:?} could not be added; nothing was written",
+                    p.user, k.name
+                )));
+            }
+        }
+    }
+    tx.commit()?;
+    for p in &plans {
+        print_u2f_plan(p, true);
+        let added = p.adds().count();
+        if added == 0 {
             continue;
         }
-        let kinds: Vec<String> = u.credentials.iter().map(|c| c.describe()).collect();
-        println!(
-            "{}: {} ({}): cannot be imported",
-            u.user,
-            plural(u.credentials.len(), "credential", "credentials"),
-            kinds.join(", ")
-        );
-        for n in &u.notes {
-            println!("  note: {n}");
-        }
-        known.push(u.user.as_str());
+        ctx.audit.notice(&format!(
+            "imported user={} from=pam-u2f file={} local_keys={added} not_imported={} rp_id={} by={}",
+            p.user,
+            clean(&path.display().to_string()),
+            p.creds.len() - added,
+            clean(rp_id),
+            ctx.invoker
+        ));
     }
-    if !errors.is_empty() {
-        return Err(refuse(path, &errors));
-    }
-    let enable = if ctx.cfg.webauthn.enabled {
-        String::new()
-    } else {
-        format!(
-            " (first turn WebAuthn on: [webauthn] enabled = true in {}, and run 2fad)",
-            ctx.config_path.display()
-        )
-    };
-    let why = "pam_u2f credentials belong to the relying party \"pam://HOSTNAME\", which only a key plugged into this machine can answer; a browser never asserts for it, so 2fad's WebAuthn cannot use them";
-    if known.is_empty() {
-        println!("No users to report.");
+    let (n, users) = totals(&plans);
+    if n == 0 {
+        println!("Nothing to import.");
     } else {
         println!(
-            "{why}. Each user above registers their key again{enable}:\n  sudo 2fa-enroll webauthn add --user NAME --name \"YubiKey\""
+            "Imported {} for {} from {}.",
+            plural(n, "local key", "local keys"),
+            plural(users, "user", "users"),
+            path.display()
         );
-    }
-    if apply {
-        return Err(CliError(format!(
-            "--apply: pam_u2f credentials cannot be imported ({why}); nothing was written"
-        )));
     }
     Ok(())
+}
+
+/// Keys to add, and how many users get at least one.
+fn totals(plans: &[U2fPlan]) -> (usize, usize) {
+    plans.iter().fold((0, 0), |(n, u), p| {
+        let k = p.adds().count();
+        (n + k, u + usize::from(k > 0))
+    })
 }

@@ -231,7 +231,7 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Import(a) => match a.what {
             import::ImportWhat::GoogleAuthenticator { .. } => "import google-authenticator",
             import::ImportWhat::Oath { .. } => "import oath FILE",
-            import::ImportWhat::PamU2f { .. } => "import pam-u2f FILE",
+            import::ImportWhat::PamU2f { .. } => "import pam-u2f",
         },
         Command::Webauthn(_) => "webauthn ...",
         Command::Questions(_) => "questions",

@@ -274,13 +274,35 @@ fn cose_es256(data: &[u8]) -> Result<(Vec<u8>, usize), Refusal> {
     if x.len() != 32 || y.len() != 32 {
         return Err(Refusal::Malformed("COSE key coordinates are not 32 bytes"));
     }
-    let mut point = Vec::with_capacity(65);
-    point.push(4);
-    point.extend_from_slice(x);
-    point.extend_from_slice(y);
-    VerifyingKey::from_sec1_bytes(&point)
-        .map_err(|_| Refusal::UnsupportedKey("the public key is not a point on P-256"))?;
-    Ok((point, c.pos))
+    let mut xy = Vec::with_capacity(64);
+    xy.extend_from_slice(x);
+    xy.extend_from_slice(y);
+    Ok((p256_point(&xy)?, c.pos))
+}
+
+/// A P-256 public key as pam-2fa stores it (uncompressed SEC1, 0x04 || x
+/// || y), from any encoding the FIDO tools use: raw x || y (64 bytes, what
+/// libfido2's `es256_pk_t` and pam_u2f >= 1.1 write), uncompressed SEC1
+/// (65 bytes, U2F and pam_u2f < 1.1) or compressed SEC1 (33 bytes, which
+/// pam_u2f's OpenSSL reader also accepts). Refused unless the point is on
+/// the curve, so a stored key always verifies or fails cleanly.
+pub fn p256_point(bytes: &[u8]) -> Result<Vec<u8>, Refusal> {
+    let key = match bytes.len() {
+        64 => {
+            let mut sec1 = Vec::with_capacity(65);
+            sec1.push(4);
+            sec1.extend_from_slice(bytes);
+            VerifyingKey::from_sec1_bytes(&sec1)
+        }
+        33 | 65 => VerifyingKey::from_sec1_bytes(bytes),
+        _ => {
+            return Err(Refusal::UnsupportedKey(
+                "a P-256 public key is 64 (x || y), 65 or 33 (SEC1) bytes",
+            ));
+        }
+    }
+    .map_err(|_| Refusal::UnsupportedKey("the public key is not a point on P-256"))?;
+    Ok(key.to_encoded_point(false).as_bytes().to_vec())
 }
 
 /// Parses raw authenticator data. Trailing bytes are allowed only as
@@ -498,6 +520,31 @@ mod tests {
         m.extend_from_slice(cdh);
         let s: DerSignature = k.sign(&m);
         s.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn p256_points_in_every_encoding_become_uncompressed() {
+        let k = key(7);
+        let full = point(&k);
+        let compressed = k.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+        assert_eq!(compressed.len(), 33);
+        for enc in [&full[1..], &full[..], &compressed[..]] {
+            assert_eq!(p256_point(enc).unwrap(), full, "{} bytes", enc.len());
+        }
+        // Off the curve, the wrong prefix, the wrong length.
+        let mut off = full.clone();
+        off[64] ^= 1;
+        assert_eq!(
+            p256_point(&off).unwrap_err().reason(),
+            "unsupported-key",
+            "not on the curve"
+        );
+        assert!(p256_point(&off[1..]).is_err());
+        let mut prefix = full.clone();
+        prefix[0] = 5;
+        assert!(p256_point(&prefix).is_err());
+        assert!(p256_point(&full[..40]).is_err());
+        assert!(p256_point(&[0u8; 64]).is_err(), "all zero");
     }
 
     #[test]

@@ -1,17 +1,25 @@
-//! pam_u2f authfiles (`/etc/u2f_mappings`, `~/.config/Yubico/u2f_keys`):
+//! pam_u2f authfiles (`/etc/u2f_mappings`, `~/.config/Yubico/u2f_keys`),
+//! as pam_u2f >= 1.1 reads them (util.c, pam_u2f(8)):
 //! `user:KEYHANDLE,PUBKEY,COSETYPE,OPTIONS:KEYHANDLE,...`, one line per
-//! user. `KEYHANDLE` is base64 (`*` for a resident credential), `PUBKEY`
-//! base64, `COSETYPE` es256, eddsa or rs256, `OPTIONS` a run of
-//! `+presence`, `+verification`, `+pin` (possibly empty). The old format
-//! `user:KEYHANDLE,HEXPUBKEY` (es256, +presence) is still read by pam_u2f.
+//! user, credentials separated by `:` and fields by `,`. `KEYHANDLE` is the
+//! credential id in base64 (`*` for a resident credential), `PUBKEY` the
+//! base64 of libfido2's public key (es256: x || y, 64 bytes; a 65-byte
+//! SEC1 point is accepted as libfido2 accepts it), `COSETYPE` es256, eddsa
+//! or rs256, `OPTIONS` a run of `+presence`, `+verification`, `+pin`
+//! (possibly empty). The old format `user:KEYHANDLE,HEXPUBKEY` of pam_u2f
+//! before 1.1 (libu2f-server: web-safe base64 key handle, the SEC1 point
+//! in hex; es256, `+presence`) is still read by pam_u2f, and here.
 //! pam_u2f uses the last line of a user.
 //!
-//! These credentials are bound to the relying party `pam://HOSTNAME`,
-//! which a browser never asserts for, so 2fad's WebAuthn cannot take them
-//! over: the parser validates and counts, and the report says who has to
-//! register a key again.
+//! These credentials are bound to the relying party pam_u2f used as its
+//! origin (`pam://HOSTNAME` by default). A browser never asserts for it,
+//! but a key plugged into this machine does: es256 credentials with a key
+//! handle become local keys (`2fa-enroll import pam-u2f`). The parser
+//! decodes and checks every field, and every es256 key as a P-256 point,
+//! so that what is stored can be used.
 
 use super::{LineError, Parsed, err, lines};
+use crate::factor::fido2;
 use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -23,6 +31,12 @@ pub struct U2fCredential {
     pub cose: String,
     /// Key handle `*`: discoverable credential on the key.
     pub resident: bool,
+    /// The decoded key handle: the credential id to ask the key for
+    /// (empty when resident).
+    pub key_handle: Vec<u8>,
+    /// es256: the uncompressed SEC1 point, checked on P-256 (pam-2fa's
+    /// stored form). eddsa and rs256: the decoded bytes, length-checked.
+    pub public_key: Vec<u8>,
     /// `+presence`, `+verification`, `+pin`.
     pub presence: bool,
     pub verification: bool,
@@ -51,6 +65,9 @@ impl U2fCredential {
             s.push(' ');
             s.push_str(&flags);
         }
+        if self.old_format {
+            s.push_str(", pam_u2f < 1.1 format");
+        }
         s
     }
 }
@@ -76,9 +93,14 @@ fn b64(s: &str) -> Option<Vec<u8>> {
     STD.decode(s).or_else(|_| URL.decode(s)).ok()
 }
 
-fn hex_len(s: &str) -> Option<usize> {
-    (s.len().is_multiple_of(2) && !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then_some(s.len() / 2)
+fn hex(s: &str) -> Option<Vec<u8>> {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn credential(fields: &[&str]) -> Result<U2fCredential, &'static str> {
@@ -87,20 +109,30 @@ fn credential(fields: &[&str]) -> Result<U2fCredential, &'static str> {
     }
     let (kh, pk) = (fields[0], fields[1]);
     let resident = kh == "*";
-    if !resident {
+    let key_handle = if resident {
+        Vec::new()
+    } else {
         match b64(kh) {
-            Some(k) if (16..=1023).contains(&k.len()) => {}
+            Some(k) if (16..=fido2::MAX_CRED_ID).contains(&k.len()) => k,
             _ => return Err("the key handle is not base64 of 16..1023 bytes (or * for resident)"),
         }
-    }
+    };
     if fields.len() == 2 {
-        // pam_u2f < 1.1: an uncompressed P-256 point in hex.
-        if resident || hex_len(pk) != Some(65) || !pk.starts_with("04") {
-            return Err("an old-format public key must be 130 hex digits starting with 04");
+        // pam_u2f < 1.1: the SEC1 point in hex (pamu2fcfg wrote the
+        // 65-byte uncompressed form; OpenSSL's reader takes any).
+        // Raw x || y (64 bytes) is not SEC1, so OpenSSL refuses it.
+        let point = match hex(pk) {
+            Some(p) if !resident && p.len() != 64 => fido2::p256_point(&p).ok(),
+            _ => None,
         }
+        .ok_or(
+            "an old-format public key must be a P-256 point in hex (130 digits starting with 04)",
+        )?;
         return Ok(U2fCredential {
             cose: "es256".into(),
             resident,
+            key_handle,
+            public_key: point,
             presence: true,
             verification: false,
             pin: false,
@@ -118,6 +150,11 @@ fn credential(fields: &[&str]) -> Result<U2fCredential, &'static str> {
     if !fits {
         return Err("the public key has the wrong length for its COSE type");
     }
+    let public_key = if cose == "es256" {
+        fido2::p256_point(&key).map_err(|_| "the es256 public key is not a point on P-256")?
+    } else {
+        key
+    };
     let opts = fields.get(3).copied().unwrap_or("");
     let (mut presence, mut verification, mut pin) = (false, false, false);
     if !opts.is_empty() {
@@ -136,6 +173,8 @@ fn credential(fields: &[&str]) -> Result<U2fCredential, &'static str> {
     Ok(U2fCredential {
         cose: cose.to_string(),
         resident,
+        key_handle,
+        public_key,
         presence,
         verification,
         pin,
@@ -151,6 +190,16 @@ pub fn parse(text: &str) -> Parsed<U2fUser> {
     for (n, l) in lines(text) {
         if l.is_empty() || l.starts_with('#') {
             continue;
+        }
+        if l.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
+            // pam_u2f's `sshformat`: one key of `ssh-keygen -t ecdsa-sk`.
+            return Parsed {
+                entries: Vec::new(),
+                errors: vec![err(
+                    n,
+                    "an OpenSSH security key file (pam_u2f's sshformat) cannot be imported; register the key with 2fa-enroll webauthn add --local",
+                )],
+            };
         }
         let mut parts = l.split(':');
         let user = parts.next().unwrap_or("");
@@ -201,6 +250,7 @@ pub fn parse(text: &str) -> Parsed<U2fUser> {
 mod tests {
     use super::*;
     use base64::engine::general_purpose;
+    use p256::ecdsa::SigningKey;
 
     fn enc(n: usize, first: u8) -> String {
         let mut v = vec![7u8; n];
@@ -208,20 +258,37 @@ mod tests {
         general_purpose::STANDARD.encode(v)
     }
 
+    /// A real P-256 public key: (x || y as pamu2fcfg >= 1.1 writes it in
+    /// base64, the uncompressed SEC1 point).
+    fn es256(seed: u8) -> (String, Vec<u8>) {
+        let k = SigningKey::from_bytes(&[seed; 32].into()).unwrap();
+        let point = k
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec();
+        (general_purpose::STANDARD.encode(&point[1..]), point)
+    }
+
+    fn hexs(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
     #[test]
     fn current_and_old_format() {
         let kh = enc(64, 1);
         let kh_url = general_purpose::URL_SAFE_NO_PAD.encode([0xfbu8; 48]);
-        let es = enc(64, 1);
+        let (es, es_point) = es256(1);
+        let (_, old_point) = es256(2);
         let ed = enc(32, 1);
         let rs = enc(259, 1);
-        let old_pk = format!("04{}", "ab".repeat(64));
+        let sec1 = general_purpose::STANDARD.encode(&es_point);
         let text = format!(
             "alice:{kh},{es},es256,+presence:{kh},{ed},eddsa,+presence+verification\n\
-             bob:{kh_url},{old_pk}\n\
+             bob:{kh_url},{}\n\
              carol:*,{es},es256,+presence+pin::{kh},{rs},rs256,\n\
-             dave:{kh},{},es256\n",
-            enc(65, 4)
+             dave:{kh},{sec1},es256\n",
+            hexs(&old_point)
         );
         let p = parse(&text);
         assert!(p.errors.is_empty(), "{:?}", p.errors);
@@ -229,22 +296,51 @@ mod tests {
         assert_eq!(u.len(), 4);
         assert_eq!(u[0].credentials.len(), 2);
         assert_eq!(u[0].credentials[0].describe(), "es256 +presence");
+        assert_eq!(u[0].credentials[0].key_handle, {
+            let mut v = vec![7u8; 64];
+            v[0] = 1;
+            v
+        });
+        assert_eq!(u[0].credentials[0].public_key, es_point, "x || y -> SEC1");
         assert_eq!(
             u[0].credentials[1].describe(),
             "eddsa +presence+verification"
         );
-        assert!(u[1].credentials[0].old_format && u[1].credentials[0].presence);
+        assert_eq!(u[0].credentials[1].public_key.len(), 32);
+        let old = &u[1].credentials[0];
+        assert!(old.old_format && old.presence);
+        assert_eq!(old.describe(), "es256 +presence, pam_u2f < 1.1 format");
+        assert_eq!(old.key_handle, vec![0xfb; 48], "web-safe base64");
+        assert_eq!(old.public_key, old_point);
         assert_eq!(
             u[2].credentials[0].describe(),
             "es256 resident +presence+pin"
         );
+        assert!(u[2].credentials[0].key_handle.is_empty());
         assert_eq!(u[2].credentials[1].describe(), "rs256");
         assert_eq!(u[3].credentials[0].describe(), "es256");
+        assert_eq!(u[3].credentials[0].public_key, es_point, "65-byte SEC1");
+    }
+
+    #[test]
+    fn compressed_old_format_points_are_read() {
+        let k = SigningKey::from_bytes(&[3; 32].into()).unwrap();
+        let compressed = k.verifying_key().to_encoded_point(true);
+        let p = parse(&format!(
+            "erin:{},{}\n",
+            enc(64, 1),
+            hexs(compressed.as_bytes())
+        ));
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(
+            p.entries[0].credentials[0].public_key,
+            k.verifying_key().to_encoded_point(false).as_bytes()
+        );
     }
 
     #[test]
     fn last_line_of_a_user_wins() {
-        let (kh, es) = (enc(64, 1), enc(64, 1));
+        let (kh, (es, _)) = (enc(64, 1), es256(1));
         let p = parse(&format!(
             "alice:{kh},{es},es256,+presence\nbob:{kh},{es},es256,\nalice:{kh},{es},es256,+presence:{kh},{es},es256,+presence\n"
         ));
@@ -257,7 +353,9 @@ mod tests {
 
     #[test]
     fn bad_lines() {
-        let (kh, es) = (enc(64, 1), enc(64, 1));
+        let (kh, (es, point)) = (enc(64, 1), es256(1));
+        let mut off_curve = point.clone();
+        off_curve[64] ^= 1;
         let text = format!(
             "carol\n\
              :{kh},{es},es256,+presence\n\
@@ -266,21 +364,26 @@ mod tests {
              frank:{kh},{es},es256,+presence,extra\n\
              gina:{kh},{es},es256,presence\n\
              hank:{kh},{es},es256,+touch\n\
-             ivan:{kh},{},eddsa,+presence\n\
+             ivan:{kh},{es},eddsa,+presence\n\
              jill:{kh},not-hex\n\
              kim:*,{}\n\
              lee:{},{es},es256,\n\
              ok:{kh},{es},es256,+presence\n\
-             mo:{kh},{es},es256,+presence:{kh}\n",
-            enc(64, 1),
-            format_args!("04{}", "ab".repeat(64)),
-            enc(8, 1)
+             mo:{kh},{es},es256,+presence:{kh}\n\
+             nat:{kh},{},es256,+presence\n\
+             olga:{kh},{}\n\
+             pia:{kh},{}\n",
+            hexs(&point),
+            enc(8, 1),
+            general_purpose::STANDARD.encode(&off_curve[1..]),
+            hexs(&off_curve),
+            hexs(&point[1..]),
         );
         let p = parse(&text);
         let lines: Vec<usize> = p.errors.iter().map(|e| e.line).collect();
         assert_eq!(
             lines,
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13],
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16],
             "{:?}",
             p.errors
         );
@@ -290,5 +393,24 @@ mod tests {
             "{:?}",
             p.errors[11]
         );
+        assert!(
+            p.errors[12].msg.contains("not a point on P-256"),
+            "{:?}",
+            p.errors[12]
+        );
+        for e in &p.errors[13..] {
+            assert!(e.msg.contains("old-format public key"), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn an_openssh_key_file_is_named() {
+        let p = parse(
+            "\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+        );
+        assert!(p.entries.is_empty());
+        assert_eq!(p.errors.len(), 1);
+        assert_eq!(p.errors[0].line, 2);
+        assert!(p.errors[0].msg.contains("sshformat"), "{:?}", p.errors);
     }
 }

@@ -4,7 +4,7 @@
 //! lets a cloned key be noticed, so it lives in the root-only store.
 
 use super::{Result, Store, Tx};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalKey {
@@ -37,15 +37,64 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocalKey> {
 
 const COLUMNS: &str = "name, credential_id, public_key, rp_id, counter, created_at, last_used_at";
 
+fn read_local_keys(conn: &Connection, user: &str) -> Result<Vec<LocalKey>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM local_keys WHERE user = ?1 ORDER BY created_at, name"
+    ))?;
+    let keys = stmt
+        .query_map([user], row)?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(keys)
+}
+
+fn read_key_names(conn: &Connection, user: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM webauthn_credentials WHERE user = ?1
+         UNION SELECT name FROM local_keys WHERE user = ?1 ORDER BY 1",
+    )?;
+    let names = stmt
+        .query_map([user], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(names)
+}
+
+fn read_owner(conn: &Connection, credential_id: &[u8]) -> Result<Option<(String, String)>> {
+    Ok(conn
+        .query_row(
+            "SELECT user, name FROM local_keys WHERE credential_id = ?1",
+            [credential_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+// What adding keys must know about the keys already stored, the same in a
+// read-only look (a dry run) and inside the write transaction: a
+// credential id is unique in the store, a name per user across both kinds
+// of key.
 impl Store {
     pub fn local_keys(&self, user: &str) -> Result<Vec<LocalKey>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM local_keys WHERE user = ?1 ORDER BY created_at, name"
-        ))?;
-        let keys = stmt
-            .query_map([user], row)?
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(keys)
+        read_local_keys(&self.conn, user)
+    }
+
+    /// Every key name the user has, browser or local, sorted.
+    pub fn key_names(&self, user: &str) -> Result<Vec<String>> {
+        read_key_names(&self.conn, user)
+    }
+
+    /// `(user, name)` of the local key with this credential id.
+    pub fn local_key_owner(&self, credential_id: &[u8]) -> Result<Option<(String, String)>> {
+        read_owner(&self.conn, credential_id)
+    }
+}
+
+impl Tx<'_> {
+    pub fn key_names(&self, user: &str) -> Result<Vec<String>> {
+        read_key_names(&self.tx, user)
+    }
+
+    pub fn local_key_owner(&self, credential_id: &[u8]) -> Result<Option<(String, String)>> {
+        read_owner(&self.tx, credential_id)
     }
 }
 
@@ -150,6 +199,16 @@ mod tests {
             !tx.add_local_key("root", &key("browser", 3), 100).unwrap(),
             "browser key's name"
         );
+        assert_eq!(
+            tx.key_names("root").unwrap(),
+            ["browser", "yk"],
+            "both kinds"
+        );
+        assert_eq!(
+            tx.local_key_owner(&[1; 48]).unwrap(),
+            Some(("root".into(), "yk".into()))
+        );
+        assert_eq!(tx.local_key_owner(&[2; 48]).unwrap(), None);
         tx.use_local_key("root", &[1; 48], 9, 200).unwrap();
         assert_eq!(tx.local_key("root", &[1; 48]).unwrap().unwrap().counter, 9);
         assert_eq!(tx.local_key("someone", &[1; 48]).unwrap(), None);
