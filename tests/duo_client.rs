@@ -610,6 +610,8 @@ fn raw(
     body_params: &[(&str, &str)],
 ) -> (u16, Value) {
     let pem = std::fs::read(&duo.pki.ca).unwrap();
+    // reqwest is built without a crypto provider of its own (as in the module).
+    pam_2fa::net::ensure_crypto_provider();
     let http = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
         .no_proxy()

@@ -323,6 +323,29 @@ fn store_on_read_only_filesystem_denies() {
         Some(t),
     );
     assert!(a.ok, "{}", a.output);
+    // The module keeps its WAL between logins: a filesystem that turns
+    // read-only with the WAL (and its index) left behind still denies,
+    // and the store works again once writable.
+    let wal = env.db.with_file_name("state.db-wal");
+    assert!(wal.exists(), "no WAL left by the login");
+    fs_guard.remount("ro");
+    let t2 = t + 30;
+    let a = env.attempt(
+        "p2fa",
+        &user,
+        &format!("{}\n", totp(SECRET, Some(t2))),
+        Some(t2),
+    );
+    assert!(!a.ok, "right code accepted on a read-only store with a WAL");
+    assert_unavailable(&a, "store read-only");
+    fs_guard.remount("rw");
+    let a = env.attempt(
+        "p2fa",
+        &user,
+        &format!("{}\n", totp(SECRET, Some(t2))),
+        Some(t2),
+    );
+    assert!(a.ok, "{}", a.output);
 }
 
 /// A full disk: first with no room at all (the WAL index cannot even be

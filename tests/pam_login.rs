@@ -249,6 +249,75 @@ fn backup_code_single_use_with_separators() {
     assert!(!a.ok, "used dashed code accepted: {}", a.output);
 }
 
+/// The module keeps SQLite's WAL between logins (no checkpoint and delete
+/// at every close) and checkpoints it itself: over many logins the WAL
+/// stays bounded, every spent code stays spent, and the WAL and its index
+/// stay as private as the store.
+#[test]
+fn many_logins_keep_the_wal_bounded_and_every_code_spent() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let user = system_user("p2fa-wal", "wal-pw-1");
+    let env = Env::new();
+    env.enroll_totp(&user);
+    let codes = env.enroll_backup(&user, 100);
+    assert_eq!(codes.len(), 100);
+    let wal = env.db.with_file_name("state.db-wal");
+    let shm = env.db.with_file_name("state.db-shm");
+    // One login's frames past the threshold at most: the check runs at open.
+    let bound = pam_2fa::store::WAL_CHECKPOINT_BYTES + 8 * (24 + 4096);
+    let (mut largest, mut shrunk, mut prev) = (0, 0, 0);
+    // Backup codes and TOTP codes in turn, each TOTP login in a new step:
+    // 200 logins, a few checkpoints' worth of WAL frames.
+    let first_step = step_of(now()) + 10;
+    let mut last_t = 0;
+    for i in 0..200 {
+        let t = in_step(first_step + i as i64);
+        let input = if i % 2 == 0 {
+            codes[i / 2].clone()
+        } else {
+            last_t = t;
+            totp(SECRET, Some(t))
+        };
+        let a = env.attempt("p2fa", &user, &format!("{input}\n"), Some(t));
+        assert!(a.ok, "login {i}: {}", a.output);
+        let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(len <= bound, "WAL {len} bytes after login {i}");
+        if len < prev {
+            shrunk += 1;
+        }
+        (prev, largest) = (len, largest.max(len));
+    }
+    assert!(largest > 0, "the WAL never outlived a login");
+    assert!(
+        shrunk >= 1,
+        "the WAL was never checkpointed (largest {largest})"
+    );
+    for f in [&wal, &shm] {
+        let m = std::fs::metadata(f).unwrap();
+        assert_eq!(
+            (m.uid(), m.permissions().mode() & 0o777),
+            (0, 0o600),
+            "{f:?}"
+        );
+    }
+    // The last TOTP code and spent backup codes do not work again.
+    let a = env.attempt(
+        "p2fa",
+        &user,
+        &format!("{}\n", totp(SECRET, Some(last_t))),
+        Some(last_t),
+    );
+    assert!(!a.ok, "replayed TOTP code accepted: {}", a.output);
+    for code in [&codes[0], &codes[57], &codes[99]] {
+        let a = env.attempt("p2fa", &user, &format!("{code}\n"), Some(last_t));
+        assert!(!a.ok, "spent backup code accepted: {}", a.output);
+    }
+    assert_eq!(
+        env.sql("SELECT count(*) FROM backup_codes WHERE used_at IS NULL"),
+        "0"
+    );
+}
+
 /// Running `2fa-enroll backup` again replaces the codes: old ones die.
 #[test]
 fn new_backup_codes_kill_old_ones() {

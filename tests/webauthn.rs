@@ -457,6 +457,8 @@ fn https_with_the_configured_certificate() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
+    // reqwest is built without a crypto provider of its own (as in the module).
+    pam_2fa::net::ensure_crypto_provider();
     let client = reqwest::blocking::Client::builder()
         .add_root_certificate(ca)
         .build()

@@ -4,6 +4,25 @@
 //! logins serialise on the write lock instead of racing; WAL mode plus a
 //! busy timeout keeps many parallel logins from failing with "database is
 //! locked".
+//!
+//! The write-ahead log outlives the login. By default SQLite checkpoints
+//! the WAL into the database and deletes it (and the `-shm` index) when
+//! the last connection closes. Every PAM login is a new process, so every
+//! login was the last connection: creating the WAL, checkpointing it and
+//! deleting it again cost four fsyncs and two unlinks per login, more than
+//! the login itself. [`Store::open_existing`] therefore sets
+//! `SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE` and turns SQLite's own
+//! auto-checkpoint off; it checkpoints (`TRUNCATE`) itself when it finds
+//! the WAL grown past [`WAL_CHECKPOINT_BYTES`], so the WAL stays small and
+//! reading it back on the next open (SQLite rebuilds the `-shm` index
+//! from it whenever no other connection has it open) stays cheap.
+//!
+//! The `-wal`, `-shm` (and, outside WAL mode, `-journal`) files are part of
+//! the database: SQLite reads them on open, a hot journal is even rolled
+//! back into it. So they get the same checks as the store file itself
+//! (root-owned, regular, no group or world access); a bad one is refused,
+//! never repaired or ignored. SQLite creates them with the store's mode and
+//! owner, so a healthy store always passes.
 
 mod localkeys;
 mod network;
@@ -19,10 +38,20 @@ pub use policy::{Remembered, StoredQuestion};
 pub use webauthn::StoredCredential;
 
 use crate::secure_fs;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use std::ffi::OsString;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// WAL size (bytes) above which [`Store::open_existing`] checkpoints it
+/// back into the database and truncates it: 128 frames of 4 KiB pages. A
+/// login appends one to three frames, so this is one checkpoint (about
+/// 1.5 ms, two fsyncs) per 40-120 logins. SQLite re-reads the WAL on each
+/// open (about 1 µs per frame, measured); 64 or 32 frames make that
+/// cheaper but checkpoint more often, for the same average.
+pub const WAL_CHECKPOINT_BYTES: u64 = 32 + 128 * (24 + 4096);
 
 /// Why the store could not be used. Each variant's text is a log line an
 /// admin can act on.
@@ -105,18 +134,25 @@ impl Store {
             }
             Ok(_) => {}
         }
-        if let Some(dir) = path.parent() {
-            secure_fs::check_root_owned(dir, "store directory", secure_fs::NO_GROUP_OR_WORLD_WRITE)
-                .map_err(StoreError::Unsafe)?;
-        }
-        secure_fs::check_root_owned(path, "store", secure_fs::NO_GROUP_OR_WORLD)
-            .map_err(StoreError::Unsafe)?;
+        let wal_len = check_files(path)?;
         let opened = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(StoreError::from)
         .and_then(|conn| Store::configure(conn, busy_timeout_ms))
+        .and_then(|store| {
+            // Keep the WAL for the next login (see the module docs); then
+            // SQLite never checkpoints by itself, so do it here when due.
+            store
+                .conn
+                .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+            store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            if wal_len > WAL_CHECKPOINT_BYTES {
+                store.checkpoint()?;
+            }
+            Ok(store)
+        })
         .and_then(|store| {
             let v: i64 = store
                 .conn
@@ -149,12 +185,7 @@ impl Store {
             secure_fs::create_private_file(path, b"")
                 .map_err(|e| StoreError::Other(format!("creating {}: {e}", path.display())))?;
         }
-        if let Some(dir) = path.parent() {
-            secure_fs::check_root_owned(dir, "store directory", secure_fs::NO_GROUP_OR_WORLD_WRITE)
-                .map_err(StoreError::Unsafe)?;
-        }
-        secure_fs::check_root_owned(path, "store", secure_fs::NO_GROUP_OR_WORLD)
-            .map_err(StoreError::Unsafe)?;
+        check_files(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -172,14 +203,59 @@ impl Store {
         Ok(store)
     }
 
+    /// Connection settings shared by the module, the CLI and the daemon.
+    ///
+    /// `synchronous = FULL`: in WAL mode this fsyncs the WAL at every
+    /// commit, so a commit that returned is on disk. With `NORMAL` a commit
+    /// only reaches the page cache and is made durable by the next
+    /// checkpoint; a power cut before that rolls the store back to it.
+    /// Almost every write the module makes spends or counts a code: the
+    /// last accepted TOTP step, the HOTP counter, a used backup code or
+    /// sent code, the failure counter of the rate limit. Rolling those
+    /// back would make a used code valid again or forget failed guesses,
+    /// so the module pays one fsync per login for them (0.3 ms on the
+    /// development VM, `scripts/bench`; pam_google_authenticator and
+    /// pam_oath also fsync their state file once per login). Reads, the
+    /// bulk of a login, never sync.
+    ///
+    /// Waiting for the write lock: [`busy_wait`], not SQLite's own busy
+    /// timeout (see there).
     fn configure(conn: Connection, busy_timeout_ms: u64) -> Result<Store> {
-        conn.busy_timeout(Duration::from_millis(busy_timeout_ms))?;
+        BUSY_TIMEOUT_MS.with(|t| t.set(busy_timeout_ms));
+        conn.busy_handler(Some(busy_wait))?;
         conn.pragma_update(None, "foreign_keys", true)?;
-        // Logins are rare writes that must survive a crash right after "ok";
-        // NORMAL in WAL mode keeps durability of committed transactions
-        // against application crashes and costs far less than FULL.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
         Ok(Store { conn })
+    }
+
+    /// Copies the WAL into the database and truncates it, without waiting
+    /// for anyone: if another login holds the write lock, SQLite falls back
+    /// to copying what it can (`PASSIVE`); if another one is checkpointing
+    /// or still reads older frames, the WAL is not truncated. Either way
+    /// the next login tries again. Waiting here (even 50 ms) made the
+    /// checkpointing login hold the write lock while it waited for
+    /// readers, and under 16 parallel login streams the others then backed
+    /// off for up to a second (measured).
+    fn checkpoint(&self) -> Result<()> {
+        self.conn.busy_handler(None)?;
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        self.conn.busy_handler(Some(busy_wait))?;
+        match done {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -219,6 +295,74 @@ impl Store {
     }
 }
 
+thread_local! {
+    /// The busy timeout of the connection this thread opened last (PAM and
+    /// the CLI open one at a time; every caller passes the configured
+    /// value). A thread-local because SQLite's busy handler is a plain
+    /// function that only gets the retry count.
+    static BUSY_TIMEOUT_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(10_000) };
+}
+
+/// Waits for a lock another connection holds: 1 ms at a time, for at least
+/// the busy timeout. SQLite's built-in busy timeout sleeps longer after
+/// each failed try (up to 100 ms), so under many parallel logins one that
+/// lost a few times slept while newcomers took the lock: with a commit
+/// that fsyncs (`synchronous = FULL`) 16 parallel login streams saw logins
+/// wait up to 0.8 s. Short, equal sleeps keep the wait close to first come,
+/// first served.
+fn busy_wait(retries: i32) -> bool {
+    let limit = BUSY_TIMEOUT_MS.with(|t| t.get());
+    if u64::try_from(retries).unwrap_or(u64::MAX) >= limit {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(1));
+    true
+}
+
+/// `path` with `suffix` appended to its file name (`state.db-wal`).
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Checks the store's directory, the store, and those of its `-wal`,
+/// `-shm` and `-journal` files that exist: all root-owned and private (see
+/// the module docs). Returns the WAL's size (0 when there is none).
+fn check_files(path: &Path) -> Result<u64> {
+    if let Some(dir) = path.parent() {
+        secure_fs::check_root_owned(dir, "store directory", secure_fs::NO_GROUP_OR_WORLD_WRITE)
+            .map_err(StoreError::Unsafe)?;
+    }
+    secure_fs::check_root_owned(path, "store", secure_fs::NO_GROUP_OR_WORLD)
+        .map_err(StoreError::Unsafe)?;
+    let mut wal_len = 0;
+    for (suffix, what) in [
+        ("-wal", "store write-ahead log"),
+        ("-shm", "store WAL index"),
+        ("-journal", "store journal"),
+    ] {
+        let file = sidecar(path, suffix);
+        let meta = match std::fs::symlink_metadata(&file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::Other(format!("{}: {e}", file.display()))),
+            Ok(m) => m,
+        };
+        secure_fs::check_root_owned(&file, what, secure_fs::NO_GROUP_OR_WORLD)
+            .map_err(StoreError::Unsafe)?;
+        if !meta.is_file() {
+            return Err(StoreError::Unsafe(format!(
+                "{what} {} is not a regular file",
+                file.display()
+            )));
+        }
+        if suffix == "-wal" {
+            wal_len = meta.len();
+        }
+    }
+    Ok(wal_len)
+}
+
 /// SQLite reports a read-only or full filesystem under the WAL index only
 /// as "unable to open database file" or "disk I/O error", without a path;
 /// name the real cause so the admin's log line says what to fix.
@@ -244,5 +388,232 @@ fn explain_fs(path: &Path, e: StoreError) -> StoreError {
 impl Tx<'_> {
     pub fn commit(self) -> Result<()> {
         Ok(self.tx.commit()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Algorithm;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn new_store() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state").join("state.db");
+        Store::open_or_create(&db, 1000).unwrap();
+        (dir, db)
+    }
+
+    fn otp(step: i64) -> OtpRecord {
+        OtpRecord {
+            kind: OtpKind::Totp,
+            sealed: vec![7; 40],
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+            last_step: Some(step),
+            counter: 0,
+            created_at: 1,
+        }
+    }
+
+    /// One login's worth of writing, through the module's open path.
+    fn login_write(db: &Path, user: &str, step: i64) {
+        let mut s = Store::open_existing(db, 10_000).unwrap();
+        let tx = s.write().unwrap();
+        tx.ensure_user(user, step).unwrap();
+        tx.set_last_step(user, step).unwrap();
+        tx.commit().unwrap();
+    }
+
+    fn last_step(db: &Path, user: &str) -> Option<i64> {
+        let mut s = Store::open_existing(db, 10_000).unwrap();
+        s.user_state(user).unwrap().otp.unwrap().last_step
+    }
+
+    fn wal_len(db: &Path) -> u64 {
+        std::fs::metadata(sidecar(db, "-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn wal_outlives_the_connection_and_the_next_open_sees_it() {
+        let (_d, db) = new_store();
+        {
+            let mut s = Store::open_existing(&db, 1000).unwrap();
+            let tx = s.write().unwrap();
+            tx.ensure_user("alice", 1).unwrap();
+            tx.put_otp("alice", &otp(100), 1).unwrap();
+            tx.commit().unwrap();
+        }
+        login_write(&db, "alice", 101);
+        // Closed without a checkpoint: the commits live only in the WAL,
+        // which must still be there, root-only like the store.
+        let wal = sidecar(&db, "-wal");
+        let meta = std::fs::metadata(&wal).unwrap();
+        assert!(meta.len() > 0, "WAL gone or empty");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // A new process (here: a new connection) reads the WAL back.
+        assert_eq!(last_step(&db, "alice"), Some(101));
+        // So does any other SQLite reader, e.g. the sqlite3 CLI of an admin.
+        let other = Connection::open(&db).unwrap();
+        let step: i64 = other
+            .query_row(
+                "SELECT last_step FROM otp_tokens WHERE user = 'alice'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(step, 101);
+    }
+
+    #[test]
+    fn many_sequential_logins_keep_the_wal_bounded_and_lose_nothing() {
+        let (_d, db) = new_store();
+        {
+            let mut s = Store::open_existing(&db, 1000).unwrap();
+            let tx = s.write().unwrap();
+            for u in ["alice", "bob"] {
+                tx.ensure_user(u, 1).unwrap();
+                tx.put_otp(u, &otp(0), 1).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        // A login appends a few frames; the check runs at the next open, so
+        // the WAL may pass the threshold by one login's frames, never more.
+        let bound = WAL_CHECKPOINT_BYTES + 8 * (24 + 4096);
+        let mut largest = 0;
+        let mut truncations = 0;
+        let mut prev = 0;
+        for step in 1..=400 {
+            let user = if step % 2 == 0 { "alice" } else { "bob" };
+            login_write(&db, user, step);
+            let len = wal_len(&db);
+            assert!(len <= bound, "WAL {len} bytes after login {step}");
+            if len < prev {
+                truncations += 1;
+            }
+            prev = len;
+            largest = largest.max(len);
+            // Every login's write is visible to the next one.
+            assert_eq!(last_step(&db, user), Some(step));
+        }
+        assert!(
+            largest > WAL_CHECKPOINT_BYTES / 2,
+            "WAL never grew: {largest}"
+        );
+        assert!(truncations >= 2, "WAL truncated {truncations} times");
+        assert_eq!(last_step(&db, "alice"), Some(400));
+        assert_eq!(last_step(&db, "bob"), Some(399));
+        let s = Store::open_existing(&db, 1000).unwrap();
+        assert_eq!(s.integrity_check().unwrap(), "ok");
+    }
+
+    /// A reader that keeps an old snapshot stops the WAL from being
+    /// truncated; the login that finds it due must neither wait for the
+    /// reader (busy timeout 10 s here) nor fail, and a later login
+    /// truncates it once the reader is gone.
+    #[test]
+    fn checkpoint_blocked_by_a_reader_neither_waits_nor_fails() {
+        let (_d, db) = new_store();
+        {
+            let mut s = Store::open_existing(&db, 1000).unwrap();
+            let tx = s.write().unwrap();
+            tx.ensure_user("alice", 1).unwrap();
+            tx.put_otp("alice", &otp(0), 1).unwrap();
+            tx.commit().unwrap();
+        }
+        let reader = Connection::open(&db).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap();
+        let mut step = 0;
+        while wal_len(&db) <= WAL_CHECKPOINT_BYTES {
+            step += 1;
+            login_write(&db, "alice", step);
+            assert!(step < 1000, "WAL does not grow");
+        }
+        let t = std::time::Instant::now();
+        login_write(&db, "alice", step + 1);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "login waited {:?} for a checkpoint",
+            t.elapsed()
+        );
+        assert!(
+            wal_len(&db) > WAL_CHECKPOINT_BYTES,
+            "truncated under a reader"
+        );
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+        login_write(&db, "alice", step + 2);
+        assert!(wal_len(&db) < WAL_CHECKPOINT_BYTES / 4, "{}", wal_len(&db));
+        assert_eq!(last_step(&db, "alice"), Some(step + 2));
+    }
+
+    /// `-wal`, `-shm` and `-journal` files get the store's own checks: a
+    /// leftover with the wrong owner, mode or type is refused (fail
+    /// closed) by the module and by `2fa-enroll` alike, and left alone.
+    #[test]
+    fn bad_sidecar_files_are_refused() {
+        let (_d, db) = new_store();
+        {
+            let mut s = Store::open_existing(&db, 1000).unwrap();
+            let tx = s.write().unwrap();
+            tx.ensure_user("alice", 1).unwrap();
+            tx.put_otp("alice", &otp(0), 1).unwrap();
+            tx.commit().unwrap();
+        }
+        login_write(&db, "alice", 1);
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let file = sidecar(&db, suffix);
+            let existed = file.exists();
+            if !existed {
+                std::fs::write(&file, b"").unwrap();
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            let saved = std::fs::read(&file).unwrap();
+            let refused = |why: &str| {
+                for r in [
+                    Store::open_existing(&db, 1000).map(|_| ()),
+                    Store::open_or_create(&db, 1000).map(|_| ()),
+                ] {
+                    match r {
+                        Err(StoreError::Unsafe(m)) => {
+                            assert!(m.contains(suffix) && m.contains(why), "{suffix}: {m}")
+                        }
+                        other => panic!("{suffix} ({why}): {other:?}"),
+                    }
+                }
+            };
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            refused("has mode 0644");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o660)).unwrap();
+            refused("has mode 0660");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
+            refused("owned by uid 65534");
+            std::os::unix::fs::chown(&file, Some(0), None).unwrap();
+            assert_eq!(std::fs::read(&file).unwrap(), saved, "{suffix} changed");
+            // Not a regular file.
+            let aside = sidecar(&db, ".aside");
+            std::fs::rename(&file, &aside).unwrap();
+            std::os::unix::fs::symlink(&aside, &file).unwrap();
+            refused("symlink");
+            std::fs::remove_file(&file).unwrap();
+            std::fs::create_dir(&file).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o700)).unwrap();
+            refused("not a regular file");
+            std::fs::remove_dir(&file).unwrap();
+            if existed {
+                std::fs::rename(&aside, &file).unwrap();
+            } else {
+                std::fs::remove_file(&aside).unwrap();
+            }
+            // Repaired: the store opens and still has the last write.
+            assert_eq!(last_step(&db, "alice"), Some(1), "{suffix}");
+        }
     }
 }
