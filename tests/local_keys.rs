@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::fido2::{DEVICE, Keys, hostname, webauthn_section};
+use common::fido2::{DEVICE, Keys, hostname, run, webauthn_section};
 use common::*;
 use std::fs;
 use std::path::Path;
@@ -412,25 +412,6 @@ fn enrollment_refusals() {
 #[test]
 fn stand_in_speaks_the_real_tools_formats() {
     let keys = Keys::new();
-    let run = |tool: &Path, args: &[&str], input: &str| {
-        let mut c = Command::new(tool)
-            .args(args)
-            .env_clear()
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        let o = c.wait_with_output().unwrap();
-        assert!(
-            o.status.success(),
-            "{tool:?} {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    };
     let cdh = "ZmlkbzItY2RoLWZvci10aGUtc3RhbmQtaW4tY2hlY2s=";
     let made = run(
         &keys.path.join("fido2-cred"),

@@ -375,6 +375,20 @@ pub fn verify_es256(public_key: &[u8], auth_data: &[u8], cdh: &[u8], sig_der: &[
     key.verify(&msg, &sig).is_ok()
 }
 
+/// Unwraps the tool's authenticator data and checks what every answer
+/// must show: made for `rp_id`, with the user present (touched).
+fn present_for<'a>(rp_id: &str, auth_data_cbor: &'a [u8]) -> Result<(&'a [u8], AuthData), Refusal> {
+    let raw = unwrap_cbor_bytes(auth_data_cbor)?;
+    let ad = parse_auth_data(raw)?;
+    if !crate::crypto::ct_eq(&ad.rp_id_hash, &rp_id_hash(rp_id)) {
+        return Err(Refusal::WrongRelyingParty);
+    }
+    if ad.flags & FLAG_UP == 0 {
+        return Err(Refusal::NoUserPresence);
+    }
+    Ok((raw, ad))
+}
+
 /// Checks a new credential from `fido2-cred -M`: `auth_data_cbor` is the
 /// tool's (CBOR-wrapped) authenticator data, `cred_id` the id it printed.
 /// `self_sig` is the packed self-attestation signature when the tool
@@ -386,14 +400,7 @@ pub fn check_registration(
     cdh: &[u8],
     self_sig: Option<&[u8]>,
 ) -> Result<Registration, Refusal> {
-    let raw = unwrap_cbor_bytes(auth_data_cbor)?;
-    let ad = parse_auth_data(raw)?;
-    if !crate::crypto::ct_eq(&ad.rp_id_hash, &rp_id_hash(rp_id)) {
-        return Err(Refusal::WrongRelyingParty);
-    }
-    if ad.flags & FLAG_UP == 0 {
-        return Err(Refusal::NoUserPresence);
-    }
+    let (raw, ad) = present_for(rp_id, auth_data_cbor)?;
     let Some(cred) = ad.credential else {
         return Err(Refusal::Malformed("no attested credential data (AT flag)"));
     };
@@ -426,14 +433,7 @@ pub fn check_assertion(
     cdh: &[u8],
     sig_der: &[u8],
 ) -> Result<Asserted, Refusal> {
-    let raw = unwrap_cbor_bytes(auth_data_cbor)?;
-    let ad = parse_auth_data(raw)?;
-    if !crate::crypto::ct_eq(&ad.rp_id_hash, &rp_id_hash(rp_id)) {
-        return Err(Refusal::WrongRelyingParty);
-    }
-    if ad.flags & FLAG_UP == 0 {
-        return Err(Refusal::NoUserPresence);
-    }
+    let (raw, ad) = present_for(rp_id, auth_data_cbor)?;
     if need_uv && ad.flags & FLAG_UV == 0 {
         return Err(Refusal::NoUserVerification);
     }
