@@ -660,17 +660,7 @@ fn remove_and_reset() {
 fn non_root_gets_the_sudo_hint() {
     let user = system_user("p2fa-frank", "frank-pw-1");
     let env = Env::new();
-    let run = |args: &[&str]| {
-        Command::new("runuser")
-            .args(["-u", &user, "--"])
-            .arg(enroll_bin())
-            .arg("--config")
-            .arg(&env.conf)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| env.enroll_as(&user, args);
     for (round, dir_mode, conf_mode) in [
         ("unreadable config", 0o700, 0o600),
         ("readable config", 0o755, 0o644),

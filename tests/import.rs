@@ -10,11 +10,11 @@ mod common;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::fido2::{Keys, hostname, webauthn_section};
-use common::{Env, SECRET, enroll_bin, hotp, in_step, now, step_of, system_user, totp, totp_with};
+use common::{Env, SECRET, hotp, in_step, now, step_of, system_user, totp, totp_with};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 /// SECRET in hex (RFC 4226's key).
 const HEX: &str = "3132333435363738393031323334353637383930";
@@ -801,17 +801,7 @@ fn import_pam_u2f_user_files_shared_credentials_and_rp_id() {
 fn import_as_ordinary_user_is_told_to_ask_an_administrator() {
     let user = system_user("p2fa-imp-usr", "Imp0rt-p2fa-6");
     let env = Env::new();
-    let run = |args: &[&str]| {
-        Command::new("runuser")
-            .args(["-u", &user, "--"])
-            .arg(enroll_bin())
-            .arg("--config")
-            .arg(&env.conf)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| env.enroll_as(&user, args);
     for (args, hint) in [
         (
             vec!["import", "google-authenticator"],

@@ -226,6 +226,20 @@ impl Env {
         child.wait_with_output().unwrap()
     }
 
+    /// Runs `2fa-enroll --config <this env> args...` as the ordinary
+    /// `user` (through runuser), with no input.
+    pub fn enroll_as(&self, user: &str, args: &[&str]) -> Output {
+        Command::new("runuser")
+            .args(["-u", user, "--"])
+            .arg(enroll_bin())
+            .arg("--config")
+            .arg(&self.conf)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     /// `enroll` that must succeed; returns stdout.
     pub fn enroll_ok(&self, args: &[&str], stdin: &str) -> String {
         let out = self.enroll(args, stdin);
