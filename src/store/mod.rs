@@ -417,6 +417,17 @@ mod tests {
         }
     }
 
+    /// `users` enrolled with a TOTP token whose last used step is `step`.
+    fn enrolled(db: &Path, users: &[&str], step: i64) {
+        let mut s = Store::open_existing(db, 1000).unwrap();
+        let tx = s.write().unwrap();
+        for u in users {
+            tx.ensure_user(u, 1).unwrap();
+            tx.put_otp(u, &otp(step), 1).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
     /// One login's worth of writing, through the module's open path.
     fn login_write(db: &Path, user: &str, step: i64) {
         let mut s = Store::open_existing(db, 10_000).unwrap();
@@ -440,13 +451,7 @@ mod tests {
     #[test]
     fn wal_outlives_the_connection_and_the_next_open_sees_it() {
         let (_d, db) = new_store();
-        {
-            let mut s = Store::open_existing(&db, 1000).unwrap();
-            let tx = s.write().unwrap();
-            tx.ensure_user("alice", 1).unwrap();
-            tx.put_otp("alice", &otp(100), 1).unwrap();
-            tx.commit().unwrap();
-        }
+        enrolled(&db, &["alice"], 100);
         login_write(&db, "alice", 101);
         // Closed without a checkpoint: the commits live only in the WAL,
         // which must still be there, root-only like the store.
@@ -471,15 +476,7 @@ mod tests {
     #[test]
     fn many_sequential_logins_keep_the_wal_bounded_and_lose_nothing() {
         let (_d, db) = new_store();
-        {
-            let mut s = Store::open_existing(&db, 1000).unwrap();
-            let tx = s.write().unwrap();
-            for u in ["alice", "bob"] {
-                tx.ensure_user(u, 1).unwrap();
-                tx.put_otp(u, &otp(0), 1).unwrap();
-            }
-            tx.commit().unwrap();
-        }
+        enrolled(&db, &["alice", "bob"], 0);
         // A login appends a few frames; the check runs at the next open, so
         // the WAL may pass the threshold by one login's frames, never more.
         let bound = WAL_CHECKPOINT_BYTES + 8 * (24 + 4096);
@@ -517,13 +514,7 @@ mod tests {
     #[test]
     fn checkpoint_blocked_by_a_reader_neither_waits_nor_fails() {
         let (_d, db) = new_store();
-        {
-            let mut s = Store::open_existing(&db, 1000).unwrap();
-            let tx = s.write().unwrap();
-            tx.ensure_user("alice", 1).unwrap();
-            tx.put_otp("alice", &otp(0), 1).unwrap();
-            tx.commit().unwrap();
-        }
+        enrolled(&db, &["alice"], 0);
         let reader = Connection::open(&db).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         let _: i64 = reader
@@ -559,13 +550,7 @@ mod tests {
     #[test]
     fn bad_sidecar_files_are_refused() {
         let (_d, db) = new_store();
-        {
-            let mut s = Store::open_existing(&db, 1000).unwrap();
-            let tx = s.write().unwrap();
-            tx.ensure_user("alice", 1).unwrap();
-            tx.put_otp("alice", &otp(0), 1).unwrap();
-            tx.commit().unwrap();
-        }
+        enrolled(&db, &["alice"], 0);
         login_write(&db, "alice", 1);
         for suffix in ["-wal", "-shm", "-journal"] {
             let file = sidecar(&db, suffix);
