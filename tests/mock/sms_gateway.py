@@ -42,6 +42,8 @@ import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from parent_watch import exit_with_parent
+
 ARGS = None
 LOCK = threading.Lock()
 
@@ -144,18 +146,6 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(201, {"sid": sid, "account_sid": ARGS.sid, "to": to, "from": sender, "body": body,
                          "status": "queued", "num_segments": "1", "direction": "outbound-api",
                          "api_version": "2010-04-01", "error_code": None, "error_message": None})
-
-
-def exit_with_parent():
-    """Exits when the test that started us dies (its Drop never ran)."""
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def main():

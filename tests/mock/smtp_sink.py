@@ -21,11 +21,11 @@ import os
 import socket
 import ssl
 import sys
-import threading
 import time
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from parent_watch import exit_with_parent
 
 
 class Sink:
@@ -41,18 +41,6 @@ class Sink:
                                 "auth_user": login.decode() if isinstance(login, bytes) else login})
                     + "\n")
         return "250 Message accepted for delivery"
-
-
-def exit_with_parent():
-    """Exits when the test that started us dies (its Drop never ran)."""
-    parent = os.getppid()
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def main():
