@@ -264,8 +264,8 @@ impl Config {
             // (scripts/bench).
             toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?
         } else {
-            let mut table: toml::Table = toml::from_str(&text)
-                .map_err(|e| ConfigError(format!("config {}: {}", path.display(), one_line(&e))))?;
+            let mut table: toml::Table =
+                toml::from_str(&text).map_err(|e| parse_error(path, &text, &e))?;
             for (key, value) in overrides {
                 apply_override(&mut table, key, value)?;
             }
@@ -628,6 +628,13 @@ mod tests {
             let e = Config::load(f.path(), true).unwrap_err().0;
             assert!(e.contains(at), "{text:?}: {e}");
             assert!(!e.contains("s3cret"), "{text:?}: {e}");
+            // With module arguments the file takes the other path (a
+            // table first); its errors must not quote the value either.
+            let args = [("totp.window".to_string(), "2".to_string())];
+            let e = Config::load_with_overrides(f.path(), true, &args)
+                .unwrap_err()
+                .0;
+            assert!(!e.contains("s3cret"), "{text:?} with arguments: {e}");
         }
     }
 
