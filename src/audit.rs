@@ -109,6 +109,36 @@ pub fn clean(s: &str) -> String {
     out
 }
 
+/// Longest error detail kept in a log line: long enough for a TLS
+/// failure's whole cause chain ("invalid peer certificate: ... NotValidForName
+/// ..."), short enough that one line stays one line.
+pub const DETAIL_MAX: usize = 400;
+
+/// An error detail (our own message wrapping remote or system text) made
+/// safe for one log line: control and non-ASCII characters become `?`, the
+/// text is cut at [`DETAIL_MAX`] characters. Unlike [`clean`], spaces stay
+/// (details are prose) and the cut is long enough to name the cause.
+pub fn detail(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(DETAIL_MAX)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if s.chars().count() > DETAIL_MAX {
+        out.push_str("...");
+    }
+    if out.is_empty() {
+        out.push('-');
+    }
+    out
+}
+
 /// Remote text (Duo messages, device names) made safe for a terminal:
 /// printable ASCII and spaces only, at most `max` characters.
 pub fn printable(s: &str, max: usize) -> String {
@@ -126,7 +156,17 @@ pub fn printable(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{clean, printable};
+    use super::{DETAIL_MAX, clean, detail, printable};
+
+    #[test]
+    fn details_keep_the_cause() {
+        let tls = "Duo unreachable: error sending request: client error (Connect): invalid peer certificate: certificate not valid for name \"api-x.duosecurity.com\"; certificate is only valid for DnsName(\"evil.example\")";
+        assert_eq!(detail(tls), tls, "a whole TLS cause chain fits");
+        assert!(tls.len() > 64, "longer than the old cut");
+        assert_eq!(detail("a\nforged line\x1b[2J"), "a?forged line?[2J");
+        assert_eq!(detail(&"x".repeat(1000)).len(), DETAIL_MAX + 3);
+        assert_eq!(detail(""), "-");
+    }
 
     #[test]
     fn printable_keeps_spaces_and_drops_escapes() {

@@ -390,7 +390,7 @@ impl Broker {
                 ctx.audit.warning(&format!(
                     "webauthn failed user={}: {}",
                     clean(ctx.user),
-                    clean(&e)
+                    crate::audit::detail(&e)
                 ));
                 Response::error("failed", e)
             }

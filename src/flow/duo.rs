@@ -83,7 +83,7 @@ impl Run<'_> {
                 self.audit.err(&format!(
                     "duo unavailable, offering other factors {}: {}",
                     self.who,
-                    clean(&f.detail)
+                    crate::audit::detail(&f.detail)
                 ));
                 Pre::Skip
             }

@@ -5,7 +5,7 @@
 //! of text travels together with a prompt.
 
 use super::{Conversation, Login, Verdict, answer_text};
-use crate::audit::{Audit, clean};
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::crypto::HostKey;
 use crate::enroll::output::qr;
@@ -88,7 +88,7 @@ impl Inline<'_> {
                     self.audit.warning(&format!(
                         "inline enrollment abandoned {} ({})",
                         self.who,
-                        clean(&e)
+                        crate::audit::detail(&e)
                     ));
                     return Verdict::ConversationFailed;
                 }

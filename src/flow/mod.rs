@@ -621,7 +621,7 @@ impl Run<'_> {
         self.audit.warning(&format!(
             "auth denied {} reason=conversation-failed ({})",
             self.who,
-            clean(e)
+            crate::audit::detail(e)
         ));
         Verdict::ConversationFailed
     }
@@ -637,7 +637,7 @@ impl Run<'_> {
                 self.audit.err(&format!(
                     "auth ok {} factor=none reason=duo-unreachable-failmode-safe ({})",
                     self.who,
-                    clean(detail)
+                    crate::audit::detail(detail)
                 ));
                 self.conv
                     .info("Duo is unreachable; letting you in without it (failmode safe).");
@@ -844,7 +844,7 @@ fn factor_guess(state: &UserState, code: &str) -> &'static str {
 fn unavailable(conv: &mut dyn Conversation, audit: &mut Audit, who: &str, why: &str) -> Verdict {
     audit.err(&format!(
         "auth denied {who} reason=unavailable: {}",
-        why.replace('\n', " ")
+        crate::audit::detail(why)
     ));
     conv.error(MSG_UNAVAILABLE);
     Verdict::Unavailable

@@ -93,7 +93,7 @@ impl Run<'_> {
                         "auth denied {} factor={} reason=send-failed: {}",
                         self.who,
                         ch.as_str(),
-                        clean(&f.detail)
+                        crate::audit::detail(&f.detail)
                     ));
                     self.conv.error(&f.user);
                     return Verdict::Unavailable;
