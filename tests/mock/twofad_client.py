@@ -5,14 +5,16 @@ holding connections open, trickling a frame.
 
     frames SOCKET JSON...   one connection; sends each frame and prints the
                             answer (one line each; "closed" or "error ...")
-    hold SOCKET N           opens N connections without sending anything; for
-                            each prints "open" or what 2fad said at once
-                            ("reply JSON" / "closed"), then "held"; keeps them
-                            open until stdin ends
+    hold SOCKET N           opens N connections, each asking for its status;
+                            prints "served" or what 2fad said instead
+                            ("reply JSON" / "closed"), then "held"; keeps the
+                            served ones busy (a request a second) until stdin
+                            ends
     trickle SOCKET JSON S   sends one frame a byte every S seconds; prints
                             "reply JSON after T" or "closed after T" as soon
                             as 2fad answers or hangs up
 """
+import os
 import select
 import socket
 import struct
@@ -61,21 +63,40 @@ def frames(path, payloads):
 
 
 def hold(path, n):
+    """The strongest way to keep slots: each connection sends a complete
+    status request at once and then one every second (2fad closes idle
+    connections and cuts slow frames, but serves real requests)."""
+    data = b'{"version":1,"op":"status"}'
+    frame = struct.pack(">I", len(data)) + data
     held = []
     for _ in range(n):
         s = connect(path)
-        ready, _, _ = select.select([s], [], [], 0.5)
-        if ready:
-            try:
-                r = read_frame(s, 2)
-            except OSError:
-                r = None
-            print(f"reply {r}" if r is not None else "closed", flush=True)
+        try:
+            s.sendall(frame)
+        except OSError:
+            pass
+        try:
+            r = read_frame(s, 10)
+        except OSError:
+            r = None
+        if r is None:
+            print("closed", flush=True)
+        elif '"result":"status"' in r:
+            print("served", flush=True)
+            held.append(s)
         else:
-            print("open", flush=True)
-        held.append(s)
+            print(f"reply {r}", flush=True)
     print("held", flush=True)
-    sys.stdin.read()
+    while True:
+        ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+        if ready and not os.read(sys.stdin.fileno(), 1024):
+            return
+        for s in held:
+            try:
+                s.sendall(frame)
+                read_frame(s, 10)
+            except OSError:
+                pass
 
 
 def trickle(path, payload, delay):
