@@ -314,9 +314,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trust_is_the_system_bundle_whatever_the_environment_says() {
-        // The process environment is not consulted at all: a client built
-        // here trusts the same anchors with or without SSL_CERT_FILE.
+    fn the_system_bundle_is_found_at_its_fixed_path() {
+        // (That the environment is never consulted is tested end to end,
+        // with SSL_CERT_FILE/SSL_CERT_DIR set by a sudo caller and by root,
+        // in tests/attack/duo.rs.)
         let a = trust_anchors(None).expect("this machine has a CA bundle");
         assert!(a.len() > 20, "{}", a.len());
     }
