@@ -325,6 +325,34 @@ mod tests {
     }
 
     #[test]
+    fn every_configured_secret_is_redacted() {
+        let mut c = SmsConfig::default();
+        c.twilio.account_sid = "AC0123456789".into();
+        let hide = secrets(&c, "tok-from-file", "246810");
+        let e = DeliveryError::new(
+            "SMS",
+            "401 for AC0123456789:tok-from-file (Basic QUMwMTIzNDU2Nzg5OnRvay1mcm9tLWZpbGU=) code 246810",
+        )
+        .redact(&hide.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        assert_eq!(e.detail(), "401 for ***:*** (Basic ***) code ***");
+        c.gateway = SmsGateway::Webhook;
+        c.webhook.url = "https://u:url-pass@gw.example/send?api_key=KEY-123&x=1".into();
+        c.webhook
+            .headers
+            .insert("Authorization".into(), "Bearer hook-secret".into());
+        c.webhook
+            .headers
+            .insert("X-Api-Key".into(), "k-456789".into());
+        let hide = secrets(&c, "", "1");
+        let e = DeliveryError::new(
+            "SMS",
+            "echo: Bearer hook-secret / hook-secret / k-456789 / url-pass / KEY-123",
+        )
+        .redact(&hide.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        assert_eq!(e.detail(), "echo: *** / *** / *** / *** / ***");
+    }
+
+    #[test]
     fn masks() {
         assert_eq!(mask_phone("+15551234567"), "+1 *** *** 4567");
         assert_eq!(mask_phone("+447700900123"), "+44 *** *** 0123");
