@@ -10,3 +10,5 @@ mod common;
 
 mod daemon;
 mod duo;
+mod files;
+mod net;
