@@ -56,7 +56,10 @@ fn start(tls: bool) -> Web {
     std::fs::create_dir_all(&public).unwrap();
     std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o755)).unwrap();
     let port = closed_port();
-    let (cert, key) = (env.root().join("tls/cert.pem"), env.root().join("tls/key.pem"));
+    let (cert, key) = (
+        env.root().join("tls/cert.pem"),
+        env.root().join("tls/key.pem"),
+    );
     let mut ca = None;
     let mut text = format!(
         "[daemon]\nsocket = \"{}\"\n[webauthn]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nrp_id = \"localhost\"\n",
@@ -132,8 +135,7 @@ impl Web {
 
     /// A plain-HTTP GET of a login page; its status line, or the error.
     fn http_get(&self, timeout: Duration) -> Result<String, String> {
-        let mut s =
-            TcpStream::connect_timeout(&self.addr(), timeout).map_err(|e| e.to_string())?;
+        let mut s = TcpStream::connect_timeout(&self.addr(), timeout).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(timeout)).unwrap();
         write!(
             s,
@@ -197,7 +199,10 @@ fn silent_tls_clients_do_not_stop_https_logins() {
     for (i, s) in silent.iter_mut().enumerate() {
         let (closed, _) = closed_by(s, opened + DEADLINE + MARGIN);
         let closed = closed.unwrap_or_else(|| {
-            panic!("silent client {i} still connected after {:?}", opened.elapsed())
+            panic!(
+                "silent client {i} still connected after {:?}",
+                opened.elapsed()
+            )
         });
         assert!(
             closed - opened >= DEADLINE - Duration::from_secs(1),
@@ -306,10 +311,37 @@ fn slow_header_trickle_is_cut() {
     );
 }
 
-/// One connection from this address holds a slot and keeps it; the
-/// server must answer every other client on time. Many connections from
-/// one address hit the per-address limit and get a clear 503, not a hang,
-/// while clients from other addresses are still served.
+/// A kept-alive connection that sends nothing more after its answer is
+/// closed after the idle timeout (the header deadline), so idle browsers
+/// or attackers do not hold slots.
+#[test]
+fn idle_keep_alive_connection_is_closed() {
+    let w = start(false);
+    let mut s = TcpStream::connect(w.addr()).unwrap();
+    s.write_all(b"GET /static/app.js HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let answered = Instant::now();
+    // The answer arrives and the connection stays open for a while ...
+    let (closed, got) = closed_by(&mut s, answered + Duration::from_secs(3));
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("no-store") && text.contains("nosniff"),
+        "{text}"
+    );
+    assert!(closed.is_none(), "keep-alive closed at once");
+    // ... until the idle timeout.
+    let (closed, _) = closed_by(&mut s, answered + DEADLINE + MARGIN);
+    assert!(
+        closed.is_some(),
+        "idle keep-alive connection still open after {:?}",
+        answered.elapsed()
+    );
+}
+
+/// Many connections from one address hit the per-address limit (64) and
+/// the next one gets a clear 503 at once, not a hang, while clients from
+/// other addresses are still served. (Before: no limit at all.)
 #[test]
 fn connection_flood_from_one_address_gets_503_not_a_hang() {
     let w = start(false);
@@ -349,7 +381,13 @@ fn connection_flood_from_one_address_gets_503_not_a_hang() {
 fn from_127_0_0_2(port: u16) -> TcpStream {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
     use std::os::fd::AsRawFd;
-    let sock = socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
     bind(sock.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 2, 0)).unwrap();
     connect(sock.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)).unwrap();
     TcpStream::from(sock)
@@ -410,7 +448,11 @@ fn renewed_certificate_is_served_after_sighup_and_on_change() {
     std::fs::copy(&d.cert, &w.cert).unwrap();
     w.hangup();
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(w.https_get(&c.ca, PROMPT), Ok(200), "last good pair dropped");
+    assert_eq!(
+        w.https_get(&c.ca, PROMPT),
+        Ok(200),
+        "last good pair dropped"
+    );
     assert!(
         w.https_get(&d.ca, PROMPT).is_err(),
         "a certificate without its key is served"
