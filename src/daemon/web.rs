@@ -81,6 +81,8 @@ pub fn start(cfg: Arc<Config>, ceremonies: Arc<Ceremonies>) -> Result<(), String
     } else {
         Some(Arc::new(tls::Tls::load(&w.cert_file, &w.key_file)?))
     };
+    // Before the runtime's threads exist, so that they inherit the block.
+    on_hangup(tls.clone())?;
     let listener = std::net::TcpListener::bind(&w.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("webauthn.listen {}: {e}", w.listen))?;
@@ -93,10 +95,9 @@ pub fn start(cfg: Arc<Config>, ceremonies: Arc<Ceremonies>) -> Result<(), String
         .build()
         .map_err(|e| format!("web server runtime: {e}"))?;
     let app = Arc::new(App { cfg, ceremonies });
-    // Inside the runtime: the tokio listener and the signal handler need it.
+    // Inside the runtime: the tokio listener and the file watch need it.
     let listener = rt
         .block_on(async {
-            on_hangup(tls.clone())?;
             if let Some(t) = &tls {
                 t.clone().watch_files();
             }
@@ -110,21 +111,30 @@ pub fn start(cfg: Arc<Config>, ceremonies: Arc<Ceremonies>) -> Result<(), String
     Ok(())
 }
 
-/// SIGHUP rereads the certificate (`systemctl kill -s HUP 2fad`); in
-/// plain-HTTP mode there is nothing to reread, but 2fad stays up.
-fn on_hangup(tls: Option<Arc<tls::Tls>>) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            match tls.clone() {
-                Some(t) => {
-                    let _ = tokio::task::spawn_blocking(move || t.reload("SIGHUP")).await;
+/// SIGHUP rereads the certificate (`systemctl kill -s HUP 2fad`). No
+/// signal handler: SIGHUP is blocked in the calling thread, which is 2fad's
+/// main thread before it starts any other (they all inherit the block), and
+/// one thread takes it with sigwait. (tokio's signal support is not used:
+/// its feature would make every tokio runtime, reqwest's in the PAM module
+/// too, open a process-wide socket pair.) In plain-HTTP mode there is
+/// nothing to reread, but 2fad stays up.
+fn on_hangup(tls: Option<Arc<tls::Tls>>) -> Result<(), String> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGHUP);
+    set.thread_block()
+        .map_err(|e| format!("blocking SIGHUP: {e}"))?;
+    std::thread::Builder::new()
+        .name("2fad-hup".into())
+        .spawn(move || {
+            while set.wait().is_ok() {
+                match &tls {
+                    Some(t) => t.reload("SIGHUP"),
+                    None => eprintln!("2fad: web: SIGHUP: plain HTTP, no certificate to reload"),
                 }
-                None => eprintln!("2fad: web: SIGHUP: plain HTTP, no certificate to reload"),
             }
-        }
-    });
+        })
+        .map_err(|e| format!("SIGHUP thread: {e}"))?;
     Ok(())
 }
 

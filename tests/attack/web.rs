@@ -80,10 +80,11 @@ fn start(tls: bool) -> Web {
         text += &format!("public_url = \"http://localhost:{port}\"\n");
     }
     env.write_config(&text);
+    let log = std::fs::File::create(public.join("2fad.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_2fad"))
         .arg("--config")
         .arg(&env.conf)
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -122,6 +123,11 @@ impl Web {
             .send()
             .map(|r| r.status().as_u16())
             .map_err(|e| format!("{e:?}"))
+    }
+
+    /// What 2fad wrote to stderr so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.public.join("2fad.log")).unwrap_or_default()
     }
 
     /// Sends 2fad SIGHUP (as `systemctl reload` would).
@@ -430,7 +436,11 @@ fn renewed_certificate_is_served_after_sighup_and_on_change() {
     install(&b, &w.cert, &w.key);
     w.hangup();
     served_with(&w, &b.ca, Duration::from_secs(3))
-        .unwrap_or_else(|e| panic!("new certificate not served after SIGHUP: {e}"));
+        .unwrap_or_else(|e| panic!("new certificate not served after SIGHUP: {e}\n{}", w.log()));
+    // (The file watch may have seen the change first; the signal must
+    // still have been taken, not have killed 2fad, and have reread.)
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(w.log().contains("SIGHUP: now serving"), "{}", w.log());
     assert!(
         w.https_get(&ca_a, PROMPT).is_err(),
         "the old certificate is still served"
@@ -438,13 +448,20 @@ fn renewed_certificate_is_served_after_sighup_and_on_change() {
 
     // Renewal 2 without a signal: picked up from the files' change.
     let c = Pki::new(&root.join("pki-c"));
+    let mark = w.log().len();
     install(&c, &w.cert, &w.key);
     served_with(&w, &c.ca, Duration::from_secs(8))
-        .unwrap_or_else(|e| panic!("changed certificate files not picked up: {e}"));
+        .unwrap_or_else(|e| panic!("changed certificate files not picked up: {e}\n{}", w.log()));
+    assert!(
+        w.log()[mark..].contains("certificate files changed: now serving"),
+        "{}",
+        w.log()
+    );
 
     // A broken renewal (certificate of one pair, key of another): 2fad
     // says why and keeps serving the last good pair.
     let d = Pki::new(&root.join("pki-d"));
+    let mark = w.log().len();
     std::fs::copy(&d.cert, &w.cert).unwrap();
     w.hangup();
     std::thread::sleep(Duration::from_secs(1));
@@ -456,5 +473,11 @@ fn renewed_certificate_is_served_after_sighup_and_on_change() {
     assert!(
         w.https_get(&d.ca, PROMPT).is_err(),
         "a certificate without its key is served"
+    );
+    assert!(
+        w.log()[mark..]
+            .contains("SIGHUP: certificate not reloaded, the previous one stays in service"),
+        "{}",
+        w.log()
     );
 }
