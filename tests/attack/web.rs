@@ -345,6 +345,61 @@ fn idle_keep_alive_connection_is_closed() {
     );
 }
 
+/// Sends `req` raw and returns all the server answered before closing.
+fn exchange(w: &Web, req: &[u8]) -> String {
+    let mut s = TcpStream::connect(w.addr()).unwrap();
+    let t = Instant::now();
+    // The server may answer and close before taking every byte.
+    let _ = s.write_all(req);
+    let (closed, got) = closed_by(&mut s, t + PROMPT);
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(closed.is_some(), "not closed after {:?}: {text}", t.elapsed());
+    text
+}
+
+/// Oversized requests get a clear answer at once and the connection is
+/// closed: a body over 64 KiB (announced, or streamed in chunks) and
+/// headers over 16 KiB. Every answer carries the security headers.
+#[test]
+fn oversized_requests_are_refused_at_once() {
+    let w = start(false);
+    let announced = exchange(
+        &w,
+        b"POST /api/finish/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 70000\r\n\r\n{",
+    );
+    assert!(announced.starts_with("HTTP/1.1 413"), "{announced}");
+    for h in [
+        "content-security-policy: default-src 'self'",
+        "x-content-type-options: nosniff",
+        "cache-control: no-store",
+        "referrer-policy: no-referrer",
+    ] {
+        assert!(announced.to_lowercase().contains(h), "{h}: {announced}");
+    }
+    let mut chunked =
+        b"POST /api/finish/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    for _ in 0..5 {
+        chunked.extend_from_slice(b"4000\r\n");
+        chunked.extend_from_slice(&[b'a'; 0x4000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let streamed = exchange(&w, &chunked);
+    assert!(streamed.starts_with("HTTP/1.1 413"), "{streamed}");
+    let mut big = b"GET /l/x HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
+    big.extend_from_slice(&[b'a'; 20 * 1024]);
+    big.extend_from_slice(b"\r\n\r\n");
+    let headers = exchange(&w, &big);
+    assert!(headers.starts_with("HTTP/1.1 431"), "{headers}");
+    // A body within the limit reaches the ceremony code (unknown link).
+    let ok = exchange(
+        &w,
+        b"POST /api/finish/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+    );
+    assert!(ok.starts_with("HTTP/1.1 400"), "{ok}");
+    assert!(ok.contains("expired or was already used"), "{ok}");
+}
+
 /// Many connections from one address hit the per-address limit (64) and
 /// the next one gets a clear 503 at once, not a hang, while clients from
 /// other addresses are still served. (Before: no limit at all.)
