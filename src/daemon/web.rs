@@ -81,11 +81,11 @@ pub fn start(cfg: Arc<Config>, ceremonies: Arc<Ceremonies>) -> Result<(), String
     } else {
         Some(Arc::new(tls::Tls::load(&w.cert_file, &w.key_file)?))
     };
-    // Before the runtime's threads exist, so that they inherit the block.
-    on_hangup(tls.clone())?;
     let listener = std::net::TcpListener::bind(&w.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("webauthn.listen {}: {e}", w.listen))?;
+    // Before the runtime's threads exist, so that they inherit the block.
+    on_hangup(tls.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
         .max_blocking_threads(16)
@@ -160,10 +160,10 @@ async fn accept_loop(listener: tokio::net::TcpListener, tls: Option<Arc<tls::Tls
             match tls {
                 None => serve(TokioIo::new(tcp), slot, app).await,
                 Some(t) => {
-                    match tokio::time::timeout(handshake, t.acceptor().accept(tcp)).await {
-                        Ok(Ok(s)) => serve(TokioIo::new(s), slot, app).await,
-                        // Too slow, or not TLS: nothing to say to it.
-                        Ok(Err(_)) | Err(_) => {}
+                    // Too slow, or not TLS: nothing to say to it.
+                    let hs = tokio::time::timeout(handshake, t.acceptor().accept(tcp)).await;
+                    if let Ok(Ok(s)) = hs {
+                        serve(TokioIo::new(s), slot, app).await;
                     }
                 }
             }

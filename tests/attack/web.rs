@@ -353,7 +353,11 @@ fn exchange(w: &Web, req: &[u8]) -> String {
     let _ = s.write_all(req);
     let (closed, got) = closed_by(&mut s, t + PROMPT);
     let text = String::from_utf8_lossy(&got).to_string();
-    assert!(closed.is_some(), "not closed after {:?}: {text}", t.elapsed());
+    assert!(
+        closed.is_some(),
+        "not closed after {:?}: {text}",
+        t.elapsed()
+    );
     text
 }
 
