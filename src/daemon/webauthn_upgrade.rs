@@ -36,7 +36,10 @@ fn a_key_stored_by_webauthn_rs_0_5_still_logs_in() {
     tx.commit().unwrap();
 
     let c = Ceremonies::new(&cfg).unwrap();
-    let tok = c.begin_login(&cfg, &store, "root").unwrap();
+    let tok = c
+        .begin_login(&cfg, &store, "root", "sshd", "")
+        .unwrap()
+        .token;
     let (opts, register) = c.options(&tok).unwrap();
     assert!(!register);
     let opts: serde_json::Value = serde_json::from_str(&opts).unwrap();
@@ -48,7 +51,10 @@ fn a_key_stored_by_webauthn_rs_0_5_still_logs_in() {
     sk.counter = 1;
     let body = sk.assert(&opts, ORIGIN).to_string();
     c.finish(&cfg, &tok, body.as_bytes()).unwrap();
-    assert_eq!(c.result(&tok, "root"), Outcome::Approved("old key".into()));
+    assert_eq!(
+        c.result(&tok, "root", true),
+        Ok(Outcome::Approved("old key".into()))
+    );
     let stored = store.webauthn_credentials("root").unwrap();
     assert!(
         stored[0].credential.contains("\"counter\":2"),
@@ -57,7 +63,10 @@ fn a_key_stored_by_webauthn_rs_0_5_still_logs_in() {
     );
 
     // And a signature by another key over the same credential id is not.
-    let tok = c.begin_login(&cfg, &store, "root").unwrap();
+    let tok = c
+        .begin_login(&cfg, &store, "root", "sshd", "")
+        .unwrap()
+        .token;
     let opts = serde_json::from_str(&c.options(&tok).unwrap().0).unwrap();
     let mut other = SoftKey::from_secret(&[0x43; 32], &[0x11; 16]).unwrap();
     other.counter = 5;

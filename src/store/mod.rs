@@ -35,7 +35,7 @@ pub use localkeys::LocalKey;
 pub use network::{Channel, Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};
-pub use webauthn::StoredCredential;
+pub use webauthn::{KeyWarning, StoredCredential};
 
 use crate::secure_fs;
 use rusqlite::config::DbConfig;

@@ -116,6 +116,19 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user, name)
     ) STRICT;
     "#,
+    // 6: security keys whose signature counter went back (a possible
+    //    clone): kept for the admin and `2fa-enroll status`.
+    r#"
+    CREATE TABLE key_warnings (
+        id          INTEGER PRIMARY KEY,
+        user        TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        key_name    TEXT NOT NULL,
+        stored      INTEGER NOT NULL,
+        presented   INTEGER NOT NULL,
+        at          INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX key_warnings_by_user ON key_warnings(user, at);
+    "#,
 ];
 
 /// The schema version this build reads and writes.

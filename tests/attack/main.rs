@@ -7,4 +7,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+
+mod daemon;
+mod duo;
 mod web;

@@ -7,10 +7,12 @@
 //! `libpam-wrapper` and `oathtool`; `scripts/test` installs them.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod fido2;
 pub mod interactive;
 pub mod net;
 pub mod sshd;
+pub mod sudo;
 
 use std::fs;
 use std::io::Write;
