@@ -3,10 +3,14 @@
 //! authenticator, verify, store the counter, read the result), against a
 //! throw-away store. Prints one JSON line.
 
+// The software authenticator is dev-only, not part of the library.
+#[path = "../tests/support/softkey.rs"]
+mod softkey;
+
 use pam_2fa::config::Config;
-use pam_2fa::daemon::softkey::SoftKey;
 use pam_2fa::daemon::webauthn::{Ceremonies, Outcome};
 use pam_2fa::store::Store;
+use softkey::SoftKey;
 use std::time::Instant;
 
 fn main() {

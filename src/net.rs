@@ -32,9 +32,8 @@
 //! OpenSSL: every login loads the module, and linking libssl/libcrypto made
 //! every fresh process (sudo, su, each sshd connection) load and initialise
 //! them (about 1.7 ms of `pam_start`, measured by `scripts/bench`) in case
-//! the login used SMS, e-mail or Duo. `2fad` still links OpenSSL (its HTTPS
-//! listener and WebAuthn); nothing the PAM entry points reach calls it, so
-//! `libpam_2fa.so` does not depend on it (`readelf -d`).
+//! the login used SMS, e-mail or Duo. `2fad` uses rustls too (its HTTPS
+//! listener, src/daemon/web.rs); nothing in the tree links OpenSSL.
 
 use crate::config::NetRules;
 use rustls::pki_types::CertificateDer;

@@ -1,5 +1,7 @@
 //! `2fad`: the pam-2fa helper daemon. Runs in the foreground (systemd or a
 //! terminal); with systemd socket activation it uses the passed socket.
+//! With WebAuthn enabled it also serves the approval page; SIGHUP then
+//! rereads that server's certificate and key (src/daemon/web.rs).
 
 use clap::Parser;
 use pam_2fa::config::{Config, DEFAULT_CONFIG_PATH};
@@ -10,7 +12,8 @@ use std::sync::Arc;
 #[command(
     name = "2fad",
     version,
-    about = "pam-2fa helper daemon (enrollment broker)"
+    about = "pam-2fa helper daemon (enrollment broker)",
+    after_help = "With [webauthn] enabled, 2fad also serves the approval page; SIGHUP rereads its cert_file and key_file (so do changes to the files)."
 )]
 struct Args {
     /// Configuration file.

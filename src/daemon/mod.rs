@@ -5,6 +5,12 @@
 pub mod broker;
 pub mod protocol;
 pub mod server;
-pub mod softkey;
 pub mod web;
 pub mod webauthn;
+
+/// The dev-only software authenticator, for unit tests (not shipped).
+#[cfg(test)]
+#[path = "../../tests/support/softkey.rs"]
+pub(crate) mod softkey;
+#[cfg(test)]
+mod webauthn_upgrade;

@@ -12,3 +12,4 @@ mod daemon;
 mod duo;
 mod files;
 mod net;
+mod web;

@@ -2,16 +2,24 @@
 //! verification tests and the benchmark: it answers the options 2fad
 //! hands to the browser with exactly what a real authenticator would post,
 //! so every check of the verifier can be exercised and timed without a
-//! browser. 2fad itself never uses it.
+//! browser.
+//!
+//! Dev-only: it is not part of the library (a key whose secret sits in the
+//! process has no place in what ships). Included by path where it is used:
+//! the unit tests of `src/daemon/webauthn.rs` (through `#[cfg(test)]` in
+//! `src/daemon/mod.rs`) and `examples/webauthn_verify.rs` (`scripts/bench`
+//! runs that example). Pure Rust (RustCrypto `p256`, `sha2`), no OpenSSL.
+#![allow(dead_code)] // each includer uses a different part
 
 use base64::Engine;
-use openssl::bn::BigNumContext;
-use openssl::ec::{EcGroup, EcKey, PointConversionForm};
-use openssl::ecdsa::EcdsaSig;
-use openssl::nid::Nid;
-use openssl::pkey::Private;
-use openssl::sha::sha256;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{DerSignature, SigningKey};
 use serde_json::{Value, json};
+use sha2::Digest;
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(b).into()
+}
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
@@ -72,30 +80,38 @@ impl Cbor<'_> {
 }
 
 pub struct SoftKey {
-    key: EcKey<Private>,
+    key: SigningKey,
     pub cred_id: Vec<u8>,
     pub counter: u32,
 }
 
 impl SoftKey {
+    /// A fresh key pair and a random 16-byte credential id.
     pub fn new() -> SoftKey {
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("P-256");
-        let id = crate::crypto::random_array::<16>().expect("randomness");
-        SoftKey {
-            key: EcKey::generate(&group).expect("P-256 key"),
-            cred_id: id.to_vec(),
-            counter: 0,
+        loop {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).expect("randomness");
+            let mut id = [0u8; 16];
+            getrandom::fill(&mut id).expect("randomness");
+            // Zero or above the group order: draw again (p < 2^-32).
+            if let Some(k) = SoftKey::from_secret(&secret, &id) {
+                return k;
+            }
         }
     }
 
+    /// A key from known secret bytes (fixtures that must verify later).
+    pub fn from_secret(secret: &[u8; 32], cred_id: &[u8]) -> Option<SoftKey> {
+        Some(SoftKey {
+            key: SigningKey::from_slice(secret).ok()?,
+            cred_id: cred_id.to_vec(),
+            counter: 0,
+        })
+    }
+
     fn cose_key(&self) -> Vec<u8> {
-        let group = self.key.group();
-        let mut ctx = BigNumContext::new().expect("bn");
-        let pt = self
-            .key
-            .public_key()
-            .to_bytes(group, PointConversionForm::UNCOMPRESSED, &mut ctx)
-            .expect("point");
+        let pt = self.key.verifying_key().to_encoded_point(false);
+        let pt = pt.as_bytes();
         let (x, y) = (&pt[1..33], &pt[33..65]);
         let mut out = Vec::new();
         Cbor::Map(vec![
@@ -160,9 +176,9 @@ impl SoftKey {
         auth.extend(self.counter.to_be_bytes());
         let mut signed = auth.clone();
         signed.extend(sha256(&cdj));
-        let sig = EcdsaSig::sign(&sha256(&signed), &self.key)
-            .and_then(|s| s.to_der())
-            .expect("sign");
+        // ECDSA over SHA-256 of authenticatorData || SHA-256(clientDataJSON).
+        let sig: DerSignature = self.key.sign(&signed);
+        let sig = sig.as_bytes().to_vec();
         json!({
             "id": b64(&self.cred_id), "rawId": b64(&self.cred_id), "type": "public-key",
             "extensions": {},
