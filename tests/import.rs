@@ -458,7 +458,7 @@ fn import_malformed_files_are_refused_with_line_numbers() {
 /// A P-256 public key as pamu2fcfg writes it (x || y), from a fixed seed.
 fn p256_xy(seed: u8) -> Vec<u8> {
     let k = p256::ecdsa::SigningKey::from_bytes(&[seed; 32].into()).unwrap();
-    k.verifying_key().to_encoded_point(false).as_bytes()[1..].to_vec()
+    k.verifying_key().to_sec1_point(false).as_bytes()[1..].to_vec()
 }
 
 fn hex(b: &[u8]) -> String {

@@ -302,7 +302,7 @@ pub fn p256_point(bytes: &[u8]) -> Result<Vec<u8>, Refusal> {
         }
     }
     .map_err(|_| Refusal::UnsupportedKey("the public key is not a point on P-256"))?;
-    Ok(key.to_encoded_point(false).as_bytes().to_vec())
+    Ok(key.to_sec1_point(false).as_bytes().to_vec())
 }
 
 /// Parses raw authenticator data. Trailing bytes are allowed only as
@@ -473,10 +473,7 @@ mod tests {
     }
 
     fn point(k: &SigningKey) -> Vec<u8> {
-        k.verifying_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec()
+        k.verifying_key().to_sec1_point(false).as_bytes().to_vec()
     }
 
     fn cose(k: &SigningKey) -> Vec<u8> {
@@ -526,7 +523,7 @@ mod tests {
     fn p256_points_in_every_encoding_become_uncompressed() {
         let k = key(7);
         let full = point(&k);
-        let compressed = k.verifying_key().to_encoded_point(true).as_bytes().to_vec();
+        let compressed = k.verifying_key().to_sec1_point(true).as_bytes().to_vec();
         assert_eq!(compressed.len(), 33);
         for enc in [&full[1..], &full[..], &compressed[..]] {
             assert_eq!(p256_point(enc).unwrap(), full, "{} bytes", enc.len());

@@ -262,11 +262,7 @@ mod tests {
     /// base64, the uncompressed SEC1 point).
     fn es256(seed: u8) -> (String, Vec<u8>) {
         let k = SigningKey::from_bytes(&[seed; 32].into()).unwrap();
-        let point = k
-            .verifying_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec();
+        let point = k.verifying_key().to_sec1_point(false).as_bytes().to_vec();
         (general_purpose::STANDARD.encode(&point[1..]), point)
     }
 
@@ -325,7 +321,7 @@ mod tests {
     #[test]
     fn compressed_old_format_points_are_read() {
         let k = SigningKey::from_bytes(&[3; 32].into()).unwrap();
-        let compressed = k.verifying_key().to_encoded_point(true);
+        let compressed = k.verifying_key().to_sec1_point(true);
         let p = parse(&format!(
             "erin:{},{}\n",
             enc(64, 1),
@@ -334,7 +330,7 @@ mod tests {
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         assert_eq!(
             p.entries[0].credentials[0].public_key,
-            k.verifying_key().to_encoded_point(false).as_bytes()
+            k.verifying_key().to_sec1_point(false).as_bytes()
         );
     }
 

@@ -110,7 +110,7 @@ impl SoftKey {
     }
 
     fn cose_key(&self) -> Vec<u8> {
-        let pt = self.key.verifying_key().to_encoded_point(false);
+        let pt = self.key.verifying_key().to_sec1_point(false);
         let pt = pt.as_bytes();
         let (x, y) = (&pt[1..33], &pt[33..65]);
         let mut out = Vec::new();
