@@ -48,15 +48,18 @@ impl HostKey {
         }
     }
 
-    /// Loads the key file, refusing one that is not root-owned 0600 or has
-    /// the wrong size (a truncated key must not silently become a new key).
+    /// Loads the key file, refusing one that is not a root-owned 0600
+    /// regular file in root-owned directories (see [`secure_fs::read_trusted`]:
+    /// a FIFO or device never hangs the login) or has the wrong size (a
+    /// truncated key must not silently become a new key).
     pub fn load(path: &Path) -> Result<HostKey, CryptoError> {
-        secure_fs::check_root_owned(path, "key file", secure_fs::NO_GROUP_OR_WORLD)
-            .map_err(CryptoError)?;
-        let bytes = Zeroizing::new(
-            std::fs::read(path)
-                .map_err(|e| CryptoError(format!("key file {}: {e}", path.display())))?,
-        );
+        let bytes = secure_fs::read_trusted(
+            path,
+            "key file",
+            secure_fs::NO_GROUP_OR_WORLD,
+            KEY_LEN as u64,
+        )
+        .map_err(|e| CryptoError(e.to_string()))?;
         let master: Zeroizing<[u8; KEY_LEN]> =
             Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
                 CryptoError(format!(
@@ -78,6 +81,7 @@ impl HostKey {
                 if let Some(dir) = path.parent() {
                     secure_fs::ensure_private_dir(dir)
                         .map_err(|e| CryptoError(format!("creating {}: {e}", dir.display())))?;
+                    secure_fs::check_dir_chain(dir, "key file").map_err(CryptoError)?;
                 }
                 let master = Zeroizing::new(random_array::<KEY_LEN>()?);
                 secure_fs::create_private_file(path, master.as_slice()).map_err(|e| {

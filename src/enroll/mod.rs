@@ -140,7 +140,12 @@ impl Ctx {
     }
 }
 
-pub fn run(cli: Cli) -> CliResult {
+pub fn run(mut cli: Cli) -> CliResult {
+    // The config is read with the module's rules (root-owned, absolute
+    // path); a relative --config is the invoker's own shell's idea, so
+    // resolve it here rather than refuse it.
+    cli.config = std::path::absolute(&cli.config)
+        .map_err(|e| CliError(format!("--config {}: {e}", cli.config.display())))?;
     let command = cli
         .command
         .unwrap_or_else(|| Command::Menu(menu::MenuArgs::default()));

@@ -45,15 +45,22 @@ impl PamHooks for Pam2fa {
 }
 
 fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let args: Result<Vec<&str>, _> = args.iter().map(|a| a.to_str()).collect();
-    let cfg = match args
+    let utf8: Result<Vec<&str>, _> = args.iter().map(|a| a.to_str()).collect();
+    let cfg = match utf8
         .map_err(|_| "module arguments are not UTF-8".to_string())
         .and_then(|a| Config::from_module_args(&a).map_err(|e| e.0))
     {
         Ok(c) => c,
         Err(e) => {
-            // The config is unusable, so log to the default socket.
-            let mut audit = Audit::new(std::path::Path::new("/dev/log"), "pam_2fa", false);
+            // The config is unusable, so log to the socket the module
+            // line names (`log_socket=`, root's own file) or the default.
+            let socket = args
+                .iter()
+                .filter_map(|a| a.to_str().ok()?.strip_prefix("log_socket="))
+                .filter(|p| p.starts_with('/'))
+                .next_back()
+                .unwrap_or("/dev/log");
+            let mut audit = Audit::new(std::path::Path::new(socket), "pam_2fa", false);
             audit.err(&format!("configuration error, denying: {e}"));
             // Fail closed, but tell the user why nothing was asked.
             if let Ok(mut c) = conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {

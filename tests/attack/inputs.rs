@@ -77,7 +77,9 @@ struct Bounded {
 fn bounded(env: &Env, mut cmd: Command, input: &[u8], limit: Duration) -> Bounded {
     let _serial = common::pam_wrapper_lock();
     let _ = env.logs();
-    let out_path = env.root().join(format!("bounded-{}.out", std::process::id()));
+    let out_path = env
+        .root()
+        .join(format!("bounded-{}.out", std::process::id()));
     let out = fs::File::create(&out_path).unwrap();
     cmd.stdin(Stdio::piped())
         .stdout(out.try_clone().unwrap())
@@ -109,7 +111,11 @@ fn bounded(env: &Env, mut cmd: Command, input: &[u8], limit: Duration) -> Bounde
     let _ = fs::remove_file(&out_path);
     let ok = status.is_some_and(|s| s.success());
     if status.is_some() {
-        assert_eq!(ok, output.contains("successfully authenticated"), "{output}");
+        assert_eq!(
+            ok,
+            output.contains("successfully authenticated"),
+            "{output}"
+        );
     }
     Bounded {
         finished: status.is_some(),
@@ -148,7 +154,11 @@ fn config_a_user_could_write_is_refused() {
     chmod(&up, 0o755);
     chmod(&etc, 0o755);
     let conf = etc.join("2fa.conf");
-    let text = format!("{}\n{}", fs::read_to_string(&env.conf).unwrap(), exempt(&user));
+    let text = format!(
+        "{}\n{}",
+        fs::read_to_string(&env.conf).unwrap(),
+        exempt(&user)
+    );
     fs::write(&conf, &text).unwrap();
     chmod(&conf, 0o644);
     key_and_code(&env, "p2fa-in-cfg", &conf, "");
@@ -159,7 +169,11 @@ fn config_a_user_could_write_is_refused() {
     };
     // The admin's own exemption, in a trusted file, works.
     let a = login();
-    assert!(a.ok, "a root-owned exemption was not honoured: {}", a.output);
+    assert!(
+        a.ok,
+        "a root-owned exemption was not honoured: {}",
+        a.output
+    );
     assert!(a.log.contains("reason=exempt-user"), "{}", a.log);
 
     let uid = uid_of(&user);
@@ -268,7 +282,11 @@ fn config_a_user_could_write_is_refused() {
     chmod(&up, 0o1777);
     let a = login();
     chmod(&up, 0o755);
-    assert!(a.ok, "sticky directory above refused: {}\n{}", a.output, a.log);
+    assert!(
+        a.ok,
+        "sticky directory above refused: {}\n{}",
+        a.output, a.log
+    );
     // A symlink to a trusted file, planted by the user, is not followed.
     let link_dir = env.root().join("links");
     fs::create_dir(&link_dir).unwrap();
@@ -341,7 +359,12 @@ fn fifo_device_or_huge_config_and_key_are_refused_promptly() {
             None,
             &[svc, &user, "authenticate"],
         );
-        let b = bounded(&env, cmd, format!("{}\n", totp(SECRET, None)).as_bytes(), LIMIT);
+        let b = bounded(
+            &env,
+            cmd,
+            format!("{}\n", totp(SECRET, None)).as_bytes(),
+            LIMIT,
+        );
         println!("{what}: {:?}", b.elapsed);
         assert!(b.finished, "{what}: the login hung ({:?})", b.elapsed);
         assert!(!b.ok, "{what}: {}", b.output);
@@ -363,10 +386,21 @@ fn fifo_device_or_huge_config_and_key_are_refused_promptly() {
     for (name, path, why) in [
         ("config FIFO", &fifo, "not a regular file"),
         ("config device", &dev, "not a regular file"),
-        ("config /dev/zero", &PathBuf::from("/dev/zero"), "not a regular file"),
+        (
+            "config /dev/zero",
+            &PathBuf::from("/dev/zero"),
+            "not a regular file",
+        ),
         ("config 2 MB", &huge, "larger than"),
     ] {
-        service(&env, "p2fa-in-f", "required", &path.display().to_string(), "", "");
+        service(
+            &env,
+            "p2fa-in-f",
+            "required",
+            &path.display().to_string(),
+            "",
+            "",
+        );
         run("p2fa-in-f", name, why);
     }
     // Key files (the config is fine; the user is enrolled, so the module
@@ -376,7 +410,11 @@ fn fifo_device_or_huge_config_and_key_are_refused_promptly() {
     for (name, make, why) in [
         ("key FIFO", "mkfifo -m 0600 {}", "not a regular file"),
         ("key device", "mknod -m 0600 {} c 1 5", "not a regular file"),
-        ("key 64 MiB", "truncate -s 64M {} && chmod 0600 {}", "expected 32"),
+        (
+            "key 64 MiB",
+            "truncate -s 64M {} && chmod 0600 {}",
+            "has 67108864 bytes",
+        ),
     ] {
         fs::remove_file(&env.key).unwrap();
         sh(&make.replace("{}", &env.key.display().to_string()));
@@ -446,7 +484,9 @@ impl CaseInsensitiveNss {
                 pw.uid, pw.gid
             ));
         }
-        pg(&format!("psql -q -h {d} -U postgres -d postgres -c \"{sql}\""));
+        pg(&format!(
+            "psql -q -h {d} -U postgres -d postgres -c \"{sql}\""
+        ));
         let none = "SELECT 'x'::text, 'x'::text, 0, ARRAY[]::text[] WHERE false";
         fs::write(
             NSS_PGSQL_CONF,
@@ -542,7 +582,9 @@ fn case_variant_of_a_name_is_the_same_user() {
     );
     assert_eq!(env.status_json(&user)["failures"], 0);
     assert_eq!(
-        env.sql(&format!("SELECT count(*) FROM users WHERE name = '{typed}'")),
+        env.sql(&format!(
+            "SELECT count(*) FROM users WHERE name = '{typed}'"
+        )),
         "0",
         "a record was made for the name as typed"
     );
@@ -604,7 +646,11 @@ fn policy_pass_without_a_factor_is_ignore_not_success() {
         // in which no module said yes.
         service(&env, "p2fa-in-alone", "required", &conf, policy, "");
         let a = env.attempt("p2fa-in-alone", who, "", None);
-        assert!(!a.ok, "{policy:?}, {who}: module alone said yes: {}", a.output);
+        assert!(
+            !a.ok,
+            "{policy:?}, {who}: module alone said yes: {}",
+            a.output
+        );
         // The key + code recipe lets them in, without a prompt.
         key_and_code(&env, "p2fa-in-kc", &env.conf, policy);
         let a = env.attempt("p2fa-in-kc", who, "", None);
