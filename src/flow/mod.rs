@@ -44,7 +44,17 @@ pub struct Login<'a> {
 /// The module's answer, mapped to a PAM return code by `src/pam/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// A second factor was verified (now, or earlier on a remembered
+    /// device).
     Success,
+    /// Let through without checking any factor, because the admin's
+    /// policy says so: unenrolled under `allow` or `grace`, exempt users
+    /// and groups, Duo's preauth "allow" (a bypass set in Duo), Duo's
+    /// `failmode = safe`. `PAM_IGNORE`, like google-authenticator's
+    /// `nullok`: the rest of the stack decides, so a `sufficient` or
+    /// `[success=done]` line never lets such a user in on its own (the
+    /// pam-u2f `nouserok` bypass, CVE-2025-23013).
+    Ignore,
     /// Wrong, replayed or malformed code, or no factor and policy says deny.
     Denied,
     /// Too many failures; the account is locked for now.
@@ -107,8 +117,8 @@ pub fn authenticate_with(
         users::groups(login.user)
     };
     if let Some(why) = policy::exempt(cfg, login.user, &groups) {
-        audit.notice(&format!("auth ok {who} factor=none reason={why}"));
-        return Verdict::Success;
+        audit.notice(&format!("auth skipped {who} factor=none reason={why}"));
+        return Verdict::Ignore;
     }
     let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
         Ok(s) => s,
@@ -269,8 +279,8 @@ fn unenrolled(
                     "{note} Set it up with `2fa-enroll totp` or ask an administrator."
                 ));
             }
-            audit.notice(&format!("auth ok {who} factor=none reason={reason}"));
-            Verdict::Success
+            audit.notice(&format!("auth skipped {who} factor=none reason={reason}"));
+            Verdict::Ignore
         }
         NoFactor::Deny | NoFactor::GraceOver => {
             if inline {
@@ -554,11 +564,15 @@ impl Run<'_> {
         if let Err(e) = res {
             return self.unavailable(&e.to_string());
         }
+        if factor == "duo-bypass" {
+            // Duo's own policy let the user through: nothing was proven.
+            self.audit
+                .notice(&format!("auth skipped {} factor=none{note}", self.who));
+            return Verdict::Ignore;
+        }
         self.audit
             .info(&format!("auth ok {} factor={factor}{note}", self.who));
-        if factor != "duo-bypass" {
-            self.proven = Some(factor.to_string());
-        }
+        self.proven = Some(factor.to_string());
         Verdict::Success
     }
 
@@ -635,13 +649,13 @@ impl Run<'_> {
         match self.cfg.duo.failmode {
             FailMode::Safe => {
                 self.audit.err(&format!(
-                    "auth ok {} factor=none reason=duo-unreachable-failmode-safe ({})",
+                    "auth skipped {} factor=none reason=duo-unreachable-failmode-safe ({})",
                     self.who,
                     crate::audit::detail(detail)
                 ));
                 self.conv
                     .info("Duo is unreachable; letting you in without it (failmode safe).");
-                Verdict::Success
+                Verdict::Ignore
             }
             FailMode::Secure => {
                 self.unavailable(&format!("duo unreachable, failmode secure: {detail}"))
@@ -1045,7 +1059,7 @@ mod tests {
         tx.commit().unwrap();
         assert_eq!(run(&cfg, "root", T0, "123456").0, Verdict::Denied);
         cfg.unenrolled = Unenrolled::Allow;
-        assert_eq!(run(&cfg, "root", T0, "").0, Verdict::Success);
+        assert_eq!(run(&cfg, "root", T0, "").0, Verdict::Ignore);
         assert_eq!(
             run(&cfg, "no-such-user-pam2fa", T0, "123456").0,
             Verdict::UnknownUser

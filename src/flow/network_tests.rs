@@ -492,7 +492,7 @@ fn preauth_allow_deny_enroll() {
     let sh = shared();
     let mut net = Fake::new(&sh);
     net.preauth = Ok(DuoPreauth::Allow("bypass".into()));
-    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Success);
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore);
     net.preauth = Ok(DuoPreauth::Deny("User is locked out".into()));
     assert_eq!(login(&cfg, &mut net, T0, vec!["sms"]), Verdict::Denied);
     assert!(
@@ -531,7 +531,7 @@ fn failmode_applies_only_when_duo_is_the_only_way() {
         "secure"
     );
     cfg.duo.failmode = FailMode::Safe;
-    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Success, "safe");
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore, "safe");
     // A refusal (bad keys) is not "unreachable": safe does not let anyone in.
     net.preauth = Err(DuoFailure {
         detail: "40103 Invalid signature".into(),
@@ -555,7 +555,7 @@ fn push_start_failure_after_preauth_uses_failmode_for_duo_only_users() {
     let sh = shared();
     let mut net = Fake::new(&sh);
     net.start_fails = Some(down());
-    assert_eq!(login(&cfg, &mut net, T0, vec!["push"]), Verdict::Success);
+    assert_eq!(login(&cfg, &mut net, T0, vec!["push"]), Verdict::Ignore);
     cfg.duo.failmode = FailMode::Secure;
     assert_eq!(
         login(&cfg, &mut net, T0, vec!["push"]),

@@ -112,6 +112,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
 fn to_pam(v: Verdict) -> PamResultCode {
     match v {
         Verdict::Success => PamResultCode::PAM_SUCCESS,
+        Verdict::Ignore => PamResultCode::PAM_IGNORE,
         Verdict::Denied => PamResultCode::PAM_AUTH_ERR,
         Verdict::Locked => PamResultCode::PAM_MAXTRIES,
         Verdict::Unavailable => PamResultCode::PAM_AUTHINFO_UNAVAIL,
@@ -162,5 +163,7 @@ mod tests {
             assert_ne!(to_pam(v), PamResultCode::PAM_IGNORE, "{v:?}");
         }
         assert_eq!(to_pam(Verdict::Success), PamResultCode::PAM_SUCCESS);
+        // Let through by policy without a factor: the stack decides.
+        assert_eq!(to_pam(Verdict::Ignore), PamResultCode::PAM_IGNORE);
     }
 }
