@@ -118,10 +118,9 @@ impl Ctx {
         if !users::valid_name(&name) {
             return Err(CliError(format!("{:?} is not a valid user name", name)));
         }
-        if !users::exists(&name) {
-            return Err(CliError(format!("no such user: {name}")));
-        }
-        Ok(name)
+        // The account's own name (NSS may match case-insensitively), so
+        // the store never holds two records for one account.
+        users::canonical(&name).ok_or_else(|| CliError(format!("no such user: {name}")))
     }
 
     pub fn open_store(&self) -> Result<Store, CliError> {

@@ -100,16 +100,36 @@ pub fn authenticate_with(
     audit: &mut Audit,
     net: &mut dyn Network,
 ) -> Verdict {
+    let canonical = match users::canonical(login.user) {
+        Some(name) => name,
+        None => {
+            audit.warning(&format!(
+                "auth denied user={} service={} rhost={} reason=unknown-user",
+                clean(login.user),
+                clean(login.service),
+                clean(login.rhost)
+            ));
+            return Verdict::UnknownUser;
+        }
+    };
+    // From here on the user is the passwd entry's own name, whatever case
+    // or form NSS accepted; the log line keeps what was typed when it
+    // differs.
+    let typed = if canonical != login.user {
+        format!(" typed={}", clean(login.user))
+    } else {
+        String::new()
+    };
+    let login = Login {
+        user: &canonical,
+        ..login
+    };
     let who = format!(
-        "user={} service={} rhost={}",
+        "user={} service={} rhost={}{typed}",
         clean(login.user),
         clean(login.service),
         clean(login.rhost)
     );
-    if !users::exists(login.user) {
-        audit.warning(&format!("auth denied {who} reason=unknown-user"));
-        return Verdict::UnknownUser;
-    }
     // The group database is read only when the policy names groups.
     let groups = if cfg.policy.exempt_groups.is_empty() && cfg.policy.groups.is_empty() {
         Vec::new()

@@ -86,9 +86,10 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
     let mut conversation = match conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {
         Ok(c) => c,
         Err(e) => {
+            let name = crate::users::canonical(&user).unwrap_or(user);
             audit.err(&format!(
                 "no PAM conversation available ({e}), denying user={}",
-                crate::audit::clean(&user)
+                crate::audit::clean(&name)
             ));
             return PamResultCode::PAM_CONV_ERR;
         }

@@ -571,6 +571,7 @@ fn case_variant_of_a_name_is_the_same_user() {
         "not logged under the canonical name: {}",
         a.log
     );
+    assert!(a.log.contains(&format!("typed={typed}")), "{}", a.log);
     assert_eq!(env.status_json(&user)["failures"], 1, "failure not counted");
     common::fresh_step(5);
     let a = login(&format!("{}\n", totp(SECRET, None)));
