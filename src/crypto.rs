@@ -36,6 +36,7 @@ pub struct HostKey {
     seal: Zeroizing<[u8; KEY_LEN]>,
     mac: Zeroizing<[u8; KEY_LEN]>,
     pepper: Zeroizing<[u8; KEY_LEN]>,
+    check: [u8; KEY_LEN],
 }
 
 impl HostKey {
@@ -45,7 +46,15 @@ impl HostKey {
             seal: derive(master, b"pam-2fa seal v1"),
             mac: derive(master, b"pam-2fa code-hash v1"),
             pepper: derive(master, b"pam-2fa answer-pepper v1"),
+            check: *derive(master, b"pam-2fa key-check v1"),
         }
+    }
+
+    /// A value derived from the key for recognising it (kept in the store,
+    /// see `crate::keycheck`): another key gives another value, and it
+    /// reveals nothing about the key or the other derived keys.
+    pub fn check_value(&self) -> [u8; KEY_LEN] {
+        self.check
     }
 
     /// Loads the key file, refusing one that is not a root-owned 0600
@@ -239,6 +248,17 @@ mod tests {
             k.code_hash("alice", "123"),
             HostKey::from_bytes(&[9; 32]).code_hash("alice", "123")
         );
+    }
+
+    #[test]
+    fn check_value_tells_keys_apart() {
+        assert_eq!(key().check_value(), key().check_value());
+        assert_ne!(
+            key().check_value(),
+            HostKey::from_bytes(&[8; 32]).check_value()
+        );
+        assert_ne!(key().check_value(), *key().seal);
+        assert_ne!(key().check_value(), *key().mac);
     }
 
     #[test]

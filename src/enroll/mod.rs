@@ -128,12 +128,31 @@ impl Ctx {
             .map_err(|e| CliError(e.to_string()))
     }
 
+    /// Loads (or on first use creates) the host key and checks it against
+    /// the store, pinning its check value when that can be proven
+    /// ([`crate::keycheck`]): nothing is written with a key the store was
+    /// not made with.
     pub fn host_key(&mut self) -> Result<HostKey, CliError> {
         let (key, created) = HostKey::load_or_create(&self.cfg.key_file)?;
+        let key_file = self.cfg.key_file.display().to_string();
+        let mut store = self.open_store()?;
+        match crate::keycheck::verify_or_pin(&mut store, &key, &key_file) {
+            Ok(crate::keycheck::KeyCheck::Pinned(why)) => self.audit.notice(&format!(
+                "pinned the check value of host key {key_file} in the store ({why})"
+            )),
+            Ok(_) => {}
+            Err(e) => {
+                if created {
+                    // A key made just now for a store made with another:
+                    // leave the place free for the right one.
+                    let _ = std::fs::remove_file(&self.cfg.key_file);
+                }
+                return Err(CliError(e));
+            }
+        }
         if created {
-            eprintln!("Created host key {}", self.cfg.key_file.display());
-            self.audit
-                .notice(&format!("created host key {}", self.cfg.key_file.display()));
+            eprintln!("Created host key {key_file}");
+            self.audit.notice(&format!("created host key {key_file}"));
         }
         Ok(key)
     }

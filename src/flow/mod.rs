@@ -193,9 +193,11 @@ pub fn authenticate_with(
     if state.locked_until > now {
         return locked(conv, audit, &who, state.locked_until - now, state.failures);
     }
-    let key = match HostKey::load(&cfg.key_file) {
+    // Before anything is verified: with the wrong key no code can match,
+    // and "wrong code" would count toward the user's lockout.
+    let key = match load_key(cfg, &mut store) {
         Ok(k) => k,
-        Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+        Err(e) => return unavailable(conv, audit, &who, &e),
     };
     let device = cfg
         .remembers(login.service)
@@ -236,6 +238,14 @@ pub fn authenticate_with(
         run.remember(d, &factor);
     }
     verdict
+}
+
+/// Loads the host key and checks that it is the one the store was made
+/// with ([`crate::keycheck`]); any problem is "unavailable".
+fn load_key(cfg: &Config, store: &mut Store) -> Result<HostKey, String> {
+    let key = HostKey::load(&cfg.key_file).map_err(|e| e.to_string())?;
+    crate::keycheck::verify(store, &key, &cfg.key_file.display().to_string())?;
+    Ok(key)
 }
 
 /// A user with no factor at all: exemption is checked already; apply

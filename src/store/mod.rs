@@ -25,6 +25,7 @@
 //! owner, so a healthy store always passes.
 
 mod localkeys;
+mod meta;
 mod network;
 mod ops;
 mod policy;
@@ -32,6 +33,7 @@ mod schema;
 mod webauthn;
 
 pub use localkeys::LocalKey;
+pub use meta::SealedSecret;
 pub use network::{Channel, Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};

@@ -116,6 +116,14 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user, name)
     ) STRICT;
     "#,
+    // 6: facts about the store itself, e.g. the host key's check value
+    //    (src/keycheck.rs).
+    r#"
+    CREATE TABLE meta (
+        name   TEXT PRIMARY KEY NOT NULL,
+        value  BLOB NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build reads and writes.

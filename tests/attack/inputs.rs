@@ -843,8 +843,17 @@ fn wrong_host_key_is_unavailable_not_a_counted_failure() {
         assert!(a.log.contains("host key"), "{}", a.log);
     }
     assert_eq!(env.user_row(&user), before, "the store changed");
-    assert_eq!(env.status_json(&user)["failures"], 0);
+    // 2fa-enroll writes nothing with the wrong key either.
+    let out = env.enroll(&["backup", "--user", &user], "");
+    assert!(!out.status.success(), "new codes made with the wrong key");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not match the store"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.user_row(&user), before, "the store changed");
     fs::write(&env.key, &good).unwrap();
+    assert_eq!(env.status_json(&user)["failures"], 0);
     let a = env.attempt("p2fa", &user, &format!("{}\n", codes[0]), None);
     assert!(a.ok, "right key: {}", a.output);
 }
