@@ -178,7 +178,7 @@ pub struct Config {
     pub echo_code: bool,
     /// Milliseconds to wait for a busy store before giving up.
     pub busy_timeout_ms: u64,
-    /// Datagram socket of the system logger.
+    /// Socket of the system logger (datagram or stream).
     pub log_socket: PathBuf,
     pub totp: TotpConfig,
     pub hotp: HotpConfig,
