@@ -22,7 +22,7 @@
 //! crate's formatter), NUL-terminated on a stream as glibc's syslog() does.
 
 use nix::sys::socket::{self, MsgFlags};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -153,7 +153,7 @@ fn connect(path: &Path, budget: Duration) -> Option<Sink> {
     socket::setsockopt(&fd, socket::sockopt::SendTimeout, &tv).ok()?;
     let addr = socket::UnixAddr::new(path).ok()?;
     socket::connect(fd.as_raw_fd(), &addr).ok()?;
-    let stream = UnixStream::from(OwnedFd::from(fd));
+    let stream = UnixStream::from(fd);
     stream.set_nonblocking(true).ok()?;
     Some(Sink::Stream(stream))
 }

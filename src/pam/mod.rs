@@ -57,8 +57,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
             let socket = args
                 .iter()
                 .filter_map(|a| a.to_str().ok()?.strip_prefix("log_socket="))
-                .filter(|p| p.starts_with('/'))
-                .next_back()
+                .rfind(|p| p.starts_with('/'))
                 .unwrap_or("/dev/log");
             let mut audit = Audit::new(std::path::Path::new(socket), "pam_2fa", false);
             audit.err(&format!("configuration error, denying: {e}"));

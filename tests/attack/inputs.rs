@@ -90,19 +90,18 @@ fn bounded(env: &Env, mut cmd: Command, input: &[u8], limit: Duration) -> Bounde
         let mut stdin = child.stdin.take().unwrap();
         let _ = stdin.write_all(input);
     }
-    let mut status = None;
-    while start.elapsed() < limit {
+    let (status, elapsed) = loop {
         if let Some(s) = child.try_wait().unwrap() {
-            status = Some(s);
-            break;
+            break (Some(s), start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            let elapsed = start.elapsed();
+            let _ = child.kill();
+            child.wait().unwrap();
+            break (None, elapsed);
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
-    let elapsed = start.elapsed();
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    };
     let mut output = String::new();
     fs::File::open(&out_path)
         .unwrap()
