@@ -28,8 +28,9 @@ fn main() {
     let c = Ceremonies::new(&cfg).unwrap();
     let origin = "http://localhost:8443";
     let tok = c
-        .begin_register(&cfg, &store, &key, "root", "bench")
-        .unwrap();
+        .begin_register(&cfg, &store, &key, "root", "bench", 0)
+        .unwrap()
+        .token;
     let mut sk = SoftKey::new();
     let opts = serde_json::from_str(&c.options(&tok).unwrap().0).unwrap();
     c.finish(
@@ -41,13 +42,19 @@ fn main() {
     let mut verify_ns = Vec::with_capacity(n);
     let start = Instant::now();
     for _ in 0..n {
-        let tok = c.begin_login(&cfg, &store, "root").unwrap();
+        let tok = c
+            .begin_login(&cfg, &store, "root", "bench", "")
+            .unwrap()
+            .token;
         let opts = serde_json::from_str(&c.options(&tok).unwrap().0).unwrap();
         let body = sk.assert(&opts, origin).to_string();
         let t = Instant::now();
         c.finish(&cfg, &tok, body.as_bytes()).unwrap();
         verify_ns.push(t.elapsed().as_nanos() as u64);
-        assert!(matches!(c.result(&tok, "root"), Outcome::Approved(_)));
+        assert!(matches!(
+            c.result(&tok, "root", true),
+            Ok(Outcome::Approved(_))
+        ));
     }
     let total = start.elapsed().as_secs_f64();
     verify_ns.sort_unstable();

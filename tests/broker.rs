@@ -1,7 +1,8 @@
 //! 2fad as the enrollment broker: ordinary users (real accounts, via
 //! runuser) enroll and replace their own factors through the socket, the
-//! peer uid decides who they are, replacing needs a current code, and bad
-//! frames are refused. The result is then used in a real PAM login.
+//! peer uid decides who they are, every change after the first factor
+//! needs a current code, and bad frames are refused. The result is then
+//! used in a real PAM login. (tests/attack/daemon.rs has the attacks.)
 
 mod common;
 
@@ -143,21 +144,32 @@ fn users_enroll_themselves_through_2fad() {
     );
     assert!(o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("Saved."), "{}", out(&o));
+    // Backup codes are a second factor added: a current code first (the
+    // next step's: the confirming one is spent).
     let o = as_user(&alice, &conf, &["backup"], "");
+    assert!(!o.status.success(), "{}", out(&o));
+    let o = as_user(
+        &alice,
+        &conf,
+        &["backup"],
+        &format!("{}\n", totp(SECRET, Some(common::now() + 30))),
+    );
     assert!(o.status.success(), "{}", out(&o));
     let codes = parse_backup_codes(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(codes.len(), 15);
 
     // Replacing needs a current code: a wrong one changes nothing and counts.
+    common::fresh_step(8);
     let o = as_user(
         &alice,
         &conf,
         &["totp", "--secret", SECRET2, "--no-qr"],
-        "99999-99999\n000000\n",
+        &format!("99999-99999\n{}\n", totp(SECRET2, None)),
     );
     assert!(!o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("not a valid current code"), "{}", out(&o));
     assert_eq!(env.status_json(&alice)["failures"], 1);
+    common::fresh_step(8);
     let o = as_user(
         &alice,
         &conf,
@@ -284,11 +296,7 @@ fn users_list_and_remove_their_local_keys_through_2fad() {
     };
     let o = remove(&alice, "alice key", "");
     assert!(!o.status.success(), "{}", out(&o));
-    assert!(
-        out(&o).contains("first enter a current code"),
-        "{}",
-        out(&o)
-    );
+    assert!(out(&o).contains("needs a current code"), "{}", out(&o));
     let o = remove(
         &alice,
         "alice key",
@@ -334,8 +342,8 @@ fn users_list_and_remove_their_local_keys_through_2fad() {
     let logs = env.logs().join("\n");
     assert!(
         logs.contains(&format!(
-            "removed webauthn key user={alice} name=alice_key by={alice}"
-        )),
+            "factor removed user={alice} factor=webauthn by uid="
+        )) && logs.contains(&format!("({alice}) via=2fad proof=backup key=alice_key")),
         "{logs}"
     );
     assert!(!logs.contains(&codes[1]), "{logs}");
@@ -353,6 +361,11 @@ fn users_list_and_remove_their_local_keys_through_2fad() {
 ",
     );
     assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("sudo 2fa-enroll webauthn remove \"bob key\" --user"),
+        "{}",
+        out(&o)
+    );
     assert_eq!(local_keys(&bob), "bob key");
     env.enroll_ok(&["webauthn", "remove", "bob key", "--user", &bob], "");
     assert_eq!(local_keys(&bob), "");

@@ -285,10 +285,14 @@ fn login_link(d: &Daemon, user: &str) -> (String, String) {
     let req = Request {
         version: VERSION,
         user: Some(user.into()),
-        op: Op::WebauthnLogin,
+        proof: None,
+        op: Op::WebauthnLogin {
+            service: "test".into(),
+            rhost: String::new(),
+        },
     };
     match pam_2fa::daemon::server::call(&d.public.join("socket"), &req).unwrap() {
-        Response::Link { url, token } => (url, token),
+        Response::Link { url, token, .. } => (url, token),
         other => panic!("{other:?}"),
     }
 }
@@ -298,6 +302,7 @@ fn result_of(d: &Daemon, user: &str, token: &str) -> pam_2fa::daemon::protocol::
     let req = Request {
         version: VERSION,
         user: Some(user.into()),
+        proof: None,
         op: Op::WebauthnResult {
             token: token.into(),
         },
@@ -569,6 +574,7 @@ fn expired_links_are_dead() {
         let req = Request {
             version: VERSION,
             user: Some(user.clone()),
+            proof: None,
             op,
         };
         pam_2fa::daemon::server::call(&public.join("socket"), &req).unwrap()

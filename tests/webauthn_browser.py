@@ -7,6 +7,9 @@ line; one answer line each on stdout:
     capture URL         -> "body <json>": runs the ceremony but keeps what the
                            page would post (the test then posts variants)
     new-authenticator   -> "ok" (forgets the old authenticator and its keys)
+    text ID             -> "text <json string>": the rendered text (innerText,
+                           so hidden parts are left out) of the current page's
+                           element ID
     quit
 
 Needs Debian's chromium and python3-websocket (run with /usr/bin/python3).
@@ -106,6 +109,12 @@ class Cdp:
         finally:
             self.call("Page.removeScriptToEvaluateOnNewDocument", {"identifier": ident}, session=True)
 
+    def text(self, ident):
+        r = self.call("Runtime.evaluate", {"expression":
+            f"JSON.stringify((document.getElementById({json.dumps(ident)})||{{}}).innerText||'')",
+            "returnByValue": True}, session=True)
+        return r["result"]["value"]
+
     def close(self):
         try:
             self.ws.close()
@@ -125,6 +134,8 @@ def main():
                 print(cdp.open(arg), flush=True)
             elif cmd == "capture":
                 print("body " + cdp.capture(arg), flush=True)
+            elif cmd == "text":
+                print("text " + cdp.text(arg), flush=True)
             elif cmd == "new-authenticator":
                 cdp.new_authenticator()
                 print("ok", flush=True)

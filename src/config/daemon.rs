@@ -10,8 +10,15 @@ pub struct DaemonConfig {
     /// is created root-owned 0755; the socket itself is 0666, because
     /// every request is authorised by the caller's uid (SO_PEERCRED).
     pub socket: PathBuf,
-    /// Connections served at once; more wait in the listen queue.
+    /// Connections served at once, all users together; a client over a
+    /// limit is told "busy" at once.
     pub max_clients: u32,
+    /// Connections one ordinary user (uid) may hold at once, so one user
+    /// cannot take every slot.
+    pub max_clients_per_user: u32,
+    /// Slots of `max_clients` only root (the PAM module, root's
+    /// 2fa-enroll) may use: ordinary users together get the rest.
+    pub reserved_for_root: u32,
     /// Seconds an unfinished enrollment (a shown TOTP secret) stays valid.
     pub pending_seconds: u64,
 }
@@ -21,6 +28,8 @@ impl Default for DaemonConfig {
         DaemonConfig {
             socket: "/run/2fad/socket".into(),
             max_clients: 64,
+            max_clients_per_user: 4,
+            reserved_for_root: 16,
             pending_seconds: 600,
         }
     }
@@ -158,6 +167,17 @@ impl super::Config {
         if !(1..=10_000).contains(&d.max_clients) {
             return Err(super::ConfigError(
                 "daemon.max_clients must be 1..=10000".into(),
+            ));
+        }
+        if !(1..=d.max_clients).contains(&d.max_clients_per_user) {
+            return Err(super::ConfigError(
+                "daemon.max_clients_per_user must be 1..=max_clients".into(),
+            ));
+        }
+        if d.reserved_for_root >= d.max_clients {
+            return Err(super::ConfigError(
+                "daemon.reserved_for_root must be below max_clients (ordinary users need a slot)"
+                    .into(),
             ));
         }
         if !(30..=3600).contains(&d.pending_seconds) {

@@ -2,19 +2,29 @@
 //! factors without root, over the socket.
 //!
 //! The caller is the uid the kernel reports for the connection. A user
-//! may only touch their own account; root may name any user. Adding a
-//! first factor needs nothing more; replacing or removing one needs a
-//! current code of an existing factor first (a single-use, rate-limited
-//! check, exactly like a login), so a hijacked shell cannot quietly swap
-//! or strip someone's second factor.
+//! may only touch their own account; root may name any user. A user with
+//! no factor may add a first one freely. Once they have any factor, every
+//! change (add, replace, remove, new backup codes, a key registered or
+//! removed) needs a current proof of one they hold, checked and counted
+//! like a login: a TOTP/HOTP or backup code, or an assertion from one of
+//! their security keys in a ceremony 2fad runs for exactly that change
+//! (`webauthn_prove`). A user whose only factors 2fad cannot check (SMS,
+//! e-mail, Duo, questions, a console key) is told to ask root. So a
+//! hijacked shell can neither quietly add a way in nor swap or strip
+//! someone's second factor.
+//!
+//! 2fad never creates the store or the host key: `2fa-enroll init` (root)
+//! does. A daemon that recreated them on a user's request would orphan
+//! every sealed secret (and, with `unenrolled = allow`, let people in).
 
-use super::protocol::{Op, Request, Response, VERSION};
+use super::protocol::{self, Op, Proof, Request, Response, VERSION};
+use super::webauthn::{ProofError, Started};
 use crate::audit::{Audit, clean};
 use crate::config::Config;
 use crate::crypto::HostKey;
 use crate::factor::{backup, normalize_code, totp};
 use crate::flow::{self, Current, Login};
-use crate::store::{OtpKind, OtpRecord, Store};
+use crate::store::{OtpKind, OtpRecord, Store, UserState};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use zeroize::Zeroizing;
@@ -69,29 +79,39 @@ impl Broker {
             Some(u) => u.clone(),
             None => caller.clone(),
         };
-        if !crate::users::exists(&user) {
+        // The account's own name (NSS may match case-insensitively).
+        let Some(user) = crate::users::canonical(&user) else {
             return Response::error("bad_request", format!("no such user: {}", clean(&user)));
-        }
-        let mut store = match Store::open_or_create(&cfg.db, cfg.busy_timeout_ms) {
+        };
+        let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
             Ok(s) => s,
             Err(e) => {
-                audit.err(&format!("broker: {e}"));
+                audit.err(&format!("broker: {}", crate::audit::detail(&e.to_string())));
                 return Response::error(
                     "unavailable",
-                    "the 2FA store is unavailable; tell your administrator",
+                    "the 2FA store is unavailable; tell your administrator (root: `2fa-enroll init` creates it)",
                 );
             }
         };
-        let key = match HostKey::load_or_create(&cfg.key_file) {
-            Ok((k, _)) => k,
+        let key = match HostKey::load(&cfg.key_file) {
+            Ok(k) => k,
             Err(e) => {
-                audit.err(&format!("broker: {e}"));
+                audit.err(&format!("broker: {}", crate::audit::detail(&e.to_string())));
                 return Response::error(
                     "unavailable",
                     "the 2FA host key is unavailable; tell your administrator",
                 );
             }
         };
+        // A proof checked with the wrong key would count as a failure.
+        let key_file = cfg.key_file.display().to_string();
+        if let Err(e) = crate::keycheck::verify(&mut store, &key, &key_file) {
+            audit.err(&format!("broker: {}", crate::audit::detail(&e)));
+            return Response::error(
+                "unavailable",
+                "the 2FA host key does not match the store; tell your administrator",
+            );
+        }
         let mut ctx = Ctx {
             cfg,
             audit,
@@ -99,7 +119,17 @@ impl Broker {
             key: &key,
             user: &user,
             caller: &caller,
+            uid,
+            proven: None,
         };
+        // Every change needs a proof first; TOTP checks the new code
+        // before it (so a mistyped new code does not spend the proof).
+        if let Some(purpose) = protocol::purpose(&req.op)
+            && !matches!(req.op, Op::TotpFinish { .. })
+            && let Some(refusal) = self.require_proof(&mut ctx, req.proof.as_ref(), &purpose)
+        {
+            return refusal;
+        }
         match req.op {
             Op::Status => match ctx.store.status(&user) {
                 Ok(s) => Response::Status {
@@ -108,18 +138,24 @@ impl Broker {
                 Err(e) => Response::error("unavailable", e.to_string()),
             },
             Op::TotpBegin { secret } => self.totp_begin(&mut ctx, secret.as_deref()),
-            Op::TotpFinish { code, current } => {
-                self.totp_finish(&mut ctx, &code, current.as_deref())
-            }
-            Op::Backup { current } => backup_codes(&mut ctx, current.as_deref()),
-            Op::Remove { method, current } => remove(&mut ctx, &method, &current),
+            Op::TotpFinish { code } => self.totp_finish(&mut ctx, &code, req.proof.as_ref()),
+            Op::Backup => backup_codes(&mut ctx),
+            Op::Remove { method } => remove(&mut ctx, &method),
             Op::WebauthnRegister { name } => self.webauthn_register(&mut ctx, &name),
-            Op::WebauthnLogin if uid != 0 => Response::error(
+            Op::WebauthnLogin { .. } if uid != 0 => Response::error(
                 "denied",
                 "only the PAM module (root) starts login ceremonies",
             ),
-            Op::WebauthnLogin => self.webauthn_login(&mut ctx),
+            Op::WebauthnLogin { service, rhost } => self.webauthn_login(&mut ctx, &service, &rhost),
+            Op::WebauthnProve { purpose } => self.webauthn_prove(&mut ctx, &purpose),
             Op::WebauthnResult { token } => self.webauthn_result(&mut ctx, &token),
+            Op::WebauthnCancel { token } => match self.ceremonies() {
+                Ok(c) if c.cancel(&token, &user, uid == 0) => Response::Done {
+                    message: "cancelled".into(),
+                },
+                Ok(_) => Response::error("bad_request", "no such open link of yours"),
+                Err(r) => r,
+            },
             Op::DevicesList => match ctx.store.remembered_list(Some(&user), now()) {
                 Ok(devices) => Response::Devices { devices },
                 Err(e) => Response::error("unavailable", e.to_string()),
@@ -171,10 +207,7 @@ impl Broker {
                 },
                 Err(e) => Response::error("unavailable", e.to_string()),
             },
-            Op::WebauthnRemove { name, current } => {
-                if let Some(r) = ctx.require_current(current.as_deref(), "remove a security key") {
-                    return r;
-                }
+            Op::WebauthnRemove { name } => {
                 let res = ctx.store.write().and_then(|tx| {
                     let n =
                         tx.remove_webauthn(&user, &name)? || tx.remove_local_key(&user, &name)?;
@@ -183,18 +216,108 @@ impl Broker {
                 });
                 match res {
                     Ok(true) => {
-                        ctx.audit.notice(&format!(
-                            "removed webauthn key user={} name={} by={}",
-                            clean(&user),
-                            clean(&name),
-                            clean(&caller)
-                        ));
+                        ctx.changed("removed", "webauthn", &format!("key={}", clean(&name)));
                         Response::Done {
                             message: format!("Removed the key {name:?}."),
                         }
                     }
                     Ok(false) => Response::error("bad_request", format!("no key named {name:?}")),
                     Err(e) => Response::error("unavailable", e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// `None` when the caller may make the change `purpose` (root, a user
+    /// without any factor yet, or a valid proof); else the refusal to
+    /// send. A code is checked and counted like a login; a WebAuthn proof
+    /// was counted when the browser posted it and is used up here.
+    fn require_proof(
+        &self,
+        ctx: &mut Ctx,
+        proof: Option<&Proof>,
+        purpose: &str,
+    ) -> Option<Response> {
+        if ctx.uid == 0 {
+            ctx.proven = Some("root");
+            return None;
+        }
+        let state = match ctx.store.user_state(ctx.user) {
+            Ok(s) => s,
+            Err(e) => return Some(Response::error("unavailable", e.to_string())),
+        };
+        if !state.has_factor() {
+            ctx.proven = Some("none-first-factor");
+            return None;
+        }
+        if state.locked_until > now() {
+            return Some(locked(state.locked_until - now()));
+        }
+        let code = state.otp.is_some() || !state.unused_backup.is_empty();
+        let key = state.webauthn > 0 && self.ceremonies.is_some();
+        if !code && !key {
+            ctx.audit.warning(&format!(
+                "broker refused user={} change={}: no factor 2fad can check ({})",
+                clean(ctx.user),
+                clean(purpose),
+                others(&state).join(",")
+            ));
+            return Some(Response::error(
+                "needs_root",
+                format!(
+                    "your second factor here ({}) cannot be checked by 2fad, so it cannot confirm this change.\n\
+                     Ask an administrator to run:  sudo 2fa-enroll {} --user {}",
+                    others(&state).join(", "),
+                    admin_command(purpose),
+                    ctx.user
+                ),
+            ));
+        }
+        match proof {
+            None => Some(Response::error(
+                "needs_current",
+                format!(
+                    "to change your factors ({purpose}), first prove you hold your existing second factor: {}",
+                    match (code, key) {
+                        (true, true) => "a current code (TOTP or backup code) or your security key",
+                        (true, false) => "a current code (TOTP or backup code)",
+                        _ => "your security key (2fa-enroll asks for it)",
+                    }
+                ),
+            )),
+            Some(Proof::Code(c)) => ctx.check_code(c),
+            Some(Proof::Webauthn(tok)) => {
+                let c = match self.ceremonies() {
+                    Ok(c) => c,
+                    Err(r) => return Some(r),
+                };
+                match c.take_proof(tok, ctx.user, purpose) {
+                    Ok(name) => {
+                        ctx.audit.info(&format!(
+                            "broker proof ok user={} factor=webauthn key={} change={}",
+                            clean(ctx.user),
+                            clean(&name),
+                            clean(purpose)
+                        ));
+                        ctx.proven = Some("webauthn");
+                        None
+                    }
+                    Err(ProofError::Pending) => Some(Response::error(
+                        "pending",
+                        "not approved in the browser yet; nothing changed",
+                    )),
+                    Err(ProofError::Refused(m)) => {
+                        ctx.audit.warning(&format!(
+                            "broker proof refused user={} change={}: {}",
+                            clean(ctx.user),
+                            clean(purpose),
+                            crate::audit::detail(&m)
+                        ));
+                        Some(Response::error(
+                            "wrong_proof",
+                            format!("{m}; nothing changed"),
+                        ))
+                    }
                 }
             }
         }
@@ -218,11 +341,12 @@ impl Broker {
         };
         let b32 = totp::encode_base32(&secret);
         let uri = totp::otpauth_uri(&ctx.cfg.issuer_name(), ctx.user, &b32, &params, None);
-        let needs_current = ctx
-            .store
-            .user_state(ctx.user)
-            .map(|s| s.otp.is_some())
-            .unwrap_or(true);
+        let needs_current = ctx.uid != 0
+            && ctx
+                .store
+                .user_state(ctx.user)
+                .map(|s| s.has_factor())
+                .unwrap_or(true);
         let resp = Response::TotpPending {
             uri: uri.to_string(),
             secret: b32.to_string(),
@@ -243,7 +367,7 @@ impl Broker {
         resp
     }
 
-    fn totp_finish(&self, ctx: &mut Ctx, code: &str, current: Option<&str>) -> Response {
+    fn totp_finish(&self, ctx: &mut Ctx, code: &str, proof: Option<&Proof>) -> Response {
         let Some(p) = self
             .pending
             .lock()
@@ -256,15 +380,12 @@ impl Broker {
                 "no TOTP enrollment in progress (or it expired); start again",
             );
         };
-        let state = match ctx.store.user_state(ctx.user) {
-            Ok(s) => s,
-            Err(e) => return Response::error("unavailable", e.to_string()),
+        let keep = |p: Pending| {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ctx.user.to_string(), p);
         };
-        if state.otp.is_some()
-            && let Some(r) = ctx.require_current(current, "replace your TOTP token")
-        {
-            return r;
-        }
         let code = normalize_code(code).unwrap_or_default();
         let Some(step) = totp::verify_totp(
             &p.secret,
@@ -275,14 +396,19 @@ impl Broker {
             &code,
         ) else {
             // Keep it pending so the user can try the next code.
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(ctx.user.to_string(), p);
+            keep(p);
             return Response::error(
                 "wrong_code",
                 "that code does not match the new secret; try the next one",
             );
+        };
+        if let Some(refusal) = self.require_proof(ctx, proof, "totp") {
+            keep(p);
+            return refusal;
+        }
+        let state = match ctx.store.user_state(ctx.user) {
+            Ok(s) => s,
+            Err(e) => return Response::error("unavailable", e.to_string()),
         };
         let rec = match ctx.key.seal(&p.secret, &totp::seal_aad(ctx.user)) {
             Ok(sealed) => OtpRecord {
@@ -304,12 +430,11 @@ impl Broker {
         if let Err(e) = res {
             return Response::error("unavailable", e.to_string());
         }
-        ctx.audit.notice(&format!(
-            "enrolled totp user={} by={} via=2fad replaced={}",
-            clean(ctx.user),
-            clean(ctx.caller),
-            state.otp.is_some()
-        ));
+        ctx.changed(
+            "added",
+            "totp",
+            &format!("replaced={}", state.otp.is_some()),
+        );
         Response::Done {
             message: format!("Saved. {} will be asked for a code at login.", ctx.user),
         }
@@ -326,11 +451,12 @@ impl Broker {
         })
     }
 
-    fn link(ctx: &Ctx, prefix: &str, token: String) -> Response {
+    fn link(ctx: &Ctx, prefix: &str, started: Started) -> Response {
         let base = ctx.cfg.webauthn.public_url.trim_end_matches('/');
         Response::Link {
-            url: format!("{base}/{prefix}/{token}"),
-            token,
+            url: format!("{base}/{prefix}/{}", started.token),
+            token: started.token,
+            code: started.code,
         }
     }
 
@@ -346,26 +472,63 @@ impl Broker {
                 "a key name needs 1 to 64 printable characters",
             );
         }
-        match c.begin_register(ctx.cfg, ctx.store, ctx.key, ctx.user, name) {
-            Ok(tok) => {
+        match c.begin_register(ctx.cfg, ctx.store, ctx.key, ctx.user, name, ctx.uid) {
+            Ok(started) => {
                 ctx.audit.info(&format!(
-                    "webauthn registration started user={} name={}",
+                    "webauthn registration started user={} name={} by uid={} proof={}",
                     clean(ctx.user),
-                    clean(name)
+                    clean(name),
+                    ctx.uid,
+                    ctx.proven.unwrap_or("-")
                 ));
-                Self::link(ctx, "r", tok)
+                Self::link(ctx, "r", started)
             }
             Err(e) => Response::error("bad_request", e),
         }
     }
 
-    fn webauthn_login(&self, ctx: &mut Ctx) -> Response {
+    fn webauthn_login(&self, ctx: &mut Ctx, service: &str, rhost: &str) -> Response {
         let c = match self.ceremonies() {
             Ok(c) => c,
             Err(r) => return r,
         };
-        match c.begin_login(ctx.cfg, ctx.store, ctx.user) {
-            Ok(tok) => Self::link(ctx, "l", tok),
+        let (service, rhost) = (
+            crate::audit::printable(service, 64),
+            crate::audit::printable(rhost, 255),
+        );
+        match c.begin_login(ctx.cfg, ctx.store, ctx.user, &service, &rhost) {
+            Ok(started) => Self::link(ctx, "l", started),
+            Err(e) => Response::error("bad_request", e),
+        }
+    }
+
+    /// Starts a ceremony in which the user proves a key for `purpose`.
+    fn webauthn_prove(&self, ctx: &mut Ctx, purpose: &str) -> Response {
+        let c = match self.ceremonies() {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        if purpose.is_empty() || purpose.len() > 200 || purpose.chars().any(char::is_control) {
+            return Response::error(
+                "bad_request",
+                "a change needs 1 to 200 printable characters",
+            );
+        }
+        match ctx.store.user_state(ctx.user) {
+            Ok(s) if s.locked_until > now() => return locked(s.locked_until - now()),
+            Ok(_) => {}
+            Err(e) => return Response::error("unavailable", e.to_string()),
+        }
+        match c.begin_proof(ctx.cfg, ctx.store, ctx.user, purpose, ctx.uid) {
+            Ok(started) => {
+                ctx.audit.info(&format!(
+                    "webauthn proof started user={} change={} by uid={}",
+                    clean(ctx.user),
+                    clean(purpose),
+                    ctx.uid
+                ));
+                Self::link(ctx, "l", started)
+            }
             Err(e) => Response::error("bad_request", e),
         }
     }
@@ -376,9 +539,17 @@ impl Broker {
             Ok(c) => c,
             Err(r) => return r,
         };
-        match c.result(token, ctx.user) {
-            Outcome::Pending => Response::error("pending", "not approved yet"),
-            Outcome::Approved(name) => {
+        match c.result(token, ctx.user, ctx.uid == 0) {
+            Err(e) => {
+                ctx.audit.warning(&format!(
+                    "broker denied caller={} a login result: {}",
+                    clean(ctx.caller),
+                    crate::audit::detail(&e)
+                ));
+                Response::error("denied", e)
+            }
+            Ok(Outcome::Pending) => Response::error("pending", "not approved yet"),
+            Ok(Outcome::Approved(name)) => {
                 ctx.audit.info(&format!(
                     "webauthn ok user={} key={}",
                     clean(ctx.user),
@@ -386,7 +557,7 @@ impl Broker {
                 ));
                 Response::Done { message: name }
             }
-            Outcome::Failed(e) => {
+            Ok(Outcome::Failed(e)) => {
                 ctx.audit.warning(&format!(
                     "webauthn failed user={}: {}",
                     clean(ctx.user),
@@ -403,15 +574,62 @@ fn op_name(op: &Op) -> &'static str {
         Op::Status => "status",
         Op::TotpBegin { .. } => "totp_begin",
         Op::TotpFinish { .. } => "totp_finish",
-        Op::Backup { .. } => "backup",
+        Op::Backup => "backup",
         Op::Remove { .. } => "remove",
         Op::WebauthnRegister { .. } => "webauthn_register",
-        Op::WebauthnLogin => "webauthn_login",
+        Op::WebauthnLogin { .. } => "webauthn_login",
+        Op::WebauthnProve { .. } => "webauthn_prove",
         Op::WebauthnResult { .. } => "webauthn_result",
+        Op::WebauthnCancel { .. } => "webauthn_cancel",
         Op::WebauthnList => "webauthn_list",
         Op::DevicesList => "devices_list",
         Op::DevicesRevoke { .. } => "devices_revoke",
         Op::WebauthnRemove { .. } => "webauthn_remove",
+    }
+}
+
+fn locked(remaining: i64) -> Response {
+    Response::error(
+        "locked",
+        format!(
+            "too many failed attempts; try again in {}",
+            flow::human_duration(remaining)
+        ),
+    )
+}
+
+/// The factors a user has that 2fad cannot check.
+fn others(s: &UserState) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if s.sms.is_some() {
+        v.push("SMS");
+    }
+    if s.email.is_some() {
+        v.push("e-mail");
+    }
+    if s.duo {
+        v.push("Duo");
+    }
+    if s.questions > 0 {
+        v.push("security questions");
+    }
+    if s.webauthn > 0 {
+        v.push("security key (WebAuthn is not enabled)");
+    }
+    if s.local_keys > 0 {
+        v.push("console security key");
+    }
+    v
+}
+
+/// The root command that makes the change `purpose` for a user.
+fn admin_command(purpose: &str) -> String {
+    if let Some(name) = purpose.strip_prefix("webauthn add ") {
+        format!("webauthn add --name {name:?}")
+    } else if let Some(name) = purpose.strip_prefix("webauthn remove ") {
+        format!("webauthn remove {name:?}")
+    } else {
+        purpose.to_string()
     }
 }
 
@@ -422,19 +640,19 @@ struct Ctx<'a> {
     key: &'a HostKey,
     user: &'a str,
     caller: &'a str,
+    uid: u32,
+    /// How the caller proved a factor for this change (for the log).
+    proven: Option<&'static str>,
 }
 
 impl Ctx<'_> {
-    /// `None` when `current` proves a factor; else the refusal to send.
-    /// Root acting for another user needs no code.
-    fn require_current(&mut self, current: Option<&str>, what: &str) -> Option<Response> {
-        if self.caller == "root" && self.user != "root" {
-            return None;
-        }
-        let Some(code) = current.and_then(normalize_code) else {
+    /// A current code as proof: the same single-use, rate-limited check a
+    /// login does, recorded under service 2fad.
+    fn check_code(&mut self, current: &str) -> Option<Response> {
+        let Some(code) = normalize_code(current) else {
             return Some(Response::error(
-                "needs_current",
-                format!("to {what}, first enter a current code of your existing second factor"),
+                "wrong_code",
+                "that is not a valid current code; nothing changed",
             ));
         };
         let login = Login {
@@ -449,6 +667,7 @@ impl Ctx<'_> {
                     "broker current factor ok user={} factor={f}",
                     clean(self.user)
                 ));
+                self.proven = Some(f);
                 None
             }
             Ok(Current::Rejected) => {
@@ -461,28 +680,28 @@ impl Ctx<'_> {
                     "that is not a valid current code; nothing changed",
                 ))
             }
-            Ok(Current::Locked(s)) => Some(Response::error(
-                "locked",
-                format!(
-                    "too many failed attempts; try again in {}",
-                    flow::human_duration(s)
-                ),
-            )),
+            Ok(Current::Locked(s)) => Some(locked(s)),
             Err(e) => Some(Response::error("unavailable", e)),
         }
     }
+
+    /// The notice every addition or removal leaves in the log.
+    fn changed(&mut self, how: &str, factor: &str, detail: &str) {
+        self.audit.notice(&format!(
+            "factor {how} user={} factor={factor} by uid={} ({}) via=2fad proof={} {detail}",
+            clean(self.user),
+            self.uid,
+            clean(self.caller),
+            self.proven.unwrap_or("-")
+        ));
+    }
 }
 
-fn backup_codes(ctx: &mut Ctx, current: Option<&str>) -> Response {
+fn backup_codes(ctx: &mut Ctx) -> Response {
     let state = match ctx.store.user_state(ctx.user) {
         Ok(s) => s,
         Err(e) => return Response::error("unavailable", e.to_string()),
     };
-    if (state.used_backup > 0 || !state.unused_backup.is_empty())
-        && let Some(r) = ctx.require_current(current, "replace your backup codes")
-    {
-        return r;
-    }
     let codes = match backup::generate(ctx.cfg.backup.count as usize) {
         Ok(c) => c,
         Err(e) => return Response::error("unavailable", e.to_string()),
@@ -498,23 +717,23 @@ fn backup_codes(ctx: &mut Ctx, current: Option<&str>) -> Response {
     if let Err(e) = res {
         return Response::error("unavailable", e.to_string());
     }
-    ctx.audit.notice(&format!(
-        "created {} backup codes user={} by={} via=2fad",
-        codes.len(),
-        clean(ctx.user),
-        clean(ctx.caller)
-    ));
+    ctx.changed(
+        "added",
+        "backup",
+        &format!(
+            "count={} replaced={}",
+            codes.len(),
+            state.used_backup > 0 || !state.unused_backup.is_empty()
+        ),
+    );
     Response::BackupCodes {
         codes: codes.iter().map(|c| backup::format(c)).collect(),
     }
 }
 
-fn remove(ctx: &mut Ctx, method: &str, current: &str) -> Response {
+fn remove(ctx: &mut Ctx, method: &str) -> Response {
     if !matches!(method, "totp" | "backup") {
         return Response::error("bad_request", "only totp and backup can be removed here");
-    }
-    if let Some(r) = ctx.require_current(Some(current), &format!("remove {method}")) {
-        return r;
     }
     let res = ctx.store.write().and_then(|tx| {
         let n = match method {
@@ -527,11 +746,7 @@ fn remove(ctx: &mut Ctx, method: &str, current: &str) -> Response {
     match res {
         Ok(0) => Response::error("bad_request", format!("you have no {method} to remove")),
         Ok(_) => {
-            ctx.audit.notice(&format!(
-                "removed {method} user={} by={} via=2fad",
-                clean(ctx.user),
-                clean(ctx.caller)
-            ));
+            ctx.changed("removed", method, "");
             Response::Done {
                 message: format!("Removed {method}."),
             }

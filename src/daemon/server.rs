@@ -1,24 +1,100 @@
 //! The socket side of 2fad: bind (or take the socket systemd passed),
 //! learn each peer's uid from the kernel, and serve frames on a thread per
-//! connection, at most `daemon.max_clients` at once.
+//! connection.
+//!
+//! Nobody can take 2fad away from the others: at most
+//! `daemon.max_clients` connections at once, of which one ordinary user
+//! holds at most `max_clients_per_user` and ordinary users together leave
+//! `reserved_for_root` for root (the PAM module); every frame must arrive
+//! whole within [`FRAME_DEADLINE`]; a client over a limit is answered
+//! "busy" at once, never left with a broken pipe.
 
 use super::broker::Broker;
 use super::protocol::{self, Request, Response};
 use crate::audit::Audit;
-use crate::config::Config;
-use std::io;
+use crate::config::{Config, DaemonConfig};
+use std::collections::HashMap;
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// How long a connection may sit idle between requests.
-const IDLE: Duration = Duration::from_secs(120);
+/// How long one request frame may take to arrive, from the moment 2fad
+/// waits for it (a connection that sends nothing is closed then too).
+/// Real clients write a whole frame at once.
+pub const FRAME_DEADLINE: Duration = Duration::from_secs(5);
+/// How long 2fad waits for a client to take its answer.
+const WRITE_WAIT: Duration = Duration::from_secs(5);
+/// How long `2fa-enroll` waits for an answer.
+const CLI_WAIT: Duration = Duration::from_secs(120);
 /// How long the PAM module waits for 2fad's answer: a hung daemon must
 /// not hold a login for minutes.
 const MODULE_WAIT: Duration = Duration::from_secs(10);
+
+/// Connections being served: in total, by ordinary users, and per uid.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    users: usize,
+    per_uid: HashMap<u32, usize>,
+}
+
+impl Slots {
+    /// Takes a slot for `uid`, or says why not.
+    fn take(&mut self, cfg: &DaemonConfig, uid: u32) -> Result<(), &'static str> {
+        let max = cfg.max_clients as usize;
+        if self.total >= max {
+            return Err("2fad is busy (every connection slot is in use); try again in a moment");
+        }
+        if uid != 0 {
+            let mine = self.per_uid.get(&uid).copied().unwrap_or(0);
+            if mine >= cfg.max_clients_per_user as usize {
+                return Err(
+                    "2fad is busy: you have too many connections open to it at once; close them or try again in a moment",
+                );
+            }
+            if self.users >= max.saturating_sub(cfg.reserved_for_root as usize) {
+                return Err(
+                    "2fad is busy (all connection slots for users are in use); try again in a moment",
+                );
+            }
+            *self.per_uid.entry(uid).or_default() += 1;
+            self.users += 1;
+        }
+        self.total += 1;
+        Ok(())
+    }
+
+    fn give_back(&mut self, uid: u32) {
+        self.total = self.total.saturating_sub(1);
+        if uid != 0
+            && let Some(n) = self.per_uid.get_mut(&uid)
+        {
+            self.users = self.users.saturating_sub(1);
+            *n -= 1;
+            if *n == 0 {
+                self.per_uid.remove(&uid);
+            }
+        }
+    }
+}
+
+/// A slot held by one connection's thread, returned however it ends.
+struct Held {
+    slots: Arc<Mutex<Slots>>,
+    uid: u32,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .give_back(self.uid);
+    }
+}
 
 /// The listening socket: systemd's (socket activation) if it passed one,
 /// else a fresh one at `path` (directory 0755 root, socket 0666).
@@ -57,7 +133,7 @@ pub fn serve(cfg: Arc<Config>, listener: UnixListener) -> io::Result<()> {
         broker.ceremonies = Some(c);
     }
     let broker = Arc::new(broker);
-    let busy = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Mutex::new(Slots::default()));
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
@@ -67,33 +143,64 @@ pub fn serve(cfg: Arc<Config>, listener: UnixListener) -> io::Result<()> {
                 continue;
             }
         };
-        if busy.load(Ordering::SeqCst) >= cfg.daemon.max_clients as usize {
-            let mut s = stream;
-            let _ = protocol::send(
-                &mut s,
-                &Response::error("unavailable", "2fad is busy; try again"),
-            );
+        let Ok(uid) = peer_uid(&stream) else {
+            continue;
+        };
+        let taken = slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(&cfg.daemon, uid);
+        if let Err(why) = taken {
+            busy(stream, why);
             continue;
         }
-        busy.fetch_add(1, Ordering::SeqCst);
-        let (cfg, broker, busy) = (cfg.clone(), broker.clone(), busy.clone());
+        let held = Held {
+            slots: slots.clone(),
+            uid,
+        };
+        let (cfg, broker) = (cfg.clone(), broker.clone());
         std::thread::spawn(move || {
-            let _ = connection(&cfg, &broker, stream);
-            busy.fetch_sub(1, Ordering::SeqCst);
+            let _ = connection(&cfg, &broker, stream, uid);
+            drop(held);
         });
     }
     Ok(())
 }
 
-fn connection(cfg: &Config, broker: &Broker, mut s: UnixStream) -> io::Result<()> {
-    let uid = peer_uid(&s)?;
-    s.set_read_timeout(Some(IDLE))?;
-    s.set_write_timeout(Some(IDLE))?;
+/// Answers a client over a limit without blocking the accept loop: reads
+/// whatever request it already sent (so closing does not reset the
+/// connection under the answer), says "busy", and hangs up.
+fn busy(mut s: UnixStream, why: &str) {
+    if s.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained <= protocol::MAX_FRAME + 4 {
+        match s.read(&mut sink) {
+            Ok(n) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+    let _ = protocol::send(&mut s, &Response::error("busy", why));
+    let _ = s.shutdown(std::net::Shutdown::Write);
+}
+
+fn connection(cfg: &Config, broker: &Broker, mut s: UnixStream, uid: u32) -> io::Result<()> {
+    s.set_write_timeout(Some(WRITE_WAIT))?;
     let mut audit = Audit::new(&cfg.log_socket, "2fad", false);
     loop {
-        let frame = match protocol::read_frame(&mut s) {
+        let frame = match protocol::read_frame_by(&s, Instant::now() + FRAME_DEADLINE) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                let msg = format!(
+                    "no complete request within {} seconds; closing",
+                    FRAME_DEADLINE.as_secs()
+                );
+                let _ = protocol::send(&mut s, &Response::error("bad_request", msg));
+                return Ok(());
+            }
             Err(e) => {
                 // Oversized or truncated: say why, then hang up.
                 let _ = protocol::send(&mut s, &Response::error("bad_request", e.to_string()));
@@ -114,7 +221,7 @@ fn connection(cfg: &Config, broker: &Broker, mut s: UnixStream) -> io::Result<()
 
 /// One request/response round trip, for `2fa-enroll` and tests.
 pub fn call(path: &Path, req: &Request) -> io::Result<Response> {
-    call_checked(path, req, false, IDLE)
+    call_checked(path, req, false, CLI_WAIT)
 }
 
 /// [`call`] that first makes sure the process serving the socket runs as
@@ -145,9 +252,108 @@ fn call_checked(
         }
     }
     s.set_read_timeout(Some(wait))?;
-    protocol::send(&mut s, req)?;
-    let frame = protocol::read_frame(&mut s)?.ok_or_else(|| {
-        io::Error::new(io::ErrorKind::UnexpectedEof, "2fad closed the connection")
-    })?;
-    serde_json::from_slice(&frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    // A busy 2fad answers before reading and hangs up: the answer is
+    // still there to read after a failed write.
+    let sent = send_nosignal(&s, req);
+    match protocol::read_frame(&mut s) {
+        Ok(Some(frame)) => serde_json::from_slice(&frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Ok(None) => Err(sent.err().unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "2fad closed the connection")
+        })),
+        Err(e) => Err(sent.err().unwrap_or(e)),
+    }
+}
+
+/// Writes a request frame with MSG_NOSIGNAL: the PAM module runs inside
+/// other programs (sshd, sudo), whose SIGPIPE handling is theirs, so a
+/// closed socket must be an error here, never a signal.
+fn send_nosignal(s: &UnixStream, req: &Request) -> io::Result<()> {
+    use nix::sys::socket::{MsgFlags, send};
+    use std::os::fd::AsRawFd;
+    let data = serde_json::to_vec(req).map_err(io::Error::other)?;
+    let mut frame = Vec::with_capacity(4 + data.len());
+    protocol::write_frame(&mut frame, &data)?;
+    let mut off = 0;
+    while off < frame.len() {
+        match send(s.as_raw_fd(), &frame[off..], MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => off += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_uid_gets_its_share_and_root_its_reserve() {
+        let cfg = DaemonConfig {
+            max_clients: 6,
+            max_clients_per_user: 2,
+            reserved_for_root: 2,
+            ..DaemonConfig::default()
+        };
+        let mut s = Slots::default();
+        assert!(s.take(&cfg, 1000).is_ok());
+        assert!(s.take(&cfg, 1000).is_ok());
+        assert!(
+            s.take(&cfg, 1000)
+                .unwrap_err()
+                .contains("too many connections")
+        );
+        assert!(s.take(&cfg, 1001).is_ok());
+        assert!(s.take(&cfg, 1001).is_ok());
+        // Users together stop at max_clients - reserved_for_root ...
+        assert!(s.take(&cfg, 1002).unwrap_err().contains("busy"));
+        // ... root goes on to max_clients.
+        assert!(s.take(&cfg, 0).is_ok());
+        assert!(s.take(&cfg, 0).is_ok());
+        assert!(s.take(&cfg, 0).is_err());
+        s.give_back(1000);
+        assert!(s.take(&cfg, 1002).is_ok());
+        assert!(s.take(&cfg, 1000).is_err(), "all six in use");
+        // A free root slot stays root's.
+        s.give_back(0);
+        assert!(s.take(&cfg, 1000).is_err());
+        s.give_back(1002);
+        assert!(s.take(&cfg, 1000).is_ok());
+        assert_eq!(s.per_uid.get(&1000), Some(&2));
+        for _ in 0..2 {
+            s.give_back(1001);
+        }
+        assert!(!s.per_uid.contains_key(&1001));
+    }
+
+    #[test]
+    fn a_frame_has_one_deadline_however_it_is_split() {
+        use std::io::Write;
+        let deadline = || Instant::now() + Duration::from_millis(400);
+        // Whole: read. Idle: a quiet end, not an error.
+        let (mut a, b) = UnixStream::pair().unwrap();
+        protocol::write_frame(&mut a, b"{}").unwrap();
+        assert_eq!(
+            protocol::read_frame_by(&b, deadline()).unwrap(),
+            Some(b"{}".to_vec())
+        );
+        let start = Instant::now();
+        assert_eq!(protocol::read_frame_by(&b, deadline()).unwrap(), None);
+        assert!(start.elapsed() < Duration::from_secs(2));
+        // Trickled: cut when the frame's deadline passes.
+        let writer = std::thread::spawn(move || {
+            for byte in [0u8, 0, 0, 8, b'{', b'}', b' ', b' '] {
+                if a.write_all(&[byte]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        });
+        let e = protocol::read_frame_by(&b, deadline()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        drop(b);
+        writer.join().unwrap();
+    }
 }

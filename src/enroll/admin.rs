@@ -186,6 +186,18 @@ pub(super) fn print_status(s: &UserStatus) {
         ),
         None => println!("  last 2FA login: never"),
     }
+    // Never silently: a key that may have been copied stays on show until
+    // an admin resets the user.
+    for w in &s.key_warnings {
+        println!(
+            "  WARNING: possible clone of security key {:?} at {}: it presented signature counter {}, \
+             not above the stored {}; that login was refused",
+            crate::audit::printable(&w.key, 64),
+            utc(w.at),
+            w.presented,
+            w.stored
+        );
+    }
 }
 
 pub fn remove(ctx: &mut Ctx, a: RemoveArgs) -> CliResult {

@@ -13,6 +13,7 @@ mod network;
 mod otp;
 pub(crate) mod output;
 mod policy;
+mod proof;
 mod questions;
 mod via_daemon;
 mod webauthn;

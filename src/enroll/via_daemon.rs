@@ -1,6 +1,8 @@
 //! `2fa-enroll` for ordinary users: the store is root-only and the binary
 //! is never setuid, so `status`, `totp`, `backup` and `remove totp|backup`
-//! go through 2fad's socket, which acts for the caller's uid only.
+//! go through 2fad's socket, which acts for the caller's uid only. Every
+//! change asks first for a proof of a factor the user already has
+//! (`proof`), which 2fad requires once they have one.
 
 use super::admin::{RemoveArgs, StatusArgs, What};
 use super::backup::BackupArgs;
@@ -8,7 +10,7 @@ use super::otp::TotpArgs;
 use super::output::{qr, read_line};
 use super::policy::{DevicesArgs, DevicesCmd};
 use super::{CliError, CliResult, Command};
-use crate::daemon::protocol::{Op, Request, Response, VERSION};
+use crate::daemon::protocol::{Op, Proof, Request, Response};
 use crate::daemon::server::call;
 use std::path::Path;
 
@@ -43,10 +45,13 @@ pub fn run(socket: &Path, user: &str, command: &Command) -> Option<CliResult> {
 }
 
 fn ask(socket: &Path, op: Op) -> Result<Response, CliError> {
+    ask_with(socket, op, None)
+}
+
+fn ask_with(socket: &Path, op: Op, proof: Option<Proof>) -> Result<Response, CliError> {
     let req = Request {
-        version: VERSION,
-        user: None,
-        op,
+        proof,
+        ..Request::new(op)
     };
     call(socket, &req)
         .map_err(|e| CliError(format!("talking to 2fad at {}: {e}", socket.display())))
@@ -107,11 +112,11 @@ fn totp(socket: &Path, a: &TotpArgs) -> CliResult {
     }
     println!("Secret key: {secret}");
     println!("URI:        {uri}");
-    let current = if needs_current {
-        println!(
-            "You already have a TOTP token; replacing it needs a code from it (or a backup code)."
-        );
-        Some(line("Current code of your existing factor: ")?)
+    let proof = if needs_current {
+        let confirm = Op::TotpFinish {
+            code: String::new(),
+        };
+        super::proof::for_op(socket, &confirm)?
     } else {
         None
     };
@@ -119,13 +124,7 @@ fn totp(socket: &Path, a: &TotpArgs) -> CliResult {
         let code = line(&format!(
             "Enter the {digits}-digit code from the new app to confirm: "
         ))?;
-        match ask(
-            socket,
-            Op::TotpFinish {
-                code,
-                current: current.clone(),
-            },
-        )? {
+        match ask_with(socket, Op::TotpFinish { code }, proof.clone())? {
             Response::Done { message } => {
                 println!("{message}");
                 return Ok(());
@@ -147,20 +146,8 @@ fn backup(socket: &Path, a: &BackupArgs, user: &str) -> CliResult {
     if a.count.is_some() {
         return Err(CliError("--count needs root; ask an administrator".into()));
     }
-    let mut resp = ask(socket, Op::Backup { current: None })?;
-    if matches!(&resp, Response::Error { code, .. } if code == "needs_current") {
-        println!(
-            "Replacing your backup codes needs a current code (TOTP, or one of your backup codes)."
-        );
-        let current = line("Current code: ")?;
-        resp = ask(
-            socket,
-            Op::Backup {
-                current: Some(current),
-            },
-        )?;
-    }
-    let codes = match resp {
+    let proof = super::proof::for_op(socket, &Op::Backup)?;
+    let codes = match ask_with(socket, Op::Backup, proof)? {
         Response::BackupCodes { codes } => codes,
         r => return Err(fail(r)),
     };
@@ -190,14 +177,11 @@ fn remove(socket: &Path, what: What) -> CliResult {
             ));
         }
     };
-    let current = line(&format!("Removing {method} needs a current code: "))?;
-    match ask(
-        socket,
-        Op::Remove {
-            method: method.into(),
-            current,
-        },
-    )? {
+    let op = Op::Remove {
+        method: method.into(),
+    };
+    let proof = super::proof::for_op(socket, &op)?;
+    match ask_with(socket, op, proof)? {
         Response::Done { message } => {
             println!("{message}");
             Ok(())

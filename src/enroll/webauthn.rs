@@ -3,11 +3,11 @@
 //! browser key always talks to 2fad, for root as for ordinary users.
 //! `add --local` registers a key plugged into this machine (root, see
 //! `localkey`); root lists and removes from the store directly, ordinary
-//! users through 2fad.
+//! users through 2fad, proving a factor they hold first (`proof`).
 
 use super::output::{qr, read_line, utc};
 use super::{CliError, CliResult};
-use crate::daemon::protocol::{Op, Request, Response, VERSION};
+use crate::daemon::protocol::{Op, Proof, Request, Response, VERSION};
 use crate::daemon::server::call;
 use clap::{Args, Subcommand};
 use std::path::Path;
@@ -45,9 +45,19 @@ pub enum WebauthnCmd {
 }
 
 fn ask(socket: &Path, user: &Option<String>, op: Op) -> Result<Response, CliError> {
+    ask_with(socket, user, op, None)
+}
+
+fn ask_with(
+    socket: &Path,
+    user: &Option<String>,
+    op: Op,
+    proof: Option<Proof>,
+) -> Result<Response, CliError> {
     let req = Request {
         version: VERSION,
         user: user.clone(),
+        proof,
         op,
     };
     call(socket, &req).map_err(|e| {
@@ -107,12 +117,20 @@ pub fn run(
             remove_via_daemon(socket, is_root, &user, name)
         }
         (WebauthnCmd::Add { name, .. }, _) => {
-            let (url, token) =
-                match ask(socket, &user, Op::WebauthnRegister { name: name.clone() })? {
-                    Response::Link { url, token } => (url, token),
-                    r => return Err(fail(r)),
-                };
-            println!("Open this link in a browser on the device with your key (it works once):");
+            let op = Op::WebauthnRegister { name: name.clone() };
+            let proof = if is_root {
+                None
+            } else {
+                super::proof::for_op(socket, &op)?
+            };
+            let (url, token, code) = match ask_with(socket, &user, op, proof)? {
+                Response::Link { url, token, code } => (url, token, code),
+                r => return Err(fail(r)),
+            };
+            println!(
+                "Open this link in a browser on the device with your key (it works once; \
+                 the page shows the matching code {code}):"
+            );
             println!("  {url}");
             if let Some(q) = qr(&url) {
                 println!("{q}");
@@ -121,6 +139,7 @@ pub fn run(
                 if read_line("When the browser says the key is registered, press Enter: ")?
                     .is_none()
                 {
+                    let _ = ask(socket, &user, Op::WebauthnCancel { token });
                     return Err(CliError("input ended; the key was not registered".into()));
                 }
                 // Give a just-finished ceremony a moment to land.
@@ -180,12 +199,13 @@ fn remove_via_daemon(
     user: &Option<String>,
     name: String,
 ) -> CliResult {
-    let current = if is_root && user.is_some() {
+    let op = Op::WebauthnRemove { name };
+    let proof = if is_root {
         None
     } else {
-        read_line("Removing a key needs a current code (TOTP or backup code): ")?
+        super::proof::for_op(socket, &op)?
     };
-    match ask(socket, user, Op::WebauthnRemove { name, current })? {
+    match ask_with(socket, user, op, proof)? {
         Response::Done { message } => {
             println!("{message}");
             Ok(())

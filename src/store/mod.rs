@@ -37,7 +37,7 @@ pub use meta::SealedSecret;
 pub use network::{Channel, Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};
-pub use webauthn::StoredCredential;
+pub use webauthn::{KeyWarning, StoredCredential};
 
 use crate::secure_fs;
 use rusqlite::config::DbConfig;

@@ -104,6 +104,9 @@ pub struct UserStatus {
     pub failures: u32,
     pub locked_until: Option<i64>,
     pub last_success: Option<LastSuccess>,
+    /// Security keys that answered with a counter that went back.
+    #[serde(default)]
+    pub key_warnings: Vec<super::KeyWarning>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -266,6 +269,7 @@ fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
         enrolled_at: o.created_at,
     });
     status.backup_codes_used = state.used_backup;
+    status.key_warnings = super::webauthn::key_warnings(conn, user)?;
     status.locked_until = (state.locked_until > 0).then_some(state.locked_until);
     status.last_success = conn
         .query_row(

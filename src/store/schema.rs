@@ -116,7 +116,20 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user, name)
     ) STRICT;
     "#,
-    // 6: facts about the store itself, e.g. the host key's check value
+    // 6: security keys whose signature counter went back (a possible
+    //    clone): kept for the admin and `2fa-enroll status`.
+    r#"
+    CREATE TABLE key_warnings (
+        id          INTEGER PRIMARY KEY,
+        user        TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        key_name    TEXT NOT NULL,
+        stored      INTEGER NOT NULL,
+        presented   INTEGER NOT NULL,
+        at          INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX key_warnings_by_user ON key_warnings(user, at);
+    "#,
+    // 7: facts about the store itself, e.g. the host key's check value
     //    (src/keycheck.rs).
     r#"
     CREATE TABLE meta (

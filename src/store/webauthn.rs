@@ -3,7 +3,7 @@
 //! matters, so it lives in the root-only store like everything else.
 
 use super::{Result, Store, Tx};
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredCredential {
@@ -14,27 +14,78 @@ pub struct StoredCredential {
     pub last_used_at: Option<i64>,
 }
 
+/// A security key that answered with a signature counter not above the
+/// stored one: the assertion was refused, and this stays on record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyWarning {
+    /// The key's name.
+    pub key: String,
+    pub at: i64,
+    /// Counter on record, and the one the key presented.
+    pub stored: u32,
+    pub presented: u32,
+}
+
+fn credentials(conn: &Connection, user: &str) -> Result<Vec<StoredCredential>> {
+    let mut stmt = conn.prepare(
+        "SELECT name, credential, created_at, last_used_at FROM webauthn_credentials
+         WHERE user = ?1 ORDER BY created_at, name",
+    )?;
+    let rows = stmt
+        .query_map([user], |r| {
+            Ok(StoredCredential {
+                name: r.get(0)?,
+                credential: r.get(1)?,
+                created_at: r.get(2)?,
+                last_used_at: r.get(3)?,
+            })
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The newest warnings first, at most 20 (the log has them all).
+pub(super) fn key_warnings(conn: &Connection, user: &str) -> Result<Vec<KeyWarning>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT key_name, at, stored, presented FROM key_warnings
+         WHERE user = ?1 ORDER BY at DESC, id DESC LIMIT 20",
+    )?;
+    let rows = stmt
+        .query_map([user], |r| {
+            Ok(KeyWarning {
+                key: r.get(0)?,
+                at: r.get(1)?,
+                stored: r.get::<_, i64>(2)?.clamp(0, u32::MAX.into()) as u32,
+                presented: r.get::<_, i64>(3)?.clamp(0, u32::MAX.into()) as u32,
+            })
+        })?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(rows)
+}
+
 impl Store {
     pub fn webauthn_credentials(&self, user: &str) -> Result<Vec<StoredCredential>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT name, credential, created_at, last_used_at FROM webauthn_credentials
-             WHERE user = ?1 ORDER BY created_at, name",
-        )?;
-        let rows = stmt
-            .query_map([user], |r| {
-                Ok(StoredCredential {
-                    name: r.get(0)?,
-                    credential: r.get(1)?,
-                    created_at: r.get(2)?,
-                    last_used_at: r.get(3)?,
-                })
-            })?
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(rows)
+        credentials(&self.conn, user)
     }
 }
 
 impl Tx<'_> {
+    /// The credentials as they are inside this write transaction (a login
+    /// compares counters with these, not with a copy taken earlier).
+    pub fn webauthn_credentials(&self, user: &str) -> Result<Vec<StoredCredential>> {
+        credentials(&self.tx, user)
+    }
+
+    /// Records a counter that went back (a possible clone).
+    pub fn add_key_warning(&self, user: &str, w: &KeyWarning) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO key_warnings (user, key_name, stored, presented, at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![user, w.key, w.stored, w.presented, w.at],
+        )?;
+        Ok(())
+    }
+
     /// Adds a credential; false if the user already has one by that name.
     pub fn add_webauthn(&self, user: &str, name: &str, credential: &str, now: i64) -> Result<bool> {
         self.ensure_user(user, now)?;
@@ -66,5 +117,44 @@ impl Tx<'_> {
             "DELETE FROM webauthn_credentials WHERE user = ?1 AND name = ?2",
             params![user, name],
         )? > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_warnings_survive_an_upgrade_and_show_newest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s/state.db");
+        Store::open_or_create(&path, 1000).unwrap();
+        {
+            // A v5 store, from before warnings were kept.
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch("DROP TABLE meta; DROP TABLE key_warnings; PRAGMA user_version = 5;")
+                .unwrap();
+        }
+        let mut s = Store::open_existing(&path, 1000).unwrap();
+        let tx = s.write().unwrap();
+        tx.add_webauthn("u", "k", "{}", 1).unwrap();
+        for (at, presented) in [(10, 3), (20, 1)] {
+            let w = KeyWarning {
+                key: "k".into(),
+                at,
+                stored: 5,
+                presented,
+            };
+            tx.add_key_warning("u", &w).unwrap();
+        }
+        tx.commit().unwrap();
+        let w = s.status("u").unwrap().key_warnings;
+        assert_eq!(w.iter().map(|w| w.at).collect::<Vec<_>>(), [20, 10]);
+        assert_eq!((w[0].stored, w[0].presented), (5, 1));
+        // Reset forgets the user, warnings included.
+        let tx = s.write().unwrap();
+        tx.reset_user("u").unwrap();
+        tx.commit().unwrap();
+        assert!(s.status("u").unwrap().key_warnings.is_empty());
     }
 }

@@ -7,6 +7,8 @@
  *
  *   pam_once SERVICE USER   -> prints "threads-before N", "threads-after N",
  *                              "result N (text)"; exit 0 on PAM_SUCCESS.
+ *
+ * PAM_ONCE_RHOST, when set, becomes PAM_RHOST (as sshd sets it).
  */
 #include <dirent.h>
 #include <security/pam_appl.h>
@@ -70,6 +72,8 @@ int main(int argc, char **argv) {
     pam_handle_t *h = NULL;
     printf("threads-before %d\n", count_threads());
     int rc = pam_start(argv[1], argv[2], &c, &h);
+    const char *rhost = getenv("PAM_ONCE_RHOST");
+    if (rc == PAM_SUCCESS && rhost) rc = pam_set_item(h, PAM_RHOST, rhost);
     if (rc == PAM_SUCCESS) rc = pam_authenticate(h, 0);
     printf("threads-after %d\n", count_threads());
     printf("result %d (%s)\n", rc, pam_strerror(h, rc));

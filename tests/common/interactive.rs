@@ -52,8 +52,17 @@ pub struct Outcome {
 impl Session {
     /// Starts `pam_once SERVICE USER` with the services of `svc_dir`.
     pub fn start(svc_dir: &Path, service: &str, user: &str) -> Session {
+        Session::start_from(svc_dir, service, user, None)
+    }
+
+    /// [`Session::start`] with PAM_RHOST set to `rhost`, as sshd does.
+    pub fn start_from(svc_dir: &Path, service: &str, user: &str, rhost: Option<&str>) -> Session {
         let serial = super::pam_wrapper_lock();
-        let mut child = Command::new(pam_once_bin())
+        let mut cmd = Command::new(pam_once_bin());
+        if let Some(r) = rhost {
+            cmd.env("PAM_ONCE_RHOST", r);
+        }
+        let mut child = cmd
             .args([service, user])
             .env("LD_PRELOAD", "libpam_wrapper.so")
             .env("PAM_WRAPPER", "1")

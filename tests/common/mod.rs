@@ -7,6 +7,7 @@
 //! `libpam-wrapper` and `oathtool`; `scripts/test` installs them.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod fido2;
 pub mod interactive;
 pub mod net;

@@ -6,11 +6,33 @@ const enc = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g
 const token = location.pathname.split("/").pop();
 const status = document.getElementById("status");
 const say = (text, cls) => { status.textContent = text; status.className = cls || ""; };
+const put = (id, text) => { document.getElementById(id).textContent = String(text); };
+
+// What is being approved, so a link passed on to someone else does not
+// pass for their own login. Text nodes only (textContent), never HTML.
+function showContext(c) {
+  if (!c) return;
+  const what = {
+    login: "Approve a login",
+    register: "Register the security key \u201c" + c.detail + "\u201d",
+    confirm: "Confirm a change to your second factors: " + c.detail,
+  }[c.action] || "Approve";
+  put("ctx-action", what + ":");
+  put("ctx-user", c.user);
+  put("ctx-host", c.host);
+  put("ctx-service", c.service || "-");
+  put("ctx-rhost", c.rhost || "this machine (no remote address)");
+  const t = new Date(c.time * 1000);
+  put("ctx-time", t.toLocaleString() + " (" + t.toISOString().replace("T", " ").slice(0, 19) + " UTC)");
+  put("ctx-code", c.code);
+  document.getElementById("context").hidden = false;
+}
 
 async function ceremony() {
   const r = await fetch("/api/options/" + token, { cache: "no-store" });
   if (!r.ok) throw new Error(await r.text());
   const { register, options } = await r.json();
+  showContext(options.context);
   const pk = options.publicKey;
   pk.challenge = dec(pk.challenge);
   let body;
