@@ -95,7 +95,7 @@ fn check(
     let sealed = tx.sealed_secrets().map_err(se)?;
     let oldest_hashed = tx.oldest_hashed_item().map_err(se)?;
     let why = if sealed.is_empty() && oldest_hashed.is_none() {
-        "nothing in the store was made with a key yet"
+        "nothing was made with a key yet"
     } else if !prove {
         return Ok(KeyCheck::Unproven(
             "a store from before the key check; `2fa-enroll init` pins it when it can",

@@ -443,7 +443,25 @@ struct CaseInsensitiveNss {
 }
 
 const NSS_PGSQL_CONF: &str = "/etc/nss-pgsql.conf";
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Debian's PostgreSQL server binaries (`/usr/lib/postgresql/N/bin`, the
+/// newest N installed; scripts/deps installs `postgresql`).
+fn pg_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server not installed (scripts/deps)")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no initdb under /usr/lib/postgresql")
+        .1
+}
 
 impl CaseInsensitiveNss {
     fn start(users: &[&str]) -> CaseInsensitiveNss {
@@ -466,12 +484,14 @@ impl CaseInsensitiveNss {
             );
         };
         let d = dir.display();
+        let bin = pg_bin();
+        let bin = bin.display();
         pg(&format!(
-            "{PG_BIN}/initdb -D {d}/data -A trust -U postgres --no-sync -E UTF8 >/dev/null"
+            "{bin}/initdb -D {d}/data -A trust -U postgres --no-sync -E UTF8 >/dev/null"
         ));
         let nss = CaseInsensitiveNss { dir: dir.clone() };
         pg(&format!(
-            "{PG_BIN}/pg_ctl -D {d}/data -o \"-k {d} -c listen_addresses= -c fsync=off\" -l {d}/log -w start >/dev/null"
+            "{bin}/pg_ctl -D {d}/data -o \"-k {d} -c listen_addresses= -c fsync=off\" -l {d}/log -w start >/dev/null"
         ));
         let mut sql = String::from(
             "CREATE TABLE passwd_table (username text, passwd text, gecos text, homedir text, shell text, uid int, gid int);",
@@ -523,7 +543,7 @@ impl Drop for CaseInsensitiveNss {
     fn drop(&mut self) {
         let _ = Command::new("runuser")
             .args(["-u", "postgres", "--"])
-            .arg(format!("{PG_BIN}/pg_ctl"))
+            .arg(pg_bin().join("pg_ctl"))
             .arg("-D")
             .arg(self.dir.join("data"))
             .args(["-m", "immediate", "stop"])
