@@ -148,7 +148,7 @@ fn duo_preauth_results_and_what_duo_received() {
     assert!(matches!(c.preauth("jörg").unwrap(), Preauth::Allow(_)));
     let e = c.preauth("grace").unwrap_err();
     assert!(matches!(e, DuoError::Malformed(_)), "{e:?}");
-    assert!(e.failmode_applies());
+    assert!(!e.failmode_applies(), "a protocol error is no outage");
 
     let reqs = duo.requests();
     assert_eq!(reqs.len(), 6);
@@ -158,6 +158,7 @@ fn duo_preauth_results_and_what_duo_received() {
         assert_eq!(r["path"], "/auth/v2/preauth");
         assert_eq!(r["query"], "", "POST params travel in the body");
         assert_eq!(r["host"], format!("127.0.0.1:{}", duo.stub.port));
+        assert_eq!(r["signed_host"], "127.0.0.1", "signed without the port");
         assert!(is_rfc2822(r["date"].as_str().unwrap()), "{r}");
         assert_eq!(r["params"].as_object().unwrap().len(), 1, "{r}");
     }
@@ -294,6 +295,38 @@ fn duo_long_poll_that_outlasts_the_wait_is_still_waiting() {
 }
 
 #[test]
+fn duo_sends_ipaddr_with_preauth_and_auth_when_known() {
+    let duo = Duo::start();
+    let c = DuoClient::new(&duo.cfg())
+        .unwrap()
+        .with_ipaddr(Some("2001:db8::7".parse().unwrap()));
+    assert!(matches!(
+        c.preauth("alice@example.com").unwrap(),
+        Preauth::Auth(_)
+    ));
+    let tx = c.auth_push("alice@example.com", PHONE, &[]).unwrap();
+    settle(&c, &tx);
+    c.auth_passcode("alice@example.com", "123456").unwrap();
+    for r in duo.requests() {
+        assert_eq!(r["verified"], true, "{r}");
+        let want = if r["path"] == "/auth/v2/auth_status" {
+            Value::Null
+        } else {
+            json!("2001:db8::7")
+        };
+        assert_eq!(r["params"]["ipaddr"], want, "{r}");
+    }
+    // Unknown source (no rhost, or a host name): no ipaddr.
+    let c = duo.client();
+    c.preauth("carol").unwrap();
+    assert!(
+        duo.requests().last().unwrap()["params"]
+            .get("ipaddr")
+            .is_none()
+    );
+}
+
+#[test]
 fn duo_phone_sms_and_passcodes() {
     let duo = Duo::start();
     let c = duo.client();
@@ -370,13 +403,21 @@ fn duo_wrong_keys_are_a_refusal_not_an_outage() {
 }
 
 #[test]
-fn duo_outages_are_failmode_errors_and_bounded() {
+fn duo_outages_and_protocol_errors_are_told_apart_and_bounded() {
     let duo = Duo::start();
     let c = duo.client();
-    for (mode, malformed) in [("500", false), ("garbage", true), ("badjson", true)] {
+    // No answer (an outage, where failmode may apply) versus an answer that
+    // is not Duo's (a protocol error, which never is an outage).
+    for (mode, malformed) in [
+        ("500", false),
+        ("reset", false),
+        ("garbage", true),
+        ("truncated", true),
+        ("badjson", true),
+    ] {
         duo.scenario(json!({"*mode": mode, "carol": {"preauth": "allow"}}));
         let e = c.preauth("carol").unwrap_err();
-        assert!(e.failmode_applies(), "{mode}: {e:?}");
+        assert_eq!(e.failmode_applies(), !malformed, "{mode}: {e:?}");
         assert_eq!(
             matches!(e, DuoError::Malformed(_)),
             malformed,
@@ -513,14 +554,17 @@ fn duo_tls_is_verified() {
         format!("localhost:{}", duo.stub.port)
     );
 
-    // A different CA.
+    // A different CA: a certificate error, never an outage.
     let other = tempfile::tempdir().unwrap();
     let wrong_ca = Pki::new(other.path()).ca;
     let mut cfg = duo.cfg();
     cfg.ca_file = wrong_ca.to_str().unwrap().into();
     let e = DuoClient::new(&cfg).unwrap().preauth("carol").unwrap_err();
-    assert!(matches!(e, DuoError::Unreachable(_)), "{e:?}");
-    assert!(e.failmode_applies());
+    assert!(
+        matches!(&e, DuoError::Tls(m) if m.contains("invalid peer certificate: UnknownIssuer")),
+        "{e:?}"
+    );
+    assert!(!e.failmode_applies());
     // Only the system roots.
     cfg.ca_file = String::new();
     assert!(
@@ -554,7 +598,10 @@ fn duo_tls_is_verified() {
     let mut cfg = duo.cfg();
     cfg.api_host = format!("127.0.0.1:{}", stub.port);
     let e = DuoClient::new(&cfg).unwrap().preauth("carol").unwrap_err();
-    assert!(matches!(e, DuoError::Unreachable(_)), "{e:?}");
+    assert!(
+        matches!(&e, DuoError::Tls(m) if m.contains("certificate not valid for name")),
+        "{e:?}"
+    );
     assert!(json_lines(&log).is_empty(), "no request over a bad TLS");
 }
 
@@ -609,11 +656,10 @@ fn raw(
     auth: Option<&str>,
     body_params: &[(&str, &str)],
 ) -> (u16, Value) {
-    let pem = std::fs::read(&duo.pki.ca).unwrap();
-    // reqwest is built without a crypto provider of its own (as in the module).
-    pam_2fa::net::ensure_crypto_provider();
+    // reqwest is built without a crypto provider of its own: the module's
+    // TLS setup, trusting the test CA.
     let http = reqwest::blocking::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .use_preconfigured_tls(pam_2fa::net::tls_config(Some(&duo.pki.ca)).unwrap())
         .no_proxy()
         .build()
         .unwrap();
@@ -640,15 +686,18 @@ fn raw(
 #[test]
 fn duo_stand_in_checks_date_and_signature() {
     let duo = Duo::start_with(&["--skew", "30"]);
-    let host = format!("127.0.0.1:{}", duo.stub.port);
+    // Duo's clients sign the host name without the port.
+    let host = "127.0.0.1".to_string();
     let params = [("username", "carol")];
-    let sign = |date: &str, signed: &[(&str, &str)], skey: &str| {
+    let sign_for = |host: &str, date: &str, signed: &[(&str, &str)], skey: &str| {
         authorization(
             IKEY,
             skey,
-            &canonical(date, "POST", &host, "/auth/v2/preauth", signed),
+            &canonical(date, "POST", host, "/auth/v2/preauth", signed),
         )
     };
+    let sign =
+        |date: &str, signed: &[(&str, &str)], skey: &str| sign_for(&host, date, signed, skey);
     let now = rfc2822(pam_2fa::clock::unix_now());
     let code = |(status, v): (u16, Value)| (status, v["code"].as_i64().unwrap_or(0));
 
@@ -662,6 +711,28 @@ fn duo_stand_in_checks_date_and_signature() {
         &params,
     );
     assert_eq!((s, v["stat"].as_str()), (200, Some("OK")), "{v}");
+    // Signed over host:port (what Duo refuses; the stand-in too).
+    let with_port = format!("127.0.0.1:{}", duo.stub.port);
+    let r = raw(
+        &duo,
+        "POST",
+        "/auth/v2/preauth",
+        Some(&now),
+        Some(&sign_for(&with_port, &now, &params, SKEY)),
+        &params,
+    );
+    assert_eq!(code(r), (401, 40103));
+    // ipaddr must be an address.
+    let bad_ip = [("ipaddr", "not-an-address"), ("username", "carol")];
+    let r = raw(
+        &duo,
+        "POST",
+        "/auth/v2/preauth",
+        Some(&now),
+        Some(&sign(&now, &bad_ip, SKEY)),
+        &bad_ip,
+    );
+    assert_eq!(code(r), (400, 40002));
     // Signed for other parameters than sent.
     let r = raw(
         &duo,
@@ -741,9 +812,15 @@ fn duo_stand_in_checks_date_and_signature() {
     assert_eq!(code(r), (401, 40103));
 
     let log = duo.requests();
-    assert_eq!(log.len(), 11);
+    assert_eq!(log.len(), 13);
+    // The good request, and the one refused for its ipaddr.
     assert_eq!(
         log.iter().filter(|r| r["verified"] == true).count(),
+        2,
+        "{log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|r| r["status"] == 200).count(),
         1,
         "{log:?}"
     );

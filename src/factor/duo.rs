@@ -4,17 +4,26 @@
 //!
 //! Requests are signed like Duo's own clients (duo_client_python `sign()`,
 //! canonicalisation v2 with HMAC-SHA512): the canonical text is the `Date`
-//! header (RFC 2822), the upper-case method, the lower-cased host, the path
-//! and the parameters sorted by name, each name and value percent-encoded
-//! except for `A-Za-z0-9-_.~` and joined `k=v&k=v`; the five lines joined
-//! with `\n`. The `Authorization` header is `Basic base64(ikey:hex(hmac))`.
-//! GET parameters travel in the query string and POST parameters in a form
+//! header (RFC 2822), the upper-case method, the lower-cased host name
+//! *without a port* (Duo's clients sign `api-xxxxxxxx.duosecurity.com`, and
+//! Duo refuses a signature over `host:port`), the path and the parameters
+//! sorted by name, each name and value percent-encoded except for
+//! `A-Za-z0-9-_.~` and joined `k=v&k=v`; the five lines joined with `\n`.
+//! The `Authorization` header is `Basic base64(ikey:hex(hmac))`. GET
+//! parameters travel in the query string and POST parameters in a form
 //! body, both encoded exactly as they were signed. Always HTTPS, always
-//! verified (an extra CA may be configured, never switched off).
+//! verified against the fixed trust store of `crate::net` (an extra CA may
+//! be configured, never switched off). Like duo_unix, `preauth` and `auth`
+//! carry `ipaddr` when the login's remote host is an IP address.
 //!
-//! Every response field the flow relies on is checked; anything else is
-//! [`DuoError::Malformed`]. Neither the secret key nor a passcode ever
-//! appears in an error.
+//! Errors say what kind of failure it was, because only one kind may ever
+//! let a user in (with `failmode = safe`, see [`DuoError::failmode_applies`]):
+//! no answer at all. A certificate or TLS protocol error is
+//! [`DuoError::Tls`], an answer that is not what Duo sends is
+//! [`DuoError::Malformed`] (a protocol error); both are refusals, since they
+//! are what an attacker between us and Duo can cause at will. Every response
+//! field the flow relies on is checked. Neither the secret key nor a
+//! passcode ever appears in an error.
 //!
 //! `auth_status` is Duo's long-poll: Duo holds the request until the
 //! transaction changes, so running out of the caller's wait there means
@@ -47,9 +56,14 @@ const MAX_DEVICES: usize = 50;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DuoError {
-    /// No answer: connection refused, DNS, TLS, timeout, or HTTP 5xx.
+    /// No answer: connection refused or reset, DNS, timeout, or HTTP 5xx.
     Unreachable(String),
-    /// An answer that is not Duo's JSON, or lacks what we need.
+    /// The TLS handshake failed on the certificate Duo's side presented
+    /// (another host's, an untrusted issuer, expired, no subjectAltName)
+    /// or on the TLS protocol: never an outage.
+    Tls(String),
+    /// A protocol error: an answer that is not Duo's JSON (invalid,
+    /// truncated) or lacks what we need (wrongly shaped).
     Malformed(String),
     /// Duo's well-formed refusal (`stat: FAIL`): bad keys or signature
     /// (401), bad request (400), rate limit (429).
@@ -62,11 +76,12 @@ pub enum DuoError {
 }
 
 impl DuoError {
-    /// True when the admin's `failmode` applies (Duo is unreachable, slow,
-    /// failing or talking nonsense), false for a well-formed refusal, a
-    /// local setup error or bad input.
+    /// True only when Duo could not be reached at all (the admin's
+    /// `failmode` may apply, and only to `preauth`, see the flow); false for
+    /// a certificate or TLS error, an answer that is not Duo's, a
+    /// well-formed refusal, a local setup error or bad input.
     pub fn failmode_applies(&self) -> bool {
-        matches!(self, DuoError::Unreachable(_) | DuoError::Malformed(_))
+        matches!(self, DuoError::Unreachable(_))
     }
 }
 
@@ -74,7 +89,8 @@ impl fmt::Display for DuoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DuoError::Unreachable(m) => write!(f, "Duo unreachable: {m}"),
-            DuoError::Malformed(m) => write!(f, "Duo answered nonsense: {m}"),
+            DuoError::Tls(m) => write!(f, "Duo TLS error: {m}"),
+            DuoError::Malformed(m) => write!(f, "Duo protocol error: {m}"),
             DuoError::Rejected { code, message } => write!(f, "Duo refused ({code}): {message}"),
             DuoError::Setup(m) => write!(f, "Duo setup: {m}"),
             DuoError::BadInput(m) => write!(f, "Duo request not sent: {m}"),
@@ -135,8 +151,13 @@ pub struct AuthStatus {
 /// on drop) and a blocking HTTP client; deliberately not `Debug`.
 pub struct DuoClient {
     http: reqwest::blocking::Client,
-    /// `host` or `host:port`, lower-case, without a default `:443`.
+    /// `host` or `host:port`, lower-case, without a default `:443`: where
+    /// requests go.
     host: String,
+    /// `host` without any port: what the signature covers.
+    sign_host: String,
+    /// The login's source address, sent as `ipaddr` with preauth and auth.
+    ipaddr: Option<String>,
     ikey: String,
     skey: Zeroizing<String>,
     /// Upper bound for one long-poll of `auth_status`.
@@ -257,6 +278,18 @@ fn normalize_host(api_host: &str) -> Result<String, DuoError> {
         ));
     }
     Ok(h.strip_suffix(":443").map(str::to_string).unwrap_or(h))
+}
+
+/// `host[:port]` (as [`normalize_host`] returns it) without the port;
+/// `[v6]:port` keeps its brackets.
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    match host.split_once(':') {
+        Some((h, _)) if !host[h.len() + 1..].contains(':') => h,
+        _ => host,
+    }
 }
 
 fn check_username(u: &str) -> Result<(), DuoError> {
@@ -471,11 +504,30 @@ impl DuoClient {
         let http = crate::net::http_client(&cfg.net()).map_err(DuoError::Setup)?;
         Ok(DuoClient {
             http,
+            sign_host: host_without_port(&host).to_string(),
+            ipaddr: None,
             host,
             ikey: cfg.ikey.clone(),
             skey,
             max_wait: Duration::from_secs(cfg.push_timeout_seconds.max(1)),
         })
+    }
+
+    /// Sends `ipaddr` (the login's source, when PAM_RHOST is an IP
+    /// address) with preauth and auth, as duo_unix does; Duo's policies
+    /// (authorized networks, anonymous networks) use it.
+    pub fn with_ipaddr(mut self, ip: Option<std::net::IpAddr>) -> DuoClient {
+        self.ipaddr = ip.map(|ip| ip.to_string());
+        self
+    }
+
+    /// `params` plus `ipaddr` when known.
+    fn with_ip<'a>(&'a self, params: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut p = params.to_vec();
+        if let Some(ip) = &self.ipaddr {
+            p.push(("ipaddr", ip));
+        }
+        p
     }
 
     /// Sends one signed request.
@@ -490,7 +542,7 @@ impl DuoClient {
         let auth = authorization(
             &self.ikey,
             &self.skey,
-            &canonical(&date, method, &self.host, path, params),
+            &canonical(&date, method, &self.sign_host, path, params),
         );
         let url = format!("https://{}{}", self.host, path);
         let encoded = canon_params(params);
@@ -517,6 +569,9 @@ impl DuoClient {
     fn transport_error(path: &str, e: &reqwest::Error) -> DuoError {
         // reqwest's text can include the URL (for GET: the txid) but never
         // our headers or the form body.
+        if let Some(tls) = crate::net::tls_failure(e) {
+            return DuoError::Tls(format!("{path}: {tls}"));
+        }
         DuoError::Unreachable(if e.is_timeout() {
             format!("{path}: timed out")
         } else {
@@ -557,7 +612,11 @@ impl DuoClient {
     /// `/auth/v2/preauth` for a Duo username.
     pub fn preauth(&self, username: &str) -> Result<Preauth, DuoError> {
         check_username(username)?;
-        parse_preauth(&self.call("POST", "/auth/v2/preauth", &[("username", username)])?)
+        parse_preauth(&self.call(
+            "POST",
+            "/auth/v2/preauth",
+            &self.with_ip(&[("username", username)]),
+        )?)
     }
 
     /// Sends a push to `device` (a device id or `auto`), asynchronously;
@@ -581,7 +640,7 @@ impl DuoClient {
         if !info.is_empty() {
             params.push(("pushinfo", &info));
         }
-        parse_txid(&self.call("POST", "/auth/v2/auth", &params)?)
+        parse_txid(&self.call("POST", "/auth/v2/auth", &self.with_ip(&params))?)
     }
 
     /// Starts a phone call (asynchronously); returns the transaction id.
@@ -591,12 +650,12 @@ impl DuoClient {
         parse_txid(&self.call(
             "POST",
             "/auth/v2/auth",
-            &[
+            &self.with_ip(&[
                 ("username", username),
                 ("factor", "phone"),
                 ("device", device),
                 ("async", "1"),
-            ],
+            ]),
         )?)
     }
 
@@ -608,11 +667,11 @@ impl DuoClient {
         parse_status(&self.call(
             "POST",
             "/auth/v2/auth",
-            &[
+            &self.with_ip(&[
                 ("username", username),
                 ("factor", "sms"),
                 ("device", device),
-            ],
+            ]),
         )?)
     }
 
@@ -623,11 +682,11 @@ impl DuoClient {
         parse_status(&self.call(
             "POST",
             "/auth/v2/auth",
-            &[
+            &self.with_ip(&[
                 ("username", username),
                 ("factor", "passcode"),
                 ("passcode", passcode),
-            ],
+            ]),
         )?)
     }
 
@@ -798,6 +857,19 @@ mod tests {
         assert_eq!(normalize_host("api.example:443").unwrap(), "api.example");
         assert_eq!(normalize_host("127.0.0.1:8443").unwrap(), "127.0.0.1:8443");
         assert_eq!(normalize_host("[::1]:8443").unwrap(), "[::1]:8443");
+        // What the signature covers: the host name alone.
+        for (h, want) in [
+            (
+                "api-xxxxxxxx.duosecurity.com",
+                "api-xxxxxxxx.duosecurity.com",
+            ),
+            ("127.0.0.1:8443", "127.0.0.1"),
+            ("api.example:8443", "api.example"),
+            ("[::1]:8443", "[::1]"),
+            ("[::1]", "[::1]"),
+        ] {
+            assert_eq!(host_without_port(h), want, "{h}");
+        }
         for bad in [
             "",
             "https://api.example",
@@ -892,7 +964,10 @@ mod tests {
                 matches!(e, DuoError::Malformed(_)),
                 "{status} {body:?}: {e:?}"
             );
-            assert!(e.failmode_applies());
+            // Anyone between us and Duo can send this: a refusal, not an
+            // outage, whatever the failmode.
+            assert!(!e.failmode_applies());
+            assert!(e.to_string().starts_with("Duo protocol error: "), "{e}");
         }
         let e = parse_envelope(p, 503, b"{}").unwrap_err();
         assert!(matches!(e, DuoError::Unreachable(_)) && e.failmode_applies());
@@ -1019,7 +1094,8 @@ mod tests {
     #[test]
     fn failmode_classification() {
         assert!(DuoError::Unreachable("x".into()).failmode_applies());
-        assert!(DuoError::Malformed("x".into()).failmode_applies());
+        assert!(!DuoError::Malformed("x".into()).failmode_applies());
+        assert!(!DuoError::Tls("x".into()).failmode_applies());
         assert!(
             !DuoError::Rejected {
                 code: 40103,

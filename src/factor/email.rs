@@ -12,7 +12,7 @@ use super::delivery::{DeliveryError, fill};
 use crate::config::{EmailConfig, SmtpTls};
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{Address, Message, SmtpTransport, Transport};
 use std::collections::HashSet;
 use std::os::fd::RawFd;
@@ -194,7 +194,7 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
 /// TLS: `starttls` requires the upgrade (a server that does not offer
 /// STARTTLS gets nothing, not even the envelope), `tls` is TLS from the
 /// first byte, `none` is clear text for a local relay. Certificates are
-/// verified against the system roots plus `ca_file`. AUTH when `username`
+/// verified against the system CA bundle plus `ca_file` (`crate::net`). AUTH when `username`
 /// is set. Time: lettre's per-step timeout is `connect_timeout_ms` (at most
 /// `timeout_ms`), and the whole send ends by `timeout_ms`. The error's
 /// detail never holds the code or the password.
@@ -234,12 +234,14 @@ fn send_inner(
     let tls = match cfg.tls {
         SmtpTls::None => Tls::None,
         mode => {
-            let mut b = TlsParameters::builder(cfg.smtp_host.clone());
-            if let Some(ca) = &cfg.net().ca_file {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| fail(format!("CA file {}: {e}", ca.display())))?;
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| fail(format!("CA file {}: {e}", ca.display())))?;
+            // The fixed trust store of crate::net (system bundle plus
+            // ca_file), never lettre's default, which would read
+            // SSL_CERT_FILE / SSL_CERT_DIR from the caller's environment.
+            let mut b = TlsParameters::builder(cfg.smtp_host.clone())
+                .certificate_store(CertificateStore::None);
+            for der in crate::net::trust_anchors(cfg.net().ca_file.as_deref()).map_err(fail)? {
+                let cert = Certificate::from_der(der.to_vec())
+                    .map_err(|e| fail(format!("CA certificate: {e}")))?;
                 b = b.add_root_certificate(cert);
             }
             let params = b.build().map_err(|e| fail(format!("TLS setup: {e}")))?;

@@ -2,11 +2,22 @@
 //! phone are started, shown with a prompt (OpenSSH only displays text that
 //! comes with a prompt), and polled until approved, denied or timed out.
 //!
-//! `failmode` applies only when Duo is the user's only way in: a user who
-//! also has a TOTP token or backup codes is simply not offered Duo while it
-//! is unreachable, which is safer than `safe` and kinder than `secure`.
+//! What an error means depends on what it is and when it happens:
+//!
+//! - `failmode` applies only to an outage (no answer at all) of `preauth`,
+//!   only when Duo is the user's only way in (a user who also has a TOTP
+//!   token or backup codes is simply not offered Duo while it is down,
+//!   which is safer than `safe` and kinder than `secure`), and `safe` only
+//!   for a caller whose real uid is 0 ([`failmode_safe_allowed`]).
+//! - A certificate or TLS error, or an answer that is not Duo's, is a
+//!   refusal at any point: anyone between us and Duo can cause those.
+//! - Once preauth has answered, Duo is reachable: every later error on
+//!   `auth` or `auth_status` denies, as duo_unix does.
+//! - A code typed at a prompt and sent to Duo as a passcode is counted as
+//!   a failure before Duo is asked (a success clears the count), so a
+//!   failing, slow or killed Duo call never leaves a guess uncounted.
 
-use super::network::{DuoAnswer, DuoDevice, DuoPreauth, DuoStart};
+use super::network::{DuoAnswer, DuoDevice, DuoFailKind, DuoFailure, DuoPreauth, DuoStart};
 use super::{Choice, Run, Verdict, parse_answer};
 use crate::audit::clean;
 use std::time::{Duration, Instant};
@@ -28,14 +39,24 @@ pub(super) struct Ready {
     pub push: Option<DuoDevice>,
     pub phone: Option<DuoDevice>,
     pub sms: Option<DuoDevice>,
-    /// The user has other factors, so Duo's failmode does not apply.
-    has_other: bool,
 }
 
 /// Duo text reaches a terminal: one printable line, bounded.
 fn duo_text(s: &str) -> String {
     crate::audit::printable(s, 200)
 }
+
+/// Whether `failmode = "safe"` may let a caller with this real uid in when
+/// Duo cannot be reached. Only root: sshd and login run as root, while
+/// under sudo or su the real uid is the calling user's, who may stop the
+/// process (`kill -STOP`) until the request times out and so fake an
+/// outage at will. For them `safe` behaves as `secure`.
+pub(super) fn failmode_safe_allowed(real_uid: u32) -> bool {
+    real_uid == 0
+}
+
+/// A wrong code already counted in the store: (failures, locked_until).
+pub(super) type Counted = (u32, i64);
 
 impl Run<'_> {
     pub(super) fn duo_preauth(&mut self, has_other: bool) -> Pre {
@@ -48,7 +69,6 @@ impl Run<'_> {
                     phone: first(|d| d.phone),
                     sms: first(|d| d.sms),
                     username,
-                    has_other,
                 })
             }
             Ok(DuoPreauth::Allow(msg)) => {
@@ -79,18 +99,18 @@ impl Run<'_> {
                 self.conv.error(&format!("Duo: {}", duo_text(&msg)));
                 Pre::Done(Verdict::Denied)
             }
+            // Another factor is still required: Duo is just not offered.
             Err(f) if has_other => {
                 self.audit.err(&format!(
-                    "duo unavailable, offering other factors {}: {}",
+                    "duo unavailable, offering other factors {} ({}): {}",
                     self.who,
+                    kind_reason(f.kind),
                     crate::audit::detail(&f.detail)
                 ));
                 Pre::Skip
             }
-            Err(f) if f.failmode => Pre::Done(self.duo_failmode(&f.detail)),
-            Err(f) => {
-                Pre::Done(self.unavailable(&format!("duo refused the request: {}", f.detail)))
-            }
+            Err(f) if f.kind == DuoFailKind::Outage => Pre::Done(self.duo_failmode(&f.detail)),
+            Err(f) => Pre::Done(self.duo_error(&f, false)),
         }
     }
 
@@ -127,7 +147,7 @@ impl Run<'_> {
             .duo_start(self.cfg, &d.username, how, &device.id, &push_info)
         {
             Ok(t) => t,
-            Err(f) => return self.duo_broken(d, &f.detail, f.failmode),
+            Err(f) => return self.duo_error(&f, true),
         };
         self.audit.info(&format!(
             "duo {factor} started {} device={}",
@@ -152,7 +172,7 @@ impl Run<'_> {
         };
         if !answer.iter().all(u8::is_ascii_whitespace) || how == DuoStart::Sms {
             return match parse_answer(&answer) {
-                Ok(code) => self.duo_passcode(d, &code),
+                Ok(code) => self.duo_passcode(d, &code, None),
                 Err(why) => self.bad_input(why),
             };
         }
@@ -173,25 +193,87 @@ impl Run<'_> {
                     return self.fail(factor, "push-denied");
                 }
                 Ok(DuoAnswer::Waiting) => continue,
-                Err(f) => return self.duo_broken(d, &f.detail, f.failmode),
+                Err(f) => return self.duo_error(&f, true),
             }
         }
     }
 
-    pub(super) fn duo_passcode(&mut self, d: &Ready, code: &str) -> Verdict {
+    /// Checks a passcode with Duo. The code counts as a failure before Duo
+    /// is asked (`counted` when the caller's store transaction already
+    /// did that), so whatever happens to the Duo call the guess is counted
+    /// exactly once; Duo's "allow" then records the success, which clears
+    /// the count.
+    pub(super) fn duo_passcode(
+        &mut self,
+        d: &Ready,
+        code: &str,
+        counted: Option<Counted>,
+    ) -> Verdict {
+        let (failures, locked_until) = match counted {
+            Some(c) => c,
+            None => match self.count_failure() {
+                Ok(c) => c,
+                Err(v) => return v,
+            },
+        };
         match self.net.duo_passcode(self.cfg, &d.username, code) {
             Ok(DuoAnswer::Allow) => self.succeed("duo-passcode", ""),
-            Ok(_) => self.fail("duo-passcode", "wrong-code"),
-            Err(f) => self.duo_broken(d, &f.detail, f.failmode),
+            Ok(_) => self.rejected("duo-passcode", "wrong-code", failures, locked_until),
+            Err(f) => {
+                self.audit.warning(&format!(
+                    "auth failed {} factor=duo-passcode reason=not-verified failures={failures}/{}",
+                    self.who, self.cfg.rate_limit.max_failures
+                ));
+                self.duo_error(&f, true)
+            }
         }
     }
 
-    /// Duo failed after preauth worked.
-    fn duo_broken(&mut self, d: &Ready, detail: &str, failmode: bool) -> Verdict {
-        if failmode && !d.has_other {
-            self.duo_failmode(detail)
-        } else {
-            self.unavailable(&format!("duo: {detail}"))
-        }
+    /// A Duo call failed in a way `failmode` does not cover: a certificate
+    /// or TLS error, a protocol error, any error once preauth has answered
+    /// (`after_preauth`), or Duo's own refusal. Always a denial.
+    pub(super) fn duo_error(&mut self, f: &DuoFailure, after_preauth: bool) -> Verdict {
+        let (reason, msg, verdict) = match f.kind {
+            DuoFailKind::Tls => (
+                "duo-tls-error",
+                "Duo's identity could not be verified (TLS certificate error). Access denied; contact your administrator.",
+                Verdict::Denied,
+            ),
+            DuoFailKind::Protocol => (
+                "duo-protocol-error",
+                "Duo sent an answer that could not be understood. Access denied; contact your administrator.",
+                Verdict::Denied,
+            ),
+            DuoFailKind::Outage if after_preauth => (
+                "duo-error-after-preauth",
+                "Duo stopped answering during the login. Access denied; try again or contact your administrator.",
+                Verdict::Unavailable,
+            ),
+            DuoFailKind::Outage | DuoFailKind::Refused => {
+                let what = if after_preauth {
+                    "duo"
+                } else {
+                    "duo refused the request"
+                };
+                return self.unavailable(&format!("{what}: {}", f.detail));
+            }
+        };
+        self.audit.err(&format!(
+            "auth denied {} factor=duo reason={reason}: {}",
+            self.who,
+            crate::audit::detail(&f.detail)
+        ));
+        self.conv.error(msg);
+        verdict
+    }
+}
+
+/// The kind of a Duo failure, for a log line.
+fn kind_reason(kind: DuoFailKind) -> &'static str {
+    match kind {
+        DuoFailKind::Outage => "duo-unreachable",
+        DuoFailKind::Tls => "duo-tls-error",
+        DuoFailKind::Protocol => "duo-protocol-error",
+        DuoFailKind::Refused => "duo-refused",
     }
 }

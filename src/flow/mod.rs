@@ -87,7 +87,7 @@ pub fn authenticate(
     conv: &mut dyn Conversation,
     audit: &mut Audit,
 ) -> Verdict {
-    let mut net = network::Live::default();
+    let mut net = network::Live::for_rhost(login.rhost);
     authenticate_with(cfg, login, now, conv, audit, &mut net)
 }
 
@@ -524,6 +524,10 @@ impl Run<'_> {
     }
 
     /// A code typed at the first prompt: local factors first, then Duo.
+    /// A code no local factor accepts is counted as a failure in the same
+    /// transaction that checked it, before it goes to Duo as a passcode:
+    /// one guess, counted once, whatever Duo does (a Duo "allow" clears
+    /// the count like any success).
     fn check_code(&mut self, code: &str, duo: Option<&duo::Ready>, offer: &Offer) -> Verdict {
         let duo_may_try =
             duo.is_some() && code.len() >= 6 && code.bytes().all(|b| b.is_ascii_digit());
@@ -535,7 +539,7 @@ impl Run<'_> {
             self.login,
             now,
             code,
-            !duo_may_try,
+            true,
             offer,
         ) {
             Ok(c) => c,
@@ -569,7 +573,9 @@ impl Run<'_> {
                 failures,
                 locked_until,
             } => match duo {
-                Some(d) if duo_may_try => self.duo_passcode(d, code),
+                Some(d) if duo_may_try => {
+                    self.duo_passcode(d, code, Some((failures, locked_until)))
+                }
                 _ => {
                     let guess = factor_guess(&self.state, code);
                     self.rejected(guess, reason, failures, locked_until)
@@ -608,16 +614,22 @@ impl Run<'_> {
 
     /// Counts a failure for a factor verified outside [`verify`].
     fn fail(&mut self, factor: &str, reason: &str) -> Verdict {
+        match self.count_failure() {
+            Ok((failures, locked_until)) => self.rejected(factor, reason, failures, locked_until),
+            Err(v) => v,
+        }
+    }
+
+    /// Records one failure; (failures, locked_until), or the verdict when
+    /// the store cannot record it.
+    fn count_failure(&mut self) -> Result<(u32, i64), Verdict> {
         let now = self.now();
         let res = self.store.write().and_then(|tx| {
             let r = tx.record_failure(self.login.user, now, &self.cfg.rate_limit)?;
             tx.commit()?;
             Ok(r)
         });
-        match res {
-            Ok((failures, locked_until)) => self.rejected(factor, reason, failures, locked_until),
-            Err(e) => self.unavailable(&e.to_string()),
-        }
+        res.map_err(|e| self.unavailable(&e.to_string()))
     }
 
     fn rejected(
@@ -674,9 +686,17 @@ impl Run<'_> {
         unavailable(self.conv, self.audit, &self.who, why)
     }
 
-    /// Duo's `failmode`, applied when Duo was the only way in.
+    /// Duo's `failmode`, applied when preauth got no answer at all and Duo
+    /// was the only way in. `safe` only for a root caller (see
+    /// [`duo::failmode_safe_allowed`]).
     fn duo_failmode(&mut self, detail: &str) -> Verdict {
+        let uid = nix::unistd::getuid().as_raw();
         match self.cfg.duo.failmode {
+            FailMode::Safe if !duo::failmode_safe_allowed(uid) => self.unavailable(&format!(
+                "duo unreachable, failmode safe not applied: the caller's real uid {uid} is not 0 \
+                 (sudo or su: the user could stop the process to fake an outage), so it is \
+                 treated as failmode secure: {detail}"
+            )),
             FailMode::Safe => {
                 self.audit.err(&format!(
                     "auth skipped {} factor=none reason=duo-unreachable-failmode-safe ({})",

@@ -18,13 +18,29 @@ pub struct SendFailure {
     pub detail: String,
 }
 
-/// Duo could not be asked. `failmode` is true when Duo was unreachable,
-/// slow, failing or talking nonsense (the admin's `failmode` applies), and
-/// false when Duo answered with a well-formed refusal (bad keys, bad request).
+/// Why Duo could not be asked; the flow treats each kind differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuoFailKind {
+    /// No answer at all: connection refused or reset, timeout, HTTP 5xx.
+    /// The only kind the admin's `failmode` may apply to (at preauth, for
+    /// a caller whose real uid is 0).
+    Outage,
+    /// A certificate or TLS protocol error: a refusal, never an outage.
+    Tls,
+    /// An answer that is not Duo's (invalid, truncated or wrongly shaped
+    /// JSON): a refusal, never an outage.
+    Protocol,
+    /// Duo's well-formed refusal (bad keys, bad request, rate limit), a
+    /// local setup error or input that cannot be sent.
+    Refused,
+}
+
+/// Duo could not be asked: the kind, and a detail for the log (never a
+/// secret or a passcode).
 #[derive(Debug, Clone)]
 pub struct DuoFailure {
     pub detail: String,
-    pub failmode: bool,
+    pub kind: DuoFailKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,20 +120,41 @@ pub trait Network {
 #[derive(Default)]
 pub struct Live {
     duo: Option<DuoClient>,
+    /// The login's source address, sent to Duo as `ipaddr`.
+    ipaddr: Option<std::net::IpAddr>,
 }
 
 impl Live {
+    /// For one login from `rhost` (PAM_RHOST): Duo is told the source
+    /// address when `rhost` is an IP address (not a host name).
+    pub fn for_rhost(rhost: &str) -> Live {
+        Live {
+            duo: None,
+            ipaddr: rhost.parse().ok(),
+        }
+    }
+
     fn duo(&mut self, cfg: &Config) -> Result<&DuoClient, DuoFailure> {
         if self.duo.is_none() {
-            self.duo = Some(DuoClient::new(&cfg.duo).map_err(failure)?);
+            let client = DuoClient::new(&cfg.duo).map_err(failure)?;
+            self.duo = Some(client.with_ipaddr(self.ipaddr));
         }
         Ok(self.duo.as_ref().expect("just set"))
     }
 }
 
 fn failure(e: DuoError) -> DuoFailure {
+    let kind = match e {
+        DuoError::Unreachable(_) => DuoFailKind::Outage,
+        DuoError::Tls(_) => DuoFailKind::Tls,
+        DuoError::Malformed(_) => DuoFailKind::Protocol,
+        DuoError::Rejected { .. } | DuoError::Setup(_) | DuoError::BadInput(_) => {
+            DuoFailKind::Refused
+        }
+    };
+    debug_assert_eq!(kind == DuoFailKind::Outage, e.failmode_applies());
     DuoFailure {
-        failmode: e.failmode_applies(),
+        kind,
         detail: e.to_string(),
     }
 }

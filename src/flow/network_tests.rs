@@ -29,6 +29,8 @@ struct Fake {
     preauth: Result<DuoPreauth, DuoFailure>,
     statuses: Vec<DuoAnswer>,
     start_fails: Option<DuoFailure>,
+    status_fails: Option<DuoFailure>,
+    passcode_fails: Option<DuoFailure>,
     good_passcode: &'static str,
 }
 
@@ -46,15 +48,21 @@ impl Fake {
             }])),
             statuses: vec![DuoAnswer::Waiting, DuoAnswer::Allow],
             start_fails: None,
+            status_fails: None,
+            passcode_fails: None,
             good_passcode: "7654321",
         }
     }
 }
 
 fn down() -> DuoFailure {
+    failing(DuoFailKind::Outage)
+}
+
+fn failing(kind: DuoFailKind) -> DuoFailure {
     DuoFailure {
-        detail: "connection refused".into(),
-        failmode: true,
+        detail: format!("{kind:?}"),
+        kind,
     }
 }
 
@@ -114,6 +122,9 @@ impl Network for Fake {
             .borrow_mut()
             .duo_calls
             .push(format!("status {txid}"));
+        if let Some(f) = &self.status_fails {
+            return Err(f.clone());
+        }
         if self.statuses.is_empty() {
             std::thread::sleep(Duration::from_millis(300));
             return Ok(DuoAnswer::Waiting);
@@ -130,6 +141,9 @@ impl Network for Fake {
             .borrow_mut()
             .duo_calls
             .push(format!("passcode {username}"));
+        if let Some(f) = &self.passcode_fails {
+            return Err(f.clone());
+        }
         Ok(if passcode == self.good_passcode {
             DuoAnswer::Allow
         } else {
@@ -533,11 +547,22 @@ fn failmode_applies_only_when_duo_is_the_only_way() {
     cfg.duo.failmode = FailMode::Safe;
     assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore, "safe");
     // A refusal (bad keys) is not "unreachable": safe does not let anyone in.
-    net.preauth = Err(DuoFailure {
-        detail: "40103 Invalid signature".into(),
-        failmode: false,
-    });
+    net.preauth = Err(failing(DuoFailKind::Refused));
     assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Unavailable);
+    // Nor a certificate or protocol error: what an attacker in the path
+    // can cause is a refusal, and the user is not told "unreachable".
+    for kind in [DuoFailKind::Tls, DuoFailKind::Protocol] {
+        sh.borrow_mut().messages.clear();
+        net.preauth = Err(failing(kind));
+        assert_eq!(
+            login(&cfg, &mut net, T0, vec![]),
+            Verdict::Denied,
+            "{kind:?}"
+        );
+        let msgs = sh.borrow().messages.join("\n");
+        assert!(!msgs.contains("unreachable"), "{msgs}");
+        assert!(msgs.contains("Access denied"), "{msgs}");
+    }
     // With TOTP too, Duo being down just means Duo is not offered.
     let (_d2, mut cfg2) = setup(true);
     cfg2.duo.failmode = FailMode::Safe;
@@ -549,18 +574,76 @@ fn failmode_applies_only_when_duo_is_the_only_way() {
 }
 
 #[test]
-fn push_start_failure_after_preauth_uses_failmode_for_duo_only_users() {
+fn every_error_after_a_good_preauth_denies_even_with_failmode_safe() {
     let (_d, mut cfg) = duo_only();
     cfg.duo.failmode = FailMode::Safe;
     let sh = shared();
+    for kind in [
+        DuoFailKind::Outage,
+        DuoFailKind::Tls,
+        DuoFailKind::Protocol,
+        DuoFailKind::Refused,
+    ] {
+        let mut net = Fake::new(&sh);
+        net.start_fails = Some(failing(kind));
+        assert_ne!(login(&cfg, &mut net, T0, vec!["push"]), Verdict::Success);
+        let mut net = Fake::new(&sh);
+        net.status_fails = Some(failing(kind));
+        assert_ne!(
+            login(&cfg, &mut net, T0, vec!["push", ""]),
+            Verdict::Success
+        );
+        let mut net = Fake::new(&sh);
+        net.passcode_fails = Some(failing(kind));
+        assert_ne!(login(&cfg, &mut net, T0, vec!["7654321"]), Verdict::Success);
+    }
+}
+
+#[test]
+fn codes_sent_to_a_failing_duo_are_counted_once() {
+    let (_d, mut cfg) = setup(true);
+    // No SMS/e-mail of our own: "3" is Duo's SMS passcodes.
+    cfg.sms.enabled = false;
+    cfg.email.enabled = false;
+    let sh = shared();
     let mut net = Fake::new(&sh);
-    net.start_fails = Some(down());
-    assert_eq!(login(&cfg, &mut net, T0, vec!["push"]), Verdict::Ignore);
-    cfg.duo.failmode = FailMode::Secure;
+    let failures = || {
+        Store::open_existing(&cfg.db, 1000)
+            .unwrap()
+            .user_state("root")
+            .unwrap()
+            .failures
+    };
+    // Typed at the menu (checked as TOTP first), at the push prompt, and
+    // at Duo's SMS prompt: each counts once, whether Duo fails or refuses.
+    let mut n = 0;
+    for fails in [Some(down()), Some(failing(DuoFailKind::Protocol)), None] {
+        net.passcode_fails = fails;
+        for answers in [
+            vec!["123456"],
+            vec!["push", "1234567"],
+            vec!["3", "1234567"],
+        ] {
+            assert_ne!(login(&cfg, &mut net, T0 + n, answers), Verdict::Success);
+            n += 1;
+            assert_eq!(failures(), n as u32);
+        }
+    }
+    // The right Duo passcode clears the count.
+    net.passcode_fails = None;
     assert_eq!(
-        login(&cfg, &mut net, T0, vec!["push"]),
-        Verdict::Unavailable
+        login(&cfg, &mut net, T0 + n, vec!["7654321"]),
+        Verdict::Success
     );
+    assert_eq!(failures(), 0);
+}
+
+#[test]
+fn failmode_safe_only_for_a_root_caller() {
+    assert!(super::duo::failmode_safe_allowed(0));
+    for uid in [1, 1000, 65534, u32::MAX] {
+        assert!(!super::duo::failmode_safe_allowed(uid), "{uid}");
+    }
 }
 
 #[test]

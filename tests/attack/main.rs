@@ -9,4 +9,5 @@
 mod common;
 
 mod daemon;
+mod duo;
 mod inputs;

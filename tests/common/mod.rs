@@ -12,6 +12,7 @@ pub mod fido2;
 pub mod interactive;
 pub mod net;
 pub mod sshd;
+pub mod sudo;
 
 use std::fs;
 use std::io::Write;

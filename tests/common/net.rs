@@ -45,58 +45,106 @@ impl Pki {
                 "-days",
                 "2",
                 "-subj",
-                "/CN=pam-2fa test CA",
+                // Named after its directory: two test CAs never share a
+                // name, so a certificate from the other one is from an
+                // unknown issuer, not a bad signature.
+                &format!(
+                    "/CN=pam-2fa test CA {}",
+                    dir.file_name().unwrap().to_string_lossy()
+                ),
             ],
             dir,
         );
-        openssl(
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
+        let (cert, key) = issue(
             dir,
-        );
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-        )
-        .unwrap();
-        openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-            dir,
+            "server",
+            "/CN=localhost",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            None,
         );
         Pki {
             ca: dir.join("ca.pem"),
-            cert: dir.join("server.pem"),
-            key: dir.join("server.key"),
+            cert,
+            key,
         }
     }
+
+    /// Another server certificate from this CA, for the certificate-error
+    /// tests: `subj` and the `ext` lines as given (no SAN unless `ext`
+    /// names one), and with `at` (a faketime date) the certificate is
+    /// issued as of that date, valid for one day.
+    #[allow(dead_code)] // not every test binary that includes this file uses it
+    pub fn leaf(&self, name: &str, subj: &str, ext: &str, at: Option<&str>) -> (PathBuf, PathBuf) {
+        issue(self.ca.parent().unwrap(), name, subj, ext, at)
+    }
+}
+
+/// `NAME.pem` / `NAME.key` in `dir`, signed by `dir`'s `ca.pem`.
+fn issue(dir: &Path, name: &str, subj: &str, ext: &str, at: Option<&str>) -> (PathBuf, PathBuf) {
+    let (key, csr, cert, cnf) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.cnf"),
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            subj,
+        ],
+        dir,
+    );
+    std::fs::write(
+        dir.join(&cnf),
+        format!("{ext}\nbasicConstraints=CA:FALSE\n"),
+    )
+    .unwrap();
+    let days = if at.is_some() { "1" } else { "2" };
+    let sign = [
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        days,
+        "-extfile",
+        &cnf,
+    ];
+    match at {
+        None => openssl(&sign, dir),
+        Some(date) => {
+            let mut args = vec!["-f", date, "openssl"];
+            args.extend_from_slice(&sign);
+            let out = Command::new("faketime")
+                .args(&args)
+                .current_dir(dir)
+                .output()
+                .expect("faketime");
+            assert!(
+                out.status.success(),
+                "faketime openssl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    (dir.join(cert), dir.join(key))
 }
 
 /// A stand-in process; killed on drop.

@@ -21,11 +21,17 @@ JSON (HTTP 401) when it fails:
     hex is HMAC-SHA512 keyed with the secret key over the canonical request
     (signature v2), recomputed here from the request as received:
 
-        Date \\n METHOD \\n host (Host header, lower-cased) \\n path \\n
+        Date \\n METHOD \\n host \\n path \\n
         params sorted, names and values percent-encoded except A-Za-z0-9-_.~,
         joined k=v&k=v
 
-    with the params taken from the query string (GET) or the form body (POST).
+    with the params taken from the query string (GET) or the form body (POST)
+    and host the Host header without its port, lower-cased: Duo's clients
+    sign `api-xxxxxxxx.duosecurity.com`, and Duo answers 40103 when the
+    signature covers `host:port` instead (strict, like Duo);
+  * an `ipaddr` parameter, when present, must be an IPv4 or IPv6 address
+    (40002 otherwise); with "*require_ipaddr" in the scenario, preauth and
+    auth must carry exactly that address.
 
 Codes: 40101 missing or unreadable credentials, 40102 unknown integration
 key, 40103 bad signature, 40105 missing, garbled or skewed Date; 40002 bad
@@ -41,9 +47,12 @@ half-written file for a moment):
 
   {
     "*mode": "ok",            # every request: ok | hang | 500 | garbage |
-                              #   badjson | 429
+                              #   badjson | truncated | reset | 429
     "*modes": {"/auth/v2/auth": "500"},   # per path, same values
     "*hang_seconds": 30,      # how long "hang" holds the connection
+    "*delays": {"/auth/v2/preauth": 1.0},  # answer this late (seconds),
+                              #   logged on arrival
+    "*require_ipaddr": "192.0.2.7",  # preauth/auth must send this ipaddr
     "*poll_hold": 1.0,        # longest auth_status long-poll hold (s)
     "*unknown_user": "enroll",  # preauth result for users not listed
     "alice": {
@@ -65,8 +74,11 @@ A mode other than "ok" applies in this order: "*mode", then "*modes"[path],
 then the user's "mode". "hang" holds the request for *hang_seconds, "500"
 answers HTTP 500 with an HTML body, "garbage" HTTP 200 with a non-JSON body
 (both without looking at the signature: like a broken proxy in front of
-Duo), "badjson" a well-signed request gets `{"stat": "OK", "response":
-{"unexpected": true}}`, "429" gets Duo's rate-limit FAIL.
+Duo), "truncated" HTTP 200 with the first half of a Duo answer (a cut
+JSON body with a matching Content-Length), "reset" closes the connection
+with a TCP reset instead of answering; "badjson" a well-signed request gets
+`{"stat": "OK", "response": {"unexpected": true}}` (valid JSON of the wrong
+shape), "429" gets Duo's rate-limit FAIL.
 
 Every request is appended to --log as one JSON line, before the answer is
 sent (and before a "hang"):
@@ -86,10 +98,14 @@ import base64
 import binascii
 import hashlib
 import hmac
+import io
+import ipaddress
 import json
 import os
 import re
+import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -109,7 +125,7 @@ DATE_RE = re.compile(
     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
     r"\d{2}:\d{2}:\d{2} [+-]\d{4}$"
 )
-MODES = ("ok", "hang", "500", "garbage", "badjson", "429")
+MODES = ("ok", "hang", "500", "garbage", "badjson", "truncated", "reset", "429")
 
 
 def quote(s):
@@ -123,6 +139,21 @@ def canon_params(params):
 
 def canonical(date, method, host, path, params):
     return "\n".join([date, method.upper(), host.lower(), path, canon_params(params)])
+
+
+def host_without_port(host):
+    """`api.example:8443` -> `api.example`, `[::1]:8443` -> `[::1]`."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.split(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_ip(text):
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def scenario():
@@ -218,6 +249,7 @@ class Handler(BaseHTTPRequestHandler):
             "path": path,
             "query": url.query,
             "host": self.headers.get("Host", ""),
+            "signed_host": host_without_port(self.headers.get("Host", "")).lower(),
             "date": self.headers.get("Date"),
             "params": p,
             "user": user,
@@ -241,11 +273,18 @@ class Handler(BaseHTTPRequestHandler):
             entry.update(status=200, code=None)
             self.record(entry)
             return self.send(200, raw=b"this is not json {", ctype="text/plain")
+        if mode == "reset":
+            entry.update(status=None, code=None)
+            self.record(entry)
+            return self.reset()
 
+        bad_ip = self.check_ipaddr(path, p, sc)
         if too_big:
             status, obj = too_big[0], fail(too_big[1], too_big[2])
         elif not verified:
             status, obj = 401, fail(*why)
+        elif bad_ip:
+            status, obj = 400, fail(40002, "Invalid request parameters", bad_ip)
         elif mode == "badjson":
             status, obj = 200, {"stat": "OK", "response": {"unexpected": True}}
         elif mode == "429":
@@ -254,7 +293,35 @@ class Handler(BaseHTTPRequestHandler):
             status, obj = self.route(path, p, sc, udata)
         entry.update(status=status, code=obj.get("code") if obj.get("stat") == "FAIL" else None)
         self.record(entry)
+        delay = sc.get("*delays", {}).get(path)
+        if delay:
+            time.sleep(float(delay))
+        if mode == "truncated":
+            body = json.dumps(obj).encode()
+            return self.send(status, raw=body[: len(body) // 2])
         self.send(status, obj)
+
+    def check_ipaddr(self, path, p, sc):
+        """Why `ipaddr` is refused (None when it is fine)."""
+        if "ipaddr" in p and not is_ip(p["ipaddr"]):
+            return "ipaddr"
+        want = sc.get("*require_ipaddr")
+        if want and path in ("/auth/v2/preauth", "/auth/v2/auth") and p.get("ipaddr") != want:
+            return "ipaddr"
+        return None
+
+    def reset(self):
+        """Drops the connection with a TCP RST (SO_LINGER 0), no answer."""
+        self.close_connection = True
+        try:
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # Close the raw socket under the TLS layer: no close_notify.
+            os.close(self.request.detach())
+        except OSError:
+            pass
+        # Nothing left to flush or read for BaseHTTPRequestHandler.finish().
+        self.wfile = io.BytesIO()
+        self.rfile = io.BytesIO()
 
     def close_quietly(self):
         self.close_connection = True
@@ -286,7 +353,7 @@ class Handler(BaseHTTPRequestHandler):
             return False, (40101, "Invalid request credentials")
         if not hmac.compare_digest(ikey.encode(), ARGS.ikey.encode()):
             return False, (40102, "Invalid integration key in request credentials")
-        host = self.headers.get("Host", "")
+        host = host_without_port(self.headers.get("Host", ""))
         canon = canonical(date, self.command, host, path, params)
         want = hmac.new(ARGS.skey.encode(), canon.encode(), hashlib.sha512).hexdigest()
         if not hmac.compare_digest(want.encode(), sig.encode()):
