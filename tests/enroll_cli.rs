@@ -363,12 +363,15 @@ fn digits_algorithm_and_period_options() {
 
 /// `backup --output FILE`: a new 0600 file owned by the user holding the
 /// same codes as the screen; never overwrites; a refused write changes
-/// nothing in the store.
+/// nothing in the store. Root writes it with the user's rights, so it goes
+/// where the user can write (their home here).
 #[test]
 fn backup_output_file() {
     let user = system_user("p2fa-frank", "frank-pw-1");
     let env = Env::new();
-    let file = env.root().join("frank-codes.txt");
+    let home = nix::unistd::User::from_name(&user).unwrap().unwrap().dir;
+    let file = home.join("p2fa-frank-codes.txt");
+    let _ = fs::remove_file(&file);
     let out = env.enroll_ok(
         &[
             "backup",
@@ -416,6 +419,7 @@ fn backup_output_file() {
     );
     let a = env.attempt("p2fa", &user, &format!("{}\n", shown[5]), None);
     assert!(a.ok, "{}", a.output);
+    fs::remove_file(&file).unwrap();
 }
 
 /// `status --json` has the documented fields; no output of `status` ever

@@ -5,7 +5,8 @@ mod common;
 
 use common::sudo::*;
 use common::*;
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 /// Password and current TOTP code: the command runs as root. Right
 /// password, wrong code: refused, nothing runs, the failure is counted and
@@ -166,4 +167,141 @@ fn sudo_backup_code_once() {
     run.assert_ran_as_root();
     assert_eq!(unused(), "1");
     assert_eq!(env.sql("SELECT failures FROM users"), "0");
+}
+
+/// sudo authenticates with PAM_SILENT unless `Defaults !pam_silent`, and
+/// the module honours it: the user sees none of its messages. So the log
+/// line must explain every silent refusal: the wrong code that locks the
+/// account says so, a locked account says "locked"; with `!pam_silent`
+/// the user is told too.
+#[test]
+fn sudo_lockout_is_logged_and_shown_only_without_pam_silent() {
+    let env = Env::with_config("[rate_limit]\nmax_failures = 2\nlockout_seconds = 600\n");
+    let sudo = Sudo::new(&env, "silent");
+    env.enroll_totp(&sudo.user);
+    let wrong = wrong_totp(SECRET, now());
+    let run = sudo.run(&format!("{PASSWORD}\n{wrong}\n"));
+    run.assert_refused();
+    assert!(
+        run.log.contains(&format!(
+            "{}factor=totp reason=wrong-code failures=1/2",
+            sudo.log_prefix("failed")
+        )),
+        "{run:?}"
+    );
+    // The failure that locks the account: logged as locking it.
+    let run = sudo.run(&format!("{PASSWORD}\n{wrong}\n"));
+    run.assert_refused();
+    assert!(
+        run.log.contains(&format!(
+            "{}factor=totp reason=wrong-code failures=2/2 locked=600s",
+            sudo.log_prefix("failed")
+        )),
+        "the lockout is not in the log: {run:?}"
+    );
+    assert!(!run.stderr.contains("Too many"), "PAM_SILENT: {run:?}");
+
+    // Locked: even the right code is refused, silently, and the log says
+    // why.
+    fresh_step(10);
+    let code = totp(SECRET, None);
+    let run = sudo.run(&format!("{PASSWORD}\n{code}\n"));
+    run.assert_refused();
+    assert!(
+        !run.stderr.contains("Verification code"),
+        "asked while locked: {run:?}"
+    );
+    assert!(!run.stderr.contains("Too many"), "PAM_SILENT: {run:?}");
+    assert!(
+        run.log.contains(&format!(
+            "{}reason=locked failures=2 remaining=",
+            sudo.log_prefix("denied")
+        )),
+        "{run:?}"
+    );
+
+    // A site that wants the reasons shown: `Defaults !pam_silent`, which
+    // sudo has since 1.9.16.
+    match sudo.try_write_sudoers(", !pam_silent") {
+        Ok(()) => {
+            let run = sudo.run(&format!("{PASSWORD}\n{code}\n"));
+            run.assert_refused();
+            assert!(
+                run.stderr
+                    .contains("Too many failed attempts. Try again in 10 minutes."),
+                "{run:?}"
+            );
+            assert!(run.log.contains("reason=locked"), "{run:?}");
+        }
+        Err(e) => {
+            // An older sudo (Debian 12 has 1.9.13) always passes
+            // PAM_SILENT and has no such option, as the README says.
+            let v = Command::new("sudo").arg("-V").output().unwrap();
+            let v = String::from_utf8_lossy(&v.stdout).into_owned();
+            let version: Vec<u32> = v
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("Sudo version "))
+                .unwrap_or_else(|| panic!("{v}"))
+                .split(|c: char| !c.is_ascii_digit())
+                .take(3)
+                .map(|n| n.parse().unwrap())
+                .collect();
+            assert!(
+                version < vec![1, 9, 16],
+                "sudo {version:?} refused !pam_silent: {e}"
+            );
+            assert!(e.contains("unknown defaults entry"), "{e}");
+            // The same PAM stack called without PAM_SILENT (pamtester, real
+            // libpam, /etc/pam.d): the locked user is told.
+            let mut child = Command::new("pamtester")
+                .args([&sudo.service, &sudo.user, "authenticate"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{PASSWORD}\n{code}\n").as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!out.status.success(), "{text}");
+            assert!(
+                text.contains("Too many failed attempts. Try again in 10 minutes."),
+                "{text}"
+            );
+            assert!(env.logs().join("\n").contains("reason=locked"));
+        }
+    }
+}
+
+/// A refusal with nothing shown must still be explained in the log: an
+/// unenrolled user offered inline enrollment under sudo, whose answer
+/// never comes (stdin ends after the password).
+#[test]
+fn sudo_abandoned_inline_enrollment_is_logged() {
+    let env = Env::with_config("unenrolled = \"allow\"\n[policy]\ninline_enrollment = true\n");
+    let sudo = Sudo::new(&env, "inline");
+    env.enroll_ok(&["init"], "");
+    let run = sudo.run(&format!("{PASSWORD}\n"));
+    run.assert_refused();
+    assert!(
+        run.stderr.contains("Set up two-factor authentication now?"),
+        "{run:?}"
+    );
+    assert!(
+        run.log.contains(&format!(
+            "{}reason=conversation-failed",
+            sudo.log_prefix("denied")
+        )),
+        "no reason logged: {run:?}"
+    );
 }

@@ -312,6 +312,85 @@ impl DuoConfig {
     }
 }
 
+/// True for a loopback address written literally (127.0.0.0/8, `::1`,
+/// also in brackets) and for the name `localhost`. Other names are not
+/// resolved: a name that resolves to 127.0.0.1 today (through DNS, which
+/// an attacker on the path may answer) is not proof that the traffic
+/// stays on this machine.
+fn is_loopback_host(host: &str) -> bool {
+    let h = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why a gateway URL would carry credentials or a code in clear: `http://`
+/// to a host that is not a loopback address. `None` for `https://` and for
+/// `http://` to this machine (a local relay). A URL that does not parse is
+/// left to the shape check.
+fn plain_http_refusal(key: &str, url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    if u.scheme() != "http" {
+        return None;
+    }
+    // The parsed host: IPv4 in canonical form (so `127.1` is 127.0.0.1),
+    // IPv6 in brackets, names lower-cased.
+    let host = u.host_str().unwrap_or("");
+    (!is_loopback_host(host)).then(|| {
+        format!(
+            "{key} is a plain http:// URL to {:?}: the credentials and the code would cross \
+             the network in clear; use https:// (http:// is allowed only to a loopback \
+             address: 127.0.0.1, ::1 or localhost)",
+            crate::audit::printable(host, 100)
+        )
+    })
+}
+
+impl SmsConfig {
+    /// Why the selected gateway's URL is refused (see
+    /// [`plain_http_refusal`]); checked when the config is validated and
+    /// again before every send.
+    pub fn plain_http_refusal(&self) -> Option<String> {
+        match self.gateway {
+            SmsGateway::Twilio => plain_http_refusal("sms.twilio.base_url", &self.twilio.base_url),
+            SmsGateway::Webhook => plain_http_refusal("sms.webhook.url", &self.webhook.url),
+        }
+    }
+}
+
+impl EmailConfig {
+    /// Why this config would put something in clear on the network:
+    /// `tls = "none"` to a relay that is not on this machine (the code,
+    /// the whole message), or SMTP AUTH without TLS (the password), even to
+    /// a local relay. Checked when the config is validated and again
+    /// before every send.
+    pub fn clear_text_refusal(&self) -> Option<String> {
+        if self.tls != SmtpTls::None {
+            return None;
+        }
+        if !is_loopback_host(&self.smtp_host) {
+            return Some(format!(
+                "email.tls = \"none\" sends the code in clear, so it is allowed only to a relay \
+                 on a loopback address (127.0.0.1, ::1 or localhost), not to {:?}; use tls = \
+                 \"starttls\" or \"tls\"",
+                crate::audit::printable(&self.smtp_host, 100)
+            ));
+        }
+        if !self.username.is_empty() {
+            return Some(
+                "email.username is set with email.tls = \"none\": SMTP AUTH would send the \
+                 password in clear; use tls = \"starttls\" or \"tls\", or leave username \
+                 empty for a local relay that needs no login"
+                    .into(),
+            );
+        }
+        None
+    }
+}
+
 /// Largest secret file read (a token or password is one short line).
 const SECRET_FILE_MAX: u64 = 64 * 1024;
 
@@ -416,6 +495,9 @@ impl super::Config {
                             "sms.twilio.base_url must be an http(s) URL".into(),
                         ));
                     }
+                    if let Some(why) = self.sms.plain_http_refusal() {
+                        return Err(ConfigError(why));
+                    }
                     required("sms.twilio.account_sid", &t.account_sid)?;
                     required("sms.twilio.from", &t.from)?;
                     if t.auth_token.is_empty() {
@@ -429,6 +511,9 @@ impl super::Config {
                     let w = &self.sms.webhook;
                     if !is_http_url(&w.url) {
                         return Err(ConfigError("sms.webhook.url must be an http(s) URL".into()));
+                    }
+                    if let Some(why) = self.sms.plain_http_refusal() {
+                        return Err(ConfigError(why));
                     }
                     if !matches!(w.method.as_str(), "POST" | "PUT") {
                         return Err(ConfigError("sms.webhook.method must be POST or PUT".into()));
@@ -444,6 +529,9 @@ impl super::Config {
         if self.email.enabled {
             required("email.smtp_host", &self.email.smtp_host)?;
             required("email.from", &self.email.from)?;
+            if let Some(why) = self.email.clear_text_refusal() {
+                return Err(ConfigError(why));
+            }
             if !self.email.username.is_empty() && self.email.password.is_empty() {
                 required("email.password or password_file", &self.email.password_file)?;
             }
@@ -473,5 +561,86 @@ impl super::Config {
         !self.sms.twilio.auth_token.is_empty()
             || !self.email.password.is_empty()
             || !self.duo.skey.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_means_literal_loopback_or_localhost() {
+        for h in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LocalHost",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "",
+            "192.0.2.1",
+            "::ffff:127.0.0.1x",
+            "[2001:db8::1]",
+            "localhost.",
+            "localhost.example.com",
+            "127.0.0.1.nip.io",
+            "mail.example.com",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "https://api.twilio.com",
+            "https://192.0.2.1/send",
+            "http://127.0.0.1:8080/hook",
+            "http://127.1/hook",
+            "http://[::1]:99/",
+            "http://localhost/x",
+            "http://LOCALHOST:1",
+        ] {
+            assert_eq!(plain_http_refusal("k", ok), None, "{ok}");
+        }
+        for bad in [
+            "http://sms.example.com/send",
+            "http://192.0.2.1:8080",
+            "http://[2001:db8::1]/",
+            "http://127.0.0.1.nip.io/",
+            "HTTP://gw.example.com/",
+            "http://user:pw@gw.example.com/",
+        ] {
+            let why = plain_http_refusal("sms.webhook.url", bad).expect(bad);
+            assert!(
+                why.starts_with("sms.webhook.url is a plain http:// URL"),
+                "{why}"
+            );
+            assert!(!why.contains("pw@"), "{why}");
+        }
+    }
+
+    #[test]
+    fn smtp_in_clear_only_to_a_local_relay_without_auth() {
+        let mut e = EmailConfig {
+            tls: SmtpTls::None,
+            smtp_host: "mail.example.com".into(),
+            ..EmailConfig::default()
+        };
+        let why = e.clear_text_refusal().unwrap();
+        assert!(why.contains("email.tls = \"none\""), "{why}");
+        e.smtp_host = "127.0.0.1".into();
+        assert_eq!(e.clear_text_refusal(), None);
+        e.username = "mailer".into();
+        let why = e.clear_text_refusal().unwrap();
+        assert!(why.contains("email.username"), "{why}");
+        e.tls = SmtpTls::Starttls;
+        e.smtp_host = "mail.example.com".into();
+        assert_eq!(e.clear_text_refusal(), None);
     }
 }

@@ -6,7 +6,7 @@ use crate::factor::backup;
 use clap::Args;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 #[derive(Args, Debug)]
@@ -17,7 +17,8 @@ pub struct BackupArgs {
     /// How many codes [default: from config, normally 15].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub count: Option<u32>,
-    /// Also write the codes to this new file (mode 0600, owned by the user).
+    /// Also write the codes to this new file (mode 0600), created with the
+    /// user's own rights: it must be somewhere the user can write.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -52,7 +53,7 @@ pub fn run(ctx: &mut Ctx, a: BackupArgs) -> CliResult {
         .and_then(|_| tx.commit());
     if let Err(e) = result {
         if let Some(path) = &a.output {
-            let _ = std::fs::remove_file(path);
+            let _ = as_user(&user, || std::fs::remove_file(path));
         }
         return Err(e.into());
     }
@@ -70,24 +71,78 @@ pub fn run(ctx: &mut Ctx, a: BackupArgs) -> CliResult {
     Ok(())
 }
 
-pub(super) fn write_file(path: &PathBuf, text: &str, user: &str) -> CliResult {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            CliError(format!(
-                "cannot create {} ({e}); it must not exist yet",
-                path.display()
-            ))
-        })?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    // The file is for the user: hand it to them when root writes it.
-    if let Ok(Some(u)) = nix::unistd::User::from_name(user) {
-        nix::unistd::fchown(&f, Some(u.uid), Some(u.gid))
-            .map_err(|e| CliError(format!("chown {}: {e}", path.display())))?;
+/// Writes the codes to a new file (mode 0600) for `user`.
+///
+/// Root acting for another user creates it with that user's rights (see
+/// [`as_user`]): the path is in the user's hands (usually their home, where
+/// they can swap any directory for a symlink to /etc), so the file lands
+/// only where the user could have created it, and is theirs. Never an
+/// existing file (`O_EXCL`), never through a final symlink (`O_NOFOLLOW`).
+pub(super) fn write_file(path: &Path, text: &str, user: &str) -> CliResult {
+    as_user(user, || -> CliResult {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                CliError(format!(
+                    "cannot create {} as {user} ({e}); it must not exist yet, and {user} must be able to create it",
+                    path.display()
+                ))
+            })?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        Ok(())
+    })?
+}
+
+/// Runs `f` with the effective uid, gid and supplementary groups of `user`
+/// when root acts for another user; otherwise (a user for themselves, root
+/// for root) as is. Root's identity is restored before returning. Safe in
+/// `2fa-enroll`, which is single-threaded and not setuid: while the
+/// effective uid is the user's, the kernel makes the process non-dumpable
+/// and its real and saved uids stay 0, so the user can neither trace nor
+/// signal it.
+pub(super) fn as_user<T>(user: &str, f: impl FnOnce() -> T) -> Result<T, CliError> {
+    use nix::unistd::{
+        Uid, User, getegid, geteuid, getgrouplist, getgroups, setegid, seteuid, setgroups,
+    };
+    if !geteuid().is_root() {
+        return Ok(f());
     }
-    Ok(())
+    let pw = User::from_name(user)
+        .map_err(|e| CliError(format!("cannot look up {user}: {e}")))?
+        .ok_or_else(|| CliError(format!("no such user: {user}")))?;
+    if pw.uid.is_root() {
+        return Ok(f());
+    }
+    let fail = |what: &str, e: nix::Error| CliError(format!("cannot act as {user} ({what}: {e})"));
+    let name = std::ffi::CString::new(user).map_err(|_| CliError("bad user name".into()))?;
+    let groups = getgrouplist(&name, pw.gid).map_err(|e| fail("groups", e))?;
+    let (root_gid, root_groups) = (getegid(), getgroups().map_err(|e| fail("groups", e))?);
+    let restore = |stage: u8| {
+        // From a uid-0 real and saved uid these cannot fail; if they did,
+        // carrying on with another identity would be wrong: stop.
+        let ok = (stage < 3 || seteuid(Uid::from_raw(0)).is_ok())
+            && (stage < 2 || setegid(root_gid).is_ok())
+            && (stage < 1 || setgroups(&root_groups).is_ok());
+        if !ok {
+            eprintln!("2fa-enroll: cannot get root's identity back; stopping");
+            std::process::exit(70);
+        }
+    };
+    setgroups(&groups).map_err(|e| fail("setgroups", e))?;
+    if let Err(e) = setegid(pw.gid) {
+        restore(1);
+        return Err(fail("setegid", e));
+    }
+    if let Err(e) = seteuid(pw.uid) {
+        restore(2);
+        return Err(fail("seteuid", e));
+    }
+    let out = f();
+    restore(3);
+    Ok(out)
 }

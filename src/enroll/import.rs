@@ -8,6 +8,7 @@
 use super::output::now;
 use super::{CliError, CliResult, Ctx};
 use crate::audit::clean;
+use crate::crypto::{self, HostKey};
 use crate::import::u2f::U2fUser;
 use crate::import::{self, Imported, LineError, OtpImport, Parsed};
 use crate::store::{LocalKey, OtpKind, OtpRecord, Store, Tx, UserState};
@@ -90,7 +91,7 @@ pub fn run(ctx: &mut Ctx, a: ImportArgs) -> CliResult {
             };
             let (bytes, meta) = read(&path)?;
             let parsed = match import::text(&bytes) {
-                Ok(t) => import::google::parse(t, &user),
+                Ok(t) => import::google::parse(t, &user, now()),
                 Err(e) => failed(e),
             };
             let mut file_notes = private_notes(&meta);
@@ -247,28 +248,97 @@ fn token(o: &OtpImport) -> String {
     }
 }
 
+/// What this store has seen used of the codes a user's import brings:
+/// carried into the import, so that running it again (or importing a file
+/// older than the logins made here) never makes a used code valid again.
+#[derive(Debug, Default)]
+struct Spent {
+    /// The imported token is the one the user has now: the same secret,
+    /// kind, algorithm, digits and period, so the same codes.
+    same_token: bool,
+    /// TOTP: the last step used here, when the same token (kept if later
+    /// than what the file says).
+    last_step: Option<i64>,
+    /// HOTP: the next counter here, when the same token (kept if higher).
+    counter: Option<i64>,
+    /// Scratch codes of the file that are backup codes used here: left out.
+    used_scratch: Vec<usize>,
+    /// The current token could not be compared (no host key to open it).
+    unknown: bool,
+}
+
+impl Spent {
+    /// Compares the import with the user's store state. `used` are the
+    /// hashes of the user's used backup codes; `key` opens the current
+    /// token and hashes scratch codes (None: no key yet, nothing stored).
+    fn of(u: &Imported, state: &UserState, used: &[Vec<u8>], key: Option<&HostKey>) -> Spent {
+        let mut spent = Spent::default();
+        let Some(key) = key else {
+            spent.unknown = state.otp.is_some() || !used.is_empty();
+            return spent;
+        };
+        for (i, code) in u.backup.iter().enumerate() {
+            let h = key.code_hash(&u.user, code);
+            if used.iter().any(|s| crypto::ct_eq(s, &h)) {
+                spent.used_scratch.push(i);
+            }
+        }
+        if let (Some(new), Some(old)) = (&u.otp, &state.otp) {
+            let same_params = new.kind == old.kind
+                && new.algorithm == old.algorithm
+                && new.digits == old.digits
+                && (new.kind == OtpKind::Hotp || new.period == old.period);
+            match key.open(&old.sealed, &crate::factor::totp::seal_aad(&u.user)) {
+                Ok(secret) if same_params && crypto::ct_eq(&secret, &new.secret) => {
+                    spent.same_token = true;
+                    spent.last_step = old.last_step;
+                    spent.counter = (old.kind == OtpKind::Hotp).then_some(old.counter);
+                }
+                Ok(_) => {}
+                Err(_) => spent.unknown = true,
+            }
+        }
+        spent
+    }
+
+    /// The scratch codes to store: the file's, less those used here.
+    fn backup<'a>(&self, u: &'a Imported) -> Vec<&'a str> {
+        u.backup
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.used_scratch.contains(i))
+            .map(|(_, c)| c.as_str())
+            .collect()
+    }
+}
+
 /// What importing `u` does, given what the user has now.
-fn describe(u: &Imported, now_state: &UserState) -> (String, Vec<String>) {
+fn describe(u: &Imported, now_state: &UserState, spent: &Spent) -> (String, Vec<String>) {
     let mut what = Vec::new();
     if let Some(o) = &u.otp {
         what.push(token(o));
     }
-    if !u.backup.is_empty() {
+    let scratch = spent.backup(u).len();
+    if scratch > 0 {
         what.push(format!(
             "{} as backup codes",
-            plural(u.backup.len(), "scratch code", "scratch codes")
+            plural(scratch, "scratch code", "scratch codes")
         ));
     }
     let mut replaces = Vec::new();
     if u.otp.is_some()
         && let Some(old) = &now_state.otp
     {
-        replaces.push(format!(
-            "the current {} token",
-            old.kind.as_str().to_uppercase()
-        ));
+        replaces.push(if spent.same_token {
+            format!(
+                "the current {} token (the same secret)",
+                old.kind.as_str().to_uppercase()
+            )
+        } else {
+            format!("the current {} token", old.kind.as_str().to_uppercase())
+        });
     }
-    if !u.backup.is_empty() && !now_state.unused_backup.is_empty() {
+    if scratch > 0 && !now_state.unused_backup.is_empty() {
         replaces.push(format!(
             "the {}",
             plural(
@@ -278,9 +348,31 @@ fn describe(u: &Imported, now_state: &UserState) -> (String, Vec<String>) {
             )
         ));
     }
-    let mut text = what.join(" and ");
+    let mut text = if what.is_empty() {
+        "nothing new".to_string()
+    } else {
+        what.join(" and ")
+    };
     if !replaces.is_empty() {
         text.push_str(&format!("; replaces {}", replaces.join(" and ")));
+    }
+    if spent.same_token {
+        match (spent.last_step, spent.counter) {
+            (Some(step), _) => text.push_str(&format!(
+                "; codes used here stay used (time steps up to {step} are spent)"
+            )),
+            (None, Some(c)) => text.push_str(&format!(
+                "; codes used here stay used (the counter stays at {} or more)",
+                c
+            )),
+            _ => {}
+        }
+    }
+    if !spent.used_scratch.is_empty() {
+        text.push_str(&format!(
+            "; leaves out {} used here already",
+            plural(spent.used_scratch.len(), "scratch code", "scratch codes")
+        ));
     }
     (text, replaces)
 }
@@ -357,13 +449,25 @@ fn import_otp(
         } else {
             None
         };
+        // The host key, to compare with what is stored: read only, never
+        // created by a dry run.
+        let key = store
+            .as_ref()
+            .and_then(|_| HostKey::load(&ctx.cfg.key_file).ok());
         for u in &todo {
-            let state = match store.as_mut() {
-                Some(s) => s.user_state(&u.user)?,
-                None => UserState::default(),
+            let (state, used) = match store.as_mut() {
+                Some(s) => (s.user_state(&u.user)?, s.used_backup_hashes(&u.user)?),
+                None => (UserState::default(), Vec::new()),
             };
-            let (text, _) = describe(u, &state);
+            let spent = Spent::of(u, &state, &used, key.as_ref());
+            let (text, _) = describe(u, &state, &spent);
             println!("{}: would import {text}", u.user);
+            if spent.unknown {
+                println!(
+                    "  note: cannot read the host key {}, so the current token and used backup codes are not compared: --apply will compare them",
+                    ctx.cfg.key_file.display()
+                );
+            }
             print_notes(ctx, u);
         }
         if !errors.is_empty() {
@@ -391,38 +495,48 @@ fn import_otp(
     let mut done = Vec::new();
     for u in &todo {
         let state = tx.user_state(&u.user)?;
-        let (text, replaces) = describe(u, &state);
+        let used = tx.used_backup_hashes(&u.user)?;
+        let spent = Spent::of(u, &state, &used, Some(&key));
+        if spent.unknown {
+            return Err(CliError(format!(
+                "{}: the current token cannot be opened with the host key {}, so the import cannot tell which of its codes were used here; nothing was imported",
+                u.user,
+                ctx.cfg.key_file.display()
+            )));
+        }
+        let (text, replaces) = describe(u, &state, &spent);
         if let Some(o) = &u.otp {
+            let counter = i64::try_from(o.counter)
+                .map_err(|_| CliError(format!("{}: counter too large", u.user)))?;
             let rec = OtpRecord {
                 kind: o.kind,
                 sealed: key.seal(&o.secret, &crate::factor::totp::seal_aad(&u.user))?,
                 algorithm: o.algorithm,
                 digits: o.digits,
                 period: o.period,
-                last_step: import::spent_step(o, t, window),
-                counter: i64::try_from(o.counter)
-                    .map_err(|_| CliError(format!("{}: counter too large", u.user)))?,
+                // Never earlier, or lower, than what was used here.
+                last_step: import::spent_step(o, t, window).max(spent.last_step),
+                counter: counter.max(spent.counter.unwrap_or(0)),
                 created_at: t,
             };
             tx.put_otp(&u.user, &rec, t)?;
         }
-        if !u.backup.is_empty() {
-            let hashes: Vec<[u8; 32]> =
-                u.backup.iter().map(|c| key.code_hash(&u.user, c)).collect();
-            tx.replace_backup_codes(&u.user, &hashes, t)?;
+        let scratch = spent.backup(u);
+        if !scratch.is_empty() {
+            let hashes: Vec<[u8; 32]> = scratch.iter().map(|c| key.code_hash(&u.user, c)).collect();
+            tx.replace_unused_backup_codes(&u.user, &hashes, t)?;
         }
-        done.push((text, !replaces.is_empty()));
+        done.push((text, !replaces.is_empty(), scratch.len()));
     }
     tx.commit()?;
-    for (u, (text, replaced)) in todo.iter().zip(&done) {
+    for (u, (text, replaced, scratch)) in todo.iter().zip(&done) {
         println!("{}: imported {text}", u.user);
         print_notes(ctx, u);
         ctx.audit.notice(&format!(
-            "imported user={} from={source} file={} otp={} backup_codes={} replaced={replaced} by={}",
+            "imported user={} from={source} file={} otp={} backup_codes={scratch} replaced={replaced} by={}",
             u.user,
             clean(&path.display().to_string()),
             u.otp.as_ref().map_or("none", |o| o.kind.as_str()),
-            u.backup.len(),
             ctx.invoker
         ));
     }

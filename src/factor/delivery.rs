@@ -2,11 +2,17 @@
 
 use std::fmt;
 
+/// Longest detail shown (in characters).
+const SHOWN: usize = 300;
+
 /// A message that could not be sent. `detail` is for the admin's log and
 /// never contains the code or a credential; the user sees a fixed text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryError {
     channel: &'static str,
+    /// Sanitised but kept long (a gateway's answer is at most a few KiB
+    /// here), so [`DeliveryError::redact`] sees a secret whole even where
+    /// the shown part ends in the middle of it.
     detail: String,
 }
 
@@ -15,12 +21,16 @@ impl DeliveryError {
         let detail: String = detail.into();
         DeliveryError {
             channel,
-            detail: crate::audit::printable(&detail, 300),
+            detail: crate::audit::printable(&detail, 4 * 1024),
         }
     }
 
+    /// The first 300 characters of the (redacted) detail.
     pub fn detail(&self) -> &str {
-        &self.detail
+        match self.detail.char_indices().nth(SHOWN) {
+            Some((end, _)) => &self.detail[..end],
+            None => &self.detail,
+        }
     }
 
     /// Replaces every occurrence of the given secrets (the code, a token,
@@ -46,7 +56,7 @@ impl DeliveryError {
 
 impl fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} delivery failed: {}", self.channel, self.detail)
+        write!(f, "{} delivery failed: {}", self.channel, self.detail())
     }
 }
 
@@ -132,5 +142,10 @@ mod tests {
         assert!(e.to_string().starts_with("SMS delivery failed: "));
         let long = DeliveryError::new("e-mail", "x".repeat(1000));
         assert_eq!(long.detail().len(), 300);
+        // A secret across the 300-character mark is still masked whole.
+        let e = DeliveryError::new("SMS", format!("{}tok-secret-123 z", "y".repeat(295)))
+            .redact(&["tok-secret-123"]);
+        assert_eq!(e.detail(), format!("{}*** z", "y".repeat(295)));
+        assert!(!e.to_string().contains("tok-"), "{e}");
     }
 }

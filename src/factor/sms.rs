@@ -4,6 +4,7 @@
 use super::delivery::{DeliveryError, fill, fill_with, json_escape};
 use crate::config::{SmsConfig, SmsGateway};
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 /// `+1 (555) 123-4567` -> `+15551234567`. The country code is required:
 /// a number without one would reach someone else's phone abroad.
@@ -74,10 +75,12 @@ pub fn mask_phone(e164: &str) -> String {
 /// auth, form fields `To`, `From` (or `MessagingServiceSid` when `from`
 /// starts with `MG`) and `Body`; success is a 2xx answer with a message
 /// `sid`. Webhook: the configured method, URL, headers and body template;
-/// success is any 2xx. The client is built for this call and dropped before
+/// success is any 2xx. A plain `http://` URL to a host that is not a
+/// loopback address is refused before anything is sent (as config
+/// validation does). The client is built for this call and dropped before
 /// it returns (no thread outlives it). The error's detail never holds the
-/// code or a credential, nor the request URL (a webhook URL may carry an
-/// API key).
+/// code or a credential (see [`secrets`]), nor the request URL (a webhook
+/// URL may carry an API key).
 pub fn send(
     cfg: &SmsConfig,
     issuer: &str,
@@ -85,23 +88,71 @@ pub fn send(
     phone: &str,
     code: &str,
 ) -> Result<(), DeliveryError> {
+    if let Some(why) = cfg.plain_http_refusal() {
+        return Err(DeliveryError::new("SMS", why));
+    }
     let message = fill(
         &cfg.message,
         &[("code", code), ("user", user), ("issuer", issuer)],
     );
+    let token = match cfg.gateway {
+        SmsGateway::Twilio => {
+            let t = &cfg.twilio;
+            Zeroizing::new(
+                crate::config::secret(&t.auth_token, &t.auth_token_file, "sms.twilio.auth_token")
+                    .map_err(|e| DeliveryError::new("SMS", e.0))?,
+            )
+        }
+        SmsGateway::Webhook => Zeroizing::new(String::new()),
+    };
+    let hide = secrets(cfg, &token, code);
     let http = crate::net::http_client(&cfg.net()).map_err(|e| DeliveryError::new("SMS", e))?;
     let result = match cfg.gateway {
-        SmsGateway::Twilio => twilio(cfg, &http, phone, &message),
+        SmsGateway::Twilio => twilio(cfg, &http, &token, phone, &message),
         SmsGateway::Webhook => webhook(cfg, &http, phone, user, code, &message),
     };
     drop(http);
-    result.map_err(|e| {
-        e.redact(&[
-            code,
-            cfg.twilio.auth_token.as_str(),
-            cfg.twilio.account_sid.as_str(),
-        ])
-    })
+    result.map_err(|e| e.redact(&hide.iter().map(|s| s.as_str()).collect::<Vec<_>>()))
+}
+
+/// Everything configured or sent that must never reach a log line, however
+/// it was loaded (inline or from a `*_file`): the code, the Twilio account
+/// SID and token, the Basic credentials as they travel (base64 of
+/// `SID:token`, which a gateway may echo as it got it), every webhook
+/// header value (and the credential after an `Authorization` scheme word),
+/// and the webhook URL's password and query values (API keys).
+fn secrets(cfg: &SmsConfig, token: &str, code: &str) -> Vec<Zeroizing<String>> {
+    use base64::Engine;
+    let t = &cfg.twilio;
+    let mut out: Vec<Zeroizing<String>> = vec![
+        Zeroizing::new(code.to_string()),
+        Zeroizing::new(token.to_string()),
+        Zeroizing::new(t.account_sid.clone()),
+    ];
+    if !token.is_empty() {
+        out.push(Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", t.account_sid)),
+        ));
+    }
+    if cfg.gateway == SmsGateway::Webhook {
+        for v in cfg.webhook.headers.values() {
+            out.push(Zeroizing::new(v.clone()));
+            if let Some((_scheme, cred)) = v.trim().split_once(' ') {
+                out.push(Zeroizing::new(cred.trim().to_string()));
+            }
+        }
+        if let Ok(u) = reqwest::Url::parse(&cfg.webhook.url) {
+            if let Some(p) = u.password() {
+                out.push(Zeroizing::new(p.to_string()));
+            }
+            for (_, v) in u.query_pairs() {
+                out.push(Zeroizing::new(v.into_owned()));
+            }
+        }
+    }
+    // Longest first, so a secret that contains another is masked whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
 }
 
 /// A failed request, described without its URL.
@@ -128,12 +179,11 @@ fn request_error(e: reqwest::Error, url: &str) -> DeliveryError {
 fn twilio(
     cfg: &SmsConfig,
     http: &reqwest::blocking::Client,
+    token: &str,
     phone: &str,
     message: &str,
 ) -> Result<(), DeliveryError> {
     let t = &cfg.twilio;
-    let token = crate::config::secret(&t.auth_token, &t.auth_token_file, "sms.twilio.auth_token")
-        .map_err(|e| DeliveryError::new("SMS", e.0))?;
     let url = format!(
         "{}/2010-04-01/Accounts/{}/Messages.json",
         t.base_url.trim_end_matches('/'),
@@ -151,11 +201,10 @@ fn twilio(
     ];
     let resp = http
         .post(&url)
-        .basic_auth(&t.account_sid, Some(token.as_str()))
+        .basic_auth(&t.account_sid, Some(token))
         .form(&form)
         .send()
-        .map_err(|e| request_error(e, &url))
-        .map_err(|e| e.redact(&[&token]))?;
+        .map_err(|e| request_error(e, &url))?;
     let status = resp.status();
     let body = crate::net::read_body(resp).map_err(|e| DeliveryError::new("SMS", e))?;
     let json: Option<Value> = serde_json::from_slice(&body).ok();
@@ -273,6 +322,34 @@ mod tests {
         ] {
             assert!(normalize_phone(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_configured_secret_is_redacted() {
+        let mut c = SmsConfig::default();
+        c.twilio.account_sid = "AC0123456789".into();
+        let hide = secrets(&c, "tok-from-file", "246810");
+        let e = DeliveryError::new(
+            "SMS",
+            "401 for AC0123456789:tok-from-file (Basic QUMwMTIzNDU2Nzg5OnRvay1mcm9tLWZpbGU=) code 246810",
+        )
+        .redact(&hide.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        assert_eq!(e.detail(), "401 for ***:*** (Basic ***) code ***");
+        c.gateway = SmsGateway::Webhook;
+        c.webhook.url = "https://u:url-pass@gw.example/send?api_key=KEY-123&x=1".into();
+        c.webhook
+            .headers
+            .insert("Authorization".into(), "Bearer hook-secret".into());
+        c.webhook
+            .headers
+            .insert("X-Api-Key".into(), "k-456789".into());
+        let hide = secrets(&c, "", "1");
+        let e = DeliveryError::new(
+            "SMS",
+            "echo: Bearer hook-secret / hook-secret / k-456789 / url-pass / KEY-123",
+        )
+        .redact(&hide.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        assert_eq!(e.detail(), "echo: *** / *** / *** / *** / ***");
     }
 
     #[test]

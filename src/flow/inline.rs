@@ -33,7 +33,14 @@ impl Inline<'_> {
                 &format!("{reason} Set up two-factor authentication now? [y/N]: "),
                 true,
             )
-            .map_err(|_| Verdict::ConversationFailed)?;
+            .map_err(|e| {
+                self.audit.warning(&format!(
+                    "auth denied {} reason=conversation-failed (inline enrollment offer: {})",
+                    self.who,
+                    crate::audit::detail(&e)
+                ));
+                Verdict::ConversationFailed
+            })?;
         let text = answer_text(&a).unwrap_or_default();
         Ok(matches!(
             text.trim().to_ascii_lowercase().as_str(),
@@ -85,7 +92,7 @@ impl Inline<'_> {
                 Ok(a) => a,
                 Err(e) => {
                     self.audit.warning(&format!(
-                        "inline enrollment abandoned {} ({})",
+                        "auth denied {} reason=conversation-failed (inline enrollment abandoned: {})",
                         self.who,
                         crate::audit::detail(&e)
                     ));
@@ -147,6 +154,10 @@ impl Inline<'_> {
         match saved {
             Ok(true) => {}
             Ok(false) => {
+                self.audit.warning(&format!(
+                    "auth denied {} reason=enrolled-elsewhere-meanwhile (inline enrollment not saved)",
+                    self.who
+                ));
                 self.conv.error(
                     "Two-factor authentication was set up elsewhere meanwhile; log in again.",
                 );

@@ -639,11 +639,18 @@ impl Run<'_> {
         failures: u32,
         locked_until: i64,
     ) -> Verdict {
+        // Under PAM_SILENT (sudo's default) the user sees nothing: the log
+        // line alone must say that this failure locked the account.
+        let now = self.now();
+        let lock = if locked_until > now {
+            format!(" locked={}s", locked_until - now)
+        } else {
+            String::new()
+        };
         self.audit.warning(&format!(
-            "auth failed {} factor={factor} reason={reason} failures={failures}/{}",
+            "auth failed {} factor={factor} reason={reason} failures={failures}/{}{lock}",
             self.who, self.cfg.rate_limit.max_failures
         ));
-        let now = self.now();
         if locked_until > now {
             self.conv.error(&format!(
                 "Invalid code. Too many failed attempts: locked for {}.",

@@ -7,9 +7,11 @@
 //! next counter to accept), and otherwise only its scratch codes work.
 //! Codes are always 6 digits, HMAC-SHA1. `WINDOW_SIZE` counts codes in all
 //! (default 3, i.e. one step either side), `STEP_SIZE` is the period (1..60
-//! s), `DISALLOW_REUSE` lists spent time steps.
+//! s), `DISALLOW_REUSE` lists spent time steps. Numbers outside a sane
+//! range (a counter above [`MAX_COUNTER`], a spent step more than
+//! [`MAX_FUTURE_SECONDS`] ahead of the clock) refuse the file with the line.
 
-use super::{Imported, LineError, OtpImport, Parsed, err, lines};
+use super::{Imported, LineError, MAX_COUNTER, MAX_FUTURE_SECONDS, OtpImport, Parsed, err, lines};
 use crate::config::Algorithm;
 use crate::factor::totp;
 use crate::store::OtpKind;
@@ -17,9 +19,6 @@ use zeroize::Zeroizing;
 
 /// google-authenticator's window when the file has no `WINDOW_SIZE`.
 pub const DEFAULT_WINDOW: u32 = 3;
-
-/// Largest HOTP counter accepted (as `2fa-enroll hotp --counter`).
-const MAX_COUNTER: u64 = i64::MAX as u64 / 2;
 
 fn number<T: std::str::FromStr + PartialOrd>(
     word: Option<&str>,
@@ -41,9 +40,9 @@ const KNOWN: [&str; 8] = [
     "RESETTING_TIME_SKEW",
 ];
 
-/// Parses the file of `user`. An entry is returned only when the whole
-/// file is valid.
-pub fn parse(text: &str, user: &str) -> Parsed<Imported> {
+/// Parses the file of `user`, at Unix time `now` (spent steps are checked
+/// against it). An entry is returned only when the whole file is valid.
+pub fn parse(text: &str, user: &str, now: i64) -> Parsed<Imported> {
     let mut errors: Vec<LineError> = Vec::new();
     let mut notes = Vec::new();
     let mut lines = lines(text);
@@ -65,7 +64,8 @@ pub fn parse(text: &str, user: &str) -> Parsed<Imported> {
     let mut hotp: Option<(usize, u64)> = None;
     let mut period = 30;
     let mut window = None;
-    let mut last_step: Option<i64> = None;
+    // The DISALLOW_REUSE line and its steps, checked once STEP_SIZE is known.
+    let mut reuse: Option<(usize, Vec<i64>)> = None;
     let mut backup: Vec<Zeroizing<String>> = Vec::new();
     for (n, l) in lines {
         if l.is_empty() {
@@ -91,7 +91,10 @@ pub fn parse(text: &str, user: &str) -> Parsed<Imported> {
                 "TOTP_AUTH" => totp_line = Some(n),
                 "HOTP_COUNTER" => match number(words.next(), 1..=MAX_COUNTER) {
                     Some(c) => hotp = Some((n, c)),
-                    None => errors.push(err(n, "HOTP_COUNTER needs a counter of at least 1")),
+                    None => errors.push(err(
+                        n,
+                        format!("HOTP_COUNTER must be a counter from 1 to {MAX_COUNTER}"),
+                    )),
                 },
                 "STEP_SIZE" => match number(words.next(), 1..=60) {
                     Some(p) => period = p,
@@ -118,7 +121,7 @@ pub fn parse(text: &str, user: &str) -> Parsed<Imported> {
                 "DISALLOW_REUSE" => {
                     let steps: Result<Vec<i64>, _> = words.map(str::parse::<i64>).collect();
                     match steps {
-                        Ok(s) if s.iter().all(|&v| v >= 0) => last_step = s.into_iter().max(),
+                        Ok(s) if s.iter().all(|&v| v >= 0) => reuse = Some((n, s)),
                         _ => errors.push(err(n, "DISALLOW_REUSE may only list time steps")),
                     }
                 }
@@ -147,6 +150,27 @@ pub fn parse(text: &str, user: &str) -> Parsed<Imported> {
             backup.push(Zeroizing::new(l.to_string()));
         }
     }
+    // A spent step must be a time that has come (give or take a clock that
+    // ran ahead): every code up to the last one becomes unusable here.
+    let latest = i128::from(now) + i128::from(MAX_FUTURE_SECONDS);
+    let last_step = match reuse {
+        Some((n, steps))
+            if steps
+                .iter()
+                .any(|&s| i128::from(s) * i128::from(period) > latest) =>
+        {
+            errors.push(err(
+                n,
+                format!(
+                    "DISALLOW_REUSE lists a time step more than {} minutes ahead of this machine's clock (with STEP_SIZE {period}): every code up to it would be refused; check the clocks, or delete the line",
+                    MAX_FUTURE_SECONDS / 60
+                ),
+            ));
+            None
+        }
+        Some((_, steps)) => steps.into_iter().max(),
+        None => None,
+    };
     let kind = match (totp_line, hotp) {
         (Some(t), Some((h, _))) => {
             errors.push(err(
@@ -201,15 +225,17 @@ mod tests {
     use super::*;
 
     const S: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    /// The clock for these files (steps 56666666 are 2023).
+    const NOW: i64 = 1_800_000_000;
 
     fn one(text: &str) -> Imported {
-        let mut p = parse(text, "alice");
+        let mut p = parse(text, "alice", NOW);
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         p.entries.pop().unwrap()
     }
 
     fn bad_lines(text: &str) -> Vec<usize> {
-        let p = parse(text, "alice");
+        let p = parse(text, "alice", NOW);
         assert!(p.entries.is_empty());
         p.errors.iter().map(|e| e.line).collect()
     }
@@ -340,6 +366,38 @@ mod tests {
             bad_lines(&format!("{S}\n\" TOTP_AUTH\n\" TIME_SKEW 1.5\n")),
             [3]
         );
+        // Absurd numbers: a counter no token reaches, spent steps ahead of
+        // the clock (they would refuse every code until then).
+        assert_eq!(
+            bad_lines(&format!("{S}\n\" HOTP_COUNTER 4294967296\n")),
+            [2]
+        );
+        assert_eq!(
+            bad_lines(&format!(
+                "{S}\n\" TOTP_AUTH\n\" DISALLOW_REUSE 9223372036854775807\n"
+            )),
+            [3]
+        );
+        let soon = (NOW + 3000) / 30;
+        let later = (NOW + 4000) / 30;
+        assert_eq!(
+            one(&format!("{S}\n\" TOTP_AUTH\n\" DISALLOW_REUSE 1 {soon}\n"))
+                .otp
+                .unwrap()
+                .last_step,
+            Some(soon)
+        );
+        assert_eq!(
+            bad_lines(&format!("{S}\n\" DISALLOW_REUSE {later}\n\" TOTP_AUTH\n")),
+            [2]
+        );
+        // With 60 s steps the same number is twice as far ahead.
+        assert_eq!(
+            bad_lines(&format!(
+                "{S}\n\" TOTP_AUTH\n\" DISALLOW_REUSE {soon}\n\" STEP_SIZE 60\n"
+            )),
+            [3]
+        );
         // Too short (40 bits) and too long (over 512 bits).
         assert_eq!(bad_lines("GEZDGNBV\n\" TOTP_AUTH\n"), [1]);
         assert_eq!(bad_lines(&format!("{}\n\" TOTP_AUTH\n", S.repeat(4))), [1]);
@@ -351,6 +409,7 @@ mod tests {
         let p = parse(
             &format!("{secretish}!\n{secretish}\n\" {secretish} 1\n\" HOTP_COUNTER {secretish}\n"),
             "u",
+            NOW,
         );
         assert_eq!(p.errors.len(), 3, "{:?}", p.errors);
         for e in &p.errors {

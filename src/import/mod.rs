@@ -17,6 +17,18 @@ use crate::factor::totp;
 use crate::store::OtpKind;
 use zeroize::Zeroizing;
 
+/// Largest HOTP counter an import accepts: a token pressed once a second
+/// for 136 years. A larger one is a corrupt or hostile file, and would
+/// make every code the user's token shows a "used" one (counters only go
+/// up), so the file is refused with the line, not imported.
+pub const MAX_COUNTER: u64 = u32::MAX as u64;
+
+/// How far ahead of this machine's clock a spent time step may lie. A
+/// step in the future means every code up to it counts as used, so an
+/// absurd one (`DISALLOW_REUSE 9223372036854775807`) would refuse every
+/// code for ever; an hour covers an old server whose clock ran ahead.
+pub const MAX_FUTURE_SECONDS: i64 = 3600;
+
 /// An OTP token found in a file.
 pub struct OtpImport {
     pub kind: OtpKind,

@@ -8,15 +8,12 @@
 //! after each login: for counter tokens COUNTER is then the counter of
 //! LASTOTP, which is spent, so the next counter is one more.
 
-use super::{Imported, LineError, OtpImport, Parsed, err, lines};
+use super::{Imported, LineError, MAX_COUNTER, OtpImport, Parsed, err, lines};
 use crate::config::Algorithm;
 use crate::crypto;
 use crate::factor::totp;
 use crate::store::OtpKind;
 use zeroize::Zeroizing;
-
-/// Largest counter accepted (as `2fa-enroll hotp --counter`).
-const MAX_COUNTER: u64 = i64::MAX as u64 / 2;
 
 /// `(kind, period, digits)` of a token type.
 fn parse_type(t: &str) -> Option<(OtpKind, u32, u32)> {
@@ -104,11 +101,26 @@ fn parse_line(n: usize, l: &str) -> Result<Imported, LineError> {
     let secret = hex(f[3]).map_err(|m| err(n, m))?;
     let counter = match f.get(4) {
         None => 0,
-        Some(c) => c
-            .parse::<u64>()
-            .ok()
-            .filter(|c| *c <= MAX_COUNTER)
-            .ok_or_else(|| err(n, "the counter is not a number"))?,
+        Some(c) => match c.parse::<u64>() {
+            Ok(c) if c <= MAX_COUNTER => c,
+            Ok(_) => {
+                return Err(err(
+                    n,
+                    format!(
+                        "the counter is larger than {MAX_COUNTER}, more than any token reaches"
+                    ),
+                ));
+            }
+            Err(_) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(err(
+                    n,
+                    format!(
+                        "the counter is larger than {MAX_COUNTER}, more than any token reaches"
+                    ),
+                ));
+            }
+            Err(_) => return Err(err(n, "the counter is not a number")),
+        },
     };
     let last_otp = match f.get(5) {
         None => None,
@@ -281,5 +293,20 @@ mod tests {
         for e in &p.errors {
             assert!(!e.msg.contains("3132") && !e.msg.contains("zz11"), "{e}");
         }
+    }
+
+    #[test]
+    fn absurd_counters_are_refused() {
+        let p = parse(&format!(
+            "HOTP a - {HEX} 4294967295
+HOTP b - {HEX} 4294967296
+             HOTP c - {HEX} 9223372036854775807
+HOTP d - {HEX} 99999999999999999999999
+"
+        ));
+        let lines: Vec<usize> = p.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 3, 4], "{:?}", p.errors);
+        assert!(p.errors.iter().all(|e| e.msg.contains("larger than")));
+        assert_eq!(p.entries[0].otp.as_ref().unwrap().counter, 4294967295);
     }
 }

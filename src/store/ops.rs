@@ -289,7 +289,24 @@ fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
     Ok(status)
 }
 
+/// Hashes of the backup codes `user` has used here.
+fn read_used_backup(conn: &Connection, user: &str) -> Result<Vec<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT hash FROM backup_codes WHERE user = ?1 AND used_at IS NOT NULL ORDER BY id",
+    )?;
+    let hashes = stmt
+        .query_map([user], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    Ok(hashes)
+}
+
 impl Store {
+    /// Hashes of the backup codes `user` has used (an import must not
+    /// bring one back).
+    pub fn used_backup_hashes(&self, user: &str) -> Result<Vec<Vec<u8>>> {
+        read_used_backup(&self.conn, user)
+    }
+
     /// A consistent snapshot of one user's state (no write lock taken).
     pub fn user_state(&mut self, user: &str) -> Result<UserState> {
         let tx = self.conn.transaction()?;
@@ -427,6 +444,34 @@ impl Tx<'_> {
         self.ensure_user(user, now)?;
         self.tx
             .execute("DELETE FROM backup_codes WHERE user = ?1", [user])?;
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO backup_codes (user, hash, created_at) VALUES (?1, ?2, ?3)",
+        )?;
+        for h in hashes {
+            stmt.execute(params![user, h.as_slice(), now])?;
+        }
+        Ok(())
+    }
+
+    /// Hashes of the backup codes `user` has used.
+    pub fn used_backup_hashes(&self, user: &str) -> Result<Vec<Vec<u8>>> {
+        read_used_backup(&self.tx, user)
+    }
+
+    /// Replaces `user`'s unused backup codes with new hashes and keeps the
+    /// used ones, so the store still knows them as spent (an import run
+    /// again must not revive a code used here).
+    pub fn replace_unused_backup_codes(
+        &self,
+        user: &str,
+        hashes: &[[u8; 32]],
+        now: i64,
+    ) -> Result<()> {
+        self.ensure_user(user, now)?;
+        self.tx.execute(
+            "DELETE FROM backup_codes WHERE user = ?1 AND used_at IS NULL",
+            [user],
+        )?;
         let mut stmt = self.tx.prepare_cached(
             "INSERT INTO backup_codes (user, hash, created_at) VALUES (?1, ?2, ?3)",
         )?;

@@ -10,4 +10,6 @@ mod common;
 
 mod daemon;
 mod duo;
+mod files;
 mod inputs;
+mod net;

@@ -116,14 +116,24 @@ impl<'a> Sudo<'a> {
         )
         .unwrap();
 
-        let user = &sudo.user;
+        if let Err(e) = sudo.try_write_sudoers(extra) {
+            panic!("{e}");
+        }
+        sudo
+    }
+
+    /// (Re)writes this test's sudoers file; `extra` is appended to its
+    /// `Defaults:<user>` line (e.g. `, !pam_silent`). On visudo's
+    /// complaint the old file stays and the complaint is returned.
+    pub fn try_write_sudoers(&self, extra: &str) -> Result<(), String> {
+        let user = &self.user;
         let text = format!(
             "{user} ALL=(ALL) ALL\n\
              Defaults:{user} pam_service={}, timestamp_timeout=0, !lecture, !mail_badpass{extra}\n",
-            sudo.service
+            self.service
         );
         // Dotted name: ignored by sudo's @includedir until renamed.
-        let tmp = sudo.sudoers.with_extension("tmp");
+        let tmp = self.sudoers.with_extension("tmp");
         fs::write(&tmp, &text).unwrap();
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o440)).unwrap();
         let check = Command::new("visudo")
@@ -133,10 +143,13 @@ impl<'a> Sudo<'a> {
             .unwrap();
         if !check.status.success() {
             let _ = fs::remove_file(&tmp);
-            panic!("visudo -cf rejected {text:?}: {check:?}");
+            return Err(format!(
+                "visudo -cf rejected {text:?}: {}",
+                String::from_utf8_lossy(&check.stderr)
+            ));
         }
-        fs::rename(&tmp, &sudo.sudoers).unwrap();
-        sudo
+        fs::rename(&tmp, &self.sudoers).unwrap();
+        Ok(())
     }
 
     /// `sudo -S -k sh -c 'touch MARKER; id -un'` as the test user, with

@@ -3,8 +3,11 @@
 
     sms_gateway.py --cert C --key K --sid SID --token TOKEN --log FILE
                    --control FILE --port-file F [--hook-auth "Bearer X"]
+                   [--plain] [--host IP]
 
-HTTPS on 127.0.0.1 (port 0, written to --port-file). Two endpoints:
+HTTPS on 127.0.0.1 (port 0, written to --port-file); --plain serves plain
+HTTP instead (to show what a client sends in clear), --host another
+listening address. Two endpoints:
 
 * Twilio's Messages API: POST /2010-04-01/Accounts/{SID}/Messages.json with
   HTTP Basic auth SID:TOKEN and form fields To (E.164), From or
@@ -17,9 +20,12 @@ HTTPS on 127.0.0.1 (port 0, written to --port-file). Two endpoints:
   a valid form), and records the raw body.
 
 The control file (JSON, re-read per request) scripts failures:
-{"mode": "ok" | "500" | "slow" | "nosid", "delay": seconds}. "500" answers
-HTTP 500; "slow" sleeps `delay` seconds (default 10) and then answers
-normally; "nosid" answers Twilio requests 201 with a body that is not JSON.
+{"mode": "ok" | "500" | "slow" | "nosid" | "echo", "delay": seconds}. "500"
+answers HTTP 500; "slow" sleeps `delay` seconds (default 10) and then
+answers normally; "nosid" answers Twilio requests 201 with a body that is
+not JSON; "echo" answers every request 400 with an error message that
+repeats the credentials and headers it received (as careless gateways do),
+so a client that logs gateway errors shows whether it redacts them.
 
 Every accepted message is appended to --log as one JSON line:
   twilio:  {"kind": "twilio", "path", "auth_user", "to", "from", "from_field",
@@ -90,6 +96,15 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(c.get("delay", 10)))
         if c.get("mode") == "500":
             return self.reply(500, {"message": "internal error"})
+        if c.get("mode") == "echo":
+            auth = self.headers.get("Authorization", "")
+            try:
+                creds = base64.b64decode(auth.removeprefix("Basic ")).decode()
+            except Exception:  # noqa: BLE001
+                creds = ""
+            headers = "; ".join(f"{k}={v}" for k, v in self.headers.items())
+            return self.reply(400, {"code": 21211,
+                                    "message": f"bad request from {creds} ({auth}) [{headers}]"})
         path = self.path.split("?")[0]
         if path == "/hook":
             want = ARGS.hook_auth
@@ -154,13 +169,16 @@ def main():
     for a in ("--cert", "--key", "--sid", "--token", "--log", "--control", "--port-file"):
         ap.add_argument(a, required=True)
     ap.add_argument("--hook-auth", default="")
+    ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--host", default="127.0.0.1")
     ARGS = ap.parse_args()
     exit_with_parent()
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv = ThreadingHTTPServer((ARGS.host, 0), Handler)
     srv.daemon_threads = True
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(ARGS.cert, ARGS.key)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    if not ARGS.plain:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(ARGS.cert, ARGS.key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     tmp = ARGS.port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write(str(srv.server_address[1]))
