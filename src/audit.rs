@@ -4,16 +4,43 @@
 //! global state and no background thread in the host process (sshd forks).
 //! User-supplied text (user name, rhost) is cleaned so nobody can forge log
 //! lines with newlines or escape sequences. Codes are never logged.
+//!
+//! Logging must never hold up a login: all of one PAM call's logging
+//! (connecting and every line) may block for at most [`LOG_BUDGET`]. The
+//! log socket is usually a datagram socket, whose sends block once the
+//! reader's queue is full (only 10 datagrams by default,
+//! `net.unix.max_dgram_qlen`); some syslog daemons listen on a stream
+//! socket instead, where even `connect()` blocks while the listener's
+//! backlog is full. So the socket is made here rather than by the syslog
+//! crate (which connects a stream without a deadline): a stream connect
+//! waits at most the budget (`SO_SNDTIMEO`, which Linux applies to a unix
+//! stream connect), every send is non-blocking with `poll` for the rest
+//! of the budget, and `MSG_NOSIGNAL` keeps a closed reader from raising
+//! SIGPIPE in the host. A line that does not fit in the budget is dropped;
+//! once it is spent, lines are still sent when that needs no waiting.
+//! Lines are RFC 3164 (`<pri>Mmm dd hh:mm:ss ident[pid]: msg`, the syslog
+//! crate's formatter), NUL-terminated on a stream as glibc's syslog() does.
 
+use nix::sys::socket::{self, MsgFlags};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
-use std::time::Duration;
-use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+use std::time::{Duration, Instant};
+use syslog::{Facility, Formatter3164, LogFormat, Severity};
 
-/// Longest a log line may block the caller before it is dropped.
-const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest all logging of one PAM call may block it, in total.
+pub const LOG_BUDGET: Duration = Duration::from_millis(100);
+
+enum Sink {
+    Datagram(UnixDatagram),
+    Stream(UnixStream),
+}
 
 pub struct Audit {
-    logger: Option<Logger<LoggerBackend, Formatter3164>>,
+    sink: Option<Sink>,
+    formatter: Formatter3164,
+    /// Time spent blocked in logging so far (connect and sends).
+    spent: Duration,
     /// Also echo to stderr (the CLI does; the PAM module must not).
     echo_stderr: bool,
 }
@@ -28,20 +55,12 @@ impl Audit {
             process: process.into(),
             pid: std::process::id(),
         };
-        let logger = syslog::unix_custom(formatter, socket).ok();
-        // A full or stuck log socket must not hang the login: a datagram
-        // socket blocks once the reader's queue is full (only 10 datagrams
-        // by default, net.unix.max_dgram_qlen), so give up on a line rather
-        // than wait for ever.
-        if let Some(l) = &logger {
-            let _ = match &l.backend {
-                LoggerBackend::Unix(s) => s.set_write_timeout(Some(SEND_TIMEOUT)),
-                LoggerBackend::UnixStream(s) => s.get_ref().set_write_timeout(Some(SEND_TIMEOUT)),
-                _ => Ok(()),
-            };
-        }
+        let started = Instant::now();
+        let sink = connect(socket, LOG_BUDGET);
         Audit {
-            logger,
+            sink,
+            formatter,
+            spent: started.elapsed(),
             echo_stderr,
         }
     }
@@ -49,43 +68,143 @@ impl Audit {
     /// A logger that drops everything (tests, or before config is known).
     pub fn null() -> Audit {
         Audit {
-            logger: None,
+            sink: None,
+            formatter: Formatter3164::default(),
+            spent: LOG_BUDGET,
             echo_stderr: false,
         }
     }
 
     pub fn info(&mut self, msg: &str) {
-        if let Some(l) = self.logger.as_mut() {
-            let _ = l.info(msg);
-        }
+        self.send(Severity::LOG_INFO, msg);
     }
 
     pub fn notice(&mut self, msg: &str) {
-        if let Some(l) = self.logger.as_mut() {
-            let _ = l.notice(msg);
-        }
+        self.send(Severity::LOG_NOTICE, msg);
         if self.echo_stderr {
             eprintln!("{msg}");
         }
     }
 
     pub fn warning(&mut self, msg: &str) {
-        if let Some(l) = self.logger.as_mut() {
-            let _ = l.warning(msg);
-        }
+        self.send(Severity::LOG_WARNING, msg);
         if self.echo_stderr {
             eprintln!("warning: {msg}");
         }
     }
 
     pub fn err(&mut self, msg: &str) {
-        if let Some(l) = self.logger.as_mut() {
-            let _ = l.err(msg);
-        }
+        self.send(Severity::LOG_ERR, msg);
         if self.echo_stderr {
             eprintln!("error: {msg}");
         }
     }
+
+    fn send(&mut self, severity: Severity, msg: &str) {
+        let Some(sink) = &self.sink else {
+            return;
+        };
+        let mut line = Vec::with_capacity(msg.len() + 64);
+        if self.formatter.format(&mut line, severity, msg).is_err() {
+            return;
+        }
+        let started = Instant::now();
+        let deadline = started + LOG_BUDGET.saturating_sub(self.spent);
+        let sent = match sink {
+            Sink::Datagram(s) => send_datagram(s, &line, deadline),
+            Sink::Stream(s) => {
+                line.push(0);
+                send_stream(s, &line, deadline)
+            }
+        };
+        self.spent += started.elapsed();
+        // A stream cut off inside a line has lost its framing: stop there.
+        if !sent && matches!(self.sink, Some(Sink::Stream(_))) {
+            self.sink = None;
+        }
+    }
+}
+
+/// Connects to the log socket: a datagram socket (connecting one never
+/// blocks) or, when the socket is a stream (`EPROTOTYPE`), a stream
+/// connect that waits at most `budget`.
+fn connect(path: &Path, budget: Duration) -> Option<Sink> {
+    let dgram = UnixDatagram::unbound().ok()?;
+    match dgram.connect(path) {
+        Ok(()) => {
+            dgram.set_nonblocking(true).ok()?;
+            return Some(Sink::Datagram(dgram));
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {}
+        Err(_) => return None,
+    }
+    let fd = socket::socket(
+        socket::AddressFamily::Unix,
+        socket::SockType::Stream,
+        socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    // Linux bounds a blocking unix stream connect by SO_SNDTIMEO; 0 would
+    // mean "no limit", so never less than a millisecond.
+    let wait = budget.max(Duration::from_millis(1));
+    let tv =
+        nix::sys::time::TimeVal::new(wait.as_secs().try_into().ok()?, wait.subsec_micros().into());
+    socket::setsockopt(&fd, socket::sockopt::SendTimeout, &tv).ok()?;
+    let addr = socket::UnixAddr::new(path).ok()?;
+    socket::connect(fd.as_raw_fd(), &addr).ok()?;
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(true).ok()?;
+    Some(Sink::Stream(stream))
+}
+
+/// Waits until `fd` is writable or `deadline` passes; false on timeout.
+fn writable_by(fd: &impl AsFd, deadline: Instant) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let left = deadline.saturating_duration_since(Instant::now());
+    let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+    if ms == 0 {
+        return false;
+    }
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+    matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
+}
+
+fn send_datagram(s: &UnixDatagram, line: &[u8], deadline: Instant) -> bool {
+    loop {
+        match socket::send(
+            s.as_raw_fd(),
+            line,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        ) {
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {
+                if !writable_by(s, deadline) {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+fn send_stream(s: &UnixStream, mut line: &[u8], deadline: Instant) -> bool {
+    while !line.is_empty() {
+        match socket::send(
+            s.as_raw_fd(),
+            line,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        ) {
+            Ok(n) => line = &line[n..],
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {
+                if !writable_by(s, deadline) {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// Makes untrusted text safe for one log line: control and non-ASCII
@@ -156,7 +275,99 @@ pub fn printable(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{DETAIL_MAX, clean, detail, printable};
+    use super::{Audit, DETAIL_MAX, LOG_BUDGET, clean, detail, printable};
+    use std::io::Read;
+    use std::os::unix::net::{UnixDatagram, UnixListener};
+    use std::time::{Duration, Instant};
+
+    /// Scheduling slack on a busy machine; the point is "bounded", and
+    /// twenty lines at the old one second each would take 20 s.
+    const SLACK: Duration = Duration::from_millis(400);
+
+    #[test]
+    fn stalled_stream_socket_costs_at_most_the_budget() {
+        use nix::sys::socket::*;
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let listener = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        let addr = UnixAddr::new(&path).unwrap();
+        bind(listener.as_raw_fd(), &addr).unwrap();
+        listen(&listener, Backlog::new(0).unwrap()).unwrap();
+        // Fill the backlog: the next connect would wait for an accept()
+        // that never comes.
+        let mut queued = Vec::new();
+        loop {
+            let c = socket(
+                AddressFamily::Unix,
+                SockType::Stream,
+                SockFlag::SOCK_NONBLOCK,
+                None,
+            )
+            .unwrap();
+            if connect(c.as_raw_fd(), &addr).is_err() {
+                break;
+            }
+            queued.push(c);
+        }
+        let t = Instant::now();
+        let mut a = Audit::new(&path, "test", false);
+        for _ in 0..20 {
+            a.err("a line nobody reads");
+        }
+        assert!(t.elapsed() < LOG_BUDGET + SLACK, "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn full_datagram_queue_costs_at_most_the_budget_in_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let reader = UnixDatagram::bind(&path).unwrap();
+        let filler = UnixDatagram::unbound().unwrap();
+        filler.connect(&path).unwrap();
+        filler.set_nonblocking(true).unwrap();
+        while filler.send(b"filler").is_ok() {}
+        let t = Instant::now();
+        let mut a = Audit::new(&path, "test", false);
+        for _ in 0..20 {
+            a.warning("a line that does not fit");
+        }
+        assert!(t.elapsed() < LOG_BUDGET + SLACK, "{:?}", t.elapsed());
+        // With room again, lines go through without waiting.
+        let mut buf = [0u8; 512];
+        reader.set_nonblocking(true).unwrap();
+        while reader.recv(&mut buf).is_ok() {}
+        a.notice("after the queue drained");
+        let n = reader.recv(&mut buf).unwrap();
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(line.starts_with("<85>"), "{line}");
+        assert!(line.ends_with("]: after the queue drained"), "{line}");
+    }
+
+    #[test]
+    fn stream_lines_are_nul_terminated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut a = Audit::new(&path, "test", false);
+        let (mut conn, _) = listener.accept().unwrap();
+        a.info("one");
+        a.err("two");
+        drop(a);
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        let text = String::from_utf8(got).unwrap();
+        let lines: Vec<&str> = text.split_terminator('\0').collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert!(lines[0].starts_with("<86>") && lines[0].ends_with("]: one"));
+        assert!(lines[1].starts_with("<83>") && lines[1].ends_with("]: two"));
+    }
 
     #[test]
     fn details_keep_the_cause() {

@@ -36,6 +36,7 @@ pub struct HostKey {
     seal: Zeroizing<[u8; KEY_LEN]>,
     mac: Zeroizing<[u8; KEY_LEN]>,
     pepper: Zeroizing<[u8; KEY_LEN]>,
+    check: [u8; KEY_LEN],
 }
 
 impl HostKey {
@@ -45,18 +46,29 @@ impl HostKey {
             seal: derive(master, b"pam-2fa seal v1"),
             mac: derive(master, b"pam-2fa code-hash v1"),
             pepper: derive(master, b"pam-2fa answer-pepper v1"),
+            check: *derive(master, b"pam-2fa key-check v1"),
         }
     }
 
-    /// Loads the key file, refusing one that is not root-owned 0600 or has
-    /// the wrong size (a truncated key must not silently become a new key).
+    /// A value derived from the key for recognising it (kept in the store,
+    /// see `crate::keycheck`): another key gives another value, and it
+    /// reveals nothing about the key or the other derived keys.
+    pub fn check_value(&self) -> [u8; KEY_LEN] {
+        self.check
+    }
+
+    /// Loads the key file, refusing one that is not a root-owned 0600
+    /// regular file in root-owned directories (see [`secure_fs::read_trusted`]:
+    /// a FIFO or device never hangs the login) or has the wrong size (a
+    /// truncated key must not silently become a new key).
     pub fn load(path: &Path) -> Result<HostKey, CryptoError> {
-        secure_fs::check_root_owned(path, "key file", secure_fs::NO_GROUP_OR_WORLD)
-            .map_err(CryptoError)?;
-        let bytes = Zeroizing::new(
-            std::fs::read(path)
-                .map_err(|e| CryptoError(format!("key file {}: {e}", path.display())))?,
-        );
+        let bytes = secure_fs::read_trusted(
+            path,
+            "key file",
+            secure_fs::NO_GROUP_OR_WORLD,
+            KEY_LEN as u64,
+        )
+        .map_err(|e| CryptoError(e.to_string()))?;
         let master: Zeroizing<[u8; KEY_LEN]> =
             Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
                 CryptoError(format!(
@@ -78,6 +90,7 @@ impl HostKey {
                 if let Some(dir) = path.parent() {
                     secure_fs::ensure_private_dir(dir)
                         .map_err(|e| CryptoError(format!("creating {}: {e}", dir.display())))?;
+                    secure_fs::check_dir_chain(dir, "key file").map_err(CryptoError)?;
                 }
                 let master = Zeroizing::new(random_array::<KEY_LEN>()?);
                 secure_fs::create_private_file(path, master.as_slice()).map_err(|e| {
@@ -235,6 +248,17 @@ mod tests {
             k.code_hash("alice", "123"),
             HostKey::from_bytes(&[9; 32]).code_hash("alice", "123")
         );
+    }
+
+    #[test]
+    fn check_value_tells_keys_apart() {
+        assert_eq!(key().check_value(), key().check_value());
+        assert_ne!(
+            key().check_value(),
+            HostKey::from_bytes(&[8; 32]).check_value()
+        );
+        assert_ne!(key().check_value(), *key().seal);
+        assert_ne!(key().check_value(), *key().mac);
     }
 
     #[test]

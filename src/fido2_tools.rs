@@ -165,12 +165,7 @@ fn line_safe(s: &str) -> bool {
 impl Tools {
     fn path(&self, tool: &str) -> Result<PathBuf, ToolError> {
         let path = self.dir.join(tool);
-        secure_fs::check_root_owned(
-            &self.dir,
-            "fido2 tools directory",
-            secure_fs::NO_GROUP_OR_WORLD_WRITE,
-        )
-        .map_err(ToolError::Unusable)?;
+        secure_fs::check_dir_chain(&self.dir, "fido2 tools").map_err(ToolError::Unusable)?;
         secure_fs::check_root_owned(&path, "fido2 tool", secure_fs::NO_GROUP_OR_WORLD_WRITE)
             .map_err(|e| {
                 if !path.exists() {

@@ -28,13 +28,16 @@ pub mod fido2_tools;
 pub mod flow;
 /// Readers for google-authenticator, pam_oath and pam_u2f files.
 pub mod import;
+/// Is the host key the one the store was made with? (key check value)
+pub mod keycheck;
 /// HTTP clients for the network factors (timeouts, TLS trust).
 pub mod net;
 /// PAM entry points and conversation (the only PAM FFI).
 pub mod pam;
 /// Who must use what: exemptions, methods per group, grace periods.
 pub mod policy;
-/// Root-ownership and permission checks, private file creation.
+/// Trusted inputs: root-owned files and directory chains, bounded
+/// non-blocking reads, private file creation.
 pub mod secure_fs;
 /// SQLite store: schema, migrations, typed operations.
 pub mod store;

@@ -1,17 +1,28 @@
-//! Ownership and permission checks for the files that hold secrets.
+//! Ownership and permission checks for the files the module trusts.
 //!
-//! The module runs as root inside sshd/sudo; a store or key that another
-//! user can write would let that user plant their own TOTP secret, so such
-//! files are refused rather than trusted.
+//! The module runs as root inside sshd/sudo and believes what its config,
+//! key file and store say: a config another user can write exempts them
+//! from 2FA, a store they can write holds their own TOTP secret. So every
+//! such file must be root-owned and private, and so must be the way to
+//! it: a directory another user can write lets them swap the file for one
+//! of their own. Files are read through an opened descriptor, never a
+//! second lookup, with `O_NOFOLLOW | O_NONBLOCK` and a size bound, so a
+//! FIFO, a device or a huge file can neither hang a login nor fill memory.
 
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
+use zeroize::Zeroizing;
 
 /// Permission bits a secret file may never have: any group or world access.
 pub const NO_GROUP_OR_WORLD: u32 = 0o077;
-/// Permission bits a secret directory may never have: group/world write.
+/// Permission bits a trusted directory or non-secret file may never have:
+/// group/world write.
 pub const NO_GROUP_OR_WORLD_WRITE: u32 = 0o022;
+const STICKY: u32 = 0o1000;
+/// Symlinks followed while checking one directory chain.
+const MAX_LINKS: u32 = 16;
 
 /// Refuses `path` unless it is owned by root and has none of `forbidden` bits.
 pub fn check_root_owned(path: &Path, what: &str, forbidden: u32) -> Result<(), String> {
@@ -22,6 +33,10 @@ pub fn check_root_owned(path: &Path, what: &str, forbidden: u32) -> Result<(), S
             path.display()
         ));
     }
+    check_meta(path, &meta, what, forbidden)
+}
+
+fn check_meta(path: &Path, meta: &fs::Metadata, what: &str, forbidden: u32) -> Result<(), String> {
     if meta.uid() != 0 {
         return Err(format!(
             "{what} {} is owned by uid {}, not root; refusing it",
@@ -31,13 +46,179 @@ pub fn check_root_owned(path: &Path, what: &str, forbidden: u32) -> Result<(), S
     }
     let mode = meta.mode() & 0o7777;
     if mode & forbidden != 0 {
+        let (whom, fix) = if forbidden == NO_GROUP_OR_WORLD {
+            ("accessible to", if meta.is_dir() { "0700" } else { "0600" })
+        } else {
+            ("writable by", "go-w")
+        };
         return Err(format!(
-            "{what} {} has mode {mode:04o}; it must not be accessible to group or others (chmod {})",
+            "{what} {} has mode {mode:04o}; it must not be {whom} group or others (chmod {fix})",
             path.display(),
-            if meta.is_dir() { "0700" } else { "0600" }
         ));
     }
     Ok(())
+}
+
+/// Checks the directories leading to a trusted file, `/` down to `dir`
+/// (the file's own directory): every one root-owned; `dir` not writable
+/// by group or others; those above it either not writable by group or
+/// others, or sticky (like `/tmp`: there only root may rename or remove
+/// what root owns). A symlink on the way must be root-owned (it sits in a
+/// checked directory) and its target's directories are checked the same
+/// way. `what` names the file ("config", "store").
+pub fn check_dir_chain(dir: &Path, what: &str) -> Result<(), String> {
+    let mut links = 0;
+    check_chain(dir, what, true, &mut links)
+}
+
+fn check_chain(dir: &Path, what: &str, strict_last: bool, links: &mut u32) -> Result<(), String> {
+    if !dir.is_absolute() {
+        return Err(format!(
+            "the {what} directory {} is not an absolute path",
+            dir.display()
+        ));
+    }
+    let parts: Vec<Component> = dir.components().collect();
+    let mut cur = PathBuf::new();
+    for (i, part) in parts.iter().enumerate() {
+        match part {
+            Component::RootDir => cur.push("/"),
+            Component::Normal(name) => cur.push(name),
+            Component::CurDir => continue,
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "the path to the {what}, {}, must not contain \"..\"",
+                    dir.display()
+                ));
+            }
+        }
+        let last = i + 1 == parts.len();
+        let meta = fs::symlink_metadata(&cur)
+            .map_err(|e| format!("directory {} of the {what}: {e}", cur.display()))?;
+        if meta.file_type().is_symlink() {
+            *links += 1;
+            if *links > MAX_LINKS {
+                return Err(format!(
+                    "too many symlinks on the way to the {what} ({})",
+                    dir.display()
+                ));
+            }
+            if meta.uid() != 0 {
+                return Err(format!(
+                    "symlink {} on the way to the {what} is owned by uid {}, not root; refusing it",
+                    cur.display(),
+                    meta.uid()
+                ));
+            }
+            let real = fs::canonicalize(&cur)
+                .map_err(|e| format!("symlink {} to the {what}: {e}", cur.display()))?;
+            check_chain(&real, what, strict_last && last, links)?;
+            cur = real;
+            continue;
+        }
+        let name = if last && strict_last {
+            format!("{what} directory")
+        } else {
+            format!("directory above the {what},")
+        };
+        if !meta.is_dir() {
+            return Err(format!("{name} {} is not a directory", cur.display()));
+        }
+        let mode = meta.mode() & 0o7777;
+        let sticky_ok = !(last && strict_last) && mode & STICKY != 0;
+        let forbidden = if sticky_ok {
+            0
+        } else {
+            NO_GROUP_OR_WORLD_WRITE
+        };
+        check_meta(&cur, &meta, &name, forbidden)?;
+    }
+    Ok(())
+}
+
+/// Reads a file the module trusts: `path` absolute, opened without
+/// following a symlink and without blocking (a FIFO or device never
+/// hangs the caller), a regular file owned by root with none of the
+/// `forbidden` mode bits (checked on the opened descriptor), at most `max`
+/// bytes, in a directory chain that passes [`check_dir_chain`].
+///
+/// A missing file is an error of kind `NotFound`, so callers can treat it
+/// as "not configured"; every other refusal is a message naming the file
+/// and the reason.
+pub fn read_trusted(
+    path: &Path,
+    what: &str,
+    forbidden: u32,
+    max: u64,
+) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    read_trusted_with_mode(path, what, forbidden, max).map(|(bytes, _)| bytes)
+}
+
+/// [`read_trusted`], also returning the file's permission bits (from the
+/// descriptor that was read, not a second lookup).
+pub fn read_trusted_with_mode(
+    path: &Path,
+    what: &str,
+    forbidden: u32,
+    max: u64,
+) -> std::io::Result<(Zeroizing<Vec<u8>>, u32)> {
+    use std::io::{Error, ErrorKind};
+    let refuse = |msg: String| Error::other(msg);
+    if !path.is_absolute() {
+        return Err(refuse(format!(
+            "{what} {} is not an absolute path",
+            path.display()
+        )));
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => refuse(format!(
+                "{what} {} is a symlink; refusing it",
+                path.display()
+            )),
+            _ => Error::new(e.kind(), format!("{what} {}: {e}", path.display())),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| refuse(format!("{what} {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(refuse(format!(
+            "{what} {} is not a regular file; refusing it",
+            path.display()
+        )));
+    }
+    check_meta(path, &meta, what, forbidden).map_err(refuse)?;
+    if meta.len() > max {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{what} {} has {} bytes, larger than the {max} bytes allowed",
+                path.display(),
+                meta.len()
+            ),
+        ));
+    }
+    if let Some(dir) = path.parent() {
+        check_dir_chain(dir, what).map_err(refuse)?;
+    }
+    // The file may grow between fstat and read: never take more than max.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refuse(format!("{what} {}: {e}", path.display())))?;
+    if bytes.len() as u64 > max {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{what} {} is larger than the {max} bytes allowed",
+                path.display()
+            ),
+        ));
+    }
+    Ok((bytes, meta.mode() & 0o7777))
 }
 
 /// Creates `dir` (and parents) with mode 0700 if missing.
@@ -62,4 +243,132 @@ pub fn create_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> 
         .open(path)?;
     f.write_all(contents)?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{chown, symlink};
+
+    fn chmod(p: &Path, mode: u32) {
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A root-owned private directory in a temp dir, with `a/b/file`.
+    fn tree() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path().join("a/b");
+        fs::create_dir_all(&b).unwrap();
+        chmod(&d.path().join("a"), 0o755);
+        chmod(&b, 0o755);
+        let f = b.join("file");
+        fs::write(&f, "x = 1\n").unwrap();
+        chmod(&f, 0o644);
+        (d, f)
+    }
+
+    fn read(f: &Path) -> Result<Vec<u8>, String> {
+        read_trusted(f, "config", NO_GROUP_OR_WORLD_WRITE, 1024)
+            .map(|b| b.to_vec())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn trusted_file_reads() {
+        let (_d, f) = tree();
+        assert_eq!(read(&f).unwrap(), b"x = 1\n");
+    }
+
+    #[test]
+    fn file_rules() {
+        let (_d, f) = tree();
+        chmod(&f, 0o664);
+        assert!(read(&f).unwrap_err().contains("has mode 0664"));
+        chmod(&f, 0o644);
+        chown(&f, Some(65534), None).unwrap();
+        assert!(read(&f).unwrap_err().contains("owned by uid 65534"));
+        chown(&f, Some(0), None).unwrap();
+        fs::write(&f, vec![b'#'; 1025]).unwrap();
+        assert!(read(&f).unwrap_err().contains("larger than the 1024 bytes"));
+        let e = read(Path::new("relative/file")).unwrap_err();
+        assert!(e.contains("not an absolute path"), "{e}");
+        let e = read_trusted(&f.with_file_name("nope"), "config", 0, 1).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn fifo_device_and_symlink_are_refused_without_blocking() {
+        let (_d, f) = tree();
+        let fifo = f.with_file_name("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(read(&fifo).unwrap_err().contains("not a regular file"));
+        assert!(
+            read(Path::new("/dev/null"))
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        let link = f.with_file_name("link");
+        symlink(&f, &link).unwrap();
+        assert!(read(&link).unwrap_err().contains("symlink"));
+    }
+
+    #[test]
+    fn directory_rules() {
+        let (d, f) = tree();
+        let a = d.path().join("a");
+        let b = a.join("b");
+        for (dir, mode, ok) in [
+            (&b, 0o775, false),
+            (&b, 0o1777, false),
+            (&a, 0o777, false),
+            (&a, 0o1777, true),
+            (&a, 0o775, false),
+            (&a, 0o711, true),
+        ] {
+            chmod(dir, mode);
+            let r = read(&f);
+            assert_eq!(r.is_ok(), ok, "{} {mode:o}: {r:?}", dir.display());
+            if let Err(e) = r {
+                assert!(e.contains(&format!("has mode {mode:04o}")), "{e}");
+            }
+            chmod(dir, 0o755);
+        }
+        chown(&a, Some(65534), None).unwrap();
+        let e = read(&f).unwrap_err();
+        assert!(
+            e.contains("directory above the config") && e.contains("uid 65534"),
+            "{e}"
+        );
+        chown(&a, Some(0), None).unwrap();
+        chown(&b, Some(65534), None).unwrap();
+        let e = read(&f).unwrap_err();
+        assert!(
+            e.contains("config directory") && e.contains("uid 65534"),
+            "{e}"
+        );
+        chown(&b, Some(0), None).unwrap();
+        assert!(read(&f).is_ok());
+    }
+
+    #[test]
+    fn symlinked_directories_are_checked_at_both_ends() {
+        let (d, f) = tree();
+        // A root-owned link to the trusted directory is fine.
+        let link = d.path().join("etc");
+        symlink(d.path().join("a/b"), &link).unwrap();
+        assert!(read(&link.join("file")).is_ok());
+        // ... unless its target is not.
+        chmod(&d.path().join("a/b"), 0o777);
+        let e = read(&link.join("file")).unwrap_err();
+        assert!(e.contains("config directory"), "{e}");
+        chmod(&d.path().join("a/b"), 0o755);
+        // A link owned by another user could be pointed elsewhere.
+        std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+        let e = read(&link.join("file")).unwrap_err();
+        assert!(e.contains("symlink") && e.contains("uid 65534"), "{e}");
+        // ".." is refused rather than reasoned about.
+        let e = read(&d.path().join("a/b/../b/file")).unwrap_err();
+        assert!(e.contains("\"..\""), "{e}");
+        assert!(f.exists());
+    }
 }

@@ -2,7 +2,22 @@
 
 /// Returns true when `name` is a user the system knows.
 pub fn exists(name: &str) -> bool {
-    valid_name(name) && matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
+    canonical(name).is_some()
+}
+
+/// The account's own name for `name` as typed: `pw_name` from getpwnam.
+/// With an NSS that matches names case-insensitively (SSSD and winbind
+/// for Active Directory do), `ALICE` and `alice` are one account; every
+/// store lookup, log line and policy decision must use this name, or
+/// `ALICE` is an unenrolled stranger that `unenrolled = allow` lets in.
+/// `None` for an unknown user or a name (typed or returned) we would not
+/// store.
+pub fn canonical(name: &str) -> Option<String> {
+    if !valid_name(name) {
+        return None;
+    }
+    let user = nix::unistd::User::from_name(name).ok().flatten()?;
+    valid_name(&user.name).then_some(user.name)
 }
 
 /// Names we are willing to store: 1..=64 printable ASCII characters,
@@ -59,6 +74,9 @@ mod tests {
         assert!(!valid_name("a\nb"));
         assert!(!valid_name(&"a".repeat(65)));
         assert!(exists("root"));
+        assert_eq!(canonical("root").as_deref(), Some("root"));
+        assert_eq!(canonical("no-such-user-pam2fa"), None);
+        assert_eq!(canonical("a b"), None);
         assert!(!exists("no-such-user-pam2fa"));
         assert!(groups("root").iter().any(|g| g == "root"));
         assert!(groups("no-such-user-pam2fa").is_empty());

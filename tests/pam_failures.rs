@@ -428,7 +428,7 @@ fn key_file_problems_deny() {
         (
             "a different key",
             |k| fs::write(k, [0x42u8; 32]).unwrap(),
-            "does not open with this host key",
+            "does not match the store",
         ),
     ];
     for (what, break_it, why) in cases {

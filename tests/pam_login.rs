@@ -454,17 +454,21 @@ fn unlock_clears_lockout() {
     assert!(a.ok, "still locked after unlock: {}", a.output);
 }
 
-/// No factor: denied by default; allowed (and logged) when the admin says
-/// so in a module argument or the config file; an explicit module argument
-/// beats the file; an enrolled user still needs a code under `allow`.
+/// No factor: denied by default; let through (and logged) when the admin
+/// says so in a module argument or the config file; an explicit module
+/// argument beats the file; an enrolled user still needs a code under
+/// `allow`. "Let through" is PAM_IGNORE: pam_2fa alone says neither yes
+/// nor no, and the stack for a host where it is the only auth module ends
+/// with pam_permit (tests/attack/inputs.rs tries the other stacks).
 #[test]
 fn unenrolled_policy() {
     let user = system_user("p2fa-dave", "dave-pw-1");
     let enrolled = system_user("p2fa-alice", "alice-pw-1");
     let env = Env::new();
     env.enroll_totp(&enrolled); // creates the store
-    env.service("p2fa-allow", "unenrolled=allow");
-    env.service("p2fa-deny", "unenrolled=deny");
+    env.service_key_and_code("p2fa-allow", "unenrolled=allow");
+    env.service_key_and_code("p2fa-deny", "unenrolled=deny");
+    env.service_key_and_code("p2fa-kc", "");
 
     let a = env.attempt("p2fa", &user, "123456\n", None);
     assert!(!a.ok, "unenrolled user let in by default: {}", a.output);
@@ -484,7 +488,7 @@ fn unenrolled_policy() {
     assert!(a.ok, "{}", a.output);
     assert!(!a.output.contains("Verification code:"), "{}", a.output);
     assert!(
-        a.log.contains("auth ok user=p2fa-dave service=p2fa-allow rhost=- factor=none reason=unenrolled-allowed-by-policy"),
+        a.log.contains("auth skipped user=p2fa-dave service=p2fa-allow rhost=- factor=none reason=unenrolled-allowed-by-policy"),
         "{}",
         a.log
     );
@@ -498,8 +502,17 @@ fn unenrolled_policy() {
     assert!(!a.ok, "enrolled user passed without a code: {}", a.output);
 
     env.write_config("unenrolled = \"allow\"");
-    let a = env.attempt("p2fa", &user, "", None);
+    let a = env.attempt("p2fa-kc", &user, "", None);
     assert!(a.ok, "config unenrolled=allow ignored: {}", a.output);
+    // The module alone (`auth required pam_2fa.so`) let nobody in: PAM
+    // fails a stack in which no module said yes.
+    let a = env.attempt("p2fa", &user, "", None);
+    assert!(!a.ok, "PAM_SUCCESS for a user with no factor: {}", a.output);
+    assert!(
+        a.log.contains("reason=unenrolled-allowed-by-policy"),
+        "{}",
+        a.log
+    );
     let a = env.attempt("p2fa-deny", &user, "", None);
     assert!(
         !a.ok,

@@ -406,6 +406,9 @@ fn duo_failmode_when_duo_is_down() {
     let down = closed_port();
     env.write_config(&duo_conf(env.root(), down, &pki, "secure"));
     env.enroll_ok(&["duo", "--user", &user, "--no-check"], "");
+    // failmode=safe lets the user through with PAM_IGNORE; the stack of a
+    // host where pam_2fa is the only auth module ends with pam_permit.
+    env.service_key_and_code("p2fa", "");
     let attempt = |env: &Env| {
         let s = Session::start(&env.svc_dir, "p2fa", &user);
         s.finish(WAIT)

@@ -65,8 +65,10 @@ fn methods_per_group_and_exemptions() {
     common::fresh_step(5);
     let a = env.attempt("p2fa", &admin, &format!("{}\n", totp(SECRET, None)), None);
     assert!(a.ok, "{}", a.output);
-    // The exempt group logs in without being asked anything.
-    let a = env.attempt("p2fa", &robot, "", None);
+    // The exempt group logs in without being asked anything (PAM_IGNORE:
+    // the rest of the stack decides; here pam_permit).
+    env.service_key_and_code("p2fa-kc", "");
+    let a = env.attempt("p2fa-kc", &robot, "", None);
     assert!(a.ok, "{}", a.output);
     assert!(!a.output.contains("Verification code"), "{}", a.output);
     assert!(
@@ -97,6 +99,9 @@ fn grace_period_with_faketime() {
     let user = system_user("p2fa-pol-grace", PASSWORD);
     let env = Env::with_config("unenrolled = \"grace\"\n[policy]\ngrace_days = 2\n");
     env.enroll_ok(&["init"], "");
+    // Grace lets the user through with PAM_IGNORE: the stack of a host
+    // where pam_2fa is the only auth module, which ends with pam_permit.
+    env.service_key_and_code("p2fa", "");
     let t0 = 1_900_000_000;
     let a = env.attempt("p2fa", &user, "", Some(t0));
     assert!(a.ok, "{}", a.output);

@@ -29,7 +29,7 @@ const DEFAULT_DB: &str = "/var/lib/2fa/state.db";
 const DEFAULT_KEY_FILE: &str = "/etc/security/2fa.key";
 const DEFAULT_LOG_SOCKET: &str = "/dev/log";
 /// Largest config file we read; anything bigger is a mistake, not a config.
-const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
 /// What happens to a user who has no second factor enrolled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -178,7 +178,7 @@ pub struct Config {
     pub echo_code: bool,
     /// Milliseconds to wait for a busy store before giving up.
     pub busy_timeout_ms: u64,
-    /// Datagram socket of the system logger.
+    /// Socket of the system logger (datagram or stream).
     pub log_socket: PathBuf,
     pub totp: TotpConfig,
     pub hotp: HotpConfig,
@@ -251,10 +251,10 @@ impl Config {
         explicit: bool,
         overrides: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        let text = match read_limited(path) {
+        let (text, mode) = match read_config(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
-            Err(e) => return err(format!("cannot read config {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => (String::new(), 0),
+            Err(e) => return err(format!("cannot read {e}")),
         };
         let cfg: Config = if overrides.is_empty() {
             // Every login parses the whole file (the module is loaded and
@@ -279,7 +279,7 @@ impl Config {
         };
         cfg.validate()?;
         if cfg.has_inline_secret() {
-            check_private(path)?;
+            check_private(path, mode)?;
         }
         Ok(cfg)
     }
@@ -297,6 +297,13 @@ impl Config {
                 None => (arg.trim(), "true"),
             };
             if key == "config" {
+                // Relative would mean the caller's working directory: under
+                // sudo or su, a directory the caller chose.
+                if !Path::new(value).is_absolute() {
+                    return err(format!(
+                        "config={value}: the config must be an absolute path"
+                    ));
+                }
                 path = PathBuf::from(value);
                 explicit = true;
             } else {
@@ -382,30 +389,32 @@ impl Config {
 
 /// A config with an inline secret (Twilio token, SMTP password, Duo skey)
 /// must be readable by its owner only, or every local user could read it.
-fn check_private(path: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ConfigError(format!("cannot stat config {}: {e}", path.display())))?;
-    if meta.mode() & 0o077 != 0 {
+fn check_private(path: &Path, mode: u32) -> Result<(), ConfigError> {
+    if mode & 0o077 != 0 {
         return err(format!(
-            "config {} holds a secret but its mode is {:o}: run chmod 600 on it, \
+            "config {} holds a secret but its mode is {mode:o}: run chmod 600 on it, \
              or move the secret to a root-only *_file",
             path.display(),
-            meta.mode() & 0o7777
         ));
     }
     Ok(())
 }
 
-fn read_limited(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(std::io::Error::other("file is larger than 256 KiB"));
-    }
-    Ok(text)
+/// Reads the config as the module trusts it (see [`crate::secure_fs`]):
+/// an absolute path to a regular, root-owned file that group and others
+/// cannot write, in root-owned directories they cannot write either, at
+/// most [`MAX_CONFIG_BYTES`]. Whoever can write the config decides who
+/// needs a second factor. Returns the text and the file's mode.
+fn read_config(path: &Path) -> std::io::Result<(String, u32)> {
+    let (bytes, mode) = crate::secure_fs::read_trusted_with_mode(
+        path,
+        "config",
+        crate::secure_fs::NO_GROUP_OR_WORLD_WRITE,
+        MAX_CONFIG_BYTES,
+    )?;
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|_| std::io::Error::other(format!("config {}: not UTF-8 text", path.display())))?;
+    Ok((text, mode))
 }
 
 /// Sets `a.b.c = value` in the table. The value is read as a TOML literal
@@ -473,10 +482,33 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn write(text: &str) -> tempfile::NamedTempFile {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
+    /// A config file in a private temp dir (a file directly in /tmp
+    /// would be refused: anyone may write to /tmp).
+    struct TestFile {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    }
+
+    impl TestFile {
+        fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    fn write(text: &str) -> TestFile {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("2fa.conf");
+        let mut f = std::fs::File::create(&path).unwrap();
         f.write_all(text.as_bytes()).unwrap();
-        f
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        TestFile { _dir: dir, path }
+    }
+
+    fn empty_config_arg() -> (TestFile, String) {
+        let f = write("");
+        let arg = format!("config={}", f.path().display());
+        (f, arg)
     }
 
     #[test]
@@ -517,7 +549,8 @@ mod tests {
         let f = write("unenroled = \"allow\"\n");
         let e = Config::load(f.path(), true).unwrap_err();
         assert!(e.0.contains("unenroled"), "{e}");
-        let e = Config::from_module_args(&["config=/dev/null", "totp.windwo=2"]).unwrap_err();
+        let (_f, conf) = empty_config_arg();
+        let e = Config::from_module_args(&[conf.as_str(), "totp.windwo=2"]).unwrap_err();
         assert!(e.0.contains("windwo"), "{e}");
     }
 
@@ -536,8 +569,9 @@ mod tests {
             let f = write(bad);
             assert!(Config::load(f.path(), true).is_err(), "accepted: {bad}");
         }
-        assert!(Config::from_module_args(&["config=/dev/null", "totp.window=-1"]).is_err());
-        assert!(Config::from_module_args(&["config=/dev/null", "bad key=1"]).is_err());
+        let (_f, conf) = empty_config_arg();
+        assert!(Config::from_module_args(&[conf.as_str(), "totp.window=-1"]).is_err());
+        assert!(Config::from_module_args(&[conf.as_str(), "bad key=1"]).is_err());
     }
 
     /// The shipped example documents every key with its default value.
@@ -645,7 +679,32 @@ mod tests {
             Config::load(f.path(), true)
                 .unwrap_err()
                 .0
-                .contains("256 KiB")
+                .contains("larger than the 262144 bytes allowed")
         );
+    }
+
+    /// Whoever can write the config decides who needs a second factor:
+    /// only a root-owned file that group and others cannot write, at an
+    /// absolute path, is read (the directory rules: `secure_fs` tests).
+    #[test]
+    fn untrusted_config_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = write("unenrolled = \"allow\"\n");
+        assert!(Config::load(f.path(), true).is_ok());
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = Config::load(f.path(), true).unwrap_err().0;
+        assert!(e.contains("has mode 0664"), "{e}");
+        std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::chown(f.path(), Some(65534), None).unwrap();
+        let e = Config::load(f.path(), true).unwrap_err().0;
+        assert!(e.contains("owned by uid 65534"), "{e}");
+        let e = Config::from_module_args(&["config=etc/2fa.conf"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("absolute path"), "{e}");
+        let e = Config::from_module_args(&["config=/dev/null"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("not a regular file"), "{e}");
     }
 }

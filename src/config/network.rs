@@ -391,6 +391,9 @@ impl EmailConfig {
     }
 }
 
+/// Largest secret file read (a token or password is one short line).
+const SECRET_FILE_MAX: u64 = 64 * 1024;
+
 /// Reads a secret that is given inline or in a file (first line, trimmed).
 pub fn secret(inline: &str, file: &str, what: &str) -> Result<String, ConfigError> {
     if !inline.is_empty() {
@@ -399,14 +402,17 @@ pub fn secret(inline: &str, file: &str, what: &str) -> Result<String, ConfigErro
     if file.is_empty() {
         return Err(ConfigError(format!("{what} is not set")));
     }
-    crate::secure_fs::check_root_owned(
+    // Root-owned 0600 in root-owned directories, regular, bounded: read
+    // like the key file (a FIFO here must not hang the login).
+    let bytes = crate::secure_fs::read_trusted(
         std::path::Path::new(file),
         what,
         crate::secure_fs::NO_GROUP_OR_WORLD,
+        SECRET_FILE_MAX,
     )
-    .map_err(ConfigError)?;
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| ConfigError(format!("cannot read {what} from {file}: {e}")))?;
+    .map_err(|e| ConfigError(format!("cannot read {what}: {e}")))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ConfigError(format!("{file} ({what}) is not UTF-8 text")))?;
     let line = text.lines().next().unwrap_or("").trim().to_string();
     if line.is_empty() {
         return Err(ConfigError(format!("{file} ({what}) is empty")));

@@ -79,9 +79,10 @@ impl Broker {
             Some(u) => u.clone(),
             None => caller.clone(),
         };
-        if !crate::users::exists(&user) {
+        // The account's own name (NSS may match case-insensitively).
+        let Some(user) = crate::users::canonical(&user) else {
             return Response::error("bad_request", format!("no such user: {}", clean(&user)));
-        }
+        };
         let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
             Ok(s) => s,
             Err(e) => {
@@ -102,6 +103,15 @@ impl Broker {
                 );
             }
         };
+        // A proof checked with the wrong key would count as a failure.
+        let key_file = cfg.key_file.display().to_string();
+        if let Err(e) = crate::keycheck::verify(&mut store, &key, &key_file) {
+            audit.err(&format!("broker: {}", crate::audit::detail(&e)));
+            return Response::error(
+                "unavailable",
+                "the 2FA host key does not match the store; tell your administrator",
+            );
+        }
         let mut ctx = Ctx {
             cfg,
             audit,

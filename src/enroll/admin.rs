@@ -54,14 +54,22 @@ pub struct RemoveArgs {
 }
 
 pub fn init(ctx: &mut Ctx) -> CliResult {
-    ctx.host_key()?;
-    let store = ctx.open_store()?;
+    let key = ctx.host_key()?;
+    let mut store = ctx.open_store()?;
     let check = store.integrity_check()?;
     if check != "ok" {
         return Err(CliError(format!("store integrity check failed: {check}")));
     }
     println!("Host key: {}", ctx.cfg.key_file.display());
     println!("Store:    {} (integrity ok)", ctx.cfg.db.display());
+    let kf = ctx.cfg.key_file.display().to_string();
+    match crate::keycheck::verify_or_pin(&mut store, &key, &kf).map_err(CliError)? {
+        crate::keycheck::KeyCheck::Unproven(why) => println!(
+            "Key check: not recorded ({why}); with a wrong key file the module cannot \
+             tell users without a TOTP/HOTP token that their codes are not the problem"
+        ),
+        _ => println!("Key check: the store records this host key"),
+    }
     Ok(())
 }
 

@@ -119,29 +119,68 @@ impl Ctx {
         if !users::valid_name(&name) {
             return Err(CliError(format!("{:?} is not a valid user name", name)));
         }
-        if !users::exists(&name) {
-            return Err(CliError(format!("no such user: {name}")));
-        }
-        Ok(name)
+        // The account's own name (NSS may match case-insensitively), so
+        // the store never holds two records for one account.
+        users::canonical(&name).ok_or_else(|| CliError(format!("no such user: {name}")))
     }
 
+    /// Opens (or on first use creates) the store. When the host key exists
+    /// already, its check value is recorded in the store if that can be
+    /// proven ([`crate::keycheck`]); a mismatch is reported by
+    /// [`Ctx::host_key`], which every command that writes with the key
+    /// calls, so `status` and the like still work for the admin.
     pub fn open_store(&self) -> Result<Store, CliError> {
-        Store::open_or_create(&self.cfg.db, self.cfg.busy_timeout_ms)
-            .map_err(|e| CliError(e.to_string()))
+        let mut store = Store::open_or_create(&self.cfg.db, self.cfg.busy_timeout_ms)
+            .map_err(|e| CliError(e.to_string()))?;
+        if let Ok(key) = HostKey::load(&self.cfg.key_file) {
+            let key_file = self.cfg.key_file.display().to_string();
+            let _ = crate::keycheck::verify_or_pin(&mut store, &key, &key_file);
+        }
+        Ok(store)
     }
 
+    /// Loads (or on first use creates) the host key and, when there is a
+    /// store, checks it against the store, recording its check value when
+    /// that can be proven ([`crate::keycheck`]): nothing is written with a
+    /// key the store was not made with. Creates no store.
     pub fn host_key(&mut self) -> Result<HostKey, CliError> {
         let (key, created) = HostKey::load_or_create(&self.cfg.key_file)?;
+        let key_file = self.cfg.key_file.display().to_string();
+        let checked = if self.cfg.db.exists() {
+            Store::open_or_create(&self.cfg.db, self.cfg.busy_timeout_ms)
+                .map_err(|e| e.to_string())
+                .and_then(|mut store| crate::keycheck::verify_or_pin(&mut store, &key, &key_file))
+        } else {
+            Ok(crate::keycheck::KeyCheck::Unproven("no store yet"))
+        };
+        match checked {
+            Ok(crate::keycheck::KeyCheck::Pinned(why)) => self.audit.notice(&format!(
+                "host key {key_file}: check value recorded ({why})"
+            )),
+            Ok(_) => {}
+            Err(e) => {
+                if created {
+                    // A key made just now for a store made with another:
+                    // leave the place free for the right one.
+                    let _ = std::fs::remove_file(&self.cfg.key_file);
+                }
+                return Err(CliError(e));
+            }
+        }
         if created {
-            eprintln!("Created host key {}", self.cfg.key_file.display());
-            self.audit
-                .notice(&format!("created host key {}", self.cfg.key_file.display()));
+            eprintln!("Created host key {key_file}");
+            self.audit.notice(&format!("created host key {key_file}"));
         }
         Ok(key)
     }
 }
 
-pub fn run(cli: Cli) -> CliResult {
+pub fn run(mut cli: Cli) -> CliResult {
+    // The config is read with the module's rules (root-owned, absolute
+    // path); a relative --config is the invoker's own shell's idea, so
+    // resolve it here rather than refuse it.
+    cli.config = std::path::absolute(&cli.config)
+        .map_err(|e| CliError(format!("--config {}: {e}", cli.config.display())))?;
     let command = cli
         .command
         .unwrap_or_else(|| Command::Menu(menu::MenuArgs::default()));

@@ -66,7 +66,9 @@ pub fn policy(ctx: &mut Ctx, a: PolicyArgs) -> CliResult {
         }
     );
     if let Some(why) = policy::exempt(cfg, &user, &groups) {
-        println!("  exempt ({why}): logs in WITHOUT a second factor (logged)");
+        println!(
+            "  exempt ({why}): not asked for a second factor (PAM_IGNORE: the rest of the stack decides; logged)"
+        );
         return Ok(());
     }
     let (allowed, source) = policy::allowed_methods(cfg, &groups);
@@ -142,7 +144,7 @@ pub fn policy(ctx: &mut Ctx, a: PolicyArgs) -> CliResult {
         } else {
             ""
         };
-        match (mode, first_seen) {
+        let verdict = match (mode, first_seen) {
             (Unenrolled::Grace, None) => format!(
                 "grace: allows without a factor for {} days from the first login attempt{inline_note}",
                 cfg.policy.grace_days
@@ -163,6 +165,11 @@ pub fn policy(ctx: &mut Ctx, a: PolicyArgs) -> CliResult {
                 NoFactor::Deny if inline => "requires TOTP setup at login (no factor yet)".into(),
                 NoFactor::Deny => "DENIES: no factor enrolled (unenrolled = deny)".into(),
             },
+        };
+        if verdict.starts_with("allows") || verdict.starts_with("grace:") {
+            format!("{verdict}; PAM_IGNORE, so the rest of the stack decides")
+        } else {
+            verdict
         }
     };
     println!("  result: {verdict}");

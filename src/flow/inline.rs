@@ -7,7 +7,6 @@
 use super::{Conversation, Login, Verdict, answer_text};
 use crate::audit::Audit;
 use crate::config::Config;
-use crate::crypto::HostKey;
 use crate::enroll::output::qr;
 use crate::factor::{backup, normalize_code, totp};
 use crate::store::{OtpKind, OtpRecord, Store};
@@ -51,9 +50,9 @@ impl Inline<'_> {
 
     pub fn enroll(&mut self, now: i64) -> Verdict {
         let user = self.login.user;
-        let key = match HostKey::load(&self.cfg.key_file) {
+        let key = match super::load_key(self.cfg, self.store) {
             Ok(k) => k,
-            Err(e) => return self.unavailable(&e.to_string()),
+            Err(e) => return self.unavailable(&e),
         };
         let secret = match totp::generate_secret() {
             Ok(s) => s,

@@ -44,7 +44,17 @@ pub struct Login<'a> {
 /// The module's answer, mapped to a PAM return code by `src/pam/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// A second factor was verified (now, or earlier on a remembered
+    /// device).
     Success,
+    /// Let through without checking any factor, because the admin's
+    /// policy says so: unenrolled under `allow` or `grace`, exempt users
+    /// and groups, Duo's preauth "allow" (a bypass set in Duo), Duo's
+    /// `failmode = safe`. `PAM_IGNORE`, like google-authenticator's
+    /// `nullok`: the rest of the stack decides, so a `sufficient` or
+    /// `[success=done]` line never lets such a user in on its own (the
+    /// pam-u2f `nouserok` bypass, CVE-2025-23013).
+    Ignore,
     /// Wrong, replayed or malformed code, or no factor and policy says deny.
     Denied,
     /// Too many failures; the account is locked for now.
@@ -90,16 +100,36 @@ pub fn authenticate_with(
     audit: &mut Audit,
     net: &mut dyn Network,
 ) -> Verdict {
+    let canonical = match users::canonical(login.user) {
+        Some(name) => name,
+        None => {
+            audit.warning(&format!(
+                "auth denied user={} service={} rhost={} reason=unknown-user",
+                clean(login.user),
+                clean(login.service),
+                clean(login.rhost)
+            ));
+            return Verdict::UnknownUser;
+        }
+    };
+    // From here on the user is the passwd entry's own name, whatever case
+    // or form NSS accepted; the log line keeps what was typed when it
+    // differs.
+    let typed = if canonical != login.user {
+        format!(" typed={}", clean(login.user))
+    } else {
+        String::new()
+    };
+    let login = Login {
+        user: &canonical,
+        ..login
+    };
     let who = format!(
-        "user={} service={} rhost={}",
+        "user={} service={} rhost={}{typed}",
         clean(login.user),
         clean(login.service),
         clean(login.rhost)
     );
-    if !users::exists(login.user) {
-        audit.warning(&format!("auth denied {who} reason=unknown-user"));
-        return Verdict::UnknownUser;
-    }
     // The group database is read only when the policy names groups.
     let groups = if cfg.policy.exempt_groups.is_empty() && cfg.policy.groups.is_empty() {
         Vec::new()
@@ -107,8 +137,8 @@ pub fn authenticate_with(
         users::groups(login.user)
     };
     if let Some(why) = policy::exempt(cfg, login.user, &groups) {
-        audit.notice(&format!("auth ok {who} factor=none reason={why}"));
-        return Verdict::Success;
+        audit.notice(&format!("auth skipped {who} factor=none reason={why}"));
+        return Verdict::Ignore;
     }
     let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
         Ok(s) => s,
@@ -163,9 +193,11 @@ pub fn authenticate_with(
     if state.locked_until > now {
         return locked(conv, audit, &who, state.locked_until - now, state.failures);
     }
-    let key = match HostKey::load(&cfg.key_file) {
+    // Before anything is verified: with the wrong key no code can match,
+    // and "wrong code" would count toward the user's lockout.
+    let key = match load_key(cfg, &mut store) {
         Ok(k) => k,
-        Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+        Err(e) => return unavailable(conv, audit, &who, &e),
     };
     let device = cfg
         .remembers(login.service)
@@ -206,6 +238,14 @@ pub fn authenticate_with(
         run.remember(d, &factor);
     }
     verdict
+}
+
+/// Loads the host key and checks that it is the one the store was made
+/// with ([`crate::keycheck`]); any problem is "unavailable".
+fn load_key(cfg: &Config, store: &mut Store) -> Result<HostKey, String> {
+    let key = HostKey::load(&cfg.key_file).map_err(|e| e.to_string())?;
+    crate::keycheck::verify(store, &key, &cfg.key_file.display().to_string())?;
+    Ok(key)
 }
 
 /// A user with no factor at all: exemption is checked already; apply
@@ -269,8 +309,8 @@ fn unenrolled(
                     "{note} Set it up with `2fa-enroll totp` or ask an administrator."
                 ));
             }
-            audit.notice(&format!("auth ok {who} factor=none reason={reason}"));
-            Verdict::Success
+            audit.notice(&format!("auth skipped {who} factor=none reason={reason}"));
+            Verdict::Ignore
         }
         NoFactor::Deny | NoFactor::GraceOver => {
             if inline {
@@ -560,11 +600,15 @@ impl Run<'_> {
         if let Err(e) = res {
             return self.unavailable(&e.to_string());
         }
+        if factor == "duo-bypass" {
+            // Duo's own policy let the user through: nothing was proven.
+            self.audit
+                .notice(&format!("auth skipped {} factor=none{note}", self.who));
+            return Verdict::Ignore;
+        }
         self.audit
             .info(&format!("auth ok {} factor={factor}{note}", self.who));
-        if factor != "duo-bypass" {
-            self.proven = Some(factor.to_string());
-        }
+        self.proven = Some(factor.to_string());
         Verdict::Success
     }
 
@@ -662,13 +706,13 @@ impl Run<'_> {
             )),
             FailMode::Safe => {
                 self.audit.err(&format!(
-                    "auth ok {} factor=none reason=duo-unreachable-failmode-safe ({})",
+                    "auth skipped {} factor=none reason=duo-unreachable-failmode-safe ({})",
                     self.who,
                     crate::audit::detail(detail)
                 ));
                 self.conv
                     .info("Duo is unreachable; letting you in without it (failmode safe).");
-                Verdict::Success
+                Verdict::Ignore
             }
             FailMode::Secure => {
                 self.unavailable(&format!("duo unreachable, failmode secure: {detail}"))
@@ -1072,7 +1116,7 @@ mod tests {
         tx.commit().unwrap();
         assert_eq!(run(&cfg, "root", T0, "123456").0, Verdict::Denied);
         cfg.unenrolled = Unenrolled::Allow;
-        assert_eq!(run(&cfg, "root", T0, "").0, Verdict::Success);
+        assert_eq!(run(&cfg, "root", T0, "").0, Verdict::Ignore);
         assert_eq!(
             run(&cfg, "no-such-user-pam2fa", T0, "123456").0,
             Verdict::UnknownUser

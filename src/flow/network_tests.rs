@@ -506,7 +506,7 @@ fn preauth_allow_deny_enroll() {
     let sh = shared();
     let mut net = Fake::new(&sh);
     net.preauth = Ok(DuoPreauth::Allow("bypass".into()));
-    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Success);
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore);
     net.preauth = Ok(DuoPreauth::Deny("User is locked out".into()));
     assert_eq!(login(&cfg, &mut net, T0, vec!["sms"]), Verdict::Denied);
     assert!(
@@ -545,7 +545,7 @@ fn failmode_applies_only_when_duo_is_the_only_way() {
         "secure"
     );
     cfg.duo.failmode = FailMode::Safe;
-    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Success, "safe");
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore, "safe");
     // A refusal (bad keys) is not "unreachable": safe does not let anyone in.
     net.preauth = Err(failing(DuoFailKind::Refused));
     assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Unavailable);

@@ -45,15 +45,21 @@ impl PamHooks for Pam2fa {
 }
 
 fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let args: Result<Vec<&str>, _> = args.iter().map(|a| a.to_str()).collect();
-    let cfg = match args
+    let utf8: Result<Vec<&str>, _> = args.iter().map(|a| a.to_str()).collect();
+    let cfg = match utf8
         .map_err(|_| "module arguments are not UTF-8".to_string())
         .and_then(|a| Config::from_module_args(&a).map_err(|e| e.0))
     {
         Ok(c) => c,
         Err(e) => {
-            // The config is unusable, so log to the default socket.
-            let mut audit = Audit::new(std::path::Path::new("/dev/log"), "pam_2fa", false);
+            // The config is unusable, so log to the socket the module
+            // line names (`log_socket=`, root's own file) or the default.
+            let socket = args
+                .iter()
+                .filter_map(|a| a.to_str().ok()?.strip_prefix("log_socket="))
+                .rfind(|p| p.starts_with('/'))
+                .unwrap_or("/dev/log");
+            let mut audit = Audit::new(std::path::Path::new(socket), "pam_2fa", false);
             audit.err(&format!("configuration error, denying: {e}"));
             // Fail closed, but tell the user why nothing was asked.
             if let Ok(mut c) = conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {
@@ -79,9 +85,10 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
     let mut conversation = match conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {
         Ok(c) => c,
         Err(e) => {
+            let name = crate::users::canonical(&user).unwrap_or(user);
             audit.err(&format!(
                 "no PAM conversation available ({e}), denying user={}",
-                crate::audit::clean(&user)
+                crate::audit::clean(&name)
             ));
             return PamResultCode::PAM_CONV_ERR;
         }
@@ -105,6 +112,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
 fn to_pam(v: Verdict) -> PamResultCode {
     match v {
         Verdict::Success => PamResultCode::PAM_SUCCESS,
+        Verdict::Ignore => PamResultCode::PAM_IGNORE,
         Verdict::Denied => PamResultCode::PAM_AUTH_ERR,
         Verdict::Locked => PamResultCode::PAM_MAXTRIES,
         Verdict::Unavailable => PamResultCode::PAM_AUTHINFO_UNAVAIL,
@@ -155,5 +163,7 @@ mod tests {
             assert_ne!(to_pam(v), PamResultCode::PAM_IGNORE, "{v:?}");
         }
         assert_eq!(to_pam(Verdict::Success), PamResultCode::PAM_SUCCESS);
+        // Let through by policy without a factor: the stack decides.
+        assert_eq!(to_pam(Verdict::Ignore), PamResultCode::PAM_IGNORE);
     }
 }

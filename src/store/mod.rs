@@ -25,6 +25,7 @@
 //! owner, so a healthy store always passes.
 
 mod localkeys;
+mod meta;
 mod network;
 mod ops;
 mod policy;
@@ -32,6 +33,7 @@ mod schema;
 mod webauthn;
 
 pub use localkeys::LocalKey;
+pub use meta::SealedSecret;
 pub use network::{Channel, Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};
@@ -180,6 +182,7 @@ impl Store {
         if let Some(dir) = path.parent() {
             secure_fs::ensure_private_dir(dir)
                 .map_err(|e| StoreError::Other(format!("creating {}: {e}", dir.display())))?;
+            secure_fs::check_dir_chain(dir, "store").map_err(StoreError::Unsafe)?;
         }
         if !path.exists() {
             secure_fs::create_private_file(path, b"")
@@ -326,13 +329,13 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Checks the store's directory, the store, and those of its `-wal`,
+/// Checks the store's directory and every directory above it
+/// ([`secure_fs::check_dir_chain`]), the store, and those of its `-wal`,
 /// `-shm` and `-journal` files that exist: all root-owned and private (see
 /// the module docs). Returns the WAL's size (0 when there is none).
 fn check_files(path: &Path) -> Result<u64> {
     if let Some(dir) = path.parent() {
-        secure_fs::check_root_owned(dir, "store directory", secure_fs::NO_GROUP_OR_WORLD_WRITE)
-            .map_err(StoreError::Unsafe)?;
+        secure_fs::check_dir_chain(dir, "store").map_err(StoreError::Unsafe)?;
     }
     secure_fs::check_root_owned(path, "store", secure_fs::NO_GROUP_OR_WORLD)
         .map_err(StoreError::Unsafe)?;

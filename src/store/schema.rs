@@ -129,6 +129,14 @@ pub const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX key_warnings_by_user ON key_warnings(user, at);
     "#,
+    // 7: facts about the store itself, e.g. the host key's check value
+    //    (src/keycheck.rs).
+    r#"
+    CREATE TABLE meta (
+        name   TEXT PRIMARY KEY NOT NULL,
+        value  BLOB NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build reads and writes.

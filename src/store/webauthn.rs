@@ -132,7 +132,7 @@ mod tests {
         {
             // A v5 store, from before warnings were kept.
             let c = rusqlite::Connection::open(&path).unwrap();
-            c.execute_batch("DROP TABLE key_warnings; PRAGMA user_version = 5;")
+            c.execute_batch("DROP TABLE meta; DROP TABLE key_warnings; PRAGMA user_version = 5;")
                 .unwrap();
         }
         let mut s = Store::open_existing(&path, 1000).unwrap();

@@ -207,8 +207,11 @@ fn sudo_user_stopping_sudo_during_preauth_does_not_get_in_under_failmode_safe() 
         "{run:?}"
     );
     // The same outage with root as the caller (sshd, login): the admin's
-    // failmode = safe holds.
-    let a = site.login(&sudo.user, "");
+    // failmode = safe holds. It lets the user through with PAM_IGNORE (no
+    // factor was checked), so the stack is that of a host where pam_2fa
+    // is the only auth module, which ends with pam_permit.
+    site.env.service_key_and_code("p2fa-kc", "");
+    let a = site.env.attempt("p2fa-kc", &sudo.user, "", None);
     assert!(a.ok, "root caller, Duo down, failmode safe: {a:?}");
     assert!(
         a.log.contains("reason=duo-unreachable-failmode-safe"),
@@ -455,10 +458,17 @@ fn errors_after_a_good_preauth_deny_under_failmode_safe() {
             a.log
         );
     }
-    // The same outage at preauth is the admin's failmode (root caller).
+    // The same outage at preauth is the admin's failmode (root caller):
+    // PAM_IGNORE, so the stack of a host where pam_2fa is the only auth
+    // module (ending with pam_permit) lets the user in.
     site.set("*modes", json!({"/auth/v2/preauth": "500"}));
-    let a = site.login(user, "");
+    site.env.service_key_and_code("p2fa-kc", "");
+    let a = site.env.attempt("p2fa-kc", user, "", None);
     assert!(a.ok, "{a:?}");
+    assert!(
+        a.log.contains("reason=duo-unreachable-failmode-safe"),
+        "{a:?}"
+    );
 }
 
 /// Item 5: a user with TOTP and Duo types wrong 6-digit codes. Each was

@@ -11,5 +11,6 @@ mod common;
 mod daemon;
 mod duo;
 mod files;
+mod inputs;
 mod net;
 mod web;

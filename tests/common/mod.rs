@@ -204,6 +204,25 @@ impl Env {
         );
     }
 
+    /// Writes PAM service `name` for a host where pam_2fa is the only
+    /// auth module (SSH key + code): `auth required pam_2fa.so ...`, then
+    /// `auth required pam_permit.so`, as google-authenticator documents
+    /// for `nullok`. A user the policy lets through without a factor gets
+    /// PAM_IGNORE from the module, and pam_permit lets them in.
+    pub fn service_key_and_code(&self, name: &str, args: &str) {
+        self.service_lines(
+            name,
+            &format!(
+                "auth required {} config={} {args}
+auth required pam_permit.so
+account required pam_permit.so
+",
+                module_path().display(),
+                self.conf.display()
+            ),
+        );
+    }
+
     pub fn service_lines(&self, name: &str, text: &str) {
         fs::write(self.svc_dir.join(name), text).unwrap();
     }
