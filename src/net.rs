@@ -86,48 +86,25 @@ pub fn ensure_crypto_provider() {
     }
 }
 
-/// Reads a PEM file that decides whom we trust: root-owned, not writable
-/// by group or others, a regular file (not a FIFO or device that would
-/// hang the login), at most [`MAX_CA_FILE`] bytes. Symlinks are followed
-/// (Debian's `/etc/ssl/certs/*.pem` are links), and the file they lead to
-/// is what is checked.
+/// Reads a PEM file that decides whom we trust, with the checks of every
+/// trusted input ([`crate::secure_fs::read_trusted`]: a root-owned regular
+/// file, not writable by group or others, opened without blocking, in a
+/// root-owned directory chain, at most [`MAX_CA_FILE`] bytes). Symlinks are
+/// resolved first (Debian's `/etc/ssl/certs/*.pem` are links into
+/// `/usr/share/ca-certificates`) and the file they lead to is what is
+/// checked; the directories holding the links are root-owned, so nobody
+/// else can swap them between the two steps.
 fn read_ca_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
+    let real = std::fs::canonicalize(path)
         .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!(
-            "{what} {} is not a regular file; refusing it",
-            path.display()
-        ));
-    }
-    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{what} {} must be owned by root and not writable by group or others \
-             (owner uid {}, mode {:04o}); refusing it",
-            path.display(),
-            meta.uid(),
-            meta.mode() & 0o7777
-        ));
-    }
-    if meta.len() > MAX_CA_FILE {
-        return Err(format!(
-            "{what} {} is larger than 4 MiB; refusing it",
-            path.display()
-        ));
-    }
-    let mut pem = Vec::new();
-    file.take(MAX_CA_FILE + 1)
-        .read_to_end(&mut pem)
-        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
-    Ok(pem)
+    crate::secure_fs::read_trusted(
+        &real,
+        what,
+        crate::secure_fs::NO_GROUP_OR_WORLD_WRITE,
+        MAX_CA_FILE,
+    )
+    .map(|pem| pem.to_vec())
+    .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
 }
 
 /// The certificates we trust: the system bundle (certificates in it that

@@ -418,13 +418,25 @@ fn import_otp(
         println!("  note: {n}");
     }
     let mut todo: Vec<Imported> = Vec::new();
-    for u in entries {
-        if !users::exists(&u.user) {
+    for mut u in entries {
+        // Stored under the system's own spelling of the name (what the
+        // module looks up), never the file's (an NSS that matches names
+        // case-insensitively would otherwise make two users of one).
+        let Some(name) = users::canonical(&u.user) else {
             println!(
                 "{}: skipped: no such user on this system (line {})",
                 u.user, u.line
             );
-        } else if u.otp.is_none() && u.backup.is_empty() {
+            continue;
+        };
+        if name != u.user {
+            println!(
+                "{}: imported as {name}, the system's name (line {})",
+                u.user, u.line
+            );
+            u.user = name;
+        }
+        if u.otp.is_none() && u.backup.is_empty() {
             println!("{}: nothing to import (no token, no scratch codes)", u.user);
             for n in &u.notes {
                 println!("  note: {n}");
@@ -817,8 +829,17 @@ fn import_u2f(
     // them, so another user's line there must not give that user a key.
     let owner = meta.uid();
     let mut todo = Vec::new();
-    for u in entries {
+    for mut u in entries {
         let account = nix::unistd::User::from_name(&u.user).ok().flatten();
+        if let Some(a) = &account
+            && a.name != u.user
+        {
+            println!(
+                "{}: imported as {}, the system's name (line {})",
+                u.user, a.name, u.line
+            );
+            u.user = a.name.clone();
+        }
         match account {
             None => println!(
                 "{}: skipped: no such user on this system (line {})",
