@@ -319,11 +319,8 @@ mod tests {
                 .contains("no certificate")
         );
         std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(
-            trust_anchors(Some(&empty))
-                .unwrap_err()
-                .contains("not writable by group or others")
-        );
+        let e = trust_anchors(Some(&empty)).unwrap_err();
+        assert!(e.contains("must not be writable by group or others"), "{e}");
         let e = trust_anchors(Some(dir.path())).unwrap_err();
         assert!(e.contains("not a regular file"), "{e}");
         let fifo = dir.path().join("fifo");
