@@ -665,13 +665,8 @@ fn full_log_socket_does_not_hang_login() {
         assert!(queued < 100_000, "socket never filled");
     }
     let _serial = pam_wrapper_lock();
-    let mut child = env
-        .pamtester_with(&[], None, &["p2fa", &user, "authenticate"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        spawn_piped(&mut env.pamtester_with(&[], None, &["p2fa", &user, "authenticate"]));
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();

@@ -3,23 +3,14 @@
 //! refused with FILE:LINE, and `backup --output` run by root for a user
 //! must not write where that user could not.
 
-use crate::common::{Env, SECRET, fresh_step, hotp, now, step_of, system_user, totp};
+use crate::common::{Env, SECRET, fresh_step, hotp, now, output_text, step_of, system_user, totp};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Output;
 
 const PASSWORD: &str = "Files-imp0rt-Horse";
 /// SECRET in hex, for pam_oath's usersfile.
 const HEX: &str = "3132333435363738393031323334353637383930";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
@@ -48,8 +39,8 @@ fn reimporting_google_authenticator_does_not_revive_used_codes() {
             args.push("--apply");
         }
         let o = env.enroll(&args, "");
-        assert!(o.status.success(), "{}", text(&o));
-        text(&o)
+        assert!(o.status.success(), "{}", output_text(&o));
+        output_text(&o)
     };
     import(true);
 
@@ -102,8 +93,8 @@ fn reimporting_users_oath_does_not_rewind_the_hotp_counter() {
             args.push("--apply");
         }
         let o = env.enroll(&args, "");
-        assert!(o.status.success(), "{}", text(&o));
-        text(&o)
+        assert!(o.status.success(), "{}", output_text(&o));
+        output_text(&o)
     };
     import(true);
     for c in 0..2 {
@@ -175,7 +166,7 @@ fn absurd_numbers_in_imported_files_are_refused_with_file_and_line() {
                 a.push("--apply");
             }
             let o = env.enroll(&a, "");
-            let t = text(&o);
+            let t = output_text(&o);
             assert!(!o.status.success(), "{content:?} imported: {t}");
             assert!(t.contains(&want), "expected {want:?}: {t}");
             assert!(t.contains("nothing was imported"), "{t}");
@@ -228,7 +219,7 @@ fn backup_output_through_a_users_symlink_is_written_with_the_users_rights() {
         ],
         "",
     );
-    let t = text(&o);
+    let t = output_text(&o);
     assert!(
         fs::read_dir(&victim).unwrap().next().is_none(),
         "a file was created in the root-only directory: {t}"
@@ -256,7 +247,7 @@ fn backup_output_through_a_users_symlink_is_written_with_the_users_rights() {
         ],
         "",
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let meta = fs::symlink_metadata(&plain).unwrap();
     assert_eq!(meta.uid(), pw.uid.as_raw());
     assert_eq!(meta.gid(), pw.gid.as_raw());
@@ -273,7 +264,7 @@ fn backup_output_through_a_users_symlink_is_written_with_the_users_rights() {
         ],
         "",
     );
-    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
     fs::remove_file(&plain).unwrap();
     fs::remove_file(&link).unwrap();
 }

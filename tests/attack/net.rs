@@ -9,7 +9,7 @@
 //! host in clear is caught doing it: the stand-in records what it got.
 
 use crate::common::net::{Pki, Stub, json_lines};
-use crate::common::{Attempt, Env, system_user};
+use crate::common::{Attempt, Env, output_text, system_user};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -75,14 +75,6 @@ fn enroll_ns(env: &Env, args: &[&str]) -> Output {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn write_secret(path: &Path, text: &str) {
@@ -184,7 +176,7 @@ fn email_in_clear_to_a_remote_host_is_refused() {
             &env,
             &["email", "--user", &user, "--address", "x@example.com"],
         );
-        let t = text(&out);
+        let t = output_text(&out);
         assert!(!out.status.success(), "{host}: 2fa-enroll sent: {t}");
         assert!(
             t.contains("email.tls = \"none\"") && t.contains("loopback"),
@@ -219,7 +211,7 @@ fn email_in_clear_to_a_remote_host_is_refused() {
         &["email", "--user", &user, "--address", "y@example.com"],
         "",
     );
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("email.username"), "{t}");
     let a = attempt_ns(&env, &user, "000000\n");
@@ -238,11 +230,15 @@ fn email_in_clear_to_a_remote_host_is_refused() {
             &["email", "--user", &user, "--address", "ni-mail@example.com"],
             "000000\n000000\n000000\n",
         );
-        assert!(!out.status.success(), "wrong code accepted: {}", text(&out));
+        assert!(
+            !out.status.success(),
+            "wrong code accepted: {}",
+            output_text(&out)
+        );
         assert!(
             sink.mails().len() > before,
             "{host}: nothing sent to the local relay: {}",
-            text(&out)
+            output_text(&out)
         );
     }
 }
@@ -332,7 +328,7 @@ fn sms_gateway_over_plain_http_is_refused() {
     ] {
         env.write_config(conf);
         let out = enroll_ns(&env, &["sms", "--user", &user, "--phone", "+15557654321"]);
-        let t = text(&out);
+        let t = output_text(&out);
         assert!(!out.status.success(), "{what}: 2fa-enroll sent: {t}");
         assert!(
             t.contains(key) && t.contains("https"),
@@ -395,7 +391,7 @@ fn gateway_error_never_logs_a_token_loaded_from_a_file() {
     }
     // The same through 2fa-enroll's confirmation send.
     let out = env.enroll(&["sms", "--user", &user, "--phone", "+15557654321"], "");
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(!out.status.success(), "{t}");
     for secret in [TOKEN, basic.as_str()] {
         assert!(!t.contains(secret), "secret {secret:?} shown: {t}");
