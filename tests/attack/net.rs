@@ -9,7 +9,7 @@
 //! host in clear is caught doing it: the stand-in records what it got.
 
 use crate::common::net::{Pki, Stub, json_lines};
-use crate::common::{Attempt, Env, output_text, system_user};
+use crate::common::{Attempt, Env, mount_ns, output_text, system_user};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -22,50 +22,19 @@ const GW_HOST: &str = "gw.p2fa-net.test";
 const SID: &str = "ACnetimport0123456789abcdef0123";
 const TOKEN: &str = "tok-from-file-9f8e7d6c5b4a";
 
-/// The namespace wrapper: argv prefix that runs the rest of the command
-/// with `/dev/log` = the Env's log socket and the test names in /etc/hosts.
-fn ns_prefix(env: &Env) -> Vec<String> {
-    let ns = env.root().join("ns");
-    let (old, new) = (ns.join("olddev"), ns.join("newdev"));
-    let hosts = ns.join("hosts");
-    if !new.exists() {
-        fs::create_dir_all(&old).unwrap();
-        fs::create_dir_all(&new).unwrap();
-        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-            std::os::unix::fs::symlink(old.join(dev), new.join(dev)).unwrap();
-        }
-        std::os::unix::fs::symlink(env.root().join("log.sock"), new.join("log")).unwrap();
-        fs::write(
-            &hosts,
-            format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {MAIL_HOST} {GW_HOST}\n"),
-        )
-        .unwrap();
-    }
-    let script = format!(
-        "set -e; mount --make-rprivate /; mount --rbind /dev '{}'; mount --bind '{}' /dev; \
-         mount --bind '{}' /etc/hosts; exec \"$@\"",
-        old.display(),
-        new.display(),
-        hosts.display()
-    );
-    ["unshare", "--mount", "sh", "-c", &script, "sh"]
-        .map(String::from)
-        .to_vec()
+/// The test names in the namespace's /etc/hosts.
+fn hosts() -> String {
+    format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {MAIL_HOST} {GW_HOST}\n")
 }
 
 /// A login through libpam inside the namespace.
 fn attempt_ns(env: &Env, user: &str, input: &str) -> Attempt {
-    let prefix = ns_prefix(env);
-    let p: Vec<&str> = prefix.iter().map(String::as_str).collect();
-    env.attempt_cmd(
-        env.pamtester_with(&p, None, &["p2fa", user, "authenticate"]),
-        input.as_bytes(),
-    )
+    mount_ns::attempt(env, Some(&hosts()), &["p2fa", user, "authenticate"], input)
 }
 
 /// `2fa-enroll --config CONF args...` inside the namespace, no input.
 fn enroll_ns(env: &Env, args: &[&str]) -> Output {
-    let prefix = ns_prefix(env);
+    let prefix = mount_ns::prefix(env, Some(&hosts()));
     Command::new(&prefix[0])
         .args(&prefix[1..])
         .arg(crate::common::enroll_bin())

@@ -10,6 +10,7 @@
 pub mod daemon;
 pub mod fido2;
 pub mod interactive;
+pub mod mount_ns;
 pub mod net;
 pub mod sshd;
 pub mod sudo;
