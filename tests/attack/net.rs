@@ -8,7 +8,7 @@
 //! with a refused config logs). So a client that would talk to a remote
 //! host in clear is caught doing it: the stand-in records what it got.
 
-use crate::common::net::{Pki, Stub, json_lines};
+use crate::common::net::{Pki, SMS_CONTROL, SMS_LOG, Stub, json_lines, sms_gateway};
 use crate::common::{Attempt, Env, mount_ns, output_text, system_user};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -220,34 +220,37 @@ struct Gateway {
     _pki: Pki,
 }
 
-fn gateway(dir: &Path, name: &str, extra: &[&str]) -> Gateway {
-    let pki = Pki::new(&dir.join(format!("pki-{name}")));
-    let log = dir.join(format!("{name}.jsonl"));
-    let control = dir.join(format!("{name}-control.json"));
-    let mut args = vec![
-        "--cert",
-        pki.cert.to_str().unwrap(),
-        "--key",
-        pki.key.to_str().unwrap(),
-        "--sid",
-        SID,
-        "--token",
-        TOKEN,
-        "--log",
-        log.to_str().unwrap(),
-        "--control",
-        control.to_str().unwrap(),
-        "--hook-auth",
-        "Bearer hook-key-31337",
-    ];
-    args.extend_from_slice(extra);
-    let stub = Stub::start("sms_gateway.py", &args, dir);
+fn gateway(dir: &Path, extra: &[&str]) -> Gateway {
+    let pki = Pki::new(&dir.join("pki-gw"));
+    let stub = sms_gateway(&pki, SID, TOKEN, "Bearer hook-key-31337", extra, dir);
     Gateway {
         stub,
-        log,
-        control,
+        log: dir.join(SMS_LOG),
+        control: dir.join(SMS_CONTROL),
         _pki: pki,
     }
+}
+
+/// `auth_token_file` for the gateway: TOKEN, root-only.
+fn token_file(env: &Env) -> PathBuf {
+    let path = env.root().join("twilio-token");
+    write_secret(&path, TOKEN);
+    path
+}
+
+/// Enrolls `user`'s phone without a confirming text.
+fn enroll_phone(env: &Env, user: &str) {
+    env.enroll_ok(
+        &[
+            "sms",
+            "--user",
+            user,
+            "--phone",
+            "+15551234567",
+            "--no-verify",
+        ],
+        "",
+    );
 }
 
 fn twilio_conf(base_url: &str, token_file: &Path, ca: &str) -> String {
@@ -265,26 +268,15 @@ fn twilio_conf(base_url: &str, token_file: &Path, ca: &str) -> String {
 fn sms_gateway_over_plain_http_is_refused() {
     let user = system_user("p2fa-ni-sms", PASSWORD);
     let env = Env::new();
-    let token_file = env.root().join("twilio-token");
-    write_secret(&token_file, TOKEN);
-    let gw = gateway(env.root(), "plain-gw", &["--plain"]);
+    let token_file = token_file(&env);
+    let gw = gateway(env.root(), &["--plain"]);
     let port = gw.stub.port;
     env.write_config(&twilio_conf(
         &format!("http://127.0.0.1:{port}"),
         &token_file,
         "",
     ));
-    env.enroll_ok(
-        &[
-            "sms",
-            "--user",
-            &user,
-            "--phone",
-            "+15551234567",
-            "--no-verify",
-        ],
-        "",
-    );
+    enroll_phone(&env, &user);
     let remote_twilio = twilio_conf(&format!("http://{GW_HOST}:{port}"), &token_file, "");
     let remote_hook = format!(
         "[sms]\nenabled = true\ngateway = \"webhook\"\n[sms.webhook]\n\
@@ -321,9 +313,8 @@ fn sms_gateway_over_plain_http_is_refused() {
 fn gateway_error_never_logs_a_token_loaded_from_a_file() {
     let user = system_user("p2fa-ni-echo", PASSWORD);
     let env = Env::new();
-    let token_file = env.root().join("twilio-token");
-    write_secret(&token_file, TOKEN);
-    let gw = gateway(env.root(), "echo-gw", &[]);
+    let token_file = token_file(&env);
+    let gw = gateway(env.root(), &[]);
     fs::write(&gw.control, r#"{"mode": "echo"}"#).unwrap();
     let ca = format!("ca_file = \"{}\"", gw._pki.ca.display());
     env.write_config(&twilio_conf(
@@ -331,17 +322,7 @@ fn gateway_error_never_logs_a_token_loaded_from_a_file() {
         &token_file,
         &ca,
     ));
-    env.enroll_ok(
-        &[
-            "sms",
-            "--user",
-            &user,
-            "--phone",
-            "+15551234567",
-            "--no-verify",
-        ],
-        "",
-    );
+    enroll_phone(&env, &user);
     let a = env.attempt("p2fa", &user, "\n", None);
     assert!(!a.ok, "{}", a.output);
     assert!(

@@ -224,6 +224,46 @@ pub fn duo_server(
     Stub::start("duo_server.py", &args, dir)
 }
 
+/// Where `sms_gateway.py` appends what it received, in its `dir`.
+pub const SMS_LOG: &str = "sms.jsonl";
+/// The file `sms_gateway.py` rereads on every request (its mode), in its
+/// `dir`.
+pub const SMS_CONTROL: &str = "control.json";
+
+/// Starts `sms_gateway.py` (a Twilio-compatible API and a webhook) over TLS
+/// with `pki`'s server certificate, taking the account `sid` and `token`
+/// and, on the webhook, the header `Authorization: HOOK_AUTH`; its request
+/// log and control file are [`SMS_LOG`] and [`SMS_CONTROL`] in `dir`.
+/// `extra` goes on its command line.
+pub fn sms_gateway(
+    pki: &Pki,
+    sid: &str,
+    token: &str,
+    hook_auth: &str,
+    extra: &[&str],
+    dir: &Path,
+) -> Stub {
+    let (log, control) = (dir.join(SMS_LOG), dir.join(SMS_CONTROL));
+    let mut args = vec![
+        "--cert",
+        pki.cert.to_str().unwrap(),
+        "--key",
+        pki.key.to_str().unwrap(),
+        "--sid",
+        sid,
+        "--token",
+        token,
+        "--log",
+        log.to_str().unwrap(),
+        "--control",
+        control.to_str().unwrap(),
+        "--hook-auth",
+        hook_auth,
+    ];
+    args.extend_from_slice(extra);
+    Stub::start("sms_gateway.py", &args, dir)
+}
+
 impl Drop for Stub {
     fn drop(&mut self) {
         let _ = self.child.kill();
