@@ -13,17 +13,22 @@ pub struct Pki {
     pub key: PathBuf,
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
+/// Runs `program args` in `dir`, which must succeed.
+fn run_in(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program)
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("openssl");
+        .expect(program);
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    run_in(dir, "openssl", args);
 }
 
 impl Pki {
@@ -132,16 +137,7 @@ fn issue(dir: &Path, name: &str, subj: &str, ext: &str, at: Option<&str>) -> (Pa
         Some(date) => {
             let mut args = vec!["-f", date, "openssl"];
             args.extend_from_slice(&sign);
-            let out = Command::new("faketime")
-                .args(&args)
-                .current_dir(dir)
-                .output()
-                .expect("faketime");
-            assert!(
-                out.status.success(),
-                "faketime openssl: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run_in(dir, "faketime", &args);
         }
     }
     (dir.join(cert), dir.join(key))
