@@ -34,31 +34,18 @@ fn openssl(args: &[&str], dir: &Path) {
 impl Pki {
     pub fn new(dir: &Path) -> Pki {
         std::fs::create_dir_all(dir).unwrap();
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                // Named after its directory: two test CAs never share a
-                // name, so a certificate from the other one is from an
-                // unknown issuer, not a bad signature.
-                &format!(
-                    "/CN=pam-2fa test CA {}",
-                    dir.file_name().unwrap().to_string_lossy()
-                ),
-            ],
+        // Named after its directory: two test CAs never share a name, so a
+        // certificate from the other one is from an unknown issuer, not a
+        // bad signature.
+        let subj = format!(
+            "/CN=pam-2fa test CA {}",
+            dir.file_name().unwrap().to_string_lossy()
+        );
+        new_key(
             dir,
+            "ca.key",
+            "ca.pem",
+            &["-x509", "-days", "2", "-subj", &subj],
         );
         let (cert, key) = issue(
             dir,
@@ -84,6 +71,26 @@ impl Pki {
     }
 }
 
+/// `openssl req` in `dir` making a new P-256 key `key` and `out` (a
+/// request, or with `-x509` a self-signed certificate); `more` are further
+/// arguments.
+fn new_key(dir: &Path, key: &str, out: &str, more: &[&str]) {
+    let mut args = vec![
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        out,
+    ];
+    args.extend_from_slice(more);
+    openssl(&args, dir);
+}
+
 /// `NAME.pem` / `NAME.key` in `dir`, signed by `dir`'s `ca.pem`.
 fn issue(dir: &Path, name: &str, subj: &str, ext: &str, at: Option<&str>) -> (PathBuf, PathBuf) {
     let (key, csr, cert, cnf) = (
@@ -92,23 +99,7 @@ fn issue(dir: &Path, name: &str, subj: &str, ext: &str, at: Option<&str>) -> (Pa
         format!("{name}.pem"),
         format!("{name}.cnf"),
     );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            subj,
-        ],
-        dir,
-    );
+    new_key(dir, &key, &csr, &["-subj", subj]);
     std::fs::write(
         dir.join(&cnf),
         format!("{ext}\nbasicConstraints=CA:FALSE\n"),
