@@ -6,94 +6,14 @@
 
 mod common;
 
+use common::daemon::Daemon;
 use common::fido2::{Keys, webauthn_section};
-use common::{Env, SECRET, parse_backup_codes, system_user, totp};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use common::{Env, SECRET, output_text, parse_backup_codes, system_user, totp};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SECRET2: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    public: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.public);
-    }
-}
-
-/// 2fad serving `env`'s store; the config and socket live in a directory
-/// ordinary users can reach (the Env's own directory is root-only).
-fn start(env: &Env) -> (Daemon, PathBuf) {
-    let public = std::env::temp_dir().join(format!(
-        "p2fa-2fad-{}-{}",
-        std::process::id(),
-        env.root().file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::create_dir_all(&public).unwrap();
-    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let socket = public.join("run/socket");
-    let conf = public.join("2fa.conf");
-    let text = std::fs::read_to_string(&env.conf).unwrap();
-    std::fs::write(
-        &conf,
-        format!("{text}\n[daemon]\nsocket = \"{}\"\n", socket.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_2fad"))
-        .arg("--config")
-        .arg(&conf)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "2fad did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (
-        Daemon {
-            child,
-            socket,
-            public,
-        },
-        conf,
-    )
-}
-
-/// `2fa-enroll --config CONF args` as `user`, with `stdin`.
-fn as_user(user: &str, conf: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut c = Command::new("runuser")
-        .args(["-u", user, "--"])
-        .arg(common::enroll_bin())
-        .arg("--config")
-        .arg(conf)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    c.wait_with_output().unwrap()
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A raw frame sent by `user` with Python (bypassing the Rust client).
 fn raw(user: &str, socket: &Path, payload: &str) -> String {
@@ -119,7 +39,7 @@ print(buf.decode())
         .arg(data)
         .output()
         .unwrap();
-    out(&o)
+    output_text(&o)
 }
 
 #[test]
@@ -129,54 +49,58 @@ fn users_enroll_themselves_through_2fad() {
     let env = Env::new();
     env.enroll_ok(&["init"], "");
     let _ = env.enroll(&["reset", "--user", &alice], "");
-    let (d, conf) = start(&env);
+    let d = Daemon::socket_only(&env);
 
-    let o = as_user(&alice, &conf, &["status"], "");
-    assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("no second factor enrolled"), "{}", out(&o));
+    let o = d.enroll_as(&alice, &["status"], "");
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("no second factor enrolled"),
+        "{}",
+        output_text(&o)
+    );
 
     common::fresh_step(8);
-    let o = as_user(
+    let o = d.enroll_as(
         &alice,
-        &conf,
         &["totp", "--secret", SECRET, "--no-qr"],
         &format!("{}\n", totp(SECRET, None)),
     );
-    assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("Saved."), "{}", out(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("Saved."), "{}", output_text(&o));
     // Backup codes are a second factor added: a current code first (the
     // next step's: the confirming one is spent).
-    let o = as_user(&alice, &conf, &["backup"], "");
-    assert!(!o.status.success(), "{}", out(&o));
-    let o = as_user(
+    let o = d.enroll_as(&alice, &["backup"], "");
+    assert!(!o.status.success(), "{}", output_text(&o));
+    let o = d.enroll_as(
         &alice,
-        &conf,
         &["backup"],
         &format!("{}\n", totp(SECRET, Some(common::now() + 30))),
     );
-    assert!(o.status.success(), "{}", out(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     let codes = parse_backup_codes(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(codes.len(), 15);
 
     // Replacing needs a current code: a wrong one changes nothing and counts.
     common::fresh_step(8);
-    let o = as_user(
+    let o = d.enroll_as(
         &alice,
-        &conf,
         &["totp", "--secret", SECRET2, "--no-qr"],
         &format!("99999-99999\n{}\n", totp(SECRET2, None)),
     );
-    assert!(!o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("not a valid current code"), "{}", out(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("not a valid current code"),
+        "{}",
+        output_text(&o)
+    );
     assert_eq!(env.status_json(&alice)["failures"], 1);
     common::fresh_step(8);
-    let o = as_user(
+    let o = d.enroll_as(
         &alice,
-        &conf,
         &["totp", "--secret", SECRET2, "--no-qr"],
         &format!("{}\n{}\n", codes[0], totp(SECRET2, None)),
     );
-    assert!(o.status.success(), "{}", out(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     // The new secret works at login; the old one does not.
     let a = env.attempt(
         "p2fa",
@@ -194,19 +118,18 @@ fn users_enroll_themselves_through_2fad() {
     assert!(a.ok, "{}", a.output);
 
     // Regenerating backup codes asks for a current code too.
-    let o = as_user(&alice, &conf, &["backup"], &format!("{}\n", codes[1]));
-    assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("needs a current code"), "{}", out(&o));
-    let o = as_user(
-        &alice,
-        &conf,
-        &["remove", "backup"],
-        &format!("{}\n", codes[2]),
+    let o = d.enroll_as(&alice, &["backup"], &format!("{}\n", codes[1]));
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("needs a current code"),
+        "{}",
+        output_text(&o)
     );
+    let o = d.enroll_as(&alice, &["remove", "backup"], &format!("{}\n", codes[2]));
     assert!(
         !o.status.success(),
         "old codes died with the regeneration: {}",
-        out(&o)
+        output_text(&o)
     );
 
     // Bob cannot act for Alice, whatever he writes in the request.
@@ -236,8 +159,12 @@ fn users_enroll_themselves_through_2fad() {
     );
     assert!(r.contains(r#""kind":"totp""#), "{r}");
     // Commands that need root still say so.
-    let o = as_user(&bob, &conf, &["reset", "--user", &alice], "");
-    assert!(out(&o).contains("sudo 2fa-enroll reset"), "{}", out(&o));
+    let o = d.enroll_as(&bob, &["reset", "--user", &alice], "");
+    assert!(
+        output_text(&o).contains("sudo 2fa-enroll reset"),
+        "{}",
+        output_text(&o)
+    );
 }
 
 /// Local keys (registered by root at the console) through 2fad: a user
@@ -257,15 +184,15 @@ fn users_list_and_remove_their_local_keys_through_2fad() {
         );
     }
     let codes = env.enroll_backup(&alice, 3);
-    let (d, conf) = start(&env);
+    let d = Daemon::socket_only(&env);
     let local_keys = |user: &str| {
         env.sql(&format!(
             "SELECT name FROM local_keys WHERE user = '{user}' ORDER BY name"
         ))
     };
 
-    let o = as_user(&alice, &conf, &["webauthn", "list"], "");
-    assert!(o.status.success(), "{}", out(&o));
+    let o = d.enroll_as(&alice, &["webauthn", "list"], "");
+    assert!(o.status.success(), "{}", output_text(&o));
     let list = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(list.lines().count(), 1, "{list}");
     assert!(
@@ -273,11 +200,11 @@ fn users_list_and_remove_their_local_keys_through_2fad() {
         "{list}"
     );
     assert!(!list.contains("bob key"), "{list}");
-    let o = as_user(&bob, &conf, &["webauthn", "list"], "");
+    let o = d.enroll_as(&bob, &["webauthn", "list"], "");
     assert!(
-        out(&o).contains("bob key") && !out(&o).contains("alice key"),
+        output_text(&o).contains("bob key") && !output_text(&o).contains("alice key"),
         "{}",
-        out(&o)
+        output_text(&o)
     );
     // Naming alice in the request changes nothing: the peer uid decides.
     let r = raw(
@@ -292,19 +219,27 @@ fn users_list_and_remove_their_local_keys_through_2fad() {
 
     // Removing: no code, a wrong code, another user's key: nothing changes.
     let remove = |user: &str, name: &str, input: &str| {
-        as_user(user, &conf, &["webauthn", "remove", name], input)
+        d.enroll_as(user, &["webauthn", "remove", name], input)
     };
     let o = remove(&alice, "alice key", "");
-    assert!(!o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("needs a current code"), "{}", out(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("needs a current code"),
+        "{}",
+        output_text(&o)
+    );
     let o = remove(
         &alice,
         "alice key",
         "000000
 ",
     );
-    assert!(!o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("not a valid current code"), "{}", out(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("not a valid current code"),
+        "{}",
+        output_text(&o)
+    );
     assert_eq!(env.status_json(&alice)["failures"], 1);
     let o = remove(
         &alice,
@@ -315,8 +250,12 @@ fn users_list_and_remove_their_local_keys_through_2fad() {
             codes[0]
         ),
     );
-    assert!(!o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("no key named \"bob key\""), "{}", out(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("no key named \"bob key\""),
+        "{}",
+        output_text(&o)
+    );
     assert_eq!(local_keys(&alice), "alice key");
     assert_eq!(local_keys(&bob), "bob key");
 
@@ -331,11 +270,11 @@ fn users_list_and_remove_their_local_keys_through_2fad() {
             codes[1]
         ),
     );
-    assert!(o.status.success(), "{}", out(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert!(
-        out(&o).contains("Removed the key \"alice key\"."),
+        output_text(&o).contains("Removed the key \"alice key\"."),
         "{}",
-        out(&o)
+        output_text(&o)
     );
     assert_eq!(local_keys(&alice), "");
     assert_eq!(local_keys(&bob), "bob key");
@@ -347,11 +286,11 @@ fn users_list_and_remove_their_local_keys_through_2fad() {
         "{logs}"
     );
     assert!(!logs.contains(&codes[1]), "{logs}");
-    let o = as_user(&alice, &conf, &["webauthn", "list"], "");
+    let o = d.enroll_as(&alice, &["webauthn", "list"], "");
     assert!(
-        out(&o).contains("No security keys registered."),
+        output_text(&o).contains("No security keys registered."),
         "{}",
-        out(&o)
+        output_text(&o)
     );
 
     // bob has no other factor to prove himself with through 2fad (a local
@@ -360,11 +299,11 @@ fn users_list_and_remove_their_local_keys_through_2fad() {
         &bob, "bob key", "123456
 ",
     );
-    assert!(!o.status.success(), "{}", out(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
     assert!(
-        out(&o).contains("sudo 2fa-enroll webauthn remove \"bob key\" --user"),
+        output_text(&o).contains("sudo 2fa-enroll webauthn remove \"bob key\" --user"),
         "{}",
-        out(&o)
+        output_text(&o)
     );
     assert_eq!(local_keys(&bob), "bob key");
     env.enroll_ok(&["webauthn", "remove", "bob key", "--user", &bob], "");
@@ -415,25 +354,32 @@ fn users_manage_their_remembered_devices() {
     common::fresh_step(5);
     let a = env.attempt("p2fa", &carol, &format!("{}\n", totp(SECRET, None)), None);
     assert!(a.ok, "{}", a.output);
-    let (_d, conf) = start(&env);
-    let o = as_user(&carol, &conf, &["devices", "list"], "");
-    let text = out(&o);
+    let d = Daemon::socket_only(&env);
+    let o = d.enroll_as(&carol, &["devices", "list"], "");
+    let text = output_text(&o);
     assert!(o.status.success(), "{text}");
     assert!(text.contains("p2fa") && text.contains("tty"), "{text}");
-    let o = as_user(&carol, &conf, &["devices", "revoke", "--all"], "");
+    let o = d.enroll_as(&carol, &["devices", "revoke", "--all"], "");
     assert!(
-        out(&o).contains("Revoked 1 remembered device"),
+        output_text(&o).contains("Revoked 1 remembered device"),
         "{}",
-        out(&o)
+        output_text(&o)
     );
-    let o = as_user(&carol, &conf, &["devices", "list"], "");
-    assert!(out(&o).contains("No remembered devices"), "{}", out(&o));
-    let o = as_user(
+    let o = d.enroll_as(&carol, &["devices", "list"], "");
+    assert!(
+        output_text(&o).contains("No remembered devices"),
+        "{}",
+        output_text(&o)
+    );
+    let o = d.enroll_as(
         &carol,
-        &conf,
         &["devices", "revoke", "--all", "--user", "root"],
         "",
     );
     assert!(!o.status.success());
-    assert!(out(&o).contains("sudo 2fa-enroll devices"), "{}", out(&o));
+    assert!(
+        output_text(&o).contains("sudo 2fa-enroll devices"),
+        "{}",
+        output_text(&o)
+    );
 }

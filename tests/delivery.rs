@@ -10,7 +10,7 @@
 #[path = "common/net.rs"]
 mod net;
 
-use net::{Pki, Stub, closed_port, json_lines};
+use net::{Pki, SMS_CONTROL, SMS_LOG, Stub, closed_port, json_lines, sms_gateway};
 use pam_2fa::config::{EmailConfig, SmsConfig, SmsGateway, SmtpTls};
 use pam_2fa::factor::{email, sms};
 use serde_json::json;
@@ -29,36 +29,16 @@ impl Gateway {
     fn start() -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(&dir.path().join("pki"));
-        let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-        let stub = Stub::start(
-            "sms_gateway.py",
-            &[
-                "--cert",
-                pki.cert.to_str().unwrap(),
-                "--key",
-                pki.key.to_str().unwrap(),
-                "--sid",
-                SID,
-                "--token",
-                TOKEN,
-                "--log",
-                &p("sms.jsonl"),
-                "--control",
-                &p("control.json"),
-                "--hook-auth",
-                "Bearer hook-secret",
-            ],
-            dir.path(),
-        );
+        let stub = sms_gateway(&pki, SID, TOKEN, "Bearer hook-secret", &[], dir.path());
         Gateway { dir, pki, stub }
     }
 
     fn control(&self, v: serde_json::Value) {
-        std::fs::write(self.dir.path().join("control.json"), v.to_string()).unwrap();
+        std::fs::write(self.dir.path().join(SMS_CONTROL), v.to_string()).unwrap();
     }
 
     fn messages(&self) -> Vec<serde_json::Value> {
-        json_lines(&self.dir.path().join("sms.jsonl"))
+        json_lines(&self.dir.path().join(SMS_LOG))
     }
 
     fn twilio(&self) -> SmsConfig {

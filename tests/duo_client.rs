@@ -11,7 +11,6 @@ use pam_2fa::factor::duo::{
     AuthResult, DuoClient, DuoError, Preauth, authorization, canon_params, canonical, rfc2822,
 };
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const IKEY: &str = DUO_IKEY;
@@ -484,61 +483,6 @@ fn duo_outages_and_protocol_errors_are_told_apart_and_bounded() {
     assert!(t.elapsed() < Duration::from_secs(2));
 }
 
-/// A server certificate for `san`, signed by the test CA in `pki_dir`.
-fn cert_for(pki_dir: &Path, out: &Path, san: &str) -> (String, String) {
-    std::fs::create_dir_all(out).unwrap();
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "other.key",
-        "-out",
-        "other.csr",
-        "-subj",
-        "/CN=other.example",
-    ]);
-    std::fs::write(
-        out.join("ext.cnf"),
-        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n"),
-    )
-    .unwrap();
-    let ca = pki_dir.join("ca.pem");
-    let ca_key = pki_dir.join("ca.key");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "other.csr",
-        "-CA",
-        ca.to_str().unwrap(),
-        "-CAkey",
-        ca_key.to_str().unwrap(),
-        "-CAcreateserial",
-        "-out",
-        "other.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    (
-        out.join("other.pem").to_str().unwrap().to_string(),
-        out.join("other.key").to_str().unwrap().to_string(),
-    )
-}
-
 #[test]
 fn duo_tls_is_verified() {
     let duo = Duo::start();
@@ -574,12 +518,14 @@ fn duo_tls_is_verified() {
     assert_eq!(duo.requests().len(), 1, "nothing else reached the server");
 
     // The right CA, but a certificate for another name.
-    let (cert, key) = cert_for(
-        &duo.dir.path().join("pki"),
-        &duo.dir.path().join("other"),
-        "DNS:other.example",
+    let (cert, key) = duo.pki.leaf(
+        "other",
+        "/CN=other.example",
+        "subjectAltName=DNS:other.example",
+        None,
     );
     let other_dir = duo.dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
     let scenario = other_dir.join("scenario.json");
     std::fs::write(
         &scenario,
@@ -587,14 +533,7 @@ fn duo_tls_is_verified() {
     )
     .unwrap();
     let log = other_dir.join("requests.jsonl");
-    let stub = duo_server(
-        Path::new(&cert),
-        Path::new(&key),
-        &scenario,
-        &log,
-        &[],
-        &other_dir,
-    );
+    let stub = duo_server(&cert, &key, &scenario, &log, &[], &other_dir);
     let mut cfg = duo.cfg();
     cfg.api_host = format!("127.0.0.1:{}", stub.port);
     let e = DuoClient::new(&cfg).unwrap().preauth("carol").unwrap_err();

@@ -6,7 +6,7 @@ use common::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus};
 
 /// `2fa-enroll` driven like a terminal session: read until a prompt,
 /// answer it, repeat.
@@ -18,15 +18,12 @@ struct Session {
 
 impl Session {
     fn start(env: &Env, args: &[&str]) -> Session {
-        let mut child = Command::new(enroll_bin())
-            .arg("--config")
-            .arg(&env.conf)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_piped(
+            Command::new(enroll_bin())
+                .arg("--config")
+                .arg(&env.conf)
+                .args(args),
+        );
         let stdout = child.stdout.take().unwrap();
         Session {
             child,

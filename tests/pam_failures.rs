@@ -72,27 +72,9 @@ impl Drop for Tmpfs {
 }
 
 /// Runs pamtester in a private mount namespace whose `/dev/log` is this
-/// Env's syslog socket: with a broken config the module cannot know the
-/// configured `log_socket` and logs to `/dev/log`, which this machine may
-/// not have (and which must not be replaced globally).
+/// Env's syslog socket (see common::mount_ns).
 fn attempt_devlog(env: &Env, args: &[&str], input: &str) -> Attempt {
-    let ns = env.root().join("ns");
-    let (old, new) = (ns.join("olddev"), ns.join("newdev"));
-    if !new.exists() {
-        fs::create_dir_all(&old).unwrap();
-        fs::create_dir_all(&new).unwrap();
-        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-            std::os::unix::fs::symlink(old.join(dev), new.join(dev)).unwrap();
-        }
-        std::os::unix::fs::symlink(env.root().join("log.sock"), new.join("log")).unwrap();
-    }
-    let script = format!(
-        "set -e; mount --make-rprivate /; mount --rbind /dev '{}'; mount --bind '{}' /dev; exec \"$@\"",
-        old.display(),
-        new.display()
-    );
-    let prefix = ["unshare", "--mount", "sh", "-c", &script, "sh"];
-    env.attempt_cmd(env.pamtester_with(&prefix, None, args), input.as_bytes())
+    mount_ns::attempt(env, None, args, input)
 }
 
 /// Asserts a denial with the "unavailable" message and a log line holding
@@ -665,13 +647,8 @@ fn full_log_socket_does_not_hang_login() {
         assert!(queued < 100_000, "socket never filled");
     }
     let _serial = pam_wrapper_lock();
-    let mut child = env
-        .pamtester_with(&[], None, &["p2fa", &user, "authenticate"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        spawn_piped(&mut env.pamtester_with(&[], None, &["p2fa", &user, "authenticate"]));
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();

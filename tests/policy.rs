@@ -6,7 +6,7 @@
 mod common;
 
 use common::sshd::Sshd;
-use common::{Env, SECRET, system_user, totp};
+use common::{Env, SECRET, output_text, system_user, totp};
 use std::process::Command;
 
 const PASSWORD: &str = "P0licy-p2fa-Horse";
@@ -21,14 +21,6 @@ fn in_group(user: &str, group: &str) {
         .status()
         .unwrap();
     assert!(st.success(), "usermod -aG {group} {user}");
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -147,16 +139,16 @@ fn remembered_device_over_sshd_not_for_other_source_and_revocable() {
     common::fresh_step(10);
     let code = format!("verification code={}", totp(SECRET, None));
     let out = sshd.login(&user, &["--answer", &pw, "--answer", &code]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     // Same source: no code asked (a wrong one is offered, to be sure).
     let wrong = "verification code=000000";
     let out = sshd.login(&user, &["--answer", &pw, "--answer", wrong]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(out.status.success(), "{t}");
     assert!(!t.contains("prompt: Verification code"), "{t}");
     // Another source (::1 is another rhost): asked again.
     let out = sshd.login_from("::1", &user, &["--answer", &pw, "--answer", wrong]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(out.status.code(), Some(5), "{t}");
     assert!(t.contains("prompt: Verification code"), "{t}");
 
@@ -169,7 +161,7 @@ fn remembered_device_over_sshd_not_for_other_source_and_revocable() {
         out.status.code(),
         Some(5),
         "revoked: asked again\n{}",
-        text(&out)
+        output_text(&out)
     );
 }
 
@@ -231,7 +223,7 @@ fn inline_enrollment_over_sshd() {
             "press enter to continue=",
         ],
     );
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(out.status.success(), "{t}\n{}", sshd.log_text());
     assert!(t.contains("scan this QR code"), "{t}");
     assert!(t.contains("These backup codes let you in"), "{t}");
@@ -243,5 +235,5 @@ fn inline_enrollment_over_sshd() {
         &user,
         &["--answer", &pw, "--answer", "verification code=000000"],
     );
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(5), "{}", output_text(&out));
 }

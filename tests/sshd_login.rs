@@ -10,20 +10,12 @@
 mod common;
 
 use common::sshd::Sshd;
-use common::{Env, SECRET, system_user, totp};
+use common::{Env, SECRET, output_text, system_user, totp};
 
 const PASSWORD: &str = "Corr3ct-Horse-p2fa";
 
 /// Exit status of `ssh_client.py` when the server refuses authentication.
 const AUTH_FAILED: i32 = 5;
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The pam_2fa log lines (headers stripped) that mention `needle`.
 fn lines_with<'a>(lines: &'a str, needle: &str) -> Vec<&'a str> {
@@ -50,7 +42,7 @@ fn password_and_totp_over_ssh() {
     let pw = format!("password={PASSWORD}");
     let good = format!("verification code={code}");
     let out = sshd.login(&user, &["--answer", &pw, "--answer", &good]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(
         out.status.success(),
         "login failed:\n{t}\n{}",
@@ -65,7 +57,7 @@ fn password_and_totp_over_ssh() {
 
     // The same code again: replay refused.
     let out = sshd.login(&user, &["--answer", &pw, "--answer", &good]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(
         out.status.code(),
         Some(AUTH_FAILED),
@@ -82,7 +74,7 @@ fn password_and_totp_over_ssh() {
         common::wrong_totp(SECRET, common::now())
     );
     let out = sshd.login(&user, &["--answer", &pw, "--answer", &wrong]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(
         out.status.code(),
         Some(AUTH_FAILED),
@@ -130,7 +122,7 @@ fn backup_code_over_ssh_once() {
     let pw = format!("password={PASSWORD}");
     let bc = format!("verification code={}", codes[0]);
     let out = sshd.login(&user, &["--answer", &pw, "--answer", &bc]);
-    let t = text(&out);
+    let t = output_text(&out);
     // (The "1 left" note comes after the last prompt; OpenSSH shows PAM
     // text only together with a prompt, so it does not reach the client.)
     assert!(out.status.success(), "{t}\n{}", sshd.log_text());
@@ -146,7 +138,7 @@ fn backup_code_over_ssh_once() {
         out.status.code(),
         Some(AUTH_FAILED),
         "backup code reused:\n{}",
-        text(&out)
+        output_text(&out)
     );
 
     // A valid, unused backup code does not make up for a wrong password:
@@ -156,7 +148,7 @@ fn backup_code_over_ssh_once() {
         &user,
         &["--answer", "password=not-the-password", "--answer", &unused],
     );
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(
         out.status.code(),
         Some(AUTH_FAILED),

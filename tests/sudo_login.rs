@@ -5,8 +5,7 @@ mod common;
 
 use common::sudo::*;
 use common::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Password and current TOTP code: the command runs as root. Right
 /// password, wrong code: refused, nothing runs, the failure is counted and
@@ -254,25 +253,11 @@ fn sudo_lockout_is_logged_and_shown_only_without_pam_silent() {
             assert!(e.contains("unknown defaults entry"), "{e}");
             // The same PAM stack called without PAM_SILENT (pamtester, real
             // libpam, /etc/pam.d): the locked user is told.
-            let mut child = Command::new("pamtester")
-                .args([&sudo.service, &sudo.user, "authenticate"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{PASSWORD}\n{code}\n").as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+            let out = run_with_input(
+                Command::new("pamtester").args([&sudo.service, &sudo.user, "authenticate"]),
+                format!("{PASSWORD}\n{code}\n").as_bytes(),
             );
+            let text = output_text(&out);
             assert!(!out.status.success(), "{text}");
             assert!(
                 text.contains("Too many failed attempts. Try again in 10 minutes."),

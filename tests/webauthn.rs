@@ -5,159 +5,21 @@
 
 mod common;
 
+use common::daemon::{Browser, Daemon, WebOptions, add_key, token_of, url_in};
 use common::interactive::Session;
 use common::sshd::Sshd;
 use common::{Env, system_user};
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Browser {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<ChildStdout>,
-}
-
-impl Browser {
-    fn start() -> Browser {
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/webauthn_browser.py"
-            ))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "browser driver: {line}");
-        Browser { child, stdin, out }
-    }
-
-    fn cmd(&mut self, c: &str) -> String {
-        writeln!(self.stdin, "{c}").unwrap();
-        let mut line = String::new();
-        self.out.read_line(&mut line).unwrap();
-        line.trim().to_string()
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        let _ = self.child.wait();
-    }
-}
-
-struct Daemon {
-    child: Child,
-    public: PathBuf,
-    port: u16,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.public);
-    }
-}
-
-/// 2fad with WebAuthn on http://localhost:PORT; rewrites the Env's config
-/// so the PAM module finds the same socket.
-fn daemon(env: &Env) -> Daemon {
-    let public = std::env::temp_dir().join(format!(
-        "p2fa-wa-{}-{}",
-        std::process::id(),
-        env.root().file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::create_dir_all(&public).unwrap();
-    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = common::net::closed_port();
-    env.write_config(&format!(
-        "[daemon]\nsocket = \"{}\"\n[webauthn]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\
-         public_url = \"http://localhost:{port}\"\nrp_id = \"localhost\"\n",
-        public.join("socket").display()
-    ));
-    let child = Command::new(env!("CARGO_BIN_EXE_2fad"))
-        .arg("--config")
-        .arg(&env.conf)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !public.join("socket").exists()
-        || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-    {
-        assert!(Instant::now() < deadline, "2fad did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon {
-        child,
-        public,
-        port,
-    }
-}
-
-/// `2fa-enroll webauthn add` with the browser approving the printed link.
+/// `2fa-enroll webauthn add` with the browser approving the printed link:
+/// the browser's verdict, a newline, then everything the command printed.
 fn register(env: &Env, browser: &mut Browser, user: &str, name: &str) -> String {
-    let mut child = Command::new(common::enroll_bin())
-        .arg("--config")
-        .arg(&env.conf)
-        .args(["webauthn", "add", "--name", name, "--user", user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut url = None;
-    let mut transcript = String::new();
-    for _ in 0..200 {
-        let mut line = String::new();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        transcript.push_str(&line);
-        if let Some(u) = line.split_whitespace().find(|w| w.contains("/r/")) {
-            url = Some(u.to_string());
-            break;
-        }
-    }
-    let url = url.unwrap_or_else(|| panic!("no link:\n{transcript}"));
-    let r = browser.cmd(&format!("open {url}"));
-    writeln!(child.stdin.take().unwrap(),).unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    let st = child.wait_with_output().unwrap();
-    format!(
-        "{r}\n{transcript}{rest}{}",
-        String::from_utf8_lossy(&st.stderr)
-    )
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut r = String::new();
-    std::io::Read::read_to_string(&mut s, &mut r).unwrap();
-    r
-}
-
-fn url_in(prompt: &str) -> String {
-    prompt
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {prompt}"))
-        .to_string()
+    let (r, transcript, _) = add_key(env, browser, user, name);
+    format!("{r}\n{transcript}")
 }
 
 #[test]
@@ -166,7 +28,7 @@ fn register_then_login_with_a_virtual_authenticator() {
     let env = Env::new();
     env.enroll_ok(&["init"], "");
     let _ = env.enroll(&["reset", "--user", &user], "");
-    let d = daemon(&env);
+    let d = Daemon::start(&env, "", "");
     let mut browser = Browser::start();
 
     let out = register(&env, &mut browser, &user, "virtual key");
@@ -186,9 +48,8 @@ fn register_then_login_with_a_virtual_authenticator() {
     let o = s.finish(WAIT);
     assert!(o.ok, "{}", o.transcript);
     // The link is dead now.
-    let token = url.rsplit('/').next().unwrap();
-    let r = http_get(d.port, &format!("/api/options/{token}"));
-    assert!(r.lines().next().unwrap_or("").contains(" 404"), "{r}");
+    let (status, _) = d.http_get(&format!("/api/options/{}", token_of(&url)));
+    assert!(status.contains(" 404"), "{status}");
 
     // Another authenticator (no credential for this user): refused.
     assert_eq!(browser.cmd("new-authenticator"), "ok");
@@ -212,7 +73,7 @@ fn webauthn_login_over_sshd() {
     let env = Env::new();
     env.enroll_ok(&["init"], "");
     let _ = env.enroll(&["reset", "--user", &user], "");
-    let _d = daemon(&env);
+    let _d = Daemon::start(&env, "", "");
     let mut browser = Browser::start();
     let out = register(&env, &mut browser, &user, "k1");
     assert!(out.starts_with("done"), "{out}");
@@ -254,19 +115,6 @@ fn webauthn_login_over_sshd() {
     assert!(t.contains("Approve this login"), "{t}");
 }
 
-fn http_post(port: u16, path: &str, body: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut r = String::new();
-    std::io::Read::read_to_string(&mut s, &mut r).unwrap();
-    r
-}
-
 fn b64(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -291,7 +139,7 @@ fn login_link(d: &Daemon, user: &str) -> (String, String) {
             rhost: String::new(),
         },
     };
-    match pam_2fa::daemon::server::call(&d.public.join("socket"), &req).unwrap() {
+    match pam_2fa::daemon::server::call(&d.socket, &req).unwrap() {
         Response::Link { url, token, .. } => (url, token),
         other => panic!("{other:?}"),
     }
@@ -307,7 +155,7 @@ fn result_of(d: &Daemon, user: &str, token: &str) -> pam_2fa::daemon::protocol::
             token: token.into(),
         },
     };
-    pam_2fa::daemon::server::call(&d.public.join("socket"), &req).unwrap()
+    pam_2fa::daemon::server::call(&d.socket, &req).unwrap()
 }
 
 /// Real assertions from the virtual authenticator, altered one way each:
@@ -320,7 +168,7 @@ fn tampered_replayed_and_foreign_assertions_are_refused() {
     let env = Env::new();
     env.enroll_ok(&["init"], "");
     let _ = env.enroll(&["reset", "--user", &user], "");
-    let d = daemon(&env);
+    let d = Daemon::start(&env, "", "");
     let mut browser = Browser::start();
     assert!(register(&env, &mut browser, &user, "k").starts_with("done"));
 
@@ -337,8 +185,7 @@ fn tampered_replayed_and_foreign_assertions_are_refused() {
         let bytes = f(b64(cur.as_str().unwrap()));
         *cur = Value::String(unb64(&bytes));
     };
-    let port = d.port;
-    let origin = format!("http://localhost:{port}");
+    let origin = format!("http://localhost:{}", d.port());
     type Mutation<'a> = Box<dyn Fn(&mut Value) + 'a>;
     let variants: Vec<(&str, Mutation<'_>)> = vec![
         (
@@ -384,11 +231,8 @@ fn tampered_replayed_and_foreign_assertions_are_refused() {
         let (url, token) = login_link(&d, &user);
         let mut body = capture(&mut browser, &url);
         mutate(&mut body);
-        let r = http_post(port, &format!("/api/finish/{token}"), &body.to_string());
-        assert!(
-            r.lines().next().unwrap().contains(" 400"),
-            "{what} accepted: {r}"
-        );
+        let r = d.http_post(&format!("/api/finish/{token}"), &body.to_string());
+        assert!(r.contains(" 400"), "{what} accepted: {r}");
         assert!(
             matches!(result_of(&d, &user, &token), pam_2fa::daemon::protocol::Response::Error { ref code, .. } if code == "failed"),
             "{what}"
@@ -397,25 +241,19 @@ fn tampered_replayed_and_foreign_assertions_are_refused() {
     // Control: an untouched assertion for its own link is accepted ...
     let (url_a, token_a) = login_link(&d, &user);
     let body_a = capture(&mut browser, &url_a);
-    let r = http_post(port, &format!("/api/finish/{token_a}"), &body_a.to_string());
-    assert!(r.lines().next().unwrap().contains(" 200"), "{r}");
+    let r = d.http_post(&format!("/api/finish/{token_a}"), &body_a.to_string());
+    assert!(r.contains(" 200"), "{r}");
     assert!(matches!(
         result_of(&d, &user, &token_a),
         pam_2fa::daemon::protocol::Response::Done { .. }
     ));
     // ... once: the same link again is dead, and replaying the assertion
     // on a new link (another challenge) is refused.
-    let r = http_post(port, &format!("/api/finish/{token_a}"), &body_a.to_string());
-    assert!(
-        r.lines().next().unwrap().contains(" 400"),
-        "reused link: {r}"
-    );
+    let r = d.http_post(&format!("/api/finish/{token_a}"), &body_a.to_string());
+    assert!(r.contains(" 400"), "reused link: {r}");
     let (_, token_b) = login_link(&d, &user);
-    let r = http_post(port, &format!("/api/finish/{token_b}"), &body_a.to_string());
-    assert!(
-        r.lines().next().unwrap().contains(" 400"),
-        "replayed assertion accepted: {r}"
-    );
+    let r = d.http_post(&format!("/api/finish/{token_b}"), &body_a.to_string());
+    assert!(r.contains(" 400"), "replayed assertion accepted: {r}");
     // Only root may start login ceremonies, and users see only their keys.
     let other = system_user("p2fa-wa4", "Webauthn-p2fa");
     let script = format!(
@@ -424,7 +262,7 @@ s=socket.socket(socket.AF_UNIX);s.connect("{}")
 for req in ['{{"version":1,"op":"webauthn_login"}}','{{"version":1,"user":"{user}","op":"webauthn_list"}}']:
     d=req.encode();s.sendall(struct.pack(">I",len(d))+d)
     n=struct.unpack(">I",s.recv(4))[0];print(s.recv(n).decode())"#,
-        d.public.join("socket").display()
+        d.socket.display()
     );
     let o = Command::new("runuser")
         .args(["-u", &other, "--", "/usr/bin/python3", "-c", &script])
@@ -440,27 +278,14 @@ fn https_with_the_configured_certificate() {
     let env = Env::new();
     env.enroll_ok(&["init"], "");
     let pki = common::net::Pki::new(&env.root().join("pki"));
-    let public = std::env::temp_dir().join(format!("p2fa-wa-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&public).unwrap();
-    let port = common::net::closed_port();
-    env.write_config(&format!(
-        "[daemon]\nsocket = \"{}\"\n[webauthn]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\
-         public_url = \"https://localhost:{port}\"\nrp_id = \"localhost\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        public.join("socket").display(),
-        pki.cert.display(),
-        pki.key.display()
-    ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_2fad"))
-        .arg("--config")
-        .arg(&env.conf)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "2fad did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let d = Daemon::start_web(
+        &env,
+        WebOptions {
+            tls: Some((&pki.cert, &pki.key)),
+            ..WebOptions::default()
+        },
+    );
+    let port = d.port();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
     // reqwest is built without a crypto provider of its own (as in the module).
     pam_2fa::net::ensure_crypto_provider();
@@ -477,9 +302,7 @@ fn https_with_the_configured_certificate() {
         .get("content-security-policy")
         .map(|v| v.to_str().unwrap().to_string());
     let page = r.text().unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&public);
+    drop(d);
     assert!(page.contains("<script src=\"/static/app.js\">"), "{page}");
     assert!(csp.unwrap_or_default().contains("default-src 'self'"));
 }
@@ -545,31 +368,14 @@ fn expired_links_are_dead() {
     let user = system_user("p2fa-wa6", "Webauthn-p2fa");
     let env = Env::new();
     env.enroll_ok(&["init"], "");
-    let public = std::env::temp_dir().join(format!("p2fa-wa-exp-{}", std::process::id()));
-    std::fs::create_dir_all(&public).unwrap();
-    let port = common::net::closed_port();
-    env.write_config(&format!(
-        "[daemon]\nsocket = \"{}\"\n[webauthn]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\
-         public_url = \"http://localhost:{port}\"\nlink_seconds = 30\n",
-        public.join("socket").display()
-    ));
-    let mut child = Command::new("faketime")
-        .args(["-f", "+0 x30"])
-        .arg(env!("CARGO_BIN_EXE_2fad"))
-        .arg("--config")
-        .arg(&env.conf)
-        .env("TZ", "UTC")
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !public.join("socket").exists()
-        || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-    {
-        assert!(Instant::now() < deadline, "2fad did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let d = Daemon::start_web(
+        &env,
+        WebOptions {
+            webauthn: "link_seconds = 30",
+            faketime: Some("+0 x30"),
+            ..WebOptions::default()
+        },
+    );
     let ask = |op: Op| {
         let req = Request {
             version: VERSION,
@@ -577,26 +383,21 @@ fn expired_links_are_dead() {
             proof: None,
             op,
         };
-        pam_2fa::daemon::server::call(&public.join("socket"), &req).unwrap()
+        pam_2fa::daemon::server::call(&d.socket, &req).unwrap()
     };
     let Response::Link { token, .. } = ask(Op::WebauthnRegister { name: "k".into() }) else {
         panic!("no link")
     };
-    let live = http_get(port, &format!("/api/options/{token}"));
-    assert!(live.lines().next().unwrap().contains(" 200"), "{live}");
+    let (live, _) = d.http_get(&format!("/api/options/{token}"));
+    assert!(live.contains(" 200"), "{live}");
     std::thread::sleep(Duration::from_millis(1500)); // ~45 s for 2fad
-    let dead = http_get(port, &format!("/api/options/{token}"));
+    let (dead, _) = d.http_get(&format!("/api/options/{token}"));
     let result = ask(Op::WebauthnResult {
         token: token.clone(),
     });
-    // faketime forks: end the whole group, 2fad included.
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .status();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&public);
-    assert!(dead.lines().next().unwrap().contains(" 404"), "{dead}");
+    // 2fad stops before the checks (faketime's whole group).
+    drop(d);
+    assert!(dead.contains(" 404"), "{dead}");
     assert!(
         matches!(result, Response::Error { ref code, ref message } if code == "failed" && message.contains("expired")),
         "{result:?}"

@@ -8,7 +8,7 @@
 
 use crate::common::daemon::{Browser, CLIENT, Daemon, exists, register_key, token_of, url_in};
 use crate::common::interactive::Session;
-use crate::common::{Env, SECRET, parse_backup_codes, system_user, totp};
+use crate::common::{Env, SECRET, output_text, parse_backup_codes, system_user, totp};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -23,14 +23,6 @@ const BACKUP: &str = r#"{"version":1,"op":"backup"}"#;
 fn uid(user: &str) -> String {
     let o = Command::new("id").args(["-u", user]).output().unwrap();
     String::from_utf8(o.stdout).unwrap().trim().to_string()
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A fresh store with `users` known to it and nothing enrolled.
@@ -82,15 +74,15 @@ fn a_users_shell_cannot_add_factors_without_proving_one() {
 
     // Through 2fa-enroll: no answer, nothing; a wrong code is counted.
     let o = d.enroll_as(&alice, &["backup"], "");
-    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
     assert_eq!(backup_count(&env, &alice), "0");
     let wrong = crate::common::wrong_totp(SECRET, crate::common::now());
     let o = d.enroll_as(&alice, &["backup"], &format!("{wrong}\n"));
-    assert!(!o.status.success(), "{}", text(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
     assert!(
-        text(&o).contains("not a valid current code"),
+        output_text(&o).contains("not a valid current code"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
     assert_eq!(env.status_json(&alice)["failures"], 1);
     assert_eq!(backup_count(&env, &alice), "0");
@@ -99,8 +91,13 @@ fn a_users_shell_cannot_add_factors_without_proving_one() {
     crate::common::fresh_step(8);
     let _ = env.logs();
     let o = d.enroll_as(&alice, &["backup"], &format!("{}\n", totp(SECRET, None)));
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(parse_backup_codes(&text(&o)).len(), 15, "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_eq!(
+        parse_backup_codes(&output_text(&o)).len(),
+        15,
+        "{}",
+        output_text(&o)
+    );
     let st = env.status_json(&alice);
     assert_eq!(st["failures"], 0, "{st}");
     assert_eq!(st["last_success"]["service"], "2fad", "{st}");
@@ -122,7 +119,7 @@ fn a_users_shell_cannot_add_factors_without_proving_one() {
         &["totp", "--secret", SECRET2, "--no-qr"],
         &format!("{}\n{}\n", bob_codes[0], totp(SECRET2, None)),
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(env.status_json(&bob)["otp"]["kind"], "totp");
     assert_eq!(backup_count(&env, &bob), "4", "the proof was spent");
 }
@@ -277,8 +274,12 @@ fn twofad_never_creates_the_store_or_the_host_key() {
         assert_eq!(error_code(&r), "unavailable", "{who} {frame}: {r}");
     }
     let o = d.enroll_as(&dave, &["backup"], "");
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("unavailable"), "{}", text(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("unavailable"),
+        "{}",
+        output_text(&o)
+    );
     assert!(!exists(&env.db), "2fad created the store");
     assert!(
         !exists(env.db.parent().unwrap()),
@@ -374,9 +375,13 @@ fn one_user_holding_connections_does_not_starve_2fad() {
     let r = d.ask(&frank, STATUS);
     assert_eq!(r["result"], "status", "{r}");
     let o = d.enroll_as(&eve, &["status"], "");
-    assert!(!o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("busy"), "{}", text(&o));
-    assert!(!text(&o).contains("Broken pipe"), "{}", text(&o));
+    assert!(!o.status.success(), "{}", output_text(&o));
+    assert!(output_text(&o).contains("busy"), "{}", output_text(&o));
+    assert!(
+        !output_text(&o).contains("Broken pipe"),
+        "{}",
+        output_text(&o)
+    );
 
     // Ordinary users together leave root its reserved slots.
     let (held_f, seen_f) = hold(&d, &frank, 2);
@@ -521,7 +526,11 @@ fn a_clone_answering_a_stale_ceremony_is_refused_and_reported() {
     );
     // The user sees it too, through 2fad.
     let o = d.enroll_as(&ivan, &["status"], "");
-    assert!(text(&o).contains("possible clone"), "{}", text(&o));
+    assert!(
+        output_text(&o).contains("possible clone"),
+        "{}",
+        output_text(&o)
+    );
 }
 
 /// Item 13: only root (the PAM module) reads a login ceremony's result: a

@@ -3,7 +3,7 @@
 //! refused with FILE:LINE, and `backup --output` run by root for a user
 //! must not write where that user could not.
 
-use crate::common::{Env, SECRET, fresh_step, hotp, now, step_of, system_user, totp};
+use crate::common::{Env, SECRET, fresh_step, hotp, now, output_text, step_of, system_user, totp};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -13,17 +13,27 @@ const PASSWORD: &str = "Files-imp0rt-Horse";
 /// SECRET in hex, for pam_oath's usersfile.
 const HEX: &str = "3132333435363738393031323334353637383930";
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// `2fa-enroll import ARGS FILE`, with `--apply` if `apply`.
+fn import(env: &Env, args: &[&str], file: &Path, apply: bool) -> Output {
+    let mut a = vec!["import"];
+    a.extend(args);
+    a.push(file.to_str().unwrap());
+    if apply {
+        a.push("--apply");
+    }
+    env.enroll(&a, "")
+}
+
+/// [`import`] that must succeed; what it printed.
+fn import_ok(env: &Env, args: &[&str], file: &Path, apply: bool) -> String {
+    let o = import(env, args, file, apply);
+    assert!(o.status.success(), "{}", output_text(&o));
+    output_text(&o)
 }
 
 /// Item 27: re-running `import google-authenticator --apply` brought back
@@ -41,15 +51,13 @@ fn reimporting_google_authenticator_does_not_revive_used_codes() {
         &file,
         &format!("{SECRET}\n\" TOTP_AUTH\n\" WINDOW_SIZE 3\n13572468\n24681357\n"),
     );
-    let import = |apply: bool| {
-        let f = file.to_str().unwrap();
-        let mut args = vec!["import", "google-authenticator", "--user", &user, f];
-        if apply {
-            args.push("--apply");
-        }
-        let o = env.enroll(&args, "");
-        assert!(o.status.success(), "{}", text(&o));
-        text(&o)
+    let import = |apply| {
+        import_ok(
+            &env,
+            &["google-authenticator", "--user", &user],
+            &file,
+            apply,
+        )
     };
     import(true);
 
@@ -95,16 +103,7 @@ fn reimporting_users_oath_does_not_rewind_the_hotp_counter() {
     env.enroll_ok(&["init"], "");
     let file = env.root().join("users.oath");
     write(&file, &format!("HOTP {user} - {HEX} 0\n"));
-    let f = file.to_str().unwrap().to_string();
-    let import = |apply: bool| {
-        let mut args = vec!["import", "oath", "--user", &user, &f];
-        if apply {
-            args.push("--apply");
-        }
-        let o = env.enroll(&args, "");
-        assert!(o.status.success(), "{}", text(&o));
-        text(&o)
-    };
+    let import = |apply| import_ok(&env, &["oath", "--user", &user], &file, apply);
     import(true);
     for c in 0..2 {
         let a = env.attempt("p2fa", &user, &format!("{}\n", hotp(SECRET, c)), None);
@@ -168,14 +167,8 @@ fn absurd_numbers_in_imported_files_are_refused_with_file_and_line() {
     for (path, content, args, want) in cases {
         write(path, &content);
         for apply in [false, true] {
-            let mut a: Vec<&str> = vec!["import"];
-            a.extend(&args);
-            a.push(path.to_str().unwrap());
-            if apply {
-                a.push("--apply");
-            }
-            let o = env.enroll(&a, "");
-            let t = text(&o);
+            let o = import(&env, &args, path, apply);
+            let t = output_text(&o);
             assert!(!o.status.success(), "{content:?} imported: {t}");
             assert!(t.contains(&want), "expected {want:?}: {t}");
             assert!(t.contains("nothing was imported"), "{t}");
@@ -228,7 +221,7 @@ fn backup_output_through_a_users_symlink_is_written_with_the_users_rights() {
         ],
         "",
     );
-    let t = text(&o);
+    let t = output_text(&o);
     assert!(
         fs::read_dir(&victim).unwrap().next().is_none(),
         "a file was created in the root-only directory: {t}"
@@ -246,34 +239,28 @@ fn backup_output_through_a_users_symlink_is_written_with_the_users_rights() {
     // An ordinary path in the home: created by the user, 0600.
     let plain = home.join("p2fa-ni-codes.txt");
     let _ = fs::remove_file(&plain);
-    let o = env.enroll(
-        &[
-            "backup",
-            "--user",
-            &user,
-            "--output",
-            plain.to_str().unwrap(),
-        ],
-        "",
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    let backup_to_plain = || {
+        env.enroll(
+            &[
+                "backup",
+                "--user",
+                &user,
+                "--output",
+                plain.to_str().unwrap(),
+            ],
+            "",
+        )
+    };
+    let o = backup_to_plain();
+    assert!(o.status.success(), "{}", output_text(&o));
     let meta = fs::symlink_metadata(&plain).unwrap();
     assert_eq!(meta.uid(), pw.uid.as_raw());
     assert_eq!(meta.gid(), pw.gid.as_raw());
     assert_eq!(meta.mode() & 0o7777, 0o600);
     assert!(meta.is_file());
     // An existing file is never overwritten.
-    let o = env.enroll(
-        &[
-            "backup",
-            "--user",
-            &user,
-            "--output",
-            plain.to_str().unwrap(),
-        ],
-        "",
-    );
-    assert!(!o.status.success(), "{}", text(&o));
+    let o = backup_to_plain();
+    assert!(!o.status.success(), "{}", output_text(&o));
     fs::remove_file(&plain).unwrap();
     fs::remove_file(&link).unwrap();
 }

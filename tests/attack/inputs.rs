@@ -176,98 +176,64 @@ fn config_a_user_could_write_is_refused() {
     assert!(a.log.contains("reason=exempt-user"), "{}", a.log);
 
     let uid = uid_of(&user);
-    type Step = Box<dyn Fn()>;
-    let (c, e, u) = (conf.clone(), etc.clone(), up.clone());
-    let cases: Vec<(&str, Step, Step, &str)> = vec![
+    /// What a case does to one path: another mode, or the user as owner.
+    enum Harm {
+        Mode(u32),
+        Owner,
+    }
+    let cases = [
         (
             "config owned by the user",
-            Box::new({
-                let c = c.clone();
-                move || chown(&c, uid)
-            }),
-            Box::new({
-                let c = c.clone();
-                move || chown(&c, 0)
-            }),
+            &conf,
+            Harm::Owner,
             "owned by uid",
         ),
         (
             "config writable by its group",
-            Box::new({
-                let c = c.clone();
-                move || chmod(&c, 0o664)
-            }),
-            Box::new({
-                let c = c.clone();
-                move || chmod(&c, 0o644)
-            }),
+            &conf,
+            Harm::Mode(0o664),
             "has mode 0664",
         ),
         (
             "config writable by others",
-            Box::new({
-                let c = c.clone();
-                move || chmod(&c, 0o646)
-            }),
-            Box::new({
-                let c = c.clone();
-                move || chmod(&c, 0o644)
-            }),
+            &conf,
+            Harm::Mode(0o646),
             "has mode 0646",
         ),
         (
             "config directory writable by others, even sticky",
-            Box::new({
-                let e = e.clone();
-                move || chmod(&e, 0o1777)
-            }),
-            Box::new({
-                let e = e.clone();
-                move || chmod(&e, 0o755)
-            }),
+            &etc,
+            Harm::Mode(0o1777),
             "has mode 1777",
         ),
         (
             "config directory owned by the user",
-            Box::new({
-                let e = e.clone();
-                move || chown(&e, uid)
-            }),
-            Box::new({
-                let e = e.clone();
-                move || chown(&e, 0)
-            }),
+            &etc,
+            Harm::Owner,
             "owned by uid",
         ),
         (
             "a directory above writable by others",
-            Box::new({
-                let u = u.clone();
-                move || chmod(&u, 0o777)
-            }),
-            Box::new({
-                let u = u.clone();
-                move || chmod(&u, 0o755)
-            }),
+            &up,
+            Harm::Mode(0o777),
             "has mode 0777",
         ),
         (
             "a directory above owned by the user",
-            Box::new({
-                let u = u.clone();
-                move || chown(&u, uid)
-            }),
-            Box::new({
-                let u = u.clone();
-                move || chown(&u, 0)
-            }),
+            &up,
+            Harm::Owner,
             "owned by uid",
         ),
     ];
-    for (what, break_it, repair, why) in cases {
-        break_it();
+    for (what, path, harm, why) in cases {
+        let mode = fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        match harm {
+            Harm::Mode(m) => chmod(path, m),
+            Harm::Owner => chown(path, uid),
+        }
         let a = login();
-        repair();
+        chown(path, 0);
+        chmod(path, mode);
         assert!(!a.ok, "{what}: let in without a code: {}", a.output);
         assert!(a.output.contains(UNAVAILABLE), "{what}: {}", a.output);
         assert!(
@@ -304,14 +270,7 @@ fn relative_config_path_is_refused() {
     let env = Env::new();
     env.enroll_totp(&user);
     env.write_config(&exempt(&user));
-    service(
-        &env,
-        "p2fa-in-rel",
-        "required",
-        "2fa.conf",
-        "",
-        "auth required pam_permit.so\n",
-    );
+    key_and_code(&env, "p2fa-in-rel", Path::new("2fa.conf"), "");
     let mut cmd = pamtester(&env, "p2fa-in-rel", &user);
     cmd.current_dir(env.root());
     let a = env.attempt_cmd(cmd, b"");
@@ -754,15 +713,11 @@ fn stalled_stream_socket(path: &Path) -> (std::os::fd::OwnedFd, Vec<std::os::fd:
     (listener, queued)
 }
 
-#[test]
-fn stalled_stream_log_socket_does_not_delay_the_login() {
-    let user = system_user("p2fa-in-log", PASSWORD);
-    let env = Env::new();
-    env.enroll_totp(&user);
-    let sock = env.root().join("stream.sock");
-    let _stalled = stalled_stream_socket(&sock);
+/// Service `name`: the module alone with `env`'s config, logging to
+/// `sock`.
+fn logging_to(env: &Env, name: &str, sock: &Path) {
     env.service_lines(
-        "p2fa-in-log",
+        name,
         &format!(
             "auth required {} config={} log_socket={}\naccount required pam_permit.so\n",
             common::module_path().display(),
@@ -770,6 +725,16 @@ fn stalled_stream_log_socket_does_not_delay_the_login() {
             sock.display()
         ),
     );
+}
+
+#[test]
+fn stalled_stream_log_socket_does_not_delay_the_login() {
+    let user = system_user("p2fa-in-log", PASSWORD);
+    let env = Env::new();
+    env.enroll_totp(&user);
+    let sock = env.root().join("stream.sock");
+    let _stalled = stalled_stream_socket(&sock);
+    logging_to(&env, "p2fa-in-log", &sock);
     common::fresh_step(5);
     let b = bounded(
         &env,
@@ -813,15 +778,7 @@ fn stream_log_socket_that_accepts_gets_the_lines() {
         let _ = s.read_to_end(&mut all);
         all
     });
-    env.service_lines(
-        "p2fa-in-log2",
-        &format!(
-            "auth required {} config={} log_socket={}\naccount required pam_permit.so\n",
-            common::module_path().display(),
-            env.conf.display(),
-            sock.display()
-        ),
-    );
+    logging_to(&env, "p2fa-in-log2", &sock);
     common::fresh_step(5);
     let a = env.attempt_cmd(
         pamtester(&env, "p2fa-in-log2", &user),

@@ -8,8 +8,8 @@
 //! with a refused config logs). So a client that would talk to a remote
 //! host in clear is caught doing it: the stand-in records what it got.
 
-use crate::common::net::{Pki, Stub, json_lines};
-use crate::common::{Attempt, Env, system_user};
+use crate::common::net::{Pki, SMS_CONTROL, SMS_LOG, Stub, json_lines, sms_gateway};
+use crate::common::{Attempt, Env, mount_ns, output_text, system_user};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -22,50 +22,19 @@ const GW_HOST: &str = "gw.p2fa-net.test";
 const SID: &str = "ACnetimport0123456789abcdef0123";
 const TOKEN: &str = "tok-from-file-9f8e7d6c5b4a";
 
-/// The namespace wrapper: argv prefix that runs the rest of the command
-/// with `/dev/log` = the Env's log socket and the test names in /etc/hosts.
-fn ns_prefix(env: &Env) -> Vec<String> {
-    let ns = env.root().join("ns");
-    let (old, new) = (ns.join("olddev"), ns.join("newdev"));
-    let hosts = ns.join("hosts");
-    if !new.exists() {
-        fs::create_dir_all(&old).unwrap();
-        fs::create_dir_all(&new).unwrap();
-        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
-            std::os::unix::fs::symlink(old.join(dev), new.join(dev)).unwrap();
-        }
-        std::os::unix::fs::symlink(env.root().join("log.sock"), new.join("log")).unwrap();
-        fs::write(
-            &hosts,
-            format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {MAIL_HOST} {GW_HOST}\n"),
-        )
-        .unwrap();
-    }
-    let script = format!(
-        "set -e; mount --make-rprivate /; mount --rbind /dev '{}'; mount --bind '{}' /dev; \
-         mount --bind '{}' /etc/hosts; exec \"$@\"",
-        old.display(),
-        new.display(),
-        hosts.display()
-    );
-    ["unshare", "--mount", "sh", "-c", &script, "sh"]
-        .map(String::from)
-        .to_vec()
+/// The test names in the namespace's /etc/hosts.
+fn hosts() -> String {
+    format!("127.0.0.1 localhost\n::1 localhost\n127.0.0.1 {MAIL_HOST} {GW_HOST}\n")
 }
 
 /// A login through libpam inside the namespace.
 fn attempt_ns(env: &Env, user: &str, input: &str) -> Attempt {
-    let prefix = ns_prefix(env);
-    let p: Vec<&str> = prefix.iter().map(String::as_str).collect();
-    env.attempt_cmd(
-        env.pamtester_with(&p, None, &["p2fa", user, "authenticate"]),
-        input.as_bytes(),
-    )
+    mount_ns::attempt(env, Some(&hosts()), &["p2fa", user, "authenticate"], input)
 }
 
 /// `2fa-enroll --config CONF args...` inside the namespace, no input.
 fn enroll_ns(env: &Env, args: &[&str]) -> Output {
-    let prefix = ns_prefix(env);
+    let prefix = mount_ns::prefix(env, Some(&hosts()));
     Command::new(&prefix[0])
         .args(&prefix[1..])
         .arg(crate::common::enroll_bin())
@@ -75,14 +44,6 @@ fn enroll_ns(env: &Env, args: &[&str]) -> Output {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn write_secret(path: &Path, text: &str) {
@@ -184,7 +145,7 @@ fn email_in_clear_to_a_remote_host_is_refused() {
             &env,
             &["email", "--user", &user, "--address", "x@example.com"],
         );
-        let t = text(&out);
+        let t = output_text(&out);
         assert!(!out.status.success(), "{host}: 2fa-enroll sent: {t}");
         assert!(
             t.contains("email.tls = \"none\"") && t.contains("loopback"),
@@ -219,7 +180,7 @@ fn email_in_clear_to_a_remote_host_is_refused() {
         &["email", "--user", &user, "--address", "y@example.com"],
         "",
     );
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("email.username"), "{t}");
     let a = attempt_ns(&env, &user, "000000\n");
@@ -238,11 +199,15 @@ fn email_in_clear_to_a_remote_host_is_refused() {
             &["email", "--user", &user, "--address", "ni-mail@example.com"],
             "000000\n000000\n000000\n",
         );
-        assert!(!out.status.success(), "wrong code accepted: {}", text(&out));
+        assert!(
+            !out.status.success(),
+            "wrong code accepted: {}",
+            output_text(&out)
+        );
         assert!(
             sink.mails().len() > before,
             "{host}: nothing sent to the local relay: {}",
-            text(&out)
+            output_text(&out)
         );
     }
 }
@@ -255,34 +220,37 @@ struct Gateway {
     _pki: Pki,
 }
 
-fn gateway(dir: &Path, name: &str, extra: &[&str]) -> Gateway {
-    let pki = Pki::new(&dir.join(format!("pki-{name}")));
-    let log = dir.join(format!("{name}.jsonl"));
-    let control = dir.join(format!("{name}-control.json"));
-    let mut args = vec![
-        "--cert",
-        pki.cert.to_str().unwrap(),
-        "--key",
-        pki.key.to_str().unwrap(),
-        "--sid",
-        SID,
-        "--token",
-        TOKEN,
-        "--log",
-        log.to_str().unwrap(),
-        "--control",
-        control.to_str().unwrap(),
-        "--hook-auth",
-        "Bearer hook-key-31337",
-    ];
-    args.extend_from_slice(extra);
-    let stub = Stub::start("sms_gateway.py", &args, dir);
+fn gateway(dir: &Path, extra: &[&str]) -> Gateway {
+    let pki = Pki::new(&dir.join("pki-gw"));
+    let stub = sms_gateway(&pki, SID, TOKEN, "Bearer hook-key-31337", extra, dir);
     Gateway {
         stub,
-        log,
-        control,
+        log: dir.join(SMS_LOG),
+        control: dir.join(SMS_CONTROL),
         _pki: pki,
     }
+}
+
+/// `auth_token_file` for the gateway: TOKEN, root-only.
+fn token_file(env: &Env) -> PathBuf {
+    let path = env.root().join("twilio-token");
+    write_secret(&path, TOKEN);
+    path
+}
+
+/// Enrolls `user`'s phone without a confirming text.
+fn enroll_phone(env: &Env, user: &str) {
+    env.enroll_ok(
+        &[
+            "sms",
+            "--user",
+            user,
+            "--phone",
+            "+15551234567",
+            "--no-verify",
+        ],
+        "",
+    );
 }
 
 fn twilio_conf(base_url: &str, token_file: &Path, ca: &str) -> String {
@@ -300,26 +268,15 @@ fn twilio_conf(base_url: &str, token_file: &Path, ca: &str) -> String {
 fn sms_gateway_over_plain_http_is_refused() {
     let user = system_user("p2fa-ni-sms", PASSWORD);
     let env = Env::new();
-    let token_file = env.root().join("twilio-token");
-    write_secret(&token_file, TOKEN);
-    let gw = gateway(env.root(), "plain-gw", &["--plain"]);
+    let token_file = token_file(&env);
+    let gw = gateway(env.root(), &["--plain"]);
     let port = gw.stub.port;
     env.write_config(&twilio_conf(
         &format!("http://127.0.0.1:{port}"),
         &token_file,
         "",
     ));
-    env.enroll_ok(
-        &[
-            "sms",
-            "--user",
-            &user,
-            "--phone",
-            "+15551234567",
-            "--no-verify",
-        ],
-        "",
-    );
+    enroll_phone(&env, &user);
     let remote_twilio = twilio_conf(&format!("http://{GW_HOST}:{port}"), &token_file, "");
     let remote_hook = format!(
         "[sms]\nenabled = true\ngateway = \"webhook\"\n[sms.webhook]\n\
@@ -332,7 +289,7 @@ fn sms_gateway_over_plain_http_is_refused() {
     ] {
         env.write_config(conf);
         let out = enroll_ns(&env, &["sms", "--user", &user, "--phone", "+15557654321"]);
-        let t = text(&out);
+        let t = output_text(&out);
         assert!(!out.status.success(), "{what}: 2fa-enroll sent: {t}");
         assert!(
             t.contains(key) && t.contains("https"),
@@ -356,9 +313,8 @@ fn sms_gateway_over_plain_http_is_refused() {
 fn gateway_error_never_logs_a_token_loaded_from_a_file() {
     let user = system_user("p2fa-ni-echo", PASSWORD);
     let env = Env::new();
-    let token_file = env.root().join("twilio-token");
-    write_secret(&token_file, TOKEN);
-    let gw = gateway(env.root(), "echo-gw", &[]);
+    let token_file = token_file(&env);
+    let gw = gateway(env.root(), &[]);
     fs::write(&gw.control, r#"{"mode": "echo"}"#).unwrap();
     let ca = format!("ca_file = \"{}\"", gw._pki.ca.display());
     env.write_config(&twilio_conf(
@@ -366,17 +322,7 @@ fn gateway_error_never_logs_a_token_loaded_from_a_file() {
         &token_file,
         &ca,
     ));
-    env.enroll_ok(
-        &[
-            "sms",
-            "--user",
-            &user,
-            "--phone",
-            "+15551234567",
-            "--no-verify",
-        ],
-        "",
-    );
+    enroll_phone(&env, &user);
     let a = env.attempt("p2fa", &user, "\n", None);
     assert!(!a.ok, "{}", a.output);
     assert!(
@@ -395,7 +341,7 @@ fn gateway_error_never_logs_a_token_loaded_from_a_file() {
     }
     // The same through 2fa-enroll's confirmation send.
     let out = env.enroll(&["sms", "--user", &user, "--phone", "+15557654321"], "");
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(!out.status.success(), "{t}");
     for secret in [TOKEN, basic.as_str()] {
         assert!(!t.contains(secret), "secret {secret:?} shown: {t}");

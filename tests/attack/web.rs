@@ -10,12 +10,11 @@
 //! margin for a loaded machine.
 
 use crate::common::Env;
-use crate::common::net::{Pki, closed_port};
+use crate::common::daemon::{Daemon, WebOptions};
+use crate::common::net::Pki;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The server's handshake, header and body deadline (src/daemon/web.rs).
@@ -27,75 +26,39 @@ const PROMPT: Duration = Duration::from_secs(5);
 
 /// A running 2fad with WebAuthn on 127.0.0.1:port, HTTPS when `tls`.
 struct Web {
-    child: Child,
-    public: PathBuf,
-    port: u16,
+    d: Daemon,
     /// The certificate and key paths 2fad was configured with (HTTPS).
     cert: PathBuf,
     key: PathBuf,
     ca: Option<PathBuf>,
+    /// Dropped after 2fad (fields drop in order).
     _env: Env,
-}
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.public);
-    }
 }
 
 fn start(tls: bool) -> Web {
     let env = Env::new();
     env.enroll_ok(&["init"], "");
-    let public = std::env::temp_dir().join(format!(
-        "p2fa-web-{}-{}",
-        std::process::id(),
-        env.root().file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::create_dir_all(&public).unwrap();
-    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = closed_port();
     let (cert, key) = (
         env.root().join("tls/cert.pem"),
         env.root().join("tls/key.pem"),
     );
     let mut ca = None;
-    let mut text = format!(
-        "[daemon]\nsocket = \"{}\"\n[webauthn]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nrp_id = \"localhost\"\n",
-        public.join("socket").display()
-    );
     if tls {
         let pki = Pki::new(&env.root().join("pki-a"));
         std::fs::create_dir_all(cert.parent().unwrap()).unwrap();
         std::fs::copy(&pki.cert, &cert).unwrap();
         std::fs::copy(&pki.key, &key).unwrap();
         ca = Some(pki.ca);
-        text += &format!(
-            "public_url = \"https://localhost:{port}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-            cert.display(),
-            key.display()
-        );
-    } else {
-        text += &format!("public_url = \"http://localhost:{port}\"\n");
     }
-    env.write_config(&text);
-    let log = std::fs::File::create(public.join("2fad.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_2fad"))
-        .arg("--config")
-        .arg(&env.conf)
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !public.join("socket").exists() || TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "2fad did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let d = Daemon::start_web(
+        &env,
+        WebOptions {
+            tls: tls.then_some((&cert, &key)),
+            ..WebOptions::default()
+        },
+    );
     Web {
-        child,
-        public,
-        port,
+        d,
         cert,
         key,
         ca,
@@ -105,7 +68,7 @@ fn start(tls: bool) -> Web {
 
 impl Web {
     fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::from(([127, 0, 0, 1], self.d.port()))
     }
 
     /// A real HTTPS GET of a login page, trusting only `ca`, as a browser
@@ -119,24 +82,10 @@ impl Web {
             .build()
             .unwrap();
         client
-            .get(format!("https://localhost:{}/l/sometoken", self.port))
+            .get(format!("https://localhost:{}/l/sometoken", self.d.port()))
             .send()
             .map(|r| r.status().as_u16())
             .map_err(|e| format!("{e:?}"))
-    }
-
-    /// What 2fad wrote to stderr so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.public.join("2fad.log")).unwrap_or_default()
-    }
-
-    /// Sends 2fad SIGHUP (as `systemctl reload` would).
-    fn hangup(&self) {
-        let st = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
     }
 
     /// A plain-HTTP GET of a login page; its status line, or the error.
@@ -413,7 +362,7 @@ fn connection_flood_from_one_address_gets_503_not_a_hang() {
     // 127.0.0.2 is loopback too: the attacker's own address.
     let flood: Vec<TcpStream> = (0..80)
         .map(|_| {
-            let mut s = from_127_0_0_2(w.port);
+            let mut s = from_127_0_0_2(w.d.port());
             s.write_all(b"GET /l/x HTTP/1.1\r\nHost: localhost\r\n")
                 .unwrap();
             s
@@ -421,7 +370,7 @@ fn connection_flood_from_one_address_gets_503_not_a_hang() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     // The attacker's next connection: refused with 503 at once.
-    let mut extra = from_127_0_0_2(w.port);
+    let mut extra = from_127_0_0_2(w.d.port());
     let t = Instant::now();
     extra
         .write_all(b"GET /l/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -493,13 +442,17 @@ fn renewed_certificate_is_served_after_sighup_and_on_change() {
     let root = w.cert.parent().unwrap().parent().unwrap().to_path_buf();
     let b = Pki::new(&root.join("pki-b"));
     install(&b, &w.cert, &w.key);
-    w.hangup();
-    served_with(&w, &b.ca, Duration::from_secs(3))
-        .unwrap_or_else(|e| panic!("new certificate not served after SIGHUP: {e}\n{}", w.log()));
+    w.d.hangup();
+    served_with(&w, &b.ca, Duration::from_secs(3)).unwrap_or_else(|e| {
+        panic!(
+            "new certificate not served after SIGHUP: {e}\n{}",
+            w.d.log()
+        )
+    });
     // (The file watch may have seen the change first; the signal must
     // still have been taken, not have killed 2fad, and have reread.)
     std::thread::sleep(Duration::from_millis(300));
-    assert!(w.log().contains("SIGHUP: now serving"), "{}", w.log());
+    assert!(w.d.log().contains("SIGHUP: now serving"), "{}", w.d.log());
     assert!(
         w.https_get(&ca_a, PROMPT).is_err(),
         "the old certificate is still served"
@@ -507,22 +460,26 @@ fn renewed_certificate_is_served_after_sighup_and_on_change() {
 
     // Renewal 2 without a signal: picked up from the files' change.
     let c = Pki::new(&root.join("pki-c"));
-    let mark = w.log().len();
+    let mark = w.d.log().len();
     install(&c, &w.cert, &w.key);
-    served_with(&w, &c.ca, Duration::from_secs(8))
-        .unwrap_or_else(|e| panic!("changed certificate files not picked up: {e}\n{}", w.log()));
+    served_with(&w, &c.ca, Duration::from_secs(8)).unwrap_or_else(|e| {
+        panic!(
+            "changed certificate files not picked up: {e}\n{}",
+            w.d.log()
+        )
+    });
     assert!(
-        w.log()[mark..].contains("certificate files changed: now serving"),
+        w.d.log()[mark..].contains("certificate files changed: now serving"),
         "{}",
-        w.log()
+        w.d.log()
     );
 
     // A broken renewal (certificate of one pair, key of another): 2fad
     // says why and keeps serving the last good pair.
     let d = Pki::new(&root.join("pki-d"));
-    let mark = w.log().len();
+    let mark = w.d.log().len();
     std::fs::copy(&d.cert, &w.cert).unwrap();
-    w.hangup();
+    w.d.hangup();
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
         w.https_get(&c.ca, PROMPT),
@@ -534,9 +491,9 @@ fn renewed_certificate_is_served_after_sighup_and_on_change() {
         "a certificate without its key is served"
     );
     assert!(
-        w.log()[mark..]
+        w.d.log()[mark..]
             .contains("SIGHUP: certificate not reloaded, the previous one stays in service"),
         "{}",
-        w.log()
+        w.d.log()
     );
 }

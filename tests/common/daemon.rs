@@ -1,12 +1,15 @@
-//! 2fad for the attacker's-view tests: the real daemon on a socket and a
-//! localhost web port, ordinary users reaching it through runuser (the
+//! 2fad for the tests: the real daemon on a socket (and, for WebAuthn, a
+//! localhost web port), ordinary users reaching it through runuser (the
 //! real `2fa-enroll`, or the raw client in tests/mock/twofad_client.py),
 //! and a real headless Chromium with a virtual authenticator
 //! (tests/webauthn_browser.py) answering its links.
 
-use super::Env;
+use super::{Env, spawn_piped};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,21 +18,50 @@ pub const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mock/twofad
 
 pub struct Daemon {
     child: Child,
-    /// A root-owned 0755 directory ordinary users can reach: the socket and
-    /// a readable copy of the config live here.
+    /// A root-owned 0755 directory ordinary users can reach: the socket, a
+    /// readable copy of the config and 2fad's log (0600) live here.
     pub public: PathBuf,
     pub socket: PathBuf,
     /// The config copy for ordinary users' `2fa-enroll --config`.
     pub conf: PathBuf,
-    pub port: u16,
+    /// The web port, if 2fad serves WebAuthn.
+    port: Option<u16>,
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // 2fad leads its own process group; under faketime it is a child
+        // of faketime, so the whole group is ended.
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.public);
     }
+}
+
+/// How [`Daemon::start_web`] sets up 2fad's WebAuthn side.
+#[derive(Default)]
+pub struct WebOptions<'a> {
+    /// Extra lines for the `[daemon]` section.
+    pub daemon: &'a str,
+    /// Extra lines for the `[webauthn]` section.
+    pub webauthn: &'a str,
+    /// Certificate and key files: HTTPS, with an `https://` public URL.
+    pub tls: Option<(&'a Path, &'a Path)>,
+    /// Runs 2fad under `faketime -f SPEC` (`"+0 x30"`: 30 times as fast).
+    pub faketime: Option<&'a str>,
+}
+
+/// The directory for a Daemon of `env` (see [`Daemon::public`]).
+fn public_dir(env: &Env) -> PathBuf {
+    let public = std::env::temp_dir().join(format!(
+        "p2fa-2fad-{}-{}",
+        std::process::id(),
+        env.root().file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&public).unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o755)).unwrap();
+    public
 }
 
 impl Daemon {
@@ -37,42 +69,132 @@ impl Daemon {
     /// (so the PAM module finds the same socket); `daemon` and `webauthn`
     /// are extra lines for those sections.
     pub fn start(env: &Env, daemon: &str, webauthn: &str) -> Daemon {
-        let public = std::env::temp_dir().join(format!(
-            "p2fa-atk-{}-{}",
-            std::process::id(),
-            env.root().file_name().unwrap().to_string_lossy()
-        ));
-        std::fs::create_dir_all(&public).unwrap();
-        std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Daemon::start_web(
+            env,
+            WebOptions {
+                daemon,
+                webauthn,
+                ..WebOptions::default()
+            },
+        )
+    }
+
+    /// [`Daemon::start`] with the choices of `web`.
+    pub fn start_web(env: &Env, web: WebOptions) -> Daemon {
+        let public = public_dir(env);
         let socket = public.join("socket");
         let port = super::net::closed_port();
+        let (scheme, tls) = match web.tls {
+            Some((cert, key)) => (
+                "https",
+                format!(
+                    "cert_file = \"{}\"\nkey_file = \"{}\"\n",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+            None => ("http", String::new()),
+        };
         env.write_config(&format!(
-            "[daemon]\nsocket = \"{}\"\n{daemon}\n[webauthn]\nenabled = true\n\
-             listen = \"127.0.0.1:{port}\"\npublic_url = \"http://localhost:{port}\"\n\
-             rp_id = \"localhost\"\n{webauthn}\n",
-            socket.display()
+            "[daemon]\nsocket = \"{}\"\n{}\n[webauthn]\nenabled = true\n\
+             listen = \"127.0.0.1:{port}\"\npublic_url = \"{scheme}://localhost:{port}\"\n\
+             rp_id = \"localhost\"\n{tls}{}\n",
+            socket.display(),
+            web.daemon,
+            web.webauthn
         ));
         let conf = public.join("2fa.conf");
         std::fs::copy(&env.conf, &conf).unwrap();
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_2fad"))
-            .arg("--config")
-            .arg(&env.conf)
-            .stderr(Stdio::null())
-            .spawn()
+        let mut cmd = match web.faketime {
+            Some(spec) => {
+                let mut c = Command::new("faketime");
+                c.args(["-f", spec])
+                    .arg(env!("CARGO_BIN_EXE_2fad"))
+                    .env("TZ", "UTC");
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_2fad")),
+        };
+        cmd.arg("--config").arg(&env.conf);
+        Daemon::spawn(cmd, public, socket, conf, Some(port))
+    }
+
+    /// 2fad serving `env`'s store on its socket only (no web server), for
+    /// ordinary users: `env`'s own config is left as it is, and 2fad and
+    /// the users read a copy with a `[daemon]` section added. The socket's
+    /// directory does not exist before: 2fad makes it.
+    pub fn socket_only(env: &Env) -> Daemon {
+        let public = public_dir(env);
+        let socket = public.join("run/socket");
+        let conf = public.join("2fa.conf");
+        let text = std::fs::read_to_string(&env.conf).unwrap();
+        std::fs::write(
+            &conf,
+            format!("{text}\n[daemon]\nsocket = \"{}\"\n", socket.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_2fad"));
+        cmd.arg("--config").arg(&conf);
+        Daemon::spawn(cmd, public, socket, conf, None)
+    }
+
+    /// Runs `cmd` (2fad, maybe wrapped) in its own process group with
+    /// stderr to `public/2fad.log`, and waits until it serves the socket
+    /// and the web port.
+    fn spawn(
+        mut cmd: Command,
+        public: PathBuf,
+        socket: PathBuf,
+        conf: PathBuf,
+        port: Option<u16>,
+    ) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(public.join("2fad.log"))
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "2fad did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Daemon {
+        let child = cmd.stderr(log).process_group(0).spawn().unwrap();
+        let mut d = Daemon {
             child,
             public,
             socket,
             conf,
             port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !d.socket.exists()
+            || port.is_some_and(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_err())
+        {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                panic!("2fad exited ({st}): {}", d.log());
+            }
+            assert!(Instant::now() < deadline, "2fad did not start: {}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
         }
+        d
+    }
+
+    /// The web port (panics for [`Daemon::socket_only`]).
+    pub fn port(&self) -> u16 {
+        self.port.expect("2fad was started without its web server")
+    }
+
+    /// What 2fad wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.public.join("2fad.log")).unwrap_or_default()
+    }
+
+    /// Sends 2fad SIGHUP (as `systemctl reload` would).
+    pub fn hangup(&self) {
+        let st = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
     }
 
     /// Frames sent on one connection by `user` with the raw client; one
@@ -99,27 +221,28 @@ impl Daemon {
         serde_json::from_str(&lines[0]).unwrap_or_else(|e| panic!("{e}: {lines:?}"))
     }
 
-    /// `2fa-enroll --config <public copy> args` as `user`, with `stdin`.
-    pub fn enroll_as(&self, user: &str, args: &[&str], stdin: &str) -> Output {
-        let mut c = Command::new("runuser")
-            .args(["-u", user, "--"])
+    /// `2fa-enroll --config <public copy> args` as `user`.
+    fn enroll_cmd(&self, user: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("runuser");
+        c.args(["-u", user, "--"])
             .arg(super::enroll_bin())
             .arg("--config")
             .arg(&self.conf)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        c.wait_with_output().unwrap()
+            .args(args);
+        c
     }
 
-    /// `2fa-enroll args` as `user` (or root with `user == "root"` and the
-    /// Env's own config), answering the link it prints with `browser`:
-    /// opens the first `http://` URL, then presses Enter. Returns the
-    /// browser's verdict and everything the command printed.
+    /// `2fa-enroll --config <public copy> args` as `user`, with `stdin`.
+    pub fn enroll_as(&self, user: &str, args: &[&str], stdin: &str) -> Output {
+        super::run_with_input(&mut self.enroll_cmd(user, args), stdin.as_bytes())
+    }
+
+    /// `2fa-enroll --config <public copy> args` as `user` (through
+    /// runuser, root included), writing `before` to its stdin and
+    /// answering the link it prints with `browser`: opens the first
+    /// `http://` URL, then presses Enter. Returns the browser's verdict
+    /// ("no link" if none came), everything the command printed, and
+    /// whether it succeeded.
     pub fn enroll_with_browser(
         &self,
         user: &str,
@@ -127,53 +250,24 @@ impl Daemon {
         browser: &mut Browser,
         before: &str,
     ) -> (String, String, bool) {
-        let mut child = Command::new("runuser")
-            .args(["-u", user, "--"])
-            .arg(super::enroll_bin())
-            .arg("--config")
-            .arg(&self.conf)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(before.as_bytes()).unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut transcript = String::new();
-        let mut url = None;
-        loop {
-            let mut line = String::new();
-            if out.read_line(&mut line).unwrap() == 0 {
-                break;
-            }
-            transcript.push_str(&line);
-            if let Some(u) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-                url = Some(u.to_string());
-                break;
-            }
-        }
-        let verdict = match url {
-            Some(u) => browser.cmd(&format!("open {u}")),
-            None => "no link".into(),
-        };
-        let _ = writeln!(stdin);
-        drop(stdin);
-        let mut rest = String::new();
-        out.read_to_string(&mut rest).unwrap();
-        let st = child.wait_with_output().unwrap();
-        transcript.push_str(&rest);
-        transcript.push_str(&String::from_utf8_lossy(&st.stderr));
-        (verdict, transcript, st.status.success())
+        let child = spawn_piped(&mut self.enroll_cmd(user, args));
+        let (verdict, transcript, ok) =
+            follow_link(child, before, browser, |w| w.starts_with("http://"));
+        (verdict.unwrap_or_else(|| "no link".into()), transcript, ok)
+    }
+
+    /// Sends `request` to 2fad's web port; the whole answer.
+    fn http(&self, request: &str) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port())).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        r
     }
 
     /// GET on 2fad's web port; (status line, body).
     pub fn http_get(&self, path: &str) -> (String, String) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut r = String::new();
-        s.read_to_string(&mut r).unwrap();
+        let r = self.http(&format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n"));
         let status = r.lines().next().unwrap_or("").to_string();
         let body = r
             .split_once("\r\n\r\n")
@@ -185,15 +279,10 @@ impl Daemon {
 
     /// POST on 2fad's web port; the status line.
     pub fn http_post(&self, path: &str, body: &str) -> String {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            s,
+        let r = self.http(&format!(
             "POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
-        )
-        .unwrap();
-        let mut r = String::new();
-        s.read_to_string(&mut r).unwrap();
+        ));
         r.lines().next().unwrap_or("").to_string()
     }
 }
@@ -253,18 +342,20 @@ impl Drop for Browser {
     }
 }
 
-/// Registers a browser key for `user` as root (no proof needed: root may
-/// act for anyone) with the virtual authenticator.
-pub fn register_key(env: &Env, browser: &mut Browser, user: &str, name: &str) {
-    let mut child = Command::new(super::enroll_bin())
-        .arg("--config")
-        .arg(&env.conf)
-        .args(["webauthn", "add", "--name", name, "--user", user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Writes `before` to a started `2fa-enroll` (all of its stdio piped)
+/// that shows a link and then waits for Enter, reads what it prints up to
+/// the first word `is_link` accepts, has `browser` open that link, then
+/// presses Enter and waits for the end. Returns the browser's verdict
+/// (None: no link came), everything the command printed, and whether it
+/// succeeded.
+fn follow_link(
+    mut child: Child,
+    before: &str,
+    browser: &mut Browser,
+    is_link: fn(&str) -> bool,
+) -> (Option<String>, String, bool) {
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(before.as_bytes()).unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut transcript = String::new();
     let mut url = None;
@@ -274,23 +365,44 @@ pub fn register_key(env: &Env, browser: &mut Browser, user: &str, name: &str) {
             break;
         }
         transcript.push_str(&line);
-        if let Some(u) = line.split_whitespace().find(|w| w.contains("/r/")) {
+        if let Some(u) = line.split_whitespace().find(|w| is_link(w)) {
             url = Some(u.to_string());
             break;
         }
     }
-    let url = url.unwrap_or_else(|| panic!("no link:\n{transcript}"));
-    let r = browser.cmd(&format!("open {url}"));
-    assert!(r.starts_with("done"), "{r}\n{transcript}");
-    writeln!(child.stdin.take().unwrap()).unwrap();
+    let verdict = url.map(|u| browser.cmd(&format!("open {u}")));
+    let _ = writeln!(stdin);
+    drop(stdin);
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     let st = child.wait_with_output().unwrap();
-    assert!(
-        st.status.success(),
-        "{transcript}{rest}{}",
-        String::from_utf8_lossy(&st.stderr)
+    transcript.push_str(&rest);
+    transcript.push_str(&String::from_utf8_lossy(&st.stderr));
+    (verdict, transcript, st.status.success())
+}
+
+/// `2fa-enroll webauthn add` for `user` as root (no proof needed: root may
+/// act for anyone), with `browser` approving the registration link.
+/// Returns the browser's verdict, everything the command printed, and
+/// whether it succeeded; panics if it printed no link.
+pub fn add_key(env: &Env, browser: &mut Browser, user: &str, name: &str) -> (String, String, bool) {
+    let child = spawn_piped(
+        Command::new(super::enroll_bin())
+            .arg("--config")
+            .arg(&env.conf)
+            .args(["webauthn", "add", "--name", name, "--user", user]),
     );
+    let (verdict, transcript, ok) = follow_link(child, "", browser, |w| w.contains("/r/"));
+    let verdict = verdict.unwrap_or_else(|| panic!("no link:\n{transcript}"));
+    (verdict, transcript, ok)
+}
+
+/// Registers a browser key for `user` as root with the virtual
+/// authenticator ([`add_key`], which must succeed).
+pub fn register_key(env: &Env, browser: &mut Browser, user: &str, name: &str) {
+    let (r, transcript, ok) = add_key(env, browser, user, name);
+    assert!(r.starts_with("done"), "{r}\n{transcript}");
+    assert!(ok, "{transcript}");
 }
 
 /// Whether `path` exists (for "2fad created nothing" checks).

@@ -10,6 +10,7 @@
 pub mod daemon;
 pub mod fido2;
 pub mod interactive;
+pub mod mount_ns;
 pub mod net;
 pub mod sshd;
 pub mod sudo;
@@ -18,7 +19,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// A well-known test secret (RFC 6238's SHA1 key) in base32.
@@ -53,6 +54,33 @@ pub fn module_path() -> PathBuf {
 
 pub fn enroll_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_2fa-enroll"))
+}
+
+/// Starts `cmd` with stdin, stdout and stderr piped.
+pub fn spawn_piped(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs `cmd` with `input` on its stdin (then closed) and collects its
+/// output.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = spawn_piped(cmd);
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// stdout then stderr of a finished command, as text (for messages and
+/// `contains` checks).
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// Creates a system user (idempotent, safe under parallel tests) with the
@@ -229,22 +257,13 @@ account required pam_permit.so
 
     /// Runs the real `2fa-enroll --config <this env> args...` with `stdin`.
     pub fn enroll(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(enroll_bin())
-            .arg("--config")
-            .arg(&self.conf)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        run_with_input(
+            Command::new(enroll_bin())
+                .arg("--config")
+                .arg(&self.conf)
+                .args(args),
+            stdin.as_bytes(),
+        )
     }
 
     /// Runs `2fa-enroll --config <this env> args...` as the ordinary

@@ -13,47 +13,39 @@ pub struct Pki {
     pub key: PathBuf,
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
+/// Runs `program args` in `dir`, which must succeed.
+fn run_in(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program)
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("openssl");
+        .expect(program);
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    run_in(dir, "openssl", args);
 }
 
 impl Pki {
     pub fn new(dir: &Path) -> Pki {
         std::fs::create_dir_all(dir).unwrap();
-        openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                // Named after its directory: two test CAs never share a
-                // name, so a certificate from the other one is from an
-                // unknown issuer, not a bad signature.
-                &format!(
-                    "/CN=pam-2fa test CA {}",
-                    dir.file_name().unwrap().to_string_lossy()
-                ),
-            ],
+        // Named after its directory: two test CAs never share a name, so a
+        // certificate from the other one is from an unknown issuer, not a
+        // bad signature.
+        let subj = format!(
+            "/CN=pam-2fa test CA {}",
+            dir.file_name().unwrap().to_string_lossy()
+        );
+        new_key(
             dir,
+            "ca.key",
+            "ca.pem",
+            &["-x509", "-days", "2", "-subj", &subj],
         );
         let (cert, key) = issue(
             dir,
@@ -79,6 +71,26 @@ impl Pki {
     }
 }
 
+/// `openssl req` in `dir` making a new P-256 key `key` and `out` (a
+/// request, or with `-x509` a self-signed certificate); `more` are further
+/// arguments.
+fn new_key(dir: &Path, key: &str, out: &str, more: &[&str]) {
+    let mut args = vec![
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        out,
+    ];
+    args.extend_from_slice(more);
+    openssl(&args, dir);
+}
+
 /// `NAME.pem` / `NAME.key` in `dir`, signed by `dir`'s `ca.pem`.
 fn issue(dir: &Path, name: &str, subj: &str, ext: &str, at: Option<&str>) -> (PathBuf, PathBuf) {
     let (key, csr, cert, cnf) = (
@@ -87,23 +99,7 @@ fn issue(dir: &Path, name: &str, subj: &str, ext: &str, at: Option<&str>) -> (Pa
         format!("{name}.pem"),
         format!("{name}.cnf"),
     );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            subj,
-        ],
-        dir,
-    );
+    new_key(dir, &key, &csr, &["-subj", subj]);
     std::fs::write(
         dir.join(&cnf),
         format!("{ext}\nbasicConstraints=CA:FALSE\n"),
@@ -132,16 +128,7 @@ fn issue(dir: &Path, name: &str, subj: &str, ext: &str, at: Option<&str>) -> (Pa
         Some(date) => {
             let mut args = vec!["-f", date, "openssl"];
             args.extend_from_slice(&sign);
-            let out = Command::new("faketime")
-                .args(&args)
-                .current_dir(dir)
-                .output()
-                .expect("faketime");
-            assert!(
-                out.status.success(),
-                "faketime openssl: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run_in(dir, "faketime", &args);
         }
     }
     (dir.join(cert), dir.join(key))
@@ -222,6 +209,46 @@ pub fn duo_server(
     ];
     args.extend_from_slice(extra);
     Stub::start("duo_server.py", &args, dir)
+}
+
+/// Where `sms_gateway.py` appends what it received, in its `dir`.
+pub const SMS_LOG: &str = "sms.jsonl";
+/// The file `sms_gateway.py` rereads on every request (its mode), in its
+/// `dir`.
+pub const SMS_CONTROL: &str = "control.json";
+
+/// Starts `sms_gateway.py` (a Twilio-compatible API and a webhook) over TLS
+/// with `pki`'s server certificate, taking the account `sid` and `token`
+/// and, on the webhook, the header `Authorization: HOOK_AUTH`; its request
+/// log and control file are [`SMS_LOG`] and [`SMS_CONTROL`] in `dir`.
+/// `extra` goes on its command line.
+pub fn sms_gateway(
+    pki: &Pki,
+    sid: &str,
+    token: &str,
+    hook_auth: &str,
+    extra: &[&str],
+    dir: &Path,
+) -> Stub {
+    let (log, control) = (dir.join(SMS_LOG), dir.join(SMS_CONTROL));
+    let mut args = vec![
+        "--cert",
+        pki.cert.to_str().unwrap(),
+        "--key",
+        pki.key.to_str().unwrap(),
+        "--sid",
+        sid,
+        "--token",
+        token,
+        "--log",
+        log.to_str().unwrap(),
+        "--control",
+        control.to_str().unwrap(),
+        "--hook-auth",
+        hook_auth,
+    ];
+    args.extend_from_slice(extra);
+    Stub::start("sms_gateway.py", &args, dir)
 }
 
 impl Drop for Stub {
