@@ -205,6 +205,16 @@ pub fn random_below(bound: u32) -> Result<u32, CryptoError> {
     }
 }
 
+/// A random code of `digits` digits (leading zeros allowed), as sent by
+/// SMS or e-mail.
+pub fn random_code(digits: u32) -> Result<Zeroizing<String>, CryptoError> {
+    let mut code = Zeroizing::new(String::with_capacity(digits as usize));
+    for _ in 0..digits {
+        code.push(char::from(b'0' + random_below(10)? as u8));
+    }
+    Ok(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,8 @@ pub mod crypto;
 /// 2fad: socket broker for self-service enrollment, WebAuthn ceremonies
 /// and their web page.
 pub mod daemon;
+/// Terminal text shared by the login flow and the CLI: the QR code.
+pub mod display;
 /// The `2fa-enroll` commands.
 pub mod enroll;
 /// The second factors: TOTP/HOTP, backup codes, SMS, e-mail, Duo,

@@ -139,7 +139,7 @@ fn login_link(d: &Daemon, user: &str) -> (String, String) {
             rhost: String::new(),
         },
     };
-    match pam_2fa::daemon::server::call(&d.socket, &req).unwrap() {
+    match pam_2fa::daemon::client::call(&d.socket, &req).unwrap() {
         Response::Link { url, token, .. } => (url, token),
         other => panic!("{other:?}"),
     }
@@ -155,7 +155,7 @@ fn result_of(d: &Daemon, user: &str, token: &str) -> pam_2fa::daemon::protocol::
             token: token.into(),
         },
     };
-    pam_2fa::daemon::server::call(&d.socket, &req).unwrap()
+    pam_2fa::daemon::client::call(&d.socket, &req).unwrap()
 }
 
 /// Real assertions from the virtual authenticator, altered one way each:
@@ -383,7 +383,7 @@ fn expired_links_are_dead() {
             proof: None,
             op,
         };
-        pam_2fa::daemon::server::call(&d.socket, &req).unwrap()
+        pam_2fa::daemon::client::call(&d.socket, &req).unwrap()
     };
     let Response::Link { token, .. } = ask(Op::WebauthnRegister { name: "k".into() }) else {
         panic!("no link")

@@ -3,6 +3,7 @@
 //! (WebAuthn ceremonies join it with the FIDO factor.)
 
 pub mod broker;
+pub mod client;
 pub mod protocol;
 pub mod server;
 pub mod web;

@@ -8,9 +8,10 @@
 use super::output::{self, now};
 use super::{CliError, CliResult, Ctx};
 use crate::audit::printable;
+use crate::crypto::random_code;
+use crate::factor::delivery::mask;
 use crate::factor::{email, normalize_code, sms};
 use crate::flow::network::{DuoPreauth, Live, Network};
-use crate::flow::sent::{mask, random_code};
 use crate::store::{Channel, Purpose, SentCheck};
 use clap::{Args, ValueEnum};
 

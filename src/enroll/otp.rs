@@ -99,7 +99,7 @@ fn show(
     let issuer = ctx.cfg.issuer_name();
     let b32 = totp::encode_base32(secret);
     let uri = totp::otpauth_uri(&issuer, user, &b32, params, counter);
-    if !no_qr && let Some(q) = output::qr(&uri) {
+    if !no_qr && let Some(q) = crate::display::qr(&uri) {
         println!("Scan this QR code with your authenticator app:\n{q}");
     }
     let grouped: Zeroizing<String> = Zeroizing::new(

@@ -1,21 +1,7 @@
-//! Terminal helpers: QR codes, reading a line, dates.
+//! Terminal helpers: reading a line, dates (the QR code is
+//! `crate::display::qr`, shared with the login flow).
 
 use std::io::{BufRead, Write};
-
-/// A QR code drawn with half-block characters: two modules per character
-/// row, so a typical otpauth URI fits well inside 80 columns. Light-on-dark
-/// inversion keeps it scannable on the usual dark terminal.
-pub fn qr(text: &str) -> Option<String> {
-    use qrcode::render::unicode::Dense1x2;
-    let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::L).ok()?;
-    Some(
-        code.render::<Dense1x2>()
-            .dark_color(Dense1x2::Light)
-            .light_color(Dense1x2::Dark)
-            .quiet_zone(true)
-            .build(),
-    )
-}
 
 /// Prints `prompt` and reads one line from stdin; `None` at end of input.
 pub fn read_line(prompt: &str) -> std::io::Result<Option<String>> {
@@ -63,14 +49,5 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc(1_234_567_890), "2009-02-13 23:31 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
-    }
-
-    #[test]
-    fn qr_fits_80_columns() {
-        let uri = "otpauth://totp/some-long-hostname.example.com:alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=some-long-hostname.example.com&algorithm=SHA1&digits=6&period=30";
-        let q = qr(uri).unwrap();
-        let width = q.lines().map(|l| l.chars().count()).max().unwrap();
-        assert!(width <= 80, "QR is {width} columns wide");
-        assert!(q.lines().count() <= 40);
     }
 }

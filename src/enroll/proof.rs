@@ -6,10 +6,11 @@
 //! factors 2fad cannot check (SMS, e-mail, Duo, questions, a console key)
 //! are told by 2fad which `sudo` command to ask an administrator for.
 
-use super::output::{qr, read_line};
+use super::output::read_line;
 use super::{CliError, CliResult};
+use crate::daemon::client::call;
 use crate::daemon::protocol::{self, Op, Proof, Request, Response};
-use crate::daemon::server::call;
+use crate::display::qr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

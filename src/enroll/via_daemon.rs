@@ -7,11 +7,12 @@
 use super::admin::{RemoveArgs, StatusArgs, What};
 use super::backup::BackupArgs;
 use super::otp::TotpArgs;
-use super::output::{qr, read_line};
+use super::output::read_line;
 use super::policy::{DevicesArgs, DevicesCmd};
 use super::{CliError, CliResult, Command};
+use crate::daemon::client::call;
 use crate::daemon::protocol::{Op, Proof, Request, Response};
-use crate::daemon::server::call;
+use crate::display::qr;
 use std::path::Path;
 
 /// `Some(result)` when the command was handled through 2fad; `None` when

@@ -5,10 +5,11 @@
 //! `localkey`); root lists and removes from the store directly, ordinary
 //! users through 2fad, proving a factor they hold first (`proof`).
 
-use super::output::{qr, read_line, utc};
+use super::output::{read_line, utc};
 use super::{CliError, CliResult};
+use crate::daemon::client::call;
 use crate::daemon::protocol::{Op, Proof, Request, Response, VERSION};
-use crate::daemon::server::call;
+use crate::display::qr;
 use clap::{Args, Subcommand};
 use std::path::Path;
 use std::time::{Duration, Instant};

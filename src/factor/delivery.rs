@@ -1,6 +1,17 @@
-//! Shared by the SMS and e-mail senders: the error type and templates.
+//! Shared by the SMS and e-mail senders: the error type, templates and
+//! the masked address shown to the user.
 
+use crate::store::Channel;
 use std::fmt;
+
+/// "+1 *** *** 4567" or "j***@example.com": where a code went, as shown
+/// to the user.
+pub fn mask(channel: Channel, address: &str) -> String {
+    match channel {
+        Channel::Sms => super::sms::mask_phone(address),
+        Channel::Email => super::email::mask_address(address),
+    }
+}
 
 /// Longest detail shown (in characters).
 const SHOWN: usize = 300;

@@ -7,7 +7,7 @@
 use super::{Conversation, Login, Verdict, answer_text};
 use crate::audit::Audit;
 use crate::config::Config;
-use crate::enroll::output::qr;
+use crate::display::qr;
 use crate::factor::{backup, normalize_code, totp};
 use crate::store::{OtpKind, OtpRecord, Store};
 use zeroize::Zeroizing;

@@ -5,7 +5,8 @@
 use super::{Run, Verdict, locked, parse_answer};
 use crate::audit::clean;
 use crate::config::CodeRules;
-use crate::crypto;
+use crate::crypto::random_code;
+use crate::factor::delivery::mask;
 use crate::store::{Channel, Purpose, SentCheck, StoreError};
 use zeroize::Zeroizing;
 
@@ -22,23 +23,6 @@ enum Reserved {
         remaining: i64,
         failures: u32,
     },
-}
-
-/// "+1 *** *** 4567" or "j***@example.com".
-pub fn mask(channel: Channel, address: &str) -> String {
-    match channel {
-        Channel::Sms => crate::factor::sms::mask_phone(address),
-        Channel::Email => crate::factor::email::mask_address(address),
-    }
-}
-
-/// A random code of `digits` digits (leading zeros allowed).
-pub fn random_code(digits: u32) -> Result<Zeroizing<String>, crypto::CryptoError> {
-    let mut code = Zeroizing::new(String::with_capacity(digits as usize));
-    for _ in 0..digits {
-        code.push(char::from(b'0' + crypto::random_below(10)? as u8));
-    }
-    Ok(code)
 }
 
 impl Run<'_> {

@@ -8,8 +8,8 @@
 
 use super::{Run, Verdict};
 use crate::audit::clean;
+use crate::daemon::client::call_root;
 use crate::daemon::protocol::{Op, Request, Response, VERSION};
-use crate::daemon::server::call_root;
 
 /// Enter presses allowed while the ceremony is still open.
 const TRIES: usize = 3;
@@ -50,7 +50,7 @@ impl Run<'_> {
     }
 
     fn webauthn_wait(&mut self, url: &str, token: &str, code: &str) -> Verdict {
-        let qr = crate::enroll::output::qr(url).unwrap_or_default();
+        let qr = crate::display::qr(url).unwrap_or_default();
         let mut prompt = format!(
             "Approve this login with your security key, fingerprint or phone (matching code {code}):\n  {url}\n{qr}\
              The page must show the same code {code}. Open the link, approve, then press Enter: "
