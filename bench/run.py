@@ -596,7 +596,7 @@ def run(a, work, conf, names, in_ns, sink_log, load_before):
         # Not a comparison; a failure here is reported but does not fail the run.
         try:
             d = bench_2fad(work, conf, 300 if a.quick else 3000)
-            wa = subprocess.run(["cargo", "run", "--release", "--quiet", "--example",
+            wa = subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "p2fa-daemon", "--example",
                                  "webauthn_verify", "--", "200" if a.quick else "2000"],
                                 cwd=ROOT, check=True, capture_output=True, text=True)
             d["webauthn"] = json.loads(wa.stdout.strip().splitlines()[-1])

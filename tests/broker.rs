@@ -322,7 +322,7 @@ fn socket_activation() {
     let mut child = Command::new("systemd-socket-activate")
         .arg("-l")
         .arg(&socket)
-        .arg(env!("CARGO_BIN_EXE_2fad"))
+        .arg(common::daemon_bin())
         .arg("--config")
         .arg(&env.conf)
         .arg("--socket")

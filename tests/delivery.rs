@@ -11,8 +11,8 @@
 mod net;
 
 use net::{Pki, SMS_CONTROL, SMS_LOG, Stub, closed_port, json_lines, sms_gateway};
-use pam_2fa::config::{EmailConfig, SmsConfig, SmsGateway, SmtpTls};
-use pam_2fa::factor::{email, sms};
+use p2fa_core::config::{EmailConfig, SmsConfig, SmsGateway, SmtpTls};
+use p2fa_net::{email, sms};
 use serde_json::json;
 use std::time::{Duration, Instant};
 

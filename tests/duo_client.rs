@@ -1,4 +1,4 @@
-//! The production Duo client (src/factor/duo.rs) against the local Duo
+//! The production Duo client (crates/net/src/duo.rs) against the local Duo
 //! stand-in (tests/mock/duo_server.py), which checks the Date header and
 //! the HMAC-SHA512 signature of every request over real HTTPS with a CA
 //! made for each test. Every test runs its own stand-in on its own port.
@@ -6,8 +6,8 @@
 mod common;
 
 use common::net::{DUO_IKEY, DUO_SKEY, Pki, Stub, closed_port, duo_server, json_lines};
-use pam_2fa::config::DuoConfig;
-use pam_2fa::factor::duo::{
+use p2fa_core::config::DuoConfig;
+use p2fa_net::duo::{
     AuthResult, DuoClient, DuoError, Preauth, authorization, canon_params, canonical, rfc2822,
 };
 use serde_json::{Value, json};
@@ -94,7 +94,7 @@ impl Duo {
 }
 
 /// Polls until the transaction leaves "waiting" (at most 10 s).
-fn settle(c: &DuoClient, tx: &str) -> pam_2fa::factor::duo::AuthStatus {
+fn settle(c: &DuoClient, tx: &str) -> p2fa_net::duo::AuthStatus {
     let t = Instant::now();
     loop {
         let s = c.auth_status(tx, Duration::from_secs(5)).unwrap();
@@ -572,7 +572,7 @@ fn duo_bad_input_is_refused_before_sending() {
 fn duo_ping_and_check() {
     let duo = Duo::start();
     let c = duo.client();
-    let now = pam_2fa::clock::unix_now();
+    let now = p2fa_core::clock::unix_now();
     assert!((c.ping().unwrap() - now).abs() < 60);
     assert!((c.check().unwrap() - now).abs() < 60);
     let paths: Vec<Value> = duo.requests().iter().map(|r| r["path"].clone()).collect();
@@ -598,7 +598,7 @@ fn raw(
     // reqwest is built without a crypto provider of its own: the module's
     // TLS setup, trusting the test CA.
     let http = reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(pam_2fa::net::tls_config(Some(&duo.pki.ca)).unwrap())
+        .use_preconfigured_tls(p2fa_net::transport::tls_config(Some(&duo.pki.ca)).unwrap())
         .no_proxy()
         .build()
         .unwrap();
@@ -637,7 +637,7 @@ fn duo_stand_in_checks_date_and_signature() {
     };
     let sign =
         |date: &str, signed: &[(&str, &str)], skey: &str| sign_for(&host, date, signed, skey);
-    let now = rfc2822(pam_2fa::clock::unix_now());
+    let now = rfc2822(p2fa_core::clock::unix_now());
     let code = |(status, v): (u16, Value)| (status, v["code"].as_i64().unwrap_or(0));
 
     // A good request.
@@ -729,7 +729,7 @@ fn duo_stand_in_checks_date_and_signature() {
         );
         assert_eq!(code(r), (401, 40105), "{bad}");
     }
-    let old = rfc2822(pam_2fa::clock::unix_now() - 120);
+    let old = rfc2822(p2fa_core::clock::unix_now() - 120);
     let r = raw(
         &duo,
         "POST",

@@ -264,7 +264,7 @@ fn many_logins_keep_the_wal_bounded_and_every_code_spent() {
     let wal = env.db.with_file_name("state.db-wal");
     let shm = env.db.with_file_name("state.db-shm");
     // One login's frames past the threshold at most: the check runs at open.
-    let bound = pam_2fa::store::WAL_CHECKPOINT_BYTES + 8 * (24 + 4096);
+    let bound = p2fa_core::store::WAL_CHECKPOINT_BYTES + 8 * (24 + 4096);
     let (mut largest, mut shrunk, mut prev) = (0, 0, 0);
     // Backup codes and TOTP codes in turn, each TOTP login in a new step:
     // 200 logins, a few checkpoints' worth of WAL frames.

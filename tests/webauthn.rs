@@ -129,7 +129,7 @@ fn unb64(b: &[u8]) -> String {
 
 /// Asks 2fad (as root, like the PAM module) for a login link.
 fn login_link(d: &Daemon, user: &str) -> (String, String) {
-    use pam_2fa::daemon::protocol::{Op, Request, Response, VERSION};
+    use p2fa_proto::protocol::{Op, Request, Response, VERSION};
     let req = Request {
         version: VERSION,
         user: Some(user.into()),
@@ -139,14 +139,14 @@ fn login_link(d: &Daemon, user: &str) -> (String, String) {
             rhost: String::new(),
         },
     };
-    match pam_2fa::daemon::client::call(&d.socket, &req).unwrap() {
+    match p2fa_proto::client::call(&d.socket, &req).unwrap() {
         Response::Link { url, token, .. } => (url, token),
         other => panic!("{other:?}"),
     }
 }
 
-fn result_of(d: &Daemon, user: &str, token: &str) -> pam_2fa::daemon::protocol::Response {
-    use pam_2fa::daemon::protocol::{Op, Request, VERSION};
+fn result_of(d: &Daemon, user: &str, token: &str) -> p2fa_proto::protocol::Response {
+    use p2fa_proto::protocol::{Op, Request, VERSION};
     let req = Request {
         version: VERSION,
         user: Some(user.into()),
@@ -155,7 +155,7 @@ fn result_of(d: &Daemon, user: &str, token: &str) -> pam_2fa::daemon::protocol::
             token: token.into(),
         },
     };
-    pam_2fa::daemon::client::call(&d.socket, &req).unwrap()
+    p2fa_proto::client::call(&d.socket, &req).unwrap()
 }
 
 /// Real assertions from the virtual authenticator, altered one way each:
@@ -234,7 +234,7 @@ fn tampered_replayed_and_foreign_assertions_are_refused() {
         let r = d.http_post(&format!("/api/finish/{token}"), &body.to_string());
         assert!(r.contains(" 400"), "{what} accepted: {r}");
         assert!(
-            matches!(result_of(&d, &user, &token), pam_2fa::daemon::protocol::Response::Error { ref code, .. } if code == "failed"),
+            matches!(result_of(&d, &user, &token), p2fa_proto::protocol::Response::Error { ref code, .. } if code == "failed"),
             "{what}"
         );
     }
@@ -245,7 +245,7 @@ fn tampered_replayed_and_foreign_assertions_are_refused() {
     assert!(r.contains(" 200"), "{r}");
     assert!(matches!(
         result_of(&d, &user, &token_a),
-        pam_2fa::daemon::protocol::Response::Done { .. }
+        p2fa_proto::protocol::Response::Done { .. }
     ));
     // ... once: the same link again is dead, and replaying the assertion
     // on a new link (another challenge) is refused.
@@ -288,7 +288,7 @@ fn https_with_the_configured_certificate() {
     let port = d.port();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
     // reqwest is built without a crypto provider of its own (as in the module).
-    pam_2fa::net::ensure_crypto_provider();
+    p2fa_net::transport::ensure_crypto_provider();
     let client = reqwest::blocking::Client::builder()
         .add_root_certificate(ca)
         .build()
@@ -364,7 +364,7 @@ while True:
 /// with faketime, so 30 s pass in one).
 #[test]
 fn expired_links_are_dead() {
-    use pam_2fa::daemon::protocol::{Op, Request, Response, VERSION};
+    use p2fa_proto::protocol::{Op, Request, Response, VERSION};
     let user = system_user("p2fa-wa6", "Webauthn-p2fa");
     let env = Env::new();
     env.enroll_ok(&["init"], "");
@@ -383,7 +383,7 @@ fn expired_links_are_dead() {
             proof: None,
             op,
         };
-        pam_2fa::daemon::client::call(&d.socket, &req).unwrap()
+        p2fa_proto::client::call(&d.socket, &req).unwrap()
     };
     let Response::Link { token, .. } = ask(Op::WebauthnRegister { name: "k".into() }) else {
         panic!("no link")

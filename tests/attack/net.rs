@@ -361,8 +361,8 @@ fn base64_std(s: &str) -> String {
 /// but within its own deadline and must be delivered.
 #[test]
 fn concurrent_smtp_sends_time_out_only_their_own_connection() {
-    use pam_2fa::config::{EmailConfig, SmtpTls};
-    use pam_2fa::factor::email;
+    use p2fa_core::config::{EmailConfig, SmtpTls};
+    use p2fa_net::email;
     let dir = tempfile::tempdir().unwrap();
     let sink = smtp_sink(
         dir.path(),

@@ -5,7 +5,7 @@
 //! renewed certificate is served after SIGHUP or a change of the files,
 //! without a restart.
 //!
-//! The deadlines asserted here are the ones src/daemon/web.rs documents
+//! The deadlines asserted here are the ones crates/daemon/src/web.rs documents
 //! (TLS handshake, request headers and request body: 10 s each), with a
 //! margin for a loaded machine.
 
@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The server's handshake, header and body deadline (src/daemon/web.rs).
+/// The server's handshake, header and body deadline (crates/daemon/src/web.rs).
 const DEADLINE: Duration = Duration::from_secs(10);
 /// Slack for a busy test machine on top of a deadline.
 const MARGIN: Duration = Duration::from_secs(6);
@@ -74,7 +74,7 @@ impl Web {
     /// A real HTTPS GET of a login page, trusting only `ca`, as a browser
     /// would do it; returns the status, or the error as text.
     fn https_get(&self, ca: &Path, timeout: Duration) -> Result<u16, String> {
-        pam_2fa::net::ensure_crypto_provider();
+        p2fa_net::transport::ensure_crypto_provider();
         let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
         let client = reqwest::blocking::Client::builder()
             .tls_certs_only([ca])

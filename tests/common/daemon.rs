@@ -110,11 +110,11 @@ impl Daemon {
             Some(spec) => {
                 let mut c = Command::new("faketime");
                 c.args(["-f", spec])
-                    .arg(env!("CARGO_BIN_EXE_2fad"))
+                    .arg(super::daemon_bin())
                     .env("TZ", "UTC");
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_2fad")),
+            None => Command::new(super::daemon_bin()),
         };
         cmd.arg("--config").arg(&env.conf);
         Daemon::spawn(cmd, public, socket, conf, Some(port))
@@ -135,7 +135,7 @@ impl Daemon {
         )
         .unwrap();
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_2fad"));
+        let mut cmd = Command::new(super::daemon_bin());
         cmd.arg("--config").arg(&conf);
         Daemon::spawn(cmd, public, socket, conf, None)
     }

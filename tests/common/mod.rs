@@ -25,35 +25,55 @@ use std::time::Duration;
 /// A well-known test secret (RFC 6238's SHA1 key) in base32.
 pub const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 
-/// Directory holding the built binaries and `libpam_2fa.so`.
+/// Directory holding the built binaries and `libpam_2fa.so`: the
+/// workspace's target/<profile>. They belong to other packages of the
+/// workspace, so Cargo gives the tests no `CARGO_BIN_EXE_*` for them; this
+/// test program itself runs from target/<profile>/deps.
 pub fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_2fa-enroll"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    assert_eq!(
+        deps.file_name().and_then(|n| n.to_str()),
+        Some("deps"),
+        "{}: a test program outside target/<profile>/deps",
+        exe.display()
+    );
+    deps.parent().unwrap().to_path_buf()
+}
+
+/// A built program of the workspace, which must exist.
+fn built(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
 }
 
 pub fn module_path() -> PathBuf {
-    let p = bin_dir().join("libpam_2fa.so");
-    assert!(
-        p.exists(),
-        "{} missing: run `cargo build` first",
-        p.display()
-    );
-    // `cargo test` rebuilds the binaries but not the cdylib: refuse to test
-    // a module older than the code it was built from.
+    let p = built("libpam_2fa.so");
+    // The tests build neither the binaries nor the cdylib (other packages
+    // of the workspace): refuse to test a module older than the code the
+    // binaries were built from.
     let so_time = std::fs::metadata(&p).unwrap().modified().unwrap();
     let bin_time = std::fs::metadata(enroll_bin()).unwrap().modified().unwrap();
     assert!(
         so_time + std::time::Duration::from_secs(120) >= bin_time,
-        "{} is older than 2fa-enroll: run `cargo build` (scripts/test does) before the tests",
+        "{} is older than 2fa-enroll: run `cargo build --workspace` (scripts/test does) before the tests",
         p.display()
     );
     p
 }
 
 pub fn enroll_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_2fa-enroll"))
+    built("2fa-enroll")
+}
+
+/// The `2fad` daemon.
+pub fn daemon_bin() -> PathBuf {
+    built("2fad")
 }
 
 /// Starts `cmd` with stdin, stdout and stderr piped.

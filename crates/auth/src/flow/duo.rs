@@ -1,0 +1,279 @@
+//! Duo at login: `preauth` decides whether Duo is offered at all; push and
+//! phone are started, shown with a prompt (OpenSSH only displays text that
+//! comes with a prompt), and polled until approved, denied or timed out.
+//!
+//! What an error means depends on what it is and when it happens:
+//!
+//! - `failmode` applies only to an outage (no answer at all) of `preauth`,
+//!   only when Duo is the user's only way in (a user who also has a TOTP
+//!   token or backup codes is simply not offered Duo while it is down,
+//!   which is safer than `safe` and kinder than `secure`), and `safe` only
+//!   for a caller whose real uid is 0 ([`failmode_safe_allowed`]).
+//! - A certificate or TLS error, or an answer that is not Duo's, is a
+//!   refusal at any point: anyone between us and Duo can cause those.
+//! - Once preauth has answered, Duo is reachable: every later error on
+//!   `auth` or `auth_status` denies, as duo_unix does.
+//! - A code typed at a prompt and sent to Duo as a passcode is counted as
+//!   a failure before Duo is asked (a success clears the count), so a
+//!   failing, slow or killed Duo call never leaves a guess uncounted.
+
+use super::{Choice, Run, Verdict, parse_answer};
+use p2fa_core::audit::clean;
+use p2fa_net::network::{DuoAnswer, DuoDevice, DuoFailKind, DuoFailure, DuoPreauth, DuoStart};
+use std::time::{Duration, Instant};
+
+/// Longest single long-poll of `auth_status`.
+const POLL_SLICE: Duration = Duration::from_secs(10);
+
+pub(super) enum Pre {
+    Ready(Ready),
+    /// Duo is not offered this time (unreachable or user not enrolled in
+    /// Duo) but other factors are.
+    Skip,
+    Done(Verdict),
+}
+
+/// Duo is usable for this login, with the devices preauth returned.
+pub(super) struct Ready {
+    username: String,
+    pub push: Option<DuoDevice>,
+    pub phone: Option<DuoDevice>,
+    pub sms: Option<DuoDevice>,
+}
+
+/// Duo text reaches a terminal: one printable line, bounded.
+fn duo_text(s: &str) -> String {
+    p2fa_core::audit::printable(s, 200)
+}
+
+/// Whether `failmode = "safe"` may let a caller with this real uid in when
+/// Duo cannot be reached. Only root: sshd and login run as root, while
+/// under sudo or su the real uid is the calling user's, who may stop the
+/// process (`kill -STOP`) until the request times out and so fake an
+/// outage at will. For them `safe` behaves as `secure`.
+pub(super) fn failmode_safe_allowed(real_uid: u32) -> bool {
+    real_uid == 0
+}
+
+/// A wrong code already counted in the store: (failures, locked_until).
+pub(super) type Counted = (u32, i64);
+
+impl Run<'_> {
+    pub(super) fn duo_preauth(&mut self, has_other: bool) -> Pre {
+        let username = self.cfg.duo.username(self.login.user).to_string();
+        match self.net.duo_preauth(self.cfg, &username) {
+            Ok(DuoPreauth::Auth(devices)) => {
+                let first = |f: fn(&DuoDevice) -> bool| devices.iter().find(|d| f(d)).cloned();
+                Pre::Ready(Ready {
+                    push: first(|d| d.push),
+                    phone: first(|d| d.phone),
+                    sms: first(|d| d.sms),
+                    username,
+                })
+            }
+            Ok(DuoPreauth::Allow(msg)) => {
+                let note = format!(" reason=duo-preauth-allow ({})", duo_text(&msg));
+                Pre::Done(self.succeed("duo-bypass", &note))
+            }
+            Ok(DuoPreauth::Deny(msg)) => {
+                self.audit.warning(&format!(
+                    "auth denied {} factor=duo reason=duo-preauth-deny ({})",
+                    self.who,
+                    duo_text(&msg)
+                ));
+                self.conv.error(&format!("Duo: {}", duo_text(&msg)));
+                Pre::Done(Verdict::Denied)
+            }
+            Ok(DuoPreauth::Enroll(_)) if has_other => {
+                self.audit.notice(&format!(
+                    "duo not offered {} reason=not-enrolled-in-duo",
+                    self.who
+                ));
+                Pre::Skip
+            }
+            Ok(DuoPreauth::Enroll(msg)) => {
+                self.audit.warning(&format!(
+                    "auth denied {} factor=duo reason=not-enrolled-in-duo",
+                    self.who
+                ));
+                self.conv.error(&format!("Duo: {}", duo_text(&msg)));
+                Pre::Done(Verdict::Denied)
+            }
+            // Another factor is still required: Duo is just not offered.
+            Err(f) if has_other => {
+                self.audit.err(&format!(
+                    "duo unavailable, offering other factors {} ({}): {}",
+                    self.who,
+                    kind_reason(f.kind),
+                    p2fa_core::audit::detail(&f.detail)
+                ));
+                Pre::Skip
+            }
+            Err(f) if f.kind == DuoFailKind::Outage => Pre::Done(self.duo_failmode(&f.detail)),
+            Err(f) => Pre::Done(self.duo_error(&f, false)),
+        }
+    }
+
+    pub(super) fn duo_factor(&mut self, d: &Ready, choice: Choice) -> Verdict {
+        let (how, device, factor) = match choice {
+            Choice::Push => (DuoStart::Push, &d.push, "duo-push"),
+            Choice::Phone => (DuoStart::Phone, &d.phone, "duo-phone"),
+            _ => (DuoStart::Sms, &d.sms, "duo-sms"),
+        };
+        let Some(device) = device else {
+            return self.bad_input("that Duo factor is not available");
+        };
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        let rhost = if self.login.rhost.is_empty() {
+            "this machine"
+        } else {
+            self.login.rhost
+        };
+        let info = p2fa_net::delivery::fill(
+            &self.cfg.duo.push_info,
+            &[
+                ("host", host.as_str()),
+                ("service", self.login.service),
+                ("rhost", rhost),
+            ],
+        );
+        let push_info = vec![("Login".to_string(), info)];
+        let started = Instant::now();
+        let txid = match self
+            .net
+            .duo_start(self.cfg, &d.username, how, &device.id, &push_info)
+        {
+            Ok(t) => t,
+            Err(f) => return self.duo_error(&f, true),
+        };
+        self.audit.info(&format!(
+            "duo {factor} started {} device={}",
+            self.who,
+            clean(&device.name)
+        ));
+        let name = duo_text(&device.name);
+        let prompt = match how {
+            DuoStart::Push => format!(
+                "Duo push sent to {name}. Approve it, then press Enter (or type a passcode): "
+            ),
+            DuoStart::Phone => {
+                format!(
+                    "Calling {name}. Answer and approve, then press Enter (or type a passcode): "
+                )
+            }
+            DuoStart::Sms => format!("Duo sent passcodes by SMS to {name}. Passcode: "),
+        };
+        let answer = match self.conv.ask(&prompt, self.cfg.echo_code) {
+            Ok(a) => a,
+            Err(e) => return self.conv_failed(&e),
+        };
+        if !answer.iter().all(u8::is_ascii_whitespace) || how == DuoStart::Sms {
+            return match parse_answer(&answer) {
+                Ok(code) => self.duo_passcode(d, &code, None),
+                Err(why) => self.bad_input(why),
+            };
+        }
+        let deadline = started + Duration::from_secs(self.cfg.duo.push_timeout_seconds);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return self.fail(factor, "push-timeout");
+            }
+            match self.net.duo_status(self.cfg, &txid, left.min(POLL_SLICE)) {
+                Ok(DuoAnswer::Allow) => return self.succeed(factor, ""),
+                Ok(DuoAnswer::Deny(msg)) => {
+                    self.audit.warning(&format!(
+                        "duo {factor} denied {} ({})",
+                        self.who,
+                        duo_text(&msg)
+                    ));
+                    return self.fail(factor, "push-denied");
+                }
+                Ok(DuoAnswer::Waiting) => continue,
+                Err(f) => return self.duo_error(&f, true),
+            }
+        }
+    }
+
+    /// Checks a passcode with Duo. The code counts as a failure before Duo
+    /// is asked (`counted` when the caller's store transaction already
+    /// did that), so whatever happens to the Duo call the guess is counted
+    /// exactly once; Duo's "allow" then records the success, which clears
+    /// the count.
+    pub(super) fn duo_passcode(
+        &mut self,
+        d: &Ready,
+        code: &str,
+        counted: Option<Counted>,
+    ) -> Verdict {
+        let (failures, locked_until) = match counted {
+            Some(c) => c,
+            None => match self.count_failure() {
+                Ok(c) => c,
+                Err(v) => return v,
+            },
+        };
+        match self.net.duo_passcode(self.cfg, &d.username, code) {
+            Ok(DuoAnswer::Allow) => self.succeed("duo-passcode", ""),
+            Ok(_) => self.rejected("duo-passcode", "wrong-code", failures, locked_until),
+            Err(f) => {
+                self.audit.warning(&format!(
+                    "auth failed {} factor=duo-passcode reason=not-verified failures={failures}/{}",
+                    self.who, self.cfg.rate_limit.max_failures
+                ));
+                self.duo_error(&f, true)
+            }
+        }
+    }
+
+    /// A Duo call failed in a way `failmode` does not cover: a certificate
+    /// or TLS error, a protocol error, any error once preauth has answered
+    /// (`after_preauth`), or Duo's own refusal. Always a denial.
+    pub(super) fn duo_error(&mut self, f: &DuoFailure, after_preauth: bool) -> Verdict {
+        let (reason, msg, verdict) = match f.kind {
+            DuoFailKind::Tls => (
+                "duo-tls-error",
+                "Duo's identity could not be verified (TLS certificate error). Access denied; contact your administrator.",
+                Verdict::Denied,
+            ),
+            DuoFailKind::Protocol => (
+                "duo-protocol-error",
+                "Duo sent an answer that could not be understood. Access denied; contact your administrator.",
+                Verdict::Denied,
+            ),
+            DuoFailKind::Outage if after_preauth => (
+                "duo-error-after-preauth",
+                "Duo stopped answering during the login. Access denied; try again or contact your administrator.",
+                Verdict::Unavailable,
+            ),
+            DuoFailKind::Outage | DuoFailKind::Refused => {
+                let what = if after_preauth {
+                    "duo"
+                } else {
+                    "duo refused the request"
+                };
+                return self.unavailable(&format!("{what}: {}", f.detail));
+            }
+        };
+        self.audit.err(&format!(
+            "auth denied {} factor=duo reason={reason}: {}",
+            self.who,
+            p2fa_core::audit::detail(&f.detail)
+        ));
+        self.conv.error(msg);
+        verdict
+    }
+}
+
+/// The kind of a Duo failure, for a log line.
+fn kind_reason(kind: DuoFailKind) -> &'static str {
+    match kind {
+        DuoFailKind::Outage => "duo-unreachable",
+        DuoFailKind::Tls => "duo-tls-error",
+        DuoFailKind::Protocol => "duo-protocol-error",
+        DuoFailKind::Refused => "duo-refused",
+    }
+}

@@ -1,0 +1,664 @@
+//! The network factors' login flow against a scripted [`Network`]: menu,
+//! sent codes (limits, expiry, resend), Duo (preauth results, push
+//! outcomes, passcodes, failmode). The real clients are tested against the
+//! local stand-ins in `tests/`.
+
+use super::*;
+use p2fa_core::config::{Config, FailMode};
+use p2fa_core::store::{Channel, OtpRecord};
+use p2fa_net::network::*;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+const T0: i64 = 1_800_000_000;
+const SECRET: &[u8] = b"12345678901234567890";
+
+#[derive(Default)]
+struct Shared {
+    /// (channel, address, code) of every message sent.
+    sent: Vec<(Channel, String, String)>,
+    prompts: Vec<String>,
+    messages: Vec<String>,
+    duo_calls: Vec<String>,
+}
+
+struct Fake {
+    shared: Rc<RefCell<Shared>>,
+    send_fails: bool,
+    preauth: Result<DuoPreauth, DuoFailure>,
+    statuses: Vec<DuoAnswer>,
+    start_fails: Option<DuoFailure>,
+    status_fails: Option<DuoFailure>,
+    passcode_fails: Option<DuoFailure>,
+    good_passcode: &'static str,
+}
+
+impl Fake {
+    fn new(shared: &Rc<RefCell<Shared>>) -> Fake {
+        Fake {
+            shared: shared.clone(),
+            send_fails: false,
+            preauth: Ok(DuoPreauth::Auth(vec![DuoDevice {
+                id: "DP1".into(),
+                name: "iPhone (XXX-XXX-1234)".into(),
+                push: true,
+                phone: true,
+                sms: true,
+            }])),
+            statuses: vec![DuoAnswer::Waiting, DuoAnswer::Allow],
+            start_fails: None,
+            status_fails: None,
+            passcode_fails: None,
+            good_passcode: "7654321",
+        }
+    }
+}
+
+fn down() -> DuoFailure {
+    failing(DuoFailKind::Outage)
+}
+
+fn failing(kind: DuoFailKind) -> DuoFailure {
+    DuoFailure {
+        detail: format!("{kind:?}"),
+        kind,
+    }
+}
+
+impl Network for Fake {
+    fn send_code(
+        &mut self,
+        _cfg: &Config,
+        ch: Channel,
+        _user: &str,
+        address: &str,
+        code: &str,
+    ) -> Result<(), SendFailure> {
+        if self.send_fails {
+            return Err(SendFailure {
+                user: "Could not send the code. Try another factor or contact your administrator."
+                    .into(),
+                detail: "gateway answered 500".into(),
+            });
+        }
+        self.shared
+            .borrow_mut()
+            .sent
+            .push((ch, address.into(), code.into()));
+        Ok(())
+    }
+    fn duo_preauth(&mut self, _cfg: &Config, username: &str) -> Result<DuoPreauth, DuoFailure> {
+        self.shared
+            .borrow_mut()
+            .duo_calls
+            .push(format!("preauth {username}"));
+        self.preauth.clone()
+    }
+    fn duo_start(
+        &mut self,
+        _cfg: &Config,
+        username: &str,
+        how: DuoStart,
+        device: &str,
+        push_info: &[(String, String)],
+    ) -> Result<String, DuoFailure> {
+        self.shared.borrow_mut().duo_calls.push(format!(
+            "start {how:?} {username} {device} {}",
+            push_info[0].1
+        ));
+        match &self.start_fails {
+            Some(f) => Err(f.clone()),
+            None => Ok("tx-1".into()),
+        }
+    }
+    fn duo_status(
+        &mut self,
+        _cfg: &Config,
+        txid: &str,
+        _wait: Duration,
+    ) -> Result<DuoAnswer, DuoFailure> {
+        self.shared
+            .borrow_mut()
+            .duo_calls
+            .push(format!("status {txid}"));
+        if let Some(f) = &self.status_fails {
+            return Err(f.clone());
+        }
+        if self.statuses.is_empty() {
+            std::thread::sleep(Duration::from_millis(300));
+            return Ok(DuoAnswer::Waiting);
+        }
+        Ok(self.statuses.remove(0))
+    }
+    fn duo_passcode(
+        &mut self,
+        _cfg: &Config,
+        username: &str,
+        passcode: &str,
+    ) -> Result<DuoAnswer, DuoFailure> {
+        self.shared
+            .borrow_mut()
+            .duo_calls
+            .push(format!("passcode {username}"));
+        if let Some(f) = &self.passcode_fails {
+            return Err(f.clone());
+        }
+        Ok(if passcode == self.good_passcode {
+            DuoAnswer::Allow
+        } else {
+            DuoAnswer::Deny("Incorrect passcode".into())
+        })
+    }
+}
+
+/// Answers from a script; `{sent}` is replaced by the last code sent,
+/// `{prev}` by the one before.
+struct Conv {
+    shared: Rc<RefCell<Shared>>,
+    answers: Vec<&'static str>,
+}
+
+impl Conversation for Conv {
+    fn ask(&mut self, prompt: &str, _echo: bool) -> Result<Zeroizing<Vec<u8>>, String> {
+        let mut sh = self.shared.borrow_mut();
+        sh.prompts.push(prompt.to_string());
+        if self.answers.is_empty() {
+            return Err("no answer".into());
+        }
+        let a = self.answers.remove(0);
+        let n = sh.sent.len();
+        let last = sh.sent.last().map(|s| s.2.clone()).unwrap_or_default();
+        let prev = n
+            .checked_sub(2)
+            .map(|i| sh.sent[i].2.clone())
+            .unwrap_or_default();
+        Ok(Zeroizing::new(
+            a.replace("{sent}", &last)
+                .replace("{prev}", &prev)
+                .into_bytes(),
+        ))
+    }
+    fn info(&mut self, msg: &str) {
+        self.shared.borrow_mut().messages.push(format!("i {msg}"));
+    }
+    fn error(&mut self, msg: &str) {
+        self.shared.borrow_mut().messages.push(format!("e {msg}"));
+    }
+}
+
+/// root with an SMS number, an e-mail address and Duo; TOTP if `totp`.
+fn setup(totp: bool) -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        db: dir.path().join("state/state.db"),
+        key_file: dir.path().join("key"),
+        ..Config::default()
+    };
+    cfg.sms.enabled = true;
+    cfg.email.enabled = true;
+    cfg.duo.enabled = true;
+    cfg.duo.push_timeout_seconds = 5;
+    cfg.rate_limit.max_failures = 10;
+    let (key, _) = HostKey::load_or_create(&cfg.key_file).unwrap();
+    let mut store = Store::open_or_create(&cfg.db, 1000).unwrap();
+    let tx = store.write().unwrap();
+    tx.set_contact("root", Channel::Sms, "+15551234567", T0)
+        .unwrap();
+    tx.set_contact("root", Channel::Email, "root@example.com", T0)
+        .unwrap();
+    tx.set_duo("root", T0).unwrap();
+    if totp {
+        let rec = OtpRecord {
+            kind: OtpKind::Totp,
+            sealed: key.seal(SECRET, &totp::seal_aad("root")).unwrap(),
+            algorithm: p2fa_core::config::Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+            last_step: None,
+            counter: 0,
+            created_at: T0,
+        };
+        tx.put_otp("root", &rec, T0).unwrap();
+    }
+    tx.commit().unwrap();
+    (dir, cfg)
+}
+
+fn login(cfg: &Config, fake: &mut Fake, t: i64, answers: Vec<&'static str>) -> Verdict {
+    let mut conv = Conv {
+        shared: fake.shared.clone(),
+        answers,
+    };
+    let l = Login {
+        user: "root",
+        service: "sshd",
+        rhost: "192.0.2.7",
+        tty: "",
+    };
+    authenticate_with(cfg, l, t, &mut conv, &mut Audit::null(), fake)
+}
+
+fn shared() -> Rc<RefCell<Shared>> {
+    Rc::new(RefCell::new(Shared::default()))
+}
+
+#[test]
+fn menu_offers_enrolled_factors_and_sms_code_logs_in() {
+    let (_d, cfg) = setup(true);
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    assert_eq!(
+        login(&cfg, &mut net, T0, vec!["sms", "{sent}"]),
+        Verdict::Success
+    );
+    let s = sh.borrow();
+    assert_eq!(
+        s.prompts[0],
+        "Verification code, or 1 push, 2 phone, 3 sms, 4 email: "
+    );
+    assert_eq!(s.sent.len(), 1);
+    assert_eq!(s.sent[0].1, "+15551234567");
+    assert_eq!(s.sent[0].2.len(), 6);
+    assert!(s.prompts[1].starts_with("Code sent to "), "{:?}", s.prompts);
+    assert!(!s.prompts[1].contains("1234567"), "number must be masked");
+}
+
+#[test]
+fn sent_code_is_single_use_and_wrong_code_counts() {
+    let (_d, cfg) = setup(false);
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    assert_eq!(
+        login(&cfg, &mut net, T0, vec!["4", "000000"]),
+        Verdict::Denied
+    );
+    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    assert_eq!(store.user_state("root").unwrap().failures, 1);
+    // Within resend_after_seconds: no second message, the first code works.
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 5, vec!["email", "{sent}"]),
+        Verdict::Success
+    );
+    assert_eq!(sh.borrow().sent.len(), 1, "no resend within 30 s");
+    assert!(
+        sh.borrow()
+            .messages
+            .iter()
+            .any(|m| m.contains("less than 30 seconds"))
+    );
+    // Used: typing it again (a new code is sent after 30 s) fails.
+    let used = sh.borrow().sent[0].2.clone();
+    let used: &'static str = Box::leak(used.into_boxed_str());
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 60, vec!["email", used]),
+        Verdict::Denied
+    );
+    assert_eq!(sh.borrow().sent.len(), 2);
+}
+
+#[test]
+fn sent_code_expires_and_attempts_burn_it() {
+    let (_d, mut cfg) = setup(false);
+    cfg.email.max_attempts = 2;
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    assert_eq!(
+        login(&cfg, &mut net, T0, vec!["email", "111111"]),
+        Verdict::Denied
+    );
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 1, vec!["email", "111112"]),
+        Verdict::Denied
+    );
+    // Two wrong answers used the code up: even the right one fails now
+    // (and, the old code being dead, a new one is sent at once).
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 2, vec!["email", "{prev}"]),
+        Verdict::Denied
+    );
+    assert_eq!(sh.borrow().sent.len(), 2);
+    // A fresh code after the resend interval ...
+    let before = sh.borrow().sent.len();
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 40, vec!["email", "000000"]),
+        Verdict::Denied
+    );
+    assert_eq!(sh.borrow().sent.len(), before + 1);
+    // ... answered after it expired (a new one is sent meanwhile).
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 40 + 301, vec!["email", "{prev}"]),
+        Verdict::Denied,
+        "expired after 300 s"
+    );
+    assert_eq!(sh.borrow().sent.len(), before + 2);
+}
+
+#[test]
+fn hourly_send_limit_holds() {
+    let (_d, mut cfg) = setup(false);
+    cfg.sms.max_sends_per_hour = 2;
+    cfg.sms.resend_after_seconds = 0;
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    for i in 0..2 {
+        assert_eq!(
+            login(&cfg, &mut net, T0 + i, vec!["sms", "{sent}"]),
+            Verdict::Success
+        );
+    }
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 10, vec!["sms", "{sent}"]),
+        Verdict::Denied
+    );
+    assert_eq!(sh.borrow().sent.len(), 2);
+    assert!(
+        sh.borrow()
+            .messages
+            .iter()
+            .any(|m| m.contains("Too many codes"))
+    );
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 3601, vec!["sms", "{sent}"]),
+        Verdict::Success
+    );
+}
+
+#[test]
+fn gateway_failure_denies_and_leaves_no_code() {
+    let (_d, cfg) = setup(false);
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    net.send_fails = true;
+    assert_eq!(login(&cfg, &mut net, T0, vec!["sms"]), Verdict::Unavailable);
+    assert!(
+        sh.borrow()
+            .messages
+            .iter()
+            .any(|m| m.contains("Could not send"))
+    );
+    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    let tx = store.write().unwrap();
+    assert_eq!(tx.sends_last_hour("root", Channel::Sms, T0).unwrap(), 0);
+}
+
+#[test]
+fn push_approved_denied_and_timed_out() {
+    let (_d, cfg) = setup(false);
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    assert_eq!(
+        login(&cfg, &mut net, T0, vec!["push", ""]),
+        Verdict::Success
+    );
+    {
+        let s = sh.borrow();
+        assert!(
+            s.prompts[1].starts_with("Duo push sent to iPhone"),
+            "{:?}",
+            s.prompts
+        );
+        assert!(
+            s.duo_calls
+                .iter()
+                .any(|c| c.starts_with("start Push root DP1 Login to ")
+                    && c.contains("(sshd) from 192.0.2.7")),
+            "{:?}",
+            s.duo_calls
+        );
+    }
+    net.statuses = vec![DuoAnswer::Deny("Login request denied".into())];
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 1, vec!["1", ""]),
+        Verdict::Denied
+    );
+    net.statuses = vec![];
+    let started = std::time::Instant::now();
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 2, vec!["push", ""]),
+        Verdict::Denied
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "waited for push_timeout"
+    );
+    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    assert_eq!(
+        store.user_state("root").unwrap().failures,
+        2,
+        "deny and timeout count"
+    );
+}
+
+#[test]
+fn autopush_with_push_default_skips_the_menu() {
+    let (_d, mut cfg) = setup(true);
+    cfg.duo.autopush = true;
+    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    let tx = store.write().unwrap();
+    tx.set_default_factor("root", Some("push"), T0).unwrap();
+    tx.commit().unwrap();
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    assert_eq!(login(&cfg, &mut net, T0, vec![""]), Verdict::Success);
+    assert_eq!(sh.borrow().prompts.len(), 1);
+    assert!(sh.borrow().prompts[0].starts_with("Duo push sent"));
+    // Without autopush the default is what Enter picks.
+    cfg.duo.autopush = false;
+    net.statuses = vec![DuoAnswer::Allow];
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 1, vec!["", ""]),
+        Verdict::Success
+    );
+    assert!(
+        sh.borrow().prompts[1].ends_with("[Enter: push]: "),
+        "{:?}",
+        sh.borrow().prompts
+    );
+}
+
+#[test]
+fn duo_passcode_after_local_codes_and_at_push_prompt() {
+    let (_d, cfg) = setup(true);
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    assert_eq!(login(&cfg, &mut net, T0, vec!["7654321"]), Verdict::Success);
+    assert!(sh.borrow().duo_calls.iter().any(|c| c == "passcode root"));
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 1, vec!["push", "7654321"]),
+        Verdict::Success
+    );
+    assert_eq!(
+        login(&cfg, &mut net, T0 + 2, vec!["1234567"]),
+        Verdict::Denied
+    );
+    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    assert_eq!(
+        store.user_state("root").unwrap().failures,
+        1,
+        "a code wrong for TOTP and Duo counts once"
+    );
+}
+
+#[test]
+fn duo_username_mapping() {
+    let (_d, mut cfg) = setup(false);
+    cfg.duo
+        .usernames
+        .insert("root".into(), "root@example.com".into());
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    assert_eq!(
+        login(&cfg, &mut net, T0, vec!["push", ""]),
+        Verdict::Success
+    );
+    let calls = sh.borrow().duo_calls.clone();
+    assert_eq!(calls[0], "preauth root@example.com");
+    assert!(
+        calls[1].starts_with("start Push root@example.com DP1"),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn preauth_allow_deny_enroll() {
+    let (_d, cfg) = setup(false);
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    net.preauth = Ok(DuoPreauth::Allow("bypass".into()));
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore);
+    net.preauth = Ok(DuoPreauth::Deny("User is locked out".into()));
+    assert_eq!(login(&cfg, &mut net, T0, vec!["sms"]), Verdict::Denied);
+    assert!(
+        sh.borrow()
+            .messages
+            .iter()
+            .any(|m| m == "e Duo: User is locked out")
+    );
+    // Not enrolled in Duo, but SMS and e-mail are there: Duo is not offered.
+    net.preauth = Ok(DuoPreauth::Enroll("https://enroll.example/x".into()));
+    sh.borrow_mut().prompts.clear();
+    assert_eq!(
+        login(&cfg, &mut net, T0, vec!["sms", "{sent}"]),
+        Verdict::Success
+    );
+    assert_eq!(sh.borrow().prompts[0], "Choose 1 sms, 2 email: ");
+}
+
+/// A user whose only factor is Duo.
+fn duo_only() -> (tempfile::TempDir, Config) {
+    let (d, mut cfg) = setup(false);
+    cfg.sms.enabled = false;
+    cfg.email.enabled = false;
+    (d, cfg)
+}
+
+#[test]
+fn failmode_applies_only_when_duo_is_the_only_way() {
+    let (_d, mut cfg) = duo_only();
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    net.preauth = Err(down());
+    assert_eq!(
+        login(&cfg, &mut net, T0, vec![]),
+        Verdict::Unavailable,
+        "secure"
+    );
+    cfg.duo.failmode = FailMode::Safe;
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore, "safe");
+    // A refusal (bad keys) is not "unreachable": safe does not let anyone in.
+    net.preauth = Err(failing(DuoFailKind::Refused));
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Unavailable);
+    // Nor a certificate or protocol error: what an attacker in the path
+    // can cause is a refusal, and the user is not told "unreachable".
+    for kind in [DuoFailKind::Tls, DuoFailKind::Protocol] {
+        sh.borrow_mut().messages.clear();
+        net.preauth = Err(failing(kind));
+        assert_eq!(
+            login(&cfg, &mut net, T0, vec![]),
+            Verdict::Denied,
+            "{kind:?}"
+        );
+        let msgs = sh.borrow().messages.join("\n");
+        assert!(!msgs.contains("unreachable"), "{msgs}");
+        assert!(msgs.contains("Access denied"), "{msgs}");
+    }
+    // With TOTP too, Duo being down just means Duo is not offered.
+    let (_d2, mut cfg2) = setup(true);
+    cfg2.duo.failmode = FailMode::Safe;
+    cfg2.sms.enabled = false;
+    cfg2.email.enabled = false;
+    net.preauth = Err(down());
+    assert_eq!(login(&cfg2, &mut net, T0, vec!["000000"]), Verdict::Denied);
+    assert_eq!(sh.borrow().prompts.last().unwrap(), "Verification code: ");
+}
+
+#[test]
+fn every_error_after_a_good_preauth_denies_even_with_failmode_safe() {
+    let (_d, mut cfg) = duo_only();
+    cfg.duo.failmode = FailMode::Safe;
+    let sh = shared();
+    for kind in [
+        DuoFailKind::Outage,
+        DuoFailKind::Tls,
+        DuoFailKind::Protocol,
+        DuoFailKind::Refused,
+    ] {
+        let mut net = Fake::new(&sh);
+        net.start_fails = Some(failing(kind));
+        assert_ne!(login(&cfg, &mut net, T0, vec!["push"]), Verdict::Success);
+        let mut net = Fake::new(&sh);
+        net.status_fails = Some(failing(kind));
+        assert_ne!(
+            login(&cfg, &mut net, T0, vec!["push", ""]),
+            Verdict::Success
+        );
+        let mut net = Fake::new(&sh);
+        net.passcode_fails = Some(failing(kind));
+        assert_ne!(login(&cfg, &mut net, T0, vec!["7654321"]), Verdict::Success);
+    }
+}
+
+#[test]
+fn codes_sent_to_a_failing_duo_are_counted_once() {
+    let (_d, mut cfg) = setup(true);
+    // No SMS/e-mail of our own: "3" is Duo's SMS passcodes.
+    cfg.sms.enabled = false;
+    cfg.email.enabled = false;
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    let failures = || {
+        Store::open_existing(&cfg.db, 1000)
+            .unwrap()
+            .user_state("root")
+            .unwrap()
+            .failures
+    };
+    // Typed at the menu (checked as TOTP first), at the push prompt, and
+    // at Duo's SMS prompt: each counts once, whether Duo fails or refuses.
+    let mut n = 0;
+    for fails in [Some(down()), Some(failing(DuoFailKind::Protocol)), None] {
+        net.passcode_fails = fails;
+        for answers in [
+            vec!["123456"],
+            vec!["push", "1234567"],
+            vec!["3", "1234567"],
+        ] {
+            assert_ne!(login(&cfg, &mut net, T0 + n, answers), Verdict::Success);
+            n += 1;
+            assert_eq!(failures(), n as u32);
+        }
+    }
+    // The right Duo passcode clears the count.
+    net.passcode_fails = None;
+    assert_eq!(
+        login(&cfg, &mut net, T0 + n, vec!["7654321"]),
+        Verdict::Success
+    );
+    assert_eq!(failures(), 0);
+}
+
+#[test]
+fn failmode_safe_only_for_a_root_caller() {
+    assert!(super::duo::failmode_safe_allowed(0));
+    for uid in [1, 1000, 65534, u32::MAX] {
+        assert!(!super::duo::failmode_safe_allowed(uid), "{uid}");
+    }
+}
+
+#[test]
+fn disabled_factor_is_not_offered_and_keyword_is_not_a_code() {
+    let (_d, mut cfg) = setup(true);
+    cfg.duo.enabled = false;
+    cfg.email.enabled = false;
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    assert_eq!(login(&cfg, &mut net, T0, vec!["email"]), Verdict::Denied);
+    assert_eq!(sh.borrow().prompts[0], "Verification code, or 1 sms: ");
+    assert!(
+        sh.borrow().duo_calls.is_empty(),
+        "Duo disabled: never called"
+    );
+    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    assert_eq!(store.user_state("root").unwrap().failures, 0);
+}

@@ -1,0 +1,762 @@
+//! The enrollment broker: what an ordinary user may do to their own
+//! factors without root, over the socket.
+//!
+//! The caller is the uid the kernel reports for the connection. A user
+//! may only touch their own account; root may name any user. A user with
+//! no factor may add a first one freely. Once they have any factor, every
+//! change (add, replace, remove, new backup codes, a key registered or
+//! removed) needs a current proof of one they hold, checked and counted
+//! like a login: a TOTP/HOTP or backup code, or an assertion from one of
+//! their security keys in a ceremony 2fad runs for exactly that change
+//! (`webauthn_prove`). A user whose only factors 2fad cannot check (SMS,
+//! e-mail, Duo, questions, a console key) is told to ask root. So a
+//! hijacked shell can neither quietly add a way in nor swap or strip
+//! someone's second factor.
+//!
+//! 2fad never creates the store or the host key: `2fa-enroll init` (root)
+//! does. A daemon that recreated them on a user's request would orphan
+//! every sealed secret (and, with `unenrolled = allow`, let people in).
+
+use super::webauthn::{ProofError, Started};
+use p2fa_auth::flow::{self, Current, Login};
+use p2fa_core::audit::{Audit, clean};
+use p2fa_core::config::Config;
+use p2fa_core::crypto::HostKey;
+use p2fa_core::factor::{backup, normalize_code, totp};
+use p2fa_core::store::{OtpKind, OtpRecord, Store, UserState};
+use p2fa_proto::protocol::{self, Op, Proof, Request, Response, VERSION};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use zeroize::Zeroizing;
+
+/// Service name the broker's checks are logged and recorded under.
+const SERVICE: &str = "2fad";
+
+struct Pending {
+    secret: Zeroizing<Vec<u8>>,
+    params: totp::OtpParams,
+    expires: i64,
+}
+
+/// State shared by all connections: unconfirmed TOTP secrets and the
+/// WebAuthn ceremonies (when enabled).
+#[derive(Default)]
+pub struct Broker {
+    pending: Mutex<HashMap<String, Pending>>,
+    pub ceremonies: Option<std::sync::Arc<super::webauthn::Ceremonies>>,
+}
+
+fn now() -> i64 {
+    p2fa_core::clock::unix_now()
+}
+
+impl Broker {
+    /// Handles one request from a peer with uid `uid`.
+    pub fn handle(&self, cfg: &Config, audit: &mut Audit, uid: u32, req: Request) -> Response {
+        if req.version != VERSION {
+            return Response::error(
+                "version",
+                format!(
+                    "protocol version {} is not supported (this 2fad speaks {VERSION})",
+                    req.version
+                ),
+            );
+        }
+        let caller = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            Ok(Some(u)) => u.name,
+            _ => return Response::error("denied", "unknown caller"),
+        };
+        let user = match &req.user {
+            Some(u) if *u != caller && uid != 0 => {
+                audit.warning(&format!(
+                    "broker denied caller={} asked-for={} op={:?}",
+                    clean(&caller),
+                    clean(u),
+                    op_name(&req.op)
+                ));
+                return Response::error("denied", "you may only manage your own factors");
+            }
+            Some(u) => u.clone(),
+            None => caller.clone(),
+        };
+        // The account's own name (NSS may match case-insensitively).
+        let Some(user) = p2fa_core::users::canonical(&user) else {
+            return Response::error("bad_request", format!("no such user: {}", clean(&user)));
+        };
+        let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
+            Ok(s) => s,
+            Err(e) => {
+                audit.err(&format!(
+                    "broker: {}",
+                    p2fa_core::audit::detail(&e.to_string())
+                ));
+                return Response::error(
+                    "unavailable",
+                    "the 2FA store is unavailable; tell your administrator (root: `2fa-enroll init` creates it)",
+                );
+            }
+        };
+        let key = match HostKey::load(&cfg.key_file) {
+            Ok(k) => k,
+            Err(e) => {
+                audit.err(&format!(
+                    "broker: {}",
+                    p2fa_core::audit::detail(&e.to_string())
+                ));
+                return Response::error(
+                    "unavailable",
+                    "the 2FA host key is unavailable; tell your administrator",
+                );
+            }
+        };
+        // A proof checked with the wrong key would count as a failure.
+        let key_file = cfg.key_file.display().to_string();
+        if let Err(e) = p2fa_core::keycheck::verify(&mut store, &key, &key_file) {
+            audit.err(&format!("broker: {}", p2fa_core::audit::detail(&e)));
+            return Response::error(
+                "unavailable",
+                "the 2FA host key does not match the store; tell your administrator",
+            );
+        }
+        let mut ctx = Ctx {
+            cfg,
+            audit,
+            store: &mut store,
+            key: &key,
+            user: &user,
+            caller: &caller,
+            uid,
+            proven: None,
+        };
+        // Every change needs a proof first; TOTP checks the new code
+        // before it (so a mistyped new code does not spend the proof).
+        if let Some(purpose) = protocol::purpose(&req.op)
+            && !matches!(req.op, Op::TotpFinish { .. })
+            && let Some(refusal) = self.require_proof(&mut ctx, req.proof.as_ref(), &purpose)
+        {
+            return refusal;
+        }
+        match req.op {
+            Op::Status => match ctx.store.status(&user) {
+                Ok(s) => Response::Status {
+                    status: serde_json::to_value(s).unwrap_or_default(),
+                },
+                Err(e) => Response::error("unavailable", e.to_string()),
+            },
+            Op::TotpBegin { secret } => self.totp_begin(&mut ctx, secret.as_deref()),
+            Op::TotpFinish { code } => self.totp_finish(&mut ctx, &code, req.proof.as_ref()),
+            Op::Backup => backup_codes(&mut ctx),
+            Op::Remove { method } => remove(&mut ctx, &method),
+            Op::WebauthnRegister { name } => self.webauthn_register(&mut ctx, &name),
+            Op::WebauthnLogin { .. } if uid != 0 => Response::error(
+                "denied",
+                "only the PAM module (root) starts login ceremonies",
+            ),
+            Op::WebauthnLogin { service, rhost } => self.webauthn_login(&mut ctx, &service, &rhost),
+            Op::WebauthnProve { purpose } => self.webauthn_prove(&mut ctx, &purpose),
+            Op::WebauthnResult { token } => self.webauthn_result(&mut ctx, &token),
+            Op::WebauthnCancel { token } => match self.ceremonies() {
+                Ok(c) if c.cancel(&token, &user, uid == 0) => Response::Done {
+                    message: "cancelled".into(),
+                },
+                Ok(_) => Response::error("bad_request", "no such open link of yours"),
+                Err(r) => r,
+            },
+            Op::DevicesList => match ctx.store.remembered_list(Some(&user), now()) {
+                Ok(devices) => Response::Devices { devices },
+                Err(e) => Response::error("unavailable", e.to_string()),
+            },
+            Op::DevicesRevoke { id } => {
+                let res = ctx.store.write().and_then(|tx| {
+                    let n = tx.revoke(&user, id)?;
+                    tx.commit()?;
+                    Ok(n)
+                });
+                match res {
+                    Ok(0) => Response::error("bad_request", "no such remembered device"),
+                    Ok(n) => {
+                        ctx.audit.notice(&format!(
+                            "revoked {n} remembered device(s) user={} by={} via=2fad",
+                            clean(&user),
+                            clean(&caller)
+                        ));
+                        Response::Done {
+                            message: format!(
+                                "Revoked {n} remembered device(s); the next login asks for a second factor."
+                            ),
+                        }
+                    }
+                    Err(e) => Response::error("unavailable", e.to_string()),
+                }
+            }
+            Op::WebauthnList => match ctx
+                .store
+                .webauthn_credentials(&user)
+                .and_then(|b| Ok((b, ctx.store.local_keys(&user)?)))
+            {
+                Ok((browser, local)) => Response::Keys {
+                    keys: browser
+                        .into_iter()
+                        .map(|c| protocol::KeyInfo {
+                            name: c.name,
+                            created_at: c.created_at,
+                            last_used_at: c.last_used_at,
+                            local: false,
+                        })
+                        .chain(local.into_iter().map(|k| protocol::KeyInfo {
+                            name: k.name,
+                            created_at: k.created_at,
+                            last_used_at: k.last_used_at,
+                            local: true,
+                        }))
+                        .collect(),
+                },
+                Err(e) => Response::error("unavailable", e.to_string()),
+            },
+            Op::WebauthnRemove { name } => {
+                let res = ctx.store.write().and_then(|tx| {
+                    let n =
+                        tx.remove_webauthn(&user, &name)? || tx.remove_local_key(&user, &name)?;
+                    tx.commit()?;
+                    Ok(n)
+                });
+                match res {
+                    Ok(true) => {
+                        ctx.changed("removed", "webauthn", &format!("key={}", clean(&name)));
+                        Response::Done {
+                            message: format!("Removed the key {name:?}."),
+                        }
+                    }
+                    Ok(false) => Response::error("bad_request", format!("no key named {name:?}")),
+                    Err(e) => Response::error("unavailable", e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// `None` when the caller may make the change `purpose` (root, a user
+    /// without any factor yet, or a valid proof); else the refusal to
+    /// send. A code is checked and counted like a login; a WebAuthn proof
+    /// was counted when the browser posted it and is used up here.
+    fn require_proof(
+        &self,
+        ctx: &mut Ctx,
+        proof: Option<&Proof>,
+        purpose: &str,
+    ) -> Option<Response> {
+        if ctx.uid == 0 {
+            ctx.proven = Some("root");
+            return None;
+        }
+        let state = match ctx.store.user_state(ctx.user) {
+            Ok(s) => s,
+            Err(e) => return Some(Response::error("unavailable", e.to_string())),
+        };
+        if !state.has_factor() {
+            ctx.proven = Some("none-first-factor");
+            return None;
+        }
+        if state.locked_until > now() {
+            return Some(locked(state.locked_until - now()));
+        }
+        let code = state.otp.is_some() || !state.unused_backup.is_empty();
+        let key = state.webauthn > 0 && self.ceremonies.is_some();
+        if !code && !key {
+            ctx.audit.warning(&format!(
+                "broker refused user={} change={}: no factor 2fad can check ({})",
+                clean(ctx.user),
+                clean(purpose),
+                others(&state).join(",")
+            ));
+            return Some(Response::error(
+                "needs_root",
+                format!(
+                    "your second factor here ({}) cannot be checked by 2fad, so it cannot confirm this change.\n\
+                     Ask an administrator to run:  sudo 2fa-enroll {} --user {}",
+                    others(&state).join(", "),
+                    admin_command(purpose),
+                    ctx.user
+                ),
+            ));
+        }
+        match proof {
+            None => Some(Response::error(
+                "needs_current",
+                format!(
+                    "to change your factors ({purpose}), first prove you hold your existing second factor: {}",
+                    match (code, key) {
+                        (true, true) => "a current code (TOTP or backup code) or your security key",
+                        (true, false) => "a current code (TOTP or backup code)",
+                        _ => "your security key (2fa-enroll asks for it)",
+                    }
+                ),
+            )),
+            Some(Proof::Code(c)) => ctx.check_code(c),
+            Some(Proof::Webauthn(tok)) => {
+                let c = match self.ceremonies() {
+                    Ok(c) => c,
+                    Err(r) => return Some(r),
+                };
+                match c.take_proof(tok, ctx.user, purpose) {
+                    Ok(name) => {
+                        ctx.audit.info(&format!(
+                            "broker proof ok user={} factor=webauthn key={} change={}",
+                            clean(ctx.user),
+                            clean(&name),
+                            clean(purpose)
+                        ));
+                        ctx.proven = Some("webauthn");
+                        None
+                    }
+                    Err(ProofError::Pending) => Some(Response::error(
+                        "pending",
+                        "not approved in the browser yet; nothing changed",
+                    )),
+                    Err(ProofError::Refused(m)) => {
+                        ctx.audit.warning(&format!(
+                            "broker proof refused user={} change={}: {}",
+                            clean(ctx.user),
+                            clean(purpose),
+                            p2fa_core::audit::detail(&m)
+                        ));
+                        Some(Response::error(
+                            "wrong_proof",
+                            format!("{m}; nothing changed"),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
+    fn totp_begin(&self, ctx: &mut Ctx, secret: Option<&str>) -> Response {
+        let secret = match secret {
+            Some(s) => match totp::decode_base32(s) {
+                Ok(s) => s,
+                Err(e) => return Response::error("bad_request", e),
+            },
+            None => match totp::generate_secret() {
+                Ok(s) => s,
+                Err(e) => return Response::error("unavailable", e.to_string()),
+            },
+        };
+        let params = totp::OtpParams {
+            algorithm: ctx.cfg.totp.algorithm,
+            digits: ctx.cfg.totp.digits,
+            period: ctx.cfg.totp.period,
+        };
+        let b32 = totp::encode_base32(&secret);
+        let uri = totp::otpauth_uri(&ctx.cfg.issuer_name(), ctx.user, &b32, &params, None);
+        let needs_current = ctx.uid != 0
+            && ctx
+                .store
+                .user_state(ctx.user)
+                .map(|s| s.has_factor())
+                .unwrap_or(true);
+        let resp = Response::TotpPending {
+            uri: uri.to_string(),
+            secret: b32.to_string(),
+            digits: params.digits,
+            period: params.period,
+            needs_current,
+        };
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|_, p| p.expires > now());
+        pending.insert(
+            ctx.user.to_string(),
+            Pending {
+                secret,
+                params,
+                expires: now() + ctx.cfg.daemon.pending_seconds as i64,
+            },
+        );
+        resp
+    }
+
+    fn totp_finish(&self, ctx: &mut Ctx, code: &str, proof: Option<&Proof>) -> Response {
+        let Some(p) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ctx.user)
+            .filter(|p| p.expires > now())
+        else {
+            return Response::error(
+                "bad_request",
+                "no TOTP enrollment in progress (or it expired); start again",
+            );
+        };
+        let keep = |p: Pending| {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ctx.user.to_string(), p);
+        };
+        let code = normalize_code(code).unwrap_or_default();
+        let Some(step) = totp::verify_totp(
+            &p.secret,
+            &p.params,
+            now(),
+            ctx.cfg.totp.window,
+            None,
+            &code,
+        ) else {
+            // Keep it pending so the user can try the next code.
+            keep(p);
+            return Response::error(
+                "wrong_code",
+                "that code does not match the new secret; try the next one",
+            );
+        };
+        if let Some(refusal) = self.require_proof(ctx, proof, "totp") {
+            keep(p);
+            return refusal;
+        }
+        let state = match ctx.store.user_state(ctx.user) {
+            Ok(s) => s,
+            Err(e) => return Response::error("unavailable", e.to_string()),
+        };
+        let rec = match ctx.key.seal(&p.secret, &totp::seal_aad(ctx.user)) {
+            Ok(sealed) => OtpRecord {
+                kind: OtpKind::Totp,
+                sealed,
+                algorithm: p.params.algorithm,
+                digits: p.params.digits,
+                period: p.params.period,
+                last_step: Some(step),
+                counter: 0,
+                created_at: now(),
+            },
+            Err(e) => return Response::error("unavailable", e.to_string()),
+        };
+        let res = ctx.store.write().and_then(|tx| {
+            tx.put_otp(ctx.user, &rec, now())?;
+            tx.commit()
+        });
+        if let Err(e) = res {
+            return Response::error("unavailable", e.to_string());
+        }
+        ctx.changed(
+            "added",
+            "totp",
+            &format!("replaced={}", state.otp.is_some()),
+        );
+        Response::Done {
+            message: format!("Saved. {} will be asked for a code at login.", ctx.user),
+        }
+    }
+}
+
+impl Broker {
+    fn ceremonies(&self) -> Result<&super::webauthn::Ceremonies, Response> {
+        self.ceremonies.as_deref().ok_or_else(|| {
+            Response::error(
+                "unavailable",
+                "security keys are not enabled on this system ([webauthn] enabled)",
+            )
+        })
+    }
+
+    fn link(ctx: &Ctx, prefix: &str, started: Started) -> Response {
+        let base = ctx.cfg.webauthn.public_url.trim_end_matches('/');
+        Response::Link {
+            url: format!("{base}/{prefix}/{}", started.token),
+            token: started.token,
+            code: started.code,
+        }
+    }
+
+    fn webauthn_register(&self, ctx: &mut Ctx, name: &str) -> Response {
+        let c = match self.ceremonies() {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Response::error(
+                "bad_request",
+                "a key name needs 1 to 64 printable characters",
+            );
+        }
+        match c.begin_register(ctx.cfg, ctx.store, ctx.key, ctx.user, name, ctx.uid) {
+            Ok(started) => {
+                ctx.audit.info(&format!(
+                    "webauthn registration started user={} name={} by uid={} proof={}",
+                    clean(ctx.user),
+                    clean(name),
+                    ctx.uid,
+                    ctx.proven.unwrap_or("-")
+                ));
+                Self::link(ctx, "r", started)
+            }
+            Err(e) => Response::error("bad_request", e),
+        }
+    }
+
+    fn webauthn_login(&self, ctx: &mut Ctx, service: &str, rhost: &str) -> Response {
+        let c = match self.ceremonies() {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let (service, rhost) = (
+            p2fa_core::audit::printable(service, 64),
+            p2fa_core::audit::printable(rhost, 255),
+        );
+        match c.begin_login(ctx.cfg, ctx.store, ctx.user, &service, &rhost) {
+            Ok(started) => Self::link(ctx, "l", started),
+            Err(e) => Response::error("bad_request", e),
+        }
+    }
+
+    /// Starts a ceremony in which the user proves a key for `purpose`.
+    fn webauthn_prove(&self, ctx: &mut Ctx, purpose: &str) -> Response {
+        let c = match self.ceremonies() {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        if purpose.is_empty() || purpose.len() > 200 || purpose.chars().any(char::is_control) {
+            return Response::error(
+                "bad_request",
+                "a change needs 1 to 200 printable characters",
+            );
+        }
+        match ctx.store.user_state(ctx.user) {
+            Ok(s) if s.locked_until > now() => return locked(s.locked_until - now()),
+            Ok(_) => {}
+            Err(e) => return Response::error("unavailable", e.to_string()),
+        }
+        match c.begin_proof(ctx.cfg, ctx.store, ctx.user, purpose, ctx.uid) {
+            Ok(started) => {
+                ctx.audit.info(&format!(
+                    "webauthn proof started user={} change={} by uid={}",
+                    clean(ctx.user),
+                    clean(purpose),
+                    ctx.uid
+                ));
+                Self::link(ctx, "l", started)
+            }
+            Err(e) => Response::error("bad_request", e),
+        }
+    }
+
+    fn webauthn_result(&self, ctx: &mut Ctx, token: &str) -> Response {
+        use super::webauthn::Outcome;
+        let c = match self.ceremonies() {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        match c.result(token, ctx.user, ctx.uid == 0) {
+            Err(e) => {
+                ctx.audit.warning(&format!(
+                    "broker denied caller={} a login result: {}",
+                    clean(ctx.caller),
+                    p2fa_core::audit::detail(&e)
+                ));
+                Response::error("denied", e)
+            }
+            Ok(Outcome::Pending) => Response::error("pending", "not approved yet"),
+            Ok(Outcome::Approved(name)) => {
+                ctx.audit.info(&format!(
+                    "webauthn ok user={} key={}",
+                    clean(ctx.user),
+                    clean(&name)
+                ));
+                Response::Done { message: name }
+            }
+            Ok(Outcome::Failed(e)) => {
+                ctx.audit.warning(&format!(
+                    "webauthn failed user={}: {}",
+                    clean(ctx.user),
+                    p2fa_core::audit::detail(&e)
+                ));
+                Response::error("failed", e)
+            }
+        }
+    }
+}
+
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Status => "status",
+        Op::TotpBegin { .. } => "totp_begin",
+        Op::TotpFinish { .. } => "totp_finish",
+        Op::Backup => "backup",
+        Op::Remove { .. } => "remove",
+        Op::WebauthnRegister { .. } => "webauthn_register",
+        Op::WebauthnLogin { .. } => "webauthn_login",
+        Op::WebauthnProve { .. } => "webauthn_prove",
+        Op::WebauthnResult { .. } => "webauthn_result",
+        Op::WebauthnCancel { .. } => "webauthn_cancel",
+        Op::WebauthnList => "webauthn_list",
+        Op::DevicesList => "devices_list",
+        Op::DevicesRevoke { .. } => "devices_revoke",
+        Op::WebauthnRemove { .. } => "webauthn_remove",
+    }
+}
+
+fn locked(remaining: i64) -> Response {
+    Response::error(
+        "locked",
+        format!(
+            "too many failed attempts; try again in {}",
+            flow::human_duration(remaining)
+        ),
+    )
+}
+
+/// The factors a user has that 2fad cannot check.
+fn others(s: &UserState) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if s.sms.is_some() {
+        v.push("SMS");
+    }
+    if s.email.is_some() {
+        v.push("e-mail");
+    }
+    if s.duo {
+        v.push("Duo");
+    }
+    if s.questions > 0 {
+        v.push("security questions");
+    }
+    if s.webauthn > 0 {
+        v.push("security key (WebAuthn is not enabled)");
+    }
+    if s.local_keys > 0 {
+        v.push("console security key");
+    }
+    v
+}
+
+/// The root command that makes the change `purpose` for a user.
+fn admin_command(purpose: &str) -> String {
+    if let Some(name) = purpose.strip_prefix("webauthn add ") {
+        format!("webauthn add --name {name:?}")
+    } else if let Some(name) = purpose.strip_prefix("webauthn remove ") {
+        format!("webauthn remove {name:?}")
+    } else {
+        purpose.to_string()
+    }
+}
+
+struct Ctx<'a> {
+    cfg: &'a Config,
+    audit: &'a mut Audit,
+    store: &'a mut Store,
+    key: &'a HostKey,
+    user: &'a str,
+    caller: &'a str,
+    uid: u32,
+    /// How the caller proved a factor for this change (for the log).
+    proven: Option<&'static str>,
+}
+
+impl Ctx<'_> {
+    /// A current code as proof: the same single-use, rate-limited check a
+    /// login does, recorded under service 2fad.
+    fn check_code(&mut self, current: &str) -> Option<Response> {
+        let Some(code) = normalize_code(current) else {
+            return Some(Response::error(
+                "wrong_code",
+                "that is not a valid current code; nothing changed",
+            ));
+        };
+        let login = Login {
+            user: self.user,
+            service: SERVICE,
+            rhost: "",
+            tty: "",
+        };
+        match flow::check_current(self.cfg, self.store, self.key, login, now(), &code) {
+            Ok(Current::Accepted(f)) => {
+                self.audit.info(&format!(
+                    "broker current factor ok user={} factor={f}",
+                    clean(self.user)
+                ));
+                self.proven = Some(f);
+                None
+            }
+            Ok(Current::Rejected) => {
+                self.audit.warning(&format!(
+                    "broker current factor wrong user={} (counted as a failed attempt)",
+                    clean(self.user)
+                ));
+                Some(Response::error(
+                    "wrong_code",
+                    "that is not a valid current code; nothing changed",
+                ))
+            }
+            Ok(Current::Locked(s)) => Some(locked(s)),
+            Err(e) => Some(Response::error("unavailable", e)),
+        }
+    }
+
+    /// The notice every addition or removal leaves in the log.
+    fn changed(&mut self, how: &str, factor: &str, detail: &str) {
+        self.audit.notice(&format!(
+            "factor {how} user={} factor={factor} by uid={} ({}) via=2fad proof={} {detail}",
+            clean(self.user),
+            self.uid,
+            clean(self.caller),
+            self.proven.unwrap_or("-")
+        ));
+    }
+}
+
+fn backup_codes(ctx: &mut Ctx) -> Response {
+    let state = match ctx.store.user_state(ctx.user) {
+        Ok(s) => s,
+        Err(e) => return Response::error("unavailable", e.to_string()),
+    };
+    let codes = match backup::generate(ctx.cfg.backup.count as usize) {
+        Ok(c) => c,
+        Err(e) => return Response::error("unavailable", e.to_string()),
+    };
+    let hashes: Vec<[u8; 32]> = codes
+        .iter()
+        .map(|c| ctx.key.code_hash(ctx.user, c))
+        .collect();
+    let res = ctx.store.write().and_then(|tx| {
+        tx.replace_backup_codes(ctx.user, &hashes, now())?;
+        tx.commit()
+    });
+    if let Err(e) = res {
+        return Response::error("unavailable", e.to_string());
+    }
+    ctx.changed(
+        "added",
+        "backup",
+        &format!(
+            "count={} replaced={}",
+            codes.len(),
+            state.used_backup > 0 || !state.unused_backup.is_empty()
+        ),
+    );
+    Response::BackupCodes {
+        codes: codes.iter().map(|c| backup::format(c)).collect(),
+    }
+}
+
+fn remove(ctx: &mut Ctx, method: &str) -> Response {
+    if !matches!(method, "totp" | "backup") {
+        return Response::error("bad_request", "only totp and backup can be removed here");
+    }
+    let res = ctx.store.write().and_then(|tx| {
+        let n = match method {
+            "totp" => usize::from(tx.remove_otp(ctx.user)?),
+            _ => tx.remove_backup_codes(ctx.user)?,
+        };
+        tx.commit()?;
+        Ok(n)
+    });
+    match res {
+        Ok(0) => Response::error("bad_request", format!("you have no {method} to remove")),
+        Ok(_) => {
+            ctx.changed("removed", method, "");
+            Response::Done {
+                message: format!("Removed {method}."),
+            }
+        }
+        Err(e) => Response::error("unavailable", e.to_string()),
+    }
+}

@@ -1,0 +1,907 @@
+//! WebAuthn ceremonies for 2fad: short-lived, single-use links to a small
+//! page that runs `navigator.credentials.create()`/`get()` in the user's
+//! browser, and verification of what the browser posts back with
+//! webauthn-rs (over webauthn-rs-core).
+//!
+//! A token is 32 random bytes (base64url); it is the only thing in the
+//! link. A ceremony is bound to one user and dies when it has been used,
+//! has expired, was cancelled, or its result has been read. Three kinds:
+//! a login for the PAM module (its result is for root only), a
+//! registration, and a proof: the user approves with one of their keys so
+//! that 2fad lets them make one named change (see `broker`).
+//!
+//! The page shows what is being approved (user, host, service, source
+//! address, time) and a matching code that the terminal shows too, so a
+//! link passed on to someone else does not read as their own login.
+//!
+//! Login ceremonies and the user's own ones (registration, proof) have
+//! separate quotas of `webauthn.max_pending_per_user`: neither can use up
+//! the other.
+
+use base64::Engine;
+use p2fa_core::audit::{Audit, clean};
+use p2fa_core::config::Config;
+use p2fa_core::store::{KeyWarning, Store};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use webauthn_rs::prelude::*;
+
+pub enum Kind {
+    Register {
+        name: String,
+        state: PasskeyRegistration,
+    },
+    /// A login for the PAM module.
+    Login { state: PasskeyAuthentication },
+    /// A proof of a key for the change `purpose`; 2fad counts it like a
+    /// login (success or failure) when the browser posts the assertion.
+    Proof {
+        purpose: String,
+        state: PasskeyAuthentication,
+    },
+}
+
+impl Kind {
+    fn is_login(&self) -> bool {
+        matches!(self, Kind::Login { .. })
+    }
+}
+
+/// Where a ceremony stands, as its owner (PAM module or CLI) sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    Approved(String),
+    Failed(String),
+}
+
+/// Why a proof token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProofError {
+    /// Not approved in the browser yet (kept).
+    Pending,
+    /// Unknown, expired, used, for another change or another user, or
+    /// refused in the browser.
+    Refused(String),
+}
+
+/// What the approval page shows about a ceremony.
+pub struct Context<'a> {
+    /// `login`, `register` or `confirm`.
+    pub action: &'a str,
+    pub service: &'a str,
+    pub rhost: &'a str,
+    /// The key name (register) or the change (confirm).
+    pub detail: &'a str,
+}
+
+struct Ceremony {
+    user: String,
+    /// The uid that asked for it (for the log).
+    by_uid: u32,
+    kind: Kind,
+    /// JSON for the page: creation or request options, plus `context`.
+    options: String,
+    expires: i64,
+    outcome: Outcome,
+}
+
+pub struct Ceremonies {
+    webauthn: Webauthn,
+    /// This machine's name, shown on the page.
+    host: String,
+    pending: Mutex<HashMap<String, Ceremony>>,
+}
+
+/// A new ceremony's link token and the matching code shown with it.
+pub struct Started {
+    pub token: String,
+    pub code: String,
+}
+
+fn now() -> i64 {
+    p2fa_core::clock::unix_now()
+}
+
+fn token() -> Result<String, String> {
+    let b = p2fa_core::crypto::random_array::<32>().map_err(|e| e.to_string())?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// Four digits for the user to compare between terminal and page.
+fn matching_code() -> Result<String, String> {
+    let b = p2fa_core::crypto::random_array::<4>().map_err(|e| e.to_string())?;
+    Ok(format!("{:04}", u32::from_be_bytes(b) % 10_000))
+}
+
+/// A stable, non-guessable WebAuthn user handle for a login name.
+fn user_handle(key: &p2fa_core::crypto::HostKey, user: &str) -> Uuid {
+    let h = key.code_hash("webauthn-user-handle", user);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    Uuid::from_bytes(b)
+}
+
+fn b64(s: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .ok()
+}
+
+/// The credential id and signature counter an assertion presents, read
+/// from the posted JSON (`rawId`, authenticator data bytes 33..37).
+fn presented(body: &[u8]) -> Option<(Vec<u8>, u32)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let id = b64(v["rawId"].as_str()?)?;
+    let data = b64(v["response"]["authenticatorData"].as_str()?)?;
+    let counter = u32::from_be_bytes(data.get(33..37)?.try_into().ok()?);
+    Some((id, counter))
+}
+
+/// The credential id and counter on record, from a stored credential.
+fn on_record(credential: &str) -> Option<(Vec<u8>, u32)> {
+    let v: serde_json::Value = serde_json::from_str(credential).ok()?;
+    let id = b64(v["cred"]["cred_id"].as_str()?)?;
+    let counter = u32::try_from(v["cred"]["counter"].as_u64()?).ok()?;
+    Some((id, counter))
+}
+
+impl Ceremonies {
+    pub fn new(cfg: &Config) -> Result<Ceremonies, String> {
+        let origin = Url::parse(&cfg.webauthn.public_url)
+            .map_err(|e| format!("webauthn.public_url: {e}"))?;
+        let webauthn = WebauthnBuilder::new(&cfg.webauthn.rp_id, &origin)
+            .map_err(|e| format!("webauthn: {e}"))?
+            .rp_name(&cfg.webauthn.rp_name)
+            .timeout(std::time::Duration::from_secs(cfg.webauthn.link_seconds))
+            .build()
+            .map_err(|e| format!("webauthn: {e}"))?;
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Ceremonies {
+            webauthn,
+            host,
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Adds a ceremony, within its quota; `options` is the webauthn-rs
+    /// challenge, to which the page's context is added.
+    fn insert(
+        &self,
+        cfg: &Config,
+        user: &str,
+        by_uid: u32,
+        kind: Kind,
+        options: serde_json::Value,
+        ctx: &Context,
+    ) -> Result<Started, String> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let t = now();
+        p.retain(|_, c| c.expires > t - 60);
+        let login = kind.is_login();
+        let open = p
+            .values()
+            .filter(|c| {
+                c.user == user
+                    && c.kind.is_login() == login
+                    && c.outcome == Outcome::Pending
+                    && c.expires > t
+            })
+            .count();
+        if open >= cfg.webauthn.max_pending_per_user as usize {
+            return Err(format!(
+                "too many open {} links for this user; finish or cancel them, or wait {} seconds",
+                if login {
+                    "login"
+                } else {
+                    "registration and confirmation"
+                },
+                cfg.webauthn.link_seconds
+            ));
+        }
+        let tok = token()?;
+        let code = matching_code()?;
+        let mut options = options;
+        options["context"] = serde_json::json!({
+            "action": ctx.action,
+            "user": user,
+            "host": self.host,
+            "service": ctx.service,
+            "rhost": ctx.rhost,
+            "detail": ctx.detail,
+            "time": t,
+            "code": code,
+        });
+        p.insert(
+            tok.clone(),
+            Ceremony {
+                user: user.to_string(),
+                by_uid,
+                kind,
+                options: options.to_string(),
+                expires: t + cfg.webauthn.link_seconds as i64,
+                outcome: Outcome::Pending,
+            },
+        );
+        Ok(Started { token: tok, code })
+    }
+
+    pub fn begin_register(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        key: &p2fa_core::crypto::HostKey,
+        user: &str,
+        name: &str,
+        by_uid: u32,
+    ) -> Result<Started, String> {
+        let existing = store
+            .webauthn_credentials(user)
+            .map_err(|e| e.to_string())?;
+        let local = store.local_keys(user).map_err(|e| e.to_string())?;
+        if existing.iter().any(|c| c.name == name) || local.iter().any(|k| k.name == name) {
+            return Err(format!("you already have a key named {name:?}"));
+        }
+        let exclude: Vec<CredentialID> = existing
+            .iter()
+            .filter_map(|c| serde_json::from_str::<Passkey>(&c.credential).ok())
+            .map(|p| p.cred_id().clone())
+            .collect();
+        let (options, state) = self
+            .webauthn
+            .start_passkey_registration(user_handle(key, user), user, user, Some(exclude))
+            .map_err(|e| format!("webauthn: {e}"))?;
+        let json = serde_json::to_value(&options).map_err(|e| e.to_string())?;
+        let ctx = Context {
+            action: "register",
+            service: "2fa-enroll",
+            rhost: "",
+            detail: name,
+        };
+        let kind = Kind::Register {
+            name: name.to_string(),
+            state,
+        };
+        self.insert(cfg, user, by_uid, kind, json, &ctx)
+    }
+
+    fn begin_assertion(
+        &self,
+        store: &Store,
+        user: &str,
+    ) -> Result<(serde_json::Value, PasskeyAuthentication), String> {
+        let creds: Vec<Passkey> = store
+            .webauthn_credentials(user)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|c| serde_json::from_str(&c.credential).ok())
+            .collect();
+        if creds.is_empty() {
+            return Err("no security key is registered for this user".into());
+        }
+        let (options, state) = self
+            .webauthn
+            .start_passkey_authentication(&creds)
+            .map_err(|e| format!("webauthn: {e}"))?;
+        let json = serde_json::to_value(&options).map_err(|e| e.to_string())?;
+        Ok((json, state))
+    }
+
+    /// A login for the PAM module (`service`, `rhost` from PAM).
+    pub fn begin_login(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        user: &str,
+        service: &str,
+        rhost: &str,
+    ) -> Result<Started, String> {
+        let (json, state) = self.begin_assertion(store, user)?;
+        let ctx = Context {
+            action: "login",
+            service,
+            rhost,
+            detail: "",
+        };
+        self.insert(cfg, user, 0, Kind::Login { state }, json, &ctx)
+    }
+
+    /// A proof of one of `user`'s keys for the change `purpose`.
+    pub fn begin_proof(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        user: &str,
+        purpose: &str,
+        by_uid: u32,
+    ) -> Result<Started, String> {
+        let (json, state) = self.begin_assertion(store, user)?;
+        let ctx = Context {
+            action: "confirm",
+            service: "2fa-enroll",
+            rhost: "",
+            detail: purpose,
+        };
+        let kind = Kind::Proof {
+            purpose: purpose.to_string(),
+            state,
+        };
+        self.insert(cfg, user, by_uid, kind, json, &ctx)
+    }
+
+    /// The options for the page, if the token is live and unused.
+    pub fn options(&self, tok: &str) -> Option<(String, bool)> {
+        let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.get(tok)
+            .filter(|c| c.expires > now() && c.outcome == Outcome::Pending)
+            .map(|c| (c.options.clone(), matches!(c.kind, Kind::Register { .. })))
+    }
+
+    /// Verifies what the browser posted and records the outcome.
+    pub fn finish(&self, cfg: &Config, tok: &str, body: &[u8]) -> Result<(), String> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(c) = p
+            .get_mut(tok)
+            .filter(|c| c.expires > now() && c.outcome == Outcome::Pending)
+        else {
+            return Err("this link has expired or was already used".into());
+        };
+        let mut audit = Audit::new(&cfg.log_socket, "2fad", false);
+        let result = match &c.kind {
+            Kind::Register { name, state } => {
+                serde_json::from_slice::<RegisterPublicKeyCredential>(body)
+                    .map_err(|e| format!("bad registration: {e}"))
+                    .and_then(|r| {
+                        self.webauthn
+                            .finish_passkey_registration(&r, state)
+                            .map_err(|e| format!("registration refused: {e}"))
+                    })
+                    .and_then(|pk| save_new(cfg, &c.user, name, &pk).map(|_| name.clone()))
+                    .inspect(|name| {
+                        audit.notice(&format!(
+                            "factor added user={} factor=webauthn by uid={} via=2fad key={}",
+                            clean(&c.user),
+                            c.by_uid,
+                            clean(name)
+                        ))
+                    })
+            }
+            Kind::Login { state } => self.assertion(cfg, &mut audit, &c.user, state, body, None),
+            Kind::Proof { purpose, state } => {
+                self.assertion(cfg, &mut audit, &c.user, state, body, Some(purpose))
+            }
+        };
+        c.outcome = match &result {
+            Ok(what) => Outcome::Approved(what.clone()),
+            Err(e) => Outcome::Failed(e.clone()),
+        };
+        result.map(|_| ())
+    }
+
+    /// Verifies an assertion; a proof (`purpose`) is also counted here,
+    /// as a success or failure of service 2fad (a login is counted by the
+    /// PAM module that reads its result).
+    fn assertion(
+        &self,
+        cfg: &Config,
+        audit: &mut Audit,
+        user: &str,
+        state: &PasskeyAuthentication,
+        body: &[u8],
+        purpose: Option<&str>,
+    ) -> Result<String, String> {
+        let verified = serde_json::from_slice::<PublicKeyCredential>(body)
+            .map_err(|e| format!("bad assertion: {e}"))
+            .and_then(|a| {
+                self.webauthn
+                    .finish_passkey_authentication(&a, state)
+                    .map_err(|e| match e {
+                        // Not above the counter when the ceremony began:
+                        // certainly not above the one stored now.
+                        WebauthnError::CredentialPossibleCompromise => String::new(),
+                        e => format!("assertion refused: {e}"),
+                    })
+            });
+        let result = match verified {
+            Ok(res) => record_login(cfg, audit, user, &res, purpose.is_some()),
+            Err(e) if e.is_empty() => match presented(body) {
+                Some((id, counter)) => clone_refused(cfg, audit, user, &id, counter),
+                None => Err("assertion refused: signature counter went back".into()),
+            },
+            Err(e) => Err(e),
+        };
+        if let (Some(purpose), Err(e)) = (purpose, &result) {
+            audit.warning(&format!(
+                "webauthn proof refused user={} for={}: {}",
+                clean(user),
+                clean(purpose),
+                p2fa_core::audit::detail(e)
+            ));
+            count_failure(cfg, user)?;
+        }
+        result
+    }
+
+    /// The outcome for the ceremony's owner. A login's result is for root
+    /// only (the PAM module): a user's shell reading it first would
+    /// consume it and fail their own login. A finished login or
+    /// registration is forgotten once read; an approved proof stays until
+    /// the change it was given for uses it.
+    pub fn result(&self, tok: &str, user: &str, root: bool) -> Result<Outcome, String> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(c) = p.get(tok).filter(|c| c.user == user) else {
+            return Ok(Outcome::Failed("unknown or expired link".into()));
+        };
+        if c.kind.is_login() && !root {
+            return Err("only the PAM module (root) reads the result of a login".into());
+        }
+        let out = if c.outcome == Outcome::Pending && c.expires <= now() {
+            Outcome::Failed("the link expired".into())
+        } else {
+            c.outcome.clone()
+        };
+        let keep = out == Outcome::Pending
+            || (matches!(c.kind, Kind::Proof { .. }) && matches!(out, Outcome::Approved(_)));
+        if !keep {
+            p.remove(tok);
+        }
+        Ok(out)
+    }
+
+    /// Ends a ceremony at once (the login or command gave up), freeing its
+    /// place in the quota. Login ceremonies are root's to cancel.
+    pub fn cancel(&self, tok: &str, user: &str, root: bool) -> bool {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match p.get(tok) {
+            Some(c) if c.user == user && (root || !c.kind.is_login()) => {
+                p.remove(tok);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Uses up an approved proof: it must be `user`'s, given for exactly
+    /// `purpose`, live, and approved in the browser. Returns the key name.
+    pub fn take_proof(&self, tok: &str, user: &str, purpose: &str) -> Result<String, ProofError> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let refused = |m: &str| Err(ProofError::Refused(m.into()));
+        let Some(c) = p.get(tok).filter(|c| c.user == user) else {
+            return refused("that security-key approval is unknown, expired or already used");
+        };
+        match &c.kind {
+            Kind::Proof { purpose: given, .. } if given == purpose => {}
+            Kind::Proof { .. } => {
+                return refused("that security-key approval was given for another change");
+            }
+            _ => return refused("that link was not a confirmation of this change"),
+        }
+        if c.expires <= now() {
+            p.remove(tok);
+            return refused("the security-key approval expired; start again");
+        }
+        match c.outcome.clone() {
+            Outcome::Pending => Err(ProofError::Pending),
+            Outcome::Failed(e) => {
+                p.remove(tok);
+                Err(ProofError::Refused(format!(
+                    "the security key was refused: {e}"
+                )))
+            }
+            Outcome::Approved(name) => {
+                p.remove(tok);
+                Ok(name)
+            }
+        }
+    }
+}
+
+fn open(cfg: &Config) -> Result<Store, String> {
+    Store::open_existing(&cfg.db, cfg.busy_timeout_ms).map_err(|e| e.to_string())
+}
+
+fn save_new(cfg: &Config, user: &str, name: &str, pk: &Passkey) -> Result<(), String> {
+    let json = serde_json::to_string(pk).map_err(|e| e.to_string())?;
+    let mut store = open(cfg)?;
+    let tx = store.write().map_err(|e| e.to_string())?;
+    if !tx
+        .add_webauthn(user, name, &json, now())
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!("a key named {name:?} exists already"));
+    }
+    tx.commit().map_err(|e| e.to_string())
+}
+
+fn count_failure(cfg: &Config, user: &str) -> Result<(), String> {
+    let mut store = open(cfg)?;
+    let tx = store.write().map_err(|e| e.to_string())?;
+    tx.record_failure(user, now(), &cfg.rate_limit)
+        .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())
+}
+
+/// Finds the credential that signed and, inside one write transaction,
+/// checks that its counter rose above the one stored now (not the one
+/// from when the ceremony began: a clone may answer an old ceremony after
+/// newer logins), then stores the new counter; a proof is recorded as a
+/// success of service 2fad in the same transaction.
+fn record_login(
+    cfg: &Config,
+    audit: &mut Audit,
+    user: &str,
+    res: &AuthenticationResult,
+    proof: bool,
+) -> Result<String, String> {
+    let se = |e: p2fa_core::store::StoreError| e.to_string();
+    let mut store = open(cfg)?;
+    let tx = store.write().map_err(se)?;
+    for c in tx.webauthn_credentials(user).map_err(se)? {
+        let Ok(mut pk) = serde_json::from_str::<Passkey>(&c.credential) else {
+            continue;
+        };
+        if pk.cred_id() != res.cred_id() {
+            continue;
+        }
+        let stored = on_record(&c.credential).map_or(0, |(_, n)| n);
+        let presented = res.counter();
+        if presented <= stored && !(presented == 0 && stored == 0) {
+            drop(tx);
+            return clone_found(cfg, audit, user, &c.name, stored, presented);
+        }
+        pk.update_credential(res);
+        let json = serde_json::to_string(&pk).map_err(|e| e.to_string())?;
+        tx.update_webauthn(user, &c.name, &json, now())
+            .map_err(se)?;
+        if proof {
+            tx.record_success(user, now(), "2fad", "", "webauthn")
+                .map_err(se)?;
+        }
+        tx.commit().map_err(se)?;
+        return Ok(c.name);
+    }
+    Err("the key that signed is not registered for this user".into())
+}
+
+/// webauthn-rs refused a counter that went back: find the key by the id
+/// it presented and record the clone.
+fn clone_refused(
+    cfg: &Config,
+    audit: &mut Audit,
+    user: &str,
+    id: &[u8],
+    presented: u32,
+) -> Result<String, String> {
+    let store = open(cfg)?;
+    let creds = store
+        .webauthn_credentials(user)
+        .map_err(|e| e.to_string())?;
+    drop(store);
+    for c in creds {
+        if let Some((cid, stored)) = on_record(&c.credential)
+            && cid == id
+        {
+            return clone_found(cfg, audit, user, &c.name, stored, presented);
+        }
+    }
+    Err("the key that signed is not registered for this user".into())
+}
+
+/// Records and logs a key whose counter did not rise; always an error.
+fn clone_found(
+    cfg: &Config,
+    audit: &mut Audit,
+    user: &str,
+    key: &str,
+    stored: u32,
+    presented: u32,
+) -> Result<String, String> {
+    let w = KeyWarning {
+        key: key.to_string(),
+        at: now(),
+        stored,
+        presented,
+    };
+    audit.warning(&format!(
+        "webauthn clone detected user={} key={} counter presented={presented} stored={stored}: \
+         the key's signature counter did not rise, so another copy of it may be in use; \
+         assertion refused (see 2fa-enroll status)",
+        clean(user),
+        clean(key)
+    ));
+    let mut store = open(cfg)?;
+    let tx = store.write().map_err(|e| e.to_string())?;
+    tx.add_key_warning(user, &w).map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    Err(format!(
+        "the security key {key:?} presented signature counter {presented}, not above the stored {stored}: \
+         it may have been cloned; refused"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2fa_testkit::softkey::{SoftKey, alter};
+    use serde_json::Value;
+
+    const ORIGIN: &str = "http://localhost:8443";
+
+    fn setup() -> (
+        tempfile::TempDir,
+        Config,
+        Ceremonies,
+        p2fa_core::crypto::HostKey,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config {
+            db: dir.path().join("state/state.db"),
+            key_file: dir.path().join("key"),
+            ..Config::default()
+        };
+        cfg.webauthn.enabled = true;
+        cfg.webauthn.public_url = ORIGIN.into();
+        cfg.webauthn.max_pending_per_user = 20;
+        let (key, _) = p2fa_core::crypto::HostKey::load_or_create(&cfg.key_file).unwrap();
+        Store::open_or_create(&cfg.db, 1000).unwrap();
+        let c = Ceremonies::new(&cfg).unwrap();
+        (dir, cfg, c, key)
+    }
+
+    fn registered() -> (tempfile::TempDir, Config, Ceremonies, SoftKey) {
+        let (d, cfg, c, key) = setup();
+        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let tok = c
+            .begin_register(&cfg, &store, &key, "root", "soft", 0)
+            .unwrap()
+            .token;
+        let (opts, register) = c.options(&tok).unwrap();
+        assert!(register);
+        let mut sk = SoftKey::new();
+        let body = sk.register(&serde_json::from_str(&opts).unwrap(), ORIGIN);
+        c.finish(&cfg, &tok, body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            c.result(&tok, "root", true),
+            Ok(Outcome::Approved("soft".into()))
+        );
+        (d, cfg, c, sk)
+    }
+
+    /// A login ceremony's options, as the page would fetch them.
+    fn login(c: &Ceremonies, cfg: &Config) -> (String, Value) {
+        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let tok = c
+            .begin_login(cfg, &store, "root", "sshd", "")
+            .unwrap()
+            .token;
+        let (opts, _) = c.options(&tok).unwrap();
+        (tok, serde_json::from_str(&opts).unwrap())
+    }
+
+    #[test]
+    fn genuine_assertion_verifies_once_and_moves_the_counter() {
+        let (_d, cfg, c, mut sk) = registered();
+        let (tok, opts) = login(&c, &cfg);
+        let body = sk.assert(&opts, ORIGIN);
+        c.finish(&cfg, &tok, body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            c.result(&tok, "root", true),
+            Ok(Outcome::Approved("soft".into()))
+        );
+        assert!(
+            matches!(c.result(&tok, "root", true), Ok(Outcome::Failed(_))),
+            "read once, then dead"
+        );
+        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let stored = store.webauthn_credentials("root").unwrap();
+        assert!(
+            stored[0].credential.contains("\"counter\":1"),
+            "{}",
+            stored[0].credential
+        );
+        assert!(stored[0].last_used_at.is_some());
+    }
+
+    #[test]
+    fn every_forgery_is_refused() {
+        let (_d, cfg, c, mut sk) = registered();
+        type Forge = Box<dyn Fn(&mut SoftKey, &Value) -> Value>;
+        let cases: Vec<(&str, Forge)> = vec![
+            (
+                "wrong origin",
+                Box::new(|sk, o| sk.assert(o, "http://evil.example")),
+            ),
+            (
+                "wrong rp_id",
+                Box::new(|sk, o| {
+                    let mut o = o.clone();
+                    o["publicKey"]["rpId"] = "evil.example".into();
+                    sk.assert(&o, ORIGIN)
+                }),
+            ),
+            (
+                "wrong challenge",
+                Box::new(|sk, o| {
+                    let mut o = o.clone();
+                    o["publicKey"]["challenge"] =
+                        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+                    sk.assert(&o, ORIGIN)
+                }),
+            ),
+            (
+                "tampered signature",
+                Box::new(|sk, o| {
+                    let mut b = sk.assert(o, ORIGIN);
+                    alter(&mut b, &["response", "signature"], |s| {
+                        let n = s.len() - 2;
+                        s[n] ^= 0x40;
+                    });
+                    b
+                }),
+            ),
+            (
+                "tampered authenticator data",
+                Box::new(|sk, o| {
+                    let mut b = sk.assert(o, ORIGIN);
+                    alter(&mut b, &["response", "authenticatorData"], |a| a[33] ^= 1);
+                    b
+                }),
+            ),
+            (
+                "unknown credential",
+                Box::new(|_, o| SoftKey::new().assert(o, ORIGIN)),
+            ),
+        ];
+        for (what, forge) in cases {
+            let (tok, opts) = login(&c, &cfg);
+            let body = forge(&mut sk, &opts);
+            assert!(
+                c.finish(&cfg, &tok, body.to_string().as_bytes()).is_err(),
+                "{what} accepted"
+            );
+            assert!(
+                matches!(c.result(&tok, "root", true), Ok(Outcome::Failed(_))),
+                "{what}"
+            );
+        }
+        // A genuine assertion replayed on another challenge.
+        let (tok_a, opts_a) = login(&c, &cfg);
+        let body = sk.assert(&opts_a, ORIGIN);
+        c.finish(&cfg, &tok_a, body.to_string().as_bytes()).unwrap();
+        let (tok_b, _) = login(&c, &cfg);
+        assert!(
+            c.finish(&cfg, &tok_b, body.to_string().as_bytes()).is_err(),
+            "replay accepted"
+        );
+        assert!(
+            c.finish(&cfg, &tok_a, body.to_string().as_bytes()).is_err(),
+            "token reused"
+        );
+        // Garbage and someone else's token.
+        let (tok_c, _) = login(&c, &cfg);
+        assert!(c.finish(&cfg, &tok_c, b"{not json").is_err());
+        assert!(matches!(
+            c.result(&tok_c, "someone-else", true),
+            Ok(Outcome::Failed(_))
+        ));
+    }
+
+    #[test]
+    fn open_links_per_user_are_limited() {
+        let (_d, mut cfg, c, _) = registered();
+        cfg.webauthn.max_pending_per_user = 2;
+        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let key = p2fa_core::crypto::HostKey::load(&cfg.key_file).unwrap();
+        let login = || c.begin_login(&cfg, &store, "root", "sshd", "");
+        let first = login().unwrap();
+        login().unwrap();
+        assert!(login().err().unwrap().contains("too many open login links"));
+        // Registrations and proofs have their own quota ...
+        c.begin_register(&cfg, &store, &key, "root", "r1", 0)
+            .unwrap();
+        c.begin_proof(&cfg, &store, "root", "backup", 0).unwrap();
+        assert!(
+            c.begin_register(&cfg, &store, &key, "root", "r3", 0)
+                .err()
+                .unwrap()
+                .contains("too many")
+        );
+        // ... and a cancelled login frees its place at once.
+        assert!(c.cancel(&first.token, "root", true));
+        login().unwrap();
+    }
+
+    #[test]
+    fn login_results_and_cancels_are_for_root_only() {
+        let (_d, cfg, c, _) = registered();
+        let (tok, _) = login(&c, &cfg);
+        assert!(c.result(&tok, "root", false).is_err());
+        assert!(!c.cancel(&tok, "root", false));
+        assert_eq!(c.result(&tok, "root", true), Ok(Outcome::Pending));
+    }
+
+    #[test]
+    fn a_proof_is_single_use_and_bound_to_its_user_and_change() {
+        let (_d, cfg, c, mut sk) = registered();
+        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let tok = c
+            .begin_proof(&cfg, &store, "root", "backup", 0)
+            .unwrap()
+            .token;
+        assert_eq!(
+            c.take_proof(&tok, "root", "backup"),
+            Err(ProofError::Pending)
+        );
+        let (opts, _) = c.options(&tok).unwrap();
+        let opts: Value = serde_json::from_str(&opts).unwrap();
+        assert_eq!(opts["context"]["action"], "confirm");
+        assert_eq!(opts["context"]["detail"], "backup");
+        let body = sk.assert(&opts, ORIGIN);
+        c.finish(&cfg, &tok, body.to_string().as_bytes()).unwrap();
+        // The CLI may look (it stays), but not use it for something else.
+        assert_eq!(
+            c.result(&tok, "root", false),
+            Ok(Outcome::Approved("soft".into()))
+        );
+        assert!(matches!(
+            c.take_proof(&tok, "root", "remove totp"),
+            Err(ProofError::Refused(_))
+        ));
+        assert!(matches!(
+            c.take_proof(&tok, "bob", "backup"),
+            Err(ProofError::Refused(_))
+        ));
+        assert_eq!(c.take_proof(&tok, "root", "backup"), Ok("soft".into()));
+        assert!(matches!(
+            c.take_proof(&tok, "root", "backup"),
+            Err(ProofError::Refused(_))
+        ));
+        // A login ceremony is no proof.
+        let (tok, opts) = login(&c, &cfg);
+        let body = sk.assert(&opts, ORIGIN);
+        c.finish(&cfg, &tok, body.to_string().as_bytes()).unwrap();
+        assert!(matches!(
+            c.take_proof(&tok, "root", "backup"),
+            Err(ProofError::Refused(_))
+        ));
+        // The proof counted as a success of 2fad.
+        let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let st = store.status("root").unwrap();
+        assert_eq!(st.last_success.unwrap().service, "2fad");
+    }
+
+    #[test]
+    fn a_counter_at_or_below_the_stored_one_is_a_recorded_clone() {
+        let (_d, cfg, c, mut sk) = registered();
+        // Ceremony A begins; two newer logins move the counter to 2.
+        let (stale, stale_opts) = login(&c, &cfg);
+        for _ in 0..2 {
+            let (tok, opts) = login(&c, &cfg);
+            let body = sk.assert(&opts, ORIGIN);
+            c.finish(&cfg, &tok, body.to_string().as_bytes()).unwrap();
+        }
+        // A copy of the key, one login behind, answers A with counter 2.
+        sk.counter -= 1;
+        let body = sk.assert(&stale_opts, ORIGIN);
+        let err = c
+            .finish(&cfg, &stale, body.to_string().as_bytes())
+            .unwrap_err();
+        assert!(err.contains("cloned"), "{err}");
+        // Below the counter at A's start: webauthn-rs refuses; still a clone.
+        let (tok, opts) = login(&c, &cfg);
+        sk.counter = 0;
+        let body = sk.assert(&opts, ORIGIN);
+        assert!(
+            c.finish(&cfg, &tok, body.to_string().as_bytes())
+                .unwrap_err()
+                .contains("cloned")
+        );
+        let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let w = store.status("root").unwrap().key_warnings;
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!((w[1].stored, w[1].presented), (2, 2));
+        assert_eq!((w[0].stored, w[0].presented), (2, 1));
+    }
+}

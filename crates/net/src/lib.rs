@@ -1,0 +1,17 @@
+//! p2fa-net: the network factors' clients, the only network code the PAM
+//! module loads. Map:
+
+/// Shared by the SMS and e-mail senders: errors, templates, masked addresses.
+pub mod delivery;
+/// Duo Auth API client (preauth, push, passcode).
+pub mod duo;
+/// E-mail codes over SMTP.
+pub mod email;
+/// The [`network::Network`] trait the login flow calls, and its live
+/// implementation over the clients here.
+pub mod network;
+/// SMS codes through an HTTP gateway.
+pub mod sms;
+/// HTTP clients and TLS trust for the network factors (timeouts, no
+/// caller-chosen trust).
+pub mod transport;
