@@ -17,30 +17,60 @@ use pam::module::{PamHandle, PamHooks};
 use pam::pam_hooks;
 use std::ffi::CStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 
 struct Pam2fa;
 pam_hooks!(Pam2fa);
 
-/// Runs `f`, turning a panic into `PAM_SERVICE_ERR`.
-pub fn guard(f: impl FnOnce() -> PamResultCode) -> PamResultCode {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(PamResultCode::PAM_SERVICE_ERR)
+/// Runs `f`, turning a panic into `PAM_SERVICE_ERR` and an `err` line in
+/// the log naming the panic, so an admin sees why the module refused
+/// rather than a bare "service error". The process's panic hook is left
+/// alone: it belongs to the host program (sshd, sudo), not to us.
+pub fn guard(args: &[&CStr], f: impl FnOnce() -> PamResultCode) -> PamResultCode {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let mut audit = Audit::new(Path::new(log_socket_arg(args)), "pam_2fa", false);
+        audit.err(&format!(
+            "internal error (panic: {}), denying",
+            p2fa_core::audit::detail(panic_message(payload.as_ref()))
+        ));
+        PamResultCode::PAM_SERVICE_ERR
+    })
+}
+
+/// The text of a panic: `panic!` with a literal gives `&str`, with a
+/// format string `String`; anything else is unnamed.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
+/// The log socket named on the module line (`log_socket=`, absolute), else
+/// the system's: used when the config cannot be (or was not yet) read.
+fn log_socket_arg<'a>(args: &[&'a CStr]) -> &'a str {
+    args.iter()
+        .filter_map(|a| a.to_str().ok()?.strip_prefix("log_socket="))
+        .rfind(|p| p.starts_with('/'))
+        .unwrap_or("/dev/log")
 }
 
 impl PamHooks for Pam2fa {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
-        guard(|| authenticate(pamh, &args, flags))
+        guard(&args, || authenticate(pamh, &args, flags))
     }
 
     /// There are no credentials to establish; succeed so stacks that call
     /// setcred on every auth module keep working.
     fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        guard(|| PamResultCode::PAM_SUCCESS)
+        guard(&_args, || PamResultCode::PAM_SUCCESS)
     }
 
     /// The second factor says nothing about account validity: ignore, so
     /// an `account` line naming this module neither grants nor blocks.
     fn acct_mgmt(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        guard(|| PamResultCode::PAM_IGNORE)
+        guard(&_args, || PamResultCode::PAM_IGNORE)
     }
 }
 
@@ -54,12 +84,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         Err(e) => {
             // The config is unusable, so log to the socket the module
             // line names (`log_socket=`, root's own file) or the default.
-            let socket = args
-                .iter()
-                .filter_map(|a| a.to_str().ok()?.strip_prefix("log_socket="))
-                .rfind(|p| p.starts_with('/'))
-                .unwrap_or("/dev/log");
-            let mut audit = Audit::new(std::path::Path::new(socket), "pam_2fa", false);
+            let mut audit = Audit::new(Path::new(log_socket_arg(args)), "pam_2fa", false);
             audit.err(&format!("configuration error, denying: {e}"));
             // Fail closed, but tell the user why nothing was asked.
             if let Ok(mut c) = conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {
@@ -138,15 +163,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn panic_is_service_error_never_success() {
+    fn panic_is_service_error_never_success_and_is_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("log");
+        let reader = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+        reader.set_nonblocking(true).unwrap();
+        let arg = std::ffi::CString::new(format!("log_socket={}", sock.display())).unwrap();
+        let args = [arg.as_c_str()];
+
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
-        let code = guard(|| panic!("boom"));
+        let code = guard(&args, || panic!("boom at step {}", 3));
         std::panic::set_hook(prev);
         assert_eq!(code, PamResultCode::PAM_SERVICE_ERR);
+        let mut buf = [0u8; 1024];
+        let n = reader.recv(&mut buf).expect("the panic was logged");
+        let line = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            line.contains("internal error (panic: boom at step 3), denying"),
+            "{line}"
+        );
+
         assert_eq!(
-            guard(|| PamResultCode::PAM_SUCCESS),
+            guard(&args, || PamResultCode::PAM_SUCCESS),
             PamResultCode::PAM_SUCCESS
+        );
+        assert!(
+            reader.recv(&mut buf).is_err(),
+            "nothing logged without a panic"
         );
     }
 
