@@ -234,7 +234,7 @@ fn tampered_replayed_and_foreign_assertions_are_refused() {
         let r = d.http_post(&format!("/api/finish/{token}"), &body.to_string());
         assert!(r.contains(" 400"), "{what} accepted: {r}");
         assert!(
-            matches!(result_of(&d, &user, &token), p2fa_proto::protocol::Response::Error { ref code, .. } if code == "failed"),
+            matches!(result_of(&d, &user, &token), p2fa_proto::protocol::Response::Error { ref code, .. } if *code == p2fa_proto::protocol::ErrorCode::Failed),
             "{what}"
         );
     }
@@ -399,7 +399,7 @@ fn expired_links_are_dead() {
     drop(d);
     assert!(dead.contains(" 404"), "{dead}");
     assert!(
-        matches!(result, Response::Error { ref code, ref message } if code == "failed" && message.contains("expired")),
+        matches!(result, Response::Error { ref code, ref message } if *code == p2fa_proto::protocol::ErrorCode::Failed && message.contains("expired")),
         "{result:?}"
     );
 }

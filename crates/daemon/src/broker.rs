@@ -24,7 +24,7 @@ use p2fa_core::config::Config;
 use p2fa_core::crypto::HostKey;
 use p2fa_core::factor::{backup, normalize_code, totp};
 use p2fa_core::store::{OtpKind, OtpRecord, Store, UserState};
-use p2fa_proto::protocol::{self, Op, Proof, Request, Response, VERSION};
+use p2fa_proto::protocol::{self, ErrorCode, Op, Proof, Request, Response, VERSION};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use zeroize::Zeroizing;
@@ -55,7 +55,7 @@ impl Broker {
     pub fn handle(&self, cfg: &Config, audit: &mut Audit, uid: u32, req: Request) -> Response {
         if req.version != VERSION {
             return Response::error(
-                "version",
+                ErrorCode::Version,
                 format!(
                     "protocol version {} is not supported (this 2fad speaks {VERSION})",
                     req.version
@@ -64,7 +64,7 @@ impl Broker {
         }
         let caller = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
             Ok(Some(u)) => u.name,
-            _ => return Response::error("denied", "unknown caller"),
+            _ => return Response::error(ErrorCode::Denied, "unknown caller"),
         };
         let user = match &req.user {
             Some(u) if *u != caller && uid != 0 => {
@@ -74,14 +74,17 @@ impl Broker {
                     clean(u),
                     op_name(&req.op)
                 ));
-                return Response::error("denied", "you may only manage your own factors");
+                return Response::error(ErrorCode::Denied, "you may only manage your own factors");
             }
             Some(u) => u.clone(),
             None => caller.clone(),
         };
         // The account's own name (NSS may match case-insensitively).
         let Some(user) = p2fa_core::users::canonical(&user) else {
-            return Response::error("bad_request", format!("no such user: {}", clean(&user)));
+            return Response::error(
+                ErrorCode::BadRequest,
+                format!("no such user: {}", clean(&user)),
+            );
         };
         let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
             Ok(s) => s,
@@ -91,7 +94,7 @@ impl Broker {
                     p2fa_core::audit::detail(&e.to_string())
                 ));
                 return Response::error(
-                    "unavailable",
+                    ErrorCode::Unavailable,
                     "the 2FA store is unavailable; tell your administrator (root: `2fa-enroll init` creates it)",
                 );
             }
@@ -104,7 +107,7 @@ impl Broker {
                     p2fa_core::audit::detail(&e.to_string())
                 ));
                 return Response::error(
-                    "unavailable",
+                    ErrorCode::Unavailable,
                     "the 2FA host key is unavailable; tell your administrator",
                 );
             }
@@ -114,7 +117,7 @@ impl Broker {
         if let Err(e) = p2fa_core::keycheck::verify(&mut store, &key, &key_file) {
             audit.err(&format!("broker: {}", p2fa_core::audit::detail(&e)));
             return Response::error(
-                "unavailable",
+                ErrorCode::Unavailable,
                 "the 2FA host key does not match the store; tell your administrator",
             );
         }
@@ -141,7 +144,7 @@ impl Broker {
                 Ok(s) => Response::Status {
                     status: serde_json::to_value(s).unwrap_or_default(),
                 },
-                Err(e) => Response::error("unavailable", e.to_string()),
+                Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
             },
             Op::TotpBegin { secret } => self.totp_begin(&mut ctx, secret.as_deref()),
             Op::TotpFinish { code } => self.totp_finish(&mut ctx, &code, req.proof.as_ref()),
@@ -149,7 +152,7 @@ impl Broker {
             Op::Remove { method } => remove(&mut ctx, &method),
             Op::WebauthnRegister { name } => self.webauthn_register(&mut ctx, &name),
             Op::WebauthnLogin { .. } if uid != 0 => Response::error(
-                "denied",
+                ErrorCode::Denied,
                 "only the PAM module (root) starts login ceremonies",
             ),
             Op::WebauthnLogin { service, rhost } => self.webauthn_login(&mut ctx, &service, &rhost),
@@ -159,12 +162,12 @@ impl Broker {
                 Ok(c) if c.cancel(&token, &user, uid == 0) => Response::Done {
                     message: "cancelled".into(),
                 },
-                Ok(_) => Response::error("bad_request", "no such open link of yours"),
+                Ok(_) => Response::error(ErrorCode::BadRequest, "no such open link of yours"),
                 Err(r) => r,
             },
             Op::DevicesList => match ctx.store.remembered_list(Some(&user), now()) {
                 Ok(devices) => Response::Devices { devices },
-                Err(e) => Response::error("unavailable", e.to_string()),
+                Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
             },
             Op::DevicesRevoke { id } => {
                 let res = ctx.store.write().and_then(|tx| {
@@ -173,7 +176,7 @@ impl Broker {
                     Ok(n)
                 });
                 match res {
-                    Ok(0) => Response::error("bad_request", "no such remembered device"),
+                    Ok(0) => Response::error(ErrorCode::BadRequest, "no such remembered device"),
                     Ok(n) => {
                         ctx.audit.notice(&format!(
                             "revoked {n} remembered device(s) user={} by={} via=2fad",
@@ -186,7 +189,7 @@ impl Broker {
                             ),
                         }
                     }
-                    Err(e) => Response::error("unavailable", e.to_string()),
+                    Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
                 }
             }
             Op::WebauthnList => match ctx
@@ -211,7 +214,7 @@ impl Broker {
                         }))
                         .collect(),
                 },
-                Err(e) => Response::error("unavailable", e.to_string()),
+                Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
             },
             Op::WebauthnRemove { name } => {
                 let res = ctx.store.write().and_then(|tx| {
@@ -227,8 +230,10 @@ impl Broker {
                             message: format!("Removed the key {name:?}."),
                         }
                     }
-                    Ok(false) => Response::error("bad_request", format!("no key named {name:?}")),
-                    Err(e) => Response::error("unavailable", e.to_string()),
+                    Ok(false) => {
+                        Response::error(ErrorCode::BadRequest, format!("no key named {name:?}"))
+                    }
+                    Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
                 }
             }
         }
@@ -250,7 +255,7 @@ impl Broker {
         }
         let state = match ctx.store.user_state(ctx.user) {
             Ok(s) => s,
-            Err(e) => return Some(Response::error("unavailable", e.to_string())),
+            Err(e) => return Some(Response::error(ErrorCode::Unavailable, e.to_string())),
         };
         if !state.has_factor() {
             ctx.proven = Some("none-first-factor");
@@ -269,7 +274,7 @@ impl Broker {
                 others(&state).join(",")
             ));
             return Some(Response::error(
-                "needs_root",
+                ErrorCode::NeedsRoot,
                 format!(
                     "your second factor here ({}) cannot be checked by 2fad, so it cannot confirm this change.\n\
                      Ask an administrator to run:  sudo 2fa-enroll {} --user {}",
@@ -281,7 +286,7 @@ impl Broker {
         }
         match proof {
             None => Some(Response::error(
-                "needs_current",
+                ErrorCode::NeedsCurrent,
                 format!(
                     "to change your factors ({purpose}), first prove you hold your existing second factor: {}",
                     match (code, key) {
@@ -309,7 +314,7 @@ impl Broker {
                         None
                     }
                     Err(ProofError::Pending) => Some(Response::error(
-                        "pending",
+                        ErrorCode::Pending,
                         "not approved in the browser yet; nothing changed",
                     )),
                     Err(ProofError::Refused(m)) => {
@@ -320,7 +325,7 @@ impl Broker {
                             p2fa_core::audit::detail(&m)
                         ));
                         Some(Response::error(
-                            "wrong_proof",
+                            ErrorCode::WrongProof,
                             format!("{m}; nothing changed"),
                         ))
                     }
@@ -333,11 +338,11 @@ impl Broker {
         let secret = match secret {
             Some(s) => match totp::decode_base32(s) {
                 Ok(s) => s,
-                Err(e) => return Response::error("bad_request", e),
+                Err(e) => return Response::error(ErrorCode::BadRequest, e),
             },
             None => match totp::generate_secret() {
                 Ok(s) => s,
-                Err(e) => return Response::error("unavailable", e.to_string()),
+                Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
             },
         };
         let params = totp::OtpParams {
@@ -382,7 +387,7 @@ impl Broker {
             .filter(|p| p.expires > now())
         else {
             return Response::error(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "no TOTP enrollment in progress (or it expired); start again",
             );
         };
@@ -404,7 +409,7 @@ impl Broker {
             // Keep it pending so the user can try the next code.
             keep(p);
             return Response::error(
-                "wrong_code",
+                ErrorCode::WrongCode,
                 "that code does not match the new secret; try the next one",
             );
         };
@@ -414,7 +419,7 @@ impl Broker {
         }
         let state = match ctx.store.user_state(ctx.user) {
             Ok(s) => s,
-            Err(e) => return Response::error("unavailable", e.to_string()),
+            Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
         };
         let rec = match ctx.key.seal(&p.secret, &totp::seal_aad(ctx.user)) {
             Ok(sealed) => OtpRecord {
@@ -427,14 +432,14 @@ impl Broker {
                 counter: 0,
                 created_at: now(),
             },
-            Err(e) => return Response::error("unavailable", e.to_string()),
+            Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
         };
         let res = ctx.store.write().and_then(|tx| {
             tx.put_otp(ctx.user, &rec, now())?;
             tx.commit()
         });
         if let Err(e) = res {
-            return Response::error("unavailable", e.to_string());
+            return Response::error(ErrorCode::Unavailable, e.to_string());
         }
         ctx.changed(
             "added",
@@ -451,7 +456,7 @@ impl Broker {
     fn ceremonies(&self) -> Result<&super::webauthn::Ceremonies, Response> {
         self.ceremonies.as_deref().ok_or_else(|| {
             Response::error(
-                "unavailable",
+                ErrorCode::Unavailable,
                 "security keys are not enabled on this system ([webauthn] enabled)",
             )
         })
@@ -474,7 +479,7 @@ impl Broker {
         let name = name.trim();
         if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
             return Response::error(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "a key name needs 1 to 64 printable characters",
             );
         }
@@ -489,7 +494,7 @@ impl Broker {
                 ));
                 Self::link(ctx, "r", started)
             }
-            Err(e) => Response::error("bad_request", e),
+            Err(e) => Response::error(ErrorCode::BadRequest, e),
         }
     }
 
@@ -504,7 +509,7 @@ impl Broker {
         );
         match c.begin_login(ctx.cfg, ctx.store, ctx.user, &service, &rhost) {
             Ok(started) => Self::link(ctx, "l", started),
-            Err(e) => Response::error("bad_request", e),
+            Err(e) => Response::error(ErrorCode::BadRequest, e),
         }
     }
 
@@ -516,14 +521,14 @@ impl Broker {
         };
         if purpose.is_empty() || purpose.len() > 200 || purpose.chars().any(char::is_control) {
             return Response::error(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "a change needs 1 to 200 printable characters",
             );
         }
         match ctx.store.user_state(ctx.user) {
             Ok(s) if s.locked_until > now() => return locked(s.locked_until - now()),
             Ok(_) => {}
-            Err(e) => return Response::error("unavailable", e.to_string()),
+            Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
         }
         match c.begin_proof(ctx.cfg, ctx.store, ctx.user, purpose, ctx.uid) {
             Ok(started) => {
@@ -535,7 +540,7 @@ impl Broker {
                 ));
                 Self::link(ctx, "l", started)
             }
-            Err(e) => Response::error("bad_request", e),
+            Err(e) => Response::error(ErrorCode::BadRequest, e),
         }
     }
 
@@ -552,9 +557,9 @@ impl Broker {
                     clean(ctx.caller),
                     p2fa_core::audit::detail(&e)
                 ));
-                Response::error("denied", e)
+                Response::error(ErrorCode::Denied, e)
             }
-            Ok(Outcome::Pending) => Response::error("pending", "not approved yet"),
+            Ok(Outcome::Pending) => Response::error(ErrorCode::Pending, "not approved yet"),
             Ok(Outcome::Approved(name)) => {
                 ctx.audit.info(&format!(
                     "webauthn ok user={} key={}",
@@ -569,7 +574,7 @@ impl Broker {
                     clean(ctx.user),
                     p2fa_core::audit::detail(&e)
                 ));
-                Response::error("failed", e)
+                Response::error(ErrorCode::Failed, e)
             }
         }
     }
@@ -596,7 +601,7 @@ fn op_name(op: &Op) -> &'static str {
 
 fn locked(remaining: i64) -> Response {
     Response::error(
-        "locked",
+        ErrorCode::Locked,
         format!(
             "too many failed attempts; try again in {}",
             flow::human_duration(remaining)
@@ -657,7 +662,7 @@ impl Ctx<'_> {
     fn check_code(&mut self, current: &str) -> Option<Response> {
         let Some(code) = normalize_code(current) else {
             return Some(Response::error(
-                "wrong_code",
+                ErrorCode::WrongCode,
                 "that is not a valid current code; nothing changed",
             ));
         };
@@ -682,12 +687,12 @@ impl Ctx<'_> {
                     clean(self.user)
                 ));
                 Some(Response::error(
-                    "wrong_code",
+                    ErrorCode::WrongCode,
                     "that is not a valid current code; nothing changed",
                 ))
             }
             Ok(Current::Locked(s)) => Some(locked(s)),
-            Err(e) => Some(Response::error("unavailable", e)),
+            Err(e) => Some(Response::error(ErrorCode::Unavailable, e)),
         }
     }
 
@@ -706,11 +711,11 @@ impl Ctx<'_> {
 fn backup_codes(ctx: &mut Ctx) -> Response {
     let state = match ctx.store.user_state(ctx.user) {
         Ok(s) => s,
-        Err(e) => return Response::error("unavailable", e.to_string()),
+        Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
     };
     let codes = match backup::generate(ctx.cfg.backup.count as usize) {
         Ok(c) => c,
-        Err(e) => return Response::error("unavailable", e.to_string()),
+        Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
     };
     let hashes: Vec<[u8; 32]> = codes
         .iter()
@@ -721,7 +726,7 @@ fn backup_codes(ctx: &mut Ctx) -> Response {
         tx.commit()
     });
     if let Err(e) = res {
-        return Response::error("unavailable", e.to_string());
+        return Response::error(ErrorCode::Unavailable, e.to_string());
     }
     ctx.changed(
         "added",
@@ -739,7 +744,10 @@ fn backup_codes(ctx: &mut Ctx) -> Response {
 
 fn remove(ctx: &mut Ctx, method: &str) -> Response {
     if !matches!(method, "totp" | "backup") {
-        return Response::error("bad_request", "only totp and backup can be removed here");
+        return Response::error(
+            ErrorCode::BadRequest,
+            "only totp and backup can be removed here",
+        );
     }
     let res = ctx.store.write().and_then(|tx| {
         let n = match method {
@@ -750,13 +758,16 @@ fn remove(ctx: &mut Ctx, method: &str) -> Response {
         Ok(n)
     });
     match res {
-        Ok(0) => Response::error("bad_request", format!("you have no {method} to remove")),
+        Ok(0) => Response::error(
+            ErrorCode::BadRequest,
+            format!("you have no {method} to remove"),
+        ),
         Ok(_) => {
             ctx.changed("removed", method, "");
             Response::Done {
                 message: format!("Removed {method}."),
             }
         }
-        Err(e) => Response::error("unavailable", e.to_string()),
+        Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
     }
 }

@@ -13,7 +13,7 @@ use super::broker::Broker;
 use p2fa_core::audit::Audit;
 use p2fa_core::config::{Config, DaemonConfig};
 use p2fa_proto::client::peer_uid;
-use p2fa_proto::protocol::{self, Request, Response};
+use p2fa_proto::protocol::{self, ErrorCode, Request, Response};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -170,7 +170,7 @@ fn busy(mut s: UnixStream, why: &str) {
             _ => break,
         }
     }
-    let _ = protocol::send(&mut s, &Response::error("busy", why));
+    let _ = protocol::send(&mut s, &Response::error(ErrorCode::Busy, why));
     let _ = s.shutdown(std::net::Shutdown::Write);
 }
 
@@ -186,12 +186,15 @@ fn connection(cfg: &Config, broker: &Broker, mut s: UnixStream, uid: u32) -> io:
                     "no complete request within {} seconds; closing",
                     FRAME_DEADLINE.as_secs()
                 );
-                let _ = protocol::send(&mut s, &Response::error("bad_request", msg));
+                let _ = protocol::send(&mut s, &Response::error(ErrorCode::BadRequest, msg));
                 return Ok(());
             }
             Err(e) => {
                 // Oversized or truncated: say why, then hang up.
-                let _ = protocol::send(&mut s, &Response::error("bad_request", e.to_string()));
+                let _ = protocol::send(
+                    &mut s,
+                    &Response::error(ErrorCode::BadRequest, e.to_string()),
+                );
                 return Ok(());
             }
         };
@@ -199,7 +202,7 @@ fn connection(cfg: &Config, broker: &Broker, mut s: UnixStream, uid: u32) -> io:
             Ok(req) => broker.handle(cfg, &mut audit, uid, req),
             Err(e) => {
                 let msg = format!("malformed request: {e}");
-                protocol::send(&mut s, &Response::error("bad_request", msg))?;
+                protocol::send(&mut s, &Response::error(ErrorCode::BadRequest, msg))?;
                 return Ok(());
             }
         };

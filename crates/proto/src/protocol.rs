@@ -178,21 +178,52 @@ pub enum Response {
     Devices {
         devices: Vec<p2fa_core::store::Remembered>,
     },
-    /// Refused: the message is for the user; `code` is machine-readable
-    /// (`denied`, `bad_request`, `needs_current` (send a proof),
-    /// `needs_root` (no factor 2fad can check), `wrong_code`,
-    /// `wrong_proof`, `locked`, `unavailable`, `busy`, `version`,
-    /// `pending`, `failed`).
+    /// Refused: the message is for the user; `code` is for programs.
     Error {
-        code: String,
+        code: ErrorCode,
         message: String,
     },
 }
 
+/// Why 2fad refused a request, on the wire as the snake_case name. Clients
+/// branch on this, never on the message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not allowed for this caller (policy, or root-only).
+    Denied,
+    /// Malformed or out-of-range request.
+    BadRequest,
+    /// The user has a factor: send a proof of it with the request.
+    NeedsCurrent,
+    /// The user's only factors are ones 2fad cannot check: ask root.
+    NeedsRoot,
+    /// The code for the factor being set up does not match.
+    WrongCode,
+    /// The proof of an existing factor was refused (and counted).
+    WrongProof,
+    /// Too many failures; the account is locked for now.
+    Locked,
+    /// Store, key or config trouble on the server side.
+    Unavailable,
+    /// Too many connections or ceremonies at once; try again later.
+    Busy,
+    /// The client speaks another protocol version.
+    Version,
+    /// A ceremony has not finished yet: ask again.
+    Pending,
+    /// A ceremony ended without success.
+    Failed,
+    /// A code this client does not know (a newer 2fad): treated as a
+    /// refusal.
+    #[serde(other)]
+    Unknown,
+}
+
 impl Response {
-    pub fn error(code: &str, message: impl Into<String>) -> Response {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
         Response::Error {
-            code: code.into(),
+            code,
             message: message.into(),
         }
     }
@@ -295,6 +326,19 @@ pub fn send<T: Serialize>(w: &mut impl Write, v: &T) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_keep_their_wire_names_and_unknown_ones_are_refusals() {
+        let wire = serde_json::to_string(&Response::error(ErrorCode::NeedsCurrent, "m")).unwrap();
+        assert!(wire.contains(r#""code":"needs_current""#), "{wire}");
+        let back: Response =
+            serde_json::from_str(r#"{"result":"error","code":"pending","message":""}"#).unwrap();
+        assert_eq!(back, Response::error(ErrorCode::Pending, ""));
+        let newer: Response =
+            serde_json::from_str(r#"{"result":"error","code":"from_the_future","message":"x"}"#)
+                .unwrap();
+        assert_eq!(newer, Response::error(ErrorCode::Unknown, "x"));
+    }
 
     #[test]
     fn frames_round_trip_and_limits_hold() {

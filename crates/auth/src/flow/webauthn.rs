@@ -9,7 +9,7 @@
 use super::{Run, Verdict};
 use p2fa_core::audit::clean;
 use p2fa_proto::client::call_root;
-use p2fa_proto::protocol::{Op, Request, Response, VERSION};
+use p2fa_proto::protocol::{ErrorCode, Op, Request, Response, VERSION};
 
 /// Enter presses allowed while the ceremony is still open.
 const TRIES: usize = 3;
@@ -65,7 +65,10 @@ impl Run<'_> {
                 Ok(Response::Done { message }) => {
                     return self.succeed("webauthn", &format!(" key={}", clean(&message)));
                 }
-                Ok(Response::Error { code, .. }) if code == "pending" => {
+                Ok(Response::Error {
+                    code: ErrorCode::Pending,
+                    ..
+                }) => {
                     prompt = "Not approved yet. Finish in the browser, then press Enter: ".into();
                 }
                 Ok(Response::Error { message, .. }) => {

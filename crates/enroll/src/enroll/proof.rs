@@ -10,7 +10,7 @@ use super::output::read_line;
 use super::{CliError, CliResult};
 use p2fa_core::display::qr;
 use p2fa_proto::client::call;
-use p2fa_proto::protocol::{self, Op, Proof, Request, Response};
+use p2fa_proto::protocol::{self, ErrorCode, Op, Proof, Request, Response};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -120,10 +120,15 @@ fn wait(socket: &Path, token: &str) -> CliResult {
                 },
             )? {
                 Response::Done { .. } => return Ok(()),
-                Response::Error { code, .. } if code == "pending" && Instant::now() < deadline => {
+                Response::Error { code, .. }
+                    if code == ErrorCode::Pending && Instant::now() < deadline =>
+                {
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                Response::Error { code, .. } if code == "pending" => {
+                Response::Error {
+                    code: ErrorCode::Pending,
+                    ..
+                } => {
                     println!("Not approved yet.");
                     break;
                 }

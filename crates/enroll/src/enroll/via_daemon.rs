@@ -12,7 +12,7 @@ use super::policy::{DevicesArgs, DevicesCmd};
 use super::{CliError, CliResult, Command};
 use p2fa_core::display::qr;
 use p2fa_proto::client::call;
-use p2fa_proto::protocol::{Op, Proof, Request, Response};
+use p2fa_proto::protocol::{ErrorCode, Op, Proof, Request, Response};
 use std::path::Path;
 
 /// `Some(result)` when the command was handled through 2fad; `None` when
@@ -131,7 +131,7 @@ fn totp(socket: &Path, a: &TotpArgs) -> CliResult {
                 return Ok(());
             }
             Response::Error { code, message }
-                if code == "wrong_code" && message.contains("new secret") =>
+                if code == ErrorCode::WrongCode && message.contains("new secret") =>
             {
                 println!(
                     "That code does not match. Check the phone's clock and try the next code."

@@ -10,7 +10,7 @@ use super::{CliError, CliResult};
 use clap::{Args, Subcommand};
 use p2fa_core::display::qr;
 use p2fa_proto::client::call;
-use p2fa_proto::protocol::{Op, Proof, Request, Response, VERSION};
+use p2fa_proto::protocol::{ErrorCode, Op, Proof, Request, Response, VERSION};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -158,11 +158,14 @@ pub fn run(
                             return Ok(());
                         }
                         Response::Error { code, .. }
-                            if code == "pending" && Instant::now() < deadline =>
+                            if code == ErrorCode::Pending && Instant::now() < deadline =>
                         {
                             std::thread::sleep(Duration::from_millis(250));
                         }
-                        Response::Error { code, .. } if code == "pending" => {
+                        Response::Error {
+                            code: ErrorCode::Pending,
+                            ..
+                        } => {
                             println!("Not finished yet.");
                             break;
                         }
