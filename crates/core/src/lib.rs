@@ -12,6 +12,9 @@ pub mod config;
 pub mod crypto;
 /// Terminal text shared by the login flow and the CLI: the QR code.
 pub mod display;
+/// Setting factors up, once for every door (CLI, inline, 2fad, imports):
+/// create, show, confirm, seal, store.
+pub mod enrollment;
 /// The local second factors: TOTP/HOTP, backup codes, security
 /// questions, local FIDO2 key checks.
 pub mod factor;

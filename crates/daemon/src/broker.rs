@@ -22,19 +22,18 @@ use p2fa_auth::flow::{self, Current, Login};
 use p2fa_core::audit::{Audit, clean};
 use p2fa_core::config::Config;
 use p2fa_core::crypto::HostKey;
-use p2fa_core::factor::{backup, normalize_code, totp};
-use p2fa_core::store::{OtpKind, OtpRecord, Store, UserState};
+use p2fa_core::enrollment::{BackupSet, EnrollError, OtpSetup, Saved, save_otp};
+use p2fa_core::factor::normalize_code;
+use p2fa_core::store::{Store, UserState};
 use p2fa_proto::protocol::{self, ErrorCode, Op, Proof, Request, Response, VERSION};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use zeroize::Zeroizing;
 
 /// Service name the broker's checks are logged and recorded under.
 const SERVICE: &str = "2fad";
 
 struct Pending {
-    secret: Zeroizing<Vec<u8>>,
-    params: totp::OtpParams,
+    setup: OtpSetup,
     expires: i64,
 }
 
@@ -335,23 +334,13 @@ impl Broker {
     }
 
     fn totp_begin(&self, ctx: &mut Ctx, secret: Option<&str>) -> Response {
-        let secret = match secret {
-            Some(s) => match totp::decode_base32(s) {
-                Ok(s) => s,
-                Err(e) => return Response::error(ErrorCode::BadRequest, e),
-            },
-            None => match totp::generate_secret() {
-                Ok(s) => s,
-                Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
-            },
+        let setup = match OtpSetup::totp(ctx.cfg, secret) {
+            Ok(s) => s,
+            Err(e) => return enroll_error(e),
         };
-        let params = totp::OtpParams {
-            algorithm: ctx.cfg.totp.algorithm,
-            digits: ctx.cfg.totp.digits,
-            period: ctx.cfg.totp.period,
-        };
-        let b32 = totp::encode_base32(&secret);
-        let uri = totp::otpauth_uri(&ctx.cfg.issuer_name(), ctx.user, &b32, &params, None);
+        let params = setup.params;
+        let b32 = setup.base32();
+        let uri = setup.uri(&ctx.cfg.issuer_name(), ctx.user);
         let needs_current = ctx.uid != 0
             && ctx
                 .store
@@ -370,8 +359,7 @@ impl Broker {
         pending.insert(
             ctx.user.to_string(),
             Pending {
-                secret,
-                params,
+                setup,
                 expires: now() + ctx.cfg.daemon.pending_seconds as i64,
             },
         );
@@ -379,7 +367,7 @@ impl Broker {
     }
 
     fn totp_finish(&self, ctx: &mut Ctx, code: &str, proof: Option<&Proof>) -> Response {
-        let Some(p) = self
+        let Some(mut p) = self
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -398,54 +386,30 @@ impl Broker {
                 .insert(ctx.user.to_string(), p);
         };
         let code = normalize_code(code).unwrap_or_default();
-        let Some(step) = totp::verify_totp(
-            &p.secret,
-            &p.params,
-            now(),
-            ctx.cfg.totp.window,
-            None,
-            &code,
-        ) else {
+        if !p.setup.confirm(ctx.cfg, now(), &code) {
             // Keep it pending so the user can try the next code.
             keep(p);
             return Response::error(
                 ErrorCode::WrongCode,
                 "that code does not match the new secret; try the next one",
             );
-        };
+        }
         if let Some(refusal) = self.require_proof(ctx, proof, "totp") {
             keep(p);
             return refusal;
         }
-        let state = match ctx.store.user_state(ctx.user) {
-            Ok(s) => s,
-            Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
-        };
-        let rec = match ctx.key.seal(&p.secret, &totp::seal_aad(ctx.user)) {
-            Ok(sealed) => OtpRecord {
-                kind: OtpKind::Totp,
-                sealed,
-                algorithm: p.params.algorithm,
-                digits: p.params.digits,
-                period: p.params.period,
-                last_step: Some(step),
-                counter: 0,
-                created_at: now(),
-            },
-            Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
-        };
-        let res = ctx.store.write().and_then(|tx| {
-            tx.put_otp(ctx.user, &rec, now())?;
-            tx.commit()
+        let saved = p.setup.record(ctx.key, ctx.user, now()).and_then(|rec| {
+            let tx = ctx.store.write()?;
+            let saved = save_otp(&tx, ctx.user, &rec, now(), false)?;
+            tx.commit()?;
+            Ok(saved)
         });
-        if let Err(e) = res {
-            return Response::error(ErrorCode::Unavailable, e.to_string());
-        }
-        ctx.changed(
-            "added",
-            "totp",
-            &format!("replaced={}", state.otp.is_some()),
-        );
+        let replaced = match saved {
+            Ok(Saved::Stored { replaced }) => replaced,
+            Ok(Saved::AlreadyEnrolled) => false,
+            Err(e) => return enroll_error(e),
+        };
+        ctx.changed("added", "totp", &format!("replaced={replaced}"));
         Response::Done {
             message: format!("Saved. {} will be asked for a code at login.", ctx.user),
         }
@@ -709,36 +673,36 @@ impl Ctx<'_> {
 }
 
 fn backup_codes(ctx: &mut Ctx) -> Response {
-    let state = match ctx.store.user_state(ctx.user) {
+    let saved =
+        BackupSet::generate(ctx.key, ctx.user, ctx.cfg.backup.count as usize).and_then(|codes| {
+            let tx = ctx.store.write()?;
+            let replaced = codes.save(&tx, ctx.user, now())?;
+            tx.commit()?;
+            Ok((codes, replaced))
+        });
+    let (codes, replaced) = match saved {
         Ok(s) => s,
-        Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
+        Err(e) => return enroll_error(e),
     };
-    let codes = match backup::generate(ctx.cfg.backup.count as usize) {
-        Ok(c) => c,
-        Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
-    };
-    let hashes: Vec<[u8; 32]> = codes
-        .iter()
-        .map(|c| ctx.key.code_hash(ctx.user, c))
-        .collect();
-    let res = ctx.store.write().and_then(|tx| {
-        tx.replace_backup_codes(ctx.user, &hashes, now())?;
-        tx.commit()
-    });
-    if let Err(e) = res {
-        return Response::error(ErrorCode::Unavailable, e.to_string());
-    }
     ctx.changed(
         "added",
         "backup",
-        &format!(
-            "count={} replaced={}",
-            codes.len(),
-            state.used_backup > 0 || !state.unused_backup.is_empty()
-        ),
+        &format!("count={} replaced={replaced}", codes.len()),
     );
     Response::BackupCodes {
-        codes: codes.iter().map(|c| backup::format(c)).collect(),
+        codes: codes
+            .formatted()
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
+    }
+}
+
+/// The one mapping from an enrollment error to the protocol.
+fn enroll_error(e: EnrollError) -> Response {
+    match e {
+        EnrollError::Invalid(why) => Response::error(ErrorCode::BadRequest, why),
+        e => Response::error(ErrorCode::Unavailable, e.to_string()),
     }
 }
 

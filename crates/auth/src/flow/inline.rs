@@ -8,8 +8,9 @@ use super::{Conversation, Login, Verdict, answer_text};
 use p2fa_core::audit::Audit;
 use p2fa_core::config::Config;
 use p2fa_core::display::qr;
-use p2fa_core::factor::{backup, normalize_code, totp};
-use p2fa_core::store::{OtpKind, OtpRecord, Store};
+use p2fa_core::enrollment::{BackupSet, EnrollError, OtpSetup, Saved, save_otp};
+use p2fa_core::factor::normalize_code;
+use p2fa_core::store::Store;
 use zeroize::Zeroizing;
 
 /// Wrong codes allowed while confirming.
@@ -54,17 +55,12 @@ impl Inline<'_> {
             Ok(k) => k,
             Err(e) => return self.unavailable(&e),
         };
-        let secret = match totp::generate_secret() {
+        let mut setup = match OtpSetup::totp(self.cfg, None) {
             Ok(s) => s,
             Err(e) => return self.unavailable(&e.to_string()),
         };
-        let params = totp::OtpParams {
-            algorithm: self.cfg.totp.algorithm,
-            digits: self.cfg.totp.digits,
-            period: self.cfg.totp.period,
-        };
-        let b32 = totp::encode_base32(&secret);
-        let uri = totp::otpauth_uri(&self.cfg.issuer_name(), user, &b32, &params, None);
+        let digits = setup.params.digits;
+        let uri = setup.uri(&self.cfg.issuer_name(), user);
         let mut intro = Zeroizing::new(String::from(
             "Two-factor authentication: scan this QR code with an authenticator app\n\
              (Google Authenticator, FreeOTP, Aegis, 1Password, ...):\n",
@@ -72,21 +68,20 @@ impl Inline<'_> {
         if let Some(q) = qr(&uri) {
             intro.push_str(&q);
         }
-        intro.push_str(&format!("\nOr enter this key by hand: {}\n", b32.as_str()));
+        intro.push_str(&format!(
+            "\nOr enter this key by hand: {}\n",
+            setup.base32().as_str()
+        ));
         let prompt = format!(
-            "{}Then enter the {}-digit code the app shows: ",
+            "{}Then enter the {digits}-digit code the app shows: ",
             intro.as_str(),
-            params.digits
         );
-        let mut step = None;
+        let mut confirmed = false;
         for attempt in 0..TRIES {
             let ask = if attempt == 0 {
                 prompt.clone()
             } else {
-                format!(
-                    "That code does not match. Enter the current {}-digit code: ",
-                    params.digits
-                )
+                format!("That code does not match. Enter the current {digits}-digit code: ")
             };
             let a = match self.conv.ask(&ask, true) {
                 Ok(a) => a,
@@ -103,15 +98,12 @@ impl Inline<'_> {
                 .ok()
                 .and_then(|t| normalize_code(&t))
                 .unwrap_or_default();
-            let now = now + attempt as i64;
-            if let Some(s) =
-                totp::verify_totp(&secret, &params, now, self.cfg.totp.window, None, &code)
-            {
-                step = Some(s);
+            if setup.confirm(self.cfg, now + attempt as i64, &code) {
+                confirmed = true;
                 break;
             }
         }
-        let Some(step) = step else {
+        if !confirmed {
             self.audit.warning(&format!(
                 "auth denied {} reason=inline-enrollment-not-confirmed",
                 self.who
@@ -120,37 +112,29 @@ impl Inline<'_> {
                 "The code did not match, so nothing was set up. Try again at your next login.",
             );
             return Verdict::Denied;
-        };
-        let sealed = match key.seal(&secret, &totp::seal_aad(user)) {
-            Ok(s) => s,
-            Err(e) => return self.unavailable(&e.to_string()),
-        };
-        let codes: Vec<Zeroizing<String>> = match backup::generate(self.cfg.backup.count as usize) {
-            Ok(c) => c.into_iter().map(Zeroizing::new).collect(),
-            Err(e) => return self.unavailable(&e.to_string()),
-        };
-        let hashes: Vec<[u8; 32]> = codes.iter().map(|c| key.code_hash(user, c)).collect();
-        let rec = OtpRecord {
-            kind: OtpKind::Totp,
-            sealed,
-            algorithm: params.algorithm,
-            digits: params.digits,
-            period: params.period,
-            last_step: Some(step),
-            counter: 0,
-            created_at: now,
-        };
-        let saved = self.store.write().and_then(|tx| {
-            // Someone may have enrolled this user meanwhile: never replace.
-            if tx.user_state(user)?.is_enrolled() {
-                return Ok(false);
-            }
-            tx.put_otp(user, &rec, now)?;
-            tx.replace_backup_codes(user, &hashes, now)?;
-            tx.record_success(user, now, self.login.service, self.login.rhost, "totp")?;
-            tx.commit()?;
-            Ok(true)
+        }
+        let built = setup.record(&key, user, now).and_then(|rec| {
+            let codes = BackupSet::generate(&key, user, self.cfg.backup.count as usize)?;
+            Ok((rec, codes))
         });
+        let (rec, codes) = match built {
+            Ok(b) => b,
+            Err(e) => return self.unavailable(&e.to_string()),
+        };
+        let saved = self
+            .store
+            .write()
+            .map_err(EnrollError::from)
+            .and_then(|tx| {
+                // Someone may have enrolled this user meanwhile: never replace.
+                if save_otp(&tx, user, &rec, now, true)? == Saved::AlreadyEnrolled {
+                    return Ok(false);
+                }
+                codes.save(&tx, user, now)?;
+                tx.record_success(user, now, self.login.service, self.login.rhost, "totp")?;
+                tx.commit()?;
+                Ok(true)
+            });
         match saved {
             Ok(true) => {}
             Ok(false) => {
@@ -173,8 +157,8 @@ impl Inline<'_> {
             "Done. These backup codes let you in if you lose your phone; each works once.\n\
              Write them down now, they are not shown again:\n",
         ));
-        for chunk in codes.chunks(3) {
-            let line: Vec<String> = chunk.iter().map(|c| backup::format(c)).collect();
+        for chunk in codes.formatted().chunks(3) {
+            let line: Vec<&str> = chunk.iter().map(|c| c.as_str()).collect();
             list.push_str("  ");
             list.push_str(&line.join("   "));
             list.push('\n');

@@ -3,7 +3,7 @@
 use super::output::now;
 use super::{CliError, CliResult, Ctx};
 use clap::Args;
-use p2fa_core::factor::backup;
+use p2fa_core::enrollment::{BackupSet, EnrollError};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -28,17 +28,13 @@ pub fn run(ctx: &mut Ctx, a: BackupArgs) -> CliResult {
     let key = ctx.host_key()?;
     let mut store = ctx.open_store()?;
     let count = a.count.unwrap_or(ctx.cfg.backup.count) as usize;
-    let codes: Vec<Zeroizing<String>> = backup::generate(count)?
-        .into_iter()
-        .map(Zeroizing::new)
-        .collect();
-    let hashes: Vec<[u8; 32]> = codes.iter().map(|c| key.code_hash(&user, c)).collect();
+    let codes = BackupSet::generate(&key, &user, count)?;
     let mut text = Zeroizing::new(format!(
         "Backup codes for {user} on {} (each works once):\n",
         ctx.cfg.issuer_name()
     ));
-    for chunk in codes.chunks(3) {
-        let line: Vec<String> = chunk.iter().map(|c| backup::format(c)).collect();
+    for chunk in codes.formatted().chunks(3) {
+        let line: Vec<&str> = chunk.iter().map(|c| c.as_str()).collect();
         text.push_str("  ");
         text.push_str(&line.join("   "));
         text.push('\n');
@@ -48,9 +44,9 @@ pub fn run(ctx: &mut Ctx, a: BackupArgs) -> CliResult {
         write_file(path, &text, &user)?;
     }
     let tx = store.write()?;
-    let result = tx
-        .replace_backup_codes(&user, &hashes, now())
-        .and_then(|_| tx.commit());
+    let result = codes
+        .save(&tx, &user, now())
+        .and_then(|_| tx.commit().map_err(EnrollError::from));
     if let Err(e) = result {
         if let Some(path) = &a.output {
             let _ = as_user(&user, || std::fs::remove_file(path));

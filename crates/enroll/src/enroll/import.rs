@@ -12,7 +12,8 @@ use crate::import::{self, Imported, LineError, OtpImport, Parsed};
 use clap::{Args, Subcommand};
 use p2fa_core::audit::clean;
 use p2fa_core::crypto::{self, HostKey};
-use p2fa_core::store::{LocalKey, OtpKind, OtpRecord, Store, Tx, UserState};
+use p2fa_core::enrollment::{BackupSet, OtpSetup, save_otp};
+use p2fa_core::store::{LocalKey, OtpKind, Store, Tx, UserState};
 use p2fa_core::users;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -520,23 +521,19 @@ fn import_otp(
         if let Some(o) = &u.otp {
             let counter = i64::try_from(o.counter)
                 .map_err(|_| CliError(format!("{}: counter too large", u.user)))?;
-            let rec = OtpRecord {
-                kind: o.kind,
-                sealed: key.seal(&o.secret, &p2fa_core::factor::totp::seal_aad(&u.user))?,
-                algorithm: o.algorithm,
-                digits: o.digits,
-                period: o.period,
-                // Never earlier, or lower, than what was used here.
-                last_step: import::spent_step(o, t, window).max(spent.last_step),
-                counter: counter.max(spent.counter.unwrap_or(0)),
-                created_at: t,
-            };
-            tx.put_otp(&u.user, &rec, t)?;
+            // Never earlier, or lower, than what was used here.
+            let setup = OtpSetup::imported(
+                o.kind,
+                &o.secret,
+                o.params(),
+                counter.max(spent.counter.unwrap_or(0)),
+                import::spent_step(o, t, window).max(spent.last_step),
+            );
+            save_otp(&tx, &u.user, &setup.record(&key, &u.user, t)?, t, false)?;
         }
         let scratch = spent.backup(u);
         if !scratch.is_empty() {
-            let hashes: Vec<[u8; 32]> = scratch.iter().map(|c| key.code_hash(&u.user, c)).collect();
-            tx.replace_unused_backup_codes(&u.user, &hashes, t)?;
+            BackupSet::imported(&key, &u.user, &scratch).save_keeping_spent(&tx, &u.user, t)?;
         }
         done.push((text, !replaces.is_empty(), scratch.len()));
     }

@@ -4,6 +4,7 @@ use super::output::{self, now};
 use super::{CliError, CliResult, Ctx};
 use clap::Args;
 use p2fa_core::config::Algorithm;
+use p2fa_core::enrollment::{OtpSetup, Saved, save_otp};
 use p2fa_core::factor::{normalize_code, totp};
 use p2fa_core::store::{OtpKind, OtpRecord};
 use zeroize::Zeroizing;
@@ -81,24 +82,11 @@ fn parse_alg(s: &str) -> Result<Algorithm, String> {
         .ok_or_else(|| format!("unknown algorithm {s:?}; use SHA1, SHA256 or SHA512"))
 }
 
-fn secret_from(arg: Option<&str>) -> Result<(Zeroizing<Vec<u8>>, bool), CliError> {
-    match arg {
-        Some(text) => Ok((totp::decode_base32(text).map_err(CliError)?, true)),
-        None => Ok((totp::generate_secret()?, false)),
-    }
-}
-
-fn show(
-    ctx: &Ctx,
-    user: &str,
-    secret: &[u8],
-    params: &totp::OtpParams,
-    counter: Option<u64>,
-    no_qr: bool,
-) {
-    let issuer = ctx.cfg.issuer_name();
-    let b32 = totp::encode_base32(secret);
-    let uri = totp::otpauth_uri(&issuer, user, &b32, params, counter);
+fn show(ctx: &Ctx, user: &str, setup: &OtpSetup, no_qr: bool) {
+    let b32 = setup.base32();
+    let uri = setup.uri(&ctx.cfg.issuer_name(), user);
+    let params = &setup.params;
+    let counter = (setup.kind == OtpKind::Hotp).then(|| setup.counter());
     if !no_qr && let Some(q) = p2fa_core::display::qr(&uri) {
         println!("Scan this QR code with your authenticator app:\n{q}");
     }
@@ -153,33 +141,18 @@ pub fn totp(ctx: &mut Ctx, a: TotpArgs) -> CliResult {
         digits: a.digits.unwrap_or(ctx.cfg.totp.digits),
         period: a.period.unwrap_or(ctx.cfg.totp.period),
     };
-    let (secret, given) = secret_from(a.secret.as_deref())?;
+    let mut setup = OtpSetup::totp_with(params, a.secret.as_deref())?;
     println!("Setting up a time-based code (TOTP) for user {user}.");
-    if !given || !a.no_verify {
-        show(ctx, &user, &secret, &params, None, a.no_qr);
-    }
-    let mut last_step = None;
-    if !a.no_verify {
-        let window = ctx.cfg.totp.window;
-        match confirm(params.digits, |code| {
-            totp::verify_totp(&secret, &params, now(), window, None, code)
-        })? {
-            // The confirming code is spent: it cannot be replayed at login.
-            Some(step) => last_step = Some(step),
-            None => return Err(CliError("no matching code; nothing was saved".into())),
-        }
-    }
-    let rec = OtpRecord {
-        kind: OtpKind::Totp,
-        sealed: key.seal(&secret, &totp::seal_aad(&user))?,
-        algorithm: params.algorithm,
-        digits: params.digits,
-        period: params.period,
-        last_step,
-        counter: 0,
-        created_at: now(),
-    };
-    save(ctx, &mut store, &user, &rec)
+    confirm_and_save(
+        ctx,
+        &mut store,
+        &key,
+        &user,
+        &mut setup,
+        &a.secret,
+        a.no_verify,
+        a.no_qr,
+    )
 }
 
 pub fn hotp(ctx: &mut Ctx, a: HotpArgs) -> CliResult {
@@ -188,40 +161,48 @@ pub fn hotp(ctx: &mut Ctx, a: HotpArgs) -> CliResult {
     let mut store = ctx.open_store()?;
     let algorithm = a.algorithm.unwrap_or(ctx.cfg.totp.algorithm);
     let digits = a.digits.unwrap_or(ctx.cfg.totp.digits);
-    let params = totp::OtpParams {
-        algorithm,
-        digits,
-        period: 30,
-    };
-    let (secret, given) = secret_from(a.secret.as_deref())?;
-    if a.counter > i64::MAX as u64 / 2 {
-        return Err(CliError("--counter is too large".into()));
-    }
+    let mut setup = OtpSetup::hotp(algorithm, digits, a.counter, a.secret.as_deref())?;
     println!("Setting up a counter-based code (HOTP) for user {user}.");
-    if !given || !a.no_verify {
-        show(ctx, &user, &secret, &params, Some(a.counter), a.no_qr);
+    confirm_and_save(
+        ctx,
+        &mut store,
+        &key,
+        &user,
+        &mut setup,
+        &a.secret,
+        a.no_verify,
+        a.no_qr,
+    )
+}
+
+/// Shows the new token (unless a given secret is saved unconfirmed),
+/// asks for a code from it (unless `--no-verify`), then saves it. The
+/// confirming code is spent: it cannot be replayed at login.
+#[allow(clippy::too_many_arguments)]
+fn confirm_and_save(
+    ctx: &mut Ctx,
+    store: &mut p2fa_core::store::Store,
+    key: &p2fa_core::crypto::HostKey,
+    user: &str,
+    setup: &mut OtpSetup,
+    given_secret: &Option<String>,
+    no_verify: bool,
+    no_qr: bool,
+) -> CliResult {
+    if given_secret.is_none() || !no_verify {
+        show(ctx, user, setup, no_qr);
     }
-    let mut counter = a.counter as i64;
-    if !a.no_verify {
-        let look_ahead = ctx.cfg.hotp.look_ahead;
-        match confirm(digits, |code| {
-            totp::verify_hotp(&secret, algorithm, digits, counter, look_ahead, code)
-        })? {
-            Some(c) => counter = c + 1,
-            None => return Err(CliError("no matching code; nothing was saved".into())),
+    if !no_verify {
+        let digits = setup.params.digits;
+        let confirmed = confirm(digits, |code| {
+            setup.confirm(&ctx.cfg, now(), code).then_some(())
+        })?;
+        if confirmed.is_none() {
+            return Err(CliError("no matching code; nothing was saved".into()));
         }
     }
-    let rec = OtpRecord {
-        kind: OtpKind::Hotp,
-        sealed: key.seal(&secret, &totp::seal_aad(&user))?,
-        algorithm,
-        digits,
-        period: 30,
-        last_step: None,
-        counter,
-        created_at: now(),
-    };
-    save(ctx, &mut store, &user, &rec)
+    let rec = setup.record(key, user, now())?;
+    save(ctx, store, user, &rec)
 }
 
 fn save(
@@ -231,8 +212,10 @@ fn save(
     rec: &OtpRecord,
 ) -> CliResult {
     let tx = store.write()?;
-    let replaced = tx.user_state(user)?.otp.is_some();
-    tx.put_otp(user, rec, now())?;
+    let replaced = matches!(
+        save_otp(&tx, user, rec, now(), false)?,
+        Saved::Stored { replaced: true }
+    );
     tx.commit()?;
     ctx.audit.notice(&format!(
         "enrolled {} user={user} by={} replaced={replaced}",
