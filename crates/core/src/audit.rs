@@ -21,11 +21,12 @@
 //! Lines are RFC 3164 (`<pri>Mmm dd hh:mm:ss ident[pid]: msg`, the syslog
 //! crate's formatter), NUL-terminated on a stream as glibc's syslog() does.
 
+use crate::clock::{Deadline, Stopwatch};
 use nix::sys::socket::{self, MsgFlags};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use syslog::{Facility, Formatter3164, LogFormat, Severity};
 
 /// The longest all logging of one PAM call may block it, in total.
@@ -55,7 +56,7 @@ impl Audit {
             process: process.into(),
             pid: std::process::id(),
         };
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let sink = connect(socket, LOG_BUDGET);
         Audit {
             sink,
@@ -108,8 +109,8 @@ impl Audit {
         if self.formatter.format(&mut line, severity, msg).is_err() {
             return;
         }
-        let started = Instant::now();
-        let deadline = started + LOG_BUDGET.saturating_sub(self.spent);
+        let started = Stopwatch::start();
+        let deadline = Deadline::after(LOG_BUDGET.saturating_sub(self.spent));
         let sent = match sink {
             Sink::Datagram(s) => send_datagram(s, &line, deadline),
             Sink::Stream(s) => {
@@ -159,9 +160,9 @@ fn connect(path: &Path, budget: Duration) -> Option<Sink> {
 }
 
 /// Waits until `fd` is writable or `deadline` passes; false on timeout.
-fn writable_by(fd: &impl AsFd, deadline: Instant) -> bool {
+fn writable_by(fd: &impl AsFd, deadline: Deadline) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let left = deadline.saturating_duration_since(Instant::now());
+    let left = deadline.remaining();
     let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
     if ms == 0 {
         return false;
@@ -170,7 +171,7 @@ fn writable_by(fd: &impl AsFd, deadline: Instant) -> bool {
     matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
 }
 
-fn send_datagram(s: &UnixDatagram, line: &[u8], deadline: Instant) -> bool {
+fn send_datagram(s: &UnixDatagram, line: &[u8], deadline: Deadline) -> bool {
     loop {
         match socket::send(
             s.as_raw_fd(),
@@ -188,7 +189,7 @@ fn send_datagram(s: &UnixDatagram, line: &[u8], deadline: Instant) -> bool {
     }
 }
 
-fn send_stream(s: &UnixStream, mut line: &[u8], deadline: Instant) -> bool {
+fn send_stream(s: &UnixStream, mut line: &[u8], deadline: Deadline) -> bool {
     while !line.is_empty() {
         match socket::send(
             s.as_raw_fd(),
@@ -276,9 +277,10 @@ pub fn printable(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::{Audit, DETAIL_MAX, LOG_BUDGET, clean, detail, printable};
+    use crate::clock::Stopwatch;
     use std::io::Read;
     use std::os::unix::net::{UnixDatagram, UnixListener};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     /// Scheduling slack on a busy machine; the point is "bounded", and
     /// twenty lines at the old one second each would take 20 s.
@@ -316,7 +318,7 @@ mod tests {
             }
             queued.push(c);
         }
-        let t = Instant::now();
+        let t = Stopwatch::start();
         let mut a = Audit::new(&path, "test", false);
         for _ in 0..20 {
             a.err("a line nobody reads");
@@ -333,7 +335,7 @@ mod tests {
         filler.connect(&path).unwrap();
         filler.set_nonblocking(true).unwrap();
         while filler.send(b"filler").is_ok() {}
-        let t = Instant::now();
+        let t = Stopwatch::start();
         let mut a = Audit::new(&path, "test", false);
         for _ in 0..20 {
             a.warning("a line that does not fit");

@@ -162,6 +162,10 @@ impl HostKey {
         self.labelled_hash(label.as_bytes(), user, code)
     }
 
+    #[expect(
+        clippy::expect_used,
+        reason = "HMAC takes keys of any length; new_from_slice cannot fail"
+    )]
     fn labelled_hash(&self, label: &[u8], user: &str, code: &str) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.mac.as_slice())
             .expect("HMAC accepts any key length");
@@ -173,6 +177,10 @@ impl HostKey {
     }
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "HMAC takes keys of any length; new_from_slice cannot fail"
+)]
 fn derive(master: &[u8; KEY_LEN], label: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
     let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(master)
         .expect("HMAC accepts any key length");

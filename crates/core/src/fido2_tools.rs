@@ -15,6 +15,7 @@
 //! stdout and stderr read with `poll` until a deadline, then the child is
 //! killed and reaped; at most [`MAX_OUTPUT`] bytes of output. No threads.
 
+use crate::clock::{self, Deadline};
 use crate::secure_fs;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -23,7 +24,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Output beyond this is not a FIDO2 tool answering: kill it.
 pub const MAX_OUTPUT: usize = 64 * 1024;
@@ -206,7 +207,7 @@ impl Tools {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| failed("cannot start", &e))?;
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         let result = feed(&ours, input)
             .and_then(|()| collect(&mut child, deadline))
             .map_err(|e| match e {
@@ -387,7 +388,7 @@ fn feed(sock: &UnixStream, input: &[u8]) -> Result<(), Collect> {
 
 /// Reads stdout and stderr until both close, then reaps the child; all
 /// before `deadline`.
-fn collect(child: &mut Child, deadline: Instant) -> Result<Output, Collect> {
+fn collect(child: &mut Child, deadline: Deadline) -> Result<Output, Collect> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut stdout = child
         .stdout
@@ -401,7 +402,7 @@ fn collect(child: &mut Child, deadline: Instant) -> Result<Output, Collect> {
     let (mut out_open, mut err_open) = (true, true);
     let mut buf = [0u8; 4096];
     while out_open || err_open {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.remaining();
         if left.is_zero() {
             return Err(Collect::Timeout);
         }
@@ -473,7 +474,7 @@ fn collect(child: &mut Child, deadline: Instant) -> Result<Output, Collect> {
                     stderr: String::from_utf8_lossy(&err).into_owned(),
                 });
             }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) if !deadline.passed() => clock::sleep(Duration::from_millis(5)),
             Ok(None) => return Err(Collect::Timeout),
             Err(e) => return Err(Collect::Failed(format!("waiting for the tool: {e}"))),
         }
@@ -572,7 +573,7 @@ mod tests {
         }
         let (d, t) = tools(1);
         script(d.path(), "fido2-assert", "exec sleep 30");
-        let start = Instant::now();
+        let start = clock::Stopwatch::start();
         assert!(matches!(
             t.run("fido2-assert", &[], b""),
             Err(ToolError::Timeout)

@@ -2,6 +2,18 @@
 //! PAM: the configuration, the store, the host key, the local factors and
 //! the checks on trusted inputs. Map:
 
+// Code that runs inside the PAM host never panics on purpose: an error is
+// a value that becomes a refusal (README "Layout": invariants). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable
+    )
+)]
+
 /// Syslog (authpriv) with sanitised fields.
 pub mod audit;
 /// Unix time.

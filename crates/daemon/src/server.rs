@@ -11,6 +11,7 @@
 
 use super::broker::Broker;
 use p2fa_core::audit::Audit;
+use p2fa_core::clock::{self, Deadline};
 use p2fa_core::config::{Config, DaemonConfig};
 use p2fa_proto::client::peer_uid;
 use p2fa_proto::protocol::{self, ErrorCode, Request, Response};
@@ -20,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long one request frame may take to arrive, from the moment 2fad
 /// waits for it (a connection that sends nothing is closed then too).
@@ -127,7 +128,7 @@ pub fn serve(cfg: Arc<Config>, listener: UnixListener) -> io::Result<()> {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("2fad: accept: {e}");
-                std::thread::sleep(Duration::from_millis(50));
+                clock::sleep(Duration::from_millis(50));
                 continue;
             }
         };
@@ -178,7 +179,7 @@ fn connection(cfg: &Config, broker: &Broker, mut s: UnixStream, uid: u32) -> io:
     s.set_write_timeout(Some(WRITE_WAIT))?;
     let mut audit = Audit::new(&cfg.log_socket, "2fad", false);
     loop {
-        let frame = match protocol::read_frame_by(&s, Instant::now() + FRAME_DEADLINE) {
+        let frame = match protocol::read_frame_by(&s, Deadline::after(FRAME_DEADLINE)) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -256,7 +257,7 @@ mod tests {
     #[test]
     fn a_frame_has_one_deadline_however_it_is_split() {
         use std::io::Write;
-        let deadline = || Instant::now() + Duration::from_millis(400);
+        let deadline = || Deadline::after(Duration::from_millis(400));
         // Whole: read. Idle: a quiet end, not an error.
         let (mut a, b) = UnixStream::pair().unwrap();
         protocol::write_frame(&mut a, b"{}").unwrap();
@@ -264,7 +265,7 @@ mod tests {
             protocol::read_frame_by(&b, deadline()).unwrap(),
             Some(b"{}".to_vec())
         );
-        let start = Instant::now();
+        let start = clock::Stopwatch::start();
         assert_eq!(protocol::read_frame_by(&b, deadline()).unwrap(), None);
         assert!(start.elapsed() < Duration::from_secs(2));
         // Trickled: cut when the frame's deadline passes.
@@ -273,7 +274,7 @@ mod tests {
                 if a.write_all(&[byte]).is_err() {
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(150));
+                clock::sleep(Duration::from_millis(150));
             }
         });
         let e = protocol::read_frame_by(&b, deadline()).unwrap_err();

@@ -230,6 +230,10 @@ pub fn canonical(
 }
 
 /// The `Authorization` header value for a canonical request.
+#[expect(
+    clippy::expect_used,
+    reason = "HMAC takes keys of any length; new_from_slice cannot fail"
+)]
 pub fn authorization(ikey: &str, skey: &str, canonical: &str) -> String {
     let mut mac = <hmac::Hmac<sha2::Sha512> as KeyInit>::new_from_slice(skey.as_bytes())
         .expect("HMAC accepts any key length");

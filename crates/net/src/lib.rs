@@ -1,6 +1,18 @@
 //! p2fa-net: the network factors' clients, the only network code the PAM
 //! module loads. Map:
 
+// Code that runs inside the PAM host never panics on purpose: an error is
+// a value that becomes a refusal (README "Layout": invariants). Tests may.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable
+    )
+)]
+
 /// Shared by the SMS and e-mail senders: errors, templates, masked addresses.
 pub mod delivery;
 /// Duo Auth API client (preauth, push, passcode).

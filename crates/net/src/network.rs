@@ -135,11 +135,13 @@ impl Live {
     }
 
     fn duo(&mut self, cfg: &Config) -> Result<&DuoClient, DuoFailure> {
-        if self.duo.is_none() {
-            let client = DuoClient::new(&cfg.duo).map_err(failure)?;
-            self.duo = Some(client.with_ipaddr(self.ipaddr));
+        match &mut self.duo {
+            Some(client) => Ok(client),
+            empty => {
+                let client = DuoClient::new(&cfg.duo).map_err(failure)?;
+                Ok(empty.insert(client.with_ipaddr(self.ipaddr)))
+            }
         }
-        Ok(self.duo.as_ref().expect("just set"))
     }
 }
 

@@ -35,12 +35,13 @@
 //! the login used SMS, e-mail or Duo. `2fad` uses rustls too (its HTTPS
 //! listener, crates/daemon/src/web.rs); nothing in the tree links OpenSSL.
 
+use p2fa_core::clock::{self, Deadline};
 use p2fa_core::config::NetRules;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Largest response body we read from a gateway or Duo.
 pub const MAX_RESPONSE_BYTES: u64 = 256 * 1024;
@@ -215,9 +216,9 @@ const RUNTIME_THREAD: &str = "reqwest-interna";
 /// its own; wait (at most `limit`) until no such thread is left, so none
 /// outlives the PAM call.
 fn wait_for_runtime_threads(limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while runtime_threads() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
+    let deadline = Deadline::after(limit);
+    while runtime_threads() > 0 && !deadline.passed() {
+        clock::sleep(Duration::from_millis(2));
     }
 }
 

@@ -4,6 +4,7 @@
 //! from the socket (SO_PEERCRED), so `user` in a request is only a wish
 //! that the daemon grants to root.
 
+use p2fa_core::clock::Deadline;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 
@@ -267,18 +268,16 @@ pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
 /// finished in time is a `TimedOut` error.
 pub fn read_frame_by(
     s: &std::os::unix::net::UnixStream,
-    deadline: std::time::Instant,
+    deadline: Deadline,
 ) -> std::io::Result<Option<Vec<u8>>> {
     struct ByDeadline<'a> {
         s: &'a std::os::unix::net::UnixStream,
-        deadline: std::time::Instant,
+        deadline: Deadline,
         got: usize,
     }
     impl Read for ByDeadline<'_> {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let left = self
-                .deadline
-                .saturating_duration_since(std::time::Instant::now());
+            let left = self.deadline.remaining();
             if left.is_zero() {
                 return Err(std::io::ErrorKind::TimedOut.into());
             }

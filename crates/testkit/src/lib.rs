@@ -1,5 +1,8 @@
 //! p2fa-testkit: dev-only support for tests and benchmarks, never a
 //! dependency of what ships. Map:
 
+// Test support may read the clocks directly (clippy.toml's rule is for the programs).
+#![allow(clippy::disallowed_methods)]
+
 /// A software WebAuthn authenticator (P-256, "none" attestation).
 pub mod softkey;

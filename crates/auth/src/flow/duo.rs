@@ -19,8 +19,9 @@
 
 use super::{Choice, Run, Verdict, parse_answer};
 use p2fa_core::audit::clean;
+use p2fa_core::clock::Deadline;
 use p2fa_net::network::{DuoAnswer, DuoDevice, DuoFailKind, DuoFailure, DuoPreauth, DuoStart};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Longest single long-poll of `auth_status`.
 const POLL_SLICE: Duration = Duration::from_secs(10);
@@ -141,7 +142,7 @@ impl Run<'_> {
             ],
         );
         let push_info = vec![("Login".to_string(), info)];
-        let started = Instant::now();
+        let deadline = Deadline::after(Duration::from_secs(self.cfg.duo.push_timeout_seconds));
         let txid = match self
             .net
             .duo_start(self.cfg, &d.username, how, &device.id, &push_info)
@@ -176,9 +177,8 @@ impl Run<'_> {
                 Err(why) => self.bad_input(why),
             };
         }
-        let deadline = started + Duration::from_secs(self.cfg.duo.push_timeout_seconds);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.remaining();
             if left.is_zero() {
                 return self.fail(factor, "push-timeout");
             }

@@ -22,6 +22,7 @@ use p2fa_net::network;
 
 use menu::{Answer, Menu};
 use p2fa_core::audit::{Audit, clean};
+use p2fa_core::clock::{Clock, StartedAt};
 use p2fa_core::config::{Config, FailMode};
 use p2fa_core::crypto::{self, HostKey};
 use p2fa_core::factor::{self, Factor, totp};
@@ -221,7 +222,6 @@ pub fn authenticate_with(
     let mut run = Run {
         cfg,
         login,
-        now,
         who,
         conv,
         audit,
@@ -229,7 +229,7 @@ pub fn authenticate_with(
         store,
         key,
         state,
-        started: std::time::Instant::now(),
+        clock: StartedAt::new(now),
         proven: None,
     };
     let verdict = run.go(offer);
@@ -394,7 +394,6 @@ impl Offer {
 struct Run<'a> {
     cfg: &'a Config,
     login: Login<'a>,
-    now: i64,
     who: String,
     conv: &'a mut dyn Conversation,
     audit: &'a mut Audit,
@@ -402,9 +401,9 @@ struct Run<'a> {
     store: Store,
     key: HostKey,
     state: UserState,
-    /// When the login started; `now()` adds the time spent since, because
-    /// users take a while to read a text or approve a push.
-    started: std::time::Instant,
+    /// The login's time: from `now` on, running, because users take a
+    /// while to read a text or approve a push.
+    clock: StartedAt,
     /// The factor that proved this login, once one has (what a
     /// remembered device records).
     proven: Option<String>,
@@ -412,8 +411,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn now(&self) -> i64 {
-        self.now
-            .saturating_add(self.started.elapsed().as_secs().min(i64::MAX as u64) as i64)
+        self.clock.unix_now()
     }
 
     fn go(&mut self, mut offer: Offer) -> Verdict {

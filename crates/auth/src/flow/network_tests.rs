@@ -126,7 +126,7 @@ impl Network for Fake {
             return Err(f.clone());
         }
         if self.statuses.is_empty() {
-            std::thread::sleep(Duration::from_millis(300));
+            p2fa_core::clock::sleep(Duration::from_millis(300));
             return Ok(DuoAnswer::Waiting);
         }
         Ok(self.statuses.remove(0))
@@ -413,7 +413,7 @@ fn push_approved_denied_and_timed_out() {
         Verdict::Denied
     );
     net.statuses = vec![];
-    let started = std::time::Instant::now();
+    let started = p2fa_core::clock::Stopwatch::start();
     assert_eq!(
         login(&cfg, &mut net, T0 + 2, vec!["push", ""]),
         Verdict::Denied

@@ -318,7 +318,7 @@ fn busy_wait(retries: i32) -> bool {
     if u64::try_from(retries).unwrap_or(u64::MAX) >= limit {
         return false;
     }
-    std::thread::sleep(Duration::from_millis(1));
+    crate::clock::sleep(Duration::from_millis(1));
     true
 }
 
@@ -529,7 +529,7 @@ mod tests {
             login_write(&db, "alice", step);
             assert!(step < 1000, "WAL does not grow");
         }
-        let t = std::time::Instant::now();
+        let t = crate::clock::Stopwatch::start();
         login_write(&db, "alice", step + 1);
         assert!(
             t.elapsed() < Duration::from_secs(2),

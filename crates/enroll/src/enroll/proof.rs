@@ -8,11 +8,12 @@
 
 use super::output::read_line;
 use super::{CliError, CliResult};
+use p2fa_core::clock::{self, Deadline};
 use p2fa_core::display::qr;
 use p2fa_proto::client::call;
 use p2fa_proto::protocol::{self, ErrorCode, Op, Proof, Request, Response};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn ask(socket: &Path, op: Op) -> Result<Response, CliError> {
     call(socket, &Request::new(op))
@@ -111,7 +112,7 @@ fn wait(socket: &Path, token: &str) -> CliResult {
             return Err(CliError("input ended; nothing changed".into()));
         }
         // Give a just-finished ceremony a moment to land.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Deadline::after(Duration::from_secs(5));
         loop {
             match ask(
                 socket,
@@ -121,9 +122,9 @@ fn wait(socket: &Path, token: &str) -> CliResult {
             )? {
                 Response::Done { .. } => return Ok(()),
                 Response::Error { code, .. }
-                    if code == ErrorCode::Pending && Instant::now() < deadline =>
+                    if code == ErrorCode::Pending && !deadline.passed() =>
                 {
-                    std::thread::sleep(Duration::from_millis(250));
+                    clock::sleep(Duration::from_millis(250));
                 }
                 Response::Error {
                     code: ErrorCode::Pending,

@@ -8,11 +8,12 @@
 use super::output::{read_line, utc};
 use super::{CliError, CliResult};
 use clap::{Args, Subcommand};
+use p2fa_core::clock::{self, Deadline};
 use p2fa_core::display::qr;
 use p2fa_proto::client::call;
 use p2fa_proto::protocol::{ErrorCode, Op, Proof, Request, Response, VERSION};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct WebauthnArgs {
@@ -144,7 +145,7 @@ pub fn run(
                     return Err(CliError("input ended; the key was not registered".into()));
                 }
                 // Give a just-finished ceremony a moment to land.
-                let deadline = Instant::now() + Duration::from_secs(5);
+                let deadline = Deadline::after(Duration::from_secs(5));
                 loop {
                     match ask(
                         socket,
@@ -158,9 +159,9 @@ pub fn run(
                             return Ok(());
                         }
                         Response::Error { code, .. }
-                            if code == ErrorCode::Pending && Instant::now() < deadline =>
+                            if code == ErrorCode::Pending && !deadline.passed() =>
                         {
-                            std::thread::sleep(Duration::from_millis(250));
+                            clock::sleep(Duration::from_millis(250));
                         }
                         Response::Error {
                             code: ErrorCode::Pending,
