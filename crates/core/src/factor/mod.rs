@@ -1,12 +1,15 @@
 //! One file per local second factor (the network ones, Duo, SMS and
 //! e-mail, are in p2fa-net). Factors are plain Rust: they compute and
 //! compare codes; storing, counting and logging happen in p2fa-auth's
-//! `flow` and in `store`.
+//! `flow` and in `store`. [`FactorId`] names them all, local or not.
 
 pub mod backup;
 pub mod fido2;
+mod id;
 pub mod questions;
 pub mod totp;
+
+pub use id::{FactorId, UnknownFactor};
 
 /// Which factor satisfied (or was attempted for) a login; stored and logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
