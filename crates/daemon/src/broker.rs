@@ -22,7 +22,7 @@ use p2fa_auth::flow::{self, Current, Login};
 use p2fa_core::audit::{Audit, clean};
 use p2fa_core::config::Config;
 use p2fa_core::crypto::HostKey;
-use p2fa_core::factor::{backup, normalize_code, totp};
+use p2fa_core::factor::{FactorId, backup, normalize_code, totp};
 use p2fa_core::store::{OtpKind, OtpRecord, Store, UserState};
 use p2fa_proto::protocol::{self, Op, Proof, Request, Response, VERSION};
 use std::collections::HashMap;
@@ -222,7 +222,11 @@ impl Broker {
                 });
                 match res {
                     Ok(true) => {
-                        ctx.changed("removed", "webauthn", &format!("key={}", clean(&name)));
+                        ctx.changed(
+                            "removed",
+                            FactorId::Webauthn,
+                            &format!("key={}", clean(&name)),
+                        );
                         Response::Done {
                             message: format!("Removed the key {name:?}."),
                         }
@@ -305,7 +309,7 @@ impl Broker {
                             clean(&name),
                             clean(purpose)
                         ));
-                        ctx.proven = Some("webauthn");
+                        ctx.proven = Some(FactorId::Webauthn.as_str());
                         None
                     }
                     Err(ProofError::Pending) => Some(Response::error(
@@ -408,7 +412,7 @@ impl Broker {
                 "that code does not match the new secret; try the next one",
             );
         };
-        if let Some(refusal) = self.require_proof(ctx, proof, "totp") {
+        if let Some(refusal) = self.require_proof(ctx, proof, FactorId::Totp.as_str()) {
             keep(p);
             return refusal;
         }
@@ -438,7 +442,7 @@ impl Broker {
         }
         ctx.changed(
             "added",
-            "totp",
+            FactorId::Totp,
             &format!("replaced={}", state.otp.is_some()),
         );
         Response::Done {
@@ -673,7 +677,7 @@ impl Ctx<'_> {
                     "broker current factor ok user={} factor={f}",
                     clean(self.user)
                 ));
-                self.proven = Some(f);
+                self.proven = Some(f.as_str());
                 None
             }
             Ok(Current::Rejected) => {
@@ -692,7 +696,7 @@ impl Ctx<'_> {
     }
 
     /// The notice every addition or removal leaves in the log.
-    fn changed(&mut self, how: &str, factor: &str, detail: &str) {
+    fn changed(&mut self, how: &str, factor: FactorId, detail: &str) {
         self.audit.notice(&format!(
             "factor {how} user={} factor={factor} by uid={} ({}) via=2fad proof={} {detail}",
             clean(self.user),
@@ -725,7 +729,7 @@ fn backup_codes(ctx: &mut Ctx) -> Response {
     }
     ctx.changed(
         "added",
-        "backup",
+        FactorId::Backup,
         &format!(
             "count={} replaced={}",
             codes.len(),
@@ -738,12 +742,15 @@ fn backup_codes(ctx: &mut Ctx) -> Response {
 }
 
 fn remove(ctx: &mut Ctx, method: &str) -> Response {
-    if !matches!(method, "totp" | "backup") {
+    let Some(factor) = [FactorId::Totp, FactorId::Backup]
+        .into_iter()
+        .find(|f| f.as_str() == method)
+    else {
         return Response::error("bad_request", "only totp and backup can be removed here");
-    }
+    };
     let res = ctx.store.write().and_then(|tx| {
-        let n = match method {
-            "totp" => usize::from(tx.remove_otp(ctx.user)?),
+        let n = match factor {
+            FactorId::Totp => usize::from(tx.remove_otp(ctx.user)?),
             _ => tx.remove_backup_codes(ctx.user)?,
         };
         tx.commit()?;
@@ -752,7 +759,7 @@ fn remove(ctx: &mut Ctx, method: &str) -> Response {
     match res {
         Ok(0) => Response::error("bad_request", format!("you have no {method} to remove")),
         Ok(_) => {
-            ctx.changed("removed", method, "");
+            ctx.changed("removed", factor, "");
             Response::Done {
                 message: format!("Removed {method}."),
             }

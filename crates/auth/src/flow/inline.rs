@@ -8,7 +8,7 @@ use super::{Conversation, Login, Verdict, answer_text};
 use p2fa_core::audit::Audit;
 use p2fa_core::config::Config;
 use p2fa_core::display::qr;
-use p2fa_core::factor::{backup, normalize_code, totp};
+use p2fa_core::factor::{FactorId, backup, normalize_code, totp};
 use p2fa_core::store::{OtpKind, OtpRecord, Store};
 use zeroize::Zeroizing;
 
@@ -147,7 +147,13 @@ impl Inline<'_> {
             }
             tx.put_otp(user, &rec, now)?;
             tx.replace_backup_codes(user, &hashes, now)?;
-            tx.record_success(user, now, self.login.service, self.login.rhost, "totp")?;
+            tx.record_success(
+                user,
+                now,
+                self.login.service,
+                self.login.rhost,
+                FactorId::Totp.as_str(),
+            )?;
             tx.commit()?;
             Ok(true)
         });

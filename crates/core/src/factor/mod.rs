@@ -11,24 +11,6 @@ pub mod totp;
 
 pub use id::{FactorId, UnknownFactor};
 
-/// Which factor satisfied (or was attempted for) a login; stored and logged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Factor {
-    Totp,
-    Hotp,
-    Backup,
-}
-
-impl Factor {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Factor::Totp => "totp",
-            Factor::Hotp => "hotp",
-            Factor::Backup => "backup",
-        }
-    }
-}
-
 /// Strips the separators people type or paste (spaces, dashes) and lowercases.
 /// Returns `None` unless what is left is 1..=32 ASCII letters or digits.
 pub fn normalize_code(input: &str) -> Option<String> {
