@@ -5,6 +5,7 @@
 //! LDAP/SSSD groups work as they do for every other PAM module.
 
 use crate::config::{Config, Unenrolled};
+use crate::factor::FactorId;
 
 /// Decision for a user that has no usable second factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,12 @@ pub fn allows(allowed: &Option<Vec<String>>, method: &str) -> bool {
     allowed
         .as_ref()
         .is_none_or(|a| a.iter().any(|m| m == method))
+}
+
+/// [`allows`] for a factor, through the method that governs it (`duo`
+/// for a Duo push, `webauthn` for a local key).
+pub fn allows_factor(allowed: &Option<Vec<String>>, factor: FactorId) -> bool {
+    factor.method().is_some_and(|m| allows(allowed, m.as_str()))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use p2fa_core::audit::{Audit, clean};
 use p2fa_core::config::Config;
 use p2fa_core::crypto::HostKey;
 use p2fa_core::enrollment::{BackupSet, EnrollError, OtpSetup, Saved, save_otp};
-use p2fa_core::factor::normalize_code;
+use p2fa_core::factor::{FactorId, normalize_code};
 use p2fa_core::store::{Store, UserState};
 use p2fa_proto::protocol::{self, ErrorCode, Op, Proof, Request, Response, VERSION};
 use std::collections::HashMap;
@@ -224,7 +224,11 @@ impl Broker {
                 });
                 match res {
                     Ok(true) => {
-                        ctx.changed("removed", "webauthn", &format!("key={}", clean(&name)));
+                        ctx.changed(
+                            "removed",
+                            FactorId::Webauthn,
+                            &format!("key={}", clean(&name)),
+                        );
                         Response::Done {
                             message: format!("Removed the key {name:?}."),
                         }
@@ -309,7 +313,7 @@ impl Broker {
                             clean(&name),
                             clean(purpose)
                         ));
-                        ctx.proven = Some("webauthn");
+                        ctx.proven = Some(FactorId::Webauthn.as_str());
                         None
                     }
                     Err(ProofError::Pending) => Some(Response::error(
@@ -394,7 +398,7 @@ impl Broker {
                 "that code does not match the new secret; try the next one",
             );
         }
-        if let Some(refusal) = self.require_proof(ctx, proof, "totp") {
+        if let Some(refusal) = self.require_proof(ctx, proof, FactorId::Totp.as_str()) {
             keep(p);
             return refusal;
         }
@@ -409,7 +413,7 @@ impl Broker {
             Ok(Saved::AlreadyEnrolled) => false,
             Err(e) => return enroll_error(e),
         };
-        ctx.changed("added", "totp", &format!("replaced={replaced}"));
+        ctx.changed("added", FactorId::Totp, &format!("replaced={replaced}"));
         Response::Done {
             message: format!("Saved. {} will be asked for a code at login.", ctx.user),
         }
@@ -642,7 +646,7 @@ impl Ctx<'_> {
                     "broker current factor ok user={} factor={f}",
                     clean(self.user)
                 ));
-                self.proven = Some(f);
+                self.proven = Some(f.as_str());
                 None
             }
             Ok(Current::Rejected) => {
@@ -661,7 +665,7 @@ impl Ctx<'_> {
     }
 
     /// The notice every addition or removal leaves in the log.
-    fn changed(&mut self, how: &str, factor: &str, detail: &str) {
+    fn changed(&mut self, how: &str, factor: FactorId, detail: &str) {
         self.audit.notice(&format!(
             "factor {how} user={} factor={factor} by uid={} ({}) via=2fad proof={} {detail}",
             clean(self.user),
@@ -686,7 +690,7 @@ fn backup_codes(ctx: &mut Ctx) -> Response {
     };
     ctx.changed(
         "added",
-        "backup",
+        FactorId::Backup,
         &format!("count={} replaced={replaced}", codes.len()),
     );
     Response::BackupCodes {
@@ -707,15 +711,18 @@ fn enroll_error(e: EnrollError) -> Response {
 }
 
 fn remove(ctx: &mut Ctx, method: &str) -> Response {
-    if !matches!(method, "totp" | "backup") {
+    let Some(factor) = [FactorId::Totp, FactorId::Backup]
+        .into_iter()
+        .find(|f| f.as_str() == method)
+    else {
         return Response::error(
             ErrorCode::BadRequest,
             "only totp and backup can be removed here",
         );
-    }
+    };
     let res = ctx.store.write().and_then(|tx| {
-        let n = match method {
-            "totp" => usize::from(tx.remove_otp(ctx.user)?),
+        let n = match factor {
+            FactorId::Totp => usize::from(tx.remove_otp(ctx.user)?),
             _ => tx.remove_backup_codes(ctx.user)?,
         };
         tx.commit()?;
@@ -727,7 +734,7 @@ fn remove(ctx: &mut Ctx, method: &str) -> Response {
             format!("you have no {method} to remove"),
         ),
         Ok(_) => {
-            ctx.changed("removed", method, "");
+            ctx.changed("removed", factor, "");
             Response::Done {
                 message: format!("Removed {method}."),
             }

@@ -21,6 +21,7 @@
 use base64::Engine;
 use p2fa_core::audit::{Audit, clean};
 use p2fa_core::config::Config;
+use p2fa_core::factor::FactorId;
 use p2fa_core::store::{KeyWarning, Store};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -556,7 +557,7 @@ fn record_login(
         tx.update_webauthn(user, &c.name, &json, now())
             .map_err(se)?;
         if proof {
-            tx.record_success(user, now(), "2fad", "", "webauthn")
+            tx.record_success(user, now(), "2fad", "", FactorId::Webauthn.as_str())
                 .map_err(se)?;
         }
         tx.commit().map_err(se)?;

@@ -1,15 +1,17 @@
 //! Shared by the SMS and e-mail senders: the error type, templates and
 //! the masked address shown to the user.
 
-use p2fa_core::store::Channel;
+use p2fa_core::factor::FactorId;
 use std::fmt;
 
 /// "+1 *** *** 4567" or "j***@example.com": where a code went, as shown
-/// to the user.
-pub fn mask(channel: Channel, address: &str) -> String {
+/// to the user. `channel` is one of [`FactorId::CHANNELS`]; anything else
+/// shows nothing of the address.
+pub fn mask(channel: FactorId, address: &str) -> String {
     match channel {
-        Channel::Sms => super::sms::mask_phone(address),
-        Channel::Email => super::email::mask_address(address),
+        FactorId::Sms => super::sms::mask_phone(address),
+        FactorId::Email => super::email::mask_address(address),
+        _ => "***".into(),
     }
 }
 

@@ -7,7 +7,7 @@
 
 use crate::duo::{AuthResult, AuthStatus, DuoClient, DuoError, Preauth};
 use p2fa_core::config::Config;
-use p2fa_core::store::Channel;
+use p2fa_core::factor::FactorId;
 use std::time::Duration;
 
 /// A message could not be sent. `user` is safe to show; `detail` is for
@@ -72,30 +72,24 @@ pub enum DuoAnswer {
     Waiting,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DuoStart {
-    Push,
-    Phone,
-    /// Duo texts passcodes to the device; they are then typed as a passcode.
-    Sms,
-}
-
 pub trait Network {
     fn send_code(
         &mut self,
         cfg: &Config,
-        channel: Channel,
+        channel: FactorId,
         user: &str,
         address: &str,
         code: &str,
     ) -> Result<(), SendFailure>;
     fn duo_preauth(&mut self, cfg: &Config, username: &str) -> Result<DuoPreauth, DuoFailure>;
-    /// Starts a push or call (returns its transaction id) or an SMS (empty id).
+    /// Starts a push or call (returns its transaction id) or an SMS (empty
+    /// id): `how` is [`FactorId::DuoPush`], `DuoPhone` or `DuoSms` (Duo
+    /// texts passcodes to the device; they are then typed as a passcode).
     fn duo_start(
         &mut self,
         cfg: &Config,
         username: &str,
-        how: DuoStart,
+        how: FactorId,
         device: &str,
         push_info: &[(String, String)],
     ) -> Result<String, DuoFailure>;
@@ -177,15 +171,21 @@ impl Network for Live {
     fn send_code(
         &mut self,
         cfg: &Config,
-        channel: Channel,
+        channel: FactorId,
         user: &str,
         address: &str,
         code: &str,
     ) -> Result<(), SendFailure> {
         let issuer = cfg.issuer_name();
         let sent = match channel {
-            Channel::Sms => crate::sms::send(&cfg.sms, &issuer, user, address, code),
-            Channel::Email => crate::email::send(&cfg.email, &issuer, user, address, code),
+            FactorId::Sms => crate::sms::send(&cfg.sms, &issuer, user, address, code),
+            FactorId::Email => crate::email::send(&cfg.email, &issuer, user, address, code),
+            other => {
+                return Err(SendFailure {
+                    user: "Codes cannot be sent that way.".into(),
+                    detail: format!("{other} is not a delivery channel"),
+                });
+            }
         };
         sent.map_err(|e| SendFailure {
             user: e.user_message(),
@@ -228,15 +228,21 @@ impl Network for Live {
         &mut self,
         cfg: &Config,
         username: &str,
-        how: DuoStart,
+        how: FactorId,
         device: &str,
         push_info: &[(String, String)],
     ) -> Result<String, DuoFailure> {
         let duo = self.duo(cfg)?;
         match how {
-            DuoStart::Push => duo.auth_push(username, device, push_info),
-            DuoStart::Phone => duo.auth_phone(username, device),
-            DuoStart::Sms => duo.auth_sms(username, device).map(|_| String::new()),
+            FactorId::DuoPush => duo.auth_push(username, device, push_info),
+            FactorId::DuoPhone => duo.auth_phone(username, device),
+            FactorId::DuoSms => duo.auth_sms(username, device).map(|_| String::new()),
+            other => {
+                return Err(DuoFailure {
+                    detail: format!("{other} is not a way to start Duo"),
+                    kind: DuoFailKind::Refused,
+                });
+            }
         }
         .map_err(failure)
     }

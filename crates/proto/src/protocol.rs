@@ -5,6 +5,7 @@
 //! that the daemon grants to root.
 
 use p2fa_core::clock::Deadline;
+use p2fa_core::factor::FactorId;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 
@@ -128,8 +129,8 @@ pub enum Op {
 /// this purpose, and 2fad accepts a WebAuthn proof only for it.
 pub fn purpose(op: &Op) -> Option<String> {
     Some(match op {
-        Op::TotpFinish { .. } => "totp".into(),
-        Op::Backup => "backup".into(),
+        Op::TotpFinish { .. } => FactorId::Totp.to_string(),
+        Op::Backup => FactorId::Backup.to_string(),
         Op::Remove { method } => format!("remove {method}"),
         Op::WebauthnRegister { name } => format!("webauthn add {name}"),
         Op::WebauthnRemove { name } => format!("webauthn remove {name}"),

@@ -17,10 +17,11 @@
 //!   a failure before Duo is asked (a success clears the count), so a
 //!   failing, slow or killed Duo call never leaves a guess uncounted.
 
-use super::{Choice, Run, Verdict, parse_answer};
+use super::{Run, Verdict, parse_answer};
 use p2fa_core::audit::clean;
 use p2fa_core::clock::Deadline;
-use p2fa_net::network::{DuoAnswer, DuoDevice, DuoFailKind, DuoFailure, DuoPreauth, DuoStart};
+use p2fa_core::factor::FactorId;
+use p2fa_net::network::{DuoAnswer, DuoDevice, DuoFailKind, DuoFailure, DuoPreauth};
 use std::time::Duration;
 
 /// Longest single long-poll of `auth_status`.
@@ -74,7 +75,7 @@ impl Run<'_> {
             }
             Ok(DuoPreauth::Allow(msg)) => {
                 let note = format!(" reason=duo-preauth-allow ({})", duo_text(&msg));
-                Pre::Done(self.succeed("duo-bypass", &note))
+                Pre::Done(self.succeed(FactorId::DuoBypass, &note))
             }
             Ok(DuoPreauth::Deny(msg)) => {
                 self.audit.warning(&format!(
@@ -115,11 +116,13 @@ impl Run<'_> {
         }
     }
 
-    pub(super) fn duo_factor(&mut self, d: &Ready, choice: Choice) -> Verdict {
-        let (how, device, factor) = match choice {
-            Choice::Push => (DuoStart::Push, &d.push, "duo-push"),
-            Choice::Phone => (DuoStart::Phone, &d.phone, "duo-phone"),
-            _ => (DuoStart::Sms, &d.sms, "duo-sms"),
+    /// `choice` is the menu's: `DuoPush`, `DuoPhone` or `DuoSms`, which is
+    /// also how Duo is asked and the factor recorded.
+    pub(super) fn duo_factor(&mut self, d: &Ready, choice: FactorId) -> Verdict {
+        let (factor, device) = match choice {
+            FactorId::DuoPush => (choice, &d.push),
+            FactorId::DuoPhone => (choice, &d.phone),
+            _ => (FactorId::DuoSms, &d.sms),
         };
         let Some(device) = device else {
             return self.bad_input("that Duo factor is not available");
@@ -145,7 +148,7 @@ impl Run<'_> {
         let deadline = Deadline::after(Duration::from_secs(self.cfg.duo.push_timeout_seconds));
         let txid = match self
             .net
-            .duo_start(self.cfg, &d.username, how, &device.id, &push_info)
+            .duo_start(self.cfg, &d.username, factor, &device.id, &push_info)
         {
             Ok(t) => t,
             Err(f) => return self.duo_error(&f, true),
@@ -156,22 +159,22 @@ impl Run<'_> {
             clean(&device.name)
         ));
         let name = duo_text(&device.name);
-        let prompt = match how {
-            DuoStart::Push => format!(
+        let prompt = match factor {
+            FactorId::DuoPush => format!(
                 "Duo push sent to {name}. Approve it, then press Enter (or type a passcode): "
             ),
-            DuoStart::Phone => {
+            FactorId::DuoPhone => {
                 format!(
                     "Calling {name}. Answer and approve, then press Enter (or type a passcode): "
                 )
             }
-            DuoStart::Sms => format!("Duo sent passcodes by SMS to {name}. Passcode: "),
+            _ => format!("Duo sent passcodes by SMS to {name}. Passcode: "),
         };
         let answer = match self.conv.ask(&prompt, self.cfg.echo_code) {
             Ok(a) => a,
             Err(e) => return self.conv_failed(&e),
         };
-        if !answer.iter().all(u8::is_ascii_whitespace) || how == DuoStart::Sms {
+        if !answer.iter().all(u8::is_ascii_whitespace) || factor == FactorId::DuoSms {
             return match parse_answer(&answer) {
                 Ok(code) => self.duo_passcode(d, &code, None),
                 Err(why) => self.bad_input(why),
@@ -217,12 +220,19 @@ impl Run<'_> {
             },
         };
         match self.net.duo_passcode(self.cfg, &d.username, code) {
-            Ok(DuoAnswer::Allow) => self.succeed("duo-passcode", ""),
-            Ok(_) => self.rejected("duo-passcode", "wrong-code", failures, locked_until),
+            Ok(DuoAnswer::Allow) => self.succeed(FactorId::DuoPasscode, ""),
+            Ok(_) => self.rejected(
+                Some(FactorId::DuoPasscode),
+                "wrong-code",
+                failures,
+                locked_until,
+            ),
             Err(f) => {
                 self.audit.warning(&format!(
-                    "auth failed {} factor=duo-passcode reason=not-verified failures={failures}/{}",
-                    self.who, self.cfg.rate_limit.max_failures
+                    "auth failed {} factor={} reason=not-verified failures={failures}/{}",
+                    self.who,
+                    FactorId::DuoPasscode,
+                    self.cfg.rate_limit.max_failures
                 ));
                 self.duo_error(&f, true)
             }

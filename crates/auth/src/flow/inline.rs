@@ -9,7 +9,7 @@ use p2fa_core::audit::Audit;
 use p2fa_core::config::Config;
 use p2fa_core::display::qr;
 use p2fa_core::enrollment::{BackupSet, EnrollError, OtpSetup, Saved, save_otp};
-use p2fa_core::factor::normalize_code;
+use p2fa_core::factor::{FactorId, normalize_code};
 use p2fa_core::store::Store;
 use zeroize::Zeroizing;
 
@@ -131,7 +131,13 @@ impl Inline<'_> {
                     return Ok(false);
                 }
                 codes.save(&tx, user, now)?;
-                tx.record_success(user, now, self.login.service, self.login.rhost, "totp")?;
+                tx.record_success(
+                    user,
+                    now,
+                    self.login.service,
+                    self.login.rhost,
+                    FactorId::Totp.as_str(),
+                )?;
                 tx.commit()?;
                 Ok(true)
             });

@@ -12,12 +12,13 @@
 use super::{Run, Verdict, locked};
 use p2fa_core::audit::clean;
 use p2fa_core::config::UserVerification;
+use p2fa_core::factor::FactorId;
 use p2fa_core::factor::fido2;
 use p2fa_core::fido2_tools::{self, AssertFailure, Device, ToolError};
 use p2fa_core::store::LocalKey;
 
-/// Factor name in logs, `last_success_factor` and remembered devices.
-pub const FACTOR: &str = "localkey";
+/// The factor in logs, `last_success_factor` and remembered devices.
+const FACTOR: FactorId = FactorId::LocalKey;
 
 /// PAM_RHOST values that still mean "at this machine": none, or loopback.
 pub fn is_local_rhost(rhost: &str) -> bool {
@@ -185,8 +186,14 @@ impl Run<'_> {
                 Ok(ok) => {
                     tx.use_local_key(user, &key.credential_id, ok.counter, now)
                         .map_err(se)?;
-                    tx.record_success(user, now, self.login.service, self.login.rhost, FACTOR)
-                        .map_err(se)?;
+                    tx.record_success(
+                        user,
+                        now,
+                        self.login.service,
+                        self.login.rhost,
+                        FACTOR.as_str(),
+                    )
+                    .map_err(se)?;
                     Outcome::Accepted(ok)
                 }
                 Err(r) => {
@@ -207,7 +214,7 @@ impl Run<'_> {
                     clean(&key.name),
                     if ok.user_verified { "yes" } else { "no" }
                 ));
-                self.proven = Some(FACTOR.to_string());
+                self.proven = Some(FACTOR);
                 Verdict::Success
             }
             Ok(Outcome::Refused(refusal, failures, until)) => {
@@ -217,7 +224,7 @@ impl Run<'_> {
                     clean(&key.name),
                     refusal
                 ));
-                self.rejected(FACTOR, refusal.reason(), failures, until)
+                self.rejected(Some(FACTOR), refusal.reason(), failures, until)
             }
             Ok(Outcome::Locked(remaining, failures)) => {
                 locked(self.conv, self.audit, &self.who, remaining, failures)

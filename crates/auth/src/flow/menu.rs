@@ -5,54 +5,29 @@
 //! factors the user has enrolled (and the admin enabled) are listed, e.g.
 //! `Verification code, or 1 push, 2 sms [Enter: push]: `.
 
-use p2fa_core::factor;
+use p2fa_core::factor::{self, FactorId};
 use zeroize::Zeroizing;
 
-/// A factor that is started from the menu rather than typed as a code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Choice {
-    Push,
-    Phone,
-    Sms,
-    Email,
-    /// Duo texts passcodes (offered as `sms` when the user has no own SMS).
-    DuoSms,
-    Questions,
-    /// A security key or platform authenticator (WebAuthn, via 2fad).
-    Key,
+/// A factor's word at the menu ([`FactorId::menu_word`]). The menu
+/// offers `DuoPush`, `DuoPhone`, `Sms`, `Email`, `DuoSms` (Duo texts
+/// passcodes; offered as `sms` when the user has no own SMS), `Questions`
+/// and `Webauthn` (a security key, local or through 2fad); the other
+/// factors are typed as a code, not started.
+fn keyword(f: FactorId) -> &'static str {
+    f.menu_word().unwrap_or(f.as_str())
 }
 
-impl Choice {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            Choice::Push => "push",
-            Choice::Phone => "phone",
-            Choice::Sms | Choice::DuoSms => "sms",
-            Choice::Email => "email",
-            Choice::Questions => "questions",
-            Choice::Key => "key",
-        }
-    }
-
-    /// The stored name for `2fa-enroll default`.
-    pub fn from_keyword(s: &str) -> Option<Choice> {
-        match s {
-            "push" => Some(Choice::Push),
-            "phone" => Some(Choice::Phone),
-            "sms" => Some(Choice::Sms),
-            "email" => Some(Choice::Email),
-            "questions" => Some(Choice::Questions),
-            "key" | "webauthn" => Some(Choice::Key),
-            _ => None,
-        }
-    }
+/// `wanted` (a word the user typed or a stored default) names `offered`:
+/// the same factor, or `sms` when only Duo's SMS is offered.
+fn names(wanted: FactorId, offered: FactorId) -> bool {
+    offered == wanted || (wanted == FactorId::Sms && offered == FactorId::DuoSms)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Menu {
-    pub choices: Vec<Choice>,
+    pub choices: Vec<FactorId>,
     /// Started by an empty answer.
-    pub default: Option<Choice>,
+    pub default: Option<FactorId>,
     /// A code (TOTP, HOTP, backup or Duo passcode) may be typed.
     pub accepts_code: bool,
 }
@@ -60,7 +35,7 @@ pub struct Menu {
 /// What the user answered.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Answer {
-    Start(Choice),
+    Start(FactorId),
     Code(Zeroizing<String>),
     /// Malformed: the reason is shown; not counted as a failed attempt.
     Invalid(&'static str),
@@ -69,12 +44,12 @@ pub enum Answer {
 impl Menu {
     /// Picks the default: the user's own if it is offered, else the only
     /// choice when nothing can be typed.
-    pub fn new(choices: Vec<Choice>, user_default: Option<&str>, accepts_code: bool) -> Menu {
-        let wanted = user_default.and_then(Choice::from_keyword);
+    pub fn new(choices: Vec<FactorId>, user_default: Option<&str>, accepts_code: bool) -> Menu {
+        let wanted = user_default.and_then(FactorId::from_menu_word);
         let default = choices
             .iter()
             .copied()
-            .find(|c| Some(*c) == wanted || (wanted == Some(Choice::Sms) && *c == Choice::DuoSms))
+            .find(|c| wanted.is_some_and(|w| names(w, *c)))
             .or_else(|| (choices.len() == 1 && !accepts_code).then(|| choices[0]));
         Menu {
             choices,
@@ -84,7 +59,7 @@ impl Menu {
     }
 
     /// True when there is nothing to ask: one factor to start, no code.
-    pub fn start_directly(&self) -> Option<Choice> {
+    pub fn start_directly(&self) -> Option<FactorId> {
         (!self.accepts_code && self.choices.len() == 1).then(|| self.choices[0])
     }
 
@@ -96,12 +71,12 @@ impl Menu {
             .choices
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{} {}", i + 1, c.keyword()))
+            .map(|(i, c)| format!("{} {}", i + 1, keyword(*c)))
             .collect::<Vec<_>>()
             .join(", ");
         let default = self
             .default
-            .map(|d| format!(" [Enter: {}]", d.keyword()))
+            .map(|d| format!(" [Enter: {}]", keyword(d)))
             .unwrap_or_default();
         if self.accepts_code {
             let base = code_prompt.trim_end().trim_end_matches(':');
@@ -123,7 +98,7 @@ impl Menu {
                 None => Answer::Invalid("empty"),
             };
         }
-        if let Some(c) = self.choices.iter().find(|c| c.keyword() == word) {
+        if let Some(c) = self.choices.iter().find(|c| keyword(**c) == word) {
             return Answer::Start(*c);
         }
         if !self.choices.is_empty()
@@ -135,13 +110,9 @@ impl Menu {
         {
             return Answer::Start(self.choices[n - 1]);
         }
-        if let Some(wanted) = Choice::from_keyword(&word) {
+        if let Some(wanted) = FactorId::from_menu_word(&word) {
             // Aliases ("webauthn" for key, "sms" for Duo's SMS).
-            return match self
-                .choices
-                .iter()
-                .find(|c| **c == wanted || (wanted == Choice::Sms && **c == Choice::DuoSms))
-            {
+            return match self.choices.iter().find(|c| names(wanted, **c)) {
                 Some(c) => Answer::Start(*c),
                 None => Answer::Invalid("that factor is not set up for this account"),
             };
@@ -162,26 +133,26 @@ mod tests {
 
     #[test]
     fn prompt_lists_only_offered_factors_with_default() {
-        let m = Menu::new(vec![Choice::Push, Choice::Sms], Some("sms"), true);
+        let m = Menu::new(vec![FactorId::DuoPush, FactorId::Sms], Some("sms"), true);
         assert_eq!(
             m.prompt("Verification code: "),
             "Verification code, or 1 push, 2 sms [Enter: sms]: "
         );
         let m = Menu::new(vec![], None, true);
         assert_eq!(m.prompt("Verification code: "), "Verification code: ");
-        let m = Menu::new(vec![Choice::Sms, Choice::Email], Some("push"), false);
+        let m = Menu::new(vec![FactorId::Sms, FactorId::Email], Some("push"), false);
         assert_eq!(m.prompt("Code: "), "Choose 1 sms, 2 email: ");
         assert_eq!(m.default, None, "push is not offered");
-        let m = Menu::new(vec![Choice::Email], None, false);
-        assert_eq!(m.start_directly(), Some(Choice::Email));
+        let m = Menu::new(vec![FactorId::Email], None, false);
+        assert_eq!(m.start_directly(), Some(FactorId::Email));
     }
 
     #[test]
     fn answers() {
-        let m = Menu::new(vec![Choice::Push, Choice::Email], Some("push"), true);
-        assert_eq!(m.read(b""), Answer::Start(Choice::Push));
-        assert_eq!(m.read(b" EMAIL "), Answer::Start(Choice::Email));
-        assert_eq!(m.read(b"2"), Answer::Start(Choice::Email));
+        let m = Menu::new(vec![FactorId::DuoPush, FactorId::Email], Some("push"), true);
+        assert_eq!(m.read(b""), Answer::Start(FactorId::DuoPush));
+        assert_eq!(m.read(b" EMAIL "), Answer::Start(FactorId::Email));
+        assert_eq!(m.read(b"2"), Answer::Start(FactorId::Email));
         assert_eq!(m.read(b"3"), Answer::Code(Zeroizing::new("3".into())));
         assert_eq!(
             m.read(b"123 456"),
@@ -191,12 +162,12 @@ mod tests {
             matches!(m.read(b"sms"), Answer::Invalid(_)),
             "not offered, not a code either"
         );
-        let m = Menu::new(vec![Choice::Key, Choice::DuoSms], None, true);
-        assert_eq!(m.read(b"webauthn"), Answer::Start(Choice::Key));
-        assert_eq!(m.read(b"sms"), Answer::Start(Choice::DuoSms));
+        let m = Menu::new(vec![FactorId::Webauthn, FactorId::DuoSms], None, true);
+        assert_eq!(m.read(b"webauthn"), Answer::Start(FactorId::Webauthn));
+        assert_eq!(m.read(b"sms"), Answer::Start(FactorId::DuoSms));
         assert!(matches!(m.read(b"\x1b[A"), Answer::Invalid(_)));
         assert!(matches!(m.read(&[0xff, 0xfe]), Answer::Invalid(_)));
-        let m = Menu::new(vec![Choice::Sms], None, false);
+        let m = Menu::new(vec![FactorId::Sms], None, false);
         assert!(matches!(m.read(b"123456"), Answer::Invalid(_)));
         let m = Menu::new(vec![], None, true);
         assert!(matches!(m.read(b""), Answer::Invalid("empty")));

@@ -15,7 +15,6 @@ mod remember;
 pub mod sent;
 mod webauthn;
 
-pub use menu::Choice;
 pub use p2fa_net::network::Network;
 
 use p2fa_net::network;
@@ -25,9 +24,9 @@ use p2fa_core::audit::{Audit, clean};
 use p2fa_core::clock::{Clock, StartedAt};
 use p2fa_core::config::{Config, FailMode};
 use p2fa_core::crypto::{self, HostKey};
-use p2fa_core::factor::{self, Factor, totp};
+use p2fa_core::factor::{self, FactorId, totp};
 use p2fa_core::policy::{self, NoFactor};
-use p2fa_core::store::{Channel, OtpKind, Store, StoreError, UserState};
+use p2fa_core::store::{OtpKind, Store, StoreError, UserState};
 use p2fa_core::users;
 use zeroize::Zeroizing;
 /// Longest answer we look at; codes are at most a few dozen characters.
@@ -234,9 +233,9 @@ pub fn authenticate_with(
     };
     let verdict = run.go(offer);
     if verdict == Verdict::Success
-        && let (Some(d), Some(factor)) = (&device, run.proven.clone())
+        && let (Some(d), Some(factor)) = (&device, run.proven)
     {
-        run.remember(d, &factor);
+        run.remember(d, factor.as_str());
     }
     verdict
 }
@@ -275,7 +274,8 @@ fn unenrolled(
         now
     };
     let decision = policy::without_factor(cfg, login.service, first_seen, now);
-    let inline = cfg.inline_enrollment_for(login.service) && policy::allows(allowed, "totp");
+    let inline =
+        cfg.inline_enrollment_for(login.service) && policy::allows_factor(allowed, FactorId::Totp);
     match decision {
         NoFactor::Allow | NoFactor::Grace { .. } => {
             let (note, reason) = match decision {
@@ -360,17 +360,18 @@ struct Offer {
 
 impl Offer {
     fn of(cfg: &Config, s: &UserState, allowed: &Option<Vec<String>>) -> Offer {
-        let ok = |m: &str| policy::allows(allowed, m);
-        let otp_method = s.otp.as_ref().map(|o| o.kind.as_str()).unwrap_or("totp");
+        use FactorId::*;
+        let ok = |f: FactorId| policy::allows_factor(allowed, f);
+        let otp_kind = s.otp.as_ref().map_or(Totp, |o| o.kind.factor());
         Offer {
-            otp: s.otp.is_some() && ok(otp_method),
-            backup: !s.unused_backup.is_empty() && ok("backup"),
-            sms: s.sms.clone().filter(|_| cfg.sms.enabled && ok("sms")),
-            email: s.email.clone().filter(|_| cfg.email.enabled && ok("email")),
-            duo: s.duo && cfg.duo.enabled && ok("duo"),
-            questions: s.questions > 0 && cfg.questions.enabled && ok("questions"),
-            webauthn: s.webauthn > 0 && cfg.webauthn.enabled && ok("webauthn"),
-            local_key: s.local_keys > 0 && cfg.webauthn.local_keys && ok("webauthn"),
+            otp: s.otp.is_some() && ok(otp_kind),
+            backup: !s.unused_backup.is_empty() && ok(Backup),
+            sms: s.sms.clone().filter(|_| cfg.sms.enabled && ok(Sms)),
+            email: s.email.clone().filter(|_| cfg.email.enabled && ok(Email)),
+            duo: s.duo && cfg.duo.enabled && ok(Duo),
+            questions: s.questions > 0 && cfg.questions.enabled && ok(Questions),
+            webauthn: s.webauthn > 0 && cfg.webauthn.enabled && ok(Webauthn),
+            local_key: s.local_keys > 0 && cfg.webauthn.local_keys && ok(LocalKey),
         }
     }
 
@@ -406,7 +407,7 @@ struct Run<'a> {
     clock: StartedAt,
     /// The factor that proved this login, once one has (what a
     /// remembered device records).
-    proven: Option<String>,
+    proven: Option<FactorId>,
 }
 
 impl Run<'_> {
@@ -443,25 +444,26 @@ impl Run<'_> {
             let mut choices = Vec::new();
             if let Some(d) = &duo {
                 if d.push.is_some() {
-                    choices.push(Choice::Push);
+                    choices.push(FactorId::DuoPush);
                 }
                 if d.phone.is_some() {
-                    choices.push(Choice::Phone);
+                    choices.push(FactorId::DuoPhone);
                 }
             }
             if offer.sms.is_some() {
-                choices.push(Choice::Sms);
+                choices.push(FactorId::Sms);
             } else if duo.as_ref().is_some_and(|d| d.sms.is_some()) {
-                choices.push(Choice::DuoSms);
+                choices.push(FactorId::DuoSms);
             }
             if offer.email.is_some() {
-                choices.push(Choice::Email);
+                choices.push(FactorId::Email);
             }
+            // "key": a local key when one is offered, else 2fad's WebAuthn.
             if offer.webauthn || offer.local_key {
-                choices.push(Choice::Key);
+                choices.push(FactorId::Webauthn);
             }
             if offer.questions {
-                choices.push(Choice::Questions);
+                choices.push(FactorId::Questions);
             }
             let accepts_code = offer.local_code() || duo.is_some();
             if choices.is_empty() && !accepts_code {
@@ -478,8 +480,11 @@ impl Run<'_> {
                 return Verdict::Denied;
             }
             let menu = Menu::new(choices, self.state.default_factor.as_deref(), accepts_code);
-            let autopush = self.cfg.duo.autopush && menu.default == Some(Choice::Push);
-            let pick = if let Some(c) = menu.start_directly().or(autopush.then_some(Choice::Push)) {
+            let autopush = self.cfg.duo.autopush && menu.default == Some(FactorId::DuoPush);
+            let pick = if let Some(c) = menu
+                .start_directly()
+                .or(autopush.then_some(FactorId::DuoPush))
+            {
                 Answer::Start(c)
             } else {
                 let answer = match self
@@ -494,30 +499,36 @@ impl Run<'_> {
             return match pick {
                 Answer::Invalid(why) => self.bad_input(why),
                 Answer::Code(code) => self.check_code(&code, duo.as_ref(), &offer),
-                Answer::Start(Choice::Sms) => {
+                Answer::Start(FactorId::Sms) => {
                     let to = offer.sms.clone().unwrap_or_default();
-                    self.sent_code(Channel::Sms, &to)
+                    self.sent_code(FactorId::Sms, &to)
                 }
-                Answer::Start(Choice::Email) => {
+                Answer::Start(FactorId::Email) => {
                     let to = offer.email.clone().unwrap_or_default();
-                    self.sent_code(Channel::Email, &to)
+                    self.sent_code(FactorId::Email, &to)
                 }
-                Answer::Start(Choice::Questions) => self.questions(),
-                Answer::Start(Choice::Key) => match device.clone().filter(|_| offer.local_key) {
-                    Some(dev) => match self.local_key(&dev) {
-                        Ok(v) => v,
-                        Err(_shown) => {
-                            offer.local_key = false;
-                            lost_key = None;
-                            continue;
-                        }
-                    },
-                    None => self.webauthn(),
-                },
-                Answer::Start(c @ (Choice::Push | Choice::Phone | Choice::DuoSms)) => match &duo {
-                    Some(d) => self.duo_factor(d, c),
-                    None => self.bad_input("that factor is not available"),
-                },
+                Answer::Start(FactorId::Questions) => self.questions(),
+                Answer::Start(FactorId::Webauthn) => {
+                    match device.clone().filter(|_| offer.local_key) {
+                        Some(dev) => match self.local_key(&dev) {
+                            Ok(v) => v,
+                            Err(_shown) => {
+                                offer.local_key = false;
+                                lost_key = None;
+                                continue;
+                            }
+                        },
+                        None => self.webauthn(),
+                    }
+                }
+                Answer::Start(c @ (FactorId::DuoPush | FactorId::DuoPhone | FactorId::DuoSms)) => {
+                    match &duo {
+                        Some(d) => self.duo_factor(d, c),
+                        None => self.bad_input("that factor is not available"),
+                    }
+                }
+                // The menu offers nothing else.
+                Answer::Start(_) => self.bad_input("that factor is not available"),
             };
         }
     }
@@ -550,8 +561,8 @@ impl Run<'_> {
                 backup_left,
             } => {
                 self.audit
-                    .info(&format!("auth ok {} factor={}", self.who, factor.as_str()));
-                self.proven = Some(factor.as_str().to_string());
+                    .info(&format!("auth ok {} factor={factor}", self.who));
+                self.proven = Some(factor);
                 if let Some(left) = backup_left {
                     let hint = if left <= 3 {
                         " Create new ones with `2fa-enroll backup`."
@@ -584,7 +595,7 @@ impl Run<'_> {
     }
 
     /// Records a success for a factor verified outside [`verify`].
-    fn succeed(&mut self, factor: &str, note: &str) -> Verdict {
+    fn succeed(&mut self, factor: FactorId, note: &str) -> Verdict {
         let now = self.now();
         let res = self.store.write().and_then(|tx| {
             tx.record_success(
@@ -592,14 +603,14 @@ impl Run<'_> {
                 now,
                 self.login.service,
                 self.login.rhost,
-                factor,
+                factor.as_str(),
             )?;
             tx.commit()
         });
         if let Err(e) = res {
             return self.unavailable(&e.to_string());
         }
-        if factor == "duo-bypass" {
+        if factor == FactorId::DuoBypass {
             // Duo's own policy let the user through: nothing was proven.
             self.audit
                 .notice(&format!("auth skipped {} factor=none{note}", self.who));
@@ -607,14 +618,16 @@ impl Run<'_> {
         }
         self.audit
             .info(&format!("auth ok {} factor={factor}{note}", self.who));
-        self.proven = Some(factor.to_string());
+        self.proven = Some(factor);
         Verdict::Success
     }
 
     /// Counts a failure for a factor verified outside [`verify`].
-    fn fail(&mut self, factor: &str, reason: &str) -> Verdict {
+    fn fail(&mut self, factor: FactorId, reason: &str) -> Verdict {
         match self.count_failure() {
-            Ok((failures, locked_until)) => self.rejected(factor, reason, failures, locked_until),
+            Ok((failures, locked_until)) => {
+                self.rejected(Some(factor), reason, failures, locked_until)
+            }
             Err(v) => v,
         }
     }
@@ -631,9 +644,11 @@ impl Run<'_> {
         res.map_err(|e| self.unavailable(&e.to_string()))
     }
 
+    /// Logs and shows a counted failure; `factor` is `None` when the code
+    /// fits no factor the user has (logged as `factor=none`).
     fn rejected(
         &mut self,
-        factor: &str,
+        factor: Option<FactorId>,
         reason: &str,
         failures: u32,
         locked_until: i64,
@@ -647,8 +662,10 @@ impl Run<'_> {
             String::new()
         };
         self.audit.warning(&format!(
-            "auth failed {} factor={factor} reason={reason} failures={failures}/{}{lock}",
-            self.who, self.cfg.rate_limit.max_failures
+            "auth failed {} factor={} reason={reason} failures={failures}/{}{lock}",
+            self.who,
+            factor.map_or("none", FactorId::as_str),
+            self.cfg.rate_limit.max_failures
         ));
         if locked_until > now {
             self.conv.error(&format!(
@@ -660,7 +677,7 @@ impl Run<'_> {
             let msg = match reason {
                 "push-denied" => "The request was denied.",
                 "push-timeout" => "No answer in time.",
-                _ if factor == localkey::FACTOR => "The security key's answer was refused.",
+                _ if factor == Some(FactorId::LocalKey) => "The security key's answer was refused.",
                 _ => "Invalid or already used code.",
             };
             self.conv.error(msg);
@@ -722,7 +739,7 @@ impl Run<'_> {
 
 enum Checked {
     Accepted {
-        factor: Factor,
+        factor: FactorId,
         backup_left: Option<usize>,
     },
     Rejected {
@@ -739,7 +756,7 @@ enum Checked {
 /// Outcome of [`check_current`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Current {
-    Accepted(&'static str),
+    Accepted(FactorId),
     Rejected,
     Locked(i64),
 }
@@ -762,7 +779,7 @@ pub fn check_current(
     };
     Ok(
         match verify(cfg, store, key, login, now, code, true, &offer)? {
-            Checked::Accepted { factor, .. } => Current::Accepted(factor.as_str()),
+            Checked::Accepted { factor, .. } => Current::Accepted(factor),
             Checked::Rejected { .. } => Current::Rejected,
             Checked::Locked { remaining, .. } => Current::Locked(remaining),
         },
@@ -810,7 +827,7 @@ fn verify(
                     totp::verify_totp(&secret, &params, now, cfg.totp.window, otp.last_step, code)
                 {
                     tx.set_last_step(login.user, step).map_err(se)?;
-                    accepted = Some(Factor::Totp);
+                    accepted = Some(FactorId::Totp);
                 } else if totp::verify_totp(&secret, &params, now, cfg.totp.window, None, code)
                     .is_some()
                 {
@@ -827,7 +844,7 @@ fn verify(
                     code,
                 ) {
                     tx.set_counter(login.user, c + 1).map_err(se)?;
-                    accepted = Some(Factor::Hotp);
+                    accepted = Some(FactorId::Hotp);
                 }
             }
         }
@@ -844,7 +861,7 @@ fn verify(
         if let Some(id) = hit
             && tx.mark_backup_used(id, now, login.service).map_err(se)?
         {
-            accepted = Some(Factor::Backup);
+            accepted = Some(FactorId::Backup);
             backup_left = Some(state.unused_backup.len() - 1);
         }
     }
@@ -902,12 +919,12 @@ pub fn parse_answer(raw: &[u8]) -> Result<Zeroizing<String>, &'static str> {
 }
 
 /// For the log line: which factor the attempt most likely targeted.
-fn factor_guess(state: &UserState, code: &str) -> &'static str {
+fn factor_guess(state: &UserState, code: &str) -> Option<FactorId> {
     match &state.otp {
-        Some(o) if code.len() == o.digits as usize => o.kind.as_str(),
-        _ if !state.unused_backup.is_empty() => "backup",
-        Some(o) => o.kind.as_str(),
-        None => "none",
+        Some(o) if code.len() == o.digits as usize => Some(o.kind.factor()),
+        _ if !state.unused_backup.is_empty() => Some(FactorId::Backup),
+        Some(o) => Some(o.kind.factor()),
+        None => None,
     }
 }
 

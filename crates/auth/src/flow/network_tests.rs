@@ -5,7 +5,8 @@
 
 use super::*;
 use p2fa_core::config::{Config, FailMode};
-use p2fa_core::store::{Channel, OtpRecord};
+use p2fa_core::factor::FactorId;
+use p2fa_core::store::OtpRecord;
 use p2fa_net::network::*;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,7 +18,7 @@ const SECRET: &[u8] = b"12345678901234567890";
 #[derive(Default)]
 struct Shared {
     /// (channel, address, code) of every message sent.
-    sent: Vec<(Channel, String, String)>,
+    sent: Vec<(FactorId, String, String)>,
     prompts: Vec<String>,
     messages: Vec<String>,
     duo_calls: Vec<String>,
@@ -70,7 +71,7 @@ impl Network for Fake {
     fn send_code(
         &mut self,
         _cfg: &Config,
-        ch: Channel,
+        ch: FactorId,
         _user: &str,
         address: &str,
         code: &str,
@@ -99,12 +100,15 @@ impl Network for Fake {
         &mut self,
         _cfg: &Config,
         username: &str,
-        how: DuoStart,
+        how: FactorId,
         device: &str,
         push_info: &[(String, String)],
     ) -> Result<String, DuoFailure> {
+        // "start Push ...": the Duo kind without its prefix.
+        let how = format!("{how:?}");
         self.shared.borrow_mut().duo_calls.push(format!(
-            "start {how:?} {username} {device} {}",
+            "start {} {username} {device} {}",
+            how.trim_start_matches("Duo"),
             push_info[0].1
         ));
         match &self.start_fails {
@@ -203,9 +207,9 @@ fn setup(totp: bool) -> (tempfile::TempDir, Config) {
     let (key, _) = HostKey::load_or_create(&cfg.key_file).unwrap();
     let mut store = Store::open_or_create(&cfg.db, 1000).unwrap();
     let tx = store.write().unwrap();
-    tx.set_contact("root", Channel::Sms, "+15551234567", T0)
+    tx.set_contact("root", FactorId::Sms, "+15551234567", T0)
         .unwrap();
-    tx.set_contact("root", Channel::Email, "root@example.com", T0)
+    tx.set_contact("root", FactorId::Email, "root@example.com", T0)
         .unwrap();
     tx.set_duo("root", T0).unwrap();
     if totp {
@@ -379,7 +383,7 @@ fn gateway_failure_denies_and_leaves_no_code() {
     );
     let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
     let tx = store.write().unwrap();
-    assert_eq!(tx.sends_last_hour("root", Channel::Sms, T0).unwrap(), 0);
+    assert_eq!(tx.sends_last_hour("root", FactorId::Sms, T0).unwrap(), 0);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! the question answered wrong first is not drawn again next time.
 
 use super::{Run, Verdict, answer_text, locked};
-use p2fa_core::factor::questions;
+use p2fa_core::factor::{FactorId, questions};
 
 impl Run<'_> {
     pub(super) fn questions(&mut self) -> Verdict {
@@ -46,7 +46,7 @@ impl Run<'_> {
                 tx.set_last_failed_question(user, None)?;
                 tx.commit()
             });
-            return self.succeed("questions", "");
+            return self.succeed(FactorId::Questions, "");
         }
         let res = self.store.write().and_then(|tx| {
             let state = tx.user_state(user)?;
@@ -59,9 +59,12 @@ impl Run<'_> {
             Ok(Ok(r))
         });
         match res {
-            Ok(Ok((failures, locked_until))) => {
-                self.rejected("questions", "wrong-answer", failures, locked_until)
-            }
+            Ok(Ok((failures, locked_until))) => self.rejected(
+                Some(FactorId::Questions),
+                "wrong-answer",
+                failures,
+                locked_until,
+            ),
             Ok(Err((remaining, failures))) => {
                 locked(self.conv, self.audit, &self.who, remaining, failures)
             }

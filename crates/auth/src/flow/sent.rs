@@ -6,7 +6,8 @@ use super::{Run, Verdict, locked, parse_answer};
 use p2fa_core::audit::clean;
 use p2fa_core::config::CodeRules;
 use p2fa_core::crypto::random_code;
-use p2fa_core::store::{Channel, Purpose, SentCheck, StoreError};
+use p2fa_core::factor::FactorId;
+use p2fa_core::store::{Purpose, SentCheck, StoreError};
 use p2fa_net::delivery::mask;
 use zeroize::Zeroizing;
 
@@ -26,10 +27,10 @@ enum Reserved {
 }
 
 impl Run<'_> {
-    pub(super) fn sent_code(&mut self, ch: Channel, to: &str) -> Verdict {
-        let rules = match ch {
-            Channel::Sms => self.cfg.sms.rules(),
-            Channel::Email => self.cfg.email.rules(),
+    /// `ch` is one of [`FactorId::CHANNELS`].
+    pub(super) fn sent_code(&mut self, ch: FactorId, to: &str) -> Verdict {
+        let Some(rules) = self.cfg.code_rules(ch) else {
+            return self.unavailable(&format!("{ch} is not a delivery channel"));
         };
         let shown = mask(ch, to);
         let reserved = match self.reserve(ch, to, &rules) {
@@ -105,7 +106,7 @@ impl Run<'_> {
         self.check_sent(ch, to, &rules, &code)
     }
 
-    fn reserve(&mut self, ch: Channel, to: &str, rules: &CodeRules) -> Result<Reserved, String> {
+    fn reserve(&mut self, ch: FactorId, to: &str, rules: &CodeRules) -> Result<Reserved, String> {
         let now = self.now();
         let user = self.login.user;
         let se = |e: StoreError| e.to_string();
@@ -136,7 +137,7 @@ impl Run<'_> {
         Ok(Reserved::New { id, code })
     }
 
-    fn check_sent(&mut self, ch: Channel, to: &str, rules: &CodeRules, code: &str) -> Verdict {
+    fn check_sent(&mut self, ch: FactorId, to: &str, rules: &CodeRules, code: &str) -> Verdict {
         let now = self.now();
         let user = self.login.user;
         let hash = self.key.sent_code_hash(ch.as_str(), user, code);
@@ -172,19 +173,14 @@ impl Run<'_> {
             Ok(Ok((SentCheck::Accepted, _, _))) => {
                 self.audit
                     .info(&format!("auth ok {} factor={}", self.who, ch.as_str()));
-                self.proven = Some(ch.as_str().to_string());
+                self.proven = Some(ch);
                 Verdict::Success
             }
             Ok(Ok((SentCheck::Wrong, failures, locked_until))) => {
-                self.rejected(ch.as_str(), "wrong-code", failures, locked_until)
+                self.rejected(Some(ch), "wrong-code", failures, locked_until)
             }
             Ok(Ok((SentCheck::NoLiveCode, failures, locked_until))) => {
-                let v = self.rejected(
-                    ch.as_str(),
-                    "code-expired-or-used-up",
-                    failures,
-                    locked_until,
-                );
+                let v = self.rejected(Some(ch), "code-expired-or-used-up", failures, locked_until);
                 if v == Verdict::Denied {
                     self.conv
                         .info("That code has expired or had too many wrong tries; log in again for a new one.");

@@ -8,6 +8,7 @@
 
 use super::{Run, Verdict};
 use p2fa_core::audit::clean;
+use p2fa_core::factor::FactorId;
 use p2fa_proto::client::call_root;
 use p2fa_proto::protocol::{ErrorCode, Op, Request, Response, VERSION};
 
@@ -63,7 +64,7 @@ impl Run<'_> {
                 token: token.to_string(),
             }) {
                 Ok(Response::Done { message }) => {
-                    return self.succeed("webauthn", &format!(" key={}", clean(&message)));
+                    return self.succeed(FactorId::Webauthn, &format!(" key={}", clean(&message)));
                 }
                 Ok(Response::Error {
                     code: ErrorCode::Pending,
@@ -77,12 +78,12 @@ impl Run<'_> {
                         self.who,
                         p2fa_core::audit::detail(&message)
                     ));
-                    return self.fail("webauthn", "assertion-refused");
+                    return self.fail(FactorId::Webauthn, "assertion-refused");
                 }
                 Ok(other) => return self.unavailable(&format!("2fad answered {other:?}")),
                 Err(e) => return self.unavailable(&e),
             }
         }
-        self.fail("webauthn", "not-approved-in-time")
+        self.fail(FactorId::Webauthn, "not-approved-in-time")
     }
 }

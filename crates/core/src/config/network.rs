@@ -7,6 +7,7 @@
 //! [`super::Config::load`]), as duo_unix insists for its own config.
 
 use super::ConfigError;
+use crate::factor::FactorId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -293,6 +294,18 @@ impl EmailConfig {
             connect_timeout_ms: self.connect_timeout_ms,
             timeout_ms: self.timeout_ms,
             ca_file: ca(&self.ca_file),
+        }
+    }
+}
+
+impl super::Config {
+    /// The code rules of a delivery channel ([`FactorId::CHANNELS`]);
+    /// `None` for any other factor.
+    pub fn code_rules(&self, channel: FactorId) -> Option<CodeRules> {
+        match channel {
+            FactorId::Sms => Some(self.sms.rules()),
+            FactorId::Email => Some(self.email.rules()),
+            _ => None,
         }
     }
 }

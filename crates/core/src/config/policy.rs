@@ -2,21 +2,13 @@
 //! per group, inline enrollment, remembered devices, security questions.
 
 use super::{ConfigError, Unenrolled};
+use crate::factor::FactorId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Every method name the policy understands (`webauthn` is accepted for
+/// Every method the policy understands (`webauthn` is accepted for
 /// configs written ahead of the FIDO factor).
-pub const METHODS: &[&str] = &[
-    "totp",
-    "hotp",
-    "backup",
-    "sms",
-    "email",
-    "duo",
-    "questions",
-    "webauthn",
-];
+pub const METHODS: &[FactorId] = &FactorId::METHODS;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -130,10 +122,10 @@ impl Default for QuestionsConfig {
 
 fn check_methods(name: &str, list: &[String]) -> Result<(), ConfigError> {
     for m in list {
-        if !METHODS.contains(&m.as_str()) {
+        if FactorId::from_method(m).is_none() {
             return Err(ConfigError(format!(
                 "{name}: unknown method {m:?} (known: {})",
-                METHODS.join(", ")
+                FactorId::METHODS.map(FactorId::as_str).join(", ")
             )));
         }
     }

@@ -1,30 +1,15 @@
 //! One file per local second factor (the network ones, Duo, SMS and
 //! e-mail, are in p2fa-net). Factors are plain Rust: they compute and
 //! compare codes; storing, counting and logging happen in p2fa-auth's
-//! `flow` and in `store`.
+//! `flow` and in `store`. [`FactorId`] names them all, local or not.
 
 pub mod backup;
 pub mod fido2;
+mod id;
 pub mod questions;
 pub mod totp;
 
-/// Which factor satisfied (or was attempted for) a login; stored and logged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Factor {
-    Totp,
-    Hotp,
-    Backup,
-}
-
-impl Factor {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Factor::Totp => "totp",
-            Factor::Hotp => "hotp",
-            Factor::Backup => "backup",
-        }
-    }
-}
+pub use id::{FactorId, UnknownFactor};
 
 /// Strips the separators people type or paste (spaces, dashes) and lowercases.
 /// Returns `None` unless what is left is 1..=32 ASCII letters or digits.

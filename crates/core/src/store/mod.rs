@@ -34,7 +34,7 @@ mod webauthn;
 
 pub use localkeys::LocalKey;
 pub use meta::SealedSecret;
-pub use network::{Channel, Purpose, SentCheck};
+pub use network::{Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};
 pub use webauthn::{KeyWarning, StoredCredential};

@@ -5,26 +5,14 @@
 //! wrong answers; the rows double as the send log that enforces the hourly
 //! limit. Rows are inserted before the message goes out and deleted if the
 //! gateway fails, so the network call never runs inside a write lock.
+//!
+//! A channel is one of [`FactorId::CHANNELS`]; the tables' CHECK
+//! constraints refuse any other.
 
 use super::{Result, Tx};
 use crate::crypto;
+use crate::factor::FactorId;
 use rusqlite::{OptionalExtension, params};
-
-/// SMS or e-mail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Sms,
-    Email,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Sms => "sms",
-            Channel::Email => "email",
-        }
-    }
-}
 
 /// Why a code was sent: to log in, or to prove a new phone/address works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +44,7 @@ pub enum SentCheck {
 const KEEP_SENT_SECONDS: i64 = 86_400;
 
 impl Tx<'_> {
-    pub fn set_contact(&self, user: &str, ch: Channel, address: &str, now: i64) -> Result<()> {
+    pub fn set_contact(&self, user: &str, ch: FactorId, address: &str, now: i64) -> Result<()> {
         self.ensure_user(user, now)?;
         self.tx.execute(
             "INSERT OR REPLACE INTO contacts (user, channel, address, created_at)
@@ -66,7 +54,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn remove_contact(&self, user: &str, ch: Channel) -> Result<bool> {
+    pub fn remove_contact(&self, user: &str, ch: FactorId) -> Result<bool> {
         Ok(self.tx.execute(
             "DELETE FROM contacts WHERE user = ?1 AND channel = ?2",
             params![user, ch.as_str()],
@@ -100,7 +88,7 @@ impl Tx<'_> {
     }
 
     /// Codes sent to `user` over `ch` in the last hour (any purpose).
-    pub fn sends_last_hour(&self, user: &str, ch: Channel, now: i64) -> Result<u32> {
+    pub fn sends_last_hour(&self, user: &str, ch: FactorId, now: i64) -> Result<u32> {
         Ok(self.tx.query_row(
             "SELECT count(*) FROM sent_codes WHERE user = ?1 AND channel = ?2 AND sent_at > ?3",
             params![user, ch.as_str(), now - 3600],
@@ -112,7 +100,7 @@ impl Tx<'_> {
     pub fn live_code_sent_at(
         &self,
         user: &str,
-        ch: Channel,
+        ch: FactorId,
         purpose: Purpose,
         now: i64,
         max_attempts: u32,
@@ -135,7 +123,7 @@ impl Tx<'_> {
     pub fn insert_sent_code(
         &self,
         user: &str,
-        ch: Channel,
+        ch: FactorId,
         purpose: Purpose,
         address: &str,
         hash: &[u8; 32],
@@ -180,7 +168,7 @@ impl Tx<'_> {
     pub fn check_sent_code(
         &self,
         user: &str,
-        ch: Channel,
+        ch: FactorId,
         purpose: Purpose,
         address: Option<&str>,
         hash: &[u8; 32],

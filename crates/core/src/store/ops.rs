@@ -3,6 +3,7 @@
 
 use super::{Result, Store, StoreError, Tx};
 use crate::config::{Algorithm, RateLimitConfig};
+use crate::factor::FactorId;
 use rusqlite::{Connection, OptionalExtension, params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,11 +13,16 @@ pub enum OtpKind {
 }
 
 impl OtpKind {
-    pub fn as_str(self) -> &'static str {
+    /// One of [`FactorId::OTP_KINDS`].
+    pub fn factor(self) -> FactorId {
         match self {
-            OtpKind::Totp => "totp",
-            OtpKind::Hotp => "hotp",
+            OtpKind::Totp => FactorId::Totp,
+            OtpKind::Hotp => FactorId::Hotp,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.factor().as_str()
     }
 }
 
@@ -148,10 +154,10 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
         })?
         .collect::<std::result::Result<Vec<_>, _>>()?;
     for (channel, address) in contacts {
-        match channel.as_str() {
-            "sms" => state.sms = Some(address),
-            "email" => state.email = Some(address),
-            other => return Err(StoreError::Corrupt(format!("unknown channel {other:?}"))),
+        match channel.parse() {
+            Ok(FactorId::Sms) => state.sms = Some(address),
+            Ok(FactorId::Email) => state.email = Some(address),
+            _ => return Err(StoreError::Corrupt(format!("unknown channel {channel:?}"))),
         }
     }
     state.duo = conn
@@ -200,11 +206,11 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
         .optional()?
         .map(
             |(kind, sealed, alg, digits, period, last_step, counter, created_at)| {
-                let kind = match kind.as_str() {
-                    "totp" => OtpKind::Totp,
-                    "hotp" => OtpKind::Hotp,
-                    other => {
-                        return Err(StoreError::Corrupt(format!("unknown token kind {other:?}")));
+                let kind = match kind.parse() {
+                    Ok(FactorId::Totp) => OtpKind::Totp,
+                    Ok(FactorId::Hotp) => OtpKind::Hotp,
+                    _ => {
+                        return Err(StoreError::Corrupt(format!("unknown token kind {kind:?}")));
                     }
                 };
                 let algorithm = Algorithm::parse(&alg)

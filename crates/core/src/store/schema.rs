@@ -143,3 +143,31 @@ pub const MIGRATIONS: &[&str] = &[
 pub fn current_version() -> i64 {
     MIGRATIONS.len() as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+    use crate::factor::FactorId;
+
+    /// `column IN ('a', 'b')`, as the migrations spell a CHECK list.
+    fn check_list(column: &str, names: &[FactorId]) -> String {
+        let quoted: Vec<String> = names.iter().map(|f| format!("'{f}'")).collect();
+        format!("{column} IN ({})", quoted.join(", "))
+    }
+
+    /// The migrations are never edited, so the factor names they allow
+    /// must stay exactly [`FactorId`]'s.
+    #[test]
+    fn check_constraints_are_the_factor_names() {
+        let kinds = check_list("kind", &FactorId::OTP_KINDS);
+        assert_eq!(MIGRATIONS.concat().matches(&kinds).count(), 1, "{kinds}");
+        let channels = check_list("channel", &FactorId::CHANNELS);
+        assert_eq!(
+            MIGRATIONS.concat().matches(&channels).count(),
+            2,
+            "{channels}"
+        );
+        assert_eq!(MIGRATIONS.concat().matches("channel IN").count(), 2);
+        assert_eq!(MIGRATIONS.concat().matches("kind IN").count(), 1);
+    }
+}

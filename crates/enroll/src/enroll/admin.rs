@@ -1,10 +1,12 @@
 //! `init`, `status`, `remove`, `reset` and `unlock`.
 
+use super::factor_args::Removable;
 use super::output::{now, utc};
 use super::{CliError, CliResult, Ctx};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use p2fa_core::audit::clean;
-use p2fa_core::store::{Channel, UserStatus};
+use p2fa_core::factor::FactorId;
+use p2fa_core::store::UserStatus;
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
@@ -26,28 +28,10 @@ pub struct UserArg {
     pub user: String,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum What {
-    /// The TOTP or HOTP token.
-    Totp,
-    /// Same as totp (there is one OTP token per user).
-    Hotp,
-    /// All backup codes.
-    Backup,
-    /// The phone number for SMS codes.
-    Sms,
-    /// The e-mail address for e-mail codes.
-    Email,
-    /// Duo.
-    Duo,
-    /// Security questions.
-    Questions,
-}
-
 #[derive(Args, Debug)]
 pub struct RemoveArgs {
     /// Which factor to remove.
-    pub what: What,
+    pub what: Removable,
     /// Remove it from this user instead of yourself (root).
     #[arg(long)]
     pub user: Option<String>,
@@ -204,35 +188,29 @@ pub fn remove(ctx: &mut Ctx, a: RemoveArgs) -> CliResult {
     let user = ctx.target(a.user.as_deref())?;
     let mut store = ctx.open_store()?;
     let tx = store.write()?;
-    let removed = match a.what {
-        What::Totp | What::Hotp => tx.remove_otp(&user)?,
-        What::Backup => tx.remove_backup_codes(&user)? > 0,
-        What::Sms => tx.remove_contact(&user, Channel::Sms)?,
-        What::Email => tx.remove_contact(&user, Channel::Email)?,
-        What::Duo => tx.remove_duo(&user)?,
-        What::Questions => tx.remove_questions(&user)?,
+    let removed = match a.what.factor() {
+        FactorId::Totp | FactorId::Hotp => tx.remove_otp(&user)?,
+        FactorId::Backup => tx.remove_backup_codes(&user)? > 0,
+        ch @ (FactorId::Sms | FactorId::Email) => tx.remove_contact(&user, ch)?,
+        FactorId::Duo => tx.remove_duo(&user)?,
+        FactorId::Questions => tx.remove_questions(&user)?,
+        other => return Err(CliError(format!("{other} cannot be removed this way"))),
     };
     let left = tx.user_state(&user)?;
     // A default that names a removed factor would only confuse the prompt.
-    let default_gone = match left.default_factor.as_deref() {
-        Some("sms") => left.sms.is_none() && !left.duo,
-        Some("email") => left.email.is_none(),
-        Some("push" | "phone") => !left.duo,
-        Some("questions") => left.questions == 0,
+    let default = left.default_factor.as_deref();
+    let default_gone = match default.and_then(FactorId::from_menu_word) {
+        Some(FactorId::Sms) => left.sms.is_none() && !left.duo,
+        Some(FactorId::Email) => left.email.is_none(),
+        Some(FactorId::DuoPush | FactorId::DuoPhone) => !left.duo,
+        Some(FactorId::Questions) => left.questions == 0,
         _ => false,
     };
     if default_gone {
         tx.set_default_factor(&user, None, now())?;
     }
     tx.commit()?;
-    let what = match a.what {
-        What::Backup => "backup codes",
-        What::Totp | What::Hotp => "OTP token",
-        What::Sms => "SMS phone number",
-        What::Email => "e-mail address",
-        What::Duo => "Duo enrollment",
-        What::Questions => "security questions",
-    };
+    let what = a.what.noun();
     if !removed {
         return Err(CliError(format!("{user} has no {what}")));
     }
@@ -259,7 +237,7 @@ pub struct ResetArgs {
     pub user: String,
     /// Reset only this method (same as `remove METHOD --user U`).
     #[arg(long, value_name = "METHOD")]
-    pub method: Option<What>,
+    pub method: Option<Removable>,
 }
 
 pub fn reset(ctx: &mut Ctx, a: ResetArgs) -> CliResult {

@@ -2,11 +2,12 @@
 //! factors with add, replace, remove and regenerate, like the profile page
 //! of a web 2FA product.
 
-use super::admin::{self, RemoveArgs, What};
-use super::network::{self, DefaultArgs, DefaultFactor, DuoArgs, EmailArgs, SmsArgs};
+use super::admin::{self, RemoveArgs};
+use super::factor_args::{DefaultArg, Removable};
+use super::network::{self, DefaultArgs, DuoArgs, EmailArgs, SmsArgs};
 use super::output::read_line;
 use super::{CliError, CliResult, Ctx, backup, otp, questions};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 #[derive(Args, Debug, Default)]
 pub struct MenuArgs {
@@ -89,7 +90,7 @@ pub fn run(ctx: &mut Ctx, a: MenuArgs) -> CliResult {
                     output: None,
                 },
             ),
-            ["remove", what] => match parse_what(what) {
+            ["remove", what] => match Removable::from_str(what, false).ok() {
                 Some(what) => confirm(&format!("Remove {} from {user}? [y/N]: ", words[1]))
                     .and_then(|yes| {
                         if yes {
@@ -106,7 +107,7 @@ pub fn run(ctx: &mut Ctx, a: MenuArgs) -> CliResult {
                     }),
                 None => Err(CliError(format!("unknown factor {what:?}"))),
             },
-            ["default", f] => match parse_default(f) {
+            ["default", f] => match DefaultArg::from_str(f, false).ok() {
                 Some(factor) => network::default(
                     ctx,
                     DefaultArgs {
@@ -144,29 +145,4 @@ fn confirm(prompt: &str) -> Result<bool, CliError> {
             .as_deref(),
         Some("y" | "yes")
     ))
-}
-
-fn parse_what(s: &str) -> Option<What> {
-    Some(match s {
-        "totp" => What::Totp,
-        "hotp" => What::Hotp,
-        "backup" => What::Backup,
-        "sms" => What::Sms,
-        "email" => What::Email,
-        "duo" => What::Duo,
-        "questions" => What::Questions,
-        _ => return None,
-    })
-}
-
-fn parse_default(s: &str) -> Option<DefaultFactor> {
-    Some(match s {
-        "push" => DefaultFactor::Push,
-        "phone" => DefaultFactor::Phone,
-        "sms" => DefaultFactor::Sms,
-        "email" => DefaultFactor::Email,
-        "questions" => DefaultFactor::Questions,
-        "none" => DefaultFactor::None,
-        _ => return None,
-    })
 }

@@ -6,6 +6,7 @@
 
 mod admin;
 mod backup;
+mod factor_args;
 mod import;
 mod localkey;
 mod menu;

@@ -5,13 +5,14 @@
 //! someone out. Enrollment codes share the store's hourly send limit with
 //! login codes.
 
+use super::factor_args::DefaultArg;
 use super::output::{self, now};
 use super::{CliError, CliResult, Ctx};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use p2fa_core::audit::printable;
 use p2fa_core::crypto::random_code;
-use p2fa_core::factor::normalize_code;
-use p2fa_core::store::{Channel, Purpose, SentCheck};
+use p2fa_core::factor::{FactorId, normalize_code};
+use p2fa_core::store::{Purpose, SentCheck};
 use p2fa_net::delivery::mask;
 use p2fa_net::network::{DuoPreauth, Live, Network};
 use p2fa_net::{email, sms};
@@ -55,26 +56,10 @@ pub struct DuoArgs {
     pub no_check: bool,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DefaultFactor {
-    /// Duo push.
-    Push,
-    /// Duo phone call.
-    Phone,
-    /// Code by SMS.
-    Sms,
-    /// Code by e-mail.
-    Email,
-    /// Security questions.
-    Questions,
-    /// No default: Enter at the prompt does nothing.
-    None,
-}
-
 #[derive(Args, Debug)]
 pub struct DefaultArgs {
     /// What pressing Enter at the login prompt starts.
-    pub factor: DefaultFactor,
+    pub factor: DefaultArg,
     /// Set it for this user instead of yourself (root).
     #[arg(long)]
     pub user: Option<String>,
@@ -85,7 +70,7 @@ pub fn sms(ctx: &mut Ctx, a: SmsArgs) -> CliResult {
         return Err(not_enabled("SMS codes", "sms", ctx));
     }
     let phone = sms::normalize_phone(&a.phone).map_err(CliError)?;
-    contact(ctx, Channel::Sms, a.user.as_deref(), &phone, a.no_verify)
+    contact(ctx, FactorId::Sms, a.user.as_deref(), &phone, a.no_verify)
 }
 
 pub fn email(ctx: &mut Ctx, a: EmailArgs) -> CliResult {
@@ -95,7 +80,7 @@ pub fn email(ctx: &mut Ctx, a: EmailArgs) -> CliResult {
     let address = email::normalize_address(&a.address).map_err(CliError)?;
     contact(
         ctx,
-        Channel::Email,
+        FactorId::Email,
         a.user.as_deref(),
         &address,
         a.no_verify,
@@ -109,25 +94,23 @@ fn not_enabled(what: &str, section: &str, ctx: &Ctx) -> CliError {
     ))
 }
 
+/// `ch` is one of [`FactorId::CHANNELS`].
 fn contact(
     ctx: &mut Ctx,
-    ch: Channel,
+    ch: FactorId,
     user: Option<&str>,
     address: &str,
     no_verify: bool,
 ) -> CliResult {
+    let (what, rules) = match (ch, ctx.cfg.code_rules(ch)) {
+        (FactorId::Sms, Some(rules)) => ("phone number", rules),
+        (FactorId::Email, Some(rules)) => ("e-mail address", rules),
+        _ => return Err(CliError(format!("{ch} is not a delivery channel"))),
+    };
     let user = ctx.target(user)?;
     let key = ctx.host_key()?;
     let mut store = ctx.open_store()?;
-    let what = match ch {
-        Channel::Sms => "phone number",
-        Channel::Email => "e-mail address",
-    };
     if !no_verify {
-        let rules = match ch {
-            Channel::Sms => ctx.cfg.sms.rules(),
-            Channel::Email => ctx.cfg.email.rules(),
-        };
         let code = random_code(rules.digits)?;
         let hash = key.sent_code_hash(ch.as_str(), &user, &code);
         let t = now();
@@ -204,9 +187,10 @@ fn contact(
     let replaced = tx.user_state(&user)?;
     tx.set_contact(&user, ch, address, now())?;
     tx.commit()?;
-    let old = match ch {
-        Channel::Sms => replaced.sms,
-        Channel::Email => replaced.email,
+    let old = if ch == FactorId::Sms {
+        replaced.sms
+    } else {
+        replaced.email
     };
     ctx.audit.notice(&format!(
         "enrolled {} user={user} by={} verified={}{}",
@@ -286,25 +270,27 @@ pub fn default(ctx: &mut Ctx, a: DefaultArgs) -> CliResult {
     let mut store = ctx.open_store()?;
     let tx = store.write()?;
     let state = tx.user_state(&user)?;
-    let (name, has) = match a.factor {
-        DefaultFactor::Push => ("push", state.duo),
-        DefaultFactor::Phone => ("phone", state.duo),
-        DefaultFactor::Sms => ("sms", state.sms.is_some() || state.duo),
-        DefaultFactor::Email => ("email", state.email.is_some()),
-        DefaultFactor::Questions => ("questions", state.questions > 0),
-        DefaultFactor::None => ("none", true),
+    let name = a.factor.name();
+    let has = match a.factor.factor() {
+        Some(FactorId::DuoPush | FactorId::DuoPhone) => state.duo,
+        Some(FactorId::Sms) => state.sms.is_some() || state.duo,
+        Some(FactorId::Email) => state.email.is_some(),
+        Some(FactorId::Questions) => state.questions > 0,
+        Some(_) => false,
+        None => true,
     };
     if !has {
+        // The command that enrolls it: `duo` for a push or a call.
+        let enroll = a
+            .factor
+            .factor()
+            .and_then(FactorId::method)
+            .map_or(name, FactorId::as_str);
         return Err(CliError(format!(
-            "{user} has not enrolled {name}; enroll it first (2fa-enroll {})",
-            if name == "push" || name == "phone" {
-                "duo"
-            } else {
-                name
-            }
+            "{user} has not enrolled {name}; enroll it first (2fa-enroll {enroll})"
         )));
     }
-    let value = (a.factor != DefaultFactor::None).then_some(name);
+    let value = a.factor.factor().map(|_| name);
     tx.set_default_factor(&user, value, now())?;
     tx.commit()?;
     ctx.audit.notice(&format!(

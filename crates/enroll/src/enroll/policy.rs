@@ -5,6 +5,7 @@ use super::{CliError, CliResult, Ctx};
 use clap::{Args, Subcommand};
 use p2fa_core::audit::clean;
 use p2fa_core::config::Unenrolled;
+use p2fa_core::factor::FactorId;
 use p2fa_core::policy::{self, NoFactor};
 
 #[derive(Args, Debug)]
@@ -83,29 +84,32 @@ pub fn policy(ctx: &mut Ctx, a: PolicyArgs) -> CliResult {
     let state = store.user_state(&user)?;
     let mut usable = Vec::new();
     let mut blocked = Vec::new();
-    let mut consider = |name: &str, has: bool, enabled: bool| {
+    let mut consider = |f: FactorId, has: bool, enabled: bool| {
         if !has {
             return;
         }
         if !enabled {
-            blocked.push(format!("{name} (disabled in config)"));
-        } else if !policy::allows(&allowed, name) {
-            blocked.push(format!("{name} (not allowed for this user)"));
+            blocked.push(format!("{f} (disabled in config)"));
+        } else if !policy::allows_factor(&allowed, f) {
+            blocked.push(format!("{f} (not allowed for this user)"));
         } else {
-            usable.push(name.to_string());
+            usable.push(f.to_string());
         }
     };
     let otp = state
         .otp
         .as_ref()
-        .map(|o| o.kind.as_str())
-        .unwrap_or("totp");
+        .map_or(FactorId::Totp, |o| o.kind.factor());
     consider(otp, state.otp.is_some(), true);
-    consider("backup", !state.unused_backup.is_empty(), true);
-    consider("sms", state.sms.is_some(), cfg.sms.enabled);
-    consider("email", state.email.is_some(), cfg.email.enabled);
-    consider("duo", state.duo, cfg.duo.enabled);
-    consider("questions", state.questions > 0, cfg.questions.enabled);
+    consider(FactorId::Backup, !state.unused_backup.is_empty(), true);
+    consider(FactorId::Sms, state.sms.is_some(), cfg.sms.enabled);
+    consider(FactorId::Email, state.email.is_some(), cfg.email.enabled);
+    consider(FactorId::Duo, state.duo, cfg.duo.enabled);
+    consider(
+        FactorId::Questions,
+        state.questions > 0,
+        cfg.questions.enabled,
+    );
     println!(
         "  enrolled and usable: {}",
         if usable.is_empty() {
@@ -138,7 +142,8 @@ pub fn policy(ctx: &mut Ctx, a: PolicyArgs) -> CliResult {
     } else {
         let mode = cfg.unenrolled_for(&service);
         let first_seen = store_first_seen(&mut store, &user)?;
-        let inline = cfg.inline_enrollment_for(&service) && policy::allows(&allowed, "totp");
+        let inline =
+            cfg.inline_enrollment_for(&service) && policy::allows_factor(&allowed, FactorId::Totp);
         let inline_note = if inline {
             " (and offers TOTP setup at login)"
         } else {

@@ -4,13 +4,15 @@
 //! change asks first for a proof of a factor the user already has
 //! (`proof`), which 2fad requires once they have one.
 
-use super::admin::{RemoveArgs, StatusArgs, What};
+use super::admin::{RemoveArgs, StatusArgs};
 use super::backup::BackupArgs;
+use super::factor_args::Removable;
 use super::otp::TotpArgs;
 use super::output::read_line;
 use super::policy::{DevicesArgs, DevicesCmd};
 use super::{CliError, CliResult, Command};
 use p2fa_core::display::qr;
+use p2fa_core::factor::FactorId;
 use p2fa_proto::client::call;
 use p2fa_proto::protocol::{ErrorCode, Op, Proof, Request, Response};
 use std::path::Path;
@@ -168,10 +170,10 @@ fn backup(socket: &Path, a: &BackupArgs, user: &str) -> CliResult {
     Ok(())
 }
 
-fn remove(socket: &Path, what: What) -> CliResult {
-    let method = match what {
-        What::Totp | What::Hotp => "totp",
-        What::Backup => "backup",
+fn remove(socket: &Path, what: Removable) -> CliResult {
+    let method = match what.factor() {
+        FactorId::Totp | FactorId::Hotp => FactorId::Totp,
+        FactorId::Backup => FactorId::Backup,
         _ => {
             return Err(CliError(
                 "only totp and backup can be removed without root".into(),
@@ -179,7 +181,7 @@ fn remove(socket: &Path, what: What) -> CliResult {
         }
     };
     let op = Op::Remove {
-        method: method.into(),
+        method: method.to_string(),
     };
     let proof = super::proof::for_op(socket, &op)?;
     match ask_with(socket, op, proof)? {
