@@ -23,6 +23,7 @@ use p2fa_core::audit::{Audit, clean};
 use p2fa_core::config::Config;
 use p2fa_core::crypto::HostKey;
 use p2fa_core::factor::{backup, normalize_code, totp};
+use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::{OtpKind, OtpRecord, Store, UserState};
 use p2fa_proto::protocol::{self, Op, Proof, Request, Response, VERSION};
 use std::collections::HashMap;
@@ -40,10 +41,11 @@ struct Pending {
 
 /// State shared by all connections: unconfirmed TOTP secrets and the
 /// WebAuthn ceremonies (when enabled).
-#[derive(Default)]
 pub struct Broker {
     pending: Mutex<HashMap<String, Pending>>,
     pub ceremonies: Option<std::sync::Arc<super::webauthn::Ceremonies>>,
+    /// Whose files to believe (store, key): [`Trust::ROOT`] outside tests.
+    trust: Trust,
 }
 
 fn now() -> i64 {
@@ -51,6 +53,14 @@ fn now() -> i64 {
 }
 
 impl Broker {
+    pub fn new(trust: Trust) -> Broker {
+        Broker {
+            pending: Mutex::default(),
+            ceremonies: None,
+            trust,
+        }
+    }
+
     /// Handles one request from a peer with uid `uid`.
     pub fn handle(&self, cfg: &Config, audit: &mut Audit, uid: u32, req: Request) -> Response {
         if req.version != VERSION {
@@ -83,7 +93,7 @@ impl Broker {
         let Some(user) = p2fa_core::users::canonical(&user) else {
             return Response::error("bad_request", format!("no such user: {}", clean(&user)));
         };
-        let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
+        let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms, self.trust) {
             Ok(s) => s,
             Err(e) => {
                 audit.err(&format!(
@@ -96,7 +106,7 @@ impl Broker {
                 );
             }
         };
-        let key = match HostKey::load(&cfg.key_file) {
+        let key = match HostKey::load(&cfg.key_file, self.trust) {
             Ok(k) => k,
             Err(e) => {
                 audit.err(&format!(
@@ -666,6 +676,8 @@ impl Ctx<'_> {
             service: SERVICE,
             rhost: "",
             tty: "",
+            // The peer that asked 2fad for this change.
+            caller_uid: self.uid,
         };
         match flow::check_current(self.cfg, self.store, self.key, login, now(), &code) {
             Ok(Current::Accepted(f)) => {

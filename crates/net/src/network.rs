@@ -7,6 +7,7 @@
 
 use crate::duo::{AuthResult, AuthStatus, DuoClient, DuoError, Preauth};
 use p2fa_core::config::Config;
+use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::Channel;
 use std::time::Duration;
 
@@ -117,26 +118,37 @@ pub trait Network {
 /// The real network factors: the SMS/e-mail senders and the Duo client.
 /// The Duo client (and its HTTP runtime thread) is made on first use and
 /// dropped with this value at the end of the PAM call.
-#[derive(Default)]
 pub struct Live {
     duo: Option<DuoClient>,
     /// The login's source address, sent to Duo as `ipaddr`.
     ipaddr: Option<std::net::IpAddr>,
+    /// Whose secret and CA files to believe ([`Trust::ROOT`] outside tests).
+    trust: Trust,
 }
 
 impl Live {
+    /// Outside a login (`2fa-enroll`): no source address for Duo.
+    pub fn new(trust: Trust) -> Live {
+        Live {
+            duo: None,
+            ipaddr: None,
+            trust,
+        }
+    }
+
     /// For one login from `rhost` (PAM_RHOST): Duo is told the source
     /// address when `rhost` is an IP address (not a host name).
-    pub fn for_rhost(rhost: &str) -> Live {
+    pub fn for_rhost(rhost: &str, trust: Trust) -> Live {
         Live {
             duo: None,
             ipaddr: rhost.parse().ok(),
+            trust,
         }
     }
 
     fn duo(&mut self, cfg: &Config) -> Result<&DuoClient, DuoFailure> {
         if self.duo.is_none() {
-            let client = DuoClient::new(&cfg.duo).map_err(failure)?;
+            let client = DuoClient::new(&cfg.duo, self.trust).map_err(failure)?;
             self.duo = Some(client.with_ipaddr(self.ipaddr));
         }
         Ok(self.duo.as_ref().expect("just set"))
@@ -182,8 +194,10 @@ impl Network for Live {
     ) -> Result<(), SendFailure> {
         let issuer = cfg.issuer_name();
         let sent = match channel {
-            Channel::Sms => crate::sms::send(&cfg.sms, &issuer, user, address, code),
-            Channel::Email => crate::email::send(&cfg.email, &issuer, user, address, code),
+            Channel::Sms => crate::sms::send(&cfg.sms, self.trust, &issuer, user, address, code),
+            Channel::Email => {
+                crate::email::send(&cfg.email, self.trust, &issuer, user, address, code)
+            }
         };
         sent.map_err(|e| SendFailure {
             user: e.user_message(),

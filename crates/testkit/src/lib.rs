@@ -1,5 +1,8 @@
 //! p2fa-testkit: dev-only support for tests and benchmarks, never a
 //! dependency of what ships. Map:
 
+/// A scripted PAM conversation that fails the test on a prompt it has
+/// no answer for and on answers left over.
+pub mod conversation;
 /// A software WebAuthn authenticator (P-256, "none" attestation).
 pub mod softkey;

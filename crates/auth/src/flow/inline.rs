@@ -9,6 +9,7 @@ use p2fa_core::audit::Audit;
 use p2fa_core::config::Config;
 use p2fa_core::display::qr;
 use p2fa_core::factor::{backup, normalize_code, totp};
+use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::{OtpKind, OtpRecord, Store};
 use zeroize::Zeroizing;
 
@@ -17,6 +18,7 @@ const TRIES: usize = 3;
 
 pub(super) struct Inline<'a> {
     pub cfg: &'a Config,
+    pub trust: Trust,
     pub login: Login<'a>,
     pub who: &'a str,
     pub conv: &'a mut dyn Conversation,
@@ -50,7 +52,7 @@ impl Inline<'_> {
 
     pub fn enroll(&mut self, now: i64) -> Verdict {
         let user = self.login.user;
-        let key = match super::load_key(self.cfg, self.store) {
+        let key = match super::load_key(self.cfg, self.trust, self.store) {
             Ok(k) => k,
             Err(e) => return self.unavailable(&e),
         };
