@@ -12,9 +12,16 @@ mod net;
 
 use net::{Pki, SMS_CONTROL, SMS_LOG, Stub, closed_port, json_lines, sms_gateway};
 use p2fa_core::config::{EmailConfig, SmsConfig, SmsGateway, SmtpTls};
+use p2fa_core::secure_fs::Trust;
 use p2fa_net::{email, sms};
 use serde_json::json;
 use std::time::{Duration, Instant};
+
+/// Whose files the clients believe: the user running the test (root
+/// under scripts/test, where the module believes root alone).
+fn trust() -> Trust {
+    Trust::test_runner()
+}
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "twilio-token-for-tests";
@@ -71,7 +78,15 @@ impl Gateway {
 #[test]
 fn twilio_sends_the_code() {
     let gw = Gateway::start();
-    sms::send(&gw.twilio(), "host1", "alice", "+15551234567", "246810").unwrap();
+    sms::send(
+        &gw.twilio(),
+        trust(),
+        "host1",
+        "alice",
+        "+15551234567",
+        "246810",
+    )
+    .unwrap();
     let m = gw.messages();
     assert_eq!(m.len(), 1);
     assert_eq!(m[0]["kind"], "twilio");
@@ -93,7 +108,7 @@ fn twilio_sends_the_code() {
     c.twilio.from = "MG0123456789abcdef0123456789abcdef".into();
     c.twilio.base_url.push('/');
     c.message = "{issuer}: {code} (for {user})".into();
-    sms::send(&c, "h", "bob", "+447700900123", "13579246").unwrap();
+    sms::send(&c, trust(), "h", "bob", "+447700900123", "13579246").unwrap();
     let m = &gw.messages()[1];
     assert_eq!(m["from"], "MG0123456789abcdef0123456789abcdef");
     assert_eq!(m["from_field"], "MessagingServiceSid");
@@ -106,7 +121,7 @@ fn twilio_errors_are_reported_without_secrets() {
     let gw = Gateway::start();
     let mut c = gw.twilio();
     c.twilio.auth_token = "wrong-token".into();
-    let e = sms::send(&c, "h", "alice", "+15551234567", "246810").unwrap_err();
+    let e = sms::send(&c, trust(), "h", "alice", "+15551234567", "246810").unwrap_err();
     assert!(
         e.detail().contains("401") && e.detail().contains("20003 Authenticate"),
         "{e}"
@@ -117,23 +132,47 @@ fn twilio_errors_are_reported_without_secrets() {
     }
     assert!(e.user_message().contains("Could not send the SMS code"));
 
-    let e = sms::send(&gw.twilio(), "h", "alice", "+1555", "246810").unwrap_err();
+    let e = sms::send(&gw.twilio(), trust(), "h", "alice", "+1555", "246810").unwrap_err();
     assert!(
         e.detail().contains("400") && e.detail().contains("21211"),
         "{e}"
     );
 
     gw.control(json!({"mode": "500"}));
-    let e = sms::send(&gw.twilio(), "h", "alice", "+15551234567", "246810").unwrap_err();
+    let e = sms::send(
+        &gw.twilio(),
+        trust(),
+        "h",
+        "alice",
+        "+15551234567",
+        "246810",
+    )
+    .unwrap_err();
     assert!(e.detail().contains("500"), "{e}");
 
     gw.control(json!({"mode": "nosid"}));
-    let e = sms::send(&gw.twilio(), "h", "alice", "+15551234567", "246810").unwrap_err();
+    let e = sms::send(
+        &gw.twilio(),
+        trust(),
+        "h",
+        "alice",
+        "+15551234567",
+        "246810",
+    )
+    .unwrap_err();
     assert!(e.detail().contains("without a message sid"), "{e}");
 
     gw.control(json!({"mode": "slow", "delay": 5}));
     let t = Instant::now();
-    let e = sms::send(&gw.twilio(), "h", "alice", "+15551234567", "246810").unwrap_err();
+    let e = sms::send(
+        &gw.twilio(),
+        trust(),
+        "h",
+        "alice",
+        "+15551234567",
+        "246810",
+    )
+    .unwrap_err();
     let took = t.elapsed();
     assert!(e.detail().contains("gateway timed out"), "{e}");
     // timeout_ms is 1500
@@ -149,7 +188,7 @@ fn tls_is_verified_and_down_gateway_fails_fast() {
     let gw = Gateway::start();
     let mut c = gw.twilio();
     c.ca_file = String::new();
-    let e = sms::send(&c, "h", "alice", "+15551234567", "1").unwrap_err();
+    let e = sms::send(&c, trust(), "h", "alice", "+15551234567", "1").unwrap_err();
     assert!(e.detail().contains("certificate"), "{e}");
     assert!(
         gw.messages().is_empty(),
@@ -158,7 +197,7 @@ fn tls_is_verified_and_down_gateway_fails_fast() {
     let mut c = gw.twilio();
     c.twilio.base_url = format!("https://127.0.0.1:{}", closed_port());
     let t = Instant::now();
-    let e = sms::send(&c, "h", "alice", "+15551234567", "1").unwrap_err();
+    let e = sms::send(&c, trust(), "h", "alice", "+15551234567", "1").unwrap_err();
     assert!(e.detail().contains("unreachable"), "{e}");
     assert!(t.elapsed() < Duration::from_secs(2));
 }
@@ -167,7 +206,7 @@ fn tls_is_verified_and_down_gateway_fails_fast() {
 fn webhook_escapes_json_and_sends_headers() {
     let gw = Gateway::start();
     let user = "o\"brien\\x\ny";
-    sms::send(&gw.webhook(), "h", user, "+15551234567", "135790").unwrap();
+    sms::send(&gw.webhook(), trust(), "h", user, "+15551234567", "135790").unwrap();
     let m = gw.messages();
     assert_eq!(m[0]["kind"], "webhook");
     assert_eq!(m[0]["method"], "POST");
@@ -184,15 +223,15 @@ fn webhook_escapes_json_and_sends_headers() {
 
     let mut c = gw.webhook();
     c.webhook.method = "PUT".into();
-    sms::send(&c, "h", "a", "+15551234567", "1").unwrap();
+    sms::send(&c, trust(), "h", "a", "+15551234567", "1").unwrap();
     assert_eq!(gw.messages()[1]["method"], "PUT");
 
     let mut c = gw.webhook();
     c.webhook.headers.clear();
-    let e = sms::send(&c, "h", "a", "+15551234567", "1").unwrap_err();
+    let e = sms::send(&c, trust(), "h", "a", "+15551234567", "1").unwrap_err();
     assert!(e.detail().contains("401"), "{e}");
     gw.control(json!({"mode": "500"}));
-    let e = sms::send(&gw.webhook(), "h", "a", "+15551234567", "1").unwrap_err();
+    let e = sms::send(&gw.webhook(), trust(), "h", "a", "+15551234567", "1").unwrap_err();
     assert!(e.detail().contains("webhook answered 500"), "{e}");
     assert_eq!(gw.messages().len(), 2);
 }
@@ -203,7 +242,7 @@ fn webhook_form_encoding() {
     let mut c = gw.webhook();
     c.webhook.content_type = "application/x-www-form-urlencoded".into();
     c.webhook.body = "to={phone}&msg={message}&user={user}&code={code}".into();
-    sms::send(&c, "h", "a&b=c d", "+15551234567", "864200").unwrap();
+    sms::send(&c, trust(), "h", "a&b=c d", "+15551234567", "864200").unwrap();
     let m = gw.messages();
     let f = &m[0]["fields"];
     assert_eq!(f["to"], "+15551234567");
@@ -227,7 +266,7 @@ fn webhook_url_never_reaches_the_log() {
         "https://127.0.0.1:{}/send?api_key=KEY-IN-URL-123",
         closed_port()
     );
-    let e = sms::send(&c, "h", "a", "+15551234567", "1").unwrap_err();
+    let e = sms::send(&c, trust(), "h", "a", "+15551234567", "1").unwrap_err();
     assert!(e.detail().contains("127.0.0.1"), "{e}");
     assert!(!e.detail().contains("KEY-IN-URL-123"), "{e}");
 }
@@ -284,7 +323,7 @@ fn email_over_starttls_with_auth() {
     let mut c = s.cfg(SmtpTls::Starttls);
     c.username = "mailer".into();
     c.password = "s3cret-mail".into();
-    email::send(&c, "host1", "alice", "alice@example.com", "975310").unwrap();
+    email::send(&c, trust(), "host1", "alice", "alice@example.com", "975310").unwrap();
     let m = s.mails();
     assert_eq!(m.len(), 1);
     assert_eq!(m[0]["mail_from"], "2fa@example.com");
@@ -300,7 +339,7 @@ fn email_over_starttls_with_auth() {
 
     c.password = "wr0ng-pw-xyz".into();
     let t = Instant::now();
-    let e = email::send(&c, "h", "alice", "alice@example.com", "864213").unwrap_err();
+    let e = email::send(&c, trust(), "h", "alice", "alice@example.com", "864213").unwrap_err();
     assert!(e.detail().contains("535"), "{e}");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     for secret in ["wr0ng-pw-xyz", "864213"] {
@@ -315,7 +354,7 @@ fn email_over_starttls_with_auth() {
     // Without credentials the server refuses the mail.
     let mut c = s.cfg(SmtpTls::Starttls);
     c.username.clear();
-    assert!(email::send(&c, "h", "alice", "alice@example.com", "1").is_err());
+    assert!(email::send(&c, trust(), "h", "alice", "alice@example.com", "1").is_err());
     assert_eq!(s.mails().len(), 1);
 }
 
@@ -324,6 +363,7 @@ fn email_implicit_tls_and_plain() {
     let s = sink("tls", false);
     email::send(
         &s.cfg(SmtpTls::Tls),
+        trust(),
         "h",
         "bob",
         "bob@example.com",
@@ -334,7 +374,7 @@ fn email_implicit_tls_and_plain() {
     let mut c = s.cfg(SmtpTls::Tls);
     c.ca_file = String::new();
     assert!(
-        email::send(&c, "h", "bob", "bob@example.com", "1").is_err(),
+        email::send(&c, trust(), "h", "bob", "bob@example.com", "1").is_err(),
         "unverified cert"
     );
     assert_eq!(s.mails().len(), 1);
@@ -343,7 +383,7 @@ fn email_implicit_tls_and_plain() {
     let mut c = p.cfg(SmtpTls::None);
     c.subject = "Code for {user}".into();
     c.body = "{code}\n".into();
-    email::send(&c, "h", "bob", "bob@example.com", "333444").unwrap();
+    email::send(&c, trust(), "h", "bob", "bob@example.com", "333444").unwrap();
     let data = p.mails()[0]["data"].as_str().unwrap().to_string();
     assert!(data.contains("Subject: Code for bob"), "{data}");
     assert!(data.contains("333444"), "{data}");
@@ -354,6 +394,7 @@ fn starttls_required_never_falls_back_to_clear() {
     let plain = sink("none", false);
     let e = email::send(
         &plain.cfg(SmtpTls::Starttls),
+        trust(),
         "h",
         "bob",
         "bob@example.com",
@@ -366,14 +407,14 @@ fn starttls_required_never_falls_back_to_clear() {
     let mut c = s.cfg(SmtpTls::Starttls);
     c.ca_file = String::new();
     assert!(
-        email::send(&c, "h", "bob", "bob@example.com", "1").is_err(),
+        email::send(&c, trust(), "h", "bob", "bob@example.com", "1").is_err(),
         "unverified cert"
     );
     assert!(s.mails().is_empty());
     let mut c = s.cfg(SmtpTls::None);
     c.smtp_port = closed_port();
     let t = Instant::now();
-    assert!(email::send(&c, "h", "bob", "bob@example.com", "1").is_err());
+    assert!(email::send(&c, trust(), "h", "bob", "bob@example.com", "1").is_err());
     assert!(t.elapsed() < Duration::from_secs(3));
 }
 
@@ -407,7 +448,7 @@ fn silent_smtp_server_is_bounded_in_every_tls_mode() {
         };
         let (result, took) = within(Duration::from_secs(10), move || {
             let t = Instant::now();
-            let r = email::send(&c, "h", "bob", "bob@example.com", "1");
+            let r = email::send(&c, trust(), "h", "bob", "bob@example.com", "1");
             (r, t.elapsed())
         });
         let e = result.unwrap_err();
@@ -455,28 +496,29 @@ fn no_thread_outlives_a_send() {
     });
     let gw = Gateway::start();
     leaves_no_thread("twilio", || {
-        sms::send(&gw.twilio(), "h", "alice", "+15551234567", "1").unwrap()
+        sms::send(&gw.twilio(), trust(), "h", "alice", "+15551234567", "1").unwrap()
     });
     // by host name: the resolver runs on the runtime's blocking pool
     leaves_no_thread("webhook", || {
-        sms::send(&gw.webhook(), "h", "alice", "+15551234567", "1").unwrap()
+        sms::send(&gw.webhook(), trust(), "h", "alice", "+15551234567", "1").unwrap()
     });
     let mut c = gw.twilio();
     c.twilio.auth_token = "wrong".into();
     leaves_no_thread("twilio refused", || {
-        sms::send(&c, "h", "alice", "+15551234567", "1").unwrap_err();
+        sms::send(&c, trust(), "h", "alice", "+15551234567", "1").unwrap_err();
     });
     gw.control(json!({"mode": "slow", "delay": 3}));
     let mut c = gw.twilio();
     c.timeout_ms = 300;
     leaves_no_thread("twilio timeout", || {
-        sms::send(&c, "h", "alice", "+15551234567", "1").unwrap_err();
+        sms::send(&c, trust(), "h", "alice", "+15551234567", "1").unwrap_err();
     });
 
     let s = sink("starttls", false);
     leaves_no_thread("smtp", || {
         email::send(
             &s.cfg(SmtpTls::Starttls),
+            trust(),
             "h",
             "bob",
             "bob@example.com",
@@ -494,6 +536,6 @@ fn no_thread_outlives_a_send() {
         ..EmailConfig::default()
     };
     leaves_no_thread("smtp deadline", || {
-        email::send(&c, "h", "bob", "bob@example.com", "1").unwrap_err();
+        email::send(&c, trust(), "h", "bob", "bob@example.com", "1").unwrap_err();
     });
 }

@@ -7,11 +7,18 @@ mod common;
 
 use common::net::{DUO_IKEY, DUO_SKEY, Pki, Stub, closed_port, duo_server, json_lines};
 use p2fa_core::config::DuoConfig;
+use p2fa_core::secure_fs::Trust;
 use p2fa_net::duo::{
     AuthResult, DuoClient, DuoError, Preauth, authorization, canon_params, canonical, rfc2822,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+
+/// Whose files the clients believe: the user running the test (root
+/// under scripts/test, where the module believes root alone).
+fn trust() -> Trust {
+    Trust::test_runner()
+}
 
 const IKEY: &str = DUO_IKEY;
 const SKEY: &str = DUO_SKEY;
@@ -78,7 +85,7 @@ impl Duo {
     }
 
     fn client(&self) -> DuoClient {
-        DuoClient::new(&self.cfg()).unwrap()
+        DuoClient::new(&self.cfg(), trust()).unwrap()
     }
 
     fn requests(&self) -> Vec<Value> {
@@ -268,7 +275,7 @@ fn duo_long_poll_that_outlasts_the_wait_is_still_waiting() {
     }));
     let mut cfg = duo.cfg();
     cfg.push_timeout_seconds = 2;
-    let c = DuoClient::new(&cfg).unwrap();
+    let c = DuoClient::new(&cfg, trust()).unwrap();
     let tx = c.auth_push("erin", "auto", &[]).unwrap();
     let t = Instant::now();
     let s = c.auth_status(&tx, Duration::from_secs(1)).unwrap();
@@ -296,7 +303,7 @@ fn duo_long_poll_that_outlasts_the_wait_is_still_waiting() {
 #[test]
 fn duo_sends_ipaddr_with_preauth_and_auth_when_known() {
     let duo = Duo::start();
-    let c = DuoClient::new(&duo.cfg())
+    let c = DuoClient::new(&duo.cfg(), trust())
         .unwrap()
         .with_ipaddr(Some("2001:db8::7".parse().unwrap()));
     assert!(matches!(
@@ -379,7 +386,10 @@ fn duo_wrong_keys_are_a_refusal_not_an_outage() {
     let duo = Duo::start();
     let mut cfg = duo.cfg();
     cfg.skey = "not-the-secret-key-at-all-0000000000000".into();
-    let e = DuoClient::new(&cfg).unwrap().preauth("carol").unwrap_err();
+    let e = DuoClient::new(&cfg, trust())
+        .unwrap()
+        .preauth("carol")
+        .unwrap_err();
     assert!(
         matches!(&e, DuoError::Rejected { code: 40103, .. }),
         "{e:?}"
@@ -391,7 +401,10 @@ fn duo_wrong_keys_are_a_refusal_not_an_outage() {
     );
     cfg = duo.cfg();
     cfg.ikey = "DIXXXXXXXXXXXXXXXXXX".into();
-    let e = DuoClient::new(&cfg).unwrap().preauth("carol").unwrap_err();
+    let e = DuoClient::new(&cfg, trust())
+        .unwrap()
+        .preauth("carol")
+        .unwrap_err();
     assert!(matches!(e, DuoError::Rejected { code: 40102, .. }), "{e:?}");
     assert!(!e.failmode_applies());
     let reqs = duo.requests();
@@ -477,7 +490,10 @@ fn duo_outages_and_protocol_errors_are_told_apart_and_bounded() {
     let mut cfg = duo.cfg();
     cfg.api_host = format!("127.0.0.1:{}", closed_port());
     let t = Instant::now();
-    let e = DuoClient::new(&cfg).unwrap().preauth("carol").unwrap_err();
+    let e = DuoClient::new(&cfg, trust())
+        .unwrap()
+        .preauth("carol")
+        .unwrap_err();
     assert!(matches!(e, DuoError::Unreachable(_)), "{e:?}");
     assert!(e.failmode_applies());
     assert!(t.elapsed() < Duration::from_secs(2));
@@ -490,7 +506,10 @@ fn duo_tls_is_verified() {
     let mut cfg = duo.cfg();
     cfg.api_host = format!("LocalHost:{}", duo.stub.port);
     assert!(matches!(
-        DuoClient::new(&cfg).unwrap().preauth("carol").unwrap(),
+        DuoClient::new(&cfg, trust())
+            .unwrap()
+            .preauth("carol")
+            .unwrap(),
         Preauth::Allow(_)
     ));
     assert_eq!(
@@ -503,7 +522,10 @@ fn duo_tls_is_verified() {
     let wrong_ca = Pki::new(other.path()).ca;
     let mut cfg = duo.cfg();
     cfg.ca_file = wrong_ca.to_str().unwrap().into();
-    let e = DuoClient::new(&cfg).unwrap().preauth("carol").unwrap_err();
+    let e = DuoClient::new(&cfg, trust())
+        .unwrap()
+        .preauth("carol")
+        .unwrap_err();
     assert!(
         matches!(&e, DuoError::Tls(m) if m.contains("invalid peer certificate: UnknownIssuer")),
         "{e:?}"
@@ -512,7 +534,10 @@ fn duo_tls_is_verified() {
     // Only the system roots.
     cfg.ca_file = String::new();
     assert!(
-        DuoClient::new(&cfg).unwrap().preauth("carol").is_err(),
+        DuoClient::new(&cfg, trust())
+            .unwrap()
+            .preauth("carol")
+            .is_err(),
         "system roots do not trust the test CA"
     );
     assert_eq!(duo.requests().len(), 1, "nothing else reached the server");
@@ -536,7 +561,10 @@ fn duo_tls_is_verified() {
     let stub = duo_server(&cert, &key, &scenario, &log, &[], &other_dir);
     let mut cfg = duo.cfg();
     cfg.api_host = format!("127.0.0.1:{}", stub.port);
-    let e = DuoClient::new(&cfg).unwrap().preauth("carol").unwrap_err();
+    let e = DuoClient::new(&cfg, trust())
+        .unwrap()
+        .preauth("carol")
+        .unwrap_err();
     assert!(
         matches!(&e, DuoError::Tls(m) if m.contains("certificate not valid for name")),
         "{e:?}"
@@ -580,7 +608,7 @@ fn duo_ping_and_check() {
     let mut cfg = duo.cfg();
     cfg.skey = "wrong".into();
     assert!(matches!(
-        DuoClient::new(&cfg).unwrap().check(),
+        DuoClient::new(&cfg, trust()).unwrap().check(),
         Err(DuoError::Rejected { code: 40103, .. })
     ));
 }
@@ -598,7 +626,7 @@ fn raw(
     // reqwest is built without a crypto provider of its own: the module's
     // TLS setup, trusting the test CA.
     let http = reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(p2fa_net::transport::tls_config(Some(&duo.pki.ca)).unwrap())
+        .use_preconfigured_tls(p2fa_net::transport::tls_config(Some(&duo.pki.ca), trust()).unwrap())
         .no_proxy()
         .build()
         .unwrap();

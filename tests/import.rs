@@ -66,7 +66,7 @@ fn write(path: &Path, text: &str, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-fn ok(r: &common::PamResult) -> bool {
+fn ok(r: &common::Attempt) -> bool {
     r.ok
 }
 
@@ -154,32 +154,42 @@ fn import_google_authenticator_default_file_dry_run_then_apply_and_login() {
     // TOTP: the spent step is refused, the next one works; the old token
     // is gone.
     let t = in_step(spent);
-    assert!(!ok(&env.login_at(
+    assert!(!ok(&env.attempt(
+        "p2fa",
         &user,
-        format!("{}\n", totp(SECRET, Some(t))).as_bytes(),
-        t
+        &format!("{}\n", totp(SECRET, Some(t))),
+        Some(t)
     )));
     let t = in_step(spent + 1);
     assert!(
-        ok(&env.login_at(&user, format!("{}\n", totp(SECRET, Some(t))).as_bytes(), t)),
+        ok(&env.attempt(
+            "p2fa",
+            &user,
+            &format!("{}\n", totp(SECRET, Some(t))),
+            Some(t)
+        )),
         "imported TOTP secret"
     );
     let t = in_step(spent + 2);
-    assert!(!ok(&env.login_at(
+    assert!(!ok(&env.attempt(
+        "p2fa",
         &user,
-        format!("{}\n", totp(OTHER, Some(t))).as_bytes(),
-        t
+        &format!("{}\n", totp(OTHER, Some(t))),
+        Some(t)
     )));
     // Scratch codes are backup codes now; the old backup codes are gone.
-    assert!(!ok(
-        &env.login(&user, format!("{}\n", old_codes[0]).as_bytes())
-    ));
+    assert!(!ok(&env.attempt(
+        "p2fa",
+        &user,
+        &format!("{}\n", old_codes[0]),
+        None
+    )));
     assert!(
-        ok(&env.login(&user, b"1122-3344\n")),
+        ok(&env.attempt("p2fa", &user, "1122-3344\n", None)),
         "GA scratch code as a backup code"
     );
     assert!(
-        !ok(&env.login(&user, b"11223344\n")),
+        !ok(&env.attempt("p2fa", &user, "11223344\n", None)),
         "a backup code works once"
     );
     assert_eq!(env.status_json(&user)["backup_codes_remaining"], 1);
@@ -245,19 +255,19 @@ fn import_google_authenticator_hotp_file_and_unknown_user() {
     assert_no_secrets(&o);
     assert_eq!(env.status_json(&user)["otp"]["counter"], 7);
     assert!(
-        !ok(&env.login(&user, format!("{}\n", hotp(SECRET, 6)).as_bytes())),
+        !ok(&env.attempt("p2fa", &user, &format!("{}\n", hotp(SECRET, 6)), None)),
         "spent counter"
     );
     assert!(
-        ok(&env.login(&user, format!("{}\n", hotp(SECRET, 7)).as_bytes())),
+        ok(&env.attempt("p2fa", &user, &format!("{}\n", hotp(SECRET, 7)), None)),
         "imported HOTP"
     );
     assert!(
-        !ok(&env.login(&user, format!("{}\n", hotp(SECRET, 7)).as_bytes())),
+        !ok(&env.attempt("p2fa", &user, &format!("{}\n", hotp(SECRET, 7)), None)),
         "once"
     );
     assert!(
-        ok(&env.login(&user, format!("{}\n", hotp(SECRET, 9)).as_bytes())),
+        ok(&env.attempt("p2fa", &user, &format!("{}\n", hotp(SECRET, 9)), None)),
         "look-ahead"
     );
 }
@@ -318,28 +328,29 @@ fn import_oath_usersfile_dry_run_then_apply_and_login() {
 
     let t = now();
     assert!(
-        ok(&env.login_at(&a, format!("{}\n", totp(SECRET, Some(t))).as_bytes(), t)),
+        ok(&env.attempt("p2fa", &a, &format!("{}\n", totp(SECRET, Some(t))), Some(t))),
         "imported TOTP (first line of the user)"
     );
     let t = t + 30;
-    assert!(!ok(&env.login_at(
+    assert!(!ok(&env.attempt(
+        "p2fa",
         &a,
-        format!("{}\n", totp(OTHER, Some(t))).as_bytes(),
-        t
+        &format!("{}\n", totp(OTHER, Some(t))),
+        Some(t)
     )));
     assert!(
-        !ok(&env.login(&b, format!("{}\n", hotp(SECRET, 4)).as_bytes())),
+        !ok(&env.attempt("p2fa", &b, &format!("{}\n", hotp(SECRET, 4)), None)),
         "spent with pam_oath"
     );
     assert!(
-        ok(&env.login(&b, format!("{}\n", hotp(SECRET, 5)).as_bytes())),
+        ok(&env.attempt("p2fa", &b, &format!("{}\n", hotp(SECRET, 5)), None)),
         "imported HOTP"
     );
     let t = now();
     let code = totp_with(SECRET, Some(t), &["--digits=8", "--time-step-size=60s"]);
     assert_eq!(code.len(), 8);
     assert!(
-        ok(&env.login_at(&c, format!("{code}\n").as_bytes(), t)),
+        ok(&env.attempt("p2fa", &c, &format!("{code}\n"), Some(t))),
         "8 digits, 60 s"
     );
     let st = env.status_json(&c);

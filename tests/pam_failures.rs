@@ -125,7 +125,7 @@ fn store_unreadable_for_non_root_caller() {
     chmod(&env.conf, 0o644);
     chmod(&env.svc_dir, 0o755);
     chmod(&env.root().join("log.sock"), 0o666);
-    let cmd = env.pamtester_with(
+    let cmd = env.pamtester(
         &["runuser", "-u", &user, "--"],
         None,
         &["p2fa", &user, "authenticate"],
@@ -609,7 +609,7 @@ fn conversation_failure_denies() {
     let _ = env.logs();
     let _serial = pam_wrapper_lock();
     let out = env
-        .pamtester_with(&[], None, &["p2fa", &user, "authenticate"])
+        .pamtester(&[], None, &["p2fa", &user, "authenticate"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -647,8 +647,7 @@ fn full_log_socket_does_not_hang_login() {
         assert!(queued < 100_000, "socket never filled");
     }
     let _serial = pam_wrapper_lock();
-    let mut child =
-        spawn_piped(&mut env.pamtester_with(&[], None, &["p2fa", &user, "authenticate"]));
+    let mut child = spawn_piped(&mut env.pamtester(&[], None, &["p2fa", &user, "authenticate"]));
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();

@@ -9,16 +9,16 @@ fn totp_success_then_replay_refused() {
     let env = Env::new();
     env.enroll_totp(&user);
     let code = totp(SECRET, None);
-    let first = env.login(&user, format!("{code}\n").as_bytes());
+    let first = env.attempt("p2fa", &user, &format!("{code}\n"), None);
     assert!(first.ok, "{}", first.output);
-    let replay = env.login(&user, format!("{code}\n").as_bytes());
+    let replay = env.attempt("p2fa", &user, &format!("{code}\n"), None);
     assert!(!replay.ok, "replayed code accepted: {}", replay.output);
     assert!(
         replay.output.contains("Invalid or already used code"),
         "{}",
         replay.output
     );
-    let logs = env.logs().join("\n");
+    let logs = format!("{}\n{}", first.log, replay.log);
     assert!(
         logs.contains("auth ok user=p2fa-alice service=p2fa"),
         "{logs}"

@@ -317,7 +317,7 @@ fn caller_environment_does_not_choose_tls_trust_or_proxy() {
     // Root's environment does not choose trust either (one rule for all).
     let mut cmd = site
         .env
-        .pamtester_with(&[], None, &["p2fa", user, "authenticate"]);
+        .pamtester(&[], None, &["p2fa", user, "authenticate"]);
     cmd.env("SSL_CERT_FILE", &attacker_ca);
     let a = site.env.attempt_cmd(cmd, b"");
     assert!(!a.ok, "{a:?}");

@@ -126,7 +126,7 @@ fn bounded(env: &Env, mut cmd: Command, input: &[u8], limit: Duration) -> Bounde
 }
 
 fn pamtester(env: &Env, service: &str, user: &str) -> Command {
-    env.pamtester_with(&[], None, &[service, user, "authenticate"])
+    env.pamtester(&[], None, &[service, user, "authenticate"])
 }
 
 fn exempt(user: &str) -> String {
@@ -312,7 +312,7 @@ fn fifo_device_or_huge_config_and_key_are_refused_promptly() {
     let env = Env::new();
     env.enroll_totp(&user);
     let run = |svc: &str, what: &str, why: &str| {
-        let cmd = env.pamtester_with(
+        let cmd = env.pamtester(
             &["prlimit", "--as=2147483648", "--"],
             None,
             &[svc, &user, "authenticate"],

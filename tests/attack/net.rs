@@ -362,7 +362,9 @@ fn base64_std(s: &str) -> String {
 #[test]
 fn concurrent_smtp_sends_time_out_only_their_own_connection() {
     use p2fa_core::config::{EmailConfig, SmtpTls};
+    use p2fa_core::secure_fs::Trust;
     use p2fa_net::email;
+    let trust = Trust::test_runner;
     let dir = tempfile::tempdir().unwrap();
     let sink = smtp_sink(
         dir.path(),
@@ -389,13 +391,20 @@ fn concurrent_smtp_sends_time_out_only_their_own_connection() {
     let slow_cfg = cfg(10_000);
     let stalled = std::thread::spawn(move || {
         let t = Instant::now();
-        let r = email::send(&stalled_cfg, "h", "a", "stalled@example.com", "111111");
+        let r = email::send(
+            &stalled_cfg,
+            trust(),
+            "h",
+            "a",
+            "stalled@example.com",
+            "111111",
+        );
         (r, t.elapsed())
     });
     std::thread::sleep(Duration::from_millis(300));
     let slow = std::thread::spawn(move || {
         let t = Instant::now();
-        let r = email::send(&slow_cfg, "h", "b", "slow@example.com", "222222");
+        let r = email::send(&slow_cfg, trust(), "h", "b", "slow@example.com", "222222");
         (r, t.elapsed())
     });
     let (r1, t1) = stalled.join().unwrap();

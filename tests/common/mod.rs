@@ -3,8 +3,17 @@
 //! by the real libpam through pam_wrapper; the real `2fa-enroll` binary;
 //! codes computed by `oathtool` (an independent TOTP implementation).
 //!
-//! Tests need root (the module insists on root-owned files), `pamtester`,
-//! `libpam-wrapper` and `oathtool`; `scripts/test` installs them.
+//! Tests that make an [`Env`] or a [`system_user`] need root (the module
+//! as shipped believes root-owned files only; they create users, start
+//! sshd, configure sudo) and refuse to run without it ([`needs_root`]);
+//! the unit and flow tests (`cargo test --workspace --lib`) need no root.
+//! They also need `pamtester`, `libpam-wrapper` and `oathtool`;
+//! `scripts/test` installs them.
+//!
+//! A login is one [`Env::attempt`] (or [`Env::attempt_args`] with a whole
+//! pamtester argument list, or [`Env::attempt_cmd`] with a command from
+//! [`Env::pamtester`]): pamtester through pam_wrapper, the answers on its
+//! stdin, and the log lines the attempt produced.
 #![allow(dead_code)]
 
 pub mod daemon;
@@ -103,9 +112,23 @@ pub fn output_text(o: &Output) -> String {
     )
 }
 
+/// Fails the test at once, saying why, unless it runs as root: the one
+/// check for every test that needs root (called by [`Env::with_config`]
+/// and [`system_user`]).
+pub fn needs_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: it drives the module as shipped, which believes root-owned \
+         files only, and creates users or starts sshd, sudo or 2fad. Run the integration \
+         tests as root (sudo scripts/test); as an ordinary user, `cargo test --workspace \
+         --lib` (scripts/unit-tests) runs the unit and flow tests"
+    );
+}
+
 /// Creates a system user (idempotent, safe under parallel tests) with the
 /// given password, and returns its name.
 pub fn system_user(name: &str, password: &str) -> String {
+    needs_root();
     let lock = fs::File::create("/tmp/pam2fa-test-useradd.lock").unwrap();
     lock.lock().unwrap();
     let exists = Command::new("id")
@@ -174,13 +197,6 @@ pub fn faketime_arg(t: i64) -> String {
     format!("@{}", String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// The result of one pamtester run.
-#[derive(Debug)]
-pub struct PamResult {
-    pub ok: bool,
-    pub output: String,
-}
-
 /// One isolated installation: config, store, key, service files, syslog.
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -198,6 +214,7 @@ impl Env {
 
     /// `extra` is appended to the generated config file.
     pub fn with_config(extra: &str) -> Env {
+        needs_root();
         let dir = tempfile::Builder::new()
             .prefix("pam2fa-test")
             .tempdir()
@@ -329,61 +346,6 @@ account required pam_permit.so
         parse_backup_codes(&out)
     }
 
-    /// A pamtester command for `authenticate` through pam_wrapper.
-    pub fn pamtester_cmd(&self, service: &str, user: &str, faketime: Option<i64>) -> Command {
-        let mut cmd = match faketime {
-            Some(t) => {
-                let mut c = Command::new("faketime");
-                c.arg("-f").arg(faketime_arg(t)).arg("pamtester");
-                c.env("TZ", "UTC");
-                c
-            }
-            None => Command::new("pamtester"),
-        };
-        cmd.args([service, user, "authenticate"])
-            .env("LD_PRELOAD", "libpam_wrapper.so")
-            .env("PAM_WRAPPER", "1")
-            .env("PAM_WRAPPER_SERVICE_DIR", &self.svc_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    /// Authenticates `user` via service `p2fa`, answering prompts with `input`.
-    pub fn login(&self, user: &str, input: &[u8]) -> PamResult {
-        self.login_via("p2fa", user, input, None)
-    }
-
-    pub fn login_at(&self, user: &str, input: &[u8], t: i64) -> PamResult {
-        self.login_via("p2fa", user, input, Some(t))
-    }
-
-    pub fn login_via(
-        &self,
-        service: &str,
-        user: &str,
-        input: &[u8],
-        faketime: Option<i64>,
-    ) -> PamResult {
-        let _serial = pam_wrapper_lock();
-        let mut child = self.pamtester_cmd(service, user, faketime).spawn().unwrap();
-        {
-            let mut stdin = child.stdin.take().unwrap();
-            let _ = stdin.write_all(input);
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ok = out.status.success();
-        // pamtester's own verdict line must agree with its exit status.
-        assert_eq!(ok, text.contains("successfully authenticated"), "{text}");
-        PamResult { ok, output: text }
-    }
-
     /// Syslog lines received so far (drains the socket).
     pub fn logs(&self) -> Vec<String> {
         let mut lines = Vec::new();
@@ -425,12 +387,12 @@ pub fn parse_backup_codes(out: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
-// Helpers for pam_login.rs, pam_failures.rs, race.rs and enroll_cli.rs.
+// Logins: `Env::attempt` and its variants.
 //
 // The module logs to a datagram socket whose queue holds only
-// `net.unix.max_dgram_qlen` (often 10) unread lines; tests that make many
-// attempts drain it as they go (`attempt`) or read it from a thread
-// (`collect_logs`).
+// `net.unix.max_dgram_qlen` (often 10) unread lines; every attempt drains
+// it as it goes, and runs with more concurrent loggers read it from a
+// thread (`collect_logs`).
 // ---------------------------------------------------------------------------
 
 /// One pamtester run plus the log lines it produced.
@@ -485,36 +447,14 @@ pub fn pam_wrapper_lock() -> fs::File {
     f
 }
 
-/// Runs a prepared pamtester command, feeding `input` on stdin (under
-/// `pam_wrapper_lock`).
-pub fn run_pam(mut cmd: Command, input: &[u8]) -> PamResult {
-    let _serial = pam_wrapper_lock();
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        let _ = stdin.write_all(input);
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ok = out.status.success();
-    assert_eq!(ok, text.contains("successfully authenticated"), "{text}");
-    PamResult { ok, output: text }
-}
-
 impl Env {
-    /// A pamtester command through pam_wrapper with the whole pamtester
-    /// argument list (`-I rhost=..`, service, user, operation), optionally
-    /// run under `prefix` (e.g. `runuser -u bob --`) and faketime. The
-    /// pam_wrapper variables are set with `env` right before pamtester, so
-    /// a PAM-using prefix such as runuser is not itself redirected.
-    pub fn pamtester_with(&self, prefix: &[&str], faketime: Option<i64>, args: &[&str]) -> Command {
+    /// The pamtester command of every login: pamtester through
+    /// pam_wrapper with the whole pamtester argument list (`-I rhost=..`,
+    /// service, user, operation), optionally run under `prefix` (e.g.
+    /// `runuser -u bob --`) and faketime. The pam_wrapper variables are set
+    /// with `env` right before pamtester, so a PAM-using prefix such as
+    /// runuser is not itself redirected.
+    pub fn pamtester(&self, prefix: &[&str], faketime: Option<i64>, args: &[&str]) -> Command {
         let mut cmd = match prefix.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -536,24 +476,46 @@ impl Env {
         cmd
     }
 
-    /// Authenticates via `service` and returns the result with the log
-    /// lines of this attempt (earlier unread lines are discarded first).
+    /// Authenticates `user` via `service` (at Unix time `at` by faketime,
+    /// or now), with `input` (the answers, one per line) on pamtester's
+    /// stdin, and returns the result with the log lines of this attempt
+    /// (earlier unread lines are discarded first).
     pub fn attempt(&self, service: &str, user: &str, input: &str, at: Option<i64>) -> Attempt {
         self.attempt_args(&[service, user, "authenticate"], input.as_bytes(), at)
     }
 
     /// `attempt` with a full pamtester argument list and raw input bytes.
     pub fn attempt_args(&self, args: &[&str], input: &[u8], at: Option<i64>) -> Attempt {
-        self.attempt_cmd(self.pamtester_with(&[], at, args), input)
+        self.attempt_cmd(self.pamtester(&[], at, args), input)
     }
 
-    /// `attempt` for a hand-built command (see `pamtester_with`).
-    pub fn attempt_cmd(&self, cmd: Command, input: &[u8]) -> Attempt {
+    /// `attempt` for a command from [`Env::pamtester`] (under a prefix, or
+    /// changed before it runs), feeding `input` on its stdin. pamtester's
+    /// verdict line must agree with its exit status, and the module must
+    /// not have crashed.
+    pub fn attempt_cmd(&self, mut cmd: Command, input: &[u8]) -> Attempt {
         let _ = self.logs();
-        let r = run_pam(cmd, input);
+        let (ok, output) = {
+            let _serial = pam_wrapper_lock();
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            {
+                let mut stdin = child.stdin.take().unwrap();
+                let _ = stdin.write_all(input);
+            }
+            let out = child.wait_with_output().unwrap();
+            (out.status.success(), output_text(&out))
+        };
+        assert_eq!(
+            ok,
+            output.contains("successfully authenticated"),
+            "{output}"
+        );
         let a = Attempt {
-            ok: r.ok,
-            output: r.output,
+            ok,
+            output,
             log: self.logs().join("\n"),
         };
         a.assert_no_crash();

@@ -43,5 +43,5 @@ pub fn prefix(env: &Env, hosts: Option<&str>) -> Vec<String> {
 pub fn attempt(env: &Env, hosts: Option<&str>, args: &[&str], input: &str) -> Attempt {
     let prefix = prefix(env, hosts);
     let p: Vec<&str> = prefix.iter().map(String::as_str).collect();
-    env.attempt_cmd(env.pamtester_with(&p, None, args), input.as_bytes())
+    env.attempt_cmd(env.pamtester(&p, None, args), input.as_bytes())
 }

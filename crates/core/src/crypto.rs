@@ -5,7 +5,7 @@
 //! for sealing, backup codes are kept only as HMAC-SHA256 under a key derived
 //! for hashing. A stolen `state.db` without the key file reveals neither.
 
-use crate::secure_fs;
+use crate::secure_fs::{self, Trust};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
@@ -61,12 +61,13 @@ impl HostKey {
     /// regular file in root-owned directories (see [`secure_fs::read_trusted`]:
     /// a FIFO or device never hangs the login) or has the wrong size (a
     /// truncated key must not silently become a new key).
-    pub fn load(path: &Path) -> Result<HostKey, CryptoError> {
+    pub fn load(path: &Path, trust: Trust) -> Result<HostKey, CryptoError> {
         let bytes = secure_fs::read_trusted(
             path,
             "key file",
             secure_fs::NO_GROUP_OR_WORLD,
             KEY_LEN as u64,
+            trust,
         )
         .map_err(|e| CryptoError(e.to_string()))?;
         let master: Zeroizing<[u8; KEY_LEN]> =
@@ -83,14 +84,14 @@ impl HostKey {
     /// Loads the key, creating it (root 0600, parent dir 0700 if new) when
     /// it does not exist yet. Only `2fa-enroll` calls this; the PAM module
     /// never creates a key, because a new key cannot open old secrets.
-    pub fn load_or_create(path: &Path) -> Result<(HostKey, bool), CryptoError> {
+    pub fn load_or_create(path: &Path, trust: Trust) -> Result<(HostKey, bool), CryptoError> {
         match std::fs::symlink_metadata(path) {
-            Ok(_) => Ok((HostKey::load(path)?, false)),
+            Ok(_) => Ok((HostKey::load(path, trust)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent() {
                     secure_fs::ensure_private_dir(dir)
                         .map_err(|e| CryptoError(format!("creating {}: {e}", dir.display())))?;
-                    secure_fs::check_dir_chain(dir, "key file").map_err(CryptoError)?;
+                    secure_fs::check_dir_chain(dir, "key file", trust).map_err(CryptoError)?;
                 }
                 let master = Zeroizing::new(random_array::<KEY_LEN>()?);
                 secure_fs::create_private_file(path, master.as_slice()).map_err(|e| {

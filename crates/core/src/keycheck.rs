@@ -127,11 +127,13 @@ fn check(
 mod tests {
     use super::*;
     use crate::config::Algorithm;
+    use crate::secure_fs::Trust;
     use crate::store::{OtpKind, OtpRecord};
 
     fn store() -> (tempfile::TempDir, Store) {
         let d = tempfile::tempdir().unwrap();
-        let s = Store::open_or_create(&d.path().join("s/state.db"), 1000).unwrap();
+        let s = Store::open_or_create(&d.path().join("s/state.db"), 1000, Trust::test_runner())
+            .unwrap();
         (d, s)
     }
 

@@ -20,6 +20,9 @@ pub mod audit;
 pub mod clock;
 /// `/etc/security/2fa.conf` + module arguments -> one validated `Config`.
 pub mod config;
+/// The prompts and messages of one login (the trait PAM's conversation
+/// is adapted to).
+pub mod conversation;
 /// Host key, sealing, keyed code hashes, constant-time compare, random codes.
 pub mod crypto;
 /// Terminal text shared by the login flow and the CLI: the QR code.

@@ -8,6 +8,14 @@
 //! of their own. Files are read through an opened descriptor, never a
 //! second lookup, with `O_NOFOLLOW | O_NONBLOCK` and a size bound, so a
 //! FIFO, a device or a huge file can neither hang a login nor fill memory.
+//!
+//! Whose files are trusted is a [`Trust`], passed to every check: root's
+//! alone ([`Trust::ROOT`]) in every program that ships. Tests may also
+//! trust the user running them ([`Trust::test_runner`]), so the unit and
+//! flow tests run without root; that constructor exists only in this
+//! crate's own tests and under the `test-trust` feature, which only
+//! dev-dependencies enable (`scripts/test` checks that it never reaches
+//! the module, `2fa-enroll` or `2fad`).
 
 use std::fs;
 use std::io::Read;
@@ -24,8 +32,59 @@ const STICKY: u32 = 0o1000;
 /// Symlinks followed while checking one directory chain.
 const MAX_LINKS: u32 = 16;
 
-/// Refuses `path` unless it is owned by root and has none of `forbidden` bits.
-pub fn check_root_owned(path: &Path, what: &str, forbidden: u32) -> Result<(), String> {
+/// Whose files and directories are trusted: root's, and (in tests only)
+/// those of one more uid. Not a config key or a module argument: the
+/// programs say it in code, and they all say [`Trust::ROOT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trust {
+    uid: u32,
+}
+
+impl Trust {
+    /// Root's files only: the module, `2fa-enroll` and `2fad`.
+    pub const ROOT: Trust = Trust { uid: 0 };
+
+    /// Root's files and those of the effective uid running the test, so
+    /// `cargo test` works as an ordinary user (root is the same as
+    /// [`Trust::ROOT`]). Tests only: see the module docs.
+    #[cfg(any(test, feature = "test-trust"))]
+    pub fn test_runner() -> Trust {
+        Trust {
+            uid: nix::unistd::geteuid().as_raw(),
+        }
+    }
+
+    /// Root's files and those of `uid`: for tests of the ownership rule
+    /// (trusting a uid that owns nothing there makes the test's own files
+    /// someone else's). Tests only: see the module docs.
+    #[cfg(any(test, feature = "test-trust"))]
+    pub fn of_uid(uid: u32) -> Trust {
+        Trust { uid }
+    }
+
+    /// Whether a file or directory owned by `owner` is trusted.
+    pub fn trusts(self, owner: u32) -> bool {
+        owner == 0 || owner == self.uid
+    }
+
+    /// "root", or "root or uid N", for refusals.
+    fn owners(self) -> String {
+        if self.uid == 0 {
+            "root".into()
+        } else {
+            format!("root or uid {}", self.uid)
+        }
+    }
+}
+
+/// Refuses `path` unless `trust` trusts its owner and it has none of
+/// `forbidden` bits.
+pub fn check_root_owned(
+    path: &Path,
+    what: &str,
+    forbidden: u32,
+    trust: Trust,
+) -> Result<(), String> {
     let meta = fs::symlink_metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
     if meta.file_type().is_symlink() {
         return Err(format!(
@@ -33,15 +92,22 @@ pub fn check_root_owned(path: &Path, what: &str, forbidden: u32) -> Result<(), S
             path.display()
         ));
     }
-    check_meta(path, &meta, what, forbidden)
+    check_meta(path, &meta, what, forbidden, trust)
 }
 
-fn check_meta(path: &Path, meta: &fs::Metadata, what: &str, forbidden: u32) -> Result<(), String> {
-    if meta.uid() != 0 {
+fn check_meta(
+    path: &Path,
+    meta: &fs::Metadata,
+    what: &str,
+    forbidden: u32,
+    trust: Trust,
+) -> Result<(), String> {
+    if !trust.trusts(meta.uid()) {
         return Err(format!(
-            "{what} {} is owned by uid {}, not root; refusing it",
+            "{what} {} is owned by uid {}, not {}; refusing it",
             path.display(),
-            meta.uid()
+            meta.uid(),
+            trust.owners()
         ));
     }
     let mode = meta.mode() & 0o7777;
@@ -60,18 +126,25 @@ fn check_meta(path: &Path, meta: &fs::Metadata, what: &str, forbidden: u32) -> R
 }
 
 /// Checks the directories leading to a trusted file, `/` down to `dir`
-/// (the file's own directory): every one root-owned; `dir` not writable
+/// (the file's own directory): every one root-owned (owned by whom
+/// `trust` trusts); `dir` not writable
 /// by group or others; those above it either not writable by group or
 /// others, or sticky (like `/tmp`: there only root may rename or remove
 /// what root owns). A symlink on the way must be root-owned (it sits in a
 /// checked directory) and its target's directories are checked the same
 /// way. `what` names the file ("config", "store").
-pub fn check_dir_chain(dir: &Path, what: &str) -> Result<(), String> {
+pub fn check_dir_chain(dir: &Path, what: &str, trust: Trust) -> Result<(), String> {
     let mut links = 0;
-    check_chain(dir, what, true, &mut links)
+    check_chain(dir, what, true, &mut links, trust)
 }
 
-fn check_chain(dir: &Path, what: &str, strict_last: bool, links: &mut u32) -> Result<(), String> {
+fn check_chain(
+    dir: &Path,
+    what: &str,
+    strict_last: bool,
+    links: &mut u32,
+    trust: Trust,
+) -> Result<(), String> {
     if !dir.is_absolute() {
         return Err(format!(
             "the {what} directory {} is not an absolute path",
@@ -103,16 +176,17 @@ fn check_chain(dir: &Path, what: &str, strict_last: bool, links: &mut u32) -> Re
                     dir.display()
                 ));
             }
-            if meta.uid() != 0 {
+            if !trust.trusts(meta.uid()) {
                 return Err(format!(
-                    "symlink {} on the way to the {what} is owned by uid {}, not root; refusing it",
+                    "symlink {} on the way to the {what} is owned by uid {}, not {}; refusing it",
                     cur.display(),
-                    meta.uid()
+                    meta.uid(),
+                    trust.owners()
                 ));
             }
             let real = fs::canonicalize(&cur)
                 .map_err(|e| format!("symlink {} to the {what}: {e}", cur.display()))?;
-            check_chain(&real, what, strict_last && last, links)?;
+            check_chain(&real, what, strict_last && last, links, trust)?;
             cur = real;
             continue;
         }
@@ -131,16 +205,17 @@ fn check_chain(dir: &Path, what: &str, strict_last: bool, links: &mut u32) -> Re
         } else {
             NO_GROUP_OR_WORLD_WRITE
         };
-        check_meta(&cur, &meta, &name, forbidden)?;
+        check_meta(&cur, &meta, &name, forbidden, trust)?;
     }
     Ok(())
 }
 
 /// Reads a file the module trusts: `path` absolute, opened without
 /// following a symlink and without blocking (a FIFO or device never
-/// hangs the caller), a regular file owned by root with none of the
-/// `forbidden` mode bits (checked on the opened descriptor), at most `max`
-/// bytes, in a directory chain that passes [`check_dir_chain`].
+/// hangs the caller), a regular file owned by root (by whom `trust`
+/// trusts) with none of the `forbidden` mode bits (checked on the opened
+/// descriptor), at most `max` bytes, in a directory chain that passes
+/// [`check_dir_chain`].
 ///
 /// A missing file is an error of kind `NotFound`, so callers can treat it
 /// as "not configured"; every other refusal is a message naming the file
@@ -150,8 +225,9 @@ pub fn read_trusted(
     what: &str,
     forbidden: u32,
     max: u64,
+    trust: Trust,
 ) -> std::io::Result<Zeroizing<Vec<u8>>> {
-    read_trusted_with_mode(path, what, forbidden, max).map(|(bytes, _)| bytes)
+    read_trusted_with_mode(path, what, forbidden, max, trust).map(|(bytes, _)| bytes)
 }
 
 /// [`read_trusted`], also returning the file's permission bits (from the
@@ -161,6 +237,7 @@ pub fn read_trusted_with_mode(
     what: &str,
     forbidden: u32,
     max: u64,
+    trust: Trust,
 ) -> std::io::Result<(Zeroizing<Vec<u8>>, u32)> {
     use std::io::{Error, ErrorKind};
     let refuse = |msg: String| Error::other(msg);
@@ -190,7 +267,7 @@ pub fn read_trusted_with_mode(
             path.display()
         )));
     }
-    check_meta(path, &meta, what, forbidden).map_err(refuse)?;
+    check_meta(path, &meta, what, forbidden, trust).map_err(refuse)?;
     if meta.len() > max {
         return Err(Error::new(
             ErrorKind::InvalidData,
@@ -202,7 +279,7 @@ pub fn read_trusted_with_mode(
         ));
     }
     if let Some(dir) = path.parent() {
-        check_dir_chain(dir, what).map_err(refuse)?;
+        check_dir_chain(dir, what, trust).map_err(refuse)?;
     }
     // The file may grow between fstat and read: never take more than max.
     let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
@@ -245,18 +322,52 @@ pub fn create_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> 
     f.sync_all()
 }
 
+/// Test helpers for the ownership rule, shared by this crate's tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Trust;
+    use std::os::unix::fs::lchown;
+    use std::path::Path;
+
+    /// Makes `path`, which this test made, someone else's: returns the
+    /// trust to check with and the uid the check will name. As root, by
+    /// giving `path` to uid 65534 (undo with [`mine`]). Otherwise a test
+    /// cannot give a file away, so it trusts a uid that owns nothing here
+    /// instead, which makes every file of the test someone else's: `path`
+    /// must then be the first of them the check looks at.
+    pub fn foreign(path: &Path) -> (Trust, u32) {
+        let me = nix::unistd::geteuid().as_raw();
+        if me == 0 {
+            lchown(path, Some(65534), None).unwrap();
+            (Trust::ROOT, 65534)
+        } else {
+            (Trust::of_uid(if me == 1 { 2 } else { 1 }), me)
+        }
+    }
+
+    /// Undoes [`foreign`].
+    pub fn mine(path: &Path) {
+        if nix::unistd::geteuid().is_root() {
+            lchown(path, Some(0), None).unwrap();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{foreign, mine};
     use super::*;
-    use std::os::unix::fs::{chown, symlink};
+    use std::os::unix::fs::{lchown, symlink};
 
     fn chmod(p: &Path, mode: u32) {
         fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
     }
 
-    /// A root-owned private directory in a temp dir, with `a/b/file`.
+    /// A private directory in /tmp (root's, so the test's own directory
+    /// is the first one the test can make foreign, see [`foreign`]), with
+    /// `a/b/file`.
     fn tree() -> (tempfile::TempDir, PathBuf) {
-        let d = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir_in("/tmp").unwrap();
         let b = d.path().join("a/b");
         fs::create_dir_all(&b).unwrap();
         chmod(&d.path().join("a"), 0o755);
@@ -267,10 +378,14 @@ mod tests {
         (d, f)
     }
 
-    fn read(f: &Path) -> Result<Vec<u8>, String> {
-        read_trusted(f, "config", NO_GROUP_OR_WORLD_WRITE, 1024)
+    fn read_with(f: &Path, trust: Trust) -> Result<Vec<u8>, String> {
+        read_trusted(f, "config", NO_GROUP_OR_WORLD_WRITE, 1024, trust)
             .map(|b| b.to_vec())
             .map_err(|e| e.to_string())
+    }
+
+    fn read(f: &Path) -> Result<Vec<u8>, String> {
+        read_with(f, Trust::test_runner())
     }
 
     #[test]
@@ -280,20 +395,61 @@ mod tests {
     }
 
     #[test]
+    fn only_root_and_the_trusted_uid_are_trusted() {
+        assert!(Trust::ROOT.trusts(0));
+        assert!(!Trust::ROOT.trusts(1000));
+        assert!(!Trust::ROOT.trusts(65534));
+        let t = Trust::of_uid(1000);
+        assert!(t.trusts(0) && t.trusts(1000));
+        assert!(!t.trusts(1001) && !t.trusts(65534));
+        let me = nix::unistd::geteuid().as_raw();
+        assert!(Trust::test_runner().trusts(me));
+        assert_eq!(Trust::test_runner() == Trust::ROOT, me == 0);
+    }
+
+    #[test]
     fn file_rules() {
         let (_d, f) = tree();
         chmod(&f, 0o664);
         assert!(read(&f).unwrap_err().contains("has mode 0664"));
         chmod(&f, 0o644);
-        chown(&f, Some(65534), None).unwrap();
-        assert!(read(&f).unwrap_err().contains("owned by uid 65534"));
-        chown(&f, Some(0), None).unwrap();
+        // The file is checked before its directories.
+        let (other, owner) = foreign(&f);
+        let e = read_with(&f, other).unwrap_err();
+        assert!(
+            e.contains(&format!("owned by uid {owner}, not root")),
+            "{e}"
+        );
+        mine(&f);
         fs::write(&f, vec![b'#'; 1025]).unwrap();
         assert!(read(&f).unwrap_err().contains("larger than the 1024 bytes"));
         let e = read(Path::new("relative/file")).unwrap_err();
         assert!(e.contains("not an absolute path"), "{e}");
-        let e = read_trusted(&f.with_file_name("nope"), "config", 0, 1).unwrap_err();
+        let e = read_trusted(
+            &f.with_file_name("nope"),
+            "config",
+            0,
+            1,
+            Trust::test_runner(),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    /// The message names root alone in the programs that ship.
+    #[test]
+    fn production_refusal_names_root() {
+        let (_d, f) = tree();
+        let me = nix::unistd::geteuid().as_raw();
+        if me == 0 {
+            lchown(&f, Some(65534), None).unwrap();
+        }
+        let e = read_with(&f, Trust::ROOT).unwrap_err();
+        let owner = if me == 0 { 65534 } else { me };
+        assert!(
+            e.contains(&format!("is owned by uid {owner}, not root; refusing it")),
+            "{e}"
+        );
     }
 
     #[test]
@@ -333,20 +489,19 @@ mod tests {
             }
             chmod(dir, 0o755);
         }
-        chown(&a, Some(65534), None).unwrap();
-        let e = read(&f).unwrap_err();
+        // Someone else's directory above the file's, or the file's own.
+        let (other, owner) = foreign(d.path());
+        let e = check_dir_chain(&b, "config", other).unwrap_err();
         assert!(
-            e.contains("directory above the config") && e.contains("uid 65534"),
+            e.contains("directory above the config") && e.contains(&format!("uid {owner}")),
             "{e}"
         );
-        chown(&a, Some(0), None).unwrap();
-        chown(&b, Some(65534), None).unwrap();
-        let e = read(&f).unwrap_err();
+        let e = check_dir_chain(d.path(), "config", other).unwrap_err();
         assert!(
-            e.contains("config directory") && e.contains("uid 65534"),
+            e.contains("config directory") && e.contains(&format!("uid {owner}")),
             "{e}"
         );
-        chown(&b, Some(0), None).unwrap();
+        mine(d.path());
         assert!(read(&f).is_ok());
     }
 
@@ -362,10 +517,20 @@ mod tests {
         let e = read(&link.join("file")).unwrap_err();
         assert!(e.contains("config directory"), "{e}");
         chmod(&d.path().join("a/b"), 0o755);
-        // A link owned by another user could be pointed elsewhere.
-        std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
-        let e = read(&link.join("file")).unwrap_err();
-        assert!(e.contains("symlink") && e.contains("uid 65534"), "{e}");
+        // A link owned by another user could be pointed elsewhere (one in
+        // /tmp, so it is the first thing of this test's on the way).
+        let target = d.path().join("a/b");
+        let link = tempfile::Builder::new()
+            .prefix("p2fa-link")
+            .make_in("/tmp", |p| symlink(&target, p))
+            .unwrap();
+        assert!(read(&link.path().join("file")).is_ok());
+        let (other, owner) = foreign(link.path());
+        let e = check_dir_chain(link.path(), "config", other).unwrap_err();
+        assert!(
+            e.contains("symlink") && e.contains(&format!("uid {owner}")),
+            "{e}"
+        );
         // ".." is refused rather than reasoned about.
         let e = read(&d.path().join("a/b/../b/file")).unwrap_err();
         assert!(e.contains("\"..\""), "{e}");

@@ -30,6 +30,12 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && c != '/' && c != ':')
 }
 
+/// The real uid of this process (in the module: its caller's, which under
+/// sudo or su is the invoking user's).
+pub fn real_uid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}
+
 /// Login name of the real uid of this process.
 pub fn current() -> Option<String> {
     nix::unistd::User::from_uid(nix::unistd::getuid())

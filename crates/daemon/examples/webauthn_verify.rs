@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use p2fa_core::config::Config;
+use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::Store;
 use p2fa_daemon::webauthn::{Ceremonies, Outcome};
 use p2fa_testkit::softkey::SoftKey;
@@ -26,9 +27,10 @@ fn main() {
     cfg.webauthn.enabled = true;
     cfg.webauthn.public_url = "http://localhost:8443".into();
     cfg.webauthn.max_pending_per_user = 20;
-    let (key, _) = p2fa_core::crypto::HostKey::load_or_create(&cfg.key_file).unwrap();
-    let store = Store::open_or_create(&cfg.db, 1000).unwrap();
-    let c = Ceremonies::new(&cfg).unwrap();
+    let (key, _) =
+        p2fa_core::crypto::HostKey::load_or_create(&cfg.key_file, Trust::test_runner()).unwrap();
+    let store = Store::open_or_create(&cfg.db, 1000, Trust::test_runner()).unwrap();
+    let c = Ceremonies::new(&cfg, Trust::test_runner()).unwrap();
     let origin = "http://localhost:8443";
     let tok = c
         .begin_register(&cfg, &store, &key, "root", "bench", 0)

@@ -24,6 +24,7 @@ use p2fa_core::config::Config;
 use p2fa_core::crypto::HostKey;
 use p2fa_core::enrollment::{BackupSet, EnrollError, OtpSetup, Saved, save_otp};
 use p2fa_core::factor::{FactorId, normalize_code};
+use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::{Store, UserState};
 use p2fa_proto::protocol::{self, ErrorCode, Op, Proof, Request, Response, VERSION};
 use std::collections::HashMap;
@@ -39,10 +40,11 @@ struct Pending {
 
 /// State shared by all connections: unconfirmed TOTP secrets and the
 /// WebAuthn ceremonies (when enabled).
-#[derive(Default)]
 pub struct Broker {
     pending: Mutex<HashMap<String, Pending>>,
     pub ceremonies: Option<std::sync::Arc<super::webauthn::Ceremonies>>,
+    /// Whose files to believe (store, key): [`Trust::ROOT`] outside tests.
+    trust: Trust,
 }
 
 fn now() -> i64 {
@@ -50,6 +52,14 @@ fn now() -> i64 {
 }
 
 impl Broker {
+    pub fn new(trust: Trust) -> Broker {
+        Broker {
+            pending: Mutex::default(),
+            ceremonies: None,
+            trust,
+        }
+    }
+
     /// Handles one request from a peer with uid `uid`.
     pub fn handle(&self, cfg: &Config, audit: &mut Audit, uid: u32, req: Request) -> Response {
         if req.version != VERSION {
@@ -85,7 +95,7 @@ impl Broker {
                 format!("no such user: {}", clean(&user)),
             );
         };
-        let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
+        let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms, self.trust) {
             Ok(s) => s,
             Err(e) => {
                 audit.err(&format!(
@@ -98,7 +108,7 @@ impl Broker {
                 );
             }
         };
-        let key = match HostKey::load(&cfg.key_file) {
+        let key = match HostKey::load(&cfg.key_file, self.trust) {
             Ok(k) => k,
             Err(e) => {
                 audit.err(&format!(
@@ -639,6 +649,8 @@ impl Ctx<'_> {
             service: SERVICE,
             rhost: "",
             tty: "",
+            // The peer that asked 2fad for this change.
+            caller_uid: self.uid,
         };
         match flow::check_current(self.cfg, self.store, self.key, login, now(), &code) {
             Ok(Current::Accepted(f)) => {

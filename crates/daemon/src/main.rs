@@ -5,6 +5,7 @@
 
 use clap::Parser;
 use p2fa_core::config::{Config, DEFAULT_CONFIG_PATH};
+use p2fa_core::secure_fs::Trust;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,7 +32,8 @@ fn main() {
         std::process::exit(1);
     }
     let explicit = a.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
-    let mut cfg = match Config::load(&a.config, explicit) {
+    // Only root's files are believed: config, key, store, secrets.
+    let mut cfg = match Config::load(&a.config, explicit, Trust::ROOT) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("2fad: {e}");
@@ -52,7 +54,7 @@ fn main() {
         }
     };
     eprintln!("2fad: listening on {}", cfg.daemon.socket.display());
-    if let Err(e) = p2fa_daemon::server::serve(Arc::new(cfg), listener) {
+    if let Err(e) = p2fa_daemon::server::serve(Arc::new(cfg), Trust::ROOT, listener) {
         eprintln!("2fad: {e}");
         std::process::exit(1);
     }

@@ -13,6 +13,7 @@ use super::broker::Broker;
 use p2fa_core::audit::Audit;
 use p2fa_core::clock::{self, Deadline};
 use p2fa_core::config::{Config, DaemonConfig};
+use p2fa_core::secure_fs::Trust;
 use p2fa_proto::client::peer_uid;
 use p2fa_proto::protocol::{self, ErrorCode, Request, Response};
 use std::collections::HashMap;
@@ -114,10 +115,12 @@ pub fn listener(path: &Path) -> io::Result<UnixListener> {
     Ok(l)
 }
 
-pub fn serve(cfg: Arc<Config>, listener: UnixListener) -> io::Result<()> {
-    let mut broker = Broker::default();
+/// Serves the broker on `listener`; `trust` says whose files to believe
+/// (`2fad` passes [`Trust::ROOT`]).
+pub fn serve(cfg: Arc<Config>, trust: Trust, listener: UnixListener) -> io::Result<()> {
+    let mut broker = Broker::new(trust);
     if cfg.webauthn.enabled {
-        let c = Arc::new(super::webauthn::Ceremonies::new(&cfg).map_err(io::Error::other)?);
+        let c = Arc::new(super::webauthn::Ceremonies::new(&cfg, trust).map_err(io::Error::other)?);
         super::web::start(cfg.clone(), c.clone()).map_err(io::Error::other)?;
         broker.ceremonies = Some(c);
     }

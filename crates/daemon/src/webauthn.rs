@@ -22,6 +22,7 @@ use base64::Engine;
 use p2fa_core::audit::{Audit, clean};
 use p2fa_core::config::Config;
 use p2fa_core::factor::FactorId;
+use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::{KeyWarning, Store};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -89,6 +90,8 @@ struct Ceremony {
 
 pub struct Ceremonies {
     webauthn: Webauthn,
+    /// Whose files to believe (the store): [`Trust::ROOT`] outside tests.
+    trust: Trust,
     /// This machine's name, shown on the page.
     host: String,
     pending: Mutex<HashMap<String, Ceremony>>,
@@ -148,7 +151,7 @@ fn on_record(credential: &str) -> Option<(Vec<u8>, u32)> {
 }
 
 impl Ceremonies {
-    pub fn new(cfg: &Config) -> Result<Ceremonies, String> {
+    pub fn new(cfg: &Config, trust: Trust) -> Result<Ceremonies, String> {
         let origin = Url::parse(&cfg.webauthn.public_url)
             .map_err(|e| format!("webauthn.public_url: {e}"))?;
         let webauthn = WebauthnBuilder::new(&cfg.webauthn.rp_id, &origin)
@@ -162,6 +165,7 @@ impl Ceremonies {
             .unwrap_or_default();
         Ok(Ceremonies {
             webauthn,
+            trust,
             host,
             pending: Mutex::new(HashMap::new()),
         })
@@ -359,7 +363,9 @@ impl Ceremonies {
                             .finish_passkey_registration(&r, state)
                             .map_err(|e| format!("registration refused: {e}"))
                     })
-                    .and_then(|pk| save_new(cfg, &c.user, name, &pk).map(|_| name.clone()))
+                    .and_then(|pk| {
+                        save_new(cfg, self.trust, &c.user, name, &pk).map(|_| name.clone())
+                    })
                     .inspect(|name| {
                         audit.notice(&format!(
                             "factor added user={} factor=webauthn by uid={} via=2fad key={}",
@@ -406,9 +412,9 @@ impl Ceremonies {
                     })
             });
         let result = match verified {
-            Ok(res) => record_login(cfg, audit, user, &res, purpose.is_some()),
+            Ok(res) => record_login(cfg, self.trust, audit, user, &res, purpose.is_some()),
             Err(e) if e.is_empty() => match presented(body) {
-                Some((id, counter)) => clone_refused(cfg, audit, user, &id, counter),
+                Some((id, counter)) => clone_refused(cfg, self.trust, audit, user, &id, counter),
                 None => Err("assertion refused: signature counter went back".into()),
             },
             Err(e) => Err(e),
@@ -420,7 +426,7 @@ impl Ceremonies {
                 clean(purpose),
                 p2fa_core::audit::detail(e)
             ));
-            count_failure(cfg, user)?;
+            count_failure(cfg, self.trust, user)?;
         }
         result
     }
@@ -499,13 +505,19 @@ impl Ceremonies {
     }
 }
 
-fn open(cfg: &Config) -> Result<Store, String> {
-    Store::open_existing(&cfg.db, cfg.busy_timeout_ms).map_err(|e| e.to_string())
+fn open(cfg: &Config, trust: Trust) -> Result<Store, String> {
+    Store::open_existing(&cfg.db, cfg.busy_timeout_ms, trust).map_err(|e| e.to_string())
 }
 
-fn save_new(cfg: &Config, user: &str, name: &str, pk: &Passkey) -> Result<(), String> {
+fn save_new(
+    cfg: &Config,
+    trust: Trust,
+    user: &str,
+    name: &str,
+    pk: &Passkey,
+) -> Result<(), String> {
     let json = serde_json::to_string(pk).map_err(|e| e.to_string())?;
-    let mut store = open(cfg)?;
+    let mut store = open(cfg, trust)?;
     let tx = store.write().map_err(|e| e.to_string())?;
     if !tx
         .add_webauthn(user, name, &json, now())
@@ -516,8 +528,8 @@ fn save_new(cfg: &Config, user: &str, name: &str, pk: &Passkey) -> Result<(), St
     tx.commit().map_err(|e| e.to_string())
 }
 
-fn count_failure(cfg: &Config, user: &str) -> Result<(), String> {
-    let mut store = open(cfg)?;
+fn count_failure(cfg: &Config, trust: Trust, user: &str) -> Result<(), String> {
+    let mut store = open(cfg, trust)?;
     let tx = store.write().map_err(|e| e.to_string())?;
     tx.record_failure(user, now(), &cfg.rate_limit)
         .map_err(|e| e.to_string())?;
@@ -531,13 +543,14 @@ fn count_failure(cfg: &Config, user: &str) -> Result<(), String> {
 /// success of service 2fad in the same transaction.
 fn record_login(
     cfg: &Config,
+    trust: Trust,
     audit: &mut Audit,
     user: &str,
     res: &AuthenticationResult,
     proof: bool,
 ) -> Result<String, String> {
     let se = |e: p2fa_core::store::StoreError| e.to_string();
-    let mut store = open(cfg)?;
+    let mut store = open(cfg, trust)?;
     let tx = store.write().map_err(se)?;
     for c in tx.webauthn_credentials(user).map_err(se)? {
         let Ok(mut pk) = serde_json::from_str::<Passkey>(&c.credential) else {
@@ -550,7 +563,7 @@ fn record_login(
         let presented = res.counter();
         if presented <= stored && !(presented == 0 && stored == 0) {
             drop(tx);
-            return clone_found(cfg, audit, user, &c.name, stored, presented);
+            return clone_found(cfg, trust, audit, user, &c.name, stored, presented);
         }
         pk.update_credential(res);
         let json = serde_json::to_string(&pk).map_err(|e| e.to_string())?;
@@ -570,12 +583,13 @@ fn record_login(
 /// it presented and record the clone.
 fn clone_refused(
     cfg: &Config,
+    trust: Trust,
     audit: &mut Audit,
     user: &str,
     id: &[u8],
     presented: u32,
 ) -> Result<String, String> {
-    let store = open(cfg)?;
+    let store = open(cfg, trust)?;
     let creds = store
         .webauthn_credentials(user)
         .map_err(|e| e.to_string())?;
@@ -584,7 +598,7 @@ fn clone_refused(
         if let Some((cid, stored)) = on_record(&c.credential)
             && cid == id
         {
-            return clone_found(cfg, audit, user, &c.name, stored, presented);
+            return clone_found(cfg, trust, audit, user, &c.name, stored, presented);
         }
     }
     Err("the key that signed is not registered for this user".into())
@@ -593,6 +607,7 @@ fn clone_refused(
 /// Records and logs a key whose counter did not rise; always an error.
 fn clone_found(
     cfg: &Config,
+    trust: Trust,
     audit: &mut Audit,
     user: &str,
     key: &str,
@@ -612,7 +627,7 @@ fn clone_found(
         clean(user),
         clean(key)
     ));
-    let mut store = open(cfg)?;
+    let mut store = open(cfg, trust)?;
     let tx = store.write().map_err(|e| e.to_string())?;
     tx.add_key_warning(user, &w).map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())?;
@@ -645,15 +660,17 @@ mod tests {
         cfg.webauthn.enabled = true;
         cfg.webauthn.public_url = ORIGIN.into();
         cfg.webauthn.max_pending_per_user = 20;
-        let (key, _) = p2fa_core::crypto::HostKey::load_or_create(&cfg.key_file).unwrap();
-        Store::open_or_create(&cfg.db, 1000).unwrap();
-        let c = Ceremonies::new(&cfg).unwrap();
+        let (key, _) =
+            p2fa_core::crypto::HostKey::load_or_create(&cfg.key_file, Trust::test_runner())
+                .unwrap();
+        Store::open_or_create(&cfg.db, 1000, Trust::test_runner()).unwrap();
+        let c = Ceremonies::new(&cfg, Trust::test_runner()).unwrap();
         (dir, cfg, c, key)
     }
 
     fn registered() -> (tempfile::TempDir, Config, Ceremonies, SoftKey) {
         let (d, cfg, c, key) = setup();
-        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
         let tok = c
             .begin_register(&cfg, &store, &key, "root", "soft", 0)
             .unwrap()
@@ -672,7 +689,7 @@ mod tests {
 
     /// A login ceremony's options, as the page would fetch them.
     fn login(c: &Ceremonies, cfg: &Config) -> (String, Value) {
-        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
         let tok = c
             .begin_login(cfg, &store, "root", "sshd", "")
             .unwrap()
@@ -695,7 +712,7 @@ mod tests {
             matches!(c.result(&tok, "root", true), Ok(Outcome::Failed(_))),
             "read once, then dead"
         );
-        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
         let stored = store.webauthn_credentials("root").unwrap();
         assert!(
             stored[0].credential.contains("\"counter\":1"),
@@ -793,8 +810,8 @@ mod tests {
     fn open_links_per_user_are_limited() {
         let (_d, mut cfg, c, _) = registered();
         cfg.webauthn.max_pending_per_user = 2;
-        let store = Store::open_existing(&cfg.db, 1000).unwrap();
-        let key = p2fa_core::crypto::HostKey::load(&cfg.key_file).unwrap();
+        let store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
+        let key = p2fa_core::crypto::HostKey::load(&cfg.key_file, Trust::test_runner()).unwrap();
         let login = || c.begin_login(&cfg, &store, "root", "sshd", "");
         let first = login().unwrap();
         login().unwrap();
@@ -826,7 +843,7 @@ mod tests {
     #[test]
     fn a_proof_is_single_use_and_bound_to_its_user_and_change() {
         let (_d, cfg, c, mut sk) = registered();
-        let store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
         let tok = c
             .begin_proof(&cfg, &store, "root", "backup", 0)
             .unwrap()
@@ -868,7 +885,7 @@ mod tests {
             Err(ProofError::Refused(_))
         ));
         // The proof counted as a success of 2fad.
-        let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
         let st = store.status("root").unwrap();
         assert_eq!(st.last_success.unwrap().service, "2fad");
     }
@@ -899,7 +916,7 @@ mod tests {
                 .unwrap_err()
                 .contains("cloned")
         );
-        let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
         let w = store.status("root").unwrap().key_warnings;
         assert_eq!(w.len(), 2, "{w:?}");
         assert_eq!((w[1].stored, w[1].presented), (2, 2));

@@ -7,6 +7,7 @@
 
 use super::webauthn::{Ceremonies, Outcome};
 use p2fa_core::config::Config;
+use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::Store;
 use p2fa_testkit::softkey::SoftKey;
 
@@ -27,7 +28,7 @@ fn a_key_stored_by_webauthn_rs_0_5_still_logs_in() {
     };
     cfg.webauthn.enabled = true;
     cfg.webauthn.public_url = ORIGIN.into();
-    let mut store = Store::open_or_create(&cfg.db, 1000).unwrap();
+    let mut store = Store::open_or_create(&cfg.db, 1000, Trust::test_runner()).unwrap();
     let tx = store.write().unwrap();
     assert!(
         tx.add_webauthn("root", "old key", STORED_BY_0_5, 1)
@@ -35,7 +36,7 @@ fn a_key_stored_by_webauthn_rs_0_5_still_logs_in() {
     );
     tx.commit().unwrap();
 
-    let c = Ceremonies::new(&cfg).unwrap();
+    let c = Ceremonies::new(&cfg, Trust::test_runner()).unwrap();
     let tok = c
         .begin_login(&cfg, &store, "root", "sshd", "")
         .unwrap()

@@ -34,6 +34,7 @@
 use base64::Engine;
 use hmac::{KeyInit, Mac};
 use p2fa_core::config::DuoConfig;
+use p2fa_core::secure_fs::Trust;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use std::fmt;
@@ -491,7 +492,8 @@ fn parse_time(r: &Value) -> Result<i64, DuoError> {
 impl DuoClient {
     /// Reads the secret key (inline or `skey_file`) and builds the HTTPS
     /// client with the configured timeouts and CA.
-    pub fn new(cfg: &DuoConfig) -> Result<DuoClient, DuoError> {
+    /// `trust`: whose files to believe ([`Trust::ROOT`] outside tests).
+    pub fn new(cfg: &DuoConfig, trust: Trust) -> Result<DuoClient, DuoError> {
         let host = normalize_host(&cfg.api_host)?;
         if cfg.ikey.is_empty()
             || cfg.ikey.len() > 64
@@ -502,10 +504,10 @@ impl DuoClient {
             ));
         }
         let skey = Zeroizing::new(
-            p2fa_core::config::secret(&cfg.skey, &cfg.skey_file, "duo.skey")
+            p2fa_core::config::secret(&cfg.skey, &cfg.skey_file, "duo.skey", trust)
                 .map_err(|e| DuoError::Setup(e.0))?,
         );
-        let http = crate::transport::http_client(&cfg.net()).map_err(DuoError::Setup)?;
+        let http = crate::transport::http_client(&cfg.net(), trust).map_err(DuoError::Setup)?;
         Ok(DuoClient {
             http,
             sign_host: host_without_port(&host).to_string(),
@@ -1120,7 +1122,7 @@ mod tests {
             api_host: "api-xxxxxxxx.duosecurity.com".into(),
             ..DuoConfig::default()
         };
-        assert!(DuoClient::new(&cfg).is_ok());
+        assert!(DuoClient::new(&cfg, Trust::test_runner()).is_ok());
         for bad in [
             DuoConfig {
                 ikey: "DI:X".into(),
@@ -1140,7 +1142,9 @@ mod tests {
                 ..cfg.clone()
             },
         ] {
-            let e = DuoClient::new(&bad).err().expect("refused");
+            let e = DuoClient::new(&bad, Trust::test_runner())
+                .err()
+                .expect("refused");
             assert!(matches!(e, DuoError::Setup(_)), "{e:?}");
             assert!(!e.to_string().contains("Zh5eGmUq"), "{e}");
         }

@@ -20,6 +20,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use p2fa_core::config::{EmailConfig, SmtpTls};
+use p2fa_core::secure_fs::Trust;
 use std::time::Duration;
 
 /// Lower-cases the domain and checks the address parses.
@@ -84,18 +85,20 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
 /// or the password.
 pub fn send(
     cfg: &EmailConfig,
+    trust: Trust,
     issuer: &str,
     user: &str,
     to: &str,
     code: &str,
 ) -> Result<(), DeliveryError> {
     let mut password = String::new();
-    let r = send_inner(cfg, issuer, user, to, code, &mut password);
+    let r = send_inner(cfg, trust, issuer, user, to, code, &mut password);
     r.map_err(|e| e.redact(&[code, password.as_str()]))
 }
 
 fn send_inner(
     cfg: &EmailConfig,
+    trust: Trust,
     issuer: &str,
     user: &str,
     to: &str,
@@ -126,8 +129,8 @@ fn send_inner(
             // SSL_CERT_FILE / SSL_CERT_DIR from the caller's environment.
             let mut b = TlsParameters::builder(cfg.smtp_host.clone())
                 .certificate_store(CertificateStore::None);
-            for der in
-                crate::transport::trust_anchors(cfg.net().ca_file.as_deref()).map_err(fail)?
+            for der in crate::transport::trust_anchors(cfg.net().ca_file.as_deref(), trust)
+                .map_err(fail)?
             {
                 let cert = Certificate::from_der(der.to_vec())
                     .map_err(|e| fail(format!("CA certificate: {e}")))?;
@@ -150,7 +153,7 @@ fn send_inner(
             )));
     if !cfg.username.is_empty() {
         let password =
-            p2fa_core::config::secret(&cfg.password, &cfg.password_file, "email.password")
+            p2fa_core::config::secret(&cfg.password, &cfg.password_file, "email.password", trust)
                 .map_err(|e| fail(e.0))?;
         password_out.clone_from(&password);
         builder = builder.credentials(Credentials::new(cfg.username.clone(), password));

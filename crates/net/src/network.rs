@@ -8,6 +8,7 @@
 use crate::duo::{AuthResult, AuthStatus, DuoClient, DuoError, Preauth};
 use p2fa_core::config::Config;
 use p2fa_core::factor::FactorId;
+use p2fa_core::secure_fs::Trust;
 use std::time::Duration;
 
 /// A message could not be sent. `user` is safe to show; `detail` is for
@@ -111,20 +112,31 @@ pub trait Network {
 /// The real network factors: the SMS/e-mail senders and the Duo client.
 /// The Duo client (and its HTTP runtime thread) is made on first use and
 /// dropped with this value at the end of the PAM call.
-#[derive(Default)]
 pub struct Live {
     duo: Option<DuoClient>,
     /// The login's source address, sent to Duo as `ipaddr`.
     ipaddr: Option<std::net::IpAddr>,
+    /// Whose secret and CA files to believe ([`Trust::ROOT`] outside tests).
+    trust: Trust,
 }
 
 impl Live {
+    /// Outside a login (`2fa-enroll`): no source address for Duo.
+    pub fn new(trust: Trust) -> Live {
+        Live {
+            duo: None,
+            ipaddr: None,
+            trust,
+        }
+    }
+
     /// For one login from `rhost` (PAM_RHOST): Duo is told the source
     /// address when `rhost` is an IP address (not a host name).
-    pub fn for_rhost(rhost: &str) -> Live {
+    pub fn for_rhost(rhost: &str, trust: Trust) -> Live {
         Live {
             duo: None,
             ipaddr: rhost.parse().ok(),
+            trust,
         }
     }
 
@@ -132,7 +144,7 @@ impl Live {
         match &mut self.duo {
             Some(client) => Ok(client),
             empty => {
-                let client = DuoClient::new(&cfg.duo).map_err(failure)?;
+                let client = DuoClient::new(&cfg.duo, self.trust).map_err(failure)?;
                 Ok(empty.insert(client.with_ipaddr(self.ipaddr)))
             }
         }
@@ -178,8 +190,10 @@ impl Network for Live {
     ) -> Result<(), SendFailure> {
         let issuer = cfg.issuer_name();
         let sent = match channel {
-            FactorId::Sms => crate::sms::send(&cfg.sms, &issuer, user, address, code),
-            FactorId::Email => crate::email::send(&cfg.email, &issuer, user, address, code),
+            FactorId::Sms => crate::sms::send(&cfg.sms, self.trust, &issuer, user, address, code),
+            FactorId::Email => {
+                crate::email::send(&cfg.email, self.trust, &issuer, user, address, code)
+            }
             other => {
                 return Err(SendFailure {
                     user: "Codes cannot be sent that way.".into(),

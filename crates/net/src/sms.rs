@@ -3,6 +3,7 @@
 
 use super::delivery::{DeliveryError, fill, fill_with, json_escape};
 use p2fa_core::config::{SmsConfig, SmsGateway};
+use p2fa_core::secure_fs::Trust;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -83,6 +84,7 @@ pub fn mask_phone(e164: &str) -> String {
 /// URL may carry an API key).
 pub fn send(
     cfg: &SmsConfig,
+    trust: Trust,
     issuer: &str,
     user: &str,
     phone: &str,
@@ -103,6 +105,7 @@ pub fn send(
                     &t.auth_token,
                     &t.auth_token_file,
                     "sms.twilio.auth_token",
+                    trust,
                 )
                 .map_err(|e| DeliveryError::new("SMS", e.0))?,
             )
@@ -110,8 +113,8 @@ pub fn send(
         SmsGateway::Webhook => Zeroizing::new(String::new()),
     };
     let hide = secrets(cfg, &token, code);
-    let http =
-        crate::transport::http_client(&cfg.net()).map_err(|e| DeliveryError::new("SMS", e))?;
+    let http = crate::transport::http_client(&cfg.net(), trust)
+        .map_err(|e| DeliveryError::new("SMS", e))?;
     let result = match cfg.gateway {
         SmsGateway::Twilio => twilio(cfg, &http, &token, phone, &message),
         SmsGateway::Webhook => webhook(cfg, &http, phone, user, code, &message),

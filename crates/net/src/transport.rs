@@ -37,6 +37,7 @@
 
 use p2fa_core::clock::{self, Deadline};
 use p2fa_core::config::NetRules;
+use p2fa_core::secure_fs::Trust;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::path::Path;
@@ -95,7 +96,7 @@ pub fn ensure_crypto_provider() {
 /// `/usr/share/ca-certificates`) and the file they lead to is what is
 /// checked; the directories holding the links are root-owned, so nobody
 /// else can swap them between the two steps.
-fn read_ca_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+fn read_ca_file(path: &Path, what: &str, trust: Trust) -> Result<Vec<u8>, String> {
     let real = std::fs::canonicalize(path)
         .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
     p2fa_core::secure_fs::read_trusted(
@@ -103,6 +104,7 @@ fn read_ca_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
         what,
         p2fa_core::secure_fs::NO_GROUP_OR_WORLD_WRITE,
         MAX_CA_FILE,
+        trust,
     )
     .map(|pem| pem.to_vec())
     .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))
@@ -112,12 +114,16 @@ fn read_ca_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
 /// are not usable trust anchors are skipped, as every TLS library does)
 /// plus every certificate of `ca_file`, each of which must be a usable
 /// trust anchor (a `ca_file` that is wrong is the admin's mistake and is
-/// reported, not half-used).
-pub fn trust_anchors(ca_file: Option<&Path>) -> Result<Vec<CertificateDer<'static>>, String> {
+/// reported, not half-used). `trust`: whose files to believe
+/// ([`Trust::ROOT`] outside tests).
+pub fn trust_anchors(
+    ca_file: Option<&Path>,
+    trust: Trust,
+) -> Result<Vec<CertificateDer<'static>>, String> {
     let mut anchors = Vec::new();
     let mut scratch = rustls::RootCertStore::empty();
     if let Some(bundle) = SYSTEM_CA_BUNDLES.iter().map(Path::new).find(|p| p.exists()) {
-        let pem = read_ca_file(bundle, "system CA bundle")?;
+        let pem = read_ca_file(bundle, "system CA bundle", trust)?;
         for der in CertificateDer::pem_slice_iter(&pem).flatten() {
             if scratch.add(der.clone()).is_ok() {
                 anchors.push(der);
@@ -125,7 +131,7 @@ pub fn trust_anchors(ca_file: Option<&Path>) -> Result<Vec<CertificateDer<'stati
         }
     }
     if let Some(path) = ca_file {
-        let pem = read_ca_file(path, "CA file")?;
+        let pem = read_ca_file(path, "CA file", trust)?;
         let mut n = 0;
         for der in CertificateDer::pem_slice_iter(&pem) {
             let der = der.map_err(|e| format!("bad CA file {}: {e}", path.display()))?;
@@ -154,9 +160,9 @@ pub fn trust_anchors(ca_file: Option<&Path>) -> Result<Vec<CertificateDer<'stati
 
 /// The rustls client configuration: [`trust_anchors`] only, *ring*, TLS
 /// 1.2 and 1.3, HTTP/1.1, no client certificate, no key log.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+pub fn tls_config(ca_file: Option<&Path>, trust: Trust) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
-    for der in trust_anchors(ca_file)? {
+    for der in trust_anchors(ca_file, trust)? {
         roots
             .add(der)
             .map_err(|e| format!("CA certificate not usable: {e}"))?;
@@ -179,9 +185,9 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String
 /// SIGPIPE's default action; sshd ignores it). A blocked, thread-directed
 /// SIGPIPE dies with the thread. The caller's own signal mask is restored
 /// before this returns.
-pub fn http_client(net: &NetRules) -> Result<reqwest::blocking::Client, String> {
+pub fn http_client(net: &NetRules, trust: Trust) -> Result<reqwest::blocking::Client, String> {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-    let tls = tls_config(net.ca_file.as_deref())?;
+    let tls = tls_config(net.ca_file.as_deref(), trust)?;
     let builder = reqwest::blocking::Client::builder()
         .connect_timeout(Duration::from_millis(net.connect_timeout_ms))
         .timeout(Duration::from_millis(net.timeout_ms))
@@ -295,7 +301,7 @@ mod tests {
         // (That the environment is never consulted is tested end to end,
         // with SSL_CERT_FILE/SSL_CERT_DIR set by a sudo caller and by root,
         // in tests/attack/duo.rs.)
-        let a = trust_anchors(None).expect("this machine has a CA bundle");
+        let a = trust_anchors(None, Trust::test_runner()).expect("this machine has a CA bundle");
         assert!(a.len() > 20, "{}", a.len());
     }
 
@@ -310,23 +316,23 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        let e = trust_anchors(Some(&garbage)).unwrap_err();
+        let e = trust_anchors(Some(&garbage), Trust::test_runner()).unwrap_err();
         assert!(e.contains("is not usable"), "{e}");
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "nothing here\n").unwrap();
         assert!(
-            trust_anchors(Some(&empty))
+            trust_anchors(Some(&empty), Trust::test_runner())
                 .unwrap_err()
                 .contains("no certificate")
         );
         std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let e = trust_anchors(Some(&empty)).unwrap_err();
+        let e = trust_anchors(Some(&empty), Trust::test_runner()).unwrap_err();
         assert!(e.contains("must not be writable by group or others"), "{e}");
-        let e = trust_anchors(Some(dir.path())).unwrap_err();
+        let e = trust_anchors(Some(dir.path()), Trust::test_runner()).unwrap_err();
         assert!(e.contains("not a regular file"), "{e}");
         let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
-        let e = trust_anchors(Some(&fifo)).unwrap_err();
+        let e = trust_anchors(Some(&fifo), Trust::test_runner()).unwrap_err();
         assert!(e.contains("not a regular file"), "{e}");
     }
 
@@ -359,7 +365,7 @@ mod tests {
             timeout_ms: 1000,
             ca_file: Some(garbage),
         };
-        let Err(e) = http_client(&net) else {
+        let Err(e) = http_client(&net, Trust::test_runner()) else {
             panic!("a client was built with a bad CA file")
         };
         assert!(e.contains("is not usable"), "{e}");

@@ -10,6 +10,7 @@ use p2fa_core::config::Config;
 use p2fa_core::display::qr;
 use p2fa_core::enrollment::{BackupSet, EnrollError, OtpSetup, Saved, save_otp};
 use p2fa_core::factor::{FactorId, normalize_code};
+use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::Store;
 use zeroize::Zeroizing;
 
@@ -18,6 +19,7 @@ const TRIES: usize = 3;
 
 pub(super) struct Inline<'a> {
     pub cfg: &'a Config,
+    pub trust: Trust,
     pub login: Login<'a>,
     pub who: &'a str,
     pub conv: &'a mut dyn Conversation,
@@ -51,7 +53,7 @@ impl Inline<'_> {
 
     pub fn enroll(&mut self, now: i64) -> Verdict {
         let user = self.login.user;
-        let key = match super::load_key(self.cfg, self.store) {
+        let key = match super::load_key(self.cfg, self.trust, self.store) {
             Ok(k) => k,
             Err(e) => return self.unavailable(&e),
         };

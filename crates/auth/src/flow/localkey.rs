@@ -41,7 +41,7 @@ pub fn is_local_rhost(rhost: &str) -> bool {
 
 impl Run<'_> {
     fn tools(&self) -> fido2_tools::Tools {
-        fido2_tools::from_config(&self.cfg.webauthn)
+        fido2_tools::from_config(&self.cfg.webauthn, self.trust)
     }
 
     /// The first authenticator plugged in, or the message why there is none.

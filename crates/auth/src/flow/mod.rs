@@ -15,6 +15,7 @@ mod remember;
 pub mod sent;
 mod webauthn;
 
+pub use p2fa_core::conversation::Conversation;
 pub use p2fa_net::network::Network;
 
 use p2fa_net::network;
@@ -26,6 +27,7 @@ use p2fa_core::config::{Config, FailMode};
 use p2fa_core::crypto::{self, HostKey};
 use p2fa_core::factor::{self, FactorId, totp};
 use p2fa_core::policy::{self, NoFactor};
+use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::{OtpKind, Store, StoreError, UserState};
 use p2fa_core::users;
 use zeroize::Zeroizing;
@@ -40,6 +42,10 @@ pub struct Login<'a> {
     pub rhost: &'a str,
     /// PAM_TTY ("" when unset); identifies a local login's source.
     pub tty: &'a str,
+    /// The real uid of the process the module runs in (its caller: sshd
+    /// and login run as root, sudo and su as the invoking user). Only root
+    /// gets Duo's `failmode = safe` (see `duo::failmode_safe_allowed`).
+    pub caller_uid: u32,
 }
 
 /// The module's answer, mapped to a PAM return code by `crates/pam_2fa`.
@@ -66,35 +72,30 @@ pub enum Verdict {
     ConversationFailed,
 }
 
-/// The prompts and messages of one login, however they reach the user.
-pub trait Conversation {
-    /// Asks a question; `echo` shows the answer as it is typed.
-    fn ask(&mut self, prompt: &str, echo: bool) -> Result<Zeroizing<Vec<u8>>, String>;
-    fn info(&mut self, msg: &str);
-    fn error(&mut self, msg: &str);
-}
-
 /// Shown when the module cannot do its job (store, key or config trouble).
 pub const MSG_UNAVAILABLE: &str =
     "Two-factor authentication is unavailable right now. Contact your administrator.";
 
 /// Runs one authentication with the live network factors. `now` is Unix
 /// time in seconds (from the caller, so tests can choose it; in PAM it is
-/// the system clock).
+/// the system clock). `trust` says whose files to believe: the module
+/// passes [`Trust::ROOT`].
 pub fn authenticate(
     cfg: &Config,
+    trust: Trust,
     login: Login<'_>,
     now: i64,
     conv: &mut dyn Conversation,
     audit: &mut Audit,
 ) -> Verdict {
-    let mut net = network::Live::for_rhost(login.rhost);
-    authenticate_with(cfg, login, now, conv, audit, &mut net)
+    let mut net = network::Live::for_rhost(login.rhost, trust);
+    authenticate_with(cfg, trust, login, now, conv, audit, &mut net)
 }
 
 /// [`authenticate`] with the network factors supplied by the caller.
 pub fn authenticate_with(
     cfg: &Config,
+    trust: Trust,
     login: Login<'_>,
     now: i64,
     conv: &mut dyn Conversation,
@@ -141,7 +142,7 @@ pub fn authenticate_with(
         audit.notice(&format!("auth skipped {who} factor=none reason={why}"));
         return Verdict::Ignore;
     }
-    let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms) {
+    let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms, trust) {
         Ok(s) => s,
         Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
     };
@@ -151,7 +152,9 @@ pub fn authenticate_with(
     };
     let (allowed, _) = policy::allowed_methods(cfg, &groups);
     if !state.is_enrolled() {
-        return unenrolled(cfg, login, now, conv, audit, &mut store, &who, &allowed);
+        return unenrolled(
+            cfg, trust, login, now, conv, audit, &mut store, &who, &allowed,
+        );
     }
     let mut offer = Offer::of(cfg, &state, &allowed);
     // A key plugged into this machine approves only logins at it, unless
@@ -196,7 +199,7 @@ pub fn authenticate_with(
     }
     // Before anything is verified: with the wrong key no code can match,
     // and "wrong code" would count toward the user's lockout.
-    let key = match load_key(cfg, &mut store) {
+    let key = match load_key(cfg, trust, &mut store) {
         Ok(k) => k,
         Err(e) => return unavailable(conv, audit, &who, &e),
     };
@@ -220,6 +223,7 @@ pub fn authenticate_with(
     }
     let mut run = Run {
         cfg,
+        trust,
         login,
         who,
         conv,
@@ -242,8 +246,8 @@ pub fn authenticate_with(
 
 /// Loads the host key and checks that it is the one the store was made
 /// with ([`p2fa_core::keycheck`]); any problem is "unavailable".
-fn load_key(cfg: &Config, store: &mut Store) -> Result<HostKey, String> {
-    let key = HostKey::load(&cfg.key_file).map_err(|e| e.to_string())?;
+fn load_key(cfg: &Config, trust: Trust, store: &mut Store) -> Result<HostKey, String> {
+    let key = HostKey::load(&cfg.key_file, trust).map_err(|e| e.to_string())?;
     p2fa_core::keycheck::verify(store, &key, &cfg.key_file.display().to_string())?;
     Ok(key)
 }
@@ -253,6 +257,7 @@ fn load_key(cfg: &Config, store: &mut Store) -> Result<HostKey, String> {
 #[allow(clippy::too_many_arguments)]
 fn unenrolled(
     cfg: &Config,
+    trust: Trust,
     login: Login<'_>,
     now: i64,
     conv: &mut dyn Conversation,
@@ -294,6 +299,7 @@ fn unenrolled(
             if inline {
                 let mut i = inline::Inline {
                     cfg,
+                    trust,
                     login,
                     who,
                     conv: &mut *conv,
@@ -318,6 +324,7 @@ fn unenrolled(
                 conv.info("This account needs two-factor authentication before you can log in.");
                 let mut i = inline::Inline {
                     cfg,
+                    trust,
                     login,
                     who,
                     conv,
@@ -394,6 +401,8 @@ impl Offer {
 /// One login in progress, with everything its steps share.
 struct Run<'a> {
     cfg: &'a Config,
+    /// Whose files to believe (the local key tools).
+    trust: Trust,
     login: Login<'a>,
     who: String,
     conv: &'a mut dyn Conversation,
@@ -713,7 +722,7 @@ impl Run<'_> {
     /// was the only way in. `safe` only for a root caller (see
     /// [`duo::failmode_safe_allowed`]).
     fn duo_failmode(&mut self, detail: &str) -> Verdict {
-        let uid = nix::unistd::getuid().as_raw();
+        let uid = self.login.caller_uid;
         match self.cfg.duo.failmode {
             FailMode::Safe if !duo::failmode_safe_allowed(uid) => self.unavailable(&format!(
                 "duo unreachable, failmode safe not applied: the caller's real uid {uid} is not 0 \
@@ -971,28 +980,7 @@ mod tests {
     use super::*;
     use p2fa_core::config::Unenrolled;
     use p2fa_core::store::OtpRecord;
-
-    /// A conversation that answers from a script and records messages.
-    struct Scripted {
-        answers: Vec<Vec<u8>>,
-        messages: Vec<String>,
-    }
-
-    impl Conversation for Scripted {
-        fn ask(&mut self, prompt: &str, _echo: bool) -> Result<Zeroizing<Vec<u8>>, String> {
-            self.messages.push(format!("? {prompt}"));
-            if self.answers.is_empty() {
-                return Err("no answer".into());
-            }
-            Ok(Zeroizing::new(self.answers.remove(0)))
-        }
-        fn info(&mut self, msg: &str) {
-            self.messages.push(format!("i {msg}"));
-        }
-        fn error(&mut self, msg: &str) {
-            self.messages.push(format!("e {msg}"));
-        }
-    }
+    use p2fa_testkit::conversation::{Reply, Scripted};
 
     const SECRET: &[u8] = b"12345678901234567890";
     const T0: i64 = 1_800_000_000;
@@ -1006,8 +994,8 @@ mod tests {
             ..Config::default()
         };
         cfg.rate_limit.max_failures = 3;
-        let (key, _) = HostKey::load_or_create(&cfg.key_file).unwrap();
-        let mut store = Store::open_or_create(&cfg.db, 1000).unwrap();
+        let (key, _) = HostKey::load_or_create(&cfg.key_file, Trust::test_runner()).unwrap();
+        let mut store = Store::open_or_create(&cfg.db, 1000, Trust::test_runner()).unwrap();
         let tx = store.write().unwrap();
         let rec = OtpRecord {
             kind: OtpKind::Totp,
@@ -1027,19 +1015,26 @@ mod tests {
         (dir, cfg, codes)
     }
 
-    fn run(cfg: &Config, user: &str, now: i64, answer: &str) -> (Verdict, Vec<String>) {
-        let mut conv = Scripted {
-            answers: vec![answer.as_bytes().to_vec()],
-            messages: vec![],
-        };
+    /// One login answering exactly `answers` (a prompt too many or an
+    /// answer left over fails the test); the verdict and the transcript.
+    fn run(cfg: &Config, user: &str, now: i64, answers: &[&str]) -> (Verdict, Vec<String>) {
+        let mut conv = Scripted::new(answers.iter().copied());
         let login = Login {
             user,
             service: "test",
             rhost: "",
             tty: "",
+            caller_uid: 0,
         };
-        let v = authenticate(cfg, login, now, &mut conv, &mut Audit::null());
-        (v, conv.messages)
+        let v = authenticate(
+            cfg,
+            Trust::test_runner(),
+            login,
+            now,
+            &mut conv,
+            &mut Audit::null(),
+        );
+        (v, conv.transcript().to_vec())
     }
 
     fn code_at(t: i64) -> String {
@@ -1054,18 +1049,18 @@ mod tests {
     #[test]
     fn totp_once_with_injected_clock() {
         let (_d, cfg, _) = setup();
-        assert_eq!(run(&cfg, "root", T0, &code_at(T0)).0, Verdict::Success);
+        assert_eq!(run(&cfg, "root", T0, &[&code_at(T0)]).0, Verdict::Success);
         assert_eq!(
-            run(&cfg, "root", T0 + 1, &code_at(T0)).0,
+            run(&cfg, "root", T0 + 1, &[&code_at(T0)]).0,
             Verdict::Denied,
             "replay"
         );
         assert_eq!(
-            run(&cfg, "root", T0 + 30, &code_at(T0 + 30)).0,
+            run(&cfg, "root", T0 + 30, &[&code_at(T0 + 30)]).0,
             Verdict::Success
         );
         assert_eq!(
-            run(&cfg, "root", T0 + 300, &code_at(T0 + 200)).0,
+            run(&cfg, "root", T0 + 300, &[&code_at(T0 + 200)]).0,
             Verdict::Denied,
             "stale"
         );
@@ -1074,67 +1069,61 @@ mod tests {
     #[test]
     fn backup_code_once_and_counts_down() {
         let (_d, cfg, codes) = setup();
-        let (v, msgs) = run(&cfg, "root", T0, "11111-22222");
+        let (v, msgs) = run(&cfg, "root", T0, &["11111-22222"]);
         assert_eq!(v, Verdict::Success);
         assert!(msgs.iter().any(|m| m.contains("1 left")), "{msgs:?}");
-        assert_eq!(run(&cfg, "root", T0, &codes[0]).0, Verdict::Denied);
-        assert_eq!(run(&cfg, "root", T0, &codes[1]).0, Verdict::Success);
+        assert_eq!(run(&cfg, "root", T0, &[&codes[0]]).0, Verdict::Denied);
+        assert_eq!(run(&cfg, "root", T0, &[&codes[1]]).0, Verdict::Success);
     }
 
     #[test]
     fn lockout_grows_and_expires_with_the_clock() {
         let (_d, cfg, _) = setup();
         for i in 0..2 {
-            assert_eq!(run(&cfg, "root", T0 + i, "000000").0, Verdict::Denied);
+            assert_eq!(run(&cfg, "root", T0 + i, &["000000"]).0, Verdict::Denied);
         }
         // Third failure reaches max_failures = 3: locked for 60 s.
-        assert_eq!(run(&cfg, "root", T0 + 2, "000000").0, Verdict::Locked);
-        let (v, msgs) = run(&cfg, "root", T0 + 30, &code_at(T0 + 30));
-        assert_eq!(
-            v,
-            Verdict::Locked,
-            "even a right code is refused while locked"
-        );
+        assert_eq!(run(&cfg, "root", T0 + 2, &["000000"]).0, Verdict::Locked);
+        // Not even asked for a code (so a right one cannot help).
+        let (v, msgs) = run(&cfg, "root", T0 + 30, &[]);
+        assert_eq!(v, Verdict::Locked, "refused while locked");
         assert!(
             msgs.iter().all(|m| !m.starts_with('?')),
             "no prompt while locked: {msgs:?}"
         );
         // After the lockout, one more failure locks for 120 s (doubling).
-        assert_eq!(run(&cfg, "root", T0 + 63, "000000").0, Verdict::Locked);
+        assert_eq!(run(&cfg, "root", T0 + 63, &["000000"]).0, Verdict::Locked);
+        assert_eq!(run(&cfg, "root", T0 + 63 + 119, &[]).0, Verdict::Locked);
         assert_eq!(
-            run(&cfg, "root", T0 + 63 + 119, &code_at(T0 + 182)).0,
-            Verdict::Locked
-        );
-        assert_eq!(
-            run(&cfg, "root", T0 + 63 + 121, &code_at(T0 + 184)).0,
+            run(&cfg, "root", T0 + 63 + 121, &[&code_at(T0 + 184)]).0,
             Verdict::Success
         );
         // Success reset the counter: a single failure does not lock.
-        assert_eq!(run(&cfg, "root", T0 + 400, "000000").0, Verdict::Denied);
+        assert_eq!(run(&cfg, "root", T0 + 400, &["000000"]).0, Verdict::Denied);
     }
 
     #[test]
     fn malformed_input_is_refused_and_not_counted() {
         let (_d, cfg, _) = setup();
         for bad in ["", "abc;", "12\x1b34", &"9".repeat(100)] {
-            assert_eq!(run(&cfg, "root", T0, bad).0, Verdict::Denied);
+            assert_eq!(run(&cfg, "root", T0, &[bad]).0, Verdict::Denied);
         }
-        let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
         assert_eq!(store.user_state("root").unwrap().failures, 0);
     }
 
     #[test]
     fn unenrolled_policy_and_unknown_user() {
         let (_d, mut cfg, _) = setup();
-        let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
         let tx = store.write().unwrap();
         tx.reset_user("root").unwrap();
         tx.commit().unwrap();
-        assert_eq!(run(&cfg, "root", T0, "123456").0, Verdict::Denied);
+        assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Denied);
         cfg.unenrolled = Unenrolled::Allow;
-        assert_eq!(run(&cfg, "root", T0, "").0, Verdict::Ignore);
+        assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Ignore);
         assert_eq!(
-            run(&cfg, "no-such-user-pam2fa", T0, "123456").0,
+            run(&cfg, "no-such-user-pam2fa", T0, &[]).0,
             Verdict::UnknownUser
         );
     }
@@ -1143,14 +1132,14 @@ mod tests {
     fn spent_backup_codes_are_not_unenrolled() {
         let (_d, mut cfg, codes) = setup();
         cfg.unenrolled = Unenrolled::Allow;
-        let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+        let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
         let tx = store.write().unwrap();
         tx.remove_otp("root").unwrap();
         tx.commit().unwrap();
         for c in &codes {
-            assert_eq!(run(&cfg, "root", T0, c).0, Verdict::Success);
+            assert_eq!(run(&cfg, "root", T0, &[c]).0, Verdict::Success);
         }
-        let (v, msgs) = run(&cfg, "root", T0, "");
+        let (v, msgs) = run(&cfg, "root", T0, &[]);
         assert_eq!(v, Verdict::Denied, "unenrolled=allow must not apply");
         assert!(
             msgs.iter().any(|m| m.contains("backup codes are used")),
@@ -1162,26 +1151,31 @@ mod tests {
     fn missing_store_or_key_is_unavailable() {
         let (d, mut cfg, _) = setup();
         std::fs::remove_file(&cfg.key_file).unwrap();
-        assert_eq!(run(&cfg, "root", T0, &code_at(T0)).0, Verdict::Unavailable);
+        assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Unavailable);
         cfg.db = d.path().join("nope.db");
-        assert_eq!(run(&cfg, "root", T0, &code_at(T0)).0, Verdict::Unavailable);
+        assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Unavailable);
     }
 
     #[test]
     fn conversation_failure_denies() {
         let (_d, cfg, _) = setup();
-        let mut conv = Scripted {
-            answers: vec![],
-            messages: vec![],
-        };
+        let mut conv = Scripted::new([Reply::fail("the client hung up")]);
         let login = Login {
             user: "root",
             service: "t",
             rhost: "",
             tty: "",
+            caller_uid: 0,
         };
         assert_eq!(
-            authenticate(&cfg, login, T0, &mut conv, &mut Audit::null()),
+            authenticate(
+                &cfg,
+                Trust::test_runner(),
+                login,
+                T0,
+                &mut conv,
+                &mut Audit::null()
+            ),
             Verdict::ConversationFailed
         );
     }

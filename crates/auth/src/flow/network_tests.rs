@@ -8,6 +8,7 @@ use p2fa_core::config::{Config, FailMode};
 use p2fa_core::factor::FactorId;
 use p2fa_core::store::OtpRecord;
 use p2fa_net::network::*;
+use p2fa_testkit::conversation::Scripted;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -156,39 +157,20 @@ impl Network for Fake {
     }
 }
 
-/// Answers from a script; `{sent}` is replaced by the last code sent,
+/// In a scripted answer, `{sent}` is replaced by the last code sent,
 /// `{prev}` by the one before.
-struct Conv {
-    shared: Rc<RefCell<Shared>>,
-    answers: Vec<&'static str>,
-}
-
-impl Conversation for Conv {
-    fn ask(&mut self, prompt: &str, _echo: bool) -> Result<Zeroizing<Vec<u8>>, String> {
-        let mut sh = self.shared.borrow_mut();
-        sh.prompts.push(prompt.to_string());
-        if self.answers.is_empty() {
-            return Err("no answer".into());
-        }
-        let a = self.answers.remove(0);
-        let n = sh.sent.len();
-        let last = sh.sent.last().map(|s| s.2.clone()).unwrap_or_default();
-        let prev = n
-            .checked_sub(2)
-            .map(|i| sh.sent[i].2.clone())
-            .unwrap_or_default();
-        Ok(Zeroizing::new(
-            a.replace("{sent}", &last)
-                .replace("{prev}", &prev)
-                .into_bytes(),
-        ))
-    }
-    fn info(&mut self, msg: &str) {
-        self.shared.borrow_mut().messages.push(format!("i {msg}"));
-    }
-    fn error(&mut self, msg: &str) {
-        self.shared.borrow_mut().messages.push(format!("e {msg}"));
-    }
+fn fill_codes(shared: &Rc<RefCell<Shared>>, answer: &[u8]) -> Vec<u8> {
+    let sh = shared.borrow();
+    let n = sh.sent.len();
+    let last = sh.sent.last().map(|s| s.2.clone()).unwrap_or_default();
+    let prev = n
+        .checked_sub(2)
+        .map(|i| sh.sent[i].2.clone())
+        .unwrap_or_default();
+    String::from_utf8_lossy(answer)
+        .replace("{sent}", &last)
+        .replace("{prev}", &prev)
+        .into_bytes()
 }
 
 /// root with an SMS number, an e-mail address and Duo; TOTP if `totp`.
@@ -204,8 +186,8 @@ fn setup(totp: bool) -> (tempfile::TempDir, Config) {
     cfg.duo.enabled = true;
     cfg.duo.push_timeout_seconds = 5;
     cfg.rate_limit.max_failures = 10;
-    let (key, _) = HostKey::load_or_create(&cfg.key_file).unwrap();
-    let mut store = Store::open_or_create(&cfg.db, 1000).unwrap();
+    let (key, _) = HostKey::load_or_create(&cfg.key_file, Trust::test_runner()).unwrap();
+    let mut store = Store::open_or_create(&cfg.db, 1000, Trust::test_runner()).unwrap();
     let tx = store.write().unwrap();
     tx.set_contact("root", FactorId::Sms, "+15551234567", T0)
         .unwrap();
@@ -229,18 +211,43 @@ fn setup(totp: bool) -> (tempfile::TempDir, Config) {
     (dir, cfg)
 }
 
+/// One login by root from 192.0.2.7, answering exactly `answers` (a
+/// prompt too many or an answer left over fails the test); its prompts and
+/// messages are added to the shared record.
 fn login(cfg: &Config, fake: &mut Fake, t: i64, answers: Vec<&'static str>) -> Verdict {
-    let mut conv = Conv {
-        shared: fake.shared.clone(),
-        answers,
-    };
+    login_as(cfg, fake, t, answers, 0)
+}
+
+/// [`login`] from a process whose real uid is `caller_uid`.
+fn login_as(
+    cfg: &Config,
+    fake: &mut Fake,
+    t: i64,
+    answers: Vec<&'static str>,
+    caller_uid: u32,
+) -> Verdict {
+    let shared = fake.shared.clone();
+    let mut conv = Scripted::new(answers).rewrite(|a| fill_codes(&shared, a));
     let l = Login {
         user: "root",
         service: "sshd",
         rhost: "192.0.2.7",
         tty: "",
+        caller_uid,
     };
-    authenticate_with(cfg, l, t, &mut conv, &mut Audit::null(), fake)
+    let v = authenticate_with(
+        cfg,
+        Trust::test_runner(),
+        l,
+        t,
+        &mut conv,
+        &mut Audit::null(),
+        fake,
+    );
+    let mut sh = fake.shared.borrow_mut();
+    sh.prompts.extend(conv.prompts());
+    sh.messages.extend(conv.messages());
+    v
 }
 
 fn shared() -> Rc<RefCell<Shared>> {
@@ -277,7 +284,7 @@ fn sent_code_is_single_use_and_wrong_code_counts() {
         login(&cfg, &mut net, T0, vec!["4", "000000"]),
         Verdict::Denied
     );
-    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
     assert_eq!(store.user_state("root").unwrap().failures, 1);
     // Within resend_after_seconds: no second message, the first code works.
     assert_eq!(
@@ -351,10 +358,7 @@ fn hourly_send_limit_holds() {
             Verdict::Success
         );
     }
-    assert_eq!(
-        login(&cfg, &mut net, T0 + 10, vec!["sms", "{sent}"]),
-        Verdict::Denied
-    );
+    assert_eq!(login(&cfg, &mut net, T0 + 10, vec!["sms"]), Verdict::Denied);
     assert_eq!(sh.borrow().sent.len(), 2);
     assert!(
         sh.borrow()
@@ -381,7 +385,7 @@ fn gateway_failure_denies_and_leaves_no_code() {
             .iter()
             .any(|m| m.contains("Could not send"))
     );
-    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
     let tx = store.write().unwrap();
     assert_eq!(tx.sends_last_hour("root", FactorId::Sms, T0).unwrap(), 0);
 }
@@ -426,7 +430,7 @@ fn push_approved_denied_and_timed_out() {
         started.elapsed() >= Duration::from_secs(5),
         "waited for push_timeout"
     );
-    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
     assert_eq!(
         store.user_state("root").unwrap().failures,
         2,
@@ -438,7 +442,7 @@ fn push_approved_denied_and_timed_out() {
 fn autopush_with_push_default_skips_the_menu() {
     let (_d, mut cfg) = setup(true);
     cfg.duo.autopush = true;
-    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
     let tx = store.write().unwrap();
     tx.set_default_factor("root", Some("push"), T0).unwrap();
     tx.commit().unwrap();
@@ -476,7 +480,7 @@ fn duo_passcode_after_local_codes_and_at_push_prompt() {
         login(&cfg, &mut net, T0 + 2, vec!["1234567"]),
         Verdict::Denied
     );
-    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
     assert_eq!(
         store.user_state("root").unwrap().failures,
         1,
@@ -512,7 +516,7 @@ fn preauth_allow_deny_enroll() {
     net.preauth = Ok(DuoPreauth::Allow("bypass".into()));
     assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore);
     net.preauth = Ok(DuoPreauth::Deny("User is locked out".into()));
-    assert_eq!(login(&cfg, &mut net, T0, vec!["sms"]), Verdict::Denied);
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Denied);
     assert!(
         sh.borrow()
             .messages
@@ -550,6 +554,18 @@ fn failmode_applies_only_when_duo_is_the_only_way() {
     );
     cfg.duo.failmode = FailMode::Safe;
     assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore, "safe");
+    // Only for a root caller: under sudo or su the caller could fake the
+    // outage (see failmode_safe_only_for_a_root_caller).
+    for uid in [1000, 65534] {
+        sh.borrow_mut().messages.clear();
+        assert_eq!(
+            login_as(&cfg, &mut net, T0, vec![], uid),
+            Verdict::Unavailable,
+            "safe, caller uid {uid}"
+        );
+        let msgs = sh.borrow().messages.join("\n");
+        assert!(!msgs.contains("letting you in"), "{msgs}");
+    }
     // A refusal (bad keys) is not "unreachable": safe does not let anyone in.
     net.preauth = Err(failing(DuoFailKind::Refused));
     assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Unavailable);
@@ -612,7 +628,7 @@ fn codes_sent_to_a_failing_duo_are_counted_once() {
     let sh = shared();
     let mut net = Fake::new(&sh);
     let failures = || {
-        Store::open_existing(&cfg.db, 1000)
+        Store::open_existing(&cfg.db, 1000, Trust::test_runner())
             .unwrap()
             .user_state("root")
             .unwrap()
@@ -663,6 +679,6 @@ fn disabled_factor_is_not_offered_and_keyword_is_not_a_code() {
         sh.borrow().duo_calls.is_empty(),
         "Duo disabled: never called"
     );
-    let mut store = Store::open_existing(&cfg.db, 1000).unwrap();
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
     assert_eq!(store.user_state("root").unwrap().failures, 0);
 }

@@ -11,6 +11,7 @@ mod daemon;
 mod network;
 mod policy;
 
+use crate::secure_fs::Trust;
 pub use daemon::{DaemonConfig, UserVerification, WebauthnConfig};
 pub use network::{
     CodeRules, DuoConfig, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway, SmtpTls,
@@ -241,8 +242,9 @@ impl Config {
     /// Loads the file at `path`. A missing file at the default path means
     /// "all defaults" (a fresh install); a missing file the admin named
     /// explicitly is an error, because they expected it to say something.
-    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
-        Self::load_with_overrides(path, explicit, &[])
+    /// `trust` says whose files to believe ([`Trust::ROOT`] outside tests).
+    pub fn load(path: &Path, explicit: bool, trust: Trust) -> Result<Config, ConfigError> {
+        Self::load_with_overrides(path, explicit, &[], trust)
     }
 
     /// Loads the file, then applies `key=value` overrides (module arguments).
@@ -250,8 +252,9 @@ impl Config {
         path: &Path,
         explicit: bool,
         overrides: &[(String, String)],
+        trust: Trust,
     ) -> Result<Config, ConfigError> {
-        let (text, mode) = match read_config(path) {
+        let (text, mode) = match read_config(path, trust) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => (String::new(), 0),
             Err(e) => return err(format!("cannot read {e}")),
@@ -286,7 +289,12 @@ impl Config {
 
     /// Builds a config from PAM module arguments: `config=PATH` chooses the
     /// file, `debug` is accepted for familiarity, everything else overrides.
-    pub fn from_module_args<S: AsRef<str>>(args: &[S]) -> Result<Config, ConfigError> {
+    /// Whose files to believe is not among them: the module passes
+    /// [`Trust::ROOT`].
+    pub fn from_module_args<S: AsRef<str>>(
+        args: &[S],
+        trust: Trust,
+    ) -> Result<Config, ConfigError> {
         let mut path = PathBuf::from(DEFAULT_CONFIG_PATH);
         let mut explicit = false;
         let mut overrides = Vec::new();
@@ -310,7 +318,7 @@ impl Config {
                 overrides.push((key.to_string(), value.to_string()));
             }
         }
-        Self::load_with_overrides(&path, explicit, &overrides)
+        Self::load_with_overrides(&path, explicit, &overrides, trust)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -405,12 +413,13 @@ fn check_private(path: &Path, mode: u32) -> Result<(), ConfigError> {
 /// cannot write, in root-owned directories they cannot write either, at
 /// most [`MAX_CONFIG_BYTES`]. Whoever can write the config decides who
 /// needs a second factor. Returns the text and the file's mode.
-fn read_config(path: &Path) -> std::io::Result<(String, u32)> {
+fn read_config(path: &Path, trust: Trust) -> std::io::Result<(String, u32)> {
     let (bytes, mode) = crate::secure_fs::read_trusted_with_mode(
         path,
         "config",
         crate::secure_fs::NO_GROUP_OR_WORLD_WRITE,
         MAX_CONFIG_BYTES,
+        trust,
     )?;
     let text = String::from_utf8(bytes.to_vec())
         .map_err(|_| std::io::Error::other(format!("config {}: not UTF-8 text", path.display())))?;
@@ -482,6 +491,12 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// Files of the user running the tests are trusted.
+    #[allow(non_snake_case)]
+    fn T() -> Trust {
+        Trust::test_runner()
+    }
+
     /// A config file in a private temp dir (a file directly in /tmp
     /// would be refused: anyone may write to /tmp).
     struct TestFile {
@@ -513,14 +528,14 @@ mod tests {
 
     #[test]
     fn defaults_when_default_file_missing() {
-        let cfg = Config::load(Path::new("/nonexistent/2fa.conf"), false).unwrap();
+        let cfg = Config::load(Path::new("/nonexistent/2fa.conf"), false, T()).unwrap();
         assert_eq!(cfg, Config::default());
         assert_eq!(cfg.unenrolled, Unenrolled::Deny);
     }
 
     #[test]
     fn explicit_missing_file_is_error() {
-        let e = Config::load(Path::new("/nonexistent/2fa.conf"), true).unwrap_err();
+        let e = Config::load(Path::new("/nonexistent/2fa.conf"), true, T()).unwrap_err();
         assert!(e.0.contains("cannot read config"), "{e}");
     }
 
@@ -535,7 +550,7 @@ mod tests {
             "rate_limit.max_failures=3".to_string(),
             "echo_code".to_string(),
         ];
-        let cfg = Config::from_module_args(&args).unwrap();
+        let cfg = Config::from_module_args(&args, T()).unwrap();
         assert_eq!(cfg.db, PathBuf::from("/tmp/x.db"));
         assert_eq!(cfg.unenrolled, Unenrolled::Deny);
         assert_eq!(cfg.totp.window, 3);
@@ -547,11 +562,31 @@ mod tests {
     #[test]
     fn unknown_key_is_error() {
         let f = write("unenroled = \"allow\"\n");
-        let e = Config::load(f.path(), true).unwrap_err();
+        let e = Config::load(f.path(), true, T()).unwrap_err();
         assert!(e.0.contains("unenroled"), "{e}");
         let (_f, conf) = empty_config_arg();
-        let e = Config::from_module_args(&[conf.as_str(), "totp.windwo=2"]).unwrap_err();
+        let e = Config::from_module_args(&[conf.as_str(), "totp.windwo=2"], T()).unwrap_err();
         assert!(e.0.contains("windwo"), "{e}");
+    }
+
+    /// Whose files are trusted is said in code, never by the config or a
+    /// module argument.
+    #[test]
+    fn trust_is_neither_a_config_key_nor_a_module_argument() {
+        for text in [
+            "trust = 65534\n",
+            "trust = \"root\"\n",
+            "[trust]\nuid = 0\n",
+        ] {
+            let f = write(text);
+            let e = Config::load(f.path(), true, T()).unwrap_err();
+            assert!(e.0.contains("unknown field `trust`"), "{text}: {e}");
+        }
+        let (_f, conf) = empty_config_arg();
+        for arg in ["trust=65534", "trust", "trust.uid=0"] {
+            let e = Config::from_module_args(&[conf.as_str(), arg], T()).unwrap_err();
+            assert!(e.0.contains("unknown field `trust`"), "{arg}: {e}");
+        }
     }
 
     #[test]
@@ -567,11 +602,14 @@ mod tests {
             "not toml at all [",
         ] {
             let f = write(bad);
-            assert!(Config::load(f.path(), true).is_err(), "accepted: {bad}");
+            assert!(
+                Config::load(f.path(), true, T()).is_err(),
+                "accepted: {bad}"
+            );
         }
         let (_f, conf) = empty_config_arg();
-        assert!(Config::from_module_args(&[conf.as_str(), "totp.window=-1"]).is_err());
-        assert!(Config::from_module_args(&[conf.as_str(), "bad key=1"]).is_err());
+        assert!(Config::from_module_args(&[conf.as_str(), "totp.window=-1"], T()).is_err());
+        assert!(Config::from_module_args(&[conf.as_str(), "bad key=1"], T()).is_err());
     }
 
     /// The shipped example documents every key with its default value.
@@ -579,7 +617,10 @@ mod tests {
     fn example_config_is_the_defaults() {
         let text = include_str!("../../../../etc/2fa.conf");
         let f = write(text);
-        assert_eq!(Config::load(f.path(), true).unwrap(), Config::default());
+        assert_eq!(
+            Config::load(f.path(), true, T()).unwrap(),
+            Config::default()
+        );
         let table: toml::Table = toml::from_str(text).unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         let keys = |t: &toml::Table| {
@@ -605,14 +646,17 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let f = write("[duo]\nskey = \"s3cret\"\n");
         std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = Config::load(f.path(), true).unwrap_err();
+        let e = Config::load(f.path(), true, T()).unwrap_err();
         assert!(e.0.contains("chmod 600"), "{e}");
         assert!(
             !e.0.contains("s3cret"),
             "secret leaked into the message: {e}"
         );
         std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(Config::load(f.path(), true).unwrap().duo.skey, "s3cret");
+        assert_eq!(
+            Config::load(f.path(), true, T()).unwrap().duo.skey,
+            "s3cret"
+        );
         for (text, needle) in [
             ("[duo]\nenabled = true\n", "duo.ikey"),
             (
@@ -641,7 +685,7 @@ mod tests {
             ),
         ] {
             let f = write(text);
-            let e = Config::load(f.path(), true).unwrap_err();
+            let e = Config::load(f.path(), true, T()).unwrap_err();
             assert!(e.0.contains(needle), "{text}: {e}");
         }
     }
@@ -659,13 +703,13 @@ mod tests {
             ("[duo]\nfailmode = 5 # s3cret\n", "line 2 (failmode)"),
         ] {
             let f = write(text);
-            let e = Config::load(f.path(), true).unwrap_err().0;
+            let e = Config::load(f.path(), true, T()).unwrap_err().0;
             assert!(e.contains(at), "{text:?}: {e}");
             assert!(!e.contains("s3cret"), "{text:?}: {e}");
             // With module arguments the file takes the other path (a
             // table first); its errors must not quote the value either.
             let args = [("totp.window".to_string(), "2".to_string())];
-            let e = Config::load_with_overrides(f.path(), true, &args)
+            let e = Config::load_with_overrides(f.path(), true, &args, T())
                 .unwrap_err()
                 .0;
             assert!(!e.contains("s3cret"), "{text:?} with arguments: {e}");
@@ -676,7 +720,7 @@ mod tests {
     fn huge_config_is_refused() {
         let f = write(&"# x\n".repeat(100_000));
         assert!(
-            Config::load(f.path(), true)
+            Config::load(f.path(), true, T())
                 .unwrap_err()
                 .0
                 .contains("larger than the 262144 bytes allowed")
@@ -690,19 +734,19 @@ mod tests {
     fn untrusted_config_is_refused() {
         use std::os::unix::fs::PermissionsExt;
         let f = write("unenrolled = \"allow\"\n");
-        assert!(Config::load(f.path(), true).is_ok());
+        assert!(Config::load(f.path(), true, T()).is_ok());
         std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o664)).unwrap();
-        let e = Config::load(f.path(), true).unwrap_err().0;
+        let e = Config::load(f.path(), true, T()).unwrap_err().0;
         assert!(e.contains("has mode 0664"), "{e}");
         std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::os::unix::fs::chown(f.path(), Some(65534), None).unwrap();
-        let e = Config::load(f.path(), true).unwrap_err().0;
-        assert!(e.contains("owned by uid 65534"), "{e}");
-        let e = Config::from_module_args(&["config=etc/2fa.conf"])
+        let (other, owner) = crate::secure_fs::testing::foreign(f.path());
+        let e = Config::load(f.path(), true, other).unwrap_err().0;
+        assert!(e.contains(&format!("owned by uid {owner}")), "{e}");
+        let e = Config::from_module_args(&["config=etc/2fa.conf"], T())
             .unwrap_err()
             .0;
         assert!(e.contains("absolute path"), "{e}");
-        let e = Config::from_module_args(&["config=/dev/null"])
+        let e = Config::from_module_args(&["config=/dev/null"], T())
             .unwrap_err()
             .0;
         assert!(e.contains("not a regular file"), "{e}");

@@ -408,7 +408,12 @@ impl EmailConfig {
 const SECRET_FILE_MAX: u64 = 64 * 1024;
 
 /// Reads a secret that is given inline or in a file (first line, trimmed).
-pub fn secret(inline: &str, file: &str, what: &str) -> Result<String, ConfigError> {
+pub fn secret(
+    inline: &str,
+    file: &str,
+    what: &str,
+    trust: crate::secure_fs::Trust,
+) -> Result<String, ConfigError> {
     if !inline.is_empty() {
         return Ok(inline.to_string());
     }
@@ -422,6 +427,7 @@ pub fn secret(inline: &str, file: &str, what: &str) -> Result<String, ConfigErro
         what,
         crate::secure_fs::NO_GROUP_OR_WORLD,
         SECRET_FILE_MAX,
+        trust,
     )
     .map_err(|e| ConfigError(format!("cannot read {what}: {e}")))?;
     let text = std::str::from_utf8(&bytes)

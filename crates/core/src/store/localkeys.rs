@@ -167,6 +167,7 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secure_fs::Trust;
 
     fn key(name: &str, id: u8) -> LocalKey {
         LocalKey {
@@ -183,7 +184,8 @@ mod tests {
     #[test]
     fn add_use_remove() {
         let d = tempfile::tempdir().unwrap();
-        let mut s = Store::open_or_create(&d.path().join("s/state.db"), 1000).unwrap();
+        let mut s = Store::open_or_create(&d.path().join("s/state.db"), 1000, Trust::test_runner())
+            .unwrap();
         let tx = s.write().unwrap();
         assert!(tx.add_local_key("root", &key("yk", 1), 100).unwrap());
         assert!(
@@ -234,7 +236,7 @@ mod tests {
     fn a_v4_store_upgrades() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("s/state.db");
-        Store::open_or_create(&path, 1000).unwrap();
+        Store::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
         {
             let c = rusqlite::Connection::open(&path).unwrap();
             c.execute_batch(
@@ -245,7 +247,7 @@ mod tests {
             )
             .unwrap();
         }
-        let mut s = Store::open_existing(&path, 1000).unwrap();
+        let mut s = Store::open_existing(&path, 1000, Trust::test_runner()).unwrap();
         let v: i64 = s
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

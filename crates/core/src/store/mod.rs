@@ -39,7 +39,7 @@ pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};
 pub use webauthn::{KeyWarning, StoredCredential};
 
-use crate::secure_fs;
+use crate::secure_fs::{self, Trust};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use std::ffi::OsString;
@@ -118,8 +118,9 @@ pub struct Tx<'a> {
 
 impl Store {
     /// Opens an existing store for the PAM module: never creates anything,
-    /// refuses files or directories that are not root-owned and private.
-    pub fn open_existing(path: &Path, busy_timeout_ms: u64) -> Result<Store> {
+    /// refuses files or directories that are not root-owned (owned by
+    /// whom `trust` trusts) and private.
+    pub fn open_existing(path: &Path, busy_timeout_ms: u64, trust: Trust) -> Result<Store> {
         match std::fs::symlink_metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StoreError::Missing(format!(
@@ -136,7 +137,7 @@ impl Store {
             }
             Ok(_) => {}
         }
-        let wal_len = check_files(path)?;
+        let wal_len = check_files(path, trust)?;
         let opened = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -178,17 +179,17 @@ impl Store {
 
     /// Opens or creates the store for `2fa-enroll` (root): directory 0700,
     /// file 0600, WAL mode, schema up to date.
-    pub fn open_or_create(path: &Path, busy_timeout_ms: u64) -> Result<Store> {
+    pub fn open_or_create(path: &Path, busy_timeout_ms: u64, trust: Trust) -> Result<Store> {
         if let Some(dir) = path.parent() {
             secure_fs::ensure_private_dir(dir)
                 .map_err(|e| StoreError::Other(format!("creating {}: {e}", dir.display())))?;
-            secure_fs::check_dir_chain(dir, "store").map_err(StoreError::Unsafe)?;
+            secure_fs::check_dir_chain(dir, "store", trust).map_err(StoreError::Unsafe)?;
         }
         if !path.exists() {
             secure_fs::create_private_file(path, b"")
                 .map_err(|e| StoreError::Other(format!("creating {}: {e}", path.display())))?;
         }
-        check_files(path)?;
+        check_files(path, trust)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -333,11 +334,11 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 /// ([`secure_fs::check_dir_chain`]), the store, and those of its `-wal`,
 /// `-shm` and `-journal` files that exist: all root-owned and private (see
 /// the module docs). Returns the WAL's size (0 when there is none).
-fn check_files(path: &Path) -> Result<u64> {
+fn check_files(path: &Path, trust: Trust) -> Result<u64> {
     if let Some(dir) = path.parent() {
-        secure_fs::check_dir_chain(dir, "store").map_err(StoreError::Unsafe)?;
+        secure_fs::check_dir_chain(dir, "store", trust).map_err(StoreError::Unsafe)?;
     }
-    secure_fs::check_root_owned(path, "store", secure_fs::NO_GROUP_OR_WORLD)
+    secure_fs::check_root_owned(path, "store", secure_fs::NO_GROUP_OR_WORLD, trust)
         .map_err(StoreError::Unsafe)?;
     let mut wal_len = 0;
     for (suffix, what) in [
@@ -351,7 +352,7 @@ fn check_files(path: &Path) -> Result<u64> {
             Err(e) => return Err(StoreError::Other(format!("{}: {e}", file.display()))),
             Ok(m) => m,
         };
-        secure_fs::check_root_owned(&file, what, secure_fs::NO_GROUP_OR_WORLD)
+        secure_fs::check_root_owned(&file, what, secure_fs::NO_GROUP_OR_WORLD, trust)
             .map_err(StoreError::Unsafe)?;
         if !meta.is_file() {
             return Err(StoreError::Unsafe(format!(
@@ -403,7 +404,7 @@ mod tests {
     fn new_store() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("state").join("state.db");
-        Store::open_or_create(&db, 1000).unwrap();
+        Store::open_or_create(&db, 1000, Trust::test_runner()).unwrap();
         (dir, db)
     }
 
@@ -422,7 +423,7 @@ mod tests {
 
     /// `users` enrolled with a TOTP token whose last used step is `step`.
     fn enrolled(db: &Path, users: &[&str], step: i64) {
-        let mut s = Store::open_existing(db, 1000).unwrap();
+        let mut s = Store::open_existing(db, 1000, Trust::test_runner()).unwrap();
         let tx = s.write().unwrap();
         for u in users {
             tx.ensure_user(u, 1).unwrap();
@@ -433,7 +434,7 @@ mod tests {
 
     /// One login's worth of writing, through the module's open path.
     fn login_write(db: &Path, user: &str, step: i64) {
-        let mut s = Store::open_existing(db, 10_000).unwrap();
+        let mut s = Store::open_existing(db, 10_000, Trust::test_runner()).unwrap();
         let tx = s.write().unwrap();
         tx.ensure_user(user, step).unwrap();
         tx.set_last_step(user, step).unwrap();
@@ -441,7 +442,7 @@ mod tests {
     }
 
     fn last_step(db: &Path, user: &str) -> Option<i64> {
-        let mut s = Store::open_existing(db, 10_000).unwrap();
+        let mut s = Store::open_existing(db, 10_000, Trust::test_runner()).unwrap();
         s.user_state(user).unwrap().otp.unwrap().last_step
     }
 
@@ -506,7 +507,7 @@ mod tests {
         assert!(truncations >= 2, "WAL truncated {truncations} times");
         assert_eq!(last_step(&db, "alice"), Some(400));
         assert_eq!(last_step(&db, "bob"), Some(399));
-        let s = Store::open_existing(&db, 1000).unwrap();
+        let s = Store::open_existing(&db, 1000, Trust::test_runner()).unwrap();
         assert_eq!(s.integrity_check().unwrap(), "ok");
     }
 
@@ -565,8 +566,8 @@ mod tests {
             let saved = std::fs::read(&file).unwrap();
             let refused = |why: &str| {
                 for r in [
-                    Store::open_existing(&db, 1000).map(|_| ()),
-                    Store::open_or_create(&db, 1000).map(|_| ()),
+                    Store::open_existing(&db, 1000, Trust::test_runner()).map(|_| ()),
+                    Store::open_or_create(&db, 1000, Trust::test_runner()).map(|_| ()),
                 ] {
                     match r {
                         Err(StoreError::Unsafe(m)) => {
@@ -581,9 +582,14 @@ mod tests {
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o660)).unwrap();
             refused("has mode 0660");
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-            std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
-            refused("owned by uid 65534");
-            std::os::unix::fs::chown(&file, Some(0), None).unwrap();
+            // Someone else's: only root can give a file away, and the
+            // store's directory comes first in the checks, so as another
+            // user this case is left to the rule's own tests (secure_fs).
+            if nix::unistd::geteuid().is_root() {
+                std::os::unix::fs::chown(&file, Some(65534), None).unwrap();
+                refused("owned by uid 65534");
+                std::os::unix::fs::chown(&file, Some(0), None).unwrap();
+            }
             assert_eq!(std::fs::read(&file).unwrap(), saved, "{suffix} changed");
             // Not a regular file.
             let aside = sidecar(&db, ".aside");

@@ -123,19 +123,20 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secure_fs::Trust;
 
     #[test]
     fn key_warnings_survive_an_upgrade_and_show_newest_first() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("s/state.db");
-        Store::open_or_create(&path, 1000).unwrap();
+        Store::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
         {
             // A v5 store, from before warnings were kept.
             let c = rusqlite::Connection::open(&path).unwrap();
             c.execute_batch("DROP TABLE meta; DROP TABLE key_warnings; PRAGMA user_version = 5;")
                 .unwrap();
         }
-        let mut s = Store::open_existing(&path, 1000).unwrap();
+        let mut s = Store::open_existing(&path, 1000, Trust::test_runner()).unwrap();
         let tx = s.write().unwrap();
         tx.add_webauthn("u", "k", "{}", 1).unwrap();
         for (at, presented) in [(10, 3), (20, 1)] {

@@ -450,7 +450,7 @@ fn import_otp(
         // What each user has now, from the store if there is one; a dry
         // run creates nothing.
         let mut store = if ctx.cfg.db.exists() {
-            match Store::open_existing(&ctx.cfg.db, ctx.cfg.busy_timeout_ms) {
+            match Store::open_existing(&ctx.cfg.db, ctx.cfg.busy_timeout_ms, ctx.trust) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     eprintln!(
@@ -466,7 +466,7 @@ fn import_otp(
         // created by a dry run.
         let key = store
             .as_ref()
-            .and_then(|_| HostKey::load(&ctx.cfg.key_file).ok());
+            .and_then(|_| HostKey::load(&ctx.cfg.key_file, ctx.trust).ok());
         for u in &todo {
             let (state, used) = match store.as_mut() {
                 Some(s) => (s.user_state(&u.user)?, s.used_backup_hashes(&u.user)?),
@@ -851,7 +851,7 @@ fn import_u2f(
     }
     if !writing {
         let store = if ctx.cfg.db.exists() {
-            match Store::open_existing(&ctx.cfg.db, ctx.cfg.busy_timeout_ms) {
+            match Store::open_existing(&ctx.cfg.db, ctx.cfg.busy_timeout_ms, ctx.trust) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     eprintln!("warning: cannot read the store, so current keys are not shown: {e}");

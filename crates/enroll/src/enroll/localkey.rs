@@ -38,7 +38,7 @@ pub fn add(ctx: &mut Ctx, user: Option<&str>, name: &str, device: Option<&str>) 
     let user = ctx.target(user)?;
     // The module needs the host key for every login (remembered devices).
     ctx.host_key()?;
-    let tools = fido2_tools::from_config(&w);
+    let tools = fido2_tools::from_config(&w, ctx.trust);
     let devices = tools.devices().map_err(|e| CliError(e.to_string()))?;
     let dev = match device {
         Some(p) => devices.iter().find(|d| d.path == p).ok_or_else(|| {

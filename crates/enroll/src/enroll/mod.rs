@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 use p2fa_core::audit::Audit;
 use p2fa_core::config::{Config, DEFAULT_CONFIG_PATH};
 use p2fa_core::crypto::HostKey;
+use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::Store;
 use p2fa_core::users;
 use std::path::PathBuf;
@@ -109,6 +110,8 @@ pub struct Ctx {
     pub config_path: PathBuf,
     pub audit: Audit,
     pub invoker: String,
+    /// Whose files to believe: [`Trust::ROOT`] (tests aside).
+    pub trust: Trust,
 }
 
 impl Ctx {
@@ -131,9 +134,9 @@ impl Ctx {
     /// [`Ctx::host_key`], which every command that writes with the key
     /// calls, so `status` and the like still work for the admin.
     pub fn open_store(&self) -> Result<Store, CliError> {
-        let mut store = Store::open_or_create(&self.cfg.db, self.cfg.busy_timeout_ms)
+        let mut store = Store::open_or_create(&self.cfg.db, self.cfg.busy_timeout_ms, self.trust)
             .map_err(|e| CliError(e.to_string()))?;
-        if let Ok(key) = HostKey::load(&self.cfg.key_file) {
+        if let Ok(key) = HostKey::load(&self.cfg.key_file, self.trust) {
             let key_file = self.cfg.key_file.display().to_string();
             let _ = p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file);
         }
@@ -145,10 +148,10 @@ impl Ctx {
     /// that can be proven ([`p2fa_core::keycheck`]): nothing is written with a
     /// key the store was not made with. Creates no store.
     pub fn host_key(&mut self) -> Result<HostKey, CliError> {
-        let (key, created) = HostKey::load_or_create(&self.cfg.key_file)?;
+        let (key, created) = HostKey::load_or_create(&self.cfg.key_file, self.trust)?;
         let key_file = self.cfg.key_file.display().to_string();
         let checked = if self.cfg.db.exists() {
-            Store::open_or_create(&self.cfg.db, self.cfg.busy_timeout_ms)
+            Store::open_or_create(&self.cfg.db, self.cfg.busy_timeout_ms, self.trust)
                 .map_err(|e| e.to_string())
                 .and_then(|mut store| {
                     p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file)
@@ -178,7 +181,9 @@ impl Ctx {
     }
 }
 
-pub fn run(mut cli: Cli) -> CliResult {
+/// Runs one command; `trust` says whose files to believe (the program
+/// passes [`Trust::ROOT`]).
+pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
     // The config is read with the module's rules (root-owned, absolute
     // path); a relative --config is the invoker's own shell's idea, so
     // resolve it here rather than refuse it.
@@ -196,7 +201,7 @@ pub fn run(mut cli: Cli) -> CliResult {
     // user should get the "ask for sudo" hint, not a permission error.
     if let Command::Webauthn(a) = command {
         let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
-        let loaded = Config::load(&cli.config, explicit);
+        let loaded = Config::load(&cli.config, explicit, trust);
         let socket = loaded
             .as_ref()
             .map(|c| c.daemon.socket.clone())
@@ -208,6 +213,7 @@ pub fn run(mut cli: Cli) -> CliResult {
                 cfg,
                 config_path: cli.config.clone(),
                 invoker,
+                trust,
             }),
             Err(e) if users::is_root() => {
                 eprintln!("2fa-enroll: {e}");
@@ -220,7 +226,7 @@ pub fn run(mut cli: Cli) -> CliResult {
     if !users::is_root() {
         // The config may be root-only (secrets): then 2fad's default socket.
         let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
-        let socket = Config::load(&cli.config, explicit)
+        let socket = Config::load(&cli.config, explicit, trust)
             .map(|c| c.daemon.socket)
             .unwrap_or_else(|_| Config::default().daemon.socket);
         if let Some(result) = via_daemon::run(&socket, &invoker, &command) {
@@ -229,13 +235,14 @@ pub fn run(mut cli: Cli) -> CliResult {
         return Err(CliError(not_root_message(&invoker, &command)));
     }
     let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
-    let cfg = Config::load(&cli.config, explicit)?;
+    let cfg = Config::load(&cli.config, explicit, trust)?;
     let audit = Audit::new(&cfg.log_socket, "2fa-enroll", false);
     let mut ctx = Ctx {
         cfg,
         config_path: cli.config.clone(),
         audit,
         invoker,
+        trust,
     };
     match command {
         Command::Menu(a) => menu::run(&mut ctx, a),

@@ -130,7 +130,7 @@ fn contact(
             rules.ttl_seconds,
         )?;
         tx.commit()?;
-        let sent = Live::default().send_code(&ctx.cfg, ch, &user, address, &code);
+        let sent = Live::new(ctx.trust).send_code(&ctx.cfg, ch, &user, address, &code);
         drop(code);
         if let Err(f) = sent {
             let tx = store.write()?;
@@ -218,7 +218,7 @@ pub fn duo(ctx: &mut Ctx, a: DuoArgs) -> CliResult {
     let user = ctx.target(a.user.as_deref())?;
     let username = ctx.cfg.duo.username(&user).to_string();
     if !a.no_check {
-        match Live::default().duo_preauth(&ctx.cfg, &username) {
+        match Live::new(ctx.trust).duo_preauth(&ctx.cfg, &username) {
             Ok(DuoPreauth::Auth(devices)) => {
                 println!("Duo knows {username}; devices:");
                 for d in &devices {

@@ -11,6 +11,7 @@ mod conv;
 use p2fa_auth::flow::{self, Login, Verdict};
 use p2fa_core::audit::Audit;
 use p2fa_core::config::Config;
+use p2fa_core::secure_fs::Trust;
 use pam::constants::{PAM_SILENT, PamFlag, PamResultCode};
 use pam::items::{RHost, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
@@ -78,7 +79,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
     let utf8: Result<Vec<&str>, _> = args.iter().map(|a| a.to_str()).collect();
     let cfg = match utf8
         .map_err(|_| "module arguments are not UTF-8".to_string())
-        .and_then(|a| Config::from_module_args(&a).map_err(|e| e.0))
+        .and_then(|a| Config::from_module_args(&a, Trust::ROOT).map_err(|e| e.0))
     {
         Ok(c) => c,
         Err(e) => {
@@ -123,9 +124,12 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         service: &service,
         rhost: &rhost,
         tty: &tty,
+        caller_uid: p2fa_core::users::real_uid(),
     };
+    // Only root's files are believed: config, key, store, secrets, CAs.
     let verdict = flow::authenticate(
         &cfg,
+        Trust::ROOT,
         login,
         p2fa_core::clock::unix_now(),
         &mut conversation,
