@@ -672,7 +672,7 @@ impl Ctx<'_> {
                 ))
             }
             Ok(Current::Locked(s)) => Some(locked(s)),
-            Err(e) => Some(Response::error(ErrorCode::Unavailable, e)),
+            Err(e) => Some(Response::error(ErrorCode::Unavailable, e.to_string())),
         }
     }
 

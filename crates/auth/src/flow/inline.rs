@@ -53,7 +53,7 @@ impl Inline<'_> {
 
     pub fn enroll(&mut self, now: i64) -> Verdict {
         let user = self.login.user;
-        let key = match super::load_key(self.cfg, self.trust, self.store) {
+        let key = match super::entry::load_key(self.cfg, self.trust, self.store) {
             Ok(k) => k,
             Err(e) => return self.unavailable(&e),
         };
@@ -178,6 +178,6 @@ impl Inline<'_> {
     }
 
     fn unavailable(&mut self, why: &str) -> Verdict {
-        super::unavailable(self.conv, self.audit, self.who, why)
+        super::report::unavailable(self.conv, self.audit, self.who, why)
     }
 }

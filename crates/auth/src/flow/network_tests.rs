@@ -4,9 +4,12 @@
 //! local stand-ins in `tests/`.
 
 use super::*;
+use p2fa_core::audit::Audit;
 use p2fa_core::config::{Config, FailMode};
-use p2fa_core::factor::FactorId;
-use p2fa_core::store::OtpRecord;
+use p2fa_core::crypto::HostKey;
+use p2fa_core::factor::{FactorId, totp};
+use p2fa_core::secure_fs::Trust;
+use p2fa_core::store::{OtpKind, OtpRecord, Store};
 use p2fa_net::network::*;
 use p2fa_testkit::conversation::Scripted;
 use std::cell::RefCell;
@@ -34,6 +37,9 @@ struct Fake {
     status_fails: Option<DuoFailure>,
     passcode_fails: Option<DuoFailure>,
     good_passcode: &'static str,
+    /// Runs at each `auth_status` call: what happens elsewhere while the
+    /// user approves (other logins' failures).
+    meanwhile: Option<Box<dyn FnMut()>>,
 }
 
 impl Fake {
@@ -53,6 +59,7 @@ impl Fake {
             status_fails: None,
             passcode_fails: None,
             good_passcode: "7654321",
+            meanwhile: None,
         }
     }
 }
@@ -127,6 +134,9 @@ impl Network for Fake {
             .borrow_mut()
             .duo_calls
             .push(format!("status {txid}"));
+        if let Some(f) = &mut self.meanwhile {
+            f();
+        }
         if let Some(f) = &self.status_fails {
             return Err(f.clone());
         }
@@ -660,9 +670,9 @@ fn codes_sent_to_a_failing_duo_are_counted_once() {
 
 #[test]
 fn failmode_safe_only_for_a_root_caller() {
-    assert!(super::duo::failmode_safe_allowed(0));
+    assert!(super::factors::duo::failmode_safe_allowed(0));
     for uid in [1, 1000, 65534, u32::MAX] {
-        assert!(!super::duo::failmode_safe_allowed(uid), "{uid}");
+        assert!(!super::factors::duo::failmode_safe_allowed(uid), "{uid}");
     }
 }
 
@@ -681,4 +691,39 @@ fn disabled_factor_is_not_offered_and_keyword_is_not_a_code() {
     );
     let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
     assert_eq!(store.user_state("root").unwrap().failures, 0);
+}
+
+/// The lockout holds for every factor's success, not only for codes: an
+/// account locked by other logins' wrong guesses while this user's push
+/// was pending is refused when Duo then approves (the check and the
+/// success are one transaction, after the lockout check).
+#[test]
+fn a_push_approved_after_the_account_was_locked_meanwhile_is_refused() {
+    let (_d, cfg) = setup(false);
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    let db = cfg.db.clone();
+    let rules = cfg.rate_limit.clone();
+    let mut once = true;
+    net.meanwhile = Some(Box::new(move || {
+        if !std::mem::take(&mut once) {
+            return;
+        }
+        let mut store = Store::open_existing(&db, 1000, Trust::test_runner()).unwrap();
+        let tx = store.write().unwrap();
+        for _ in 0..rules.max_failures {
+            tx.record_failure("root", T0, &rules).unwrap();
+        }
+        tx.commit().unwrap();
+    }));
+    assert_eq!(login(&cfg, &mut net, T0, vec!["push", ""]), Verdict::Locked);
+    let state = Store::open_existing(&cfg.db, 1000, Trust::test_runner())
+        .unwrap()
+        .user_state("root")
+        .unwrap();
+    assert!(state.locked_until > T0, "still locked");
+    assert_eq!(
+        state.failures, cfg.rate_limit.max_failures,
+        "the approval cleared nothing"
+    );
 }

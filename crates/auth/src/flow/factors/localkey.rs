@@ -9,7 +9,9 @@
 //! counted. A signature, relying party, flag or counter that does not
 //! check out is a counted failure.
 
-use super::{Run, Verdict, locked};
+use super::super::attempt::{At, Check, Factor, Stop};
+use super::super::error::AuthError;
+use super::super::{Run, Verdict};
 use p2fa_core::audit::clean;
 use p2fa_core::config::UserVerification;
 use p2fa_core::factor::FactorId;
@@ -45,7 +47,7 @@ impl Run<'_> {
     }
 
     /// The first authenticator plugged in, or the message why there is none.
-    pub(super) fn local_device(&mut self) -> Result<Device, String> {
+    pub(in super::super) fn local_device(&mut self) -> Result<Device, String> {
         match self.tools().devices() {
             Ok(list) => list.into_iter().next().ok_or_else(|| {
                 self.audit
@@ -63,15 +65,51 @@ impl Run<'_> {
         }
     }
 
-    /// One touch. `Err(message)`: not usable now, already shown and
-    /// logged; the caller offers the other factors.
-    pub(super) fn local_key(&mut self, dev: &Device) -> Result<Verdict, String> {
-        let keys = match self.store.local_keys(self.login.user) {
+    /// One touch; `None` when the key is not usable now (already shown
+    /// and logged: the caller offers the other factors).
+    pub(in super::super) fn local_key(&mut self, dev: &Device) -> Option<Verdict> {
+        self.attempt_usable(&mut Touch {
+            dev: dev.clone(),
+            touched: None,
+        })
+    }
+
+    /// Logs why the key is not usable now, tells the user, returns the
+    /// message for the menu that follows. Not a counted failure.
+    fn local_fallback(&mut self, reason: &str, detail: &str, msg: &str) -> Stop {
+        self.audit.warning(&format!(
+            "local key unusable {} reason={reason} ({})",
+            self.who,
+            clean_long(detail)
+        ));
+        self.conv.error(msg);
+        Stop::Unusable
+    }
+}
+
+/// A touch of a local key: the challenge runs the tool, the check
+/// verifies its answer against the stored key and counter.
+struct Touch {
+    dev: Device,
+    touched: Option<Touched>,
+}
+
+struct Touched {
+    key: LocalKey,
+    cdh: Vec<u8>,
+    need_uv: bool,
+    answer: fido2_tools::Assertion,
+}
+
+impl Factor for Touch {
+    fn challenge(&mut self, run: &mut Run<'_>) -> Result<(), Stop> {
+        let dev = &self.dev;
+        let keys = match run.store.local_keys(run.login.user) {
             Ok(k) => k,
-            Err(e) => return Ok(self.unavailable(&e.to_string())),
+            Err(e) => return Err(Stop::Done(run.unavailable(&e.to_string()))),
         };
-        let need_uv = self.cfg.webauthn.local_user_verification == UserVerification::Required;
-        let tools = self.tools();
+        let need_uv = run.cfg.webauthn.local_user_verification == UserVerification::Required;
+        let tools = run.tools();
         let key = if keys.len() == 1 {
             keys.into_iter().next()
         } else {
@@ -80,7 +118,7 @@ impl Run<'_> {
             let mut found = None;
             for k in keys {
                 let Ok(cdh) = p2fa_core::crypto::random_array::<{ fido2::CDH_LEN }>() else {
-                    return Ok(self.unavailable("no randomness"));
+                    return Err(Stop::Done(run.unavailable("no randomness")));
                 };
                 match tools.get_assertion(&dev.path, &k.rp_id, &k.credential_id, &cdh, false, false)
                 {
@@ -90,24 +128,24 @@ impl Run<'_> {
                     }
                     Ok(Err(_)) => {}
                     Err(e) => {
-                        return Err(self.local_fallback("probe", &e.to_string(), MSG_NO_ANSWER));
+                        return Err(run.local_fallback("probe", &e.to_string(), MSG_NO_ANSWER));
                     }
                 }
             }
             found
         };
         let Some(key) = key else {
-            return Err(self.local_fallback("not-registered", &dev.path, MSG_NOT_REGISTERED));
+            return Err(run.local_fallback("not-registered", &dev.path, MSG_NOT_REGISTERED));
         };
         let Ok(cdh) = p2fa_core::crypto::random_array::<{ fido2::CDH_LEN }>() else {
-            return Ok(self.unavailable("no randomness"));
+            return Err(Stop::Done(run.unavailable("no randomness")));
         };
-        self.conv.info(if need_uv {
+        run.conv.info(if need_uv {
             "Touch your security key and let it verify you (fingerprint)."
         } else {
             "Touch your security key."
         });
-        let secs = self.cfg.webauthn.local_timeout_seconds;
+        let secs = run.cfg.webauthn.local_timeout_seconds;
         let answer = match tools.get_assertion(
             &dev.path,
             &key.rp_id,
@@ -118,14 +156,14 @@ impl Run<'_> {
         ) {
             Ok(Ok(a)) => a,
             Err(ToolError::Timeout) => {
-                return Err(self.local_fallback(
+                return Err(run.local_fallback(
                     "timeout",
                     &format!("{secs}s"),
                     &format!("No touch within {secs} seconds."),
                 ));
             }
             Err(e) => {
-                return Err(self.local_fallback("tool-failed", &e.to_string(), MSG_NO_ANSWER));
+                return Err(run.local_fallback("tool-failed", &e.to_string(), MSG_NO_ANSWER));
             }
             Ok(Err(f)) => {
                 let (reason, msg) = match &f {
@@ -142,114 +180,69 @@ impl Run<'_> {
                     AssertFailure::Other(m) => m,
                     other => format!("{other:?}"),
                 };
-                return Err(self.local_fallback(reason, &detail, msg));
+                return Err(run.local_fallback(reason, &detail, msg));
             }
         };
-        Ok(self.local_verify(&key, &cdh, need_uv, &answer))
+        self.touched = Some(Touched {
+            key,
+            cdh: cdh.to_vec(),
+            need_uv,
+            answer,
+        });
+        Ok(())
     }
 
-    /// Checks the answer and records the outcome in one transaction.
-    fn local_verify(
-        &mut self,
-        key: &LocalKey,
-        cdh: &[u8],
-        need_uv: bool,
-        a: &fido2_tools::Assertion,
-    ) -> Verdict {
-        let now = self.now();
-        let user = self.login.user;
-        let se = |e: p2fa_core::store::StoreError| e.to_string();
-        let outcome = (|| -> Result<Outcome, String> {
-            let tx = self.store.write().map_err(se)?;
-            let state = tx.user_state(user).map_err(se)?;
-            if state.locked_until > now {
-                return Ok(Outcome::Locked(state.locked_until - now, state.failures));
-            }
-            let checked = match tx.local_key(user, &key.credential_id).map_err(se)? {
-                None => Err(fido2::Refusal::Malformed(
-                    "the key was removed during the login",
-                )),
-                Some(_) if a.rp_id != key.rp_id || a.cdh != cdh => Err(fido2::Refusal::Malformed(
-                    "the tool answered for another relying party or challenge",
-                )),
-                Some(stored) => fido2::check_assertion(
-                    &stored.rp_id,
-                    &stored.public_key,
-                    stored.counter,
-                    need_uv,
-                    &a.auth_data,
-                    cdh,
-                    &a.signature,
-                ),
-            };
-            let outcome = match checked {
-                Ok(ok) => {
-                    tx.use_local_key(user, &key.credential_id, ok.counter, now)
-                        .map_err(se)?;
-                    tx.record_success(
-                        user,
-                        now,
-                        self.login.service,
-                        self.login.rhost,
-                        FACTOR.as_str(),
-                    )
-                    .map_err(se)?;
-                    Outcome::Accepted(ok)
+    /// The signature, relying party, flags and counter, against the key
+    /// as stored now (a clone answering an old challenge shows up as a
+    /// counter that did not grow).
+    fn verify(&mut self, at: &At<'_>) -> Result<Check, AuthError> {
+        let Some(t) = &self.touched else {
+            return Ok(Check::refused(FACTOR, "no-answer"));
+        };
+        let (user, a, cdh) = (at.login.user, &t.answer, t.cdh.as_slice());
+        let checked = match at.tx.local_key(user, &t.key.credential_id)? {
+            None => Err(fido2::Refusal::Malformed(
+                "the key was removed during the login",
+            )),
+            Some(_) if a.rp_id != t.key.rp_id || a.cdh != cdh => Err(fido2::Refusal::Malformed(
+                "the tool answered for another relying party or challenge",
+            )),
+            Some(stored) => fido2::check_assertion(
+                &stored.rp_id,
+                &stored.public_key,
+                stored.counter,
+                t.need_uv,
+                &a.auth_data,
+                cdh,
+                &a.signature,
+            ),
+        };
+        Ok(match checked {
+            Ok(ok) => {
+                at.tx
+                    .use_local_key(user, &t.key.credential_id, ok.counter, at.now)?;
+                Check::Accepted {
+                    factor: FACTOR,
+                    note: format!(
+                        " key={} uv={}",
+                        clean(&t.key.name),
+                        if ok.user_verified { "yes" } else { "no" }
+                    ),
+                    backup_left: None,
                 }
-                Err(r) => {
-                    let (failures, until) = tx
-                        .record_failure(user, now, &self.cfg.rate_limit)
-                        .map_err(se)?;
-                    Outcome::Refused(r, failures, until)
-                }
-            };
-            tx.commit().map_err(se)?;
-            Ok(outcome)
-        })();
-        match outcome {
-            Ok(Outcome::Accepted(ok)) => {
-                self.audit.info(&format!(
-                    "auth ok {} factor={FACTOR} key={} uv={}",
-                    self.who,
-                    clean(&key.name),
-                    if ok.user_verified { "yes" } else { "no" }
-                ));
-                self.proven = Some(FACTOR);
-                Verdict::Success
             }
-            Ok(Outcome::Refused(refusal, failures, until)) => {
-                self.audit.warning(&format!(
-                    "local key refused {} key={}: {}",
-                    self.who,
-                    clean(&key.name),
-                    refusal
-                ));
-                self.rejected(Some(FACTOR), refusal.reason(), failures, until)
-            }
-            Ok(Outcome::Locked(remaining, failures)) => {
-                locked(self.conv, self.audit, &self.who, remaining, failures)
-            }
-            Err(e) => self.unavailable(&e),
-        }
+            Err(refusal) => Check::Rejected {
+                factor: Some(FACTOR),
+                reason: refusal.reason(),
+                count: true,
+                log: Some((
+                    "local key refused",
+                    format!(" key={}: {refusal}", clean(&t.key.name)),
+                )),
+                hint: None,
+            },
+        })
     }
-
-    /// Logs why the key is not usable now, tells the user, returns the
-    /// message for the menu that follows. Not a counted failure.
-    fn local_fallback(&mut self, reason: &str, detail: &str, msg: &str) -> String {
-        self.audit.warning(&format!(
-            "local key unusable {} reason={reason} ({})",
-            self.who,
-            clean_long(detail)
-        ));
-        self.conv.error(msg);
-        msg.to_string()
-    }
-}
-
-enum Outcome {
-    Accepted(fido2::Asserted),
-    Refused(fido2::Refusal, u32, i64),
-    Locked(i64, u32),
 }
 
 const MSG_NOT_REGISTERED: &str = "This security key is not registered for your account.";

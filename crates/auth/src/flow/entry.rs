@@ -1,0 +1,197 @@
+//! The start of a login: who the user is (the canonical passwd name),
+//! whether policy exempts them, what they have and may use, lockout, the
+//! host key, a remembered device; then the unenrolled policy or a
+//! [`Run`] through the menu.
+
+use super::factors::localkey;
+use super::offer::Offer;
+use super::remember;
+use super::report::{locked, unavailable};
+use super::run::Run;
+use super::unenrolled::unenrolled;
+use super::{Conversation, Login, Network, Verdict};
+use p2fa_core::audit::{Audit, clean};
+use p2fa_core::clock::StartedAt;
+use p2fa_core::config::Config;
+use p2fa_core::crypto::HostKey;
+use p2fa_core::policy;
+use p2fa_core::secure_fs::Trust;
+use p2fa_core::store::Store;
+use p2fa_core::users;
+use p2fa_net::network;
+
+/// Runs one authentication with the live network factors. `now` is Unix
+/// time in seconds (from the caller, so tests can choose it; in PAM it is
+/// the system clock). `trust` says whose files to believe: the module
+/// passes [`Trust::ROOT`].
+pub fn authenticate(
+    cfg: &Config,
+    trust: Trust,
+    login: Login<'_>,
+    now: i64,
+    conv: &mut dyn Conversation,
+    audit: &mut Audit,
+) -> Verdict {
+    let mut net = network::Live::for_rhost(login.rhost, trust);
+    authenticate_with(cfg, trust, login, now, conv, audit, &mut net)
+}
+
+/// [`authenticate`] with the network factors supplied by the caller.
+pub fn authenticate_with(
+    cfg: &Config,
+    trust: Trust,
+    login: Login<'_>,
+    now: i64,
+    conv: &mut dyn Conversation,
+    audit: &mut Audit,
+    net: &mut dyn Network,
+) -> Verdict {
+    let canonical = match users::canonical(login.user) {
+        Some(name) => name,
+        None => {
+            audit.warning(&format!(
+                "auth denied user={} service={} rhost={} reason=unknown-user",
+                clean(login.user),
+                clean(login.service),
+                clean(login.rhost)
+            ));
+            return Verdict::UnknownUser;
+        }
+    };
+    // From here on the user is the passwd entry's own name, whatever case
+    // or form NSS accepted; the log line keeps what was typed when it
+    // differs.
+    let typed = if canonical != login.user {
+        format!(" typed={}", clean(login.user))
+    } else {
+        String::new()
+    };
+    let login = Login {
+        user: &canonical,
+        ..login
+    };
+    let who = format!(
+        "user={} service={} rhost={}{typed}",
+        clean(login.user),
+        clean(login.service),
+        clean(login.rhost)
+    );
+    // The group database is read only when the policy names groups.
+    let groups = if cfg.policy.exempt_groups.is_empty() && cfg.policy.groups.is_empty() {
+        Vec::new()
+    } else {
+        users::groups(login.user)
+    };
+    if let Some(why) = policy::exempt(cfg, login.user, &groups) {
+        audit.notice(&format!("auth skipped {who} factor=none reason={why}"));
+        return Verdict::Ignore;
+    }
+    let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms, trust) {
+        Ok(s) => s,
+        Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+    };
+    let state = match store.user_state(login.user) {
+        Ok(s) => s,
+        Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+    };
+    let (allowed, _) = policy::allowed_methods(cfg, &groups);
+    if !state.is_enrolled() {
+        return unenrolled(
+            cfg, trust, login, now, conv, audit, &mut store, &who, &allowed,
+        );
+    }
+    let mut offer = Offer::of(cfg, &state, &allowed);
+    // A key plugged into this machine approves only logins at it, unless
+    // the admin says otherwise (`webauthn.local_remote`).
+    let console_only =
+        offer.local_key && !cfg.webauthn.local_remote && !localkey::is_local_rhost(login.rhost);
+    if console_only {
+        offer.local_key = false;
+    }
+    if offer.is_empty() {
+        // Enrolled, but nothing usable: spent backup codes, factors the
+        // admin has since disabled, or not allowed for the user's groups.
+        // Never the `unenrolled` policy.
+        let all = Offer::of(cfg, &state, &None);
+        let (reason, msg) = if console_only {
+            (
+                "local-key-console-only",
+                "Your security key works only at this machine's console. Ask an administrator for a factor that works remotely.",
+            )
+        } else if !all.is_empty() {
+            (
+                "factor-not-allowed-for-group",
+                "Your second factor is not allowed for your group on this system. Ask an administrator.",
+            )
+        } else if state.used_backup > 0 && !state.has_factor() {
+            (
+                "backup-codes-exhausted",
+                "All your backup codes are used and no other factor is set up. Ask an administrator for new codes.",
+            )
+        } else {
+            (
+                "no-usable-factor",
+                "None of your second factors is enabled on this system. Ask an administrator.",
+            )
+        };
+        audit.warning(&format!("auth denied {who} reason={reason}"));
+        conv.error(msg);
+        return Verdict::Denied;
+    }
+    if state.locked_until > now {
+        return locked(conv, audit, &who, state.locked_until - now, state.failures);
+    }
+    // Before anything is verified: with the wrong key no code can match,
+    // and "wrong code" would count toward the user's lockout.
+    let key = match load_key(cfg, trust, &mut store) {
+        Ok(k) => k,
+        Err(e) => return unavailable(conv, audit, &who, &e),
+    };
+    let device = cfg
+        .remembers(login.service)
+        .then(|| remember::Device::of(&key, login));
+    if let Some(d) = &device {
+        match store.remembered(login.user, login.service, &d.hash, now) {
+            Ok(Some(r)) => {
+                audit.info(&format!(
+                    "auth ok {who} factor=remembered (device {} since {}, first factor {})",
+                    r.id,
+                    r.created_at,
+                    clean(&r.factor)
+                ));
+                return Verdict::Success;
+            }
+            Ok(None) => {}
+            Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+        }
+    }
+    let mut run = Run {
+        cfg,
+        trust,
+        login,
+        who,
+        conv,
+        audit,
+        net,
+        store,
+        key,
+        state,
+        clock: StartedAt::new(now),
+        proven: None,
+    };
+    let verdict = run.go(offer);
+    if verdict == Verdict::Success
+        && let (Some(d), Some(factor)) = (&device, run.proven)
+    {
+        run.remember(d, factor.as_str());
+    }
+    verdict
+}
+
+/// Loads the host key and checks that it is the one the store was made
+/// with ([`p2fa_core::keycheck`]); any problem is "unavailable".
+pub(super) fn load_key(cfg: &Config, trust: Trust, store: &mut Store) -> Result<HostKey, String> {
+    let key = HostKey::load(&cfg.key_file, trust).map_err(|e| e.to_string())?;
+    p2fa_core::keycheck::verify(store, &key, &cfg.key_file.display().to_string())?;
+    Ok(key)
+}

@@ -1,0 +1,136 @@
+//! A code typed at the first prompt, for the factors that check it
+//! locally: a TOTP/HOTP code or a backup code. Also the proof 2fad's
+//! broker asks for before a change ([`check_current`]).
+
+use super::super::attempt::{At, Check, Factor, Outcome, Stop, transact};
+use super::super::error::AuthError;
+use super::super::{Login, Run};
+use p2fa_core::config::Config;
+use p2fa_core::crypto::{self, HostKey};
+use p2fa_core::factor::{FactorId, totp};
+use p2fa_core::store::{OtpKind, Store, UserState};
+
+/// The code and which of the user's code factors may take it.
+pub(in super::super) struct Codes<'c> {
+    pub code: &'c str,
+    pub otp: bool,
+    pub backup: bool,
+}
+
+impl Factor for Codes<'_> {
+    /// The code was typed at the menu: nothing more to ask.
+    fn challenge(&mut self, _: &mut Run<'_>) -> Result<(), Stop> {
+        Ok(())
+    }
+
+    /// The first to commit moves `last_step` (or the HOTP counter) or
+    /// marks the backup code used; a parallel login with the same code
+    /// then sees that inside its own transaction.
+    fn verify(&mut self, at: &At<'_>) -> Result<Check, AuthError> {
+        let (user, code) = (at.login.user, self.code);
+        let mut reason = "wrong-code";
+        if let Some(otp) = at.state.otp.as_ref().filter(|_| self.otp) {
+            let secret = at.key.open(&otp.sealed, &totp::seal_aad(user))?;
+            let params = totp::OtpParams {
+                algorithm: otp.algorithm,
+                digits: otp.digits,
+                period: otp.period,
+            };
+            let window = at.cfg.totp.window;
+            match otp.kind {
+                OtpKind::Totp => {
+                    if let Some(step) =
+                        totp::verify_totp(&secret, &params, at.now, window, otp.last_step, code)
+                    {
+                        at.tx.set_last_step(user, step)?;
+                        return Ok(Check::ok(FactorId::Totp));
+                    }
+                    if totp::verify_totp(&secret, &params, at.now, window, None, code).is_some() {
+                        reason = "replayed-code";
+                    }
+                }
+                OtpKind::Hotp => {
+                    if let Some(c) = totp::verify_hotp(
+                        &secret,
+                        otp.algorithm,
+                        otp.digits,
+                        otp.counter,
+                        at.cfg.hotp.look_ahead,
+                        code,
+                    ) {
+                        at.tx.set_counter(user, c + 1)?;
+                        return Ok(Check::ok(FactorId::Hotp));
+                    }
+                }
+            }
+        }
+        if self.backup && !at.state.unused_backup.is_empty() {
+            let hash = at.key.code_hash(user, code);
+            // Every stored code is compared, in constant time.
+            let mut hit = None;
+            for (id, stored) in &at.state.unused_backup {
+                if crypto::ct_eq(stored, &hash) && hit.is_none() {
+                    hit = Some(*id);
+                }
+            }
+            if let Some(id) = hit
+                && at.tx.mark_backup_used(id, at.now, at.login.service)?
+            {
+                return Ok(Check::Accepted {
+                    factor: FactorId::Backup,
+                    note: String::new(),
+                    backup_left: Some(at.state.unused_backup.len() - 1),
+                });
+            }
+        }
+        Ok(Check::Rejected {
+            factor: guess(at.state, code),
+            reason,
+            count: true,
+            log: None,
+            hint: None,
+        })
+    }
+}
+
+/// For the log line: which factor the attempt most likely targeted.
+fn guess(state: &UserState, code: &str) -> Option<FactorId> {
+    match &state.otp {
+        Some(o) if code.len() == o.digits as usize => Some(o.kind.factor()),
+        _ if !state.unused_backup.is_empty() => Some(FactorId::Backup),
+        Some(o) => Some(o.kind.factor()),
+        None => None,
+    }
+}
+
+/// Outcome of [`check_current`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Current {
+    Accepted(FactorId),
+    Rejected,
+    Locked(i64),
+}
+
+/// Proves a user still holds a second factor (a TOTP/HOTP or backup code)
+/// before the enrollment broker replaces or removes one: the same
+/// transaction as a login's, single-use and counted, recorded under
+/// `login.service`.
+pub fn check_current(
+    cfg: &Config,
+    store: &mut Store,
+    key: &HostKey,
+    login: Login<'_>,
+    now: i64,
+    code: &str,
+) -> Result<Current, AuthError> {
+    let mut codes = Codes {
+        code,
+        otp: true,
+        backup: true,
+    };
+    Ok(match transact(store, cfg, key, login, now, &mut codes)? {
+        Outcome::Accepted { factor, .. } => Current::Accepted(factor),
+        Outcome::Rejected { .. } => Current::Rejected,
+        Outcome::Locked { remaining, .. } => Current::Locked(remaining),
+    })
+}

@@ -1,0 +1,433 @@
+//! Duo at login: `preauth` decides whether Duo is offered at all; push and
+//! phone are started, shown with a prompt (OpenSSH only displays text that
+//! comes with a prompt), and polled until approved, denied or timed out.
+//!
+//! What an error means depends on what it is and when it happens:
+//!
+//! - `failmode` applies only to an outage (no answer at all) of `preauth`,
+//!   only when Duo is the user's only way in (a user who also has a TOTP
+//!   token or backup codes is simply not offered Duo while it is down,
+//!   which is safer than `safe` and kinder than `secure`), and `safe` only
+//!   for a caller whose real uid is 0 ([`failmode_safe_allowed`]).
+//! - A certificate or TLS error, or an answer that is not Duo's, is a
+//!   refusal at any point: anyone between us and Duo can cause those.
+//! - Once preauth has answered, Duo is reachable: every later error on
+//!   `auth` or `auth_status` denies, as duo_unix does.
+//! - A code typed at a prompt and sent to Duo as a passcode is counted as
+//!   a failure before Duo is asked (a success clears the count), so a
+//!   failing, slow or killed Duo call never leaves a guess uncounted.
+
+use super::super::attempt::{At, Check, Counted, Factor, Guess, Outcome, Stop, Vouched};
+use super::super::error::AuthError;
+use super::super::{Run, Verdict, parse_answer};
+use p2fa_core::audit::clean;
+use p2fa_core::clock::Deadline;
+use p2fa_core::config::FailMode;
+use p2fa_core::factor::FactorId;
+use p2fa_net::network::{DuoAnswer, DuoDevice, DuoFailKind, DuoFailure, DuoPreauth};
+use std::time::Duration;
+
+/// Longest single long-poll of `auth_status`.
+const POLL_SLICE: Duration = Duration::from_secs(10);
+
+pub(in super::super) enum Pre {
+    Ready(Ready),
+    /// Duo is not offered this time (unreachable or user not enrolled in
+    /// Duo) but other factors are.
+    Skip,
+    Done(Verdict),
+}
+
+/// Duo is usable for this login, with the devices preauth returned.
+pub(in super::super) struct Ready {
+    username: String,
+    pub push: Option<DuoDevice>,
+    pub phone: Option<DuoDevice>,
+    pub sms: Option<DuoDevice>,
+}
+
+/// Duo text reaches a terminal: one printable line, bounded.
+fn duo_text(s: &str) -> String {
+    p2fa_core::audit::printable(s, 200)
+}
+
+/// Whether `failmode = "safe"` may let a caller with this real uid in when
+/// Duo cannot be reached. Only root: sshd and login run as root, while
+/// under sudo or su the real uid is the calling user's, who may stop the
+/// process (`kill -STOP`) until the request times out and so fake an
+/// outage at will. For them `safe` behaves as `secure`.
+pub(in super::super) fn failmode_safe_allowed(real_uid: u32) -> bool {
+    real_uid == 0
+}
+
+impl Run<'_> {
+    pub(in super::super) fn duo_preauth(&mut self, has_other: bool) -> Pre {
+        let username = self.cfg.duo.username(self.login.user).to_string();
+        match self.net.duo_preauth(self.cfg, &username) {
+            Ok(DuoPreauth::Auth(devices)) => {
+                let first = |f: fn(&DuoDevice) -> bool| devices.iter().find(|d| f(d)).cloned();
+                Pre::Ready(Ready {
+                    push: first(|d| d.push),
+                    phone: first(|d| d.phone),
+                    sms: first(|d| d.sms),
+                    username,
+                })
+            }
+            Ok(DuoPreauth::Allow(msg)) => {
+                let note = format!(" reason=duo-preauth-allow ({})", duo_text(&msg));
+                Pre::Done(self.attempt(&mut Bypass { note }))
+            }
+            Ok(DuoPreauth::Deny(msg)) => {
+                self.audit.warning(&format!(
+                    "auth denied {} factor=duo reason=duo-preauth-deny ({})",
+                    self.who,
+                    duo_text(&msg)
+                ));
+                self.conv.error(&format!("Duo: {}", duo_text(&msg)));
+                Pre::Done(Verdict::Denied)
+            }
+            Ok(DuoPreauth::Enroll(_)) if has_other => {
+                self.audit.notice(&format!(
+                    "duo not offered {} reason=not-enrolled-in-duo",
+                    self.who
+                ));
+                Pre::Skip
+            }
+            Ok(DuoPreauth::Enroll(msg)) => {
+                self.audit.warning(&format!(
+                    "auth denied {} factor=duo reason=not-enrolled-in-duo",
+                    self.who
+                ));
+                self.conv.error(&format!("Duo: {}", duo_text(&msg)));
+                Pre::Done(Verdict::Denied)
+            }
+            // Another factor is still required: Duo is just not offered.
+            Err(f) if has_other => {
+                self.audit.err(&format!(
+                    "duo unavailable, offering other factors {} ({}): {}",
+                    self.who,
+                    kind_reason(f.kind),
+                    p2fa_core::audit::detail(&f.detail)
+                ));
+                Pre::Skip
+            }
+            Err(f) if f.kind == DuoFailKind::Outage => Pre::Done(self.duo_failmode(&f.detail)),
+            Err(f) => Pre::Done(self.duo_error(&f, false)),
+        }
+    }
+
+    /// `choice` is the menu's: `DuoPush`, `DuoPhone` or `DuoSms`, which is
+    /// also how Duo is asked and the factor recorded.
+    pub(in super::super) fn duo_factor(&mut self, ready: &Ready, choice: FactorId) -> Verdict {
+        self.attempt(&mut DuoCall {
+            ready,
+            choice,
+            found: None,
+        })
+    }
+
+    /// Checks a passcode with Duo. The code counts as a failure before Duo
+    /// is asked (`counted` when the caller's store transaction already
+    /// did that), so whatever happens to the Duo call the guess is counted
+    /// exactly once; Duo's "allow" then records the success, which clears
+    /// the count.
+    pub(in super::super) fn duo_passcode(
+        &mut self,
+        ready: &Ready,
+        code: &str,
+        counted: Option<Counted>,
+    ) -> Verdict {
+        let counted = match counted {
+            Some(c) => c,
+            None => match self.check(&mut Guess) {
+                Ok(Outcome::Rejected {
+                    failures,
+                    locked_until,
+                    ..
+                }) => (failures, locked_until),
+                // Locked already: nothing goes to Duo.
+                Ok(other) => return self.report(other),
+                Err(v) => return v,
+            },
+        };
+        self.attempt(&mut DuoPasscode {
+            ready,
+            code,
+            counted,
+            found: None,
+        })
+    }
+
+    /// Duo's `failmode`, applied when preauth got no answer at all and Duo
+    /// was the only way in. `safe` only for a root caller (see
+    /// [`failmode_safe_allowed`]).
+    pub(in super::super) fn duo_failmode(&mut self, detail: &str) -> Verdict {
+        let uid = self.login.caller_uid;
+        match self.cfg.duo.failmode {
+            FailMode::Safe if !failmode_safe_allowed(uid) => self.unavailable(&format!(
+                "duo unreachable, failmode safe not applied: the caller's real uid {uid} is not 0 \
+                 (sudo or su: the user could stop the process to fake an outage), so it is \
+                 treated as failmode secure: {detail}"
+            )),
+            FailMode::Safe => {
+                self.audit.err(&format!(
+                    "auth skipped {} factor=none reason=duo-unreachable-failmode-safe ({})",
+                    self.who,
+                    p2fa_core::audit::detail(detail)
+                ));
+                self.conv
+                    .info("Duo is unreachable; letting you in without it (failmode safe).");
+                Verdict::Ignore
+            }
+            FailMode::Secure => {
+                self.unavailable(&format!("duo unreachable, failmode secure: {detail}"))
+            }
+        }
+    }
+
+    /// A Duo call failed in a way `failmode` does not cover: a certificate
+    /// or TLS error, a protocol error, any error once preauth has answered
+    /// (`after_preauth`), or Duo's own refusal. Always a denial.
+    pub(in super::super) fn duo_error(&mut self, f: &DuoFailure, after_preauth: bool) -> Verdict {
+        let (reason, msg, verdict) = match f.kind {
+            DuoFailKind::Tls => (
+                "duo-tls-error",
+                "Duo's identity could not be verified (TLS certificate error). Access denied; contact your administrator.",
+                Verdict::Denied,
+            ),
+            DuoFailKind::Protocol => (
+                "duo-protocol-error",
+                "Duo sent an answer that could not be understood. Access denied; contact your administrator.",
+                Verdict::Denied,
+            ),
+            DuoFailKind::Outage if after_preauth => (
+                "duo-error-after-preauth",
+                "Duo stopped answering during the login. Access denied; try again or contact your administrator.",
+                Verdict::Unavailable,
+            ),
+            DuoFailKind::Outage | DuoFailKind::Refused => {
+                let what = if after_preauth {
+                    "duo"
+                } else {
+                    "duo refused the request"
+                };
+                return self.unavailable(&format!("{what}: {}", f.detail));
+            }
+        };
+        self.audit.err(&format!(
+            "auth denied {} factor=duo reason={reason}: {}",
+            self.who,
+            p2fa_core::audit::detail(&f.detail)
+        ));
+        self.conv.error(msg);
+        verdict
+    }
+}
+
+/// The kind of a Duo failure, for a log line.
+fn kind_reason(kind: DuoFailKind) -> &'static str {
+    match kind {
+        DuoFailKind::Outage => "duo-unreachable",
+        DuoFailKind::Tls => "duo-tls-error",
+        DuoFailKind::Protocol => "duo-protocol-error",
+        DuoFailKind::Refused => "duo-refused",
+    }
+}
+
+/// Duo's preauth said "allow" (a bypass set in Duo): recorded, but
+/// reported as PAM_IGNORE, since nothing was proven.
+struct Bypass {
+    note: String,
+}
+
+impl Factor for Bypass {
+    fn challenge(&mut self, _: &mut Run<'_>) -> Result<(), Stop> {
+        Ok(())
+    }
+
+    fn verify(&mut self, _: &At<'_>) -> Result<Check, AuthError> {
+        Ok(Check::Accepted {
+            factor: FactorId::DuoBypass,
+            note: std::mem::take(&mut self.note),
+            backup_left: None,
+        })
+    }
+}
+
+/// A push, a phone call or passcodes by SMS through Duo.
+struct DuoCall<'d> {
+    ready: &'d Ready,
+    choice: FactorId,
+    found: Option<Vouched>,
+}
+
+impl Factor for DuoCall<'_> {
+    /// Starts the Duo transaction and waits for its answer (long polls
+    /// of `auth_status`, bounded by `push_timeout_seconds`).
+    fn challenge(&mut self, run: &mut Run<'_>) -> Result<(), Stop> {
+        self.found = Some(call(run, self.ready, self.choice)?);
+        Ok(())
+    }
+
+    fn verify(&mut self, _: &At<'_>) -> Result<Check, AuthError> {
+        let factor = match self.choice {
+            FactorId::DuoPush | FactorId::DuoPhone => self.choice,
+            _ => FactorId::DuoSms,
+        };
+        Ok(self
+            .found
+            .as_ref()
+            .map_or(Check::refused(factor, "push-timeout"), |v| v.check(factor)))
+    }
+}
+
+fn call(run: &mut Run<'_>, ready: &Ready, choice: FactorId) -> Result<Vouched, Stop> {
+    let (factor, device) = match choice {
+        FactorId::DuoPush => (choice, &ready.push),
+        FactorId::DuoPhone => (choice, &ready.phone),
+        _ => (FactorId::DuoSms, &ready.sms),
+    };
+    let Some(device) = device else {
+        return Err(Stop::Done(
+            run.bad_input("that Duo factor is not available"),
+        ));
+    };
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let rhost = if run.login.rhost.is_empty() {
+        "this machine"
+    } else {
+        run.login.rhost
+    };
+    let info = p2fa_net::delivery::fill(
+        &run.cfg.duo.push_info,
+        &[
+            ("host", host.as_str()),
+            ("service", run.login.service),
+            ("rhost", rhost),
+        ],
+    );
+    let push_info = vec![("Login".to_string(), info)];
+    let deadline = Deadline::after(Duration::from_secs(run.cfg.duo.push_timeout_seconds));
+    let txid = match run
+        .net
+        .duo_start(run.cfg, &ready.username, factor, &device.id, &push_info)
+    {
+        Ok(t) => t,
+        Err(f) => return Err(Stop::Done(run.duo_error(&f, true))),
+    };
+    run.audit.info(&format!(
+        "duo {factor} started {} device={}",
+        run.who,
+        clean(&device.name)
+    ));
+    let name = duo_text(&device.name);
+    let prompt = match factor {
+        FactorId::DuoPush => {
+            format!("Duo push sent to {name}. Approve it, then press Enter (or type a passcode): ")
+        }
+        FactorId::DuoPhone => {
+            format!("Calling {name}. Answer and approve, then press Enter (or type a passcode): ")
+        }
+        _ => format!("Duo sent passcodes by SMS to {name}. Passcode: "),
+    };
+    let answer = match run.conv.ask(&prompt, run.cfg.echo_code) {
+        Ok(a) => a,
+        Err(e) => return Err(Stop::Done(run.conv_failed(&e))),
+    };
+    if !answer.iter().all(u8::is_ascii_whitespace) || factor == FactorId::DuoSms {
+        // A passcode typed instead: that is its own attempt.
+        return Err(Stop::Done(match parse_answer(&answer) {
+            Ok(code) => run.duo_passcode(ready, &code, None),
+            Err(why) => run.bad_input(why),
+        }));
+    }
+    loop {
+        let left = deadline.remaining();
+        if left.is_zero() {
+            return Ok(Vouched::No {
+                reason: "push-timeout",
+            });
+        }
+        match run.net.duo_status(run.cfg, &txid, left.min(POLL_SLICE)) {
+            Ok(DuoAnswer::Allow) => {
+                return Ok(Vouched::Yes {
+                    note: String::new(),
+                });
+            }
+            Ok(DuoAnswer::Deny(msg)) => {
+                run.audit.warning(&format!(
+                    "duo {factor} denied {} ({})",
+                    run.who,
+                    duo_text(&msg)
+                ));
+                return Ok(Vouched::No {
+                    reason: "push-denied",
+                });
+            }
+            Ok(DuoAnswer::Waiting) => continue,
+            Err(f) => return Err(Stop::Done(run.duo_error(&f, true))),
+        }
+    }
+}
+
+/// A passcode Duo checks; counted as a failure before Duo is asked.
+struct DuoPasscode<'d> {
+    ready: &'d Ready,
+    code: &'d str,
+    counted: Counted,
+    found: Option<Vouched>,
+}
+
+impl Factor for DuoPasscode<'_> {
+    fn challenge(&mut self, run: &mut Run<'_>) -> Result<(), Stop> {
+        let (failures, _) = self.counted;
+        match run
+            .net
+            .duo_passcode(run.cfg, &self.ready.username, self.code)
+        {
+            Ok(DuoAnswer::Allow) => {
+                self.found = Some(Vouched::Yes {
+                    note: String::new(),
+                });
+                Ok(())
+            }
+            Ok(_) => {
+                self.found = Some(Vouched::No {
+                    reason: "wrong-code",
+                });
+                Ok(())
+            }
+            Err(f) => {
+                run.audit.warning(&format!(
+                    "auth failed {} factor={} reason=not-verified failures={failures}/{}",
+                    run.who,
+                    FactorId::DuoPasscode,
+                    run.cfg.rate_limit.max_failures
+                ));
+                Err(Stop::Done(run.duo_error(&f, true)))
+            }
+        }
+    }
+
+    /// Duo's "allow" records the success (which clears the count); a
+    /// refusal was counted before Duo was asked.
+    fn verify(&mut self, _: &At<'_>) -> Result<Check, AuthError> {
+        Ok(match &self.found {
+            Some(Vouched::Yes { .. }) => Check::ok(FactorId::DuoPasscode),
+            _ => Check::Rejected {
+                factor: Some(FactorId::DuoPasscode),
+                reason: "wrong-code",
+                count: false,
+                log: None,
+                hint: None,
+            },
+        })
+    }
+
+    fn precounted(&self) -> Option<Counted> {
+        Some(self.counted)
+    }
+}

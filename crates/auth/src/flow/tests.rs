@@ -1,0 +1,244 @@
+//! The login flow end to end over a scripted conversation and a real
+//! store in a temp dir: codes, lockout, policy, store trouble.
+
+use super::*;
+use p2fa_core::audit::Audit;
+use p2fa_core::config::{Config, Unenrolled};
+use p2fa_core::crypto::HostKey;
+use p2fa_core::factor::totp;
+use p2fa_core::secure_fs::Trust;
+use p2fa_core::store::{OtpKind, OtpRecord, Store};
+use p2fa_testkit::conversation::{Reply, Scripted};
+
+const SECRET: &[u8] = b"12345678901234567890";
+const T0: i64 = 1_800_000_000;
+
+/// A store with root's TOTP token and two backup codes, in a temp dir.
+fn setup() -> (tempfile::TempDir, Config, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        db: dir.path().join("state/state.db"),
+        key_file: dir.path().join("key"),
+        ..Config::default()
+    };
+    cfg.rate_limit.max_failures = 3;
+    let (key, _) = HostKey::load_or_create(&cfg.key_file, Trust::test_runner()).unwrap();
+    let mut store = Store::open_or_create(&cfg.db, 1000, Trust::test_runner()).unwrap();
+    let tx = store.write().unwrap();
+    let rec = OtpRecord {
+        kind: OtpKind::Totp,
+        sealed: key.seal(SECRET, &totp::seal_aad("root")).unwrap(),
+        algorithm: p2fa_core::config::Algorithm::Sha1,
+        digits: 6,
+        period: 30,
+        last_step: None,
+        counter: 0,
+        created_at: T0,
+    };
+    tx.put_otp("root", &rec, T0).unwrap();
+    let codes = vec!["1111122222".to_string(), "3333344444".to_string()];
+    let hashes: Vec<[u8; 32]> = codes.iter().map(|c| key.code_hash("root", c)).collect();
+    tx.replace_backup_codes("root", &hashes, T0).unwrap();
+    tx.commit().unwrap();
+    (dir, cfg, codes)
+}
+
+/// One login answering exactly `answers` (a prompt too many or an
+/// answer left over fails the test); the verdict and the transcript.
+fn run(cfg: &Config, user: &str, now: i64, answers: &[&str]) -> (Verdict, Vec<String>) {
+    let mut conv = Scripted::new(answers.iter().copied());
+    let login = Login {
+        user,
+        service: "test",
+        rhost: "",
+        tty: "",
+        caller_uid: 0,
+    };
+    let v = authenticate(
+        cfg,
+        Trust::test_runner(),
+        login,
+        now,
+        &mut conv,
+        &mut Audit::null(),
+    );
+    (v, conv.transcript().to_vec())
+}
+
+fn code_at(t: i64) -> String {
+    let p = totp::OtpParams {
+        algorithm: p2fa_core::config::Algorithm::Sha1,
+        digits: 6,
+        period: 30,
+    };
+    totp::totp_at_step(SECRET, &p, (t / 30) as u64).to_string()
+}
+
+#[test]
+fn totp_once_with_injected_clock() {
+    let (_d, cfg, _) = setup();
+    assert_eq!(run(&cfg, "root", T0, &[&code_at(T0)]).0, Verdict::Success);
+    assert_eq!(
+        run(&cfg, "root", T0 + 1, &[&code_at(T0)]).0,
+        Verdict::Denied,
+        "replay"
+    );
+    assert_eq!(
+        run(&cfg, "root", T0 + 30, &[&code_at(T0 + 30)]).0,
+        Verdict::Success
+    );
+    assert_eq!(
+        run(&cfg, "root", T0 + 300, &[&code_at(T0 + 200)]).0,
+        Verdict::Denied,
+        "stale"
+    );
+}
+
+#[test]
+fn backup_code_once_and_counts_down() {
+    let (_d, cfg, codes) = setup();
+    let (v, msgs) = run(&cfg, "root", T0, &["11111-22222"]);
+    assert_eq!(v, Verdict::Success);
+    assert!(msgs.iter().any(|m| m.contains("1 left")), "{msgs:?}");
+    assert_eq!(run(&cfg, "root", T0, &[&codes[0]]).0, Verdict::Denied);
+    assert_eq!(run(&cfg, "root", T0, &[&codes[1]]).0, Verdict::Success);
+}
+
+#[test]
+fn lockout_grows_and_expires_with_the_clock() {
+    let (_d, cfg, _) = setup();
+    for i in 0..2 {
+        assert_eq!(run(&cfg, "root", T0 + i, &["000000"]).0, Verdict::Denied);
+    }
+    // Third failure reaches max_failures = 3: locked for 60 s.
+    assert_eq!(run(&cfg, "root", T0 + 2, &["000000"]).0, Verdict::Locked);
+    // Not even asked for a code (so a right one cannot help).
+    let (v, msgs) = run(&cfg, "root", T0 + 30, &[]);
+    assert_eq!(v, Verdict::Locked, "refused while locked");
+    assert!(
+        msgs.iter().all(|m| !m.starts_with('?')),
+        "no prompt while locked: {msgs:?}"
+    );
+    // After the lockout, one more failure locks for 120 s (doubling).
+    assert_eq!(run(&cfg, "root", T0 + 63, &["000000"]).0, Verdict::Locked);
+    assert_eq!(run(&cfg, "root", T0 + 63 + 119, &[]).0, Verdict::Locked);
+    assert_eq!(
+        run(&cfg, "root", T0 + 63 + 121, &[&code_at(T0 + 184)]).0,
+        Verdict::Success
+    );
+    // Success reset the counter: a single failure does not lock.
+    assert_eq!(run(&cfg, "root", T0 + 400, &["000000"]).0, Verdict::Denied);
+}
+
+#[test]
+fn malformed_input_is_refused_and_not_counted() {
+    let (_d, cfg, _) = setup();
+    for bad in ["", "abc;", "12\x1b34", &"9".repeat(100)] {
+        assert_eq!(run(&cfg, "root", T0, &[bad]).0, Verdict::Denied);
+    }
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
+    assert_eq!(store.user_state("root").unwrap().failures, 0);
+}
+
+#[test]
+fn unenrolled_policy_and_unknown_user() {
+    let (_d, mut cfg, _) = setup();
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
+    let tx = store.write().unwrap();
+    tx.reset_user("root").unwrap();
+    tx.commit().unwrap();
+    assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Denied);
+    cfg.unenrolled = Unenrolled::Allow;
+    assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Ignore);
+    assert_eq!(
+        run(&cfg, "no-such-user-pam2fa", T0, &[]).0,
+        Verdict::UnknownUser
+    );
+}
+
+#[test]
+fn spent_backup_codes_are_not_unenrolled() {
+    let (_d, mut cfg, codes) = setup();
+    cfg.unenrolled = Unenrolled::Allow;
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
+    let tx = store.write().unwrap();
+    tx.remove_otp("root").unwrap();
+    tx.commit().unwrap();
+    for c in &codes {
+        assert_eq!(run(&cfg, "root", T0, &[c]).0, Verdict::Success);
+    }
+    let (v, msgs) = run(&cfg, "root", T0, &[]);
+    assert_eq!(v, Verdict::Denied, "unenrolled=allow must not apply");
+    assert!(
+        msgs.iter().any(|m| m.contains("backup codes are used")),
+        "{msgs:?}"
+    );
+}
+
+#[test]
+fn missing_store_or_key_is_unavailable() {
+    let (d, mut cfg, _) = setup();
+    std::fs::remove_file(&cfg.key_file).unwrap();
+    assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Unavailable);
+    cfg.db = d.path().join("nope.db");
+    assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Unavailable);
+}
+
+#[test]
+fn conversation_failure_denies() {
+    let (_d, cfg, _) = setup();
+    let mut conv = Scripted::new([Reply::fail("the client hung up")]);
+    let login = Login {
+        user: "root",
+        service: "t",
+        rhost: "",
+        tty: "",
+        caller_uid: 0,
+    };
+    assert_eq!(
+        authenticate(
+            &cfg,
+            Trust::test_runner(),
+            login,
+            T0,
+            &mut conv,
+            &mut Audit::null()
+        ),
+        Verdict::ConversationFailed
+    );
+}
+
+#[test]
+fn parses_answers() {
+    assert_eq!(
+        parse_answer(b" 123 456\n".trim_ascii_end())
+            .unwrap()
+            .as_str(),
+        "123456"
+    );
+    assert_eq!(parse_answer(b"12345-67890").unwrap().as_str(), "1234567890");
+    assert_eq!(parse_answer(b"").unwrap_err(), "empty");
+    assert_eq!(parse_answer(b"   ").unwrap_err(), "empty");
+    assert_eq!(parse_answer(&[b'1'; 65]).unwrap_err(), "too long");
+    assert_eq!(
+        parse_answer(b"\xff\xfe123").unwrap_err(),
+        "not valid UTF-8 text"
+    );
+    assert_eq!(
+        parse_answer(b"123\x1b456").unwrap_err(),
+        "contains control characters"
+    );
+    assert_eq!(
+        parse_answer(b"12\n34").unwrap_err(),
+        "contains control characters"
+    );
+    assert!(parse_answer(b"12;34").is_err());
+}
+
+#[test]
+fn durations() {
+    assert_eq!(human_duration(30), "30 seconds");
+    assert_eq!(human_duration(120), "2 minutes");
+    assert_eq!(human_duration(3600), "60 minutes");
+    assert_eq!(human_duration(7200), "2 hours");
+}
