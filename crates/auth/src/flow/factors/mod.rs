@@ -4,8 +4,10 @@
 
 /// A TOTP/HOTP or backup code typed at the prompt; 2fad's proof check.
 pub mod code;
-/// Duo: preauth, push, phone, passcodes, failmode.
+/// Duo: preauth, failmode, what Duo's errors mean.
 pub mod duo;
+/// Duo's attempts: bypass, push / phone / SMS passcodes, a passcode.
+pub mod duo_call;
 /// A local FIDO2 key at the console, through libfido2's tools.
 pub mod localkey;
 /// Security questions.
