@@ -6,7 +6,7 @@
 use super::factors::localkey;
 use super::offer::Offer;
 use super::remember;
-use super::report::{locked, unavailable};
+use super::report::{denied, locked, unavailable};
 use super::run::Run;
 use super::unenrolled::unenrolled;
 use super::{Conversation, Login, Network, Verdict};
@@ -134,9 +134,7 @@ pub fn authenticate_with(
                 "None of your second factors is enabled on this system. Ask an administrator.",
             )
         };
-        audit.warning(&format!("auth denied {who} reason={reason}"));
-        conv.error(msg);
-        return Verdict::Denied;
+        return denied(conv, audit, &who, reason, msg);
     }
     if state.locked_until > now {
         return locked(conv, audit, &who, state.locked_until - now, state.failures);

@@ -144,6 +144,20 @@ pub(super) fn unavailable(
     Verdict::Unavailable
 }
 
+/// A refusal that is not a counted guess (no usable factor, policy):
+/// logged with its reason, told to the user.
+pub(super) fn denied(
+    conv: &mut dyn Conversation,
+    audit: &mut Audit,
+    who: &str,
+    reason: &str,
+    msg: &str,
+) -> Verdict {
+    audit.warning(&format!("auth denied {who} reason={reason}"));
+    conv.error(msg);
+    Verdict::Denied
+}
+
 pub(super) fn locked(
     conv: &mut dyn Conversation,
     audit: &mut Audit,

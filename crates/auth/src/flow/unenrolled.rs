@@ -1,7 +1,7 @@
 //! A user with no factor at all: the `unenrolled` policy (deny, allow,
 //! grace) and, where the policy offers it, enrollment inside the login.
 
-use super::report::unavailable;
+use super::report::{denied, unavailable};
 use super::{Conversation, Login, Verdict, inline};
 use p2fa_core::audit::Audit;
 use p2fa_core::config::Config;
@@ -102,9 +102,7 @@ pub(super) fn unenrolled(
                     "No second factor is set up for this account. Ask an administrator to enroll you.",
                 )
             };
-            audit.warning(&format!("auth denied {who} reason={reason}"));
-            conv.error(msg);
-            Verdict::Denied
+            denied(conv, audit, who, reason, msg)
         }
     }
 }
