@@ -11,7 +11,7 @@ use super::run::Run;
 use super::unenrolled::unenrolled;
 use super::{Conversation, Login, Network, Verdict};
 use p2fa_core::audit::{Audit, clean};
-use p2fa_core::clock::StartedAt;
+use p2fa_core::clock::Clock;
 use p2fa_core::config::Config;
 use p2fa_core::crypto::HostKey;
 use p2fa_core::policy;
@@ -20,20 +20,22 @@ use p2fa_core::store::Store;
 use p2fa_core::users;
 use p2fa_net::network;
 
-/// Runs one authentication with the live network factors. `now` is Unix
-/// time in seconds (from the caller, so tests can choose it; in PAM it is
-/// the system clock). `trust` says whose files to believe: the module
-/// passes [`Trust::ROOT`].
+/// Runs one authentication with the live network factors. `clock` gives
+/// the login its time: the module passes
+/// [`SystemClock`](p2fa_core::clock::SystemClock), tests a
+/// [`StartedAt`](p2fa_core::clock::StartedAt) set wherever they need.
+/// `trust` says whose files to believe: the module passes
+/// [`Trust::ROOT`].
 pub fn authenticate(
     cfg: &Config,
     trust: Trust,
     login: Login<'_>,
-    now: i64,
+    clock: &dyn Clock,
     conv: &mut dyn Conversation,
     audit: &mut Audit,
 ) -> Verdict {
     let mut net = network::Live::for_rhost(login.rhost, trust);
-    authenticate_with(cfg, trust, login, now, conv, audit, &mut net)
+    authenticate_with(cfg, trust, login, clock, conv, audit, &mut net)
 }
 
 /// [`authenticate`] with the network factors supplied by the caller.
@@ -41,11 +43,12 @@ pub fn authenticate_with(
     cfg: &Config,
     trust: Trust,
     login: Login<'_>,
-    now: i64,
+    clock: &dyn Clock,
     conv: &mut dyn Conversation,
     audit: &mut Audit,
     net: &mut dyn Network,
 ) -> Verdict {
+    let now = clock.unix_now();
     let canonical = match users::canonical(login.user) {
         Some(name) => name,
         None => {
@@ -174,7 +177,7 @@ pub fn authenticate_with(
         store,
         key,
         state,
-        clock: StartedAt::new(now),
+        clock,
         proven: None,
     };
     let verdict = run.go(offer);

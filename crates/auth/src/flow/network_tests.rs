@@ -5,6 +5,7 @@
 
 use super::*;
 use p2fa_core::audit::Audit;
+use p2fa_core::clock::StartedAt;
 use p2fa_core::config::{Config, FailMode};
 use p2fa_core::crypto::HostKey;
 use p2fa_core::factor::{FactorId, totp};
@@ -249,7 +250,7 @@ fn login_as(
         cfg,
         Trust::test_runner(),
         l,
-        t,
+        &StartedAt::new(t),
         &mut conv,
         &mut Audit::null(),
         fake,

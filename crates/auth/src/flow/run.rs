@@ -8,7 +8,7 @@ use super::menu::{Answer, Menu};
 use super::offer::Offer;
 use super::{Conversation, Login, Network, Verdict};
 use p2fa_core::audit::Audit;
-use p2fa_core::clock::{Clock, StartedAt};
+use p2fa_core::clock::Clock;
 use p2fa_core::config::Config;
 use p2fa_core::crypto::HostKey;
 use p2fa_core::factor::FactorId;
@@ -31,9 +31,9 @@ pub(super) struct Run<'a> {
     /// The user's state when the login started (the menu's default); each
     /// attempt re-reads it inside its transaction.
     pub state: UserState,
-    /// The login's time: from `now` on, running, because users take a
-    /// while to read a text or approve a push.
-    pub clock: StartedAt,
+    /// The login's time, read at each step: users take a while to read a
+    /// text or approve a push.
+    pub clock: &'a dyn Clock,
     /// The factor that proved this login, once one has (what a
     /// remembered device records).
     pub proven: Option<FactorId>,

@@ -3,6 +3,7 @@
 
 use super::*;
 use p2fa_core::audit::Audit;
+use p2fa_core::clock::StartedAt;
 use p2fa_core::config::{Config, Unenrolled};
 use p2fa_core::crypto::HostKey;
 use p2fa_core::factor::totp;
@@ -58,7 +59,7 @@ fn run(cfg: &Config, user: &str, now: i64, answers: &[&str]) -> (Verdict, Vec<St
         cfg,
         Trust::test_runner(),
         login,
-        now,
+        &StartedAt::new(now),
         &mut conv,
         &mut Audit::null(),
     );
@@ -200,7 +201,7 @@ fn conversation_failure_denies() {
             &cfg,
             Trust::test_runner(),
             login,
-            T0,
+            &StartedAt::new(T0),
             &mut conv,
             &mut Audit::null()
         ),

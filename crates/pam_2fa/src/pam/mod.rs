@@ -131,7 +131,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         &cfg,
         Trust::ROOT,
         login,
-        p2fa_core::clock::unix_now(),
+        &p2fa_core::clock::SystemClock,
         &mut conversation,
         &mut audit,
     );
