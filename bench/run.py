@@ -66,6 +66,8 @@ MODULES = ["pam_2fa", "pam_google_authenticator", "pam_oath"]
 FLOOR = "harness (pam_permit)"
 SERVICES = {"pam_2fa": PREFIX + "pam_2fa", "pam_google_authenticator": PREFIX + "ga",
             "pam_oath": PREFIX + "oath", FLOOR: PREFIX + "permit"}
+# Other builds of pam_2fa (--variant LABEL=DIR): name -> directory.
+VARIANTS = {}
 USERADD_LOCK = "/tmp/pam2fa-test-useradd.lock"  # the test harness's lock
 LOCK_PATTERNS = ("database is locked", "database table is locked", "store busy", "sqlite_busy")
 
@@ -88,6 +90,27 @@ def faketime_env():
 
 # --------------------------------------------------------------------------
 # Users, namespace, services
+
+
+def variant_name(label):
+    return f"pam_2fa [{label}]"
+
+
+def add_variant(spec):
+    """--variant LABEL=DIR: DIR holds libpam_2fa.so, its 2fa-enroll and
+    optionally the 2fa.conf it ships (else etc/2fa.conf)."""
+    label, sep, d = spec.partition("=")
+    d = os.path.abspath(d)
+    if not sep or not label.replace("-", "").replace("_", "").isalnum():
+        sys.exit(f"--variant {spec}: want LABEL=DIR (LABEL: letters, digits, - and _)")
+    for f in ("libpam_2fa.so", "2fa-enroll"):
+        if not os.path.exists(os.path.join(d, f)):
+            sys.exit(f"--variant {spec}: {d}/{f} missing")
+    name = variant_name(label)
+    VARIANTS[name] = d
+    MODULES.append(name)
+    SERVICES[name] = f"{PREFIX}v-{label}"
+    return label, d
 
 
 def make_users(n):
@@ -144,28 +167,50 @@ def start_sink(path, out):
     return p
 
 
-def setup(work, names, in_ns, sink_path):
+def pam2fa_conf(src, dest, subst):
+    """Writes pam_2fa's config: the text of `src` (the shipped etc/2fa.conf,
+    or a variant's), with the top-level paths in `subst` set. A default
+    that the file shows commented out (`#db = ...`, sshd_config style) is
+    replaced by the active line."""
+    text, top, subst = [], True, dict(subst)
+    for line in open(src):
+        if line.lstrip("#").startswith("["):
+            top = False
+        key = line.lstrip("#").split("=")[0].strip()
+        if top and key in subst and "=" in line:
+            line = f'{key} = "{subst.pop(key)}"\n'
+        text.append(line)
+    assert not subst, f"{src} lacks {subst}"
+    with open(dest, "w") as f:
+        f.write("".join(text))
+    os.chmod(dest, 0o644)  # as scripts/install creates it
+
+
+def setup_pam2fa(work, names, sink_path, enroll, conf_src):
+    """A pam_2fa config, host key and store under `work`, every user
+    enrolled with the bench secret; returns the config's path."""
     conf = os.path.join(work, "2fa.conf")
     # The file scripts/install puts in place (etc/2fa.conf, every key at its
     # default, with comments), so each login parses what a real one does;
     # only the top-level paths point into the temp directory.
-    text, top = [], True
-    subst = {"db": f"{work}/state/state.db", "key_file": f"{work}/keys/2fa.key",
-             "log_socket": sink_path}
-    for line in open(os.path.join(ROOT, "etc/2fa.conf")):
-        if line.startswith("["):
-            top = False
-        key = line.split("=")[0].strip()
-        if top and key in subst:
-            line = f'{key} = "{subst.pop(key)}"\n'
-        text.append(line)
-    assert not subst, f"etc/2fa.conf lacks {subst}"
-    with open(conf, "w") as f:
-        f.write("".join(text))
-    os.chmod(conf, 0o644)  # as scripts/install creates it
-    sh(ENROLL, "--config", conf, "init")
+    pam2fa_conf(conf_src, conf, {"db": f"{work}/state/state.db",
+                                 "key_file": f"{work}/keys/2fa.key", "log_socket": sink_path})
+    sh(enroll, "--config", conf, "init")
     for u in names:
-        sh(ENROLL, "--config", conf, "totp", "--user", u, "--secret", SECRET_B32, "--no-verify")
+        sh(enroll, "--config", conf, "totp", "--user", u, "--secret", SECRET_B32, "--no-verify")
+    return conf
+
+
+def setup(work, names, in_ns, sink_path, variants):
+    conf = setup_pam2fa(work, names, sink_path, ENROLL, os.path.join(ROOT, "etc/2fa.conf"))
+    lines = {}
+    for label, d in variants:
+        vwork = os.path.join(work, f"v-{label}")
+        os.mkdir(vwork, 0o700)
+        src = os.path.join(d, "2fa.conf")
+        vconf = setup_pam2fa(vwork, names, sink_path, os.path.join(d, "2fa-enroll"),
+                             src if os.path.exists(src) else os.path.join(ROOT, "etc/2fa.conf"))
+        lines[variant_name(label)] = f"auth required {os.path.join(d, 'libpam_2fa.so')} config={vconf}\n"
     ga = os.path.join(work, "ga")
     os.mkdir(ga, 0o700)
     for u in names:
@@ -179,12 +224,12 @@ def setup(work, names, in_ns, sink_path):
         for u in names:
             f.write(f"HOTP/T30 {u} - {SECRET_HEX}\n")
     os.chmod(os.path.join(oath, "users.oath"), 0o600)
-    lines = {
+    lines.update({
         "pam_2fa": f"auth required {SO} config={conf}\n",
         "pam_google_authenticator": f"auth required {GA_SO} secret={ga}/${{USER}} user=root\n",
         "pam_oath": f"auth required {OATH_SO} usersfile={oath}/users.oath window=1 digits=6\n",
         FLOOR: f"auth required {PERMIT_SO}\n",
-    }
+    })
     if in_ns:
         pamd = os.path.join(work, "pam.d")
         shutil.copytree("/etc/pam.d", pamd, symlinks=True)
@@ -430,6 +475,9 @@ def report(a, results):
          + "."
          + (f" pam_2fa: `{results['pam_2fa_so']}`" + (f" with {results['exp_env']}" if results.get('exp_env') else "")
             + "." if a.pam_2fa_so or results.get("exp_env") else ""), "",
+         ] + ([f"Variants (other builds of pam_2fa, interleaved in the same run): "
+               + "; ".join(f"{m}: `{d}`" for m, d in results["variants"].items()) + ".", ""]
+              if results.get("variants") else []) + [
          "Per login (pam_start + pam_authenticate + pam_end, ms):", "",
          "| module | median | p95 | mean | median vs GA | p95 vs GA | median net of harness | "
          "net vs GA | start / auth / end (median) | .so size | dlopen+dlclose ms: warm / fresh process |",
@@ -511,8 +559,13 @@ def main():
     ap.add_argument("--pam-2fa-so", metavar="PATH",
                     help="benchmark this build of libpam_2fa.so instead (its 2fa-enroll must be "
                          "next to it), e.g. to try a patch")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=DIR",
+                    help="also benchmark the build in DIR (libpam_2fa.so, its 2fa-enroll and, "
+                         "if present, the 2fa.conf it ships), interleaved with the others in the "
+                         "same run (repeatable): A/B comparisons on one noisy host")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     a = ap.parse_args()
+    variants = [add_variant(v) for v in a.variant]
     if a.quick:
         a.iterations, a.stream_logins, a.dlopen, a.fresh = 60, 20, 50, 10
     if a.pam_2fa_so:
@@ -538,7 +591,7 @@ def main():
         else:
             sink_path = os.path.join(work, "log.sock")
             sink = start_sink(sink_path, sink_log)
-        conf = setup(work, names, in_ns, sink_path)
+        conf = setup(work, names, in_ns, sink_path, variants)
         return run(a, work, conf, names, in_ns, sink_log, load_before)
     finally:
         if not in_ns:
@@ -557,6 +610,8 @@ def main():
 def run(a, work, conf, names, in_ns, sink_log, load_before):
     lat, fresh, runs, replay, errors = latency(a, work, names)
     conc, conc_errs = concurrency(a, work, conf, names, sink_log)
+    so_paths = [("pam_2fa", SO), ("pam_google_authenticator", GA_SO), ("pam_oath", OATH_SO)] + [
+        (m, os.path.join(d, "libpam_2fa.so")) for m, d in VARIANTS.items()]
     results = {
         "iterations": a.iterations, "runs": runs, "users": a.users, "chunk": a.chunk,
         "fresh": a.fresh,
@@ -566,19 +621,14 @@ def run(a, work, conf, names, in_ns, sink_log, load_before):
                  "load_after": round(os.getloadavg()[0], 2),
                  "kernel": os.uname().release},
         "pam_2fa_so": SO,
+        "variants": VARIANTS,
         "exp_env": " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("P2FA_")),
         "latency": {}, "failures": {m: lat[m].failed + fresh[m].failed for m in MODULES},
         "refused_rcs": {m: lat[m].rcs for m in MODULES},
         "replay_refused": replay,
-        "size_bytes": {"pam_2fa": os.path.getsize(SO),
-                       "pam_google_authenticator": os.path.getsize(GA_SO),
-                       "pam_oath": os.path.getsize(OATH_SO)},
-        "dlopen_ms": {"pam_2fa": dlopen_ms(SO, a.dlopen),
-                      "pam_google_authenticator": dlopen_ms(GA_SO, a.dlopen),
-                      "pam_oath": dlopen_ms(OATH_SO, a.dlopen)},
-        "dlopen_fresh_ms": {m: dlopen_fresh_ms(p, 21 if a.quick else 41)
-                            for m, p in (("pam_2fa", SO), ("pam_google_authenticator", GA_SO),
-                                         ("pam_oath", OATH_SO))},
+        "size_bytes": {m: os.path.getsize(p) for m, p in so_paths},
+        "dlopen_ms": {m: dlopen_ms(p, a.dlopen) for m, p in so_paths},
+        "dlopen_fresh_ms": {m: dlopen_fresh_ms(p, 21 if a.quick else 41) for m, p in so_paths},
         "concurrency": conc,
     }
     def summary(r):
