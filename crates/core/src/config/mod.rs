@@ -612,16 +612,69 @@ mod tests {
         assert!(Config::from_module_args(&[conf.as_str(), "bad key=1"], T()).is_err());
     }
 
-    /// The shipped example documents every key with its default value.
+    /// `etc/2fa.conf` with its commented-out settings (`#key = value`,
+    /// and the lines of a multi-line value) made active; prose comments
+    /// (`# ...`) stay.
+    fn uncomment_settings(text: &str) -> String {
+        let mut out = String::new();
+        // The end of a multi-line value being uncommented: `"""` or `]`.
+        let mut open: Option<&str> = None;
+        for line in text.lines() {
+            let setting = line.starts_with('#')
+                && line[1..].starts_with(|c: char| c.is_ascii_lowercase())
+                && line.contains('=');
+            let active = match open {
+                Some(end) => {
+                    let l = line
+                        .strip_prefix('#')
+                        .unwrap_or_else(|| panic!("{line:?}: a value's line is not commented"));
+                    if l.trim() == end || (end == "\"\"\"" && l.contains(end)) {
+                        open = None;
+                    }
+                    l
+                }
+                None if setting => {
+                    let l = &line[1..];
+                    let value = l.split_once('=').map_or("", |(_, v)| v).trim();
+                    if value == "[" {
+                        open = Some("]");
+                    } else if value.matches("\"\"\"").count() == 1 {
+                        open = Some("\"\"\"");
+                    }
+                    l
+                }
+                None => line,
+            };
+            out.push_str(active);
+            out.push('\n');
+        }
+        assert!(open.is_none(), "a multi-line value is not closed");
+        out
+    }
+
+    /// The shipped example sets nothing (sshd_config style): every login
+    /// parses it, and a file of comments and empty sections is the
+    /// quickest to parse. Its commented-out settings are every key, each
+    /// with its default value.
     #[test]
     fn example_config_is_the_defaults() {
-        let text = include_str!("../../../../etc/2fa.conf");
-        let f = write(text);
-        assert_eq!(
-            Config::load(f.path(), true, T()).unwrap(),
-            Config::default()
+        let shipped = include_str!("../../../../etc/2fa.conf");
+        let f = write(shipped);
+        assert_eq!(Config::load(f.path(), true, T()).unwrap(), Config::default());
+        // Only (nested) empty tables: the [section] lines.
+        fn sets_nothing(t: &toml::Table) -> bool {
+            t.values().all(|v| v.as_table().is_some_and(sets_nothing))
+        }
+        let active: toml::Table = toml::from_str(shipped).unwrap();
+        assert!(
+            sets_nothing(&active),
+            "etc/2fa.conf must show every setting commented out: {active:?}"
         );
-        let table: toml::Table = toml::from_str(text).unwrap();
+        let text = uncomment_settings(shipped);
+        assert_ne!(text, shipped);
+        let f = write(&text);
+        assert_eq!(Config::load(f.path(), true, T()).unwrap(), Config::default());
+        let table: toml::Table = toml::from_str(&text).unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         let keys = |t: &toml::Table| {
             let mut k: Vec<String> = Vec::new();
