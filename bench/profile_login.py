@@ -46,9 +46,10 @@ def frozen_env(t):
 
 def main():
     ap = argparse.ArgumentParser(prog="scripts/bench --profile")
-    ap.add_argument("--dir", default=os.path.join(bench.ROOT, "target/release"),
-                    help="build to profile: libpam_2fa.so and 2fa-enroll (target/release)")
-    ap.add_argument("--label", default="release")
+    ap.add_argument("--dir", default=os.path.join(bench.ROOT, "target/profiling"),
+                    help="build to profile: libpam_2fa.so and 2fa-enroll (target/profiling: "
+                         "the release build with symbols)")
+    ap.add_argument("--label", default="profiling")
     ap.add_argument("--logins", type=int, default=20, help="logins in the warm process (20)")
     ap.add_argument("--tools", default="strace,callgrind")
     a = ap.parse_args()
