@@ -263,6 +263,13 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > 0 && version < schema::current_version() {
+            self.backup_before_migration(version)?;
+        }
+        let db = self.conn.path().unwrap_or("").to_string();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -270,7 +277,10 @@ impl Store {
         let target = schema::current_version();
         if version > target {
             return Err(StoreError::TooNew(format!(
-                "schema version {version} is newer than this pam-2fa understands ({target}); upgrade pam-2fa"
+                "schema version {version} is newer than this pam-2fa understands ({target}): \
+                 upgrade pam-2fa again, or restore the copy the upgrade kept \
+                 ({}) (README: Recovery)",
+                backup_path(&db, target).display()
             )));
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
@@ -279,6 +289,35 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Keeps a consistent copy of the store as it is before a migration,
+    /// `state.db.schema-N.bak` (root, 0600) next to it, so a downgrade has
+    /// a way back (README: Recovery): the older pam-2fa refuses the newer
+    /// schema, and this copy is one it reads. An earlier copy of the same
+    /// schema version is replaced. `VACUUM INTO` writes only into an empty
+    /// file, which is created private first.
+    fn backup_before_migration(&self, version: i64) -> Result<()> {
+        let db = self.conn.path().unwrap_or("").to_string();
+        if db.is_empty() {
+            return Ok(()); // in-memory (tests)
+        }
+        let dest = backup_path(&db, version);
+        let tmp = dest.with_extension("bak.tmp");
+        let fail = |what: &str, e: &dyn fmt::Display| {
+            StoreError::Other(format!("keeping a copy before the migration ({what}): {e}"))
+        };
+        let _ = std::fs::remove_file(&tmp);
+        secure_fs::create_private_file(&tmp, b"").map_err(|e| fail("create", &e))?;
+        let copied = self
+            .conn
+            .execute("VACUUM INTO ?1", [tmp.to_string_lossy()])
+            .map_err(|e| fail("copy", &e))
+            .and_then(|_| std::fs::rename(&tmp, &dest).map_err(|e| fail("rename", &e)));
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        copied
     }
 
     /// Starts a `BEGIN IMMEDIATE` transaction: the write lock is taken up
@@ -297,6 +336,11 @@ impl Store {
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
+}
+
+/// `/var/lib/2fa/state.db` -> `/var/lib/2fa/state.db.schema-5.bak`.
+pub fn backup_path(db: &str, version: i64) -> PathBuf {
+    PathBuf::from(format!("{db}.schema-{version}.bak"))
 }
 
 thread_local! {
@@ -609,5 +653,55 @@ mod tests {
             // Repaired: the store opens and still has the last write.
             assert_eq!(last_step(&db, "alice"), Some(1), "{suffix}");
         }
+    }
+
+    /// An upgrade keeps a readable copy of the store from before the
+    /// migration (private, at the old version); an older pam-2fa meeting
+    /// the migrated store refuses it and names that copy.
+    #[test]
+    fn migration_keeps_a_copy_and_a_newer_schema_names_it() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s/state.db");
+        Store::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys; PRAGMA user_version = 4;
+                 INSERT INTO users (name, created_at) VALUES ('alice', 1);",
+            )
+            .unwrap();
+        }
+        Store::open_existing(&path, 1000, Trust::test_runner()).unwrap();
+        let copy = backup_path(path.to_str().unwrap(), 4);
+        let meta = std::fs::metadata(&copy).expect("no copy from before the migration");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let c = Connection::open(&copy).unwrap();
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, 4);
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM users WHERE name = 'alice'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        // Opening the migrated store again makes no second copy.
+        std::fs::remove_file(&copy).unwrap();
+        Store::open_existing(&path, 1000, Trust::test_runner()).unwrap();
+        assert!(!copy.exists());
+
+        // A store from a newer pam-2fa: refused, naming the way back.
+        let newer = schema::current_version() + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let err = match Store::open_existing(&path, 1000, Trust::test_runner()) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a store of schema {newer} was opened"),
+        };
+        assert!(err.contains(&format!("schema version {newer} is newer")), "{err}");
+        assert!(
+            err.contains(&format!("state.db.schema-{}.bak", schema::current_version())),
+            "{err}"
+        );
     }
 }
