@@ -157,6 +157,9 @@ impl Network for Fake {
             .borrow_mut()
             .duo_calls
             .push(format!("passcode {username}"));
+        if let Some(f) = &mut self.meanwhile {
+            f();
+        }
         if let Some(f) = &self.passcode_fails {
             return Err(f.clone());
         }
@@ -727,4 +730,55 @@ fn a_push_approved_after_the_account_was_locked_meanwhile_is_refused() {
         state.failures, cfg.rate_limit.max_failures,
         "the approval cleared nothing"
     );
+}
+
+fn fail_times(db: &std::path::Path, rules: &p2fa_core::config::RateLimitConfig, n: u32) {
+    let mut store = Store::open_existing(db, 1000, Trust::test_runner()).unwrap();
+    let tx = store.write().unwrap();
+    for _ in 0..n {
+        tx.record_failure("root", T0, rules).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// A Duo passcode is counted as a guess before Duo checks it; when that
+/// count itself locks the account (the last allowed guess), the right
+/// passcode still logs in: the lock is this login's own.
+#[test]
+fn the_right_duo_passcode_as_the_last_allowed_guess_logs_in() {
+    let (_d, cfg) = setup(false);
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    fail_times(&cfg.db, &cfg.rate_limit, cfg.rate_limit.max_failures - 1);
+    assert_eq!(login(&cfg, &mut net, T0, vec!["7654321"]), Verdict::Success);
+    let state = Store::open_existing(&cfg.db, 1000, Trust::test_runner())
+        .unwrap()
+        .user_state("root")
+        .unwrap();
+    assert_eq!(state.failures, 0, "success clears the count");
+}
+
+/// ... but only its own: a failure recorded by another login while Duo was
+/// checking the passcode changes the lock, and the login is refused.
+#[test]
+fn a_failure_elsewhere_while_duo_checks_the_last_guess_keeps_the_lock() {
+    let (_d, cfg) = setup(false);
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    fail_times(&cfg.db, &cfg.rate_limit, cfg.rate_limit.max_failures - 1);
+    let db = cfg.db.clone();
+    let rules = cfg.rate_limit.clone();
+    let mut once = true;
+    net.meanwhile = Some(Box::new(move || {
+        if std::mem::take(&mut once) {
+            fail_times(&db, &rules, 1);
+        }
+    }));
+    assert_eq!(login(&cfg, &mut net, T0, vec!["7654321"]), Verdict::Locked);
+    let state = Store::open_existing(&cfg.db, 1000, Trust::test_runner())
+        .unwrap()
+        .user_state("root")
+        .unwrap();
+    assert_eq!(state.failures, cfg.rate_limit.max_failures + 1);
+    assert!(state.locked_until > T0);
 }

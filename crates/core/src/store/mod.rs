@@ -677,10 +677,14 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         let c = Connection::open(&copy).unwrap();
-        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, 4);
         let n: i64 = c
-            .query_row("SELECT count(*) FROM users WHERE name = 'alice'", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM users WHERE name = 'alice'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(n, 1);
         // Opening the migrated store again makes no second copy.
@@ -698,9 +702,15 @@ mod tests {
             Err(e) => e.to_string(),
             Ok(_) => panic!("a store of schema {newer} was opened"),
         };
-        assert!(err.contains(&format!("schema version {newer} is newer")), "{err}");
         assert!(
-            err.contains(&format!("state.db.schema-{}.bak", schema::current_version())),
+            err.contains(&format!("schema version {newer} is newer")),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "state.db.schema-{}.bak",
+                schema::current_version()
+            )),
             "{err}"
         );
     }
