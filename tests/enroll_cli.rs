@@ -717,11 +717,7 @@ fn unknown_or_invalid_user_refused() {
         vec!["remove", "backup", "--user", "p2fa-nosuchuser"],
         vec!["status", "--user", "p2fa-nosuchuser"],
     ] {
-        // (`status` opens, and so creates, the store before it looks at
-        // the user; it runs last.)
-        if args[0] != "status" {
-            assert!(!env.db.exists(), "a refused command created the store");
-        }
+        assert!(!env.db.exists(), "a refused command created the store");
         let out = env.enroll(&args, "");
         assert!(!out.status.success(), "{args:?}");
         assert!(
@@ -740,6 +736,104 @@ fn unknown_or_invalid_user_refused() {
             stderr(&out)
         );
     }
+}
+
+/// Before `2fa-enroll init`, the commands that only read the store (or
+/// change what is in it) create nothing: no store, no directory, no key.
+/// `status`, `remove`, `reset`, `unlock` and `devices revoke` have
+/// nothing to work on and fail, saying how to make a store; `policy
+/// check`, `devices list`, `webauthn list` and the menu answer what is
+/// true without one.
+#[test]
+fn read_only_commands_create_nothing() {
+    let user = system_user("p2fa-frank", "frank-pw-1");
+    let env = Env::new();
+    let no_store = format!(
+        "no store yet at {}: run `2fa-enroll init`",
+        env.db.display()
+    );
+    let dir = env.db.parent().unwrap().to_path_buf();
+    let nothing_created = |env: &Env, what: &str| {
+        for p in [&env.db, &env.key, &env.key.parent().unwrap().to_path_buf()] {
+            assert!(!p.exists(), "{what} created {}", p.display());
+        }
+    };
+    for with_dir in [false, true] {
+        if with_dir {
+            fs::create_dir(&dir).unwrap();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        for args in [
+            vec!["status", "--user", &user],
+            vec!["status", "--user", &user, "--json"],
+            vec!["status", "--all"],
+            vec!["status", "--all", "--json"],
+            vec!["remove", "totp", "--user", &user],
+            vec!["reset", "--user", &user],
+            vec!["unlock", "--user", &user],
+            vec!["devices", "revoke", "--all", "--user", &user],
+            vec!["webauthn", "remove", "k", "--user", &user],
+        ] {
+            let out = env.enroll(&args, "");
+            assert!(!out.status.success(), "{args:?}: {}", output_text(&out));
+            assert!(
+                stderr(&out).contains(&format!("2fa-enroll: {no_store}")),
+                "{args:?}: {}",
+                output_text(&out)
+            );
+            assert!(out.stdout.is_empty(), "{args:?}: {}", output_text(&out));
+            nothing_created(&env, &args.join(" "));
+        }
+        for (args, says) in [
+            (
+                vec!["devices", "list", "--user", &user],
+                "No remembered devices (",
+            ),
+            (vec!["devices", "list", "--all"], "No remembered devices ("),
+            (
+                vec!["webauthn", "list", "--user", &user],
+                "No security keys registered (",
+            ),
+            (vec!["policy", "check", "--user", &user], "  store: "),
+            (
+                vec!["menu", "--user", &user],
+                "no second factor enrolled (no store yet at",
+            ),
+        ] {
+            let out = env.enroll(&args, "quit\n");
+            assert!(out.status.success(), "{args:?}: {}", output_text(&out));
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains(says), "{args:?}: {text}");
+            if args[0] != "menu" {
+                assert!(text.contains(&no_store), "{args:?}: {text}");
+            }
+            nothing_created(&env, &args.join(" "));
+        }
+        // `policy check` says what the module does without a store.
+        let out = env.enroll_ok(&["policy", "check", "--user", &user], "");
+        assert!(
+            out.contains("result: DENIES: no store yet (unavailable)"),
+            "{out}"
+        );
+        env.write_config("unenrolled = \"allow\"");
+        let out = env.enroll_ok(&["policy", "check", "--user", &user], "");
+        assert!(
+            out.contains(
+                "result: allows without a factor (no store yet, unenrolled = allow); PAM_IGNORE"
+            ),
+            "{out}"
+        );
+        env.write_config("");
+        nothing_created(&env, "policy check");
+        assert_eq!(dir.exists(), with_dir);
+        if with_dir {
+            assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        }
+    }
+    // Once there is a store, the same commands work on it.
+    env.enroll_ok(&["init"], "");
+    let out = env.enroll_ok(&["status", "--all"], "");
+    assert!(out.contains("No users in the store yet."), "{out}");
 }
 
 /// First enrollment creates the store and key privately.

@@ -24,7 +24,7 @@ use p2fa_core::audit::Audit;
 use p2fa_core::config::{Config, DEFAULT_CONFIG_PATH};
 use p2fa_core::crypto::HostKey;
 use p2fa_core::secure_fs::Trust;
-use p2fa_core::store::Store;
+use p2fa_core::store::{Store, StoreError};
 use p2fa_core::users;
 use std::path::PathBuf;
 
@@ -141,6 +141,42 @@ impl Ctx {
             let _ = p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file);
         }
         Ok(store)
+    }
+
+    /// The store if there is one, for the commands that only read it or
+    /// change what is already in it (`status`, `policy check`, `devices`,
+    /// `webauthn list`, `remove`, `reset`, `unlock`): `None` when there is
+    /// no store yet, and nothing is created (no store, directory or key).
+    /// An existing store is opened as the module opens it (an old schema
+    /// is migrated), and its key check value is recorded when that can be
+    /// proven, as [`Ctx::open_store`] does.
+    pub fn existing_store(&self) -> Result<Option<Store>, CliError> {
+        match Store::open_existing(&self.cfg.db, self.cfg.busy_timeout_ms, self.trust) {
+            Ok(mut store) => {
+                if let Ok(key) = HostKey::load(&self.cfg.key_file, self.trust) {
+                    let key_file = self.cfg.key_file.display().to_string();
+                    let _ = p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file);
+                }
+                Ok(Some(store))
+            }
+            Err(StoreError::Missing(_)) => Ok(None),
+            Err(e) => Err(CliError(e.to_string())),
+        }
+    }
+
+    /// [`Ctx::existing_store`] for commands that have nothing to say
+    /// without one: no store is an error ([`Ctx::no_store`]).
+    pub fn require_store(&self) -> Result<Store, CliError> {
+        self.existing_store()?
+            .ok_or_else(|| CliError(self.no_store()))
+    }
+
+    /// "no store yet at PATH: run `2fa-enroll init`".
+    pub fn no_store(&self) -> String {
+        format!(
+            "no store yet at {}: run `2fa-enroll init`",
+            self.cfg.db.display()
+        )
     }
 
     /// Loads (or on first use creates) the host key and, when there is a
