@@ -37,6 +37,7 @@ pub use meta::SealedSecret;
 pub use network::{Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};
+pub use schema::current_version;
 pub use webauthn::{KeyWarning, StoredCredential};
 
 use crate::secure_fs::{self, Trust};

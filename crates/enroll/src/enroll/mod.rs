@@ -6,6 +6,7 @@
 
 mod admin;
 mod backup;
+mod check;
 mod factor_args;
 mod import;
 mod localkey;
@@ -83,6 +84,10 @@ pub enum Command {
     Reset(admin::ResetArgs),
     /// Clear a user's failed-attempt lockout (root).
     Unlock(admin::UserArg),
+    #[command(about = check::ABOUT, long_about = check::LONG_ABOUT)]
+    Check(check::CheckArgs),
+    /// The configuration: `config test` is `check`.
+    Config(check::ConfigArgs),
     /// Write the man page and shell completions into DIR (packaging).
     #[command(hide = true)]
     GenerateDocs {
@@ -231,6 +236,14 @@ pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
     if let Command::GenerateDocs { dir } = &command {
         return generate_docs(dir);
     }
+    if let Command::Check(a)
+    | Command::Config(check::ConfigArgs {
+        what: check::ConfigCmd::Test(a),
+    }) = &command
+    {
+        let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
+        return check::run(&cli.config, explicit, trust, a);
+    }
     let invoker =
         users::current().ok_or_else(|| CliError("cannot determine who you are".into()))?;
     // Before the config: an admin may keep it root-only, and an ordinary
@@ -299,6 +312,7 @@ pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
         Command::Remove(a) => admin::remove(&mut ctx, a),
         Command::Reset(a) => admin::reset(&mut ctx, a),
         Command::Unlock(a) => admin::unlock(&mut ctx, a),
+        Command::Check(_) | Command::Config(_) => unreachable!("handled above"),
         Command::GenerateDocs { .. } => unreachable!("handled above"),
     }
 }
@@ -328,6 +342,8 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Remove(_) => "remove ...",
         Command::Reset(_) => "reset",
         Command::Unlock(_) => "unlock",
+        Command::Check(_) => "check",
+        Command::Config(_) => "config test",
         Command::GenerateDocs { .. } => "generate-docs",
     };
     format!(
