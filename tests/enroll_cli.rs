@@ -6,6 +6,7 @@ use common::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus};
 
 /// `2fa-enroll` driven like a terminal session: read until a prompt,
@@ -717,11 +718,7 @@ fn unknown_or_invalid_user_refused() {
         vec!["remove", "backup", "--user", "p2fa-nosuchuser"],
         vec!["status", "--user", "p2fa-nosuchuser"],
     ] {
-        // (`status` opens, and so creates, the store before it looks at
-        // the user; it runs last.)
-        if args[0] != "status" {
-            assert!(!env.db.exists(), "a refused command created the store");
-        }
+        assert!(!env.db.exists(), "a refused command created the store");
         let out = env.enroll(&args, "");
         assert!(!out.status.success(), "{args:?}");
         assert!(
@@ -740,6 +737,104 @@ fn unknown_or_invalid_user_refused() {
             stderr(&out)
         );
     }
+}
+
+/// Before `2fa-enroll init`, the commands that only read the store (or
+/// change what is in it) create nothing: no store, no directory, no key.
+/// `status`, `remove`, `reset`, `unlock` and `devices revoke` have
+/// nothing to work on and fail, saying how to make a store; `policy
+/// check`, `devices list`, `webauthn list` and the menu answer what is
+/// true without one.
+#[test]
+fn read_only_commands_create_nothing() {
+    let user = system_user("p2fa-frank", "frank-pw-1");
+    let env = Env::new();
+    let no_store = format!(
+        "no store yet at {}: run `2fa-enroll init`",
+        env.db.display()
+    );
+    let dir = env.db.parent().unwrap().to_path_buf();
+    let nothing_created = |env: &Env, what: &str| {
+        for p in [&env.db, &env.key, &env.key.parent().unwrap().to_path_buf()] {
+            assert!(!p.exists(), "{what} created {}", p.display());
+        }
+    };
+    for with_dir in [false, true] {
+        if with_dir {
+            fs::create_dir(&dir).unwrap();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        for args in [
+            vec!["status", "--user", &user],
+            vec!["status", "--user", &user, "--json"],
+            vec!["status", "--all"],
+            vec!["status", "--all", "--json"],
+            vec!["remove", "totp", "--user", &user],
+            vec!["reset", "--user", &user],
+            vec!["unlock", "--user", &user],
+            vec!["devices", "revoke", "--all", "--user", &user],
+            vec!["webauthn", "remove", "k", "--user", &user],
+        ] {
+            let out = env.enroll(&args, "");
+            assert!(!out.status.success(), "{args:?}: {}", output_text(&out));
+            assert!(
+                stderr(&out).contains(&format!("2fa-enroll: {no_store}")),
+                "{args:?}: {}",
+                output_text(&out)
+            );
+            assert!(out.stdout.is_empty(), "{args:?}: {}", output_text(&out));
+            nothing_created(&env, &args.join(" "));
+        }
+        for (args, says) in [
+            (
+                vec!["devices", "list", "--user", &user],
+                "No remembered devices (",
+            ),
+            (vec!["devices", "list", "--all"], "No remembered devices ("),
+            (
+                vec!["webauthn", "list", "--user", &user],
+                "No security keys registered (",
+            ),
+            (vec!["policy", "check", "--user", &user], "  store: "),
+            (
+                vec!["menu", "--user", &user],
+                "no second factor enrolled (no store yet at",
+            ),
+        ] {
+            let out = env.enroll(&args, "quit\n");
+            assert!(out.status.success(), "{args:?}: {}", output_text(&out));
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains(says), "{args:?}: {text}");
+            if args[0] != "menu" {
+                assert!(text.contains(&no_store), "{args:?}: {text}");
+            }
+            nothing_created(&env, &args.join(" "));
+        }
+        // `policy check` says what the module does without a store.
+        let out = env.enroll_ok(&["policy", "check", "--user", &user], "");
+        assert!(
+            out.contains("result: DENIES: no store yet (unavailable)"),
+            "{out}"
+        );
+        env.write_config("unenrolled = \"allow\"");
+        let out = env.enroll_ok(&["policy", "check", "--user", &user], "");
+        assert!(
+            out.contains(
+                "result: allows without a factor (no store yet, unenrolled = allow); PAM_IGNORE"
+            ),
+            "{out}"
+        );
+        env.write_config("");
+        nothing_created(&env, "policy check");
+        assert_eq!(dir.exists(), with_dir);
+        if with_dir {
+            assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        }
+    }
+    // Once there is a store, the same commands work on it.
+    env.enroll_ok(&["init"], "");
+    let out = env.enroll_ok(&["status", "--all"], "");
+    assert!(out.contains("No users in the store yet."), "{out}");
 }
 
 /// First enrollment creates the store and key privately.
@@ -806,4 +901,500 @@ fn qr_code_fits_80_columns() {
     assert!(uri_line(&out).contains("long-issuer.example"), "{out}");
     let no_qr = env.enroll_ok(&["totp", "--user", &user, "--no-verify", "--no-qr"], "");
     assert!(!no_qr.contains('█'), "{no_qr}");
+}
+
+/// Every file under `dir` with its length and hash (the WAL index, shared
+/// memory every SQLite reader writes its read marks to, by length only;
+/// sockets by name only), for "nothing changed" checks.
+fn tree_state(dir: &std::path::Path) -> Vec<(String, u64, Vec<u8>)> {
+    use sha2::Digest;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let name = p.display().to_string();
+            if m.is_dir() {
+                todo.push(p);
+                out.push((name, 0, vec![]));
+            } else if m.is_file() && !name.ends_with("-shm") {
+                let bytes = fs::read(&p).unwrap();
+                out.push((name, m.len(), sha2::Sha256::digest(&bytes).to_vec()));
+            } else {
+                out.push((name, m.len(), vec![]));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `2fa-enroll check`: `--config PATH` then `check` and `args`.
+fn check(env: &Env, args: &[&str]) -> (bool, String) {
+    let before = tree_state(env.root());
+    let out = env.enroll(&[&["check"], args].concat(), "");
+    let text = output_text(&out);
+    assert_eq!(
+        tree_state(env.root()),
+        before,
+        "check changed files: {text}"
+    );
+    // The last line counts; a failure says so on stderr too.
+    let last = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        last.contains(" error") && last.contains(" warning"),
+        "{text}"
+    );
+    assert_eq!(out.status.success(), last.starts_with("0 errors"), "{text}");
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(stderr(&out).contains("2fa-enroll: check failed"), "{text}");
+    }
+    (out.status.success(), text)
+}
+
+/// One line of `check` output for `what` (its first words), or a panic.
+fn line<'a>(text: &'a str, level: &str, what: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{level:<8}{what}")))
+        .unwrap_or_else(|| panic!("no `{level} {what}` line in:\n{text}"))
+}
+
+/// `check` validates the setup like `sshd -t`: every broken piece is an
+/// error line naming it and exit status 1, a good setup exits 0, and it
+/// creates and changes nothing (no store, key, migration, key check).
+#[test]
+fn check_names_each_broken_piece_and_changes_nothing() {
+    let user = system_user("p2fa-frank", "frank-pw-1");
+    let env = Env::new();
+    let sock = env.root().join("2fad.sock");
+    let base = format!("[daemon]\nsocket = \"{}\"\n", sock.display());
+    env.write_config(&base);
+    let conf = env.conf.display().to_string();
+    let db = env.db.display().to_string();
+    let key = env.key.display().to_string();
+
+    // Before `init`: the store and the key are missing; --config-only is
+    // fine. Nothing is created.
+    let (ok, text) = check(&env, &[]);
+    assert!(!ok, "{text}");
+    assert!(
+        line(&text, "error", &format!("store {db}")).contains("missing: run `2fa-enroll init`"),
+        "{text}"
+    );
+    assert!(
+        line(&text, "error", &format!("host key {key}")).contains("missing"),
+        "{text}"
+    );
+    line(&text, "ok", &format!("config {conf}"));
+    let (ok, text) = check(&env, &["--config-only"]);
+    assert!(ok, "{text}");
+    assert!(!text.contains("store"), "{text}");
+    assert!(!env.db.exists() && !env.key.exists());
+    assert!(!env.db.parent().unwrap().exists());
+    // `config test` is the same.
+    let out = env.enroll(&["config", "test", "--config-only"], "");
+    assert!(out.status.success(), "{}", output_text(&out));
+    line(&output_text(&out), "ok", &format!("config {conf}"));
+
+    // A good setup, after logins (WAL and its index in use).
+    env.enroll_ok(&["init"], "");
+    env.enroll_totp(&user);
+    env.enroll_backup(&user, 2);
+    env.service("p2fa", "");
+    let a = env.attempt("p2fa", &user, "000000\n", None);
+    assert!(!a.ok);
+    assert!(Path::new(&format!("{db}-wal")).exists());
+    let (ok, text) = check(&env, &[]);
+    assert!(ok, "{text}");
+    line(&text, "ok", &format!("config {conf}"));
+    line(&text, "ok", &format!("store {db}"));
+    assert!(
+        line(&text, "ok", &format!("host key {key}")).contains("the store records this key"),
+        "{text}"
+    );
+    // 2fad: optional here, so its absence is a warning.
+    assert!(
+        line(&text, "warning", "2fad").contains("not running"),
+        "{text}"
+    );
+    let row = env.user_row(&user);
+
+    // A socket served by root is fine; one served by anyone else is not.
+    {
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let (ok, text) = check(&env, &[]);
+        assert!(ok, "{text}");
+        line(&text, "ok", &format!("2fad {}", sock.display()));
+    }
+    fs::remove_file(&sock).unwrap();
+    let nobody_dir = env.root().join("nobody");
+    fs::create_dir(&nobody_dir).unwrap();
+    std::os::unix::fs::chown(&nobody_dir, Some(65534), Some(65534)).unwrap();
+    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o711)).unwrap();
+    let fake = nobody_dir.join("2fad.sock");
+    let mut impostor = spawn_piped(Command::new("runuser").args(["-u", "nobody", "--"]).args([
+        "python3",
+        "-c",
+        "import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen()\nprint('ready',flush=True)\ntime.sleep(60)",
+    ]).arg(&fake));
+    let mut ready = [0u8; 6];
+    impostor
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut ready)
+        .unwrap();
+    env.write_config(&format!("[daemon]\nsocket = \"{}\"\n", fake.display()));
+    let (ok, text) = check(&env, &[]);
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(!ok, "{text}");
+    assert!(
+        line(&text, "error", "2fad").contains("served by uid 65534, not root"),
+        "{text}"
+    );
+    // When WebAuthn needs 2fad, its absence is an error.
+    env.write_config(&format!("{base}[webauthn]\nenabled = true\n"));
+    let (ok, text) = check(&env, &[]);
+    assert!(!ok, "{text}");
+    assert!(
+        line(&text, "error", "2fad").contains("webauthn.enabled needs it"),
+        "{text}"
+    );
+    env.write_config(&base);
+
+    // Each broken piece: (what, break, repair, the error line's start, what it says).
+    type Case = (
+        &'static str,
+        Box<dyn Fn(&Env)>,
+        Box<dyn Fn(&Env)>,
+        String,
+        &'static str,
+    );
+    let chmod = |p: PathBuf, mode: u32| {
+        move |_: &Env| fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let aside = |p: PathBuf| {
+        let q = p.with_extension("aside");
+        let (p2, q2) = (p.clone(), q.clone());
+        (
+            Box::new(move |_: &Env| fs::rename(&p, &q).unwrap()) as Box<dyn Fn(&Env)>,
+            Box::new(move |_: &Env| fs::rename(&q2, &p2).unwrap()) as Box<dyn Fn(&Env)>,
+        )
+    };
+    let key_bytes = fs::read(&env.key).unwrap();
+    let db_path = env.db.clone();
+    let key_path = env.key.clone();
+    let (move_store, restore_store) = aside(env.db.clone());
+    let (move_key, restore_key) = aside(env.key.clone());
+    let base2 = base.clone();
+    let base3 = base.clone();
+    let base4 = base.clone();
+    let cases: Vec<Case> = vec![
+        (
+            "bad syntax",
+            Box::new(move |e: &Env| e.write_config(&format!("{base2}[totp\nwindow = 1\n"))),
+            Box::new({
+                let b = base.clone();
+                move |e: &Env| e.write_config(&b)
+            }),
+            format!("config {conf}"),
+            "line ",
+        ),
+        (
+            "bad value",
+            Box::new(move |e: &Env| e.write_config(&format!("{base3}[totp]\nwindow = 99\n"))),
+            Box::new({
+                let b = base.clone();
+                move |e: &Env| e.write_config(&b)
+            }),
+            format!("config {conf}"),
+            "totp.window = 99 is out of range",
+        ),
+        (
+            "unknown key",
+            Box::new(move |e: &Env| e.write_config(&format!("{base4}nullokk = true\n"))),
+            Box::new({
+                let b = base.clone();
+                move |e: &Env| e.write_config(&b)
+            }),
+            format!("config {conf}"),
+            "nullokk",
+        ),
+        (
+            "group-writable config",
+            Box::new(chmod(env.conf.clone(), 0o664)),
+            Box::new(chmod(env.conf.clone(), 0o644)),
+            format!("config {conf}"),
+            "has mode 0664",
+        ),
+        (
+            "config owned by nobody",
+            Box::new({
+                let p = env.conf.clone();
+                move |_: &Env| std::os::unix::fs::chown(&p, Some(65534), None).unwrap()
+            }),
+            Box::new({
+                let p = env.conf.clone();
+                move |_: &Env| std::os::unix::fs::chown(&p, Some(0), None).unwrap()
+            }),
+            format!("config {conf}"),
+            "owned by uid 65534",
+        ),
+        (
+            "missing store",
+            move_store,
+            restore_store,
+            format!("store {db}"),
+            "missing: run `2fa-enroll init`",
+        ),
+        (
+            "world-readable store",
+            Box::new(chmod(env.db.clone(), 0o644)),
+            Box::new(chmod(env.db.clone(), 0o600)),
+            format!("store {db}"),
+            "has mode 0644",
+        ),
+        (
+            "store schema too new",
+            Box::new(|e: &Env| {
+                e.sql("PRAGMA user_version = 99");
+            }),
+            Box::new(|e: &Env| {
+                e.sql(&format!(
+                    "PRAGMA user_version = {}",
+                    p2fa_core::store::current_version()
+                ));
+            }),
+            format!("store {db}"),
+            "schema version 99 is newer",
+        ),
+        (
+            "store not a database",
+            Box::new({
+                let p = db_path.clone();
+                move |_: &Env| {
+                    fs::rename(&p, p.with_extension("good")).unwrap();
+                    fs::write(&p, vec![b'x'; 8192]).unwrap();
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+                }
+            }),
+            Box::new({
+                let p = db_path.clone();
+                move |_: &Env| fs::rename(p.with_extension("good"), &p).unwrap()
+            }),
+            format!("store {db}"),
+            "store corrupt",
+        ),
+        (
+            "missing key",
+            move_key,
+            restore_key,
+            format!("host key {key}"),
+            "missing",
+        ),
+        (
+            "wrong key",
+            Box::new({
+                let p = key_path.clone();
+                move |_: &Env| fs::write(&p, [7u8; 32]).unwrap()
+            }),
+            Box::new({
+                let p = key_path.clone();
+                let k = key_bytes.clone();
+                move |_: &Env| fs::write(&p, &k).unwrap()
+            }),
+            format!("host key {key}"),
+            "does not match the store",
+        ),
+        (
+            "short key",
+            Box::new({
+                let p = key_path.clone();
+                move |_: &Env| fs::write(&p, [7u8; 16]).unwrap()
+            }),
+            Box::new({
+                let p = key_path.clone();
+                let k = key_bytes.clone();
+                move |_: &Env| fs::write(&p, &k).unwrap()
+            }),
+            format!("host key {key}"),
+            "16 bytes, expected 32",
+        ),
+        (
+            "key readable by others",
+            Box::new(chmod(env.key.clone(), 0o644)),
+            Box::new(chmod(env.key.clone(), 0o600)),
+            format!("host key {key}"),
+            "has mode 0644",
+        ),
+    ];
+    for (what, break_it, repair, start, says) in cases {
+        break_it(&env);
+        let (ok, text) = check(&env, &[]);
+        repair(&env);
+        assert!(!ok, "{what}: {text}");
+        let l = line(&text, "error", &start);
+        assert!(
+            l.contains(says),
+            "{what}: expected {says:?} in {l:?}\n{text}"
+        );
+        let (ok, text) = check(&env, &[]);
+        assert!(ok, "{what}, repaired: {text}");
+    }
+
+    // An older schema is reported as migratable and left as it is.
+    let current = p2fa_core::store::current_version();
+    env.sql(&format!("PRAGMA user_version = {}", current - 1));
+    let (ok, text) = check(&env, &[]);
+    assert!(ok, "{text}");
+    assert!(
+        line(&text, "ok", &format!("store {db}")).contains(&format!(
+            "schema {}, migrated to {current} at the next login",
+            current - 1
+        )),
+        "{text}"
+    );
+    assert_eq!(env.sql("PRAGMA user_version"), (current - 1).to_string());
+    env.sql(&format!("PRAGMA user_version = {current}"));
+    // A store whose key check value is not recorded yet: nothing recorded.
+    env.sql("DELETE FROM meta WHERE name = 'key_check'");
+    let (ok, text) = check(&env, &[]);
+    assert!(ok, "{text}");
+    assert!(
+        line(&text, "warning", &format!("host key {key}"))
+            .contains("not recorded yet, but every sealed TOTP/HOTP secret opens with it"),
+        "{text}"
+    );
+    assert_eq!(
+        env.sql("SELECT count(*) FROM meta WHERE name = 'key_check'"),
+        "0"
+    );
+    assert_eq!(env.user_row(&user), row, "the store changed");
+}
+
+/// Ansible's `validate: 2fa-enroll check --config %s` runs on a root-only
+/// temporary copy; the network factors' files are checked offline and
+/// secrets never shown.
+#[test]
+fn check_validates_a_candidate_file_and_network_settings() {
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let pki = common::net::Pki::new(&env.root().join("pki"));
+    let skey = env.root().join("duo.skey");
+    let sock = env.root().join("2fad.sock");
+    let duo = |ca: &std::path::Path| {
+        format!(
+            "[daemon]\nsocket = \"{}\"\n[duo]\nenabled = true\nikey = \"DIABCDEFGHIJKLMNOPQR\"\n\
+             api_host = \"api-test.example.com\"\nskey_file = \"{}\"\nca_file = \"{}\"\n",
+            sock.display(),
+            skey.display(),
+            ca.display()
+        )
+    };
+    // The candidate, as Ansible writes it: root-only, in a private
+    // temporary directory.
+    let tmp = env.root().join(".ansible/tmp/ansible-tmp-1");
+    fs::create_dir_all(&tmp).unwrap();
+    let candidate = tmp.join("source");
+    let write = |text: &str| {
+        fs::write(
+            &candidate,
+            format!(
+                "db = \"{}\"\nkey_file = \"{}\"\nlog_socket = \"{}\"\n{text}",
+                env.db.display(),
+                env.key.display(),
+                env.root().join("log.sock").display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&candidate, fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    let validate = || {
+        let before = tree_state(env.root());
+        let out = Command::new(enroll_bin())
+            .args(["check", "--config"])
+            .arg(&candidate)
+            .output()
+            .unwrap();
+        assert_eq!(tree_state(env.root()), before);
+        (out.status.success(), output_text(&out))
+    };
+    write(&format!("[daemon]\nsocket = \"{}\"\n", sock.display()));
+    let (ok, text) = validate();
+    assert!(ok, "{text}");
+    line(&text, "ok", &format!("config {}", candidate.display()));
+    // Duo with a secret file that is missing, then present but readable by
+    // others, then right; a CA file that is missing, then not a
+    // certificate.
+    write(&duo(&pki.ca));
+    let (ok, text) = validate();
+    assert!(!ok, "{text}");
+    assert!(
+        line(&text, "error", "duo").contains(&format!("{}", skey.display())),
+        "{text}"
+    );
+    fs::write(&skey, "duo-secret-key-value\n").unwrap();
+    fs::set_permissions(&skey, fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, text) = validate();
+    assert!(!ok, "{text}");
+    assert!(
+        line(&text, "error", "duo").contains("has mode 0644"),
+        "{text}"
+    );
+    fs::set_permissions(&skey, fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, text) = validate();
+    assert!(ok, "{text}");
+    let l = line(&text, "ok", "duo");
+    assert!(
+        l.contains("TLS trust") && l.contains("duo.skey from"),
+        "{text}"
+    );
+    assert!(!text.contains("duo-secret-key-value"), "{text}");
+    write(&duo(&env.root().join("no-such-ca.pem")));
+    let (ok, text) = validate();
+    assert!(!ok, "{text}");
+    assert!(
+        line(&text, "error", "duo").contains("no-such-ca.pem"),
+        "{text}"
+    );
+    write(&duo(&skey));
+    let (ok, text) = validate();
+    assert!(!ok, "{text}");
+    assert!(line(&text, "error", "duo").contains("CA file"), "{text}");
+    assert!(!text.contains("duo-secret-key-value"), "{text}");
+    // A candidate with an inline secret must be root-only (it is).
+    write(&format!(
+        "{}[duo]\nenabled = true\nikey = \"DIABCDEFGHIJKLMNOPQR\"\napi_host = \"api-test.example.com\"\nskey = \"inline-secret-value\"\n",
+        format_args!("[daemon]\nsocket = \"{}\"\n", sock.display())
+    ));
+    let (ok, text) = validate();
+    assert!(ok, "{text}");
+    assert!(!text.contains("inline-secret-value"), "{text}");
+    fs::set_permissions(&candidate, fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, text) = validate();
+    assert!(!ok, "{text}");
+    assert!(
+        line(&text, "error", &format!("config {}", candidate.display())).contains("holds a secret"),
+        "{text}"
+    );
+    // A missing explicit file is an error, not the defaults.
+    let out = Command::new(enroll_bin())
+        .args(["check", "--config"])
+        .arg(tmp.join("gone"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    line(
+        &output_text(&out),
+        "error",
+        &format!("config {}", tmp.join("gone").display()),
+    );
 }

@@ -96,19 +96,184 @@ fn code_line() -> String {
     format!("{}\n", totp(SECRET, None))
 }
 
+/// No store yet (`2fa-enroll init` has not run), with and without its
+/// directory: `unenrolled = deny` (the default) and `grace` deny as
+/// "unavailable"; `allow`, in the file or per service, lets users without
+/// a factor through as PAM_IGNORE (never success: the rest of the stack
+/// decides) with a log line saying the store is missing. The module
+/// creates nothing: no store, no directory, no key.
 #[test]
-fn store_missing_denies_even_with_unenrolled_allow() {
+fn store_missing_denies_unless_unenrolled_allow() {
     let user = system_user("p2fa-alice", "alice-pw-1");
     let env = Env::new();
-    env.service("p2fa-allow", "unenrolled=allow");
-    for svc in ["p2fa", "p2fa-allow"] {
-        let a = env.attempt(svc, &user, "123456\n", None);
+    let dir = env.db.parent().unwrap().to_path_buf();
+    let created = |env: &Env| {
+        let mut found = vec![];
+        for p in [&env.db, &env.key, &env.key.parent().unwrap().to_path_buf()] {
+            if p.exists() {
+                found.push(p.display().to_string());
+            }
+        }
+        found
+    };
+    env.service("p2fa-grace", "unenrolled=grace");
+    for with_dir in [false, true] {
+        if with_dir {
+            fs::create_dir(&dir).unwrap();
+            chmod(&dir, 0o700);
+        }
+        for svc in ["p2fa", "p2fa-grace"] {
+            let a = env.attempt(svc, &user, "123456\n", None);
+            assert_unavailable(&a, "store missing");
+            assert!(a.log.contains("does not exist"), "{}", a.log);
+        }
+        // allow: the key + code recipe (pam_permit after the module) lets
+        // the user in without a prompt ...
+        env.service_key_and_code("p2fa-kc", "unenrolled=allow");
+        let a = env.attempt("p2fa-kc", &user, "", None);
+        assert!(a.ok, "dir {with_dir}: {}", a.output);
+        assert!(!a.output.contains("Verification code"), "{}", a.output);
+        assert!(!a.output.contains(UNAVAILABLE), "{}", a.output);
+        let line = a
+            .log
+            .lines()
+            .find(|l| l.contains("auth skipped"))
+            .unwrap_or_else(|| panic!("no log line: {}", a.log));
+        assert!(
+            line.contains(&format!("user={user} service=p2fa-kc"))
+                && line.contains("reason=unenrolled-allowed-by-policy")
+                && line.contains("no store yet: store missing")
+                && line.contains(&env.db.display().to_string()),
+            "{line}"
+        );
+        // <85> = authpriv * 8 + notice.
+        assert!(line.starts_with("<85>"), "{line}");
+        // ... but it is PAM_IGNORE, not success: as the only word in a
+        // `sufficient` line after a wrong password it lets nobody in, and
+        // a stack where no module said yes fails.
+        env.service_lines(
+            "p2fa-suff",
+            &format!(
+                "auth sufficient {} config={} unenrolled=allow\n\
+                 auth required pam_unix.so nodelay\naccount required pam_permit.so\n",
+                module_path().display(),
+                env.conf.display()
+            ),
+        );
+        let a = env.attempt("p2fa-suff", &user, "wrong-password\n", None);
+        assert!(!a.ok, "in without a factor or password: {}", a.output);
+        let a = env.attempt("p2fa-suff", &user, "alice-pw-1\n", None);
+        assert!(a.ok, "{}", a.output);
+        env.service("p2fa-alone", "unenrolled=allow");
+        let a = env.attempt("p2fa-alone", &user, "", None);
+        assert!(!a.ok, "the module alone said yes: {}", a.output);
+        // Per service, in the file.
+        env.write_config("[policy.services.p2fa-kc2]\nunenrolled = \"allow\"\n");
+        env.service_key_and_code("p2fa-kc2", "");
+        let a = env.attempt("p2fa-kc2", &user, "", None);
+        assert!(a.ok, "per-service allow: {}", a.output);
+        env.service_key_and_code("p2fa-kc3", "");
+        let a = env.attempt("p2fa-kc3", &user, "", None);
         assert_unavailable(&a, "store missing");
-        assert!(a.log.contains("does not exist"), "{}", a.log);
+        env.write_config("");
+        assert!(created(&env).is_empty(), "created {:?}", created(&env));
+        assert_eq!(dir.exists(), with_dir, "the store's directory");
+        if with_dir {
+            assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "files in {dir:?}");
+        }
     }
-    // The module creates nothing: no store, no directory, no key.
-    assert!(!env.db.parent().unwrap().exists());
-    assert!(!env.key.exists());
+}
+
+/// "Missing" is believed only where nobody but root could have removed
+/// the store: with `unenrolled = allow`, a store path that is a symlink
+/// (dangling or not), a directory, a world-writable or foreign store, or
+/// a missing store in a directory others can write is still refused.
+#[test]
+fn unsafe_or_broken_store_denies_even_with_unenrolled_allow() {
+    let user = system_user("p2fa-alice", "alice-pw-1");
+    let env = Env::with_config("unenrolled = \"allow\"");
+    env.service_key_and_code("p2fa-kc", "");
+    let dir = env.db.parent().unwrap().to_path_buf();
+    type Case = (&'static str, fn(&Env), &'static str);
+    let cases: [Case; 8] = [
+        (
+            "dangling symlink",
+            |e| {
+                fs::remove_file(&e.db).unwrap();
+                std::os::unix::fs::symlink(e.db.with_file_name("gone.db"), &e.db).unwrap();
+            },
+            "not a regular file",
+        ),
+        (
+            "symlink to a good store",
+            |e| {
+                let real = e.db.with_file_name("real.db");
+                fs::rename(&e.db, &real).unwrap();
+                std::os::unix::fs::symlink(&real, &e.db).unwrap();
+            },
+            "not a regular file",
+        ),
+        (
+            "a directory",
+            |e| {
+                fs::remove_file(&e.db).unwrap();
+                fs::create_dir(&e.db).unwrap();
+                chmod(&e.db, 0o700);
+            },
+            "not a regular file",
+        ),
+        (
+            "world-writable store",
+            |e| chmod(&e.db, 0o666),
+            "has mode 0666",
+        ),
+        (
+            "store owned by nobody",
+            |e| chown(&e.db, 65534),
+            "owned by uid 65534",
+        ),
+        (
+            "missing, in a world-writable directory",
+            |e| {
+                fs::remove_file(&e.db).unwrap();
+                chmod(e.db.parent().unwrap(), 0o777);
+            },
+            "store directory",
+        ),
+        (
+            "missing, in a sticky world-writable directory",
+            |e| {
+                fs::remove_file(&e.db).unwrap();
+                chmod(e.db.parent().unwrap(), 0o1777);
+            },
+            "has mode 1777",
+        ),
+        (
+            "missing, directory owned by nobody",
+            |e| {
+                fs::remove_file(&e.db).unwrap();
+                chown(e.db.parent().unwrap(), 65534);
+            },
+            "owned by uid 65534",
+        ),
+    ];
+    for (what, break_it, why) in cases {
+        // A fresh, good store each time (`init` as root).
+        let _ = fs::remove_dir_all(&dir);
+        env.enroll_ok(&["init"], "");
+        break_it(&env);
+        let a = env.attempt("p2fa-kc", &user, "", None);
+        assert!(!a.ok, "{what}: let in");
+        assert_unavailable(&a, why);
+        assert!(a.log.contains("store refused"), "{what}: {}", a.log);
+        assert!(!a.log.contains("auth skipped"), "{what}: {}", a.log);
+    }
+    // Repaired (no store in a private directory): let through again.
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir(&dir).unwrap();
+    chmod(&dir, 0o700);
+    let a = env.attempt("p2fa-kc", &user, "", None);
+    assert!(a.ok, "{}", a.output);
 }
 
 /// A module running without root (a misconfigured service, or a non-root

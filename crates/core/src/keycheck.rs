@@ -61,6 +61,36 @@ pub fn verify_or_pin(store: &mut Store, key: &HostKey, key_file: &str) -> Result
     check(store, key, key_file, true)
 }
 
+/// `2fa-enroll check`'s look, for a store opened read-only
+/// ([`Store::inspect`], schema current): compares the recorded value;
+/// without one, tries the key on every sealed TOTP/HOTP secret. Records
+/// nothing. `Ok(Matches)` when the store records this key,
+/// `Ok(Unproven(why))` when it records none (why says what is known),
+/// `Err` for a key the store was not made with.
+pub fn inspect(store: &Store, key: &HostKey, key_file: &str) -> Result<KeyCheck, String> {
+    let se = |e: crate::store::StoreError| e.to_string();
+    if let Some(stored) = store.meta(KEY_CHECK).map_err(se)? {
+        return if ct_eq(&stored, &key.check_value()) {
+            Ok(KeyCheck::Matches)
+        } else {
+            Err(mismatch(key_file))
+        };
+    }
+    let sealed = store.sealed_secrets().map_err(se)?;
+    for s in &sealed {
+        if key.open(&s.sealed, &totp::seal_aad(&s.user)).is_err() {
+            return Err(mismatch(key_file));
+        }
+    }
+    Ok(KeyCheck::Unproven(if !sealed.is_empty() {
+        "not recorded yet, but every sealed TOTP/HOTP secret opens with it; `2fa-enroll init` records it"
+    } else if store.has_keyed_items().map_err(se)? {
+        "not recorded, and nothing in the store can prove it (only hashed codes or answers)"
+    } else {
+        "not recorded yet: nothing was made with a key so far (the first login or enrollment records it)"
+    }))
+}
+
 fn check(
     store: &mut Store,
     key: &HostKey,
@@ -224,5 +254,32 @@ mod tests {
             Ok(KeyCheck::Unproven(_))
         ));
         assert!(verify_or_pin(&mut s, &k(1), "K").is_err());
+    }
+
+    /// `inspect` tells the same story as `verify` and writes nothing.
+    #[test]
+    fn inspect_reads_only() {
+        let (d, mut s) = store();
+        let path = d.path().join("s/state.db");
+        let look = |key: &HostKey| {
+            let (ro, _) = Store::inspect(&path, Trust::test_runner()).unwrap();
+            inspect(&ro, key, "K")
+        };
+        let unproven = |r: Result<KeyCheck, String>, what: &str| match r {
+            Ok(KeyCheck::Unproven(why)) => assert!(why.contains(what), "{why}"),
+            other => panic!("{other:?}"),
+        };
+        unproven(look(&k(1)), "nothing was made with a key");
+        add_backup(&mut s, &k(1), "bob", 100);
+        unproven(look(&k(2)), "nothing in the store can prove it");
+        add_totp(&mut s, &k(1), "alice", 100);
+        unproven(look(&k(1)), "every sealed TOTP/HOTP secret opens");
+        let e = look(&k(2)).unwrap_err();
+        assert!(e.contains("does not match the store"), "{e}");
+        // Nothing was recorded by looking.
+        assert_eq!(s.meta(KEY_CHECK).unwrap(), None);
+        verify_or_pin(&mut s, &k(1), "K").unwrap();
+        assert_eq!(look(&k(1)), Ok(KeyCheck::Matches));
+        assert!(look(&k(2)).is_err());
     }
 }

@@ -210,6 +210,36 @@ fn check_chain(
     Ok(())
 }
 
+/// Checks the way to a trusted file that does not exist (yet), so that
+/// "missing" can be believed: only root could have removed or renamed it.
+/// The deepest existing directory on the way must pass
+/// [`check_dir_chain`]: as the file's own directory (not writable by group
+/// or others) when that exists, else as a directory above it (which may
+/// be sticky, like `/tmp`: nobody else can rename root's directory out
+/// of it). Anything else on the way (a file, a symlink that leads
+/// nowhere, a directory that cannot be read) is an error.
+pub fn check_missing(path: &Path, what: &str, trust: Trust) -> Result<(), String> {
+    if !path.is_absolute() {
+        return Err(format!("{what} {} is not an absolute path", path.display()));
+    }
+    let own_dir = path.parent();
+    for dir in path.ancestors().skip(1) {
+        match fs::symlink_metadata(dir) {
+            Ok(_) => {
+                let mut links = 0;
+                let strict = Some(dir) == own_dir;
+                return check_chain(dir, what, strict, &mut links, trust);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("directory {} of the {what}: {e}", dir.display())),
+        }
+    }
+    Err(format!(
+        "no directory on the way to {} exists",
+        path.display()
+    ))
+}
+
 /// Reads a file the module trusts: `path` absolute, opened without
 /// following a symlink and without blocking (a FIFO or device never
 /// hangs the caller), a regular file owned by root (by whom `trust`
@@ -503,6 +533,46 @@ mod tests {
         );
         mine(d.path());
         assert!(read(&f).is_ok());
+    }
+
+    /// "Missing" is believed only where nobody else could have removed
+    /// the file: the deepest existing directory on the way is checked.
+    #[test]
+    fn a_missing_file_is_believed_only_on_a_safe_way() {
+        let (d, f) = tree();
+        let b = f.parent().unwrap().to_path_buf();
+        let missing = b.join("state.db");
+        assert!(check_missing(&missing, "store", Trust::test_runner()).is_ok());
+        // Its own directory must not be writable by others, even sticky.
+        for mode in [0o777, 0o1777, 0o775] {
+            chmod(&b, mode);
+            let e = check_missing(&missing, "store", Trust::test_runner()).unwrap_err();
+            assert!(
+                e.contains("store directory") && e.contains("has mode"),
+                "{e}"
+            );
+        }
+        chmod(&b, 0o755);
+        // A missing directory: the one above it may be sticky, not open.
+        let deeper = b.join("state/sub/state.db");
+        assert!(check_missing(&deeper, "store", Trust::test_runner()).is_ok());
+        chmod(&b, 0o1777);
+        assert!(check_missing(&deeper, "store", Trust::test_runner()).is_ok());
+        chmod(&b, 0o777);
+        let e = check_missing(&deeper, "store", Trust::test_runner()).unwrap_err();
+        assert!(e.contains("directory above the store"), "{e}");
+        chmod(&b, 0o755);
+        // Someone else's directory on the way.
+        let (other, owner) = foreign(d.path());
+        let e = check_missing(&deeper, "store", other).unwrap_err();
+        assert!(e.contains(&format!("uid {owner}")), "{e}");
+        mine(d.path());
+        // A dangling symlink or a file where a directory should be.
+        let link = b.join("gone");
+        symlink(b.join("nowhere"), &link).unwrap();
+        assert!(check_missing(&link.join("state.db"), "store", Trust::test_runner()).is_err());
+        assert!(check_missing(&f.join("state.db"), "store", Trust::test_runner()).is_err());
+        assert!(check_missing(Path::new("rel/state.db"), "store", Trust::test_runner()).is_err());
     }
 
     #[test]

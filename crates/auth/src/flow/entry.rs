@@ -1,14 +1,15 @@
 //! The start of a login: who the user is (the canonical passwd name),
 //! whether policy exempts them, what they have and may use, lockout, the
 //! host key, a remembered device; then the unenrolled policy or a
-//! [`Run`] through the menu.
+//! [`Run`] through the menu. Without a store yet, only the unenrolled
+//! policy (`unenrolled.rs`, [`without_store`]).
 
 use super::factors::localkey;
 use super::offer::Offer;
 use super::remember;
 use super::report::{denied, locked, unavailable};
 use super::run::Run;
-use super::unenrolled::unenrolled;
+use super::unenrolled::{unenrolled, without_store};
 use super::{Conversation, Login, Network, Verdict};
 use p2fa_core::audit::{Audit, clean};
 use p2fa_core::clock::Clock;
@@ -16,7 +17,7 @@ use p2fa_core::config::Config;
 use p2fa_core::crypto::HostKey;
 use p2fa_core::policy;
 use p2fa_core::secure_fs::Trust;
-use p2fa_core::store::Store;
+use p2fa_core::store::{Store, StoreError};
 use p2fa_core::users;
 use p2fa_net::network;
 
@@ -91,6 +92,11 @@ pub fn authenticate_with(
     }
     let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms, trust) {
         Ok(s) => s,
+        // Not there yet (`2fa-enroll init` has not run), and only root
+        // could have removed it: nobody has a factor.
+        Err(e @ StoreError::Missing(_)) => {
+            return without_store(cfg, login, conv, audit, &who, &e.to_string());
+        }
         Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
     };
     let state = match store.user_state(login.user) {

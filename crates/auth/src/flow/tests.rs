@@ -185,6 +185,79 @@ fn missing_store_or_key_is_unavailable() {
     assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Unavailable);
 }
 
+/// No store yet: only `unenrolled = allow` (for this service) lets a user
+/// pass, as `PAM_IGNORE`; `deny` and `grace` stay unavailable, and so does
+/// a missing store on a way others could have removed it from. Nothing is
+/// ever created.
+#[test]
+fn missing_store_follows_only_unenrolled_allow_and_creates_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        db: d.path().join("state/state.db"),
+        key_file: d.path().join("keys/2fa.key"),
+        ..Config::default()
+    };
+    let unavailable = |cfg: &Config| {
+        let (v, msgs) = run(cfg, "root", T0, &[]);
+        assert_eq!(v, Verdict::Unavailable, "{:?}", cfg.db);
+        assert!(msgs.iter().any(|m| m.contains("unavailable")), "{msgs:?}");
+    };
+    unavailable(&cfg);
+    cfg.unenrolled = Unenrolled::Grace;
+    unavailable(&cfg);
+    cfg.unenrolled = Unenrolled::Allow;
+    // Allowed, silently: no prompt, no message.
+    assert_eq!(run(&cfg, "root", T0, &[]), (Verdict::Ignore, vec![]));
+    cfg.policy.inline_enrollment = true;
+    assert_eq!(run(&cfg, "root", T0, &[]), (Verdict::Ignore, vec![]));
+    // The store's directory exists, the store does not.
+    std::fs::create_dir(d.path().join("state")).unwrap();
+    std::fs::set_permissions(
+        d.path().join("state"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Ignore);
+    // ... but anyone could have removed it from there.
+    std::fs::set_permissions(
+        d.path().join("state"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    unavailable(&cfg);
+    std::fs::set_permissions(
+        d.path().join("state"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    // A dangling symlink is not a missing store.
+    std::os::unix::fs::symlink(d.path().join("elsewhere.db"), &cfg.db).unwrap();
+    unavailable(&cfg);
+    std::fs::remove_file(&cfg.db).unwrap();
+    // Per service: [policy.services.NAME] decides for that service only.
+    cfg.unenrolled = Unenrolled::Deny;
+    cfg.policy.services.insert(
+        "test".into(),
+        p2fa_core::config::ServicePolicy {
+            unenrolled: Some(Unenrolled::Allow),
+            ..Default::default()
+        },
+    );
+    assert_eq!(run(&cfg, "root", T0, &[]).0, Verdict::Ignore);
+    cfg.unenrolled = Unenrolled::Allow;
+    cfg.policy.services.get_mut("test").unwrap().unenrolled = Some(Unenrolled::Deny);
+    unavailable(&cfg);
+    // Unknown users are still unknown.
+    assert_eq!(
+        run(&cfg, "no-such-user-pam2fa", T0, &[]).0,
+        Verdict::UnknownUser
+    );
+    let left: Vec<_> = std::fs::read_dir(d.path().join("state")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!cfg.key_file.exists() && !d.path().join("keys").exists());
+}
+
 #[test]
 fn conversation_failure_denies() {
     let (_d, cfg, _) = setup();

@@ -1,10 +1,11 @@
 //! A user with no factor at all: the `unenrolled` policy (deny, allow,
-//! grace) and, where the policy offers it, enrollment inside the login.
+//! grace) and, where the policy offers it, enrollment inside the login;
+//! and every user while there is no store yet ([`without_store`]).
 
 use super::report::{denied, unavailable};
 use super::{Conversation, Login, Verdict, inline};
 use p2fa_core::audit::Audit;
-use p2fa_core::config::Config;
+use p2fa_core::config::{Config, Unenrolled};
 use p2fa_core::factor::FactorId;
 use p2fa_core::policy::{self, NoFactor};
 use p2fa_core::secure_fs::Trust;
@@ -24,7 +25,7 @@ pub(super) fn unenrolled(
     who: &str,
     allowed: &Option<Vec<String>>,
 ) -> Verdict {
-    let first_seen = if cfg.unenrolled_for(login.service) == p2fa_core::config::Unenrolled::Grace {
+    let first_seen = if cfg.unenrolled_for(login.service) == Unenrolled::Grace {
         match store.write().and_then(|tx| {
             let t = tx.first_seen(login.user, now)?;
             tx.commit()?;
@@ -104,5 +105,51 @@ pub(super) fn unenrolled(
             };
             denied(conv, audit, who, reason, msg)
         }
+    }
+}
+
+/// No store yet (`2fa-enroll init` has not run; [`Store::open_existing`]
+/// says `Missing` only when nobody but root could have removed it), so no
+/// user has a factor. The module never creates the store, its directory
+/// or the host key.
+///
+/// - `unenrolled = allow` for this service: the user passes like any
+///   user without a factor under `allow`: `PAM_IGNORE`, the rest of the
+///   stack decides, and a notice says the store is missing. Nothing is
+///   offered (inline enrollment would need the store).
+/// - `deny` (the default), and `grace`: "unavailable", as before. A grace
+///   period counts from the first login attempt, which is recorded in the
+///   store; without one there is nothing to count from, so it fails
+///   closed rather than let everyone in for ever.
+///
+/// Exempt users never get here (they pass before the store is opened);
+/// methods per group say what an enrolled user may use, not whether a
+/// user without a factor may pass, so they change nothing here, as for
+/// [`unenrolled`].
+pub(super) fn without_store(
+    cfg: &Config,
+    login: Login<'_>,
+    conv: &mut dyn Conversation,
+    audit: &mut Audit,
+    who: &str,
+    why: &str,
+) -> Verdict {
+    match cfg.unenrolled_for(login.service) {
+        Unenrolled::Allow => {
+            audit.notice(&format!(
+                "auth skipped {who} factor=none reason=unenrolled-allowed-by-policy, no store yet: {}",
+                p2fa_core::audit::detail(why)
+            ));
+            Verdict::Ignore
+        }
+        Unenrolled::Grace => unavailable(
+            conv,
+            audit,
+            who,
+            &format!(
+                "{why}; unenrolled = grace counts from a first login recorded in the store, so without one it denies"
+            ),
+        ),
+        Unenrolled::Deny => unavailable(conv, audit, who, why),
     }
 }

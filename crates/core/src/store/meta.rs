@@ -21,10 +21,28 @@ fn meta_get(c: &Connection, name: &str) -> Result<Option<Vec<u8>>> {
     )
 }
 
+fn sealed(c: &Connection) -> Result<Vec<SealedSecret>> {
+    let mut st = c.prepare("SELECT user, secret, created_at FROM otp_tokens")?;
+    let rows = st.query_map([], |r| {
+        Ok(SealedSecret {
+            user: r.get(0)?,
+            sealed: r.get(1)?,
+            created_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 impl Store {
     /// A `meta` value (one indexed read, no transaction).
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
         meta_get(&self.conn, name)
+    }
+
+    /// Every sealed OTP secret, read without a transaction (for a store
+    /// opened read-only, [`Store::inspect`]).
+    pub fn sealed_secrets(&self) -> Result<Vec<SealedSecret>> {
+        sealed(&self.conn)
     }
 
     /// Whether anything in the store was made with the host key (sealed
@@ -55,17 +73,7 @@ impl Tx<'_> {
 
     /// Every sealed OTP secret in the store.
     pub fn sealed_secrets(&self) -> Result<Vec<SealedSecret>> {
-        let mut st = self
-            .tx
-            .prepare("SELECT user, secret, created_at FROM otp_tokens")?;
-        let rows = st.query_map([], |r| {
-            Ok(SealedSecret {
-                user: r.get(0)?,
-                sealed: r.get(1)?,
-                created_at: r.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        sealed(&self.tx)
     }
 
     /// When the oldest item that depends on the host key but cannot be

@@ -37,6 +37,7 @@ pub use meta::SealedSecret;
 pub use network::{Purpose, SentCheck};
 pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};
+pub use schema::current_version;
 pub use webauthn::{KeyWarning, StoredCredential};
 
 use crate::secure_fs::{self, Trust};
@@ -120,23 +121,13 @@ impl Store {
     /// Opens an existing store for the PAM module: never creates anything,
     /// refuses files or directories that are not root-owned (owned by
     /// whom `trust` trusts) and private.
+    ///
+    /// [`StoreError::Missing`] means the store does not exist *and* the way
+    /// to it is safe ([`secure_fs::check_missing`]): nobody but root could
+    /// have removed it. A missing store on a way others can write is
+    /// [`StoreError::Unsafe`], like a store there.
     pub fn open_existing(path: &Path, busy_timeout_ms: u64, trust: Trust) -> Result<Store> {
-        match std::fs::symlink_metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing(format!(
-                    "{} does not exist (create it with `2fa-enroll init`)",
-                    path.display()
-                )));
-            }
-            Err(e) => return Err(StoreError::Other(format!("{}: {e}", path.display()))),
-            Ok(m) if !m.is_file() => {
-                return Err(StoreError::Unsafe(format!(
-                    "{} is not a regular file",
-                    path.display()
-                )));
-            }
-            Ok(_) => {}
-        }
+        check_exists(path, trust)?;
         let wal_len = check_files(path, trust)?;
         let opened = Connection::open_with_flags(
             path,
@@ -330,6 +321,67 @@ impl Store {
         })
     }
 
+    /// Opens an existing store to look at it (`2fa-enroll check`) without
+    /// changing anything: the checks of [`Store::open_existing`], then a
+    /// read-only connection that migrates nothing, never checkpoints and
+    /// creates no file. When the write-ahead log and its index are both
+    /// there (a store the module has used) SQLite reads them as they are
+    /// (leaving its read marks in the index, shared memory every reader
+    /// writes to); otherwise it would create them, so the database file
+    /// is opened as immutable instead, which ignores a log without its
+    /// index: the note says so.
+    pub fn inspect(path: &Path, trust: Trust) -> Result<(Store, Option<String>)> {
+        check_exists(path, trust)?;
+        check_files(path, trust)?;
+        let has = |suffix: &str| std::fs::symlink_metadata(sidecar(path, suffix)).is_ok();
+        let (wal, shm, journal) = (has("-wal"), has("-shm"), has("-journal"));
+        let immutable = !(wal && shm);
+        let mut note = None;
+        if wal && !shm {
+            note = Some(format!(
+                "{} has no index ({}-shm): its last transactions were not read",
+                sidecar(path, "-wal").display(),
+                path.display()
+            ));
+        }
+        if journal {
+            note = Some(format!(
+                "a rollback journal {} exists: an interrupted write, rolled back at the next login",
+                sidecar(path, "-journal").display()
+            ));
+        }
+        let uri = format!(
+            "file:{}?mode=ro{}",
+            uri_path(path),
+            if immutable { "&immutable=1" } else { "" }
+        );
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| explain_fs(path, e.into()))?;
+        conn.busy_handler(Some(busy_wait))?;
+        Ok((Store { conn }, note))
+    }
+
+    /// The schema version (`PRAGMA user_version`): 0 for a database that
+    /// is not a pam-2fa store, [`schema::current_version`] when current.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// SQLite's quick integrity check (`PRAGMA quick_check`): "ok", or the
+    /// first problem found.
+    pub fn quick_check(&self) -> Result<String> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))?)
+    }
+
     /// Runs SQLite's integrity check (used by `2fa-enroll status --check`).
     pub fn integrity_check(&self) -> Result<String> {
         Ok(self
@@ -365,6 +417,42 @@ fn busy_wait(retries: i32) -> bool {
     }
     crate::clock::sleep(Duration::from_millis(1));
     true
+}
+
+/// The store file exists and is a regular file (not a symlink, a
+/// directory, ...); a missing one is [`StoreError::Missing`] only where
+/// its absence can be believed (see [`Store::open_existing`]).
+fn check_exists(path: &Path, trust: Trust) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            secure_fs::check_missing(path, "store", trust).map_err(StoreError::Unsafe)?;
+            Err(StoreError::Missing(format!(
+                "{} does not exist (create it with `2fa-enroll init`)",
+                path.display()
+            )))
+        }
+        Err(e) => Err(StoreError::Other(format!("{}: {e}", path.display()))),
+        Ok(m) if !m.is_file() => Err(StoreError::Unsafe(format!(
+            "{} is not a regular file",
+            path.display()
+        ))),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// `path` for a `file:` URI: every byte but unreserved ones and `/`
+/// percent-encoded (a `?` or `#` in a directory name must not end it).
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `path` with `suffix` appended to its file name (`state.db-wal`).
@@ -713,5 +801,109 @@ mod tests {
             )),
             "{err}"
         );
+    }
+
+    /// Every file in the store's directory with its length and hash, for
+    /// "nothing changed" checks; the WAL index (`-shm`, SQLite's shared
+    /// memory, where every reader leaves its read marks) by name and
+    /// length only.
+    fn snapshot(db: &Path) -> Vec<(PathBuf, u64, [u8; 32])> {
+        use sha2::Digest;
+        let mut all: Vec<(PathBuf, u64, [u8; 32])> = std::fs::read_dir(db.parent().unwrap())
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let bytes = std::fs::read(&p).unwrap();
+                let hash = if p.to_string_lossy().ends_with("-shm") {
+                    [0; 32]
+                } else {
+                    sha2::Sha256::digest(&bytes).into()
+                };
+                (p, bytes.len() as u64, hash)
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// `inspect` reads what a login would, and changes, creates and
+    /// migrates nothing: not with the WAL kept by logins, not after a
+    /// clean close (no WAL: nothing to create), not for an old schema.
+    #[test]
+    fn inspect_changes_nothing() {
+        let (_d, db) = new_store();
+        // Closed by `open_or_create`'s connection: no WAL left.
+        let before = snapshot(&db);
+        assert_eq!(before.len(), 1, "{before:?}");
+        let (s, note) = Store::inspect(&db, Trust::test_runner()).unwrap();
+        assert_eq!(note, None);
+        assert_eq!(s.schema_version().unwrap(), schema::current_version());
+        assert_eq!(s.quick_check().unwrap(), "ok");
+        assert!(s.users().unwrap().is_empty());
+        drop(s);
+        assert_eq!(snapshot(&db), before);
+        // After logins: the WAL holds the last write, and is read.
+        enrolled(&db, &["alice"], 0);
+        login_write(&db, "alice", 7);
+        let before = snapshot(&db);
+        assert_eq!(before.len(), 3, "{before:?}");
+        let (mut s, note) = Store::inspect(&db, Trust::test_runner()).unwrap();
+        assert_eq!(note, None);
+        assert_eq!(
+            s.user_state("alice").unwrap().otp.unwrap().last_step,
+            Some(7)
+        );
+        let wrote = s.write().and_then(|tx| {
+            tx.ensure_user("bob", 1)?;
+            tx.commit()
+        });
+        assert!(
+            matches!(wrote, Err(StoreError::ReadOnly(_))),
+            "{:?}",
+            wrote.err()
+        );
+        drop(s);
+        assert_eq!(snapshot(&db), before);
+        // A WAL without its index: not read, and said so.
+        std::fs::remove_file(sidecar(&db, "-shm")).unwrap();
+        let before = snapshot(&db);
+        let (s, note) = Store::inspect(&db, Trust::test_runner()).unwrap();
+        assert!(note.unwrap().contains("no index"));
+        drop(s);
+        assert_eq!(snapshot(&db), before);
+        // An old schema is reported, not migrated.
+        {
+            let c = Connection::open(&db).unwrap();
+            c.pragma_update(None, "user_version", 3).unwrap();
+        }
+        let before = snapshot(&db);
+        let (s, _) = Store::inspect(&db, Trust::test_runner()).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 3);
+        drop(s);
+        assert_eq!(snapshot(&db), before);
+        // Missing, and the way there is checked.
+        let gone = db.with_file_name("other.db");
+        assert!(matches!(
+            Store::inspect(&gone, Trust::test_runner()),
+            Err(StoreError::Missing(_))
+        ));
+        assert!(!gone.exists());
+        std::fs::set_permissions(db.parent().unwrap(), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        for r in [
+            Store::inspect(&gone, Trust::test_runner()).map(|_| ()),
+            Store::open_existing(&gone, 1000, Trust::test_runner()).map(|_| ()),
+        ] {
+            assert!(matches!(r, Err(StoreError::Unsafe(_))), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn uri_paths_are_escaped() {
+        assert_eq!(
+            uri_path(Path::new("/var/lib/2fa/state.db")),
+            "/var/lib/2fa/state.db"
+        );
+        assert_eq!(uri_path(Path::new("/a b/x?y#z%")), "/a%20b/x%3Fy%23z%25");
     }
 }

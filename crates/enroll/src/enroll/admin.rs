@@ -58,13 +58,16 @@ pub fn init(ctx: &mut Ctx) -> CliResult {
 }
 
 pub fn status(ctx: &mut Ctx, a: StatusArgs) -> CliResult {
-    // Check the name before touching the store: a typo must not create one.
+    // Check the name before touching the store. Without a store there is
+    // nothing to show, and logins through pam_2fa are denied (unless
+    // `unenrolled = allow`): an error that says how to make one, and
+    // nothing is created.
     let target = if a.all {
         None
     } else {
         Some(ctx.target(a.user.as_deref())?)
     };
-    let mut store = ctx.open_store()?;
+    let mut store = ctx.require_store()?;
     let names = match target {
         Some(t) => vec![t],
         None => store.users()?,
@@ -186,7 +189,7 @@ pub(super) fn print_status(s: &UserStatus) {
 
 pub fn remove(ctx: &mut Ctx, a: RemoveArgs) -> CliResult {
     let user = ctx.target(a.user.as_deref())?;
-    let mut store = ctx.open_store()?;
+    let mut store = ctx.require_store()?;
     let tx = store.write()?;
     let removed = match a.what.factor() {
         FactorId::Totp | FactorId::Hotp => tx.remove_otp(&user)?,
@@ -251,7 +254,7 @@ pub fn reset(ctx: &mut Ctx, a: ResetArgs) -> CliResult {
         );
     }
     let user = ctx.target(Some(&a.user))?;
-    let mut store = ctx.open_store()?;
+    let mut store = ctx.require_store()?;
     let tx = store.write()?;
     let existed = tx.reset_user(&user)?;
     tx.commit()?;
@@ -270,7 +273,7 @@ pub fn reset(ctx: &mut Ctx, a: ResetArgs) -> CliResult {
 
 pub fn unlock(ctx: &mut Ctx, a: UserArg) -> CliResult {
     let user = ctx.target(Some(&a.user))?;
-    let mut store = ctx.open_store()?;
+    let mut store = ctx.require_store()?;
     let tx = store.write()?;
     let existed = tx.unlock(&user)?;
     tx.commit()?;

@@ -142,7 +142,10 @@ pub fn add(ctx: &mut Ctx, user: Option<&str>, name: &str, device: Option<&str>) 
 /// Root's `webauthn list`: both kinds, from the store.
 pub fn list(ctx: &mut Ctx, user: Option<&str>) -> CliResult {
     let user = ctx.target(user)?;
-    let store = ctx.open_store()?;
+    let Some(store) = ctx.existing_store()? else {
+        println!("No security keys registered ({}).", ctx.no_store());
+        return Ok(());
+    };
     let browser = store.webauthn_credentials(&user)?;
     let local = store.local_keys(&user)?;
     if browser.is_empty() && local.is_empty() {
@@ -171,7 +174,7 @@ pub fn list(ctx: &mut Ctx, user: Option<&str>) -> CliResult {
 /// user has no local key by that name (then it may be a browser key).
 pub fn remove(ctx: &mut Ctx, user: Option<&str>, name: &str) -> Result<bool, CliError> {
     let user = ctx.target(user)?;
-    let mut store = ctx.open_store()?;
+    let mut store = ctx.require_store()?;
     let tx = store.write()?;
     let removed = tx.remove_local_key(&user, name)?;
     tx.commit()?;

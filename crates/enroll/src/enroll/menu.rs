@@ -126,7 +126,13 @@ pub fn run(ctx: &mut Ctx, a: MenuArgs) -> CliResult {
 }
 
 fn show(ctx: &mut Ctx, user: &str) -> CliResult {
-    let mut store = ctx.open_store()?;
+    let Some(mut store) = ctx.existing_store()? else {
+        println!(
+            "{user}:\n  no second factor enrolled (no store yet at {}; the first factor added creates it)",
+            ctx.cfg.db.display()
+        );
+        return Ok(());
+    };
     admin::print_status(&store.status(user)?);
     Ok(())
 }

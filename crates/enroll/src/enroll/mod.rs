@@ -6,6 +6,7 @@
 
 mod admin;
 mod backup;
+mod check;
 mod factor_args;
 mod import;
 mod localkey;
@@ -24,7 +25,7 @@ use p2fa_core::audit::Audit;
 use p2fa_core::config::{Config, DEFAULT_CONFIG_PATH};
 use p2fa_core::crypto::HostKey;
 use p2fa_core::secure_fs::Trust;
-use p2fa_core::store::Store;
+use p2fa_core::store::{Store, StoreError};
 use p2fa_core::users;
 use std::path::PathBuf;
 
@@ -83,6 +84,10 @@ pub enum Command {
     Reset(admin::ResetArgs),
     /// Clear a user's failed-attempt lockout (root).
     Unlock(admin::UserArg),
+    #[command(about = check::ABOUT, long_about = check::LONG_ABOUT)]
+    Check(check::CheckArgs),
+    /// The configuration: `config test` is `check`.
+    Config(check::ConfigArgs),
     /// Write the man page and shell completions into DIR (packaging).
     #[command(hide = true)]
     GenerateDocs {
@@ -143,6 +148,42 @@ impl Ctx {
         Ok(store)
     }
 
+    /// The store if there is one, for the commands that only read it or
+    /// change what is already in it (`status`, `policy check`, `devices`,
+    /// `webauthn list`, `remove`, `reset`, `unlock`): `None` when there is
+    /// no store yet, and nothing is created (no store, directory or key).
+    /// An existing store is opened as the module opens it (an old schema
+    /// is migrated), and its key check value is recorded when that can be
+    /// proven, as [`Ctx::open_store`] does.
+    pub fn existing_store(&self) -> Result<Option<Store>, CliError> {
+        match Store::open_existing(&self.cfg.db, self.cfg.busy_timeout_ms, self.trust) {
+            Ok(mut store) => {
+                if let Ok(key) = HostKey::load(&self.cfg.key_file, self.trust) {
+                    let key_file = self.cfg.key_file.display().to_string();
+                    let _ = p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file);
+                }
+                Ok(Some(store))
+            }
+            Err(StoreError::Missing(_)) => Ok(None),
+            Err(e) => Err(CliError(e.to_string())),
+        }
+    }
+
+    /// [`Ctx::existing_store`] for commands that have nothing to say
+    /// without one: no store is an error ([`Ctx::no_store`]).
+    pub fn require_store(&self) -> Result<Store, CliError> {
+        self.existing_store()?
+            .ok_or_else(|| CliError(self.no_store()))
+    }
+
+    /// "no store yet at PATH: run `2fa-enroll init`".
+    pub fn no_store(&self) -> String {
+        format!(
+            "no store yet at {}: run `2fa-enroll init`",
+            self.cfg.db.display()
+        )
+    }
+
     /// Loads (or on first use creates) the host key and, when there is a
     /// store, checks it against the store, recording its check value when
     /// that can be proven ([`p2fa_core::keycheck`]): nothing is written with a
@@ -194,6 +235,14 @@ pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
         .unwrap_or_else(|| Command::Menu(menu::MenuArgs::default()));
     if let Command::GenerateDocs { dir } = &command {
         return generate_docs(dir);
+    }
+    if let Command::Check(a)
+    | Command::Config(check::ConfigArgs {
+        what: check::ConfigCmd::Test(a),
+    }) = &command
+    {
+        let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
+        return check::run(&cli.config, explicit, trust, a);
     }
     let invoker =
         users::current().ok_or_else(|| CliError("cannot determine who you are".into()))?;
@@ -263,6 +312,7 @@ pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
         Command::Remove(a) => admin::remove(&mut ctx, a),
         Command::Reset(a) => admin::reset(&mut ctx, a),
         Command::Unlock(a) => admin::unlock(&mut ctx, a),
+        Command::Check(_) | Command::Config(_) => unreachable!("handled above"),
         Command::GenerateDocs { .. } => unreachable!("handled above"),
     }
 }
@@ -292,6 +342,8 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Remove(_) => "remove ...",
         Command::Reset(_) => "reset",
         Command::Unlock(_) => "unlock",
+        Command::Check(_) => "check",
+        Command::Config(_) => "config test",
         Command::GenerateDocs { .. } => "generate-docs",
     };
     format!(

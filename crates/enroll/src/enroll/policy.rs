@@ -80,7 +80,22 @@ pub fn policy(ctx: &mut Ctx, a: PolicyArgs) -> CliResult {
             .map(|a| a.join(", "))
             .unwrap_or_else(|| "all".into())
     );
-    let mut store = ctx.open_store()?;
+    let Some(mut store) = ctx.existing_store()? else {
+        // What the module does before `2fa-enroll init`: nobody has a
+        // factor, and only `unenrolled = allow` lets anyone through.
+        println!("  store: {}", ctx.no_store());
+        let verdict = match cfg.unenrolled_for(&service) {
+            Unenrolled::Allow => {
+                "allows without a factor (no store yet, unenrolled = allow); PAM_IGNORE, so the rest of the stack decides"
+            }
+            Unenrolled::Grace => {
+                "DENIES: no store yet (unavailable; a grace period needs the store to count from)"
+            }
+            Unenrolled::Deny => "DENIES: no store yet (unavailable)",
+        };
+        println!("  result: {verdict}");
+        return Ok(());
+    };
     let state = store.user_state(&user)?;
     let mut usable = Vec::new();
     let mut blocked = Vec::new();
@@ -196,7 +211,10 @@ pub fn devices(ctx: &mut Ctx, a: DevicesArgs) -> CliResult {
             } else {
                 Some(ctx.target(user.as_deref())?)
             };
-            let store = ctx.open_store()?;
+            let Some(store) = ctx.existing_store()? else {
+                println!("No remembered devices ({}).", ctx.no_store());
+                return Ok(());
+            };
             let list = store.remembered_list(who.as_deref(), now())?;
             if list.is_empty() {
                 println!("No remembered devices.");
@@ -217,7 +235,7 @@ pub fn devices(ctx: &mut Ctx, a: DevicesArgs) -> CliResult {
         }
         DevicesCmd::Revoke { id, all, user } => {
             let user = ctx.target(user.as_deref())?;
-            let mut store = ctx.open_store()?;
+            let mut store = ctx.require_store()?;
             let tx = store.write()?;
             let n = tx.revoke(&user, if all { None } else { id })?;
             tx.commit()?;
