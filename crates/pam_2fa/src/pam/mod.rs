@@ -27,9 +27,16 @@ pam_hooks!(Pam2fa);
 /// the log naming the panic, so an admin sees why the module refused
 /// rather than a bare "service error". The process's panic hook is left
 /// alone: it belongs to the host program (sshd, sudo), not to us.
-pub fn guard(args: &[&CStr], f: impl FnOnce() -> PamResultCode) -> PamResultCode {
+/// `service` and `hook` name the call in the line, as `pam_syslog()`
+/// would (`pam_2fa(sshd:auth): ...`).
+pub fn guard(
+    args: &[&CStr],
+    service: &str,
+    hook: &str,
+    f: impl FnOnce() -> PamResultCode,
+) -> PamResultCode {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let mut audit = Audit::new(Path::new(log_socket_arg(args)), "pam_2fa", false);
+        let mut audit = Audit::pam(Path::new(log_socket_arg(args)), service, hook);
         audit.err(&format!(
             "internal error (panic: {}), denying",
             p2fa_core::audit::detail(panic_message(payload.as_ref()))
@@ -59,23 +66,33 @@ fn log_socket_arg<'a>(args: &[&'a CStr]) -> &'a str {
 
 impl PamHooks for Pam2fa {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
-        guard(&args, || authenticate(pamh, &args, flags))
+        let service = item_string::<Service>(pamh);
+        guard(&args, &service, "auth", || {
+            authenticate(pamh, &args, &service, flags)
+        })
     }
 
     /// There are no credentials to establish; succeed so stacks that call
     /// setcred on every auth module keep working.
-    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        guard(&_args, || PamResultCode::PAM_SUCCESS)
+    fn sm_setcred(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        let service = item_string::<Service>(pamh);
+        guard(&args, &service, "setcred", || PamResultCode::PAM_SUCCESS)
     }
 
     /// The second factor says nothing about account validity: ignore, so
     /// an `account` line naming this module neither grants nor blocks.
-    fn acct_mgmt(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        guard(&_args, || PamResultCode::PAM_IGNORE)
+    fn acct_mgmt(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        let service = item_string::<Service>(pamh);
+        guard(&args, &service, "account", || PamResultCode::PAM_IGNORE)
     }
 }
 
-fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
+fn authenticate(
+    pamh: &mut PamHandle,
+    args: &[&CStr],
+    service: &str,
+    flags: PamFlag,
+) -> PamResultCode {
     let utf8: Result<Vec<&str>, _> = args.iter().map(|a| a.to_str()).collect();
     let cfg = match utf8
         .map_err(|_| "module arguments are not UTF-8".to_string())
@@ -85,7 +102,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         Err(e) => {
             // The config is unusable, so log to the socket the module
             // line names (`log_socket=`, root's own file) or the default.
-            let mut audit = Audit::new(Path::new(log_socket_arg(args)), "pam_2fa", false);
+            let mut audit = Audit::pam(Path::new(log_socket_arg(args)), service, "auth");
             audit.err(&format!("configuration error, denying: {e}"));
             // Fail closed, but tell the user why nothing was asked.
             if let Ok(mut c) = conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {
@@ -95,7 +112,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
             return PamResultCode::PAM_SERVICE_ERR;
         }
     };
-    let mut audit = Audit::new(&cfg.log_socket, "pam_2fa", false);
+    let mut audit = Audit::pam(&cfg.log_socket, service, "auth");
     let user = match pamh.get_user(None) {
         Ok(u) => u,
         Err(code) => {
@@ -105,7 +122,6 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
             return PamResultCode::PAM_USER_UNKNOWN;
         }
     };
-    let service = item_string::<Service>(pamh);
     let rhost = item_string::<RHost>(pamh);
     let tty = item_string::<Tty>(pamh);
     let mut conversation = match conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {
@@ -121,7 +137,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
     };
     let login = Login {
         user: &user,
-        service: &service,
+        service,
         rhost: &rhost,
         tty: &tty,
         caller_uid: p2fa_core::users::real_uid(),
@@ -177,19 +193,19 @@ mod tests {
 
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
-        let code = guard(&args, || panic!("boom at step {}", 3));
+        let code = guard(&args, "sshd", "auth", || panic!("boom at step {}", 3));
         std::panic::set_hook(prev);
         assert_eq!(code, PamResultCode::PAM_SERVICE_ERR);
         let mut buf = [0u8; 1024];
         let n = reader.recv(&mut buf).expect("the panic was logged");
         let line = String::from_utf8_lossy(&buf[..n]);
         assert!(
-            line.contains("internal error (panic: boom at step 3), denying"),
+            line.contains("]: pam_2fa(sshd:auth): internal error (panic: boom at step 3), denying"),
             "{line}"
         );
 
         assert_eq!(
-            guard(&args, || PamResultCode::PAM_SUCCESS),
+            guard(&args, "sshd", "setcred", || PamResultCode::PAM_SUCCESS),
             PamResultCode::PAM_SUCCESS
         );
         assert!(
