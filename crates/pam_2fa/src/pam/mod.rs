@@ -10,15 +10,16 @@ mod conv;
 
 use p2fa_auth::flow::{self, Login, Verdict};
 use p2fa_core::audit::Audit;
-use p2fa_core::config::Config;
+use p2fa_core::config::{Config, FirstPass};
 use p2fa_core::secure_fs::Trust;
 use pam::constants::{PAM_SILENT, PamFlag, PamResultCode};
-use pam::items::{RHost, Service, Tty};
+use pam::items::{AuthTok, RHost, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
 use pam::pam_hooks;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use zeroize::Zeroizing;
 
 struct Pam2fa;
 pam_hooks!(Pam2fa);
@@ -105,14 +106,17 @@ fn authenticate(
             let mut audit = Audit::pam(Path::new(log_socket_arg(args)), service, "auth");
             audit.err(&format!("configuration error, denying: {e}"));
             // Fail closed, but tell the user why nothing was asked.
-            if let Ok(mut c) = conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {
+            if let Ok(mut c) = conv::PamConversation::new(pamh, flags & PAM_SILENT != 0, None) {
                 use flow::Conversation;
                 c.error(flow::MSG_UNAVAILABLE);
             }
             return PamResultCode::PAM_SERVICE_ERR;
         }
     };
+    let started = p2fa_core::clock::Stopwatch::start();
     let mut audit = Audit::pam(&cfg.log_socket, service, "auth");
+    audit.set_debug(cfg.debug);
+    audit.debug(|| debug_args(&utf8_args(args), &cfg));
     let user = match pamh.get_user(None) {
         Ok(u) => u,
         Err(code) => {
@@ -124,17 +128,26 @@ fn authenticate(
     };
     let rhost = item_string::<RHost>(pamh);
     let tty = item_string::<Tty>(pamh);
-    let mut conversation = match conv::PamConversation::new(pamh, flags & PAM_SILENT != 0) {
-        Ok(c) => c,
-        Err(e) => {
-            let name = p2fa_core::users::canonical(&user).unwrap_or(user);
-            audit.err(&format!(
-                "no PAM conversation available ({e}), denying user={}",
-                p2fa_core::audit::clean(&name)
-            ));
-            return PamResultCode::PAM_CONV_ERR;
-        }
+    // What an earlier module left in PAM_AUTHTOK, only when asked to look.
+    let first_pass = match cfg.pass.first_pass {
+        FirstPass::Prompt => None,
+        _ => match pamh.get_item::<AuthTok>() {
+            Ok(Some(tok)) => Some(Zeroizing::new(tok.as_bytes().to_vec())),
+            _ => None,
+        },
     };
+    let mut conversation =
+        match conv::PamConversation::new(pamh, flags & PAM_SILENT != 0, first_pass) {
+            Ok(c) => c,
+            Err(e) => {
+                let name = p2fa_core::users::canonical(&user).unwrap_or(user);
+                audit.err(&format!(
+                    "no PAM conversation available ({e}), denying user={}",
+                    p2fa_core::audit::clean(&name)
+                ));
+                return PamResultCode::PAM_CONV_ERR;
+            }
+        };
     let login = Login {
         user: &user,
         service,
@@ -151,7 +164,65 @@ fn authenticate(
         &mut conversation,
         &mut audit,
     );
-    to_pam(verdict)
+    let forwarded = conversation.forwarded.take();
+    drop(conversation);
+    let mut code = to_pam(verdict);
+    if let Some(password) = forwarded
+        && matches!(verdict, Verdict::Success | Verdict::Ignore)
+        && let Err(e) = forward(pamh, &password)
+    {
+        let name = p2fa_core::users::canonical(&user).unwrap_or(user);
+        audit.err(&format!(
+            "cannot hand the password on in PAM_AUTHTOK ({e}), denying user={}",
+            p2fa_core::audit::clean(&name)
+        ));
+        code = PamResultCode::PAM_AUTHINFO_UNAVAIL;
+    }
+    audit.debug(|| {
+        format!(
+            "debug: {code:?} ({verdict:?}) after {} ms",
+            started.elapsed().as_millis()
+        )
+    });
+    code
+}
+
+/// Sets PAM_AUTHTOK to `password` for the modules after this one
+/// (`forward_pass`, and after a code taken from PAM_AUTHTOK). libpam keeps
+/// its own copy; ours is wiped.
+fn forward(pamh: &mut PamHandle, password: &[u8]) -> Result<(), String> {
+    let c = CString::new(password.to_vec()).map_err(|_| "the password holds a NUL byte")?;
+    let set = pamh.set_item_str(AuthTok::new(&c));
+    drop(Zeroizing::new(c.into_bytes_with_nul()));
+    set.map_err(|code| format!("{code:?}"))
+}
+
+/// The module arguments as text (non-UTF-8 ones are refused before this).
+fn utf8_args<'a>(args: &[&'a CStr]) -> Vec<&'a str> {
+    args.iter().filter_map(|a| a.to_str().ok()).collect()
+}
+
+/// The `debug` line about the call: config, store and key paths, and the
+/// module arguments' keys (never their values: an argument may carry a
+/// secret such as `duo.skey=`).
+fn debug_args(args: &[&str], cfg: &Config) -> String {
+    let keys: Vec<&str> = args
+        .iter()
+        .map(|a| a.split_once('=').map_or(*a, |(k, _)| k).trim())
+        .collect();
+    format!(
+        "debug: config={} db={} key_file={} arguments=[{}] pass={:?} forward_pass={} unenrolled={:?}",
+        p2fa_core::audit::clean(Config::path_in_module_args(args)),
+        p2fa_core::audit::clean(&cfg.db.to_string_lossy()),
+        p2fa_core::audit::clean(&cfg.key_file.to_string_lossy()),
+        keys.iter()
+            .map(|k| p2fa_core::audit::clean(k))
+            .collect::<Vec<_>>()
+            .join(","),
+        cfg.pass.first_pass,
+        cfg.pass.forward_pass,
+        cfg.unenrolled,
+    )
 }
 
 fn to_pam(v: Verdict) -> PamResultCode {
