@@ -86,7 +86,8 @@ fn filter_matches_failures_with_their_host_and_nothing_else() {
     let wrong = format!("{}\n", wrong_totp(SECRET, common::now()));
 
     let mut log: Vec<String> = Vec::new();
-    // (what, expected to match, the attempt)
+    // Keeps an attempt's lines; returns the hosts fail2ban must find in
+    // them, in order.
     let mut expect = |a: Attempt, ok: bool, matched: &[&str]| {
         assert_eq!(a.ok, ok, "{}\n{}", a.output, a.log);
         log.extend(a.log.lines().map(String::from));
@@ -166,7 +167,6 @@ fn filter_matches_failures_with_their_host_and_nothing_else() {
         true,
         &[],
     ));
-    drop(expect);
 
     let text = log.join("\n");
     assert!(text.contains("reason=locked"), "{text}");

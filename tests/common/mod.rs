@@ -438,15 +438,15 @@ pub fn pam_line(line: &str) -> Option<PamLine<'_>> {
 
 impl Attempt {
     /// The log messages without their `<pri>date IDENT[pid]: pam_2fa(...): `
-    /// headers (a pid could contain a 6-digit code by chance). Every line
-    /// must have the module's form ([`pam_line`]).
+    /// headers (a pid could contain a 6-digit code by chance); lines of
+    /// other programs on the same socket (2fad) lose their
+    /// `<pri>date IDENT[pid]: ` only.
     pub fn log_messages(&self) -> String {
         self.log
             .lines()
-            .map(|l| {
-                pam_line(l)
-                    .unwrap_or_else(|| panic!("not a pam_2fa line: {l:?}"))
-                    .message
+            .map(|l| match pam_line(l) {
+                Some(p) => p.message,
+                None => l.split_once("]: ").map_or(l, |(_, m)| m),
             })
             .collect::<Vec<_>>()
             .join("\n")
