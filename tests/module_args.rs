@@ -215,17 +215,25 @@ fn forward_pass_one_answer_for_pam_unix() {
     stack(&env, "p2fa-fwd", "", "forward_pass debug", PAM_UNIX);
     let t = in_step(step_of(now()) + 720);
 
-    // A wrong code with the right password: one counted failure.
+    // A wrong code with the right password: one counted failure, though
+    // the answer's tail reads as a TOTP code (6 digits) and as backup
+    // codes (10 and 8 digits): three candidates, one transaction.
     let bad = wrong_totp(SECRET, t);
-    let a = env.attempt("p2fa-fwd", &user, &format!("{PASSWORD}{bad}\n"), Some(t));
+    let a = env.attempt(
+        "p2fa-fwd",
+        &user,
+        &format!("{PASSWORD}0000{bad}\n"),
+        Some(t),
+    );
     assert!(!a.ok, "{}", a.output);
+    let messages = a.log_messages();
     assert!(
-        a.log_messages().contains(&format!(
+        messages.contains(&format!(
             "auth failed user={user} service=p2fa-fwd rhost=- factor=totp reason=wrong-code failures=1/5"
         )),
-        "{}",
-        a.log
+        "{messages}"
     );
+    assert_eq!(messages.matches("auth failed").count(), 1, "{messages}");
     assert_eq!(failures(&env, &user), "1");
 
     // The password alone: malformed, not counted.
