@@ -632,7 +632,15 @@ fn invalid_config_denies_and_logs() {
                 "{what}: {}",
                 a.output
             );
-            assert!(a.log.contains("pam_2fa["), "{what}: {}", a.log);
+            // The config could not be read: pam_syslog's form still.
+            assert!(
+                a.log.contains(&format!(
+                    " pamtester[{}]: pam_2fa(p2fa:auth): configuration error, denying",
+                    a.pid
+                )),
+                "{what}: {}",
+                a.log
+            );
             assert!(
                 a.log.contains("configuration error, denying"),
                 "{what}: {}",
@@ -751,8 +759,8 @@ fn bad_input_refused_clearly() {
             "{what}: {}",
             a.log
         );
-        // The message part, after "<pri>date pam_2fa[pid]: ".
-        let msg = a.log.split_once("]: ").map(|(_, m)| m).unwrap_or("");
+        // The message part, after "<pri>date IDENT[pid]: pam_2fa(p2fa:auth): ".
+        let msg = a.pam_lines("p2fa")[0].message;
         assert!(
             msg.starts_with("auth denied") && !msg.contains("123"),
             "{what}: input in the log: {}",

@@ -546,9 +546,12 @@ fn syslog_lines_have_fields_and_never_the_code() {
     assert!(!a.ok);
     // <84> = authpriv (10) * 8 + warning (4).
     assert!(a.log.starts_with("<84>"), "{}", a.log);
-    assert!(a.log.contains(" pam_2fa["), "{}", a.log);
+    // pam_syslog()'s form: the host program's name and pid, then
+    // pam_2fa(SERVICE:auth) (faketime forks: pamtester is its child).
+    let lines = a.pam_lines("p2fa");
+    assert_eq!(lines.len(), 1, "{}", a.log);
     assert!(
-        a.log.contains("auth failed user=p2fa-erin service=p2fa rhost=192.0.2.7 factor=totp reason=wrong-code failures=1/5"),
+        a.log.contains(&format!(" pamtester[{}]: pam_2fa(p2fa:auth): auth failed user=p2fa-erin service=p2fa rhost=192.0.2.7 factor=totp reason=wrong-code failures=1/5", lines[0].pid)),
         "{}",
         a.log
     );

@@ -17,12 +17,22 @@ const PASSWORD: &str = "Corr3ct-Horse-p2fa";
 /// Exit status of `ssh_client.py` when the server refuses authentication.
 const AUTH_FAILED: i32 = 5;
 
-/// The pam_2fa log lines (headers stripped) that mention `needle`.
+/// The pam_2fa log lines (headers stripped) that mention `needle`. Each
+/// has pam_syslog()'s form with sshd as the host program:
+/// `sshd[PID]: pam_2fa(sshd:auth): ...`.
 fn lines_with<'a>(lines: &'a str, needle: &str) -> Vec<&'a str> {
     lines
         .lines()
         .filter(|l| l.contains(needle))
-        .map(|l| l.split_once("]: ").map_or(l, |(_, m)| m))
+        .map(|l| {
+            let p = common::pam_line(l).unwrap_or_else(|| panic!("not a pam_2fa line: {l}"));
+            assert_eq!(
+                (p.ident, p.service, p.hook),
+                ("sshd", "sshd", "auth"),
+                "{l}"
+            );
+            p.message
+        })
         .collect()
 }
 

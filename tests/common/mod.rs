@@ -401,17 +401,70 @@ pub struct Attempt {
     pub ok: bool,
     pub output: String,
     pub log: String,
+    /// The pid of the command started: pamtester's own (env, unshare and
+    /// sh exec it) unless faketime runs it (faketime forks).
+    pub pid: u32,
+}
+
+/// One of the module's log lines taken apart: it has the form libpam's
+/// `pam_syslog()` gives module lines,
+/// `<pri>Mmm dd hh:mm:ss IDENT[PID]: pam_2fa(SERVICE:HOOK): MESSAGE`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PamLine<'a> {
+    /// The host program's name (`pamtester`, `sshd`, `sudo`).
+    pub ident: &'a str,
+    pub pid: u32,
+    pub service: &'a str,
+    pub hook: &'a str,
+    pub message: &'a str,
+}
+
+/// [`PamLine`] of `line`, or `None` when it lacks that form.
+pub fn pam_line(line: &str) -> Option<PamLine<'_>> {
+    let (header, rest) = line.split_once("]: ")?;
+    let (head, pid) = header.rsplit_once('[')?;
+    let ident = head.rsplit_once(' ')?.1;
+    let rest = rest.strip_prefix("pam_2fa(")?;
+    let (call, message) = rest.split_once("): ")?;
+    let (service, hook) = call.rsplit_once(':')?;
+    Some(PamLine {
+        ident,
+        pid: pid.parse().ok()?,
+        service,
+        hook,
+        message,
+    })
 }
 
 impl Attempt {
-    /// The log messages without their `<pri>date pam_2fa[pid]: ` headers
-    /// (a pid could contain a 6-digit code by chance).
+    /// The log messages without their `<pri>date IDENT[pid]: pam_2fa(...): `
+    /// headers (a pid could contain a 6-digit code by chance); lines of
+    /// other programs on the same socket (2fad) lose their
+    /// `<pri>date IDENT[pid]: ` only.
     pub fn log_messages(&self) -> String {
         self.log
             .lines()
-            .map(|l| l.split_once("]: ").map_or(l, |(_, m)| m))
+            .map(|l| match pam_line(l) {
+                Some(p) => p.message,
+                None => l.split_once("]: ").map_or(l, |(_, m)| m),
+            })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The log lines taken apart ([`pam_line`]); each must be the
+    /// module's, from `pamtester` as the host program, for `service`.
+    pub fn pam_lines(&self, service: &str) -> Vec<PamLine<'_>> {
+        self.log
+            .lines()
+            .map(|l| {
+                let p = pam_line(l).unwrap_or_else(|| panic!("not a pam_2fa line: {l:?}"));
+                assert_eq!(p.ident, "pamtester", "{l}");
+                assert_eq!(p.service, service, "{l}");
+                assert_eq!(p.hook, "auth", "{l}");
+                p
+            })
+            .collect()
     }
 
     /// The PAM verdict must never be a crash of the module: a panic maps to
@@ -495,18 +548,19 @@ impl Env {
     /// not have crashed.
     pub fn attempt_cmd(&self, mut cmd: Command, input: &[u8]) -> Attempt {
         let _ = self.logs();
-        let (ok, output) = {
+        let (ok, output, pid) = {
             let _serial = pam_wrapper_lock();
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             let mut child = cmd.spawn().unwrap();
+            let pid = child.id();
             {
                 let mut stdin = child.stdin.take().unwrap();
                 let _ = stdin.write_all(input);
             }
             let out = child.wait_with_output().unwrap();
-            (out.status.success(), output_text(&out))
+            (out.status.success(), output_text(&out), pid)
         };
         assert_eq!(
             ok,
@@ -517,6 +571,7 @@ impl Env {
             ok,
             output,
             log: self.logs().join("\n"),
+            pid,
         };
         a.assert_no_crash();
         a

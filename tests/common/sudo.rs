@@ -194,11 +194,13 @@ impl<'a> Sudo<'a> {
         assert!(pw < code, "code asked before the password: {run:?}");
     }
 
-    /// The start of the module's log line for this user and service.
+    /// The start of the module's log line for this user and service,
+    /// from the end of the `sudo[PID]` header on.
     pub fn log_prefix(&self, outcome: &str) -> String {
         format!(
-            "auth {outcome} user={} service={} rhost=- ",
-            self.user, self.service
+            "]: pam_2fa({service}:auth): auth {outcome} user={} service={service} rhost=- ",
+            self.user,
+            service = self.service
         )
     }
 }
@@ -281,6 +283,12 @@ impl Running<'_> {
             "syntax error",
         ] {
             assert!(!run.stderr.contains(bad), "{bad}: {run:?}");
+        }
+        // pam_syslog()'s form, with sudo as the host program.
+        for line in run.log.lines() {
+            let p = super::pam_line(line).unwrap_or_else(|| panic!("not a pam_2fa line: {line}"));
+            assert_eq!(p.ident, "sudo", "{line}");
+            assert_eq!(p.service, self.sudo.service, "{line}");
         }
         run
     }

@@ -20,6 +20,14 @@
 //! once it is spent, lines are still sent when that needs no waiting.
 //! Lines are RFC 3164 (`<pri>Mmm dd hh:mm:ss ident[pid]: msg`, the syslog
 //! crate's formatter), NUL-terminated on a stream as glibc's syslog() does.
+//!
+//! The PAM module's lines ([`Audit::pam`]) have the form libpam's
+//! `pam_syslog()` gives every module's lines, so the rules admins already
+//! have for pam_unix (fail2ban, logwatch, a SIEM) find them:
+//! `sshd[1234]: pam_2fa(sshd:auth): auth failed user=...`, with the host
+//! program's name and pid as ident ([`host_program`]), then
+//! `pam_2fa(SERVICE:HOOK): `. The CLI and the daemon log under their own
+//! idents, `2fa-enroll` and `2fad`.
 
 use crate::clock::{Deadline, Stopwatch};
 use nix::sys::socket::{self, MsgFlags};
@@ -44,6 +52,11 @@ pub struct Audit {
     spent: Duration,
     /// Also echo to stderr (the CLI does; the PAM module must not).
     echo_stderr: bool,
+    /// Put before every message: `pam_2fa(SERVICE:HOOK): ` in the PAM
+    /// module, empty elsewhere.
+    prefix: String,
+    /// Whether [`Audit::debug`] lines are written (the `debug` setting).
+    debug: bool,
 }
 
 impl Audit {
@@ -63,7 +76,21 @@ impl Audit {
             formatter,
             spent: started.elapsed(),
             echo_stderr,
+            prefix: String::new(),
+            debug: false,
         }
+    }
+
+    /// The PAM module's logger: lines in `pam_syslog()`'s form,
+    /// `IDENT[PID]: pam_2fa(SERVICE:HOOK): message`, where IDENT and PID
+    /// are the host program's ([`host_program`]: `sshd`, `sudo`, `login`)
+    /// and HOOK is libpam's name for the call (`auth`, `setcred`,
+    /// `account`). The service is the PAM_SERVICE item, cleaned like any
+    /// text an application hands over.
+    pub fn pam(socket: &Path, service: &str, hook: &str) -> Audit {
+        let mut audit = Audit::new(socket, &host_program(), false);
+        audit.prefix = format!("pam_2fa({}:{hook}): ", clean(service));
+        audit
     }
 
     /// A logger that drops everything (tests, or before config is known).
@@ -73,6 +100,29 @@ impl Audit {
             formatter: Formatter3164::default(),
             spent: LOG_BUDGET,
             echo_stderr: false,
+            prefix: String::new(),
+            debug: false,
+        }
+    }
+
+    /// Turns [`Audit::debug`] lines on or off (the `debug` setting).
+    pub fn set_debug(&mut self, on: bool) {
+        self.debug = on;
+    }
+
+    /// Whether debug lines are written.
+    pub fn debugging(&self) -> bool {
+        self.debug
+    }
+
+    /// A `debug` line (severity debug), written only when the `debug`
+    /// setting is on; `msg` is not even formatted otherwise. Debug lines
+    /// say more about a login (the config and store paths, what the user
+    /// has and may use, why a factor is unusable, how long steps took),
+    /// never a secret: no code, answer, password or key material.
+    pub fn debug(&mut self, msg: impl FnOnce() -> String) {
+        if self.debug {
+            self.send(Severity::LOG_DEBUG, &msg());
         }
     }
 
@@ -105,8 +155,14 @@ impl Audit {
         let Some(sink) = &self.sink else {
             return;
         };
-        let mut line = Vec::with_capacity(msg.len() + 64);
-        if self.formatter.format(&mut line, severity, msg).is_err() {
+        let mut line = Vec::with_capacity(msg.len() + self.prefix.len() + 64);
+        let formatted = if self.prefix.is_empty() {
+            self.formatter.format(&mut line, severity, msg)
+        } else {
+            self.formatter
+                .format(&mut line, severity, format_args!("{}{msg}", self.prefix))
+        };
+        if formatted.is_err() {
             return;
         }
         let started = Stopwatch::start();
@@ -123,6 +179,41 @@ impl Audit {
         if !sent && matches!(self.sink, Some(Sink::Stream(_))) {
             self.sink = None;
         }
+    }
+}
+
+/// The name the host program logs under, as libpam's `pam_syslog()`
+/// shows it (glibc's `syslog()` without `openlog()`: the program's short
+/// name): the kernel's name for the process (`/proc/self/comm`: `sshd`,
+/// `sshd-session`, `sudo`, `login`), completed from the executable's name
+/// when the kernel cut it at 15 characters. Characters that would break
+/// the `IDENT[PID]:` header become `_`; `pam_2fa` if /proc says nothing.
+pub fn host_program() -> String {
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    let mut name = comm.trim_end_matches('\n').to_string();
+    if name.len() == 15
+        && let Some(exe) = std::fs::read_link("/proc/self/exe")
+            .ok()
+            .and_then(|p| p.file_name()?.to_str().map(str::to_string))
+        && exe.starts_with(&name)
+    {
+        name = exe;
+    }
+    let name: String = name
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.+@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "pam_2fa".into()
+    } else {
+        name
     }
 }
 
@@ -350,6 +441,56 @@ mod tests {
         let line = String::from_utf8_lossy(&buf[..n]).into_owned();
         assert!(line.starts_with("<85>"), "{line}");
         assert!(line.ends_with("]: after the queue drained"), "{line}");
+    }
+
+    /// The module's lines have pam_syslog()'s form: the host program's
+    /// name and pid, then `pam_2fa(SERVICE:HOOK): `.
+    #[test]
+    fn pam_lines_have_the_pam_syslog_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let reader = UnixDatagram::bind(&path).unwrap();
+        reader.set_nonblocking(true).unwrap();
+        let mut a = Audit::pam(&path, "ssh d\n", "auth");
+        a.warning("auth failed user=x");
+        let mut buf = [0u8; 512];
+        let n = reader.recv(&mut buf).unwrap();
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        let ident = super::host_program();
+        assert!(ident.starts_with(comm.trim_end()), "{ident} {comm}");
+        assert!(line.starts_with("<84>"), "{line}");
+        assert!(
+            line.ends_with(&format!(
+                " {ident}[{}]: pam_2fa(ssh_d?:auth): auth failed user=x",
+                std::process::id()
+            )),
+            "{line}"
+        );
+    }
+
+    /// Debug lines are written only with `debug` on, at severity debug,
+    /// and their text is not even made otherwise.
+    #[test]
+    fn debug_lines_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let reader = UnixDatagram::bind(&path).unwrap();
+        reader.set_nonblocking(true).unwrap();
+        let mut a = Audit::new(&path, "test", false);
+        a.debug(|| unreachable!("formatted with debug off"));
+        let mut buf = [0u8; 512];
+        assert!(reader.recv(&mut buf).is_err());
+        a.set_debug(true);
+        assert!(a.debugging());
+        a.debug(|| "details".into());
+        let n = reader.recv(&mut buf).unwrap();
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // <87> = authpriv (10) * 8 + debug (7).
+        assert!(
+            line.starts_with("<87>") && line.ends_with("]: details"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub struct Scripted<'a> {
     /// Everything said, in order: `? prompt`, `i info`, `e error`.
     transcript: Vec<String>,
     rewrite: Option<Rewrite<'a>>,
+    /// `PAM_AUTHTOK` as an earlier module left it.
+    authtok: Option<Vec<u8>>,
+    /// What the login handed on with `forward_pass`.
+    forwarded: Option<Vec<u8>>,
 }
 
 impl<'a> Scripted<'a> {
@@ -76,7 +80,20 @@ impl<'a> Scripted<'a> {
             script: replies.into_iter().map(Into::into).collect(),
             transcript: Vec::new(),
             rewrite: None,
+            authtok: None,
+            forwarded: None,
         }
+    }
+
+    /// An earlier module left `tok` in `PAM_AUTHTOK`.
+    pub fn with_authtok(mut self, tok: &[u8]) -> Scripted<'a> {
+        self.authtok = Some(tok.to_vec());
+        self
+    }
+
+    /// The password the login handed on (`forward_pass`), if it did.
+    pub fn forwarded(&self) -> Option<&[u8]> {
+        self.forwarded.as_deref()
     }
 
     /// Passes every answer through `f` before giving it.
@@ -139,6 +156,16 @@ impl Conversation for Scripted<'_> {
 
     fn error(&mut self, msg: &str) {
         self.transcript.push(format!("e {msg}"));
+    }
+
+    fn first_pass(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        self.authtok.clone().map(Zeroizing::new)
+    }
+
+    fn forward_pass(&mut self, password: &[u8]) -> Result<(), String> {
+        self.transcript.push("> forwarded".into());
+        self.forwarded = Some(password.to_vec());
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@
 //! policy (`unenrolled.rs`, [`without_store`]).
 
 use super::factors::localkey;
+use super::first_pass::pass_through;
 use super::offer::Offer;
 use super::remember;
 use super::report::{denied, locked, unavailable};
@@ -88,8 +89,9 @@ pub fn authenticate_with(
     };
     if let Some(why) = policy::exempt(cfg, login.user, &groups) {
         audit.notice(&format!("auth skipped {who} factor=none reason={why}"));
-        return Verdict::Ignore;
+        return pass_through(cfg, conv, audit, &who);
     }
+    let opened = p2fa_core::clock::Stopwatch::start();
     let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms, trust) {
         Ok(s) => s,
         // Not there yet (`2fa-enroll init` has not run), and only root
@@ -104,10 +106,24 @@ pub fn authenticate_with(
         Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
     };
     let (allowed, _) = policy::allowed_methods(cfg, &groups);
+    audit.debug(|| {
+        format!(
+            "debug: {who} store {} read in {} ms; enrolled: {}; allowed for the user's groups: {}",
+            clean(&cfg.db.to_string_lossy()),
+            opened.elapsed().as_millis(),
+            Offer::enrolled(&state),
+            allowed.as_ref().map_or("all".into(), |a| a.join(","))
+        )
+    });
     if !state.is_enrolled() {
-        return unenrolled(
+        let v = unenrolled(
             cfg, trust, login, now, conv, audit, &mut store, &who, &allowed,
         );
+        return if v == Verdict::Ignore {
+            pass_through(cfg, conv, audit, &who)
+        } else {
+            v
+        };
     }
     let mut offer = Offer::of(cfg, &state, &allowed);
     // A key plugged into this machine approves only logins at it, unless
@@ -116,7 +132,13 @@ pub fn authenticate_with(
         offer.local_key && !cfg.webauthn.local_remote && !localkey::is_local_rhost(login.rhost);
     if console_only {
         offer.local_key = false;
+        audit.debug(|| {
+            format!(
+                "debug: {who} local security key not offered: rhost is not local and webauthn.local_remote is off"
+            )
+        });
     }
+    audit.debug(|| format!("debug: {who} offered: {}", offer.describe()));
     if offer.is_empty() {
         // Enrolled, but nothing usable: spent backup codes, factors the
         // admin has since disabled, or not allowed for the user's groups.
@@ -154,8 +176,9 @@ pub fn authenticate_with(
         Ok(k) => k,
         Err(e) => return unavailable(conv, audit, &who, &e),
     };
-    let device = cfg
-        .remembers(login.service)
+    // A remembered device would skip the code but leave it on the
+    // password that goes on to the next module: not with one field.
+    let device = (cfg.remembers(login.service) && !cfg.pass.any())
         .then(|| remember::Device::of(&key, login));
     if let Some(d) = &device {
         match store.remembered(login.user, login.service, &d.hash, now) {
@@ -185,8 +208,13 @@ pub fn authenticate_with(
         state,
         clock,
         proven: None,
+        quiet_refusal: false,
     };
-    let verdict = run.go(offer);
+    let verdict = if cfg.pass.any() {
+        run.single_field(offer)
+    } else {
+        run.go(offer)
+    };
     if verdict == Verdict::Success
         && let (Some(d), Some(factor)) = (&device, run.proven)
     {

@@ -10,11 +10,14 @@
 //! the picked factor (one file each in `factors/`) makes one attempt
 //! through `attempt.rs` (the transaction) and `report.rs` (every log line
 //! and message). `remember.rs` records the device after a success.
+//! `first_pass.rs` is the password and code in one answer
+//! (`forward_pass`, `use_first_pass`, `try_first_pass`).
 
 mod attempt;
 mod entry;
 mod error;
 mod factors;
+mod first_pass;
 mod inline;
 mod input;
 mod menu;
@@ -27,6 +30,7 @@ mod unenrolled;
 pub use entry::{authenticate, authenticate_with};
 pub use error::AuthError;
 pub use factors::code::{Current, check_current};
+pub use first_pass::{COMBINED_PROMPT, MAX_COMBINED};
 pub use input::{MAX_INPUT, parse_answer};
 pub use p2fa_core::conversation::Conversation;
 pub use p2fa_net::network::Network;

@@ -38,6 +38,70 @@ impl Offer {
         }
     }
 
+    /// What a user has enrolled, for a `debug` line: factor names and
+    /// counts, never a secret or an address.
+    pub fn enrolled(s: &UserState) -> String {
+        let mut out = Vec::new();
+        if let Some(o) = &s.otp {
+            out.push(format!("{}({} digits)", o.kind.factor(), o.digits));
+        }
+        if !s.unused_backup.is_empty() || s.used_backup > 0 {
+            out.push(format!(
+                "backup({} unused, {} used)",
+                s.unused_backup.len(),
+                s.used_backup
+            ));
+        }
+        for (on, name) in [
+            (s.sms.is_some(), "sms"),
+            (s.email.is_some(), "email"),
+            (s.duo, "duo"),
+        ] {
+            if on {
+                out.push(name.into());
+            }
+        }
+        for (n, name) in [
+            (s.questions, "questions"),
+            (s.webauthn, "webauthn"),
+            (s.local_keys, "local-keys"),
+        ] {
+            if n > 0 {
+                out.push(format!("{name}({n})"));
+            }
+        }
+        if out.is_empty() {
+            "nothing".into()
+        } else {
+            out.join(",")
+        }
+    }
+
+    /// What is offered, for a `debug` line; a factor the user has but may
+    /// not use here is left out (config or group policy).
+    pub fn describe(&self) -> String {
+        let mut out = Vec::new();
+        for (on, name) in [
+            (self.otp, "otp"),
+            (self.backup, "backup"),
+            (self.sms.is_some(), "sms"),
+            (self.email.is_some(), "email"),
+            (self.duo, "duo"),
+            (self.questions, "questions"),
+            (self.webauthn, "webauthn"),
+            (self.local_key, "local-key"),
+        ] {
+            if on {
+                out.push(name);
+            }
+        }
+        if out.is_empty() {
+            "nothing".into()
+        } else {
+            out.join(",")
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         !self.otp
             && !self.backup

@@ -100,7 +100,9 @@ impl Run<'_> {
                 _ if factor == Some(FactorId::LocalKey) => "The security key's answer was refused.",
                 _ => "Invalid or already used code.",
             };
-            self.conv.error(msg);
+            if !self.quiet_refusal {
+                self.conv.error(msg);
+            }
             Verdict::Denied
         }
     }

@@ -37,6 +37,9 @@ pub(super) struct Run<'a> {
     /// The factor that proved this login, once one has (what a
     /// remembered device records).
     pub proven: Option<FactorId>,
+    /// A refused code is logged and counted but not shown (the code
+    /// `try_first_pass` found in PAM_AUTHTOK: the module asks next).
+    pub quiet_refusal: bool,
 }
 
 impl Run<'_> {

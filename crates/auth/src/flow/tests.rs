@@ -316,3 +316,183 @@ fn durations() {
     assert_eq!(human_duration(3600), "60 minutes");
     assert_eq!(human_duration(7200), "2 hours");
 }
+
+/// One login with `conv` (a scripted conversation, maybe with a preset
+/// PAM_AUTHTOK); the verdict.
+fn run_with(cfg: &Config, now: i64, conv: &mut Scripted<'_>) -> Verdict {
+    let login = Login {
+        user: "root",
+        service: "test",
+        rhost: "",
+        tty: "",
+        caller_uid: 0,
+    };
+    authenticate(
+        cfg,
+        Trust::test_runner(),
+        login,
+        &StartedAt::new(now),
+        conv,
+        &mut Audit::null(),
+    )
+}
+
+fn failures(cfg: &Config) -> u32 {
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
+    store.user_state("root").unwrap().failures
+}
+
+/// `forward_pass`: one prompt for password and code; the code is checked,
+/// the password handed on; a wrong code is one counted failure; an
+/// answer without a code is malformed (not counted).
+#[test]
+fn forward_pass_splits_checks_and_hands_the_password_on() {
+    use p2fa_core::config::FirstPass;
+    let (_d, mut cfg, codes) = setup();
+    cfg.pass.forward_pass = true;
+    let mut conv = Scripted::new([format!("s3cret pw{}", code_at(T0))]);
+    assert_eq!(run_with(&cfg, T0, &mut conv), Verdict::Success);
+    assert_eq!(conv.prompts(), [COMBINED_PROMPT]);
+    assert_eq!(conv.forwarded(), Some(&b"s3cret pw"[..]));
+
+    // The same code again: a replay, counted once, nothing handed on.
+    let mut conv = Scripted::new([format!("s3cret pw{}", code_at(T0))]);
+    assert_eq!(run_with(&cfg, T0 + 1, &mut conv), Verdict::Denied);
+    assert_eq!(conv.forwarded(), None);
+    assert_eq!(failures(&cfg), 1);
+
+    // No code at the end: refused, not counted.
+    let mut conv = Scripted::new(["s3cret pw"]);
+    assert_eq!(run_with(&cfg, T0 + 2, &mut conv), Verdict::Denied);
+    assert!(
+        conv.messages()
+            .iter()
+            .any(|m| m.contains("does not end in a verification code")),
+        "{:?}",
+        conv.transcript()
+    );
+    assert_eq!(failures(&cfg), 1);
+
+    // A backup code, as shown, after the password.
+    let shown = format!("{}-{}", &codes[0][..5], &codes[0][5..]);
+    let mut conv = Scripted::new([format!("pw{shown}")]);
+    assert_eq!(run_with(&cfg, T0 + 3, &mut conv), Verdict::Success);
+    assert_eq!(conv.forwarded(), Some(&b"pw"[..]));
+    assert_eq!(failures(&cfg), 0, "a success resets the count");
+
+    // use_first_pass wins over the prompt: nothing asked.
+    cfg.pass.first_pass = FirstPass::Use;
+    let mut conv = Scripted::new(Vec::<&str>::new())
+        .with_authtok(format!("pw{}", code_at(T0 + 30)).as_bytes());
+    assert_eq!(run_with(&cfg, T0 + 30, &mut conv), Verdict::Success);
+    assert_eq!(conv.forwarded(), Some(&b"pw"[..]));
+}
+
+/// `use_first_pass`: PAM_AUTHTOK or nothing; never a prompt.
+#[test]
+fn use_first_pass_never_prompts() {
+    use p2fa_core::config::FirstPass;
+    let (_d, mut cfg, _) = setup();
+    cfg.pass.first_pass = FirstPass::Use;
+    let mut conv =
+        Scripted::new(Vec::<&str>::new()).with_authtok(format!("pw{}", code_at(T0)).as_bytes());
+    assert_eq!(run_with(&cfg, T0, &mut conv), Verdict::Success);
+    assert_eq!(conv.forwarded(), Some(&b"pw"[..]));
+    assert!(conv.prompts().is_empty());
+
+    for tok in [None, Some(&b"pw"[..])] {
+        let mut conv = Scripted::new(Vec::<&str>::new());
+        if let Some(t) = tok {
+            conv = conv.with_authtok(t);
+        }
+        assert_eq!(
+            run_with(&cfg, T0 + 1, &mut conv),
+            Verdict::Denied,
+            "{tok:?}"
+        );
+        assert!(conv.prompts().is_empty());
+        assert_eq!(conv.forwarded(), None);
+    }
+    assert_eq!(failures(&cfg), 0, "nothing was guessed");
+
+    let mut conv = Scripted::new(Vec::<&str>::new()).with_authtok(b"pw000000");
+    assert_eq!(run_with(&cfg, T0 + 2, &mut conv), Verdict::Denied);
+    assert_eq!(failures(&cfg), 1);
+}
+
+/// `try_first_pass`: PAM_AUTHTOK first; when it holds no good code, the
+/// usual prompt. A wrong code in it is counted, and not shown.
+#[test]
+fn try_first_pass_falls_back_to_the_prompt() {
+    use p2fa_core::config::FirstPass;
+    let (_d, mut cfg, _) = setup();
+    cfg.pass.first_pass = FirstPass::Try;
+    let mut conv =
+        Scripted::new(Vec::<&str>::new()).with_authtok(format!("pw{}", code_at(T0)).as_bytes());
+    assert_eq!(run_with(&cfg, T0, &mut conv), Verdict::Success);
+    assert_eq!(conv.forwarded(), Some(&b"pw"[..]));
+
+    // Unset, or no code at the end: asked as usual, nothing counted.
+    let mut conv = Scripted::new([code_at(T0 + 30)]);
+    assert_eq!(run_with(&cfg, T0 + 30, &mut conv), Verdict::Success);
+    assert_eq!(conv.prompts(), ["Verification code: "]);
+    let mut conv = Scripted::new([code_at(T0 + 60)]).with_authtok(b"just a password");
+    assert_eq!(run_with(&cfg, T0 + 60, &mut conv), Verdict::Success);
+    assert_eq!(conv.forwarded(), None, "the password stays as it was");
+
+    // A wrong code: counted once, not shown, then the prompt.
+    let mut conv = Scripted::new(["000000"]).with_authtok(b"pw999999");
+    assert_eq!(run_with(&cfg, T0 + 90, &mut conv), Verdict::Denied);
+    assert_eq!(conv.prompts(), ["Verification code: "]);
+    assert_eq!(
+        conv.messages(),
+        ["e Invalid or already used code."],
+        "the quiet check says nothing"
+    );
+    assert_eq!(failures(&cfg), 2);
+
+    // With forward_pass the fallback is the combined prompt.
+    cfg.pass.forward_pass = true;
+    let mut conv = Scripted::new([format!("pw{}", code_at(T0 + 120))]);
+    assert_eq!(run_with(&cfg, T0 + 120, &mut conv), Verdict::Success);
+    assert_eq!(conv.prompts(), [COMBINED_PROMPT]);
+    assert_eq!(conv.forwarded(), Some(&b"pw"[..]));
+}
+
+/// A user let through by policy still has a password for the next
+/// module under forward_pass; users without a code factor are refused.
+#[test]
+fn forward_pass_for_unenrolled_and_codeless_users() {
+    let (_d, mut cfg, _) = setup();
+    cfg.pass.forward_pass = true;
+    cfg.unenrolled = Unenrolled::Allow;
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
+    let tx = store.write().unwrap();
+    tx.reset_user("root").unwrap();
+    tx.commit().unwrap();
+    let mut conv = Scripted::new(["only-the-password"]);
+    assert_eq!(run_with(&cfg, T0, &mut conv), Verdict::Ignore);
+    assert_eq!(conv.prompts(), ["Password: "]);
+    assert_eq!(conv.forwarded(), Some(&b"only-the-password"[..]));
+
+    // Enrolled with questions only: nothing that fits one field.
+    cfg.questions.enabled = true;
+    let tx = store.write().unwrap();
+    tx.set_questions("root", &[("q".into(), "not-a-real-hash".into())], T0)
+        .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(store.user_state("root").unwrap().questions, 1);
+    let mut conv = Scripted::new(Vec::<&str>::new());
+    assert_eq!(run_with(&cfg, T0, &mut conv), Verdict::Denied);
+    assert!(conv.prompts().is_empty());
+    assert!(
+        conv.messages()[0].contains("no verification-code factor"),
+        "{:?}",
+        conv.transcript()
+    );
+    // try_first_pass asks as usual instead: the questions.
+    cfg.pass.first_pass = p2fa_core::config::FirstPass::Try;
+    let mut conv = Scripted::new(["wrong answer"]);
+    assert_eq!(run_with(&cfg, T0, &mut conv), Verdict::Denied);
+    assert_eq!(conv.prompts(), ["q "], "{:?}", conv.transcript());
+}

@@ -6,6 +6,11 @@
 //! per-service override never needs a second vocabulary. `config=PATH` picks
 //! the file. Unknown keys and bad values are errors: a typo in a security
 //! setting must never be silently ignored, so the module denies instead.
+//!
+//! A few arguments admins type on every PAM module line are understood
+//! too: `debug` (the `debug` key), `nullok` (`unenrolled=allow`), and the
+//! module-only `use_first_pass`, `try_first_pass` and `forward_pass`
+//! ([`PassArgs`]).
 
 mod daemon;
 mod network;
@@ -161,6 +166,44 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Where the code comes from: the module's own prompt, or `PAM_AUTHTOK`
+/// as an earlier module on the stack left it (module arguments
+/// `try_first_pass` and `use_first_pass`, as pam_unix and
+/// pam_google_authenticator spell them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirstPass {
+    /// The module asks (the default).
+    #[default]
+    Prompt,
+    /// `try_first_pass`: a password followed by a code in `PAM_AUTHTOK`,
+    /// else the module asks.
+    Try,
+    /// `use_first_pass`: a password followed by a code in `PAM_AUTHTOK`,
+    /// and never a prompt.
+    Use,
+}
+
+/// The module arguments for single-prompt clients (OpenVPN's auth-pam
+/// plugin, xrdp): the password and the code typed in one field. Module
+/// arguments only, never config keys: they describe a PAM stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PassArgs {
+    /// `try_first_pass` / `use_first_pass`.
+    pub first_pass: FirstPass,
+    /// `forward_pass`: the module's prompt asks for the password and the
+    /// code together ("Password & verification code: ") and hands the
+    /// password on in `PAM_AUTHTOK`, for a following
+    /// `pam_unix.so use_first_pass`.
+    pub forward_pass: bool,
+}
+
+impl PassArgs {
+    /// Any of the three arguments was given.
+    pub fn any(&self) -> bool {
+        self.first_pass != FirstPass::Prompt || self.forward_pass
+    }
+}
+
 /// The whole configuration. Field docs are the reference; README repeats them.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -181,6 +224,10 @@ pub struct Config {
     pub busy_timeout_ms: u64,
     /// Socket of the system logger (datagram or stream).
     pub log_socket: PathBuf,
+    /// More detail in the log (severity debug): config and store paths,
+    /// what the user has and may use, why a factor is unusable, timings.
+    /// Never a secret. Also the module argument `debug`.
+    pub debug: bool,
     pub totp: TotpConfig,
     pub hotp: HotpConfig,
     pub backup: BackupConfig,
@@ -193,6 +240,10 @@ pub struct Config {
     pub questions: QuestionsConfig,
     pub daemon: DaemonConfig,
     pub webauthn: WebauthnConfig,
+    /// `try_first_pass`, `use_first_pass`, `forward_pass`: module arguments
+    /// only, never read from the file.
+    #[serde(skip)]
+    pub pass: PassArgs,
 }
 
 impl Default for Config {
@@ -206,6 +257,7 @@ impl Default for Config {
             echo_code: false,
             busy_timeout_ms: 10_000,
             log_socket: DEFAULT_LOG_SOCKET.into(),
+            debug: false,
             totp: TotpConfig::default(),
             hotp: HotpConfig::default(),
             backup: BackupConfig::default(),
@@ -218,6 +270,7 @@ impl Default for Config {
             questions: QuestionsConfig::default(),
             daemon: DaemonConfig::default(),
             webauthn: WebauthnConfig::default(),
+            pass: PassArgs::default(),
         }
     }
 }
@@ -288,9 +341,14 @@ impl Config {
     }
 
     /// Builds a config from PAM module arguments: `config=PATH` chooses the
-    /// file, `debug` is accepted for familiarity, everything else overrides.
-    /// Whose files to believe is not among them: the module passes
-    /// [`Trust::ROOT`].
+    /// file; `debug` is the `debug` key (`debug` alone means true, as for
+    /// every boolean key); `nullok` means `unenrolled=allow`, as in
+    /// pam_unix and pam_google_authenticator (a later `unenrolled=`
+    /// argument wins, and so does a `[policy.services.NAME]` entry, as for
+    /// `unenrolled=allow`); `try_first_pass`, `use_first_pass` and
+    /// `forward_pass` set [`PassArgs`] (`use_first_pass` wins over
+    /// `try_first_pass`); everything else overrides the file. Whose files
+    /// to believe is not among them: the module passes [`Trust::ROOT`].
     pub fn from_module_args<S: AsRef<str>>(
         args: &[S],
         trust: Trust,
@@ -298,13 +356,33 @@ impl Config {
         let mut path = PathBuf::from(DEFAULT_CONFIG_PATH);
         let mut explicit = false;
         let mut overrides = Vec::new();
+        let mut pass = PassArgs::default();
         for arg in args {
             let arg = arg.as_ref();
-            let (key, value) = match arg.split_once('=') {
-                Some((k, v)) => (k.trim(), v.trim()),
-                None => (arg.trim(), "true"),
+            let (key, value, bare) = match arg.split_once('=') {
+                Some((k, v)) => (k.trim(), v.trim(), false),
+                None => (arg.trim(), "true", true),
             };
-            if key == "config" {
+            let flag = matches!(
+                key,
+                "nullok" | "use_first_pass" | "try_first_pass" | "forward_pass"
+            );
+            if flag && !bare {
+                return err(format!(
+                    "module argument {arg:?}: {key} takes no value (write just {key})"
+                ));
+            }
+            if key == "nullok" {
+                overrides.push(("unenrolled".to_string(), "allow".to_string()));
+            } else if key == "use_first_pass" {
+                pass.first_pass = FirstPass::Use;
+            } else if key == "try_first_pass" {
+                if pass.first_pass != FirstPass::Use {
+                    pass.first_pass = FirstPass::Try;
+                }
+            } else if key == "forward_pass" {
+                pass.forward_pass = true;
+            } else if key == "config" {
                 // Relative would mean the caller's working directory: under
                 // sudo or su, a directory the caller chose.
                 if !Path::new(value).is_absolute() {
@@ -318,7 +396,18 @@ impl Config {
                 overrides.push((key.to_string(), value.to_string()));
             }
         }
-        Self::load_with_overrides(&path, explicit, &overrides, trust)
+        let mut cfg = Self::load_with_overrides(&path, explicit, &overrides, trust)?;
+        cfg.pass = pass;
+        Ok(cfg)
+    }
+
+    /// The config file the module arguments name (`config=`), else the
+    /// default: for log lines.
+    pub fn path_in_module_args<S: AsRef<str>>(args: &[S]) -> &str {
+        args.iter()
+            .filter_map(|a| a.as_ref().strip_prefix("config="))
+            .next_back()
+            .map_or(DEFAULT_CONFIG_PATH, str::trim)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -557,6 +646,67 @@ mod tests {
         assert_eq!(cfg.totp.algorithm, Algorithm::Sha256);
         assert_eq!(cfg.rate_limit.max_failures, 3);
         assert!(cfg.echo_code);
+    }
+
+    /// The arguments admins type on every PAM line: `debug`, `nullok` and
+    /// the single-prompt ones.
+    #[test]
+    fn familiar_module_arguments() {
+        let (_f, conf) = empty_config_arg();
+        let cfg = Config::from_module_args(&[conf.as_str()], T()).unwrap();
+        assert!(!cfg.debug);
+        assert_eq!(cfg.unenrolled, Unenrolled::Deny);
+        assert_eq!(cfg.pass, PassArgs::default());
+        assert!(!cfg.pass.any());
+
+        let cfg = Config::from_module_args(&[conf.as_str(), "debug", "nullok"], T()).unwrap();
+        assert!(cfg.debug);
+        assert_eq!(cfg.unenrolled, Unenrolled::Allow);
+        let cfg = Config::from_module_args(&[conf.as_str(), "debug=false"], T()).unwrap();
+        assert!(!cfg.debug);
+        // A later argument wins, as for any key.
+        let cfg =
+            Config::from_module_args(&[conf.as_str(), "nullok", "unenrolled=deny"], T()).unwrap();
+        assert_eq!(cfg.unenrolled, Unenrolled::Deny);
+
+        for (args, first, forward) in [
+            (vec!["forward_pass"], FirstPass::Prompt, true),
+            (vec!["try_first_pass"], FirstPass::Try, false),
+            (vec!["use_first_pass"], FirstPass::Use, false),
+            (
+                vec!["use_first_pass", "try_first_pass"],
+                FirstPass::Use,
+                false,
+            ),
+            (
+                vec!["try_first_pass", "use_first_pass", "forward_pass"],
+                FirstPass::Use,
+                true,
+            ),
+        ] {
+            let mut all = vec![conf.as_str()];
+            all.extend(&args);
+            let cfg = Config::from_module_args(&all, T()).unwrap();
+            assert_eq!(cfg.pass.first_pass, first, "{args:?}");
+            assert_eq!(cfg.pass.forward_pass, forward, "{args:?}");
+            assert!(cfg.pass.any());
+        }
+        for bad in ["nullok=1", "forward_pass=true", "use_first_pass=no"] {
+            let e = Config::from_module_args(&[conf.as_str(), bad], T()).unwrap_err();
+            assert!(e.0.contains("takes no value"), "{bad}: {e}");
+        }
+        // The stack's arguments are not config keys.
+        let f = write("forward_pass = true\n");
+        let e = Config::load(f.path(), true, T()).unwrap_err();
+        assert!(e.0.contains("forward_pass"), "{e}");
+        let f = write("debug = true\n");
+        assert!(Config::load(f.path(), true, T()).unwrap().debug);
+
+        assert_eq!(Config::path_in_module_args(&["debug"]), DEFAULT_CONFIG_PATH);
+        assert_eq!(
+            Config::path_in_module_args(&["config=/a", "config=/b"]),
+            "/b"
+        );
     }
 
     #[test]

@@ -10,12 +10,26 @@ pub struct PamConversation<'a> {
     conv: Conv<'a>,
     /// PAM_SILENT: informational messages are suppressed.
     silent: bool,
+    /// PAM_AUTHTOK as it was when the module was called (read only when
+    /// a module argument asks for it).
+    first_pass: Option<Zeroizing<Vec<u8>>>,
+    /// The password to set as PAM_AUTHTOK once the login is over.
+    pub forwarded: Option<Zeroizing<Vec<u8>>>,
 }
 
 impl<'a> PamConversation<'a> {
-    pub fn new(pamh: &'a PamHandle, silent: bool) -> Result<Self, String> {
+    pub fn new(
+        pamh: &'a PamHandle,
+        silent: bool,
+        first_pass: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<Self, String> {
         match pamh.get_item::<Conv>() {
-            Ok(Some(conv)) => Ok(PamConversation { conv, silent }),
+            Ok(Some(conv)) => Ok(PamConversation {
+                conv,
+                silent,
+                first_pass,
+                forwarded: None,
+            }),
             Ok(None) => Err("the application set no conversation function".into()),
             Err(code) => Err(format!("{code:?}")),
         }
@@ -46,5 +60,14 @@ impl Conversation for PamConversation<'_> {
         if !self.silent {
             let _ = self.conv.send(PAM_ERROR_MSG, msg);
         }
+    }
+
+    fn first_pass(&mut self) -> Option<Zeroizing<Vec<u8>>> {
+        self.first_pass.take()
+    }
+
+    fn forward_pass(&mut self, password: &[u8]) -> Result<(), String> {
+        self.forwarded = Some(Zeroizing::new(password.to_vec()));
+        Ok(())
     }
 }
