@@ -82,7 +82,10 @@ fn failed(m: impl Into<String>) -> SmtpError {
 /// A timeout on the socket is the deadline (every wait is bounded by it);
 /// a TLS failure says so.
 fn io_error(e: io::Error) -> SmtpError {
-    if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    ) {
         return SmtpError::Deadline;
     }
     match crate::transport::tls_failure(&e) {
@@ -178,7 +181,12 @@ fn connect(relay: &Relay) -> Result<TcpStream, SmtpError> {
         let limit = relay.connect_timeout.min(left);
         match TcpStream::connect_timeout(&addr, limit) {
             Ok(tcp) => return Ok(tcp),
-            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
                 last = if limit < relay.connect_timeout {
                     SmtpError::Deadline
                 } else {
@@ -409,7 +417,10 @@ impl Conn {
         };
         let mut reply = if caps.auth_plain {
             let first = answer(Mechanism::Plain, None)?;
-            self.command(&Zeroizing::new(format!("AUTH PLAIN {}\r\n", first.as_str())))?
+            self.command(&Zeroizing::new(format!(
+                "AUTH PLAIN {}\r\n",
+                first.as_str()
+            )))?
         } else if caps.auth_login {
             self.command("AUTH LOGIN\r\n")?
         } else {
@@ -451,9 +462,7 @@ impl Conn {
                 return Ok(line);
             }
             if self.input.len() > MAX_LINE {
-                return Err(failed(format!(
-                    "a reply line longer than {MAX_LINE} bytes"
-                )));
+                return Err(failed(format!("a reply line longer than {MAX_LINE} bytes")));
             }
             let mut chunk = [0u8; 1024];
             let n = self.stream.read(&mut chunk).map_err(io_error)?;
@@ -572,8 +581,10 @@ mod tests {
 
     #[test]
     fn replies_are_read_line_by_line() {
-        let r = reply_of(b"250-mail.example\r\n250-STARTTLS\r\n250-auth login Plain\r\n250 8BITMIME\r\n")
-            .unwrap();
+        let r = reply_of(
+            b"250-mail.example\r\n250-STARTTLS\r\n250-auth login Plain\r\n250 8BITMIME\r\n",
+        )
+        .unwrap();
         assert_eq!(r.code, 250);
         let caps = Capabilities::of(&r);
         assert!(caps.starttls && caps.auth_login && caps.auth_plain && caps.eight_bit_mime);
@@ -598,7 +609,9 @@ mod tests {
         assert!(matches!(reply_of(&long), Err(SmtpError::Failed(ref m)) if m.contains("longer")));
         let many = b"250-x\r\n".repeat(200);
         assert!(matches!(reply_of(&many), Err(SmtpError::Failed(ref m)) if m.contains("lines")));
-        assert!(matches!(reply_of(b"250-x\r\n"), Err(SmtpError::Failed(ref m)) if m.contains("closed")));
+        assert!(
+            matches!(reply_of(b"250-x\r\n"), Err(SmtpError::Failed(ref m)) if m.contains("closed"))
+        );
     }
 
     #[test]
@@ -620,7 +633,11 @@ mod tests {
         }));
         let watch = p2fa_core::clock::Stopwatch::start();
         assert_eq!(conn.reply_owned(), Err(SmtpError::Deadline));
-        assert!(watch.elapsed() < Duration::from_millis(1500), "{:?}", watch.elapsed());
+        assert!(
+            watch.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            watch.elapsed()
+        );
         drop(conn);
         writer.join().unwrap();
     }

@@ -660,7 +660,10 @@ mod tests {
     fn example_config_is_the_defaults() {
         let shipped = include_str!("../../../../etc/2fa.conf");
         let f = write(shipped);
-        assert_eq!(Config::load(f.path(), true, T()).unwrap(), Config::default());
+        assert_eq!(
+            Config::load(f.path(), true, T()).unwrap(),
+            Config::default()
+        );
         // Only (nested) empty tables: the [section] lines.
         fn sets_nothing(t: &toml::Table) -> bool {
             t.values().all(|v| v.as_table().is_some_and(sets_nothing))
@@ -673,7 +676,10 @@ mod tests {
         let text = uncomment_settings(shipped);
         assert_ne!(text, shipped);
         let f = write(&text);
-        assert_eq!(Config::load(f.path(), true, T()).unwrap(), Config::default());
+        assert_eq!(
+            Config::load(f.path(), true, T()).unwrap(),
+            Config::default()
+        );
         let table: toml::Table = toml::from_str(&text).unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         let keys = |t: &toml::Table| {
