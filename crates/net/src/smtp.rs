@@ -111,7 +111,7 @@ pub fn send(
         Security::Tls(config) => Conn::new(plain.into_tls(config, relay.host)?),
         _ => Conn::new(plain),
     };
-    let greeting = conn.reply_owned()?;
+    let greeting = conn.reply()?;
     conn.expect("greeting", &greeting, 2)?;
     let mut caps = conn.ehlo()?;
     if let Security::StartTls(config) = &relay.security {
@@ -158,7 +158,7 @@ pub fn send(
     let r = conn.command("DATA\r\n")?;
     conn.expect("DATA", &r, 3)?;
     conn.write(&data_block(message))?;
-    let r = conn.reply_owned()?;
+    let r = conn.reply()?;
     conn.expect("the message", &r, 2)?;
     // Delivered. QUIT is a courtesy: its answer is not waited for.
     let _ = conn.write(b"QUIT\r\n");
@@ -387,7 +387,7 @@ impl Conn {
     /// Sends one command line (with its CRLF) and reads the reply.
     fn command(&mut self, line: &str) -> Result<Reply, SmtpError> {
         self.write(line.as_bytes())?;
-        self.reply_owned()
+        self.reply()
     }
 
     /// Refuses a reply whose code is not in the hundred `class` (2: done,
@@ -475,7 +475,7 @@ impl Conn {
 
     /// One reply: `NNN-text` lines up to the `NNN text` (or bare `NNN`)
     /// that ends it, all with the same code.
-    fn reply_owned(&mut self) -> Result<Reply, SmtpError> {
+    fn reply(&mut self) -> Result<Reply, SmtpError> {
         let mut reply = Reply {
             code: 0,
             lines: Vec::new(),
@@ -576,7 +576,7 @@ mod tests {
             tcp: client,
             deadline: Deadline::after(Duration::from_secs(5)),
         }));
-        conn.reply_owned()
+        conn.reply()
     }
 
     #[test]
@@ -632,7 +632,7 @@ mod tests {
             deadline: Deadline::after(Duration::from_millis(400)),
         }));
         let watch = p2fa_core::clock::Stopwatch::start();
-        assert_eq!(conn.reply_owned(), Err(SmtpError::Deadline));
+        assert_eq!(conn.reply(), Err(SmtpError::Deadline));
         assert!(
             watch.elapsed() < Duration::from_millis(1500),
             "{:?}",
