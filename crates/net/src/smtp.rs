@@ -157,7 +157,8 @@ pub fn send(
     }
     let r = conn.command("DATA\r\n")?;
     conn.expect("DATA", &r, 3)?;
-    conn.write(&data_block(message))?;
+    // The message holds the code.
+    conn.write(&Zeroizing::new(data_block(message)))?;
     let r = conn.reply()?;
     conn.expect("the message", &r, 2)?;
     // Delivered. QUIT is a courtesy: its answer is not waited for.
