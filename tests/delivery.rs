@@ -428,9 +428,9 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
         .unwrap_or_else(|_| panic!("still running after {limit:?}"))
 }
 
-/// A server that accepts TCP connections and never says a word. lettre
-/// bounds the greeting read, but not the handshake of implicit TLS: the
-/// overall deadline must end that one too.
+/// A server that accepts TCP connections and never says a word: the
+/// overall deadline ends the wait for its greeting and, with implicit TLS,
+/// the handshake.
 #[test]
 fn silent_smtp_server_is_bounded_in_every_tls_mode() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -481,9 +481,11 @@ fn leaves_no_thread(what: &str, send: impl Fn()) {
     panic!("{what}: the thread count grew after every send");
 }
 
-/// reqwest's blocking client runs a runtime thread, lettre's sender a
-/// deadline thread; none may outlive `send`, on success or on failure
-/// (sshd forks after PAM).
+/// No thread may outlive `send`, on success or on failure (sshd forks
+/// after PAM). The clients start none today (ureq with a resolver on the
+/// calling thread, the SMTP conversation on the calling thread); this
+/// keeps it so (reqwest's blocking client ran a runtime thread, ureq's
+/// default resolver starts one per lookup).
 #[test]
 fn no_thread_outlives_a_send() {
     // Sends are called directly here (a helper thread would blur the
@@ -498,7 +500,7 @@ fn no_thread_outlives_a_send() {
     leaves_no_thread("twilio", || {
         sms::send(&gw.twilio(), trust(), "h", "alice", "+15551234567", "1").unwrap()
     });
-    // by host name: the resolver runs on the runtime's blocking pool
+    // by host name: the name is looked up (on the calling thread)
     leaves_no_thread("webhook", || {
         sms::send(&gw.webhook(), trust(), "h", "alice", "+15551234567", "1").unwrap()
     });

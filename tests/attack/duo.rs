@@ -580,12 +580,13 @@ fn requests_are_signed_for_the_bare_host_and_carry_the_source_address() {
     );
 }
 
-/// Item 20: when the HTTP client cannot be built, reqwest's runtime thread
-/// outlived pam_authenticate (sshd forks after PAM). A `ca_file` whose PEM
-/// block decodes but is no certificate got as far as reqwest's build,
-/// which fails inside the runtime thread and returns without joining it.
-/// The CA files are now parsed before reqwest is asked; no thread may be
-/// left after any of these PAM calls.
+/// Item 20: when the HTTP client could not be built, reqwest's runtime
+/// thread outlived pam_authenticate (sshd forks after PAM). A `ca_file`
+/// whose PEM block decodes but is no certificate got as far as reqwest's
+/// build, which failed inside the runtime thread and returned without
+/// joining it. The HTTP client is ureq now, which starts no thread at all
+/// (crates/net/src/transport.rs); this keeps it so: no thread may be left
+/// after any of these PAM calls.
 #[test]
 fn no_thread_outlives_a_pam_call_whose_http_client_cannot_be_built() {
     let user = "p2fa-duo-thread";

@@ -115,8 +115,8 @@ pub fn start(cfg: Arc<Config>, ceremonies: Arc<Ceremonies>) -> Result<(), String
 /// signal handler: SIGHUP is blocked in the calling thread, which is 2fad's
 /// main thread before it starts any other (they all inherit the block), and
 /// one thread takes it with sigwait. (tokio's signal support is not used:
-/// its feature would make every tokio runtime, reqwest's in the PAM module
-/// too, open a process-wide socket pair.) In plain-HTTP mode there is
+/// its feature would make every tokio runtime open a process-wide socket
+/// pair.) In plain-HTTP mode there is
 /// nothing to reread, but 2fad stays up.
 fn on_hangup(tls: Option<Arc<tls::Tls>>) -> Result<(), String> {
     use nix::sys::signal::{SigSet, Signal};

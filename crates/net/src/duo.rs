@@ -31,6 +31,7 @@
 //! all). Otherwise, with `failmode = safe`, a user who simply ignored a push
 //! for one poll slice would be let in.
 
+use crate::transport::HttpFailure;
 use base64::Engine;
 use hmac::{KeyInit, Mac};
 use p2fa_core::config::DuoConfig;
@@ -149,9 +150,10 @@ pub struct AuthStatus {
 }
 
 /// A Duo Auth API client for one PAM call. Holds the secret key (zeroized
-/// on drop) and a blocking HTTP client; deliberately not `Debug`.
+/// on drop) and a blocking HTTP client (no thread of its own,
+/// [`crate::transport::http_client`]); deliberately not `Debug`.
 pub struct DuoClient {
-    http: reqwest::blocking::Client,
+    http: ureq::Agent,
     /// `host` or `host:port`, lower-case, without a default `:443`: where
     /// requests go.
     host: String,
@@ -543,7 +545,7 @@ impl DuoClient {
         path: &str,
         params: &[(&str, &str)],
         timeout: Option<Duration>,
-    ) -> Result<reqwest::blocking::Response, reqwest::Error> {
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let date = rfc2822(p2fa_core::clock::unix_now());
         let auth = authorization(
             &self.ikey,
@@ -552,40 +554,46 @@ impl DuoClient {
         );
         let url = format!("https://{}{}", self.host, path);
         let encoded = canon_params(params);
-        let mut req = if method == "GET" {
+        if method == "GET" {
             let url = if encoded.is_empty() {
                 url
             } else {
                 format!("{url}?{encoded}")
             };
-            self.http.get(url)
+            let mut req = self
+                .http
+                .get(url)
+                .header("Date", &date)
+                .header("Authorization", auth);
+            if let Some(t) = timeout {
+                req = req.config().timeout_global(Some(t)).build();
+            }
+            req.call()
         } else {
-            self.http
+            let mut req = self
+                .http
                 .post(url)
                 .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(encoded)
-        };
-        req = req.header("Date", &date).header("Authorization", auth);
-        if let Some(t) = timeout {
-            req = req.timeout(t);
+                .header("Date", &date)
+                .header("Authorization", auth);
+            if let Some(t) = timeout {
+                req = req.config().timeout_global(Some(t)).build();
+            }
+            req.send(encoded)
         }
-        req.send()
     }
 
-    fn transport_error(path: &str, e: &reqwest::Error) -> DuoError {
-        // reqwest's text can include the URL (for GET: the txid) but never
-        // our headers or the form body.
-        if let Some(tls) = crate::transport::tls_failure(e) {
-            return DuoError::Tls(format!("{path}: {tls}"));
+    fn transport_error(path: &str, e: &ureq::Error) -> DuoError {
+        // The description never holds the URL (for GET: the txid), our
+        // headers or the form body.
+        match crate::transport::classify(e) {
+            HttpFailure::Tls(tls) => DuoError::Tls(format!("{path}: {tls}")),
+            HttpFailure::Timeout { .. } => DuoError::Unreachable(format!("{path}: timed out")),
+            HttpFailure::Other(m) => DuoError::Unreachable(format!("{path}: {m}")),
         }
-        DuoError::Unreachable(if e.is_timeout() {
-            format!("{path}: timed out")
-        } else {
-            format!("{path}: {}", crate::transport::error_chain(e))
-        })
     }
 
-    fn read(path: &str, resp: reqwest::blocking::Response) -> Result<Value, DuoError> {
+    fn read(path: &str, resp: ureq::http::Response<ureq::Body>) -> Result<Value, DuoError> {
         let status = resp.status().as_u16();
         if (500..600).contains(&status) {
             return Err(DuoError::Unreachable(format!("{path}: HTTP {status}")));
@@ -708,11 +716,16 @@ impl DuoClient {
         let wait = wait.min(self.max_wait).max(Duration::from_secs(1));
         match self.send("GET", PATH, &[("txid", txid)], Some(wait)) {
             Ok(resp) => parse_status(&Self::read(PATH, resp)?),
-            Err(e) if e.is_timeout() && !e.is_connect() => Ok(AuthStatus {
-                result: AuthResult::Waiting,
-                status: String::new(),
-                status_msg: String::new(),
-            }),
+            Err(e)
+                if crate::transport::classify(&e)
+                    == (HttpFailure::Timeout { connecting: false }) =>
+            {
+                Ok(AuthStatus {
+                    result: AuthResult::Waiting,
+                    status: String::new(),
+                    status_msg: String::new(),
+                })
+            }
             Err(e) => Err(Self::transport_error(PATH, &e)),
         }
     }

@@ -1,26 +1,24 @@
-//! E-mail codes over SMTP (lettre): STARTTLS (required, never a silent
-//! fallback to clear text), implicit TLS, or plain for a local relay.
+//! E-mail codes over SMTP: STARTTLS (required, never a silent fallback to
+//! clear text), implicit TLS, or plain for a local relay.
 //!
-//! Timeouts: the whole conversation (resolve, connect, TLS handshake,
-//! every command) runs as one future on a current-thread tokio runtime
-//! built for the send, under `tokio::time::timeout(timeout_ms)`; lettre
-//! bounds the TCP connect by `connect_timeout_ms`. When the deadline
-//! passes the future is dropped, which closes the one socket this send
-//! opened and nothing else. (The blocking transport could not be stopped
-//! from outside: its per-read timeout restarts with every line a server
-//! trickles, and the helper thread that used to enforce the deadline had
-//! to guess which socket was lettre's, and in a process running two logins
-//! at once it shut down the other login's connection too.) The runtime
-//! runs on the calling thread; a name lookup runs on its blocking pool,
-//! which dropping the runtime joins, so no thread outlives `send`.
+//! lettre builds the message; [`crate::smtp`] sends it, on the calling
+//! thread, over a socket whose every read and write is bounded by what is
+//! left of one deadline: `timeout_ms` bounds the whole send (connect, TLS
+//! handshakes, every command and reply, however slowly a server trickles
+//! its answer), `connect_timeout_ms` each TCP connect. Only the name
+//! lookup of a relay given by name is outside it (the resolver's own
+//! timeouts). When the deadline passes, the one socket this send opened
+//! is closed and nothing else; no thread is started.
 
 use super::delivery::{DeliveryError, fill};
+use crate::smtp::{Relay, Security, SmtpError};
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{Address, Message};
+use p2fa_core::clock::Deadline;
 use p2fa_core::config::{EmailConfig, SmtpTls};
 use p2fa_core::secure_fs::Trust;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Lower-cases the domain and checks the address parses.
@@ -57,20 +55,6 @@ fn fail(detail: impl Into<String>) -> DeliveryError {
     DeliveryError::new("e-mail", detail)
 }
 
-/// True when lettre gave up connecting: its connect timeout (TimedOut).
-fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
 /// Sends `code` to `to` through `cfg.smtp_host`, with the configured
 /// subject and body templates (`{code}`, `{user}`, `{issuer}`).
 ///
@@ -79,10 +63,10 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
 /// first byte, `none` is clear text and only to a loopback relay, never
 /// with AUTH (refused here as well as by config validation, see
 /// [`EmailConfig::clear_text_refusal`]). Certificates are verified against
-/// the system CA bundle plus `ca_file` (`crate::transport`). AUTH when `username` is set. Time: the
-/// TCP connect is bounded by `connect_timeout_ms` (at most `timeout_ms`),
-/// the whole send by `timeout_ms`. The error's detail never holds the code
-/// or the password.
+/// the system CA bundle plus `ca_file` (`crate::transport`). AUTH when
+/// `username` is set (only over TLS). Time: each TCP connect is bounded by
+/// `connect_timeout_ms` (at most `timeout_ms`), the whole send by
+/// `timeout_ms`. The error's detail never holds the code or the password.
 pub fn send(
     cfg: &EmailConfig,
     trust: Trust,
@@ -121,69 +105,51 @@ fn send_inner(
         .header(ContentType::TEXT_PLAIN)
         .body(fill(&cfg.body, &values))
         .map_err(|e| fail(format!("building the message: {e}")))?;
-    let tls = match cfg.tls {
-        SmtpTls::None => Tls::None,
+    let deadline = Deadline::after(Duration::from_millis(cfg.timeout_ms));
+    let security = match cfg.tls {
+        SmtpTls::None => Security::Plain,
         mode => {
             // The fixed trust store of crate::transport (system bundle plus
-            // ca_file), never lettre's default, which would read
-            // SSL_CERT_FILE / SSL_CERT_DIR from the caller's environment.
-            let mut b = TlsParameters::builder(cfg.smtp_host.clone())
-                .certificate_store(CertificateStore::None);
-            for der in crate::transport::trust_anchors(cfg.net().ca_file.as_deref(), trust)
-                .map_err(fail)?
-            {
-                let cert = Certificate::from_der(der.to_vec())
-                    .map_err(|e| fail(format!("CA certificate: {e}")))?;
-                b = b.add_root_certificate(cert);
-            }
-            let params = b.build().map_err(|e| fail(format!("TLS setup: {e}")))?;
+            // ca_file), never one from the caller's environment.
+            let tls = crate::transport::tls_config(cfg.net().ca_file.as_deref(), trust)
+                .map(Arc::new)
+                .map_err(fail)?;
             if mode == SmtpTls::Tls {
-                Tls::Wrapper(params)
+                Security::Tls(tls)
             } else {
-                Tls::Required(params)
+                Security::StartTls(tls)
             }
         }
     };
-    let mut builder =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.smtp_host.as_str())
-            .port(cfg.smtp_port)
-            .tls(tls)
-            .timeout(Some(Duration::from_millis(
-                cfg.connect_timeout_ms.min(cfg.timeout_ms),
-            )));
-    if !cfg.username.is_empty() {
+    let credentials = if cfg.username.is_empty() {
+        None
+    } else {
         let password =
             p2fa_core::config::secret(&cfg.password, &cfg.password_file, "email.password", trust)
                 .map_err(|e| fail(e.0))?;
         password_out.clone_from(&password);
-        builder = builder.credentials(Credentials::new(cfg.username.clone(), password));
-    }
-    let mailer = builder.build();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| fail(format!("cannot start the SMTP client: {e}")))?;
-    let total = Duration::from_millis(cfg.timeout_ms);
-    let result =
-        runtime.block_on(async { tokio::time::timeout(total, mailer.send(message)).await });
-    drop(mailer);
-    drop(runtime);
+        Some(Credentials::new(cfg.username.clone(), password))
+    };
+    let connect_ms = cfg.connect_timeout_ms.min(cfg.timeout_ms);
+    let relay = Relay {
+        host: &cfg.smtp_host,
+        port: cfg.smtp_port,
+        security,
+        connect_timeout: Duration::from_millis(connect_ms),
+        deadline,
+    };
     let peer = format!("SMTP {}:{}", cfg.smtp_host, cfg.smtp_port);
-    match result {
-        Ok(Ok(_)) => Ok(()),
-        Err(_elapsed) => Err(fail(format!(
+    let formatted = zeroize::Zeroizing::new(message.formatted());
+    match crate::smtp::send(&relay, credentials.as_ref(), message.envelope(), &formatted) {
+        Ok(()) => Ok(()),
+        Err(SmtpError::Deadline) => Err(fail(format!(
             "{peer}: no answer within {} ms",
             cfg.timeout_ms
         ))),
-        Ok(Err(e)) if timed_out(&e) => Err(fail(format!(
-            "{peer}: timed out connecting (no answer within {} ms)",
-            cfg.connect_timeout_ms.min(cfg.timeout_ms)
+        Err(SmtpError::ConnectTimeout) => Err(fail(format!(
+            "{peer}: timed out connecting (no answer within {connect_ms} ms)"
         ))),
-        Ok(Err(e)) => Err(fail(format!(
-            "{peer}: {}",
-            crate::transport::error_chain(&e)
-        ))),
+        Err(SmtpError::Failed(m)) => Err(fail(format!("{peer}: {m}"))),
     }
 }
 

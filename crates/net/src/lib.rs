@@ -24,6 +24,8 @@ pub mod email;
 pub mod network;
 /// SMS codes through an HTTP gateway.
 pub mod sms;
+/// One message over SMTP on the calling thread, under one deadline.
+pub mod smtp;
 /// HTTP clients and TLS trust for the network factors (timeouts, no
-/// caller-chosen trust).
+/// caller-chosen trust, no thread).
 pub mod transport;

@@ -3,7 +3,8 @@
 //! The PAM module always uses [`Live`], which calls the real SMS/e-mail
 //! senders and the real Duo client; the flow's unit tests substitute a
 //! scripted implementation. Everything [`Live`] opens (HTTP clients and
-//! their runtime threads) is dropped with it at the end of the PAM call.
+//! their connections; no thread) is dropped with it at the end of the PAM
+//! call.
 
 use crate::duo::{AuthResult, AuthStatus, DuoClient, DuoError, Preauth};
 use p2fa_core::config::Config;
@@ -110,7 +111,7 @@ pub trait Network {
 }
 
 /// The real network factors: the SMS/e-mail senders and the Duo client.
-/// The Duo client (and its HTTP runtime thread) is made on first use and
+/// The Duo client (and its HTTP connections) is made on first use and
 /// dropped with this value at the end of the PAM call.
 pub struct Live {
     duo: Option<DuoClient>,

@@ -2,6 +2,8 @@
 //! Messages API and a generic HTTPS webhook.
 
 use super::delivery::{DeliveryError, fill, fill_with, json_escape};
+use crate::transport::HttpFailure;
+use base64::Engine;
 use p2fa_core::config::{SmsConfig, SmsGateway};
 use p2fa_core::secure_fs::Trust;
 use serde_json::Value;
@@ -130,7 +132,6 @@ pub fn send(
 /// header value (and the credential after an `Authorization` scheme word),
 /// and the webhook URL's password and query values (API keys).
 fn secrets(cfg: &SmsConfig, token: &str, code: &str) -> Vec<Zeroizing<String>> {
-    use base64::Engine;
     let t = &cfg.twilio;
     let mut out: Vec<Zeroizing<String>> = vec![
         Zeroizing::new(code.to_string()),
@@ -149,7 +150,7 @@ fn secrets(cfg: &SmsConfig, token: &str, code: &str) -> Vec<Zeroizing<String>> {
                 out.push(Zeroizing::new(cred.trim().to_string()));
             }
         }
-        if let Ok(u) = reqwest::Url::parse(&cfg.webhook.url) {
+        if let Ok(u) = url::Url::parse(&cfg.webhook.url) {
             if let Some(p) = u.password() {
                 out.push(Zeroizing::new(p.to_string()));
             }
@@ -164,29 +165,26 @@ fn secrets(cfg: &SmsConfig, token: &str, code: &str) -> Vec<Zeroizing<String>> {
 }
 
 /// A failed request, described without its URL.
-fn request_error(e: reqwest::Error, url: &str) -> DeliveryError {
-    let host = reqwest::Url::parse(url)
+fn request_error(e: &ureq::Error, url: &str) -> DeliveryError {
+    let host = url::Url::parse(url)
         .ok()
         .and_then(|u| {
             u.host_str()
                 .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
         })
         .unwrap_or_else(|| "?".into());
-    if e.is_timeout() {
-        return DeliveryError::new("SMS", format!("gateway timed out ({host})"));
+    match crate::transport::classify(e) {
+        HttpFailure::Timeout { .. } => {
+            DeliveryError::new("SMS", format!("gateway timed out ({host})"))
+        }
+        // Never the URL: classify leaves it out.
+        failure => DeliveryError::new("SMS", format!("gateway unreachable ({host}): {failure}")),
     }
-    DeliveryError::new(
-        "SMS",
-        format!(
-            "gateway unreachable ({host}): {}",
-            crate::transport::error_chain(&e.without_url())
-        ),
-    )
 }
 
 fn twilio(
     cfg: &SmsConfig,
-    http: &reqwest::blocking::Client,
+    http: &ureq::Agent,
     token: &str,
     phone: &str,
     message: &str,
@@ -207,12 +205,15 @@ fn twilio(
         (from_key, t.from.as_str()),
         ("Body", message),
     ];
+    let basic = Zeroizing::new(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", t.account_sid))
+    ));
     let resp = http
         .post(&url)
-        .basic_auth(&t.account_sid, Some(token))
-        .form(&form)
-        .send()
-        .map_err(|e| request_error(e, &url))?;
+        .header("Authorization", basic.as_str())
+        .send_form(form)
+        .map_err(|e| request_error(&e, &url))?;
     let status = resp.status();
     let body = crate::transport::read_body(resp).map_err(|e| DeliveryError::new("SMS", e))?;
     let json: Option<Value> = serde_json::from_slice(&body).ok();
@@ -249,7 +250,7 @@ fn twilio(
 
 fn webhook(
     cfg: &SmsConfig,
-    http: &reqwest::blocking::Client,
+    http: &ureq::Agent,
     phone: &str,
     user: &str,
     code: &str,
@@ -280,10 +281,7 @@ fn webhook(
     for (k, v) in &w.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let resp = req
-        .body(body)
-        .send()
-        .map_err(|e| request_error(e, &w.url))?;
+    let resp = req.send(body).map_err(|e| request_error(&e, &w.url))?;
     let status = resp.status();
     if status.is_success() {
         Ok(())

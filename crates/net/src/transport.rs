@@ -1,10 +1,19 @@
 //! The one place that builds HTTP clients and TLS trust for the network
 //! factors.
 //!
-//! A client is built for one PAM call and dropped before it returns:
-//! reqwest's blocking client runs a runtime on a helper thread and joins it
-//! on drop, so nothing outlives the call (sshd forks after PAM). Timeouts
-//! always come from the config; TLS is always verified.
+//! **Nothing runs on another thread.** The HTTP client is ureq's, put
+//! together here from its parts ([`http_client`]): its TCP connector, a
+//! TLS connector over the rustls configuration built here ([`tls_config`])
+//! and a name resolver that looks the host up on the calling thread
+//! (ureq's own starts a thread for the lookup whenever a timeout is set).
+//! So every byte is read and written by the thread that made the call, no
+//! runtime and no helper thread exists, and nothing can outlive the PAM
+//! call (sshd forks after PAM). The SMTP client ([`crate::smtp`]) uses the
+//! same [`tls_config`] on a socket of its own. Timeouts always come from
+//! the config; TLS is always verified. std writes to a TCP socket with
+//! `MSG_NOSIGNAL`, so a peer that resets the connection while a request is
+//! written makes the write fail instead of raising SIGPIPE in the host
+//! (pamtester, su and other PAM hosts keep SIGPIPE's default action).
 //!
 //! **Trust never comes from the caller's environment.** Under sudo or su the
 //! module runs in the caller's process with the caller's environment, so
@@ -15,34 +24,37 @@
 //! test): the first of [`SYSTEM_CA_BUNDLES`] that exists (the distribution's
 //! CA bundle, root-owned), plus the configured `ca_file`. Both are checked
 //! like every other input (root-owned, not writable by group or others, a
-//! regular file of bounded size). Proxies are off (`no_proxy`); lettre
-//! reads no proxy variables; neither client writes an SSLKEYLOGFILE.
+//! regular file of bounded size). Proxies are off: the HTTP client's
+//! connector chain has no proxy step and its config none; the SMTP client
+//! knows no proxies; neither writes an SSLKEYLOGFILE. Redirects are not
+//! followed.
 //!
-//! The rustls `ClientConfig` is built here, before reqwest is called, and
-//! handed over with `use_preconfigured_tls`: reqwest's blocking builder
-//! starts its runtime thread first and builds the TLS setup inside it, and
-//! when that build fails it returns without joining the thread, which then
-//! outlives the PAM call. With the TLS config ready-made, every fallible
-//! step (reading and parsing the CA files) happens before any thread
-//! exists; should reqwest still fail (it cannot start a runtime), the call
-//! waits for its thread to end ([`wait_for_runtime_threads`]).
+//! Everything that can fail in the setup (reading and parsing the CA
+//! files) happens in [`tls_config`], before any connection is opened.
 //!
-//! TLS is rustls with the *ring* crypto provider, for reqwest here and for
-//! lettre (SMTP, [`crate::email`], through [`trust_anchors`]) alike. Not
-//! OpenSSL: every login loads the module, and linking libssl/libcrypto made
-//! every fresh process (sudo, su, each sshd connection) load and initialise
-//! them (about 1.7 ms of `pam_start`, measured by `scripts/bench`) in case
-//! the login used SMS, e-mail or Duo. `2fad` uses rustls too (its HTTPS
-//! listener, crates/daemon/src/web.rs); nothing in the tree links OpenSSL.
+//! TLS is rustls with the *ring* crypto provider, for HTTP and SMTP alike.
+//! Not OpenSSL: every login loads the module, and linking libssl/libcrypto
+//! made every fresh process (sudo, su, each sshd connection) load and
+//! initialise them (about 1.7 ms of `pam_start`, measured by
+//! `scripts/bench`) in case the login used SMS, e-mail or Duo. `2fad` uses
+//! rustls too (its HTTPS listener, crates/daemon/src/web.rs); nothing in
+//! the tree links OpenSSL.
 
-use p2fa_core::clock::{self, Deadline};
 use p2fa_core::config::NetRules;
 use p2fa_core::secure_fs::Trust;
-use rustls::pki_types::CertificateDer;
+use rustls::ClientConnection;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::time::{Duration as UDuration, Instant as UInstant};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
+    Transport, TransportAdapter,
+};
 
 /// Largest response body we read from a gateway or Duo.
 pub const MAX_RESPONSE_BYTES: u64 = 256 * 1024;
@@ -71,16 +83,16 @@ const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
 /// 3200 relocations to the module (+0.1 ms per `pam_start`, measured). The
 /// links this protects carry one-time codes that expire within minutes and
 /// gateway credentials; the OpenSSL 3.0 this replaces had no post-quantum
-/// key exchange either. lettre picks *ring* itself (its `ring` feature).
+/// key exchange either.
 #[allow(deprecated)]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Makes *ring* the rustls process default, for code that builds a
-/// reqwest client of its own (the tests' HTTPS clients): reqwest is built
-/// without a provider. The module does not call it (it passes the
-/// provider explicitly); a second install is a harmless no-op.
+/// Makes *ring* the rustls process default, for code that builds an HTTPS
+/// client of its own (the tests' reqwest clients: reqwest is built without
+/// a provider). The module does not call it (it passes the provider
+/// explicitly); a second install is a harmless no-op.
 #[allow(deprecated)]
 pub fn ensure_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
@@ -159,7 +171,8 @@ pub fn trust_anchors(
 }
 
 /// The rustls client configuration: [`trust_anchors`] only, *ring*, TLS
-/// 1.2 and 1.3, HTTP/1.1, no client certificate, no key log.
+/// 1.2 and 1.3, no ALPN (the HTTP client adds `http/1.1`), no client
+/// certificate, no key log.
 pub fn tls_config(ca_file: Option<&Path>, trust: Trust) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     for der in trust_anchors(ca_file, trust)? {
@@ -167,94 +180,271 @@ pub fn tls_config(ca_file: Option<&Path>, trust: Trust) -> Result<rustls::Client
             .add(der)
             .map_err(|e| format!("CA certificate not usable: {e}"))?;
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+    rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+        .map_err(|e| format!("TLS setup: {e}"))
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }
 
-/// A blocking client with the configured timeouts and trust.
-///
-/// Its runtime thread, which does all the socket I/O, starts with SIGPIPE
-/// blocked: a peer that resets the connection while a request is written
-/// (hyper writes with `writev`, which raises SIGPIPE) must make that write
-/// fail, not kill the host process (pamtester, su and other PAM hosts keep
-/// SIGPIPE's default action; sshd ignores it). A blocked, thread-directed
-/// SIGPIPE dies with the thread. The caller's own signal mask is restored
-/// before this returns.
-pub fn http_client(net: &NetRules, trust: Trust) -> Result<reqwest::blocking::Client, String> {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-    let tls = tls_config(net.ca_file.as_deref(), trust)?;
-    let builder = reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_millis(net.connect_timeout_ms))
-        .timeout(Duration::from_millis(net.timeout_ms))
-        .redirect(reqwest::redirect::Policy::none())
+/// An HTTP client with the configured timeouts and trust, for one PAM
+/// call: `connect_timeout_ms` bounds resolving the name, the TCP connect
+/// and the TLS handshake (ureq's connect stage; the lookup itself is
+/// bounded by the resolver's own settings, see [`CallingThreadResolver`]),
+/// `timeout_ms` the whole exchange, body included. HTTP status codes are
+/// answers, not errors (the callers look at them); redirects are returned
+/// as they are, never followed.
+pub fn http_client(net: &NetRules, trust: Trust) -> Result<ureq::Agent, String> {
+    let mut tls = tls_config(net.ca_file.as_deref(), trust)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_millis(net.connect_timeout_ms)))
+        .timeout_global(Some(Duration::from_millis(net.timeout_ms)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
         .user_agent(concat!("pam-2fa/", env!("CARGO_PKG_VERSION")))
-        .no_proxy()
-        .use_preconfigured_tls(tls);
-    let mut pipe = SigSet::empty();
-    pipe.add(Signal::SIGPIPE);
-    let old = pipe
-        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
-        .map_err(|e| format!("cannot block SIGPIPE for the HTTP client: {e}"))?;
-    // Nothing is written on this thread while SIGPIPE is blocked here, so
-    // no SIGPIPE can be pending for it when the old mask comes back.
-    let built = builder.build();
-    let restored = old.thread_set_mask();
-    if let Err(e) = restored {
-        drop(built);
-        return Err(format!("cannot restore the signal mask: {e}"));
-    }
-    built.map_err(|e| {
-        wait_for_runtime_threads(Duration::from_secs(2));
-        format!("cannot build HTTP client: {}", error_chain(&e))
-    })
+        .build();
+    let connector = ().chain(TcpConnector::default()).chain(FixedTrustTls {
+        config: Arc::new(tls),
+    });
+    Ok(ureq::Agent::with_parts(
+        config,
+        connector,
+        CallingThreadResolver,
+    ))
 }
 
-/// The name reqwest gives its blocking client's runtime thread, as
-/// `/proc/self/task/*/comm` shows it (cut to 15 bytes).
-const RUNTIME_THREAD: &str = "reqwest-interna";
+/// ureq's name resolution, on the calling thread: `getaddrinfo` as every
+/// C client does, bounded by the resolver's settings (resolv.conf's
+/// `timeout` and `attempts`), not by `connect_timeout_ms`. ureq's default
+/// resolver runs the lookup on a thread it starts whenever a timeout is
+/// set and leaves behind when the timeout passes; here no thread is ever
+/// started. A host that is an IP address is not looked up at all.
+#[derive(Debug)]
+struct CallingThreadResolver;
 
-/// After a failed build: reqwest has left its runtime thread to finish on
-/// its own; wait (at most `limit`) until no such thread is left, so none
-/// outlives the PAM call.
-fn wait_for_runtime_threads(limit: Duration) {
-    let deadline = Deadline::after(limit);
-    while runtime_threads() > 0 && !deadline.passed() {
-        clock::sleep(Duration::from_millis(2));
+impl Resolver for CallingThreadResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(ureq::Error::BadUri("no scheme or host".into()));
+        };
+        let Some(host_port) = DefaultResolver::host_and_port(scheme, authority) else {
+            return Err(ureq::Error::BadUri("unknown scheme".into()));
+        };
+        let mut addrs = self.empty();
+        // ureq keeps at most 16 addresses (its own resolver's limit).
+        for addr in host_port.to_socket_addrs()?.take(16) {
+            addrs.push(addr);
+        }
+        if addrs.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(addrs)
     }
 }
 
-fn runtime_threads() -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    dir.flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.trim_end() == RUNTIME_THREAD)
-        })
-        .count()
+/// ureq's TLS step with the [`tls_config`] made here (ureq's own rustls
+/// connector builds its configuration itself, from its own settings).
+/// Like ureq's: it wraps the TCP transport when the URL is `https`, and
+/// the handshake runs within what is left of the connect stage's time.
+struct FixedTrustTls {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for FixedTrustTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FixedTrustTls")
+    }
+}
+
+impl<In: Transport> Connector<In> for FixedTrustTls {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let host = details
+            .uri
+            .host()
+            .ok_or(ureq::Error::Tls("no host name to verify"))?;
+        // An IPv6 address comes in brackets.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(bare.to_string())
+            .map_err(|_| ureq::Error::Tls("the host is no valid name for TLS"))?;
+        let mut conn = ClientConnection::new(self.config.clone(), name)?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        // details.timeout was measured when the connect stage began; the
+        // TCP connect has used some of it since.
+        let mut timeout = details.timeout;
+        if let (UInstant::Exact(began), UInstant::Exact(now), UDuration::Exact(left)) =
+            (details.now, (details.current_time)(), timeout.after)
+        {
+            timeout.after =
+                UDuration::Exact(left.saturating_sub(now.saturating_duration_since(began)));
+        }
+        sock.set_timeout(timeout);
+        conn.complete_io(&mut sock).map_err(rustls_error)?;
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(TlsTransport {
+            buffers,
+            stream: rustls::StreamOwned { conn, sock },
+        })))
+    }
+}
+
+/// An I/O error that carries a rustls error (how rustls reports a
+/// certificate or TLS protocol failure) becomes ureq's TLS error, so
+/// [`classify`] finds it; any other stays what it was.
+fn rustls_error(e: std::io::Error) -> ureq::Error {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(t) => ureq::Error::Rustls(t.clone()),
+        None => ureq::Error::from(e),
+    }
+}
+
+/// A TLS connection as a ureq transport (as ureq's own rustls transport).
+struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: rustls::StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsTransport")
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        use std::io::Write;
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output).map_err(rustls_error)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        use std::io::Read;
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input).map_err(rustls_error)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
 }
 
 /// Reads at most [`MAX_RESPONSE_BYTES`] of a response body.
-pub fn read_body(resp: reqwest::blocking::Response) -> Result<Vec<u8>, String> {
+pub fn read_body(resp: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let mut body = Vec::new();
-    resp.take(MAX_RESPONSE_BYTES + 1)
+    resp.into_body()
+        .into_reader()
+        .take(MAX_RESPONSE_BYTES + 1)
         .read_to_end(&mut body)
-        .map_err(|e| format!("reading response: {e}"))?;
+        .map_err(|e| format!("reading response: {}", describe_io(&e)))?;
     if body.len() as u64 > MAX_RESPONSE_BYTES {
         return Err("response larger than 256 KiB".into());
     }
     Ok(body)
 }
 
-/// An error and its causes on one line: reqwest and lettre keep the useful
-/// part ("connection refused", the TLS verification failure) in sources.
+/// What went wrong with an HTTP exchange, in the terms the callers decide
+/// on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpFailure {
+    /// The certificate the peer presented is not one we accept (another
+    /// host's, an untrusted issuer, expired, no subjectAltName) or the TLS
+    /// protocol failed: rustls's description.
+    Tls(String),
+    /// A timeout ran out; `connecting`: while resolving or connecting
+    /// (the connect stage's own timeout), before any request was sent.
+    Timeout { connecting: bool },
+    /// No (usable) answer otherwise: refused, reset, no such host, not
+    /// HTTP. Never holds the URL (a webhook URL may hold an API key).
+    Other(String),
+}
+
+/// Sorts a ureq error into an [`HttpFailure`].
+pub fn classify(e: &ureq::Error) -> HttpFailure {
+    use ureq::Error as E;
+    match e {
+        E::Rustls(t) => HttpFailure::Tls(t.to_string()),
+        E::Tls(t) => HttpFailure::Tls((*t).to_string()),
+        E::Timeout(t) => HttpFailure::Timeout {
+            connecting: matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve),
+        },
+        E::Io(io) => match tls_failure(io) {
+            Some(t) => HttpFailure::Tls(t),
+            None if io.kind() == std::io::ErrorKind::TimedOut => {
+                HttpFailure::Timeout { connecting: false }
+            }
+            None => HttpFailure::Other(describe_io(io)),
+        },
+        E::BadUri(_) => HttpFailure::Other("invalid URL".into()),
+        E::HostNotFound => HttpFailure::Other("host not found".into()),
+        other => HttpFailure::Other(other.to_string()),
+    }
+}
+
+impl std::fmt::Display for HttpFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpFailure::Tls(t) => write!(f, "TLS: {t}"),
+            HttpFailure::Timeout { connecting: true } => f.write_str("timed out connecting"),
+            HttpFailure::Timeout { connecting: false } => f.write_str("timed out"),
+            HttpFailure::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+/// An I/O error on one line, with what it wraps (a rustls error, or a
+/// ureq error such as a timeout while the body was read).
+fn describe_io(e: &std::io::Error) -> String {
+    match e.get_ref() {
+        Some(inner) => match inner.downcast_ref::<ureq::Error>() {
+            Some(u) => classify_inner(u),
+            None => error_chain(inner),
+        },
+        None => e.to_string(),
+    }
+}
+
+fn classify_inner(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Io(io) => describe_io(io),
+        other => classify(other).to_string(),
+    }
+}
+
+/// An error and its causes on one line (the useful part, "connection
+/// refused" or the TLS verification failure, is often in a source).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();
@@ -271,9 +461,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// The TLS failure behind `e`, if any: a certificate the peer presented
 /// that we do not accept (another host's, an untrusted issuer, expired, no
 /// subjectAltName) or a TLS protocol error. rustls reports these as its
-/// own error type, which tokio-rustls and hyper-rustls wrap in `io::Error`s
-/// (two deep); an `io::Error`'s `source()` skips the error it wraps, so
-/// the walk steps into it with `get_ref` instead.
+/// own error type inside an `io::Error`, which may itself be wrapped; an
+/// `io::Error`'s `source()` skips the error it wraps, so the walk steps
+/// into it with `get_ref` instead.
 pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur = Some(e);
     for _ in 0..32 {
@@ -340,7 +530,7 @@ mod tests {
     fn tls_failures_are_found_however_deep_they_are_wrapped() {
         use std::io::{Error, ErrorKind};
         let cert = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        // tokio-rustls, then hyper-rustls, then a boxed source.
+        // rustls's stream, then a transport wrapping that error again.
         let wrapped = Error::other(Error::new(ErrorKind::InvalidData, cert));
         let found = tls_failure(&wrapped).expect("found");
         assert!(
@@ -352,7 +542,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_ca_file_fails_before_reqwest_is_asked() {
+    fn a_bad_ca_file_fails_before_any_connection() {
         let dir = tempfile::tempdir().unwrap();
         let garbage = dir.path().join("garbage.pem");
         std::fs::write(
@@ -369,5 +559,34 @@ mod tests {
             panic!("a client was built with a bad CA file")
         };
         assert!(e.contains("is not usable"), "{e}");
+    }
+
+    #[test]
+    fn ureq_errors_are_classified() {
+        use std::io::{Error, ErrorKind};
+        let cert = || rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        for e in [
+            ureq::Error::Rustls(cert()),
+            ureq::Error::Io(Error::new(ErrorKind::InvalidData, cert())),
+        ] {
+            assert!(
+                matches!(classify(&e), HttpFailure::Tls(ref t) if t.contains("UnknownIssuer")),
+                "{e:?}"
+            );
+        }
+        assert_eq!(
+            classify(&ureq::Error::Timeout(ureq::Timeout::Connect)),
+            HttpFailure::Timeout { connecting: true }
+        );
+        for t in [ureq::Timeout::Global, ureq::Timeout::RecvResponse] {
+            assert_eq!(
+                classify(&ureq::Error::Timeout(t)),
+                HttpFailure::Timeout { connecting: false }
+            );
+        }
+        let refused = ureq::Error::Io(Error::new(ErrorKind::ConnectionRefused, "refused"));
+        assert!(matches!(classify(&refused), HttpFailure::Other(ref m) if m.contains("refused")));
+        let url = ureq::Error::BadUri("https://h/KEY-IN-URL".into());
+        assert!(!classify(&url).to_string().contains("KEY"));
     }
 }
