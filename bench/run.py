@@ -380,7 +380,7 @@ def concurrency(a, work, conf, names, sink_log):
     with open(sink_log, errors="replace") as f:
         f.seek(log_from)
         log = f.read().splitlines()
-    p2 = [l for l in log if "pam_2fa[" in l]
+    p2 = [l for l in log if "pam_2fa(" in l]  # "IDENT[PID]: pam_2fa(SERVICE:auth): ..."
     lock_lines = [l for l in p2 if any(k in l.lower() for k in LOCK_PATTERNS)]
     used = int(sh("sqlite3", f"{work}/state/state.db",
                   "SELECT count(*) FROM backup_codes WHERE used_at IS NOT NULL").stdout.strip())
@@ -674,6 +674,10 @@ def run(a, work, conf, names, in_ns, sink_log, load_before):
         bad.append(f"{conc['failed']} concurrent logins failed (PAM codes {conc['failed_rcs']})")
     if conc["lock_errors"]:
         bad.append(f"{conc['lock_errors']} lock errors, e.g. {conc['lock_error_examples']}")
+    if conc["log_lines_ok"] != conc["logins"]:
+        # Also guards the lock-error count: it reads the same lines.
+        bad.append(f"{conc['log_lines_ok']} \"auth ok\" log lines for {conc['logins']} logins "
+                   "(log format changed?)")
     if conc["codes_used_in_store"] != conc["logins"]:
         bad.append(f"store shows {conc['codes_used_in_store']} used codes for {conc['logins']} logins")
     for b in bad:
