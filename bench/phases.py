@@ -39,7 +39,6 @@ PHASES = [
     ("store: user state, Rust side (x2)", r"p2fa_core::store::ops::read_user_state", "so"),
     ("host key + key check", r"p2fa_auth::flow::entry::load_key", "so"),
     ("conversation (prompt, answer)", r"<pam_2fa::pam::conv::PamConversation as p2fa_core::conversation::Conversation>::ask", "so"),
-    ("attempt transaction: lockout, verify, record, commit", r"p2fa_auth::flow::attempt::transact", "so"),
     ("fsync: WAL at commit, then its directory", r"fsync", "libc"),
     ("log line (syslog socket)", r"p2fa_core::audit::Audit::send", "so"),
     ("store: close", r"sqlite3_close", "so"),
