@@ -1,7 +1,7 @@
 //! The `meta` table (facts about the store itself) and the queries the
 //! host-key check ([`crate::keycheck`]) needs.
 
-use super::{Result, Store, Tx};
+use super::{Result, SqliteStore, SqliteTx};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// A sealed OTP secret, for proving which key the store was made with.
@@ -33,14 +33,14 @@ fn sealed(c: &Connection) -> Result<Vec<SealedSecret>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-impl Store {
+impl SqliteStore {
     /// A `meta` value (one indexed read, no transaction).
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
         meta_get(&self.conn, name)
     }
 
     /// Every sealed OTP secret, read without a transaction (for a store
-    /// opened read-only, [`Store::inspect`]).
+    /// opened read-only, [`SqliteStore::inspect`]).
     pub fn sealed_secrets(&self) -> Result<Vec<SealedSecret>> {
         sealed(&self.conn)
     }
@@ -57,7 +57,7 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
         meta_get(&self.tx, name)
     }

@@ -10,7 +10,7 @@
 //! the last connection closes. Every PAM login is a new process, so every
 //! login was the last connection: creating the WAL, checkpointing it and
 //! deleting it again cost four fsyncs and two unlinks per login, more than
-//! the login itself. [`Store::open_existing`] therefore sets
+//! the login itself. [`SqliteStore::open_existing`] therefore sets
 //! `SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE` and turns SQLite's own
 //! auto-checkpoint off; it checkpoints (`TRUNCATE`) itself when it finds
 //! the WAL grown past [`WAL_CHECKPOINT_BYTES`], so the WAL stays small and
@@ -24,6 +24,7 @@
 //! never repaired or ignored. SQLite creates them with the store's mode and
 //! owner, so a healthy store always passes.
 
+mod backend;
 mod localkeys;
 mod meta;
 mod network;
@@ -40,6 +41,7 @@ pub use policy::{Remembered, StoredQuestion};
 pub use schema::current_version;
 pub use webauthn::{KeyWarning, StoredCredential};
 
+use super::{Result, StoreError};
 use crate::secure_fs::{self, Trust};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
@@ -48,45 +50,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// WAL size (bytes) above which [`Store::open_existing`] checkpoints it
+/// WAL size (bytes) above which [`SqliteStore::open_existing`] checkpoints it
 /// back into the database and truncates it: 128 frames of 4 KiB pages. A
 /// login appends one to three frames, so this is one checkpoint (about
 /// 1.5 ms, two fsyncs) per 40-120 logins. SQLite re-reads the WAL on each
 /// open (about 1 µs per frame, measured); 64 or 32 frames make that
 /// cheaper but checkpoint more often, for the same average.
 pub const WAL_CHECKPOINT_BYTES: u64 = 32 + 128 * (24 + 4096);
-
-/// Why the store could not be used. Each variant's text is a log line an
-/// admin can act on.
-#[derive(Debug)]
-pub enum StoreError {
-    Missing(String),
-    Unsafe(String),
-    Corrupt(String),
-    ReadOnly(String),
-    Full(String),
-    Busy(String),
-    TooNew(String),
-    Other(String),
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (kind, msg) = match self {
-            StoreError::Missing(m) => ("store missing", m),
-            StoreError::Unsafe(m) => ("store refused", m),
-            StoreError::Corrupt(m) => ("store corrupt", m),
-            StoreError::ReadOnly(m) => ("store read-only", m),
-            StoreError::Full(m) => ("store full", m),
-            StoreError::Busy(m) => ("store busy", m),
-            StoreError::TooNew(m) => ("store too new", m),
-            StoreError::Other(m) => ("store error", m),
-        };
-        write!(f, "{kind}: {msg}")
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -106,18 +76,16 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-pub type Result<T> = std::result::Result<T, StoreError>;
-
-pub struct Store {
+pub struct SqliteStore {
     conn: Connection,
 }
 
 /// A write transaction (`BEGIN IMMEDIATE`); typed operations live in `ops`.
-pub struct Tx<'a> {
+pub struct SqliteTx<'a> {
     tx: rusqlite::Transaction<'a>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens an existing store for the PAM module: never creates anything,
     /// refuses files or directories that are not root-owned (owned by
     /// whom `trust` trusts) and private.
@@ -126,7 +94,7 @@ impl Store {
     /// to it is safe ([`secure_fs::check_missing`]): nobody but root could
     /// have removed it. A missing store on a way others can write is
     /// [`StoreError::Unsafe`], like a store there.
-    pub fn open_existing(path: &Path, busy_timeout_ms: u64, trust: Trust) -> Result<Store> {
+    pub fn open_existing(path: &Path, busy_timeout_ms: u64, trust: Trust) -> Result<SqliteStore> {
         check_exists(path, trust)?;
         let wal_len = check_files(path, trust)?;
         let opened = Connection::open_with_flags(
@@ -134,7 +102,7 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(StoreError::from)
-        .and_then(|conn| Store::configure(conn, busy_timeout_ms))
+        .and_then(|conn| SqliteStore::configure(conn, busy_timeout_ms))
         .and_then(|store| {
             // Keep the WAL for the next login (see the module docs); then
             // SQLite never checkpoints by itself, so do it here when due.
@@ -170,7 +138,7 @@ impl Store {
 
     /// Opens or creates the store for `2fa-enroll` (root): directory 0700,
     /// file 0600, WAL mode, schema up to date.
-    pub fn open_or_create(path: &Path, busy_timeout_ms: u64, trust: Trust) -> Result<Store> {
+    pub fn open_or_create(path: &Path, busy_timeout_ms: u64, trust: Trust) -> Result<SqliteStore> {
         if let Some(dir) = path.parent() {
             secure_fs::ensure_private_dir(dir)
                 .map_err(|e| StoreError::Other(format!("creating {}: {e}", dir.display())))?;
@@ -185,7 +153,7 @@ impl Store {
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        let mut store = Store::configure(conn, busy_timeout_ms)?;
+        let mut store = SqliteStore::configure(conn, busy_timeout_ms)?;
         let mode: String = store
             .conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -215,12 +183,12 @@ impl Store {
     ///
     /// Waiting for the write lock: [`busy_wait`], not SQLite's own busy
     /// timeout (see there).
-    fn configure(conn: Connection, busy_timeout_ms: u64) -> Result<Store> {
+    fn configure(conn: Connection, busy_timeout_ms: u64) -> Result<SqliteStore> {
         BUSY_TIMEOUT_MS.with(|t| t.set(busy_timeout_ms));
         conn.busy_handler(Some(busy_wait))?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        Ok(Store { conn })
+        Ok(SqliteStore { conn })
     }
 
     /// Copies the WAL into the database and truncates it, without waiting
@@ -313,8 +281,8 @@ impl Store {
 
     /// Starts a `BEGIN IMMEDIATE` transaction: the write lock is taken up
     /// front, so check-then-update sequences cannot interleave.
-    pub fn write(&mut self) -> Result<Tx<'_>> {
-        Ok(Tx {
+    pub fn write(&mut self) -> Result<SqliteTx<'_>> {
+        Ok(SqliteTx {
             tx: self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
@@ -322,7 +290,7 @@ impl Store {
     }
 
     /// Opens an existing store to look at it (`2fa-enroll check`) without
-    /// changing anything: the checks of [`Store::open_existing`], then a
+    /// changing anything: the checks of [`SqliteStore::open_existing`], then a
     /// read-only connection that migrates nothing, never checkpoints and
     /// creates no file. When the write-ahead log and its index are both
     /// there (a store the module has used) SQLite reads them as they are
@@ -330,7 +298,7 @@ impl Store {
     /// writes to); otherwise it would create them, so the database file
     /// is opened as immutable instead, which ignores a log without its
     /// index: the note says so.
-    pub fn inspect(path: &Path, trust: Trust) -> Result<(Store, Option<String>)> {
+    pub fn inspect(path: &Path, trust: Trust) -> Result<(SqliteStore, Option<String>)> {
         check_exists(path, trust)?;
         check_files(path, trust)?;
         let has = |suffix: &str| std::fs::symlink_metadata(sidecar(path, suffix)).is_ok();
@@ -363,7 +331,7 @@ impl Store {
         )
         .map_err(|e| explain_fs(path, e.into()))?;
         conn.busy_handler(Some(busy_wait))?;
-        Ok((Store { conn }, note))
+        Ok((SqliteStore { conn }, note))
     }
 
     /// The schema version (`PRAGMA user_version`): 0 for a database that
@@ -421,7 +389,7 @@ fn busy_wait(retries: i32) -> bool {
 
 /// The store file exists and is a regular file (not a symlink, a
 /// directory, ...); a missing one is [`StoreError::Missing`] only where
-/// its absence can be believed (see [`Store::open_existing`]).
+/// its absence can be believed (see [`SqliteStore::open_existing`]).
 fn check_exists(path: &Path, trust: Trust) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -521,7 +489,7 @@ fn explain_fs(path: &Path, e: StoreError) -> StoreError {
     }
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     pub fn commit(self) -> Result<()> {
         Ok(self.tx.commit()?)
     }
@@ -536,7 +504,7 @@ mod tests {
     fn new_store() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("state").join("state.db");
-        Store::open_or_create(&db, 1000, Trust::test_runner()).unwrap();
+        SqliteStore::open_or_create(&db, 1000, Trust::test_runner()).unwrap();
         (dir, db)
     }
 
@@ -555,7 +523,7 @@ mod tests {
 
     /// `users` enrolled with a TOTP token whose last used step is `step`.
     fn enrolled(db: &Path, users: &[&str], step: i64) {
-        let mut s = Store::open_existing(db, 1000, Trust::test_runner()).unwrap();
+        let mut s = SqliteStore::open_existing(db, 1000, Trust::test_runner()).unwrap();
         let tx = s.write().unwrap();
         for u in users {
             tx.ensure_user(u, 1).unwrap();
@@ -566,7 +534,7 @@ mod tests {
 
     /// One login's worth of writing, through the module's open path.
     fn login_write(db: &Path, user: &str, step: i64) {
-        let mut s = Store::open_existing(db, 10_000, Trust::test_runner()).unwrap();
+        let mut s = SqliteStore::open_existing(db, 10_000, Trust::test_runner()).unwrap();
         let tx = s.write().unwrap();
         tx.ensure_user(user, step).unwrap();
         tx.set_last_step(user, step).unwrap();
@@ -574,7 +542,7 @@ mod tests {
     }
 
     fn last_step(db: &Path, user: &str) -> Option<i64> {
-        let mut s = Store::open_existing(db, 10_000, Trust::test_runner()).unwrap();
+        let mut s = SqliteStore::open_existing(db, 10_000, Trust::test_runner()).unwrap();
         s.user_state(user).unwrap().otp.unwrap().last_step
     }
 
@@ -639,7 +607,7 @@ mod tests {
         assert!(truncations >= 2, "WAL truncated {truncations} times");
         assert_eq!(last_step(&db, "alice"), Some(400));
         assert_eq!(last_step(&db, "bob"), Some(399));
-        let s = Store::open_existing(&db, 1000, Trust::test_runner()).unwrap();
+        let s = SqliteStore::open_existing(&db, 1000, Trust::test_runner()).unwrap();
         assert_eq!(s.integrity_check().unwrap(), "ok");
     }
 
@@ -698,8 +666,8 @@ mod tests {
             let saved = std::fs::read(&file).unwrap();
             let refused = |why: &str| {
                 for r in [
-                    Store::open_existing(&db, 1000, Trust::test_runner()).map(|_| ()),
-                    Store::open_or_create(&db, 1000, Trust::test_runner()).map(|_| ()),
+                    SqliteStore::open_existing(&db, 1000, Trust::test_runner()).map(|_| ()),
+                    SqliteStore::open_or_create(&db, 1000, Trust::test_runner()).map(|_| ()),
                 ] {
                     match r {
                         Err(StoreError::Unsafe(m)) => {
@@ -750,7 +718,7 @@ mod tests {
     fn migration_keeps_a_copy_and_a_newer_schema_names_it() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("s/state.db");
-        Store::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
+        SqliteStore::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
         {
             let c = Connection::open(&path).unwrap();
             c.execute_batch(
@@ -759,7 +727,7 @@ mod tests {
             )
             .unwrap();
         }
-        Store::open_existing(&path, 1000, Trust::test_runner()).unwrap();
+        SqliteStore::open_existing(&path, 1000, Trust::test_runner()).unwrap();
         let copy = backup_path(path.to_str().unwrap(), 4);
         let meta = std::fs::metadata(&copy).expect("no copy from before the migration");
         use std::os::unix::fs::PermissionsExt;
@@ -777,7 +745,7 @@ mod tests {
         assert_eq!(n, 1);
         // Opening the migrated store again makes no second copy.
         std::fs::remove_file(&copy).unwrap();
-        Store::open_existing(&path, 1000, Trust::test_runner()).unwrap();
+        SqliteStore::open_existing(&path, 1000, Trust::test_runner()).unwrap();
         assert!(!copy.exists());
 
         // A store from a newer pam-2fa: refused, naming the way back.
@@ -786,7 +754,7 @@ mod tests {
             .unwrap()
             .pragma_update(None, "user_version", newer)
             .unwrap();
-        let err = match Store::open_existing(&path, 1000, Trust::test_runner()) {
+        let err = match SqliteStore::open_existing(&path, 1000, Trust::test_runner()) {
             Err(e) => e.to_string(),
             Ok(_) => panic!("a store of schema {newer} was opened"),
         };
@@ -835,7 +803,7 @@ mod tests {
         // Closed by `open_or_create`'s connection: no WAL left.
         let before = snapshot(&db);
         assert_eq!(before.len(), 1, "{before:?}");
-        let (s, note) = Store::inspect(&db, Trust::test_runner()).unwrap();
+        let (s, note) = SqliteStore::inspect(&db, Trust::test_runner()).unwrap();
         assert_eq!(note, None);
         assert_eq!(s.schema_version().unwrap(), schema::current_version());
         assert_eq!(s.quick_check().unwrap(), "ok");
@@ -847,7 +815,7 @@ mod tests {
         login_write(&db, "alice", 7);
         let before = snapshot(&db);
         assert_eq!(before.len(), 3, "{before:?}");
-        let (mut s, note) = Store::inspect(&db, Trust::test_runner()).unwrap();
+        let (mut s, note) = SqliteStore::inspect(&db, Trust::test_runner()).unwrap();
         assert_eq!(note, None);
         assert_eq!(
             s.user_state("alice").unwrap().otp.unwrap().last_step,
@@ -867,7 +835,7 @@ mod tests {
         // A WAL without its index: not read, and said so.
         std::fs::remove_file(sidecar(&db, "-shm")).unwrap();
         let before = snapshot(&db);
-        let (s, note) = Store::inspect(&db, Trust::test_runner()).unwrap();
+        let (s, note) = SqliteStore::inspect(&db, Trust::test_runner()).unwrap();
         assert!(note.unwrap().contains("no index"));
         drop(s);
         assert_eq!(snapshot(&db), before);
@@ -877,22 +845,22 @@ mod tests {
             c.pragma_update(None, "user_version", 3).unwrap();
         }
         let before = snapshot(&db);
-        let (s, _) = Store::inspect(&db, Trust::test_runner()).unwrap();
+        let (s, _) = SqliteStore::inspect(&db, Trust::test_runner()).unwrap();
         assert_eq!(s.schema_version().unwrap(), 3);
         drop(s);
         assert_eq!(snapshot(&db), before);
         // Missing, and the way there is checked.
         let gone = db.with_file_name("other.db");
         assert!(matches!(
-            Store::inspect(&gone, Trust::test_runner()),
+            SqliteStore::inspect(&gone, Trust::test_runner()),
             Err(StoreError::Missing(_))
         ));
         assert!(!gone.exists());
         std::fs::set_permissions(db.parent().unwrap(), std::fs::Permissions::from_mode(0o777))
             .unwrap();
         for r in [
-            Store::inspect(&gone, Trust::test_runner()).map(|_| ()),
-            Store::open_existing(&gone, 1000, Trust::test_runner()).map(|_| ()),
+            SqliteStore::inspect(&gone, Trust::test_runner()).map(|_| ()),
+            SqliteStore::open_existing(&gone, 1000, Trust::test_runner()).map(|_| ()),
         ] {
             assert!(matches!(r, Err(StoreError::Unsafe(_))), "{r:?}");
         }

@@ -1,4 +1,4 @@
-//! Store operations of the network factors: contacts (phone, e-mail), Duo
+//! SqliteStore operations of the network factors: contacts (phone, e-mail), Duo
 //! enrollment, the per-user default factor, and codes sent by SMS/e-mail.
 //!
 //! A sent code is stored only as a keyed hash with its expiry and a count of
@@ -9,7 +9,7 @@
 //! A channel is one of [`FactorId::CHANNELS`]; the tables' CHECK
 //! constraints refuse any other.
 
-use super::{Result, Tx};
+use super::{Result, SqliteTx};
 use crate::crypto;
 use crate::factor::FactorId;
 use rusqlite::{OptionalExtension, params};
@@ -43,7 +43,7 @@ pub enum SentCheck {
 /// send limit).
 const KEEP_SENT_SECONDS: i64 = 86_400;
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     pub fn set_contact(&self, user: &str, ch: FactorId, address: &str, now: i64) -> Result<()> {
         self.ensure_user(user, now)?;
         self.tx.execute(

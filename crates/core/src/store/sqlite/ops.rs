@@ -1,7 +1,7 @@
 //! Typed operations on the store. Reads take a plain connection; writes go
-//! through [`Tx`] so they happen inside the caller's `BEGIN IMMEDIATE`.
+//! through [`SqliteTx`] so they happen inside the caller's `BEGIN IMMEDIATE`.
 
-use super::{Result, Store, StoreError, Tx};
+use super::{Result, SqliteStore, SqliteTx, StoreError};
 use crate::config::{Algorithm, RateLimitConfig};
 use crate::factor::FactorId;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -329,7 +329,7 @@ fn read_used_backup(conn: &Connection, user: &str) -> Result<Vec<Vec<u8>>> {
     Ok(hashes)
 }
 
-impl Store {
+impl SqliteStore {
     /// Hashes of the backup codes `user` has used (an import must not
     /// bring one back).
     pub fn used_backup_hashes(&self, user: &str) -> Result<Vec<Vec<u8>>> {
@@ -361,7 +361,7 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     pub fn user_state(&self, user: &str) -> Result<UserState> {
         read_user_state(&self.tx, user)
     }

@@ -1,7 +1,7 @@
-//! Store operations for policy: first-seen times (grace periods),
+//! SqliteStore operations for policy: first-seen times (grace periods),
 //! remembered devices and security questions.
 
-use super::{Result, Store, Tx};
+use super::{Result, SqliteStore, SqliteTx};
 use rusqlite::{OptionalExtension, params};
 
 /// A remembered (user, service, source), as `2fa-enroll devices` lists it.
@@ -26,7 +26,7 @@ pub struct StoredQuestion {
     pub answer_hash: String,
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// When the module first saw `user` (recorded now if never).
     pub fn first_seen(&self, user: &str, now: i64) -> Result<i64> {
         self.ensure_user(user, now)?;
@@ -109,7 +109,7 @@ impl Tx<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The live remembered entry for this (user, service, source), if any.
     pub fn remembered(
         &self,
