@@ -118,8 +118,8 @@ pub trait TxOps {
         rhost: &str,
         factor: &str,
     ) -> Result<()>;
-    fn set_last_step(&self, user: &str, step: i64) -> Result<()>;
-    fn set_counter(&self, user: &str, counter: i64) -> Result<()>;
+    fn set_last_step(&self, user: &str, step: i64) -> Result<bool>;
+    fn set_counter(&self, user: &str, counter: i64) -> Result<bool>;
     fn mark_backup_used(&self, id: i64, now: i64, service: &str) -> Result<bool>;
     fn put_otp(&self, user: &str, rec: &OtpRecord, now: i64) -> Result<()>;
     fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]], now: i64) -> Result<()>;

@@ -189,10 +189,10 @@ impl TxOps for SqliteTx<'_> {
     ) -> Result<()> {
         SqliteTx::record_success(self, user, now, service, rhost, factor)
     }
-    fn set_last_step(&self, user: &str, step: i64) -> Result<()> {
+    fn set_last_step(&self, user: &str, step: i64) -> Result<bool> {
         SqliteTx::set_last_step(self, user, step)
     }
-    fn set_counter(&self, user: &str, counter: i64) -> Result<()> {
+    fn set_counter(&self, user: &str, counter: i64) -> Result<bool> {
         SqliteTx::set_counter(self, user, counter)
     }
     fn mark_backup_used(&self, id: i64, now: i64, service: &str) -> Result<bool> {

@@ -537,7 +537,10 @@ mod tests {
         let mut s = SqliteStore::open_existing(db, 10_000, Trust::test_runner()).unwrap();
         let tx = s.write().unwrap();
         tx.ensure_user(user, step).unwrap();
-        tx.set_last_step(user, step).unwrap();
+        assert!(
+            tx.set_last_step(user, step).unwrap(),
+            "step {step} not newer"
+        );
         tx.commit().unwrap();
     }
 

@@ -420,20 +420,26 @@ impl SqliteTx<'_> {
         Ok(())
     }
 
-    pub fn set_last_step(&self, user: &str, step: i64) -> Result<()> {
-        self.tx.execute(
-            "UPDATE otp_tokens SET last_step = ?2 WHERE user = ?1",
+    /// Moves the TOTP `last_step` forward to `step`; false (nothing
+    /// written) if the stored step is not older, so a step is used once
+    /// even by a caller that read the state before the write lock.
+    pub fn set_last_step(&self, user: &str, step: i64) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE otp_tokens SET last_step = ?2
+             WHERE user = ?1 AND (last_step IS NULL OR last_step < ?2)",
             params![user, step],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    pub fn set_counter(&self, user: &str, counter: i64) -> Result<()> {
-        self.tx.execute(
-            "UPDATE otp_tokens SET counter = ?2 WHERE user = ?1",
+    /// Moves the HOTP counter forward to `counter`; false (nothing
+    /// written) if the stored counter is not smaller.
+    pub fn set_counter(&self, user: &str, counter: i64) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE otp_tokens SET counter = ?2 WHERE user = ?1 AND counter < ?2",
             params![user, counter],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Marks a backup code used; false if it was already used (a concurrent
