@@ -6,15 +6,18 @@
 
 pub mod api;
 mod sqlite;
+#[cfg(test)]
+mod suite;
 
 pub use api::{Backend, Kind, Store, Tx, TxOps};
 use sqlite::SqliteStore;
 pub use sqlite::{
-    KeyWarning, LocalKey, OtpKind, OtpRecord, Purpose, Remembered, SealedSecret, SentCheck,
-    StoredCredential, StoredQuestion, UserState, UserStatus, WAL_CHECKPOINT_BYTES, backup_path,
-    current_version,
+    KeyWarning, LocalKey, OtpKind, OtpRecord, OtpSummary, Purpose, Remembered, SealedSecret,
+    SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus, WAL_CHECKPOINT_BYTES,
+    backup_path, current_version,
 };
 
+use crate::config::RateLimitConfig;
 use crate::secure_fs::Trust;
 use std::fmt;
 use std::path::Path;
@@ -75,4 +78,54 @@ impl Store {
     fn sqlite(s: SqliteStore) -> Store {
         Store::from_backend(Box::new(s))
     }
+}
+
+/// When the `failures`-th failure locks the account: 0 (not locked)
+/// below `max_failures`, then `lockout_seconds` from `now`, doubling with
+/// every further failure, at most `max_lockout_seconds`. Every backend's
+/// `record_failure` uses it, so lockout is the same on all of them.
+pub fn lock_until(failures: i64, now: i64, rl: &RateLimitConfig) -> i64 {
+    if failures < i64::from(rl.max_failures) {
+        return 0;
+    }
+    let excess = (failures - i64::from(rl.max_failures)).min(30) as u32;
+    let lock = rl
+        .lockout_seconds
+        .saturating_mul(1u64 << excess)
+        .min(rl.max_lockout_seconds);
+    now.saturating_add(lock as i64)
+}
+
+/// The part of `2fa-enroll status` that follows from the user's state;
+/// a backend adds `first_seen`, `key_warnings` and `last_success` for a
+/// known user.
+pub(crate) fn status_of(user: &str, state: UserState) -> UserStatus {
+    let mut status = UserStatus {
+        user: user.to_string(),
+        enrolled: state.is_enrolled(),
+        failures: state.failures,
+        backup_codes_remaining: state.unused_backup.len() as u32,
+        ..Default::default()
+    };
+    if !state.known {
+        return status;
+    }
+    status.sms = state.sms;
+    status.email = state.email;
+    status.duo = state.duo;
+    status.default_factor = state.default_factor;
+    status.questions = state.questions;
+    status.webauthn = state.webauthn;
+    status.local_keys = state.local_keys;
+    status.otp = state.otp.map(|o| OtpSummary {
+        kind: o.kind.as_str().to_string(),
+        algorithm: o.algorithm.as_str().to_string(),
+        digits: o.digits,
+        period: (o.kind == OtpKind::Totp).then_some(o.period),
+        counter: (o.kind == OtpKind::Hotp).then_some(o.counter),
+        enrolled_at: o.created_at,
+    });
+    status.backup_codes_used = state.used_backup;
+    status.locked_until = (state.locked_until > 0).then_some(state.locked_until);
+    status
 }

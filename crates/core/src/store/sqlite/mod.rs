@@ -36,7 +36,7 @@ mod webauthn;
 pub use localkeys::LocalKey;
 pub use meta::SealedSecret;
 pub use network::{Purpose, SentCheck};
-pub use ops::{OtpKind, OtpRecord, UserState, UserStatus};
+pub use ops::{OtpKind, OtpRecord, OtpSummary, UserState, UserStatus};
 pub use policy::{Remembered, StoredQuestion};
 pub use schema::current_version;
 pub use webauthn::{KeyWarning, StoredCredential};

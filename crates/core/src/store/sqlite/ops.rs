@@ -267,39 +267,17 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
 
 fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
     let state = read_user_state(conn, user)?;
-    let mut status = UserStatus {
-        user: user.to_string(),
-        enrolled: state.is_enrolled(),
-        failures: state.failures,
-        backup_codes_remaining: state.unused_backup.len() as u32,
-        ..Default::default()
-    };
-    if !state.known {
+    let known = state.known;
+    let mut status = crate::store::status_of(user, state);
+    if !known {
         return Ok(status);
     }
-    status.sms = state.sms.clone();
-    status.email = state.email.clone();
-    status.duo = state.duo;
-    status.default_factor = state.default_factor.clone();
-    status.questions = state.questions;
-    status.webauthn = state.webauthn;
-    status.local_keys = state.local_keys;
     status.first_seen = conn.query_row(
         "SELECT first_seen_at FROM users WHERE name = ?1",
         [user],
         |r| r.get(0),
     )?;
-    status.otp = state.otp.map(|o| OtpSummary {
-        kind: o.kind.as_str().to_string(),
-        algorithm: o.algorithm.as_str().to_string(),
-        digits: o.digits,
-        period: (o.kind == OtpKind::Totp).then_some(o.period),
-        counter: (o.kind == OtpKind::Hotp).then_some(o.counter),
-        enrolled_at: o.created_at,
-    });
-    status.backup_codes_used = state.used_backup;
     status.key_warnings = super::webauthn::key_warnings(conn, user)?;
-    status.locked_until = (state.locked_until > 0).then_some(state.locked_until);
     status.last_success = conn
         .query_row(
             "SELECT last_success_at, last_success_service, last_success_rhost, last_success_factor
@@ -386,14 +364,8 @@ impl SqliteTx<'_> {
             params![user, now],
             |r| r.get(0),
         )?;
-        let mut locked_until = 0;
-        if failures >= i64::from(rl.max_failures) {
-            let excess = (failures - i64::from(rl.max_failures)).min(30) as u32;
-            let lock = rl
-                .lockout_seconds
-                .saturating_mul(1u64 << excess)
-                .min(rl.max_lockout_seconds);
-            locked_until = now.saturating_add(lock as i64);
+        let locked_until = crate::store::lock_until(failures, now, rl);
+        if locked_until != 0 {
             self.tx.execute(
                 "UPDATE users SET locked_until = ?2 WHERE name = ?1",
                 params![user, locked_until],
