@@ -8,13 +8,15 @@ pub mod api;
 mod sqlite;
 #[cfg(test)]
 mod suite;
+/// The values passed through the interface.
+pub mod types;
 
 pub use api::{Backend, Kind, Store, Tx, TxOps};
 use sqlite::SqliteStore;
-pub use sqlite::{
-    KeyWarning, LocalKey, OtpKind, OtpRecord, OtpSummary, Purpose, Remembered, SealedSecret,
-    SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus, WAL_CHECKPOINT_BYTES,
-    backup_path, current_version,
+pub use sqlite::{WAL_CHECKPOINT_BYTES, backup_path, current_version};
+pub use types::{
+    KeyWarning, LastSuccess, LocalKey, OtpKind, OtpRecord, OtpSummary, Purpose, Remembered,
+    SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus,
 };
 
 use crate::config::RateLimitConfig;

@@ -2,13 +2,14 @@
 //! ([`crate::store::api`]): each trait method is the inherent method of
 //! the same name.
 
-use super::{
-    KeyWarning, LocalKey, OtpRecord, Purpose, Remembered, Result, SealedSecret, SentCheck,
-    SqliteStore, SqliteTx, StoredCredential, StoredQuestion, UserState, UserStatus,
-};
+use super::{Result, SqliteStore, SqliteTx};
 use crate::config::RateLimitConfig;
 use crate::factor::FactorId;
 use crate::store::api::{Backend, Kind, Tx, TxOps};
+use crate::store::types::{
+    KeyWarning, LocalKey, OtpRecord, Purpose, Remembered, SealedSecret, SentCheck,
+    StoredCredential, StoredQuestion, UserState, UserStatus,
+};
 
 impl Backend for SqliteStore {
     fn kind(&self) -> Kind {

@@ -4,19 +4,8 @@
 //! lets a cloned key be noticed, so it lives in the root-only store.
 
 use super::{Result, SqliteStore, SqliteTx};
+use crate::store::types::*;
 use rusqlite::{Connection, OptionalExtension, params};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalKey {
-    pub name: String,
-    pub credential_id: Vec<u8>,
-    /// Uncompressed SEC1 P-256 point.
-    pub public_key: Vec<u8>,
-    pub rp_id: String,
-    pub counter: u32,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
-}
 
 /// Counter of an out-of-range row: never trusted as "0 (does not count)".
 fn counter(v: i64) -> rusqlite::Result<u32> {

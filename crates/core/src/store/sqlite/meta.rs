@@ -2,15 +2,8 @@
 //! host-key check ([`crate::keycheck`]) needs.
 
 use super::{Result, SqliteStore, SqliteTx};
+use crate::store::types::*;
 use rusqlite::{Connection, OptionalExtension, params};
-
-/// A sealed OTP secret, for proving which key the store was made with.
-#[derive(Debug, Clone)]
-pub struct SealedSecret {
-    pub user: String,
-    pub sealed: Vec<u8>,
-    pub created_at: i64,
-}
 
 fn meta_get(c: &Connection, name: &str) -> Result<Option<Vec<u8>>> {
     Ok(

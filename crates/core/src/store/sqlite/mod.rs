@@ -33,13 +33,7 @@ mod policy;
 mod schema;
 mod webauthn;
 
-pub use localkeys::LocalKey;
-pub use meta::SealedSecret;
-pub use network::{Purpose, SentCheck};
-pub use ops::{OtpKind, OtpRecord, OtpSummary, UserState, UserStatus};
-pub use policy::{Remembered, StoredQuestion};
 pub use schema::current_version;
-pub use webauthn::{KeyWarning, StoredCredential};
 
 use super::{Result, StoreError};
 use crate::secure_fs::{self, Trust};
@@ -499,6 +493,7 @@ impl SqliteTx<'_> {
 mod tests {
     use super::*;
     use crate::config::Algorithm;
+    use crate::store::types::*;
     use std::os::unix::fs::PermissionsExt;
 
     fn new_store() -> (tempfile::TempDir, PathBuf) {

@@ -12,32 +12,8 @@
 use super::{Result, SqliteTx};
 use crate::crypto;
 use crate::factor::FactorId;
+use crate::store::types::*;
 use rusqlite::{OptionalExtension, params};
-
-/// Why a code was sent: to log in, or to prove a new phone/address works.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    Login,
-    Enroll,
-}
-
-impl Purpose {
-    fn as_str(self) -> &'static str {
-        match self {
-            Purpose::Login => "login",
-            Purpose::Enroll => "enroll",
-        }
-    }
-}
-
-/// The outcome of checking a typed code against the live sent codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SentCheck {
-    Accepted,
-    Wrong,
-    /// Nothing to check against: expired, used up, or never sent.
-    NoLiveCode,
-}
 
 /// Sent codes older than this are deleted (they only matter for the hourly
 /// send limit).

@@ -2,29 +2,8 @@
 //! remembered devices and security questions.
 
 use super::{Result, SqliteStore, SqliteTx};
+use crate::store::types::*;
 use rusqlite::{OptionalExtension, params};
-
-/// A remembered (user, service, source), as `2fa-enroll devices` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Remembered {
-    pub id: i64,
-    pub user: String,
-    pub service: String,
-    /// Shown to the user ("rhost 192.0.2.7", "tty pts/1"); the lookup uses
-    /// only the keyed hash.
-    pub source: String,
-    pub factor: String,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
-
-/// One stored security question; the answer only as an argon2id hash.
-#[derive(Debug, Clone)]
-pub struct StoredQuestion {
-    pub idx: i64,
-    pub question: String,
-    pub answer_hash: String,
-}
 
 impl SqliteTx<'_> {
     /// When the module first saw `user` (recorded now if never).

@@ -3,28 +3,8 @@
 //! matters, so it lives in the root-only store like everything else.
 
 use super::{Result, SqliteStore, SqliteTx};
+use crate::store::types::*;
 use rusqlite::{Connection, params};
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StoredCredential {
-    pub name: String,
-    /// JSON of the verifier's credential type.
-    pub credential: String,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
-}
-
-/// A security key that answered with a signature counter not above the
-/// stored one: the assertion was refused, and this stays on record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct KeyWarning {
-    /// The key's name.
-    pub key: String,
-    pub at: i64,
-    /// Counter on record, and the one the key presented.
-    pub stored: u32,
-    pub presented: u32,
-}
 
 fn credentials(conn: &Connection, user: &str) -> Result<Vec<StoredCredential>> {
     let mut stmt = conn.prepare(
