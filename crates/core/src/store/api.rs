@@ -27,14 +27,14 @@ pub enum Kind {
 /// A store connection: one method per read, plus [`Backend::write`].
 pub trait Backend: Send {
     fn kind(&self) -> Kind;
-    /// Starts a write transaction that holds the write lock up front, so
-    /// check-then-update sequences cannot interleave.
     fn local_keys(&self, user: &str) -> Result<Vec<LocalKey>>;
     fn key_names(&self, user: &str) -> Result<Vec<String>>;
     fn local_key_owner(&self, credential_id: &[u8]) -> Result<Option<(String, String)>>;
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>>;
     fn sealed_secrets(&self) -> Result<Vec<SealedSecret>>;
     fn has_keyed_items(&self) -> Result<bool>;
+    /// Starts a write transaction that holds the write lock up front, so
+    /// check-then-update sequences cannot interleave.
     fn write(&mut self) -> Result<Tx<'_>>;
     fn schema_version(&self) -> Result<i64>;
     fn quick_check(&self) -> Result<String>;
@@ -118,8 +118,13 @@ pub trait TxOps {
         rhost: &str,
         factor: &str,
     ) -> Result<()>;
+    /// Moves the TOTP step forward; false (nothing written) if the
+    /// stored step is not older.
     fn set_last_step(&self, user: &str, step: i64) -> Result<bool>;
+    /// Moves the HOTP counter forward; false (nothing written) if the
+    /// stored counter is not smaller.
     fn set_counter(&self, user: &str, counter: i64) -> Result<bool>;
+    /// Marks a backup code used; false if it already was.
     fn mark_backup_used(&self, id: i64, now: i64, service: &str) -> Result<bool>;
     fn put_otp(&self, user: &str, rec: &OtpRecord, now: i64) -> Result<()>;
     fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]], now: i64) -> Result<()>;
