@@ -42,10 +42,15 @@ impl Factor for Codes<'_> {
                     if let Some(step) =
                         totp::verify_totp(&secret, &params, at.now, window, otp.last_step, code)
                     {
-                        at.tx.set_last_step(user, step)?;
-                        return Ok(Check::ok(FactorId::Totp));
-                    }
-                    if totp::verify_totp(&secret, &params, at.now, window, None, code).is_some() {
+                        // False only if the stored step moved on since
+                        // `at.state` was read: a replay.
+                        if at.tx.set_last_step(user, step)? {
+                            return Ok(Check::ok(FactorId::Totp));
+                        }
+                        reason = "replayed-code";
+                    } else if totp::verify_totp(&secret, &params, at.now, window, None, code)
+                        .is_some()
+                    {
                         reason = "replayed-code";
                     }
                 }
@@ -58,8 +63,10 @@ impl Factor for Codes<'_> {
                         at.cfg.hotp.look_ahead,
                         code,
                     ) {
-                        at.tx.set_counter(user, c + 1)?;
-                        return Ok(Check::ok(FactorId::Hotp));
+                        if at.tx.set_counter(user, c + 1)? {
+                            return Ok(Check::ok(FactorId::Hotp));
+                        }
+                        reason = "replayed-code";
                     }
                 }
             }

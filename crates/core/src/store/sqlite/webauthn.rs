@@ -2,29 +2,9 @@
 //! counter) per user and name. Nothing here is secret, but integrity
 //! matters, so it lives in the root-only store like everything else.
 
-use super::{Result, Store, Tx};
+use super::{Result, SqliteStore, SqliteTx};
+use crate::store::types::*;
 use rusqlite::{Connection, params};
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StoredCredential {
-    pub name: String,
-    /// JSON of the verifier's credential type.
-    pub credential: String,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
-}
-
-/// A security key that answered with a signature counter not above the
-/// stored one: the assertion was refused, and this stays on record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct KeyWarning {
-    /// The key's name.
-    pub key: String,
-    pub at: i64,
-    /// Counter on record, and the one the key presented.
-    pub stored: u32,
-    pub presented: u32,
-}
 
 fn credentials(conn: &Connection, user: &str) -> Result<Vec<StoredCredential>> {
     let mut stmt = conn.prepare(
@@ -63,13 +43,13 @@ pub(super) fn key_warnings(conn: &Connection, user: &str) -> Result<Vec<KeyWarni
     Ok(rows)
 }
 
-impl Store {
+impl SqliteStore {
     pub fn webauthn_credentials(&self, user: &str) -> Result<Vec<StoredCredential>> {
         credentials(&self.conn, user)
     }
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// The credentials as they are inside this write transaction (a login
     /// compares counters with these, not with a copy taken earlier).
     pub fn webauthn_credentials(&self, user: &str) -> Result<Vec<StoredCredential>> {
@@ -129,14 +109,14 @@ mod tests {
     fn key_warnings_survive_an_upgrade_and_show_newest_first() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("s/state.db");
-        Store::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
+        SqliteStore::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
         {
             // A v5 store, from before warnings were kept.
             let c = rusqlite::Connection::open(&path).unwrap();
             c.execute_batch("DROP TABLE meta; DROP TABLE key_warnings; PRAGMA user_version = 5;")
                 .unwrap();
         }
-        let mut s = Store::open_existing(&path, 1000, Trust::test_runner()).unwrap();
+        let mut s = SqliteStore::open_existing(&path, 1000, Trust::test_runner()).unwrap();
         let tx = s.write().unwrap();
         tx.add_webauthn("u", "k", "{}", 1).unwrap();
         for (at, presented) in [(10, 3), (20, 1)] {

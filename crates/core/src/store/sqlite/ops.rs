@@ -1,137 +1,11 @@
 //! Typed operations on the store. Reads take a plain connection; writes go
-//! through [`Tx`] so they happen inside the caller's `BEGIN IMMEDIATE`.
+//! through [`SqliteTx`] so they happen inside the caller's `BEGIN IMMEDIATE`.
 
-use super::{Result, Store, StoreError, Tx};
+use super::{Result, SqliteStore, SqliteTx, StoreError};
 use crate::config::{Algorithm, RateLimitConfig};
 use crate::factor::FactorId;
+use crate::store::types::*;
 use rusqlite::{Connection, OptionalExtension, params};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtpKind {
-    Totp,
-    Hotp,
-}
-
-impl OtpKind {
-    /// One of [`FactorId::OTP_KINDS`].
-    pub fn factor(self) -> FactorId {
-        match self {
-            OtpKind::Totp => FactorId::Totp,
-            OtpKind::Hotp => FactorId::Hotp,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        self.factor().as_str()
-    }
-}
-
-/// An enrolled TOTP/HOTP token; `sealed` is the AEAD blob of the secret.
-#[derive(Debug, Clone)]
-pub struct OtpRecord {
-    pub kind: OtpKind,
-    pub sealed: Vec<u8>,
-    pub algorithm: Algorithm,
-    pub digits: u32,
-    pub period: u32,
-    pub last_step: Option<i64>,
-    pub counter: i64,
-    pub created_at: i64,
-}
-
-/// Everything the login flow needs about one user.
-#[derive(Debug, Clone, Default)]
-pub struct UserState {
-    pub known: bool,
-    pub otp: Option<OtpRecord>,
-    /// `(id, keyed hash)` of unused backup codes.
-    pub unused_backup: Vec<(i64, Vec<u8>)>,
-    /// Backup codes already spent: a user who has used them all is still
-    /// enrolled (and must not fall under the `unenrolled` policy).
-    pub used_backup: u32,
-    /// Verified phone number (E.164) and e-mail address, if enrolled.
-    pub sms: Option<String>,
-    pub email: Option<String>,
-    /// Enrolled for Duo (`2fa-enroll duo`).
-    pub duo: bool,
-    /// The factor an empty answer at the first prompt starts.
-    pub default_factor: Option<String>,
-    /// Security questions answered at enrollment.
-    pub questions: u32,
-    /// Registered WebAuthn credentials.
-    pub webauthn: u32,
-    /// Local FIDO2 keys (console, through libfido2's tools).
-    pub local_keys: u32,
-    pub failures: u32,
-    pub locked_until: i64,
-}
-
-impl UserState {
-    /// Something the user can still log in with.
-    pub fn has_factor(&self) -> bool {
-        self.otp.is_some()
-            || !self.unused_backup.is_empty()
-            || self.sms.is_some()
-            || self.email.is_some()
-            || self.duo
-            || self.questions > 0
-            || self.webauthn > 0
-            || self.local_keys > 0
-    }
-
-    /// Was ever set up and not removed by an admin: only users for whom this
-    /// is false are "unenrolled" in the policy's sense.
-    pub fn is_enrolled(&self) -> bool {
-        self.has_factor() || self.used_backup > 0
-    }
-}
-
-/// What `2fa-enroll status` shows: no secrets, no hashes.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct UserStatus {
-    pub user: String,
-    pub enrolled: bool,
-    pub otp: Option<OtpSummary>,
-    pub backup_codes_remaining: u32,
-    pub backup_codes_used: u32,
-    /// Phone number for SMS codes, e-mail address, Duo: not secrets, and
-    /// the admin needs them to help a user.
-    pub sms: Option<String>,
-    pub email: Option<String>,
-    pub duo: bool,
-    pub default_factor: Option<String>,
-    pub questions: u32,
-    pub webauthn: u32,
-    /// Local FIDO2 keys (console).
-    #[serde(default)]
-    pub local_keys: u32,
-    /// First login attempt seen while unenrolled (grace periods).
-    pub first_seen: Option<i64>,
-    pub failures: u32,
-    pub locked_until: Option<i64>,
-    pub last_success: Option<LastSuccess>,
-    /// Security keys that answered with a counter that went back.
-    #[serde(default)]
-    pub key_warnings: Vec<super::KeyWarning>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct OtpSummary {
-    pub kind: String,
-    pub algorithm: String,
-    pub digits: u32,
-    pub period: Option<u32>,
-    pub counter: Option<i64>,
-    pub enrolled_at: i64,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct LastSuccess {
-    pub time: i64,
-    pub service: String,
-    pub rhost: String,
-    pub factor: String,
-}
 
 /// A connection whose `query_row` goes through its statement cache, like
 /// `prepare_cached`: a login reads the user's state twice (before the
@@ -267,39 +141,17 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
 
 fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
     let state = read_user_state(conn, user)?;
-    let mut status = UserStatus {
-        user: user.to_string(),
-        enrolled: state.is_enrolled(),
-        failures: state.failures,
-        backup_codes_remaining: state.unused_backup.len() as u32,
-        ..Default::default()
-    };
-    if !state.known {
+    let known = state.known;
+    let mut status = crate::store::status_of(user, state);
+    if !known {
         return Ok(status);
     }
-    status.sms = state.sms.clone();
-    status.email = state.email.clone();
-    status.duo = state.duo;
-    status.default_factor = state.default_factor.clone();
-    status.questions = state.questions;
-    status.webauthn = state.webauthn;
-    status.local_keys = state.local_keys;
     status.first_seen = conn.query_row(
         "SELECT first_seen_at FROM users WHERE name = ?1",
         [user],
         |r| r.get(0),
     )?;
-    status.otp = state.otp.map(|o| OtpSummary {
-        kind: o.kind.as_str().to_string(),
-        algorithm: o.algorithm.as_str().to_string(),
-        digits: o.digits,
-        period: (o.kind == OtpKind::Totp).then_some(o.period),
-        counter: (o.kind == OtpKind::Hotp).then_some(o.counter),
-        enrolled_at: o.created_at,
-    });
-    status.backup_codes_used = state.used_backup;
     status.key_warnings = super::webauthn::key_warnings(conn, user)?;
-    status.locked_until = (state.locked_until > 0).then_some(state.locked_until);
     status.last_success = conn
         .query_row(
             "SELECT last_success_at, last_success_service, last_success_rhost, last_success_factor
@@ -329,7 +181,7 @@ fn read_used_backup(conn: &Connection, user: &str) -> Result<Vec<Vec<u8>>> {
     Ok(hashes)
 }
 
-impl Store {
+impl SqliteStore {
     /// Hashes of the backup codes `user` has used (an import must not
     /// bring one back).
     pub fn used_backup_hashes(&self, user: &str) -> Result<Vec<Vec<u8>>> {
@@ -361,7 +213,7 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     pub fn user_state(&self, user: &str) -> Result<UserState> {
         read_user_state(&self.tx, user)
     }
@@ -386,14 +238,8 @@ impl Tx<'_> {
             params![user, now],
             |r| r.get(0),
         )?;
-        let mut locked_until = 0;
-        if failures >= i64::from(rl.max_failures) {
-            let excess = (failures - i64::from(rl.max_failures)).min(30) as u32;
-            let lock = rl
-                .lockout_seconds
-                .saturating_mul(1u64 << excess)
-                .min(rl.max_lockout_seconds);
-            locked_until = now.saturating_add(lock as i64);
+        let locked_until = crate::store::lock_until(failures, now, rl);
+        if locked_until != 0 {
             self.tx.execute(
                 "UPDATE users SET locked_until = ?2 WHERE name = ?1",
                 params![user, locked_until],
@@ -420,20 +266,26 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn set_last_step(&self, user: &str, step: i64) -> Result<()> {
-        self.tx.execute(
-            "UPDATE otp_tokens SET last_step = ?2 WHERE user = ?1",
+    /// Moves the TOTP `last_step` forward to `step`; false (nothing
+    /// written) if the stored step is not older, so a step is used once
+    /// even by a caller that read the state before the write lock.
+    pub fn set_last_step(&self, user: &str, step: i64) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE otp_tokens SET last_step = ?2
+             WHERE user = ?1 AND (last_step IS NULL OR last_step < ?2)",
             params![user, step],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    pub fn set_counter(&self, user: &str, counter: i64) -> Result<()> {
-        self.tx.execute(
-            "UPDATE otp_tokens SET counter = ?2 WHERE user = ?1",
+    /// Moves the HOTP counter forward to `counter`; false (nothing
+    /// written) if the stored counter is not smaller.
+    pub fn set_counter(&self, user: &str, counter: i64) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE otp_tokens SET counter = ?2 WHERE user = ?1 AND counter < ?2",
             params![user, counter],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Marks a backup code used; false if it was already used (a concurrent

@@ -1,4 +1,4 @@
-//! Store operations of the network factors: contacts (phone, e-mail), Duo
+//! SqliteStore operations of the network factors: contacts (phone, e-mail), Duo
 //! enrollment, the per-user default factor, and codes sent by SMS/e-mail.
 //!
 //! A sent code is stored only as a keyed hash with its expiry and a count of
@@ -9,41 +9,17 @@
 //! A channel is one of [`FactorId::CHANNELS`]; the tables' CHECK
 //! constraints refuse any other.
 
-use super::{Result, Tx};
+use super::{Result, SqliteTx};
 use crate::crypto;
 use crate::factor::FactorId;
+use crate::store::types::*;
 use rusqlite::{OptionalExtension, params};
-
-/// Why a code was sent: to log in, or to prove a new phone/address works.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    Login,
-    Enroll,
-}
-
-impl Purpose {
-    fn as_str(self) -> &'static str {
-        match self {
-            Purpose::Login => "login",
-            Purpose::Enroll => "enroll",
-        }
-    }
-}
-
-/// The outcome of checking a typed code against the live sent codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SentCheck {
-    Accepted,
-    Wrong,
-    /// Nothing to check against: expired, used up, or never sent.
-    NoLiveCode,
-}
 
 /// Sent codes older than this are deleted (they only matter for the hourly
 /// send limit).
 const KEEP_SENT_SECONDS: i64 = 86_400;
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     pub fn set_contact(&self, user: &str, ch: FactorId, address: &str, now: i64) -> Result<()> {
         self.ensure_user(user, now)?;
         self.tx.execute(

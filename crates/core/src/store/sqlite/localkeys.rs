@@ -3,20 +3,9 @@
 //! user and name. Nothing here is secret; the counter's integrity is what
 //! lets a cloned key be noticed, so it lives in the root-only store.
 
-use super::{Result, Store, Tx};
+use super::{Result, SqliteStore, SqliteTx};
+use crate::store::types::*;
 use rusqlite::{Connection, OptionalExtension, params};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalKey {
-    pub name: String,
-    pub credential_id: Vec<u8>,
-    /// Uncompressed SEC1 P-256 point.
-    pub public_key: Vec<u8>,
-    pub rp_id: String,
-    pub counter: u32,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
-}
 
 /// Counter of an out-of-range row: never trusted as "0 (does not count)".
 fn counter(v: i64) -> rusqlite::Result<u32> {
@@ -72,7 +61,7 @@ fn read_owner(conn: &Connection, credential_id: &[u8]) -> Result<Option<(String,
 // read-only look (a dry run) and inside the write transaction: a
 // credential id is unique in the store, a name per user across both kinds
 // of key.
-impl Store {
+impl SqliteStore {
     pub fn local_keys(&self, user: &str) -> Result<Vec<LocalKey>> {
         read_local_keys(&self.conn, user)
     }
@@ -88,7 +77,7 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     pub fn key_names(&self, user: &str) -> Result<Vec<String>> {
         read_key_names(&self.tx, user)
     }
@@ -98,7 +87,7 @@ impl Tx<'_> {
     }
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// Adds a key; false if the user has a key (local or browser) by that
     /// name already, or the credential is stored already.
     pub fn add_local_key(&self, user: &str, key: &LocalKey, now: i64) -> Result<bool> {
@@ -184,8 +173,9 @@ mod tests {
     #[test]
     fn add_use_remove() {
         let d = tempfile::tempdir().unwrap();
-        let mut s = Store::open_or_create(&d.path().join("s/state.db"), 1000, Trust::test_runner())
-            .unwrap();
+        let mut s =
+            SqliteStore::open_or_create(&d.path().join("s/state.db"), 1000, Trust::test_runner())
+                .unwrap();
         let tx = s.write().unwrap();
         assert!(tx.add_local_key("root", &key("yk", 1), 100).unwrap());
         assert!(
@@ -236,7 +226,7 @@ mod tests {
     fn a_v4_store_upgrades() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("s/state.db");
-        Store::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
+        SqliteStore::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
         {
             let c = rusqlite::Connection::open(&path).unwrap();
             c.execute_batch(
@@ -247,7 +237,7 @@ mod tests {
             )
             .unwrap();
         }
-        let mut s = Store::open_existing(&path, 1000, Trust::test_runner()).unwrap();
+        let mut s = SqliteStore::open_existing(&path, 1000, Trust::test_runner()).unwrap();
         let v: i64 = s
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

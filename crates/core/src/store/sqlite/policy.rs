@@ -1,32 +1,11 @@
-//! Store operations for policy: first-seen times (grace periods),
+//! SqliteStore operations for policy: first-seen times (grace periods),
 //! remembered devices and security questions.
 
-use super::{Result, Store, Tx};
+use super::{Result, SqliteStore, SqliteTx};
+use crate::store::types::*;
 use rusqlite::{OptionalExtension, params};
 
-/// A remembered (user, service, source), as `2fa-enroll devices` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Remembered {
-    pub id: i64,
-    pub user: String,
-    pub service: String,
-    /// Shown to the user ("rhost 192.0.2.7", "tty pts/1"); the lookup uses
-    /// only the keyed hash.
-    pub source: String,
-    pub factor: String,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
-
-/// One stored security question; the answer only as an argon2id hash.
-#[derive(Debug, Clone)]
-pub struct StoredQuestion {
-    pub idx: i64,
-    pub question: String,
-    pub answer_hash: String,
-}
-
-impl Tx<'_> {
+impl SqliteTx<'_> {
     /// When the module first saw `user` (recorded now if never).
     pub fn first_seen(&self, user: &str, now: i64) -> Result<i64> {
         self.ensure_user(user, now)?;
@@ -109,7 +88,7 @@ impl Tx<'_> {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The live remembered entry for this (user, service, source), if any.
     pub fn remembered(
         &self,

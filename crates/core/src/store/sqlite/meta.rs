@@ -1,16 +1,9 @@
 //! The `meta` table (facts about the store itself) and the queries the
 //! host-key check ([`crate::keycheck`]) needs.
 
-use super::{Result, Store, Tx};
+use super::{Result, SqliteStore, SqliteTx};
+use crate::store::types::*;
 use rusqlite::{Connection, OptionalExtension, params};
-
-/// A sealed OTP secret, for proving which key the store was made with.
-#[derive(Debug, Clone)]
-pub struct SealedSecret {
-    pub user: String,
-    pub sealed: Vec<u8>,
-    pub created_at: i64,
-}
 
 fn meta_get(c: &Connection, name: &str) -> Result<Option<Vec<u8>>> {
     Ok(
@@ -33,14 +26,14 @@ fn sealed(c: &Connection) -> Result<Vec<SealedSecret>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-impl Store {
+impl SqliteStore {
     /// A `meta` value (one indexed read, no transaction).
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
         meta_get(&self.conn, name)
     }
 
     /// Every sealed OTP secret, read without a transaction (for a store
-    /// opened read-only, [`Store::inspect`]).
+    /// opened read-only, [`SqliteStore::inspect`]).
     pub fn sealed_secrets(&self) -> Result<Vec<SealedSecret>> {
         sealed(&self.conn)
     }
@@ -57,7 +50,7 @@ impl Store {
     }
 }
 
-impl Tx<'_> {
+impl SqliteTx<'_> {
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
         meta_get(&self.tx, name)
     }

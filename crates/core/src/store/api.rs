@@ -1,0 +1,201 @@
+//! The store interface: what the login flow, the factors, 2fad and
+//! 2fa-enroll may ask of a store, as two object-safe traits.
+//!
+//! [`Backend`] is a connection (reads outside a write transaction, and
+//! [`Backend::write`] to start one); [`TxOps`] is one write transaction,
+//! in which every check-then-update runs. Callers hold the thin wrappers
+//! [`Store`] and [`Tx`], which deref to the trait objects, so a second
+//! backend (docs/fleet.md: PostgreSQL) plugs in by implementing both
+//! traits and handing a `Box` to [`Store::from_backend`]; nothing above
+//! the store changes. The SQLite backend ([`super::sqlite`]) is today's
+//! only one, and documents each operation's contract.
+
+use super::{
+    KeyWarning, LocalKey, OtpRecord, Purpose, Remembered, Result, SealedSecret, SentCheck,
+    StoredCredential, StoredQuestion, UserState, UserStatus,
+};
+use crate::config::RateLimitConfig;
+use crate::factor::FactorId;
+use std::ops::{Deref, DerefMut};
+
+/// Which backend a [`Store`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+}
+
+/// A store connection: one method per read, plus [`Backend::write`].
+pub trait Backend: Send {
+    fn kind(&self) -> Kind;
+    fn local_keys(&self, user: &str) -> Result<Vec<LocalKey>>;
+    fn key_names(&self, user: &str) -> Result<Vec<String>>;
+    fn local_key_owner(&self, credential_id: &[u8]) -> Result<Option<(String, String)>>;
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    fn sealed_secrets(&self) -> Result<Vec<SealedSecret>>;
+    fn has_keyed_items(&self) -> Result<bool>;
+    /// Starts a write transaction that holds the write lock up front, so
+    /// check-then-update sequences cannot interleave.
+    fn write(&mut self) -> Result<Tx<'_>>;
+    fn schema_version(&self) -> Result<i64>;
+    fn quick_check(&self) -> Result<String>;
+    fn integrity_check(&self) -> Result<String>;
+    fn used_backup_hashes(&self, user: &str) -> Result<Vec<Vec<u8>>>;
+    fn user_state(&mut self, user: &str) -> Result<UserState>;
+    fn status(&mut self, user: &str) -> Result<UserStatus>;
+    fn users(&self) -> Result<Vec<String>>;
+    fn remembered(
+        &self,
+        user: &str,
+        service: &str,
+        source_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<Option<Remembered>>;
+    fn remembered_list(&self, user: Option<&str>, now: i64) -> Result<Vec<Remembered>>;
+    fn questions(&self, user: &str) -> Result<(Vec<StoredQuestion>, Option<i64>)>;
+    fn webauthn_credentials(&self, user: &str) -> Result<Vec<StoredCredential>>;
+}
+
+/// One write transaction: every operation sees and changes the state
+/// under the lock [`Backend::write`] took; nothing is kept unless
+/// [`Tx::commit`] succeeds.
+pub trait TxOps {
+    fn key_names(&self, user: &str) -> Result<Vec<String>>;
+    fn local_key_owner(&self, credential_id: &[u8]) -> Result<Option<(String, String)>>;
+    fn add_local_key(&self, user: &str, key: &LocalKey, now: i64) -> Result<bool>;
+    fn local_key(&self, user: &str, credential_id: &[u8]) -> Result<Option<LocalKey>>;
+    fn use_local_key(&self, user: &str, credential_id: &[u8], counter: u32, now: i64)
+    -> Result<()>;
+    fn remove_local_key(&self, user: &str, name: &str) -> Result<bool>;
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    fn set_meta(&self, name: &str, value: &[u8]) -> Result<()>;
+    fn sealed_secrets(&self) -> Result<Vec<SealedSecret>>;
+    fn oldest_hashed_item(&self) -> Result<Option<i64>>;
+    fn set_contact(&self, user: &str, ch: FactorId, address: &str, now: i64) -> Result<()>;
+    fn remove_contact(&self, user: &str, ch: FactorId) -> Result<bool>;
+    fn set_duo(&self, user: &str, now: i64) -> Result<()>;
+    fn remove_duo(&self, user: &str) -> Result<bool>;
+    fn set_default_factor(&self, user: &str, factor: Option<&str>, now: i64) -> Result<()>;
+    fn sends_last_hour(&self, user: &str, ch: FactorId, now: i64) -> Result<u32>;
+    fn live_code_sent_at(
+        &self,
+        user: &str,
+        ch: FactorId,
+        purpose: Purpose,
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<Option<i64>>;
+    #[allow(clippy::too_many_arguments)]
+    fn insert_sent_code(
+        &self,
+        user: &str,
+        ch: FactorId,
+        purpose: Purpose,
+        address: &str,
+        hash: &[u8; 32],
+        now: i64,
+        ttl: i64,
+    ) -> Result<i64>;
+    fn delete_sent_code(&self, id: i64) -> Result<()>;
+    #[allow(clippy::too_many_arguments)]
+    fn check_sent_code(
+        &self,
+        user: &str,
+        ch: FactorId,
+        purpose: Purpose,
+        address: Option<&str>,
+        hash: &[u8; 32],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<SentCheck>;
+    fn user_state(&self, user: &str) -> Result<UserState>;
+    fn ensure_user(&self, user: &str, now: i64) -> Result<()>;
+    fn record_failure(&self, user: &str, now: i64, rl: &RateLimitConfig) -> Result<(u32, i64)>;
+    fn record_success(
+        &self,
+        user: &str,
+        now: i64,
+        service: &str,
+        rhost: &str,
+        factor: &str,
+    ) -> Result<()>;
+    /// Moves the TOTP step forward; false (nothing written) if the
+    /// stored step is not older.
+    fn set_last_step(&self, user: &str, step: i64) -> Result<bool>;
+    /// Moves the HOTP counter forward; false (nothing written) if the
+    /// stored counter is not smaller.
+    fn set_counter(&self, user: &str, counter: i64) -> Result<bool>;
+    /// Marks a backup code used; false if it already was.
+    fn mark_backup_used(&self, id: i64, now: i64, service: &str) -> Result<bool>;
+    fn put_otp(&self, user: &str, rec: &OtpRecord, now: i64) -> Result<()>;
+    fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]], now: i64) -> Result<()>;
+    fn used_backup_hashes(&self, user: &str) -> Result<Vec<Vec<u8>>>;
+    fn replace_unused_backup_codes(&self, user: &str, hashes: &[[u8; 32]], now: i64) -> Result<()>;
+    fn remove_otp(&self, user: &str) -> Result<bool>;
+    fn remove_backup_codes(&self, user: &str) -> Result<usize>;
+    fn reset_user(&self, user: &str) -> Result<bool>;
+    fn unlock(&self, user: &str) -> Result<bool>;
+    fn first_seen(&self, user: &str, now: i64) -> Result<i64>;
+    #[allow(clippy::too_many_arguments)]
+    fn remember(
+        &self,
+        user: &str,
+        service: &str,
+        source_hash: &[u8; 32],
+        source: &str,
+        factor: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<()>;
+    fn revoke(&self, user: &str, id: Option<i64>) -> Result<usize>;
+    fn set_questions(&self, user: &str, qs: &[(String, String)], now: i64) -> Result<()>;
+    fn remove_questions(&self, user: &str) -> Result<bool>;
+    fn set_last_failed_question(&self, user: &str, idx: Option<i64>) -> Result<()>;
+    fn webauthn_credentials(&self, user: &str) -> Result<Vec<StoredCredential>>;
+    fn add_key_warning(&self, user: &str, w: &KeyWarning) -> Result<()>;
+    fn add_webauthn(&self, user: &str, name: &str, credential: &str, now: i64) -> Result<bool>;
+    fn update_webauthn(&self, user: &str, name: &str, credential: &str, now: i64) -> Result<()>;
+    fn remove_webauthn(&self, user: &str, name: &str) -> Result<bool>;
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A store connection, whatever the backend.
+pub struct Store(Box<dyn Backend>);
+
+impl Store {
+    pub fn from_backend(backend: Box<dyn Backend>) -> Store {
+        Store(backend)
+    }
+}
+
+impl Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl DerefMut for Store {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut *self.0
+    }
+}
+
+/// A write transaction, whatever the backend.
+pub struct Tx<'a>(Box<dyn TxOps + 'a>);
+
+impl<'a> Tx<'a> {
+    pub fn new(tx: Box<dyn TxOps + 'a>) -> Tx<'a> {
+        Tx(tx)
+    }
+
+    pub fn commit(self) -> Result<()> {
+        self.0.commit()
+    }
+}
+
+impl<'a> Deref for Tx<'a> {
+    type Target = dyn TxOps + 'a;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}

@@ -1,0 +1,221 @@
+//! The values the store interface ([`super::api`]) passes in and out,
+//! the same for every backend.
+
+use crate::config::Algorithm;
+use crate::factor::FactorId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpKind {
+    Totp,
+    Hotp,
+}
+
+impl OtpKind {
+    /// One of [`FactorId::OTP_KINDS`].
+    pub fn factor(self) -> FactorId {
+        match self {
+            OtpKind::Totp => FactorId::Totp,
+            OtpKind::Hotp => FactorId::Hotp,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.factor().as_str()
+    }
+}
+
+/// An enrolled TOTP/HOTP token; `sealed` is the AEAD blob of the secret.
+#[derive(Debug, Clone)]
+pub struct OtpRecord {
+    pub kind: OtpKind,
+    pub sealed: Vec<u8>,
+    pub algorithm: Algorithm,
+    pub digits: u32,
+    pub period: u32,
+    pub last_step: Option<i64>,
+    pub counter: i64,
+    pub created_at: i64,
+}
+
+/// Everything the login flow needs about one user.
+#[derive(Debug, Clone, Default)]
+pub struct UserState {
+    pub known: bool,
+    pub otp: Option<OtpRecord>,
+    /// `(id, keyed hash)` of unused backup codes.
+    pub unused_backup: Vec<(i64, Vec<u8>)>,
+    /// Backup codes already spent: a user who has used them all is still
+    /// enrolled (and must not fall under the `unenrolled` policy).
+    pub used_backup: u32,
+    /// Verified phone number (E.164) and e-mail address, if enrolled.
+    pub sms: Option<String>,
+    pub email: Option<String>,
+    /// Enrolled for Duo (`2fa-enroll duo`).
+    pub duo: bool,
+    /// The factor an empty answer at the first prompt starts.
+    pub default_factor: Option<String>,
+    /// Security questions answered at enrollment.
+    pub questions: u32,
+    /// Registered WebAuthn credentials.
+    pub webauthn: u32,
+    /// Local FIDO2 keys (console, through libfido2's tools).
+    pub local_keys: u32,
+    pub failures: u32,
+    pub locked_until: i64,
+}
+
+impl UserState {
+    /// Something the user can still log in with.
+    pub fn has_factor(&self) -> bool {
+        self.otp.is_some()
+            || !self.unused_backup.is_empty()
+            || self.sms.is_some()
+            || self.email.is_some()
+            || self.duo
+            || self.questions > 0
+            || self.webauthn > 0
+            || self.local_keys > 0
+    }
+
+    /// Was ever set up and not removed by an admin: only users for whom this
+    /// is false are "unenrolled" in the policy's sense.
+    pub fn is_enrolled(&self) -> bool {
+        self.has_factor() || self.used_backup > 0
+    }
+}
+
+/// What `2fa-enroll status` shows: no secrets, no hashes.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct UserStatus {
+    pub user: String,
+    pub enrolled: bool,
+    pub otp: Option<OtpSummary>,
+    pub backup_codes_remaining: u32,
+    pub backup_codes_used: u32,
+    /// Phone number for SMS codes, e-mail address, Duo: not secrets, and
+    /// the admin needs them to help a user.
+    pub sms: Option<String>,
+    pub email: Option<String>,
+    pub duo: bool,
+    pub default_factor: Option<String>,
+    pub questions: u32,
+    pub webauthn: u32,
+    /// Local FIDO2 keys (console).
+    #[serde(default)]
+    pub local_keys: u32,
+    /// First login attempt seen while unenrolled (grace periods).
+    pub first_seen: Option<i64>,
+    pub failures: u32,
+    pub locked_until: Option<i64>,
+    pub last_success: Option<LastSuccess>,
+    /// Security keys that answered with a counter that went back.
+    #[serde(default)]
+    pub key_warnings: Vec<super::KeyWarning>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OtpSummary {
+    pub kind: String,
+    pub algorithm: String,
+    pub digits: u32,
+    pub period: Option<u32>,
+    pub counter: Option<i64>,
+    pub enrolled_at: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LastSuccess {
+    pub time: i64,
+    pub service: String,
+    pub rhost: String,
+    pub factor: String,
+}
+
+/// Why a code was sent: to log in, or to prove a new phone/address works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Login,
+    Enroll,
+}
+
+impl Purpose {
+    /// The name stored for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Login => "login",
+            Purpose::Enroll => "enroll",
+        }
+    }
+}
+
+/// The outcome of checking a typed code against the live sent codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentCheck {
+    Accepted,
+    Wrong,
+    /// Nothing to check against: expired, used up, or never sent.
+    NoLiveCode,
+}
+
+/// A remembered (user, service, source), as `2fa-enroll devices` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Remembered {
+    pub id: i64,
+    pub user: String,
+    pub service: String,
+    /// Shown to the user ("rhost 192.0.2.7", "tty pts/1"); the lookup uses
+    /// only the keyed hash.
+    pub source: String,
+    pub factor: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// One stored security question; the answer only as an argon2id hash.
+#[derive(Debug, Clone)]
+pub struct StoredQuestion {
+    pub idx: i64,
+    pub question: String,
+    pub answer_hash: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredCredential {
+    pub name: String,
+    /// JSON of the verifier's credential type.
+    pub credential: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A security key that answered with a signature counter not above the
+/// stored one: the assertion was refused, and this stays on record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyWarning {
+    /// The key's name.
+    pub key: String,
+    pub at: i64,
+    /// Counter on record, and the one the key presented.
+    pub stored: u32,
+    pub presented: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalKey {
+    pub name: String,
+    pub credential_id: Vec<u8>,
+    /// Uncompressed SEC1 P-256 point.
+    pub public_key: Vec<u8>,
+    pub rp_id: String,
+    pub counter: u32,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A sealed OTP secret, for proving which key the store was made with.
+#[derive(Debug, Clone)]
+pub struct SealedSecret {
+    pub user: String,
+    pub sealed: Vec<u8>,
+    pub created_at: i64,
+}
