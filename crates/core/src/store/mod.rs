@@ -6,8 +6,10 @@
 
 pub mod api;
 mod sqlite;
-#[cfg(test)]
-mod suite;
+/// The contract suite every backend must pass (tests only: the
+/// `testsuite` feature, never in what ships).
+#[cfg(any(test, feature = "testsuite"))]
+pub mod suite;
 /// The values passed through the interface.
 pub mod types;
 
