@@ -298,18 +298,26 @@ fn forward_pass_one_answer_for_pam_unix() {
     assert!(!a.ok, "{}", a.output);
 }
 
-/// `use_first_pass`: the password + code an earlier module left in
-/// PAM_AUTHTOK, never a prompt; the password goes on to pam_unix.
-#[test]
-fn use_first_pass_takes_the_earlier_modules_authtok() {
-    let user = system_user("p2fa-arg-use", PASSWORD);
-    let quiz = system_user("p2fa-arg-useq", PASSWORD);
+/// An env with questions enabled, a user `TAG` with TOTP (SECRET) and a
+/// user `TAGq` whose only factor is one security question (answer
+/// "Springfield"), both with PASSWORD.
+fn code_and_questions_users(tag: &str) -> (Env, String, String) {
+    let user = system_user(tag, PASSWORD);
+    let quiz = system_user(&format!("{tag}q"), PASSWORD);
     let env = Env::with_config("[questions]\nenabled = true\ncount = 1\nask = 1\n");
     env.enroll_totp(&user);
     env.enroll_ok(
         &["questions", "--user", &quiz],
         "1\nSpringfield\nSpringfield\n",
     );
+    (env, user, quiz)
+}
+
+/// `use_first_pass`: the password + code an earlier module left in
+/// PAM_AUTHTOK, never a prompt; the password goes on to pam_unix.
+#[test]
+fn use_first_pass_takes_the_earlier_modules_authtok() {
+    let (env, user, quiz) = code_and_questions_users("p2fa-arg-use");
     stack(
         &env,
         "p2fa-use",
@@ -403,14 +411,7 @@ fn use_first_pass_takes_the_earlier_modules_authtok() {
 /// module asks as usual.
 #[test]
 fn try_first_pass_falls_back_to_the_prompt() {
-    let user = system_user("p2fa-arg-try", PASSWORD);
-    let quiz = system_user("p2fa-arg-tryq", PASSWORD);
-    let env = Env::with_config("[questions]\nenabled = true\ncount = 1\nask = 1\n");
-    env.enroll_totp(&user);
-    env.enroll_ok(
-        &["questions", "--user", &quiz],
-        "1\nSpringfield\nSpringfield\n",
-    );
+    let (env, user, quiz) = code_and_questions_users("p2fa-arg-try");
     stack(
         &env,
         "p2fa-try",

@@ -743,7 +743,9 @@ fn key_warnings_newest_first_at_most_20(new: &mut dyn FnMut() -> Store) {
 
 // ---- local FIDO2 keys ----
 
-fn local_key(name: &str, id: u8) -> LocalKey {
+/// A local FIDO2 key with credential id `[id; 48]` (also the SQLite
+/// store's own tests' key).
+pub(crate) fn local_key(name: &str, id: u8) -> LocalKey {
     LocalKey {
         name: name.into(),
         credential_id: vec![id; 48],

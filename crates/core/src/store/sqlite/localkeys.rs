@@ -158,17 +158,7 @@ mod tests {
     use super::*;
     use crate::secure_fs::Trust;
 
-    fn key(name: &str, id: u8) -> LocalKey {
-        LocalKey {
-            name: name.into(),
-            credential_id: vec![id; 48],
-            public_key: vec![4; 65],
-            rp_id: "pam://host".into(),
-            counter: 7,
-            created_at: 0,
-            last_used_at: None,
-        }
-    }
+    use crate::store::suite::local_key as key;
 
     #[test]
     fn add_use_remove() {
