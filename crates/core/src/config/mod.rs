@@ -15,6 +15,7 @@
 mod daemon;
 mod network;
 mod policy;
+mod store;
 
 use crate::secure_fs::Trust;
 pub use daemon::{DaemonConfig, UserVerification, WebauthnConfig};
@@ -28,6 +29,7 @@ pub use policy::{
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
+pub use store::{PgChannelBinding, PgTlsMode, PostgresConfig, StoreKind, host_name};
 
 /// Where the configuration lives unless `config=` / `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/security/2fa.conf";
@@ -208,8 +210,14 @@ impl PassArgs {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Where the state lives: `sqlite` (`db`, the default) or `postgres`
+    /// (the `[postgres]` database a fleet of hosts shares).
+    pub store: StoreKind,
     /// SQLite state file.
     pub db: PathBuf,
+    /// This host's name in a shared store's rows (audit trail, sent
+    /// codes, remembered devices); empty means the system host name.
+    pub host_id: String,
     /// Host secret key (32 random bytes, root 0600).
     pub key_file: PathBuf,
     /// Issuer shown in authenticator apps; empty means the host name.
@@ -240,6 +248,7 @@ pub struct Config {
     pub questions: QuestionsConfig,
     pub daemon: DaemonConfig,
     pub webauthn: WebauthnConfig,
+    pub postgres: PostgresConfig,
     /// `try_first_pass`, `use_first_pass`, `forward_pass`: module arguments
     /// only, never read from the file.
     #[serde(skip)]
@@ -249,7 +258,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            store: StoreKind::Sqlite,
             db: DEFAULT_DB.into(),
+            host_id: String::new(),
             key_file: DEFAULT_KEY_FILE.into(),
             issuer: String::new(),
             unenrolled: Unenrolled::Deny,
@@ -270,6 +281,7 @@ impl Default for Config {
             questions: QuestionsConfig::default(),
             daemon: DaemonConfig::default(),
             webauthn: WebauthnConfig::default(),
+            postgres: PostgresConfig::default(),
             pass: PassArgs::default(),
         }
     }
@@ -468,6 +480,7 @@ impl Config {
         }
         self.validate_network()?;
         self.validate_policy()?;
+        self.validate_store()?;
         self.validate_daemon()
     }
 
