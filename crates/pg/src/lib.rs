@@ -5,5 +5,14 @@
 //!   SCRAM, the extended query protocol), every read and write under a
 //!   deadline, no thread and no runtime, since it runs inside the PAM
 //!   host process.
+//! - [`schema`]: the fleet schema, its migrations and the rolling-upgrade
+//!   rule.
+//! - [`store`]: [`store::PgStore`], the store interface on it.
+//! - [`open`]: the one place that picks the backend from the config.
 
+pub mod open;
+pub mod schema;
+pub mod store;
 pub mod wire;
+
+pub use open::{Mode, open};

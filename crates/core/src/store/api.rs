@@ -22,6 +22,8 @@ use std::ops::{Deref, DerefMut};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Sqlite,
+    /// The fleet database (crate p2fa-pg).
+    Postgres,
 }
 
 /// A store connection: one method per read, plus [`Backend::write`].

@@ -5,6 +5,7 @@
 //! [`Store::open_or_create`] and [`Store::inspect`] open the SQLite store.
 
 pub mod api;
+mod forward;
 mod sqlite;
 /// The contract suite every backend must pass (tests only: the
 /// `testsuite` feature, never in what ships). Its cases panic on a
@@ -40,6 +41,10 @@ pub enum StoreError {
     Full(String),
     Busy(String),
     TooNew(String),
+    /// The shared (PostgreSQL) store cannot be reached or used: server
+    /// down, TLS or login refused, a standby, no or an old schema, or
+    /// the connection lost mid-transaction.
+    Unreachable(String),
     Other(String),
 }
 
@@ -53,6 +58,7 @@ impl fmt::Display for StoreError {
             StoreError::Full(m) => ("store full", m),
             StoreError::Busy(m) => ("store busy", m),
             StoreError::TooNew(m) => ("store too new", m),
+            StoreError::Unreachable(m) => ("store unreachable", m),
             StoreError::Other(m) => ("store error", m),
         };
         write!(f, "{kind}: {msg}")
@@ -106,7 +112,7 @@ pub fn lock_until(failures: i64, now: i64, rl: &RateLimitConfig) -> i64 {
 /// The part of `2fa-enroll status` that follows from the user's state;
 /// a backend adds `first_seen`, `key_warnings` and `last_success` for a
 /// known user.
-pub(crate) fn status_of(user: &str, state: UserState) -> UserStatus {
+pub fn status_of(user: &str, state: UserState) -> UserStatus {
     let mut status = UserStatus {
         user: user.to_string(),
         enrolled: state.is_enrolled(),

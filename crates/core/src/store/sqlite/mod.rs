@@ -275,6 +275,10 @@ impl SqliteStore {
 
     /// Starts a `BEGIN IMMEDIATE` transaction: the write lock is taken up
     /// front, so check-then-update sequences cannot interleave.
+    pub fn kind(&self) -> crate::store::Kind {
+        crate::store::Kind::Sqlite
+    }
+
     pub fn write(&mut self) -> Result<SqliteTx<'_>> {
         Ok(SqliteTx {
             tx: self

@@ -1,0 +1,277 @@
+//! [`PgStore`] and [`PgTx`]: the store interface
+//! ([`p2fa_core::store::api`]) on the fleet database (docs/fleet.md §3).
+//!
+//! The rule that makes one host's guarantees hold across the fleet: the
+//! first operation of a write transaction that names a user takes that
+//! user's advisory transaction lock, so every login of one user, on any
+//! host, runs its check-then-update after the previous one committed
+//! (READ COMMITTED: each statement sees what the previous holder
+//! committed). A lock rather than `SELECT ... FOR UPDATE`, because it
+//! also covers a user with no row yet. On top of it every consuming
+//! UPDATE is conditional (`last_step < $2`, `used_at IS NULL`), so even
+//! a missing lock could not accept a code twice.
+
+mod keys;
+mod network;
+mod ops;
+mod policy;
+
+use crate::schema::{LOCK_USER, current_version};
+use crate::wire::{Conn, PgError, Row, TxStatus, Value};
+use p2fa_core::store::{Kind, Result, StoreError};
+use sha2::{Digest, Sha256};
+use std::cell::{Cell, RefCell, RefMut};
+
+/// Limits set inside every write transaction (`set_config(..., true)`:
+/// transaction-local, so PgBouncer in transaction mode is fine).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub statement_timeout_ms: u64,
+    pub lock_timeout_ms: u64,
+}
+
+/// A connection to the fleet database.
+pub struct PgStore {
+    conn: RefCell<Conn>,
+    host: String,
+    limits: Limits,
+}
+
+/// What a PostgreSQL error means to the login: the store cannot be
+/// reached (deny as unavailable), is busy (lock or statement timeout),
+/// or something else went wrong.
+pub fn store_error(e: PgError) -> StoreError {
+    match e {
+        PgError::Connect(m) => StoreError::Unreachable(m),
+        PgError::Lost(m) => StoreError::Unreachable(format!("connection lost: {m}")),
+        PgError::Server { code, message } => match code.as_str() {
+            // lock_not_available, query_canceled, deadlock, serialization
+            "55P03" | "57014" | "40P01" | "40001" => {
+                StoreError::Busy(format!("{message} (SQLSTATE {code})"))
+            }
+            // undefined_table / schema: no fleet schema here
+            "42P01" | "3F000" => StoreError::Unreachable(format!(
+                "the fleet schema is missing ({message}): run 2fa-enroll init"
+            )),
+            // read_only_sql_transaction: a standby after a failover
+            "25006" => StoreError::Unreachable(format!("the server is read-only: {message}")),
+            c if c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") => {
+                StoreError::Unreachable(format!("{message} (SQLSTATE {code})"))
+            }
+            _ => StoreError::Other(format!("{message} (SQLSTATE {code})")),
+        },
+    }
+}
+
+/// The advisory-lock key of a user: the first four bytes of a hash of
+/// the name, computed here so every host and server version agrees.
+/// Two users may share a key (they then queue behind each other, which
+/// is slower, never wrong).
+pub fn user_lock_key(user: &str) -> i32 {
+    let mut h = Sha256::new();
+    h.update(b"p2fa user\0");
+    h.update(user.as_bytes());
+    let d = h.finalize();
+    i32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+/// The connection with a borrowed view for one operation.
+pub(crate) struct Db<'c> {
+    c: RefMut<'c, Conn>,
+    pub(crate) host: &'c str,
+}
+
+impl Db<'_> {
+    pub(crate) fn rows(&mut self, sql: &str, p: &[Value<'_>]) -> Result<Vec<Row>> {
+        Ok(self.c.query(sql, p).map_err(store_error)?.rows)
+    }
+
+    pub(crate) fn opt(&mut self, sql: &str, p: &[Value<'_>]) -> Result<Option<Row>> {
+        Ok(self.rows(sql, p)?.into_iter().next())
+    }
+
+    pub(crate) fn one(&mut self, sql: &str, p: &[Value<'_>]) -> Result<Row> {
+        self.opt(sql, p)?
+            .ok_or_else(|| StoreError::Other("a query that returns one row returned none".into()))
+    }
+
+    pub(crate) fn exec(&mut self, sql: &str, p: &[Value<'_>]) -> Result<u64> {
+        Ok(self.c.query(sql, p).map_err(store_error)?.affected)
+    }
+
+    pub(crate) fn pipeline(&mut self, stmts: &[(&str, &[Value<'_>])]) -> Result<Vec<Vec<Row>>> {
+        let out = self.c.pipeline(stmts).map_err(store_error);
+        if out.is_err() && self.c.status() != TxStatus::Idle {
+            // Only reads pipeline their own BEGIN; end it either way.
+            let _ = self.c.simple("ROLLBACK");
+        }
+        Ok(out?.into_iter().map(|o| o.rows).collect())
+    }
+}
+
+/// Column getters as store results.
+pub(crate) trait Get {
+    fn i(&self, idx: usize) -> Result<i64>;
+    fn oi(&self, idx: usize) -> Result<Option<i64>>;
+    fn s(&self, idx: usize) -> Result<String>;
+    fn os(&self, idx: usize) -> Result<Option<String>>;
+    fn b(&self, idx: usize) -> Result<Vec<u8>>;
+    fn flag(&self, idx: usize) -> Result<bool>;
+}
+
+impl Get for Row {
+    fn i(&self, idx: usize) -> Result<i64> {
+        self.i64(idx).map_err(store_error)
+    }
+    fn oi(&self, idx: usize) -> Result<Option<i64>> {
+        self.opt_i64(idx).map_err(store_error)
+    }
+    fn s(&self, idx: usize) -> Result<String> {
+        self.text(idx).map_err(store_error)
+    }
+    fn os(&self, idx: usize) -> Result<Option<String>> {
+        self.opt_text(idx).map_err(store_error)
+    }
+    fn b(&self, idx: usize) -> Result<Vec<u8>> {
+        self.bytes(idx).map_err(store_error)
+    }
+    fn flag(&self, idx: usize) -> Result<bool> {
+        self.bool(idx).map_err(store_error)
+    }
+}
+
+impl PgStore {
+    /// A store on an open connection. `host` is written into the rows
+    /// this host changes.
+    pub fn new(conn: Conn, host: String, limits: Limits) -> PgStore {
+        PgStore {
+            conn: RefCell::new(conn),
+            host,
+            limits,
+        }
+    }
+
+    /// Checks that this build may use the database's schema (one round
+    /// trip): the module never migrates, so an old or missing schema is
+    /// "unavailable" with what to run.
+    pub fn check_schema(&self) -> Result<()> {
+        let mut db = self.db()?;
+        let row = db.opt("SELECT version, min_reader FROM p2fa.schema_version", &[])?;
+        let Some(row) = row else {
+            return Err(StoreError::Unreachable(
+                "the fleet schema is empty: run 2fa-enroll init".into(),
+            ));
+        };
+        let (version, min_reader) = (row.i(0)?, row.i(1)?);
+        match crate::schema::compat(version, min_reader, current_version()) {
+            crate::schema::Compat::Usable => Ok(()),
+            crate::schema::Compat::NeedsMigrate => Err(StoreError::Unreachable(format!(
+                "fleet schema v{version} is older than this pam-2fa's v{}: run 2fa-enroll migrate",
+                current_version()
+            ))),
+            crate::schema::Compat::NeedsUpgrade => Err(StoreError::TooNew(format!(
+                "fleet schema v{version} needs pam-2fa with schema v{min_reader} or later: upgrade this host"
+            ))),
+        }
+    }
+
+    /// The connection, for [`crate::schema::migrate`] and the CLI.
+    pub fn conn(&self) -> Result<RefMut<'_, Conn>> {
+        self.conn
+            .try_borrow_mut()
+            .map_err(|_| StoreError::Other("the store connection is in use".into()))
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub(crate) fn db(&self) -> Result<Db<'_>> {
+        Ok(Db {
+            c: self.conn()?,
+            host: &self.host,
+        })
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        Kind::Postgres
+    }
+
+    /// Starts a write transaction with its limits (one round trip).
+    pub(crate) fn write(&mut self) -> Result<PgTx<'_>> {
+        let mut db = self.db()?;
+        let st = self.limits.statement_timeout_ms.to_string();
+        let lock = self.limits.lock_timeout_ms.to_string();
+        db.pipeline(&[
+            ("BEGIN", &[]),
+            (
+                "SELECT set_config('statement_timeout', $1, true),
+                        set_config('lock_timeout', $2, true),
+                        set_config('idle_in_transaction_session_timeout', $1, true),
+                        set_config('synchronous_commit', 'on', true)",
+                &[Value::Text(&st), Value::Text(&lock)],
+            ),
+        ])?;
+        drop(db);
+        Ok(PgTx {
+            store: self,
+            locked: RefCell::new(Vec::new()),
+            open: Cell::new(true),
+        })
+    }
+}
+
+/// One write transaction; rolled back on drop unless committed.
+pub struct PgTx<'a> {
+    store: &'a PgStore,
+    locked: RefCell<Vec<String>>,
+    open: Cell<bool>,
+}
+
+impl PgTx<'_> {
+    /// The connection, after taking `user`'s lock if this transaction
+    /// does not hold it yet.
+    pub(crate) fn db_for(&self, user: &str) -> Result<Db<'_>> {
+        let mut db = self.store.db()?;
+        let held = self.locked.borrow().iter().any(|u| u == user);
+        if !held {
+            db.exec(
+                "SELECT pg_advisory_xact_lock($1, $2)",
+                &[Value::Int4(LOCK_USER), Value::Int4(user_lock_key(user))],
+            )?;
+            self.locked.borrow_mut().push(user.to_string());
+        }
+        Ok(db)
+    }
+
+    /// The connection for operations that name no user.
+    pub(crate) fn db(&self) -> Result<Db<'_>> {
+        self.store.db()
+    }
+
+    /// A success is reported only after COMMIT has returned.
+    pub(crate) fn commit(self) -> Result<()> {
+        let mut db = self.store.db()?;
+        self.open.set(false);
+        match db.c.simple("COMMIT") {
+            Ok(()) => Ok(()),
+            // No answer to COMMIT: it may or may not have happened.
+            Err(PgError::Lost(m)) => Err(StoreError::Unreachable(format!(
+                "connection lost during COMMIT (outcome unknown): {m}"
+            ))),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if self.open.get()
+            && let Ok(mut c) = self.store.conn.try_borrow_mut()
+        {
+            let _ = c.simple("ROLLBACK");
+        }
+    }
+}
+
+p2fa_core::store_backend!(PgStore, PgTx);
