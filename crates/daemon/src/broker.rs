@@ -95,7 +95,7 @@ impl Broker {
                 format!("no such user: {}", clean(&user)),
             );
         };
-        let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms, self.trust) {
+        let mut store = match p2fa_pg::open(cfg, self.trust, p2fa_pg::Mode::Login) {
             Ok(s) => s,
             Err(e) => {
                 audit.err(&format!(

@@ -506,7 +506,7 @@ impl Ceremonies {
 }
 
 fn open(cfg: &Config, trust: Trust) -> Result<Store, String> {
-    Store::open_existing(&cfg.db, cfg.busy_timeout_ms, trust).map_err(|e| e.to_string())
+    p2fa_pg::open(cfg, trust, p2fa_pg::Mode::Login).map_err(|e| e.to_string())
 }
 
 fn save_new(

@@ -132,3 +132,27 @@ fn connect(cfg: &Config, trust: Trust, admin: bool) -> Result<PgStore, StoreErro
         },
     ))
 }
+
+/// `2fa-enroll init` and `migrate` on PostgreSQL: brings the fleet
+/// schema up to this build's (once per fleet, under the schema lock) and
+/// records this host. Returns a line for the admin.
+pub fn init_fleet(
+    cfg: &Config,
+    trust: Trust,
+    release: &str,
+    now: i64,
+) -> Result<String, StoreError> {
+    let admin = open_admin(cfg, trust)?;
+    let host = admin.host().to_string();
+    let mut conn = admin.conn()?;
+    let (from, to) =
+        crate::schema::migrate(&mut conn, crate::schema::MIGRATIONS, release, &host, now)
+            .map_err(crate::store::store_error)?;
+    crate::schema::register_host(&mut conn, &host, release, now)
+        .map_err(crate::store::store_error)?;
+    Ok(if from == to {
+        format!("fleet schema v{to} (current); host {host} registered")
+    } else {
+        format!("fleet schema migrated from v{from} to v{to}; host {host} registered")
+    })
+}

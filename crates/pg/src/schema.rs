@@ -208,6 +208,24 @@ fn migrate_in_tx(
     Ok((from, to))
 }
 
+/// Records this host in `p2fa.hosts` (release and schema it runs): the
+/// admin's list of who uses the fleet database, and what a later
+/// migration that raises `min_reader` must wait for.
+pub fn register_host(conn: &mut Conn, host: &str, release: &str, now: i64) -> Result<(), PgError> {
+    conn.query(
+        "INSERT INTO p2fa.hosts (name, release, schema_version, first_seen, last_seen)
+         VALUES ($1, $2, $3, $4, $4)
+         ON CONFLICT (name) DO UPDATE SET release = $2, schema_version = $3, last_seen = $4",
+        &[
+            Value::Text(host),
+            Value::Text(release),
+            Value::Int4(current_version() as i32),
+            Value::Int8(now),
+        ],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

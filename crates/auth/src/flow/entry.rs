@@ -92,7 +92,7 @@ pub fn authenticate_with(
         return pass_through(cfg, conv, audit, &who);
     }
     let opened = p2fa_core::clock::Stopwatch::start();
-    let mut store = match Store::open_existing(&cfg.db, cfg.busy_timeout_ms, trust) {
+    let mut store = match p2fa_pg::open(cfg, trust, p2fa_pg::Mode::Login) {
         Ok(s) => s,
         // Not there yet (`2fa-enroll init` has not run), and only root
         // could have removed it: nobody has a factor.

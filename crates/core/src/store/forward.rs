@@ -3,6 +3,12 @@
 //! same names and signatures as the traits' (each trait method calls the
 //! inherent one), so the list of operations is written once for every
 //! backend: `p2fa_core::store_backend!(SqliteStore, SqliteTx)`.
+//!
+//! A backend must have every inherent method: where one is missing,
+//! `Type::name(self)` resolves to the trait method itself and recurses
+//! forever, and rustc's recursion lint is silent inside another crate's
+//! macro. The contract suite (`store::suite`) on each backend calls every
+//! operation, so such a gap overflows the stack in the tests.
 
 /// `store_backend!(Store, Tx)`: `impl Backend for Store` and
 /// `impl TxOps for Tx<'_>`, forwarding to the inherent methods (plus

@@ -17,6 +17,7 @@ pub type Case = fn(&mut dyn FnMut() -> Store);
 /// Every case, with its name for the failure message.
 pub const CASES: &[(&str, Case)] = &[
     ("unknown_user_is_not_enrolled", unknown_user_is_not_enrolled),
+    ("a_fresh_store_checks_ok", a_fresh_store_checks_ok),
     ("otp_round_trips", otp_round_trips),
     ("step_only_moves_forward", step_only_moves_forward),
     ("counter_only_moves_forward", counter_only_moves_forward),
@@ -135,6 +136,15 @@ fn enroll(s: &mut Store, user: &str, rec: &OtpRecord) {
     tx.ensure_user(user, NOW).unwrap();
     tx.put_otp(user, rec, NOW).unwrap();
     tx.commit().unwrap();
+}
+
+fn a_fresh_store_checks_ok(new: &mut dyn FnMut() -> Store) {
+    let s = new();
+    assert!(s.schema_version().unwrap() > 0);
+    assert_eq!(s.quick_check().unwrap(), "ok");
+    assert_eq!(s.integrity_check().unwrap(), "ok");
+    assert!(!s.has_keyed_items().unwrap());
+    assert!(s.users().unwrap().is_empty());
 }
 
 fn unknown_user_is_not_enrolled(new: &mut dyn FnMut() -> Store) {

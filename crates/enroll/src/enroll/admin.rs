@@ -38,6 +38,11 @@ pub struct RemoveArgs {
 }
 
 pub fn init(ctx: &mut Ctx) -> CliResult {
+    if ctx.cfg.store == p2fa_core::config::StoreKind::Postgres {
+        let now = p2fa_core::clock::unix_now();
+        let line = p2fa_pg::open::init_fleet(&ctx.cfg, ctx.trust, env!("CARGO_PKG_VERSION"), now)?;
+        println!("Store:    PostgreSQL, {line}");
+    }
     let key = ctx.host_key()?;
     let mut store = ctx.open_store()?;
     let check = store.integrity_check()?;
@@ -45,7 +50,9 @@ pub fn init(ctx: &mut Ctx) -> CliResult {
         return Err(CliError(format!("store integrity check failed: {check}")));
     }
     println!("Host key: {}", ctx.cfg.key_file.display());
-    println!("Store:    {} (integrity ok)", ctx.cfg.db.display());
+    if ctx.cfg.store == p2fa_core::config::StoreKind::Sqlite {
+        println!("Store:    {} (integrity ok)", ctx.cfg.db.display());
+    }
     let kf = ctx.cfg.key_file.display().to_string();
     match p2fa_core::keycheck::verify_or_pin(&mut store, &key, &kf).map_err(CliError)? {
         p2fa_core::keycheck::KeyCheck::Unproven(why) => println!(

@@ -449,19 +449,20 @@ fn import_otp(
     if !writing {
         // What each user has now, from the store if there is one; a dry
         // run creates nothing.
-        let mut store = if ctx.cfg.db.exists() {
-            match Store::open_existing(&ctx.cfg.db, ctx.cfg.busy_timeout_ms, ctx.trust) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    eprintln!(
-                        "warning: cannot read the store, so current factors are not shown: {e}"
-                    );
-                    None
+        let mut store =
+            if ctx.cfg.store == p2fa_core::config::StoreKind::Postgres || ctx.cfg.db.exists() {
+                match p2fa_pg::open(&ctx.cfg, ctx.trust, p2fa_pg::Mode::Login) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!(
+                            "warning: cannot read the store, so current factors are not shown: {e}"
+                        );
+                        None
+                    }
                 }
-            }
-        } else {
-            None
-        };
+            } else {
+                None
+            };
         // The host key, to compare with what is stored: read only, never
         // created by a dry run.
         let key = store
@@ -850,8 +851,10 @@ fn import_u2f(
         }
     }
     if !writing {
-        let store = if ctx.cfg.db.exists() {
-            match Store::open_existing(&ctx.cfg.db, ctx.cfg.busy_timeout_ms, ctx.trust) {
+        let store = if ctx.cfg.store == p2fa_core::config::StoreKind::Postgres
+            || ctx.cfg.db.exists()
+        {
+            match p2fa_pg::open(&ctx.cfg, ctx.trust, p2fa_pg::Mode::Login) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     eprintln!("warning: cannot read the store, so current keys are not shown: {e}");

@@ -139,7 +139,7 @@ impl Ctx {
     /// [`Ctx::host_key`], which every command that writes with the key
     /// calls, so `status` and the like still work for the admin.
     pub fn open_store(&self) -> Result<Store, CliError> {
-        let mut store = Store::open_or_create(&self.cfg.db, self.cfg.busy_timeout_ms, self.trust)
+        let mut store = p2fa_pg::open(&self.cfg, self.trust, p2fa_pg::Mode::Admin)
             .map_err(|e| CliError(e.to_string()))?;
         if let Ok(key) = HostKey::load(&self.cfg.key_file, self.trust) {
             let key_file = self.cfg.key_file.display().to_string();
@@ -156,7 +156,7 @@ impl Ctx {
     /// is migrated), and its key check value is recorded when that can be
     /// proven, as [`Ctx::open_store`] does.
     pub fn existing_store(&self) -> Result<Option<Store>, CliError> {
-        match Store::open_existing(&self.cfg.db, self.cfg.busy_timeout_ms, self.trust) {
+        match p2fa_pg::open(&self.cfg, self.trust, p2fa_pg::Mode::Login) {
             Ok(mut store) => {
                 if let Ok(key) = HostKey::load(&self.cfg.key_file, self.trust) {
                     let key_file = self.cfg.key_file.display().to_string();
@@ -191,15 +191,16 @@ impl Ctx {
     pub fn host_key(&mut self) -> Result<HostKey, CliError> {
         let (key, created) = HostKey::load_or_create(&self.cfg.key_file, self.trust)?;
         let key_file = self.cfg.key_file.display().to_string();
-        let checked = if self.cfg.db.exists() {
-            Store::open_or_create(&self.cfg.db, self.cfg.busy_timeout_ms, self.trust)
-                .map_err(|e| e.to_string())
-                .and_then(|mut store| {
-                    p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file)
-                })
-        } else {
-            Ok(p2fa_core::keycheck::KeyCheck::Unproven("no store yet"))
-        };
+        let checked =
+            if self.cfg.store == p2fa_core::config::StoreKind::Postgres || self.cfg.db.exists() {
+                p2fa_pg::open(&self.cfg, self.trust, p2fa_pg::Mode::Admin)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut store| {
+                        p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file)
+                    })
+            } else {
+                Ok(p2fa_core::keycheck::KeyCheck::Unproven("no store yet"))
+            };
         match checked {
             Ok(p2fa_core::keycheck::KeyCheck::Pinned(why)) => self.audit.notice(&format!(
                 "host key {key_file}: check value recorded ({why})"

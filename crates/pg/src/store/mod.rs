@@ -175,6 +175,43 @@ impl PgStore {
         }
     }
 
+    pub(crate) fn schema_version(&self) -> Result<i64> {
+        match self
+            .db()?
+            .opt("SELECT version FROM p2fa.schema_version", &[])?
+        {
+            Some(r) => r.i(0),
+            None => Ok(0),
+        }
+    }
+
+    /// "ok" when the server answers and the schema is one this build
+    /// reads; the server keeps its own data consistent (constraints,
+    /// WAL), so there is no page-level check to run from here.
+    pub(crate) fn quick_check(&self) -> Result<String> {
+        self.check_schema()?;
+        Ok("ok".into())
+    }
+
+    /// [`PgStore::quick_check`], plus rows no constraint covers: a
+    /// sealed secret or backup hash of an impossible length.
+    pub(crate) fn integrity_check(&self) -> Result<String> {
+        self.check_schema()?;
+        let bad = self
+            .db()?
+            .one(
+                "SELECT (SELECT count(*) FROM p2fa.otp_tokens WHERE length(secret) < 28)
+                      + (SELECT count(*) FROM p2fa.backup_codes WHERE length(hash) <> 32)",
+                &[],
+            )?
+            .i(0)?;
+        Ok(if bad == 0 {
+            "ok".into()
+        } else {
+            format!("{bad} rows with a malformed secret or hash")
+        })
+    }
+
     /// The connection, for [`crate::schema::migrate`] and the CLI.
     pub fn conn(&self) -> Result<RefMut<'_, Conn>> {
         self.conn
