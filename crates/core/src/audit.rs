@@ -144,6 +144,15 @@ impl Audit {
         }
     }
 
+    /// Severity alert: something an admin must act on now (the fleet
+    /// store's break-glass was used).
+    pub fn alert(&mut self, msg: &str) {
+        self.send(Severity::LOG_ALERT, msg);
+        if self.echo_stderr {
+            eprintln!("alert: {msg}");
+        }
+    }
+
     pub fn err(&mut self, msg: &str) {
         self.send(Severity::LOG_ERR, msg);
         if self.echo_stderr {

@@ -99,11 +99,11 @@ pub fn authenticate_with(
         Err(e @ StoreError::Missing(_)) => {
             return without_store(cfg, login, conv, audit, &who, &e.to_string());
         }
-        Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+        Err(e) => return store_failed(cfg, &login, conv, audit, &who, &e),
     };
     let state = match store.user_state(login.user) {
         Ok(s) => s,
-        Err(e) => return unavailable(conv, audit, &who, &e.to_string()),
+        Err(e) => return store_failed(cfg, &login, conv, audit, &who, &e),
     };
     let (allowed, _) = policy::allowed_methods(cfg, &groups);
     audit.debug(|| {
@@ -229,4 +229,28 @@ pub(super) fn load_key(cfg: &Config, trust: Trust, store: &mut Store) -> Result<
     let key = HostKey::load(&cfg.key_file, trust).map_err(|e| e.to_string())?;
     p2fa_core::keycheck::verify(store, &key, &cfg.key_file.display().to_string())?;
     Ok(key)
+}
+
+/// The store could not be opened or read before the prompt: unavailable,
+/// or for console root with `postgres.break_glass` on, a pass on the
+/// password alone, logged at alert ([`super::break_glass`]).
+fn store_failed(
+    cfg: &Config,
+    login: &Login<'_>,
+    conv: &mut dyn Conversation,
+    audit: &mut Audit,
+    who: &str,
+    e: &StoreError,
+) -> Verdict {
+    let unreachable = matches!(e, StoreError::Unreachable(_) | StoreError::Busy(_));
+    if unreachable && super::break_glass::applies(cfg, login) {
+        audit.alert(&format!(
+            "auth break-glass {who} tty={} reason=store-unreachable: {}",
+            clean(login.tty),
+            p2fa_core::audit::detail(&e.to_string())
+        ));
+        conv.info("The 2FA store cannot be reached: console break-glass used; this is logged.");
+        return pass_through(cfg, conv, audit, who);
+    }
+    unavailable(conv, audit, who, &e.to_string())
 }

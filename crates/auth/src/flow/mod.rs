@@ -14,6 +14,7 @@
 //! (`forward_pass`, `use_first_pass`, `try_first_pass`).
 
 mod attempt;
+mod break_glass;
 mod entry;
 mod error;
 mod factors;
