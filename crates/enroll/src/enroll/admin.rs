@@ -64,6 +64,22 @@ pub fn init(ctx: &mut Ctx) -> CliResult {
     Ok(())
 }
 
+pub fn migrate(ctx: &mut Ctx) -> CliResult {
+    if ctx.cfg.store == p2fa_core::config::StoreKind::Postgres {
+        let now = p2fa_core::clock::unix_now();
+        let line = p2fa_pg::open::init_fleet(&ctx.cfg, ctx.trust, env!("CARGO_PKG_VERSION"), now)?;
+        println!("Store: PostgreSQL, {line}");
+        return Ok(());
+    }
+    let store = ctx.require_store()?;
+    println!(
+        "Store: {}, schema {}",
+        ctx.cfg.db.display(),
+        store.schema_version()?
+    );
+    Ok(())
+}
+
 pub fn status(ctx: &mut Ctx, a: StatusArgs) -> CliResult {
     // Check the name before touching the store. Without a store there is
     // nothing to show, and logins through pam_2fa are denied (unless

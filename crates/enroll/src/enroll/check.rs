@@ -163,9 +163,35 @@ fn finish(r: &Report, note: &str) -> CliResult {
     Ok(())
 }
 
+/// The fleet database: reachable, a primary, logged in, and a schema
+/// this build reads (a login's own checks); nothing is written.
+fn fleet_store(r: &mut Report, cfg: &Config, trust: Trust) -> Option<Store> {
+    let what = "store postgres";
+    match p2fa_pg::open(cfg, trust, p2fa_pg::Mode::Login) {
+        Ok(store) => {
+            let v = store.schema_version().unwrap_or(0);
+            r.ok(
+                what,
+                &format!(
+                    "reachable, schema {v}, this host writes as {}",
+                    p2fa_core::config::host_name(&cfg.host_id)
+                ),
+            );
+            Some(store)
+        }
+        Err(e) => {
+            r.error(what, &e.to_string());
+            None
+        }
+    }
+}
+
 /// The store, opened read-only ([`Store::inspect`]); returned when its
 /// schema is current, for the host key check.
 fn store(r: &mut Report, cfg: &Config, trust: Trust) -> Option<Store> {
+    if cfg.store == p2fa_core::config::StoreKind::Postgres {
+        return fleet_store(r, cfg, trust);
+    }
     let what = format!("store {}", cfg.db.display());
     let (store, note) = match Store::inspect(&cfg.db, trust) {
         Ok(s) => s,

@@ -51,6 +51,10 @@ pub enum Command {
     Menu(menu::MenuArgs),
     /// Create the host key and the state store (safe to run again).
     Init,
+    /// Bring the store's schema up to this release: the SQLite store, or
+    /// the fleet database (once for the whole fleet, under a lock; logins
+    /// never migrate it). Safe to run again.
+    Migrate,
     /// Enroll a TOTP authenticator app (or provision a known secret).
     Totp(otp::TotpArgs),
     /// Provision an HOTP (counter-based) hardware token.
@@ -297,6 +301,7 @@ pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
     match command {
         Command::Menu(a) => menu::run(&mut ctx, a),
         Command::Init => admin::init(&mut ctx),
+        Command::Migrate => admin::migrate(&mut ctx),
         Command::Totp(a) => otp::totp(&mut ctx, a),
         Command::Hotp(a) => otp::hotp(&mut ctx, a),
         Command::Backup(a) => backup::run(&mut ctx, a),
@@ -323,6 +328,7 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
     let what = match cmd {
         Command::Menu(_) => "menu",
         Command::Init => "init",
+        Command::Migrate => "migrate",
         Command::Totp(_) => "totp",
         Command::Hotp(_) => "hotp",
         Command::Backup(_) => "backup",
