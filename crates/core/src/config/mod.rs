@@ -19,7 +19,7 @@ mod policy;
 use crate::secure_fs::Trust;
 pub use daemon::{DaemonConfig, UserVerification, WebauthnConfig};
 pub use network::{
-    CodeRules, DuoConfig, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway, SmtpTls,
+    CodeRules, DuoConfig, DuoUsers, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway, SmtpTls,
     TwilioConfig, WebhookConfig, secret,
 };
 pub use policy::{
@@ -876,6 +876,7 @@ mod tests {
             ("[email]\nenabled = true\n", "email.from"),
             ("[sms]\ncode_ttl_seconds = 5\n", "sms.code_ttl_seconds"),
             ("[duo]\nfailmode = \"open\"\n", "failmode"),
+            ("[duo]\nusers = \"everyone\"\n", "users"),
             (
                 "[webauthn]\nlocal_user_verification = \"always\"\n",
                 "local_user_verification",
