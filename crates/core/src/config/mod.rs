@@ -19,8 +19,8 @@ mod policy;
 use crate::secure_fs::Trust;
 pub use daemon::{DaemonConfig, UserVerification, WebauthnConfig};
 pub use network::{
-    CodeRules, DuoConfig, DuoUsers, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway, SmtpTls,
-    TwilioConfig, WebhookConfig, secret,
+    CodeRules, DuoConfig, DuoUsers, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway,
+    SmtpTls, TwilioConfig, WebhookConfig, secret,
 };
 pub use policy::{
     GroupPolicy, METHODS, PolicyConfig, QuestionsConfig, RememberConfig, ServicePolicy,

@@ -18,10 +18,10 @@
 //!   failing, slow or killed Duo call never leaves a guess uncounted.
 
 use super::super::attempt::{Counted, Guess, Outcome};
-use super::super::{Run, Verdict};
-use super::duo_call::{Bypass, DuoCall, DuoPasscode};
 use super::super::first_pass::pass_through;
 use super::super::unenrolled::unenrolled;
+use super::super::{Run, Verdict};
+use super::duo_call::{Bypass, DuoCall, DuoPasscode};
 use p2fa_core::config::{FailMode, Unenrolled};
 use p2fa_core::factor::FactorId;
 use p2fa_net::network::{DuoDevice, DuoFailKind, DuoFailure, DuoPreauth};
