@@ -96,7 +96,8 @@ impl Run<'_> {
                     "duo not offered {} reason=not-enrolled-in-duo (duo.users = all): the unenrolled policy applies",
                     self.who
                 ));
-                Pre::Done(self.unenrolled_after_duo())
+                let allowed = self.only_duo_by_all.take().flatten();
+                Pre::Done(self.unenrolled_after_duo(&allowed))
             }
             Ok(DuoPreauth::Enroll(msg)) => {
                 self.audit.warning(&format!(
@@ -207,8 +208,8 @@ impl Run<'_> {
     /// Duo's preauth said it does not know a user with no factor of
     /// their own who was offered Duo only by `duo.users = "all"`: the
     /// `unenrolled` policy, exactly as for a user Duo was never offered to.
-    fn unenrolled_after_duo(&mut self) -> Verdict {
-        let allowed = self.only_duo_by_all.clone().unwrap_or_default();
+    /// `allowed`: the methods allowed for the user's groups (`None`: all).
+    fn unenrolled_after_duo(&mut self, allowed: &Option<Vec<String>>) -> Verdict {
         let now = self.now();
         let v = unenrolled(
             self.cfg,
@@ -219,7 +220,7 @@ impl Run<'_> {
             &mut *self.audit,
             &mut self.store,
             &self.who,
-            &allowed,
+            allowed,
         );
         if v == Verdict::Ignore {
             pass_through(self.cfg, &mut *self.conv, &mut *self.audit, &self.who)
