@@ -830,6 +830,29 @@ fn duo_users_all_for_a_user_with_no_factor() {
     assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore);
     cfg.unenrolled = Unenrolled::Deny;
     assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Unavailable);
+    // Password and code in one field (`use_first_pass`): Duo cannot
+    // share it, but preauth still tells a user Duo knows (refused, as any
+    // Duo user) from one it does not (the unenrolled policy).
+    cfg.duo.failmode = FailMode::Secure;
+    cfg.pass.first_pass = p2fa_core::config::FirstPass::Use;
+    cfg.unenrolled = Unenrolled::Allow;
+    net.preauth = Ok(DuoPreauth::Enroll("https://enroll.example/x".into()));
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore);
+    net.preauth = Fake::new(&sh).preauth;
+    sh.borrow_mut().messages.clear();
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Denied);
+    assert!(
+        sh.borrow()
+            .messages
+            .iter()
+            .any(|m| m.contains("no verification-code factor")),
+        "{:?}",
+        sh.borrow().messages
+    );
+    net.preauth = Err(down());
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Unavailable);
+    cfg.pass.first_pass = p2fa_core::config::FirstPass::Prompt;
+    cfg.unenrolled = Unenrolled::Deny;
     // Not allowed for the user's groups (none are: methods = totp only):
     // Duo is not offered, so the unenrolled policy applies at once.
     cfg.policy.methods = vec!["totp".into()];
