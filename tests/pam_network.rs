@@ -533,6 +533,8 @@ fn duo_users_all_offers_duo_without_a_row() {
         (Some(false), Some(false))
     );
     assert!(json_lines(&duo.log).iter().all(|r| r["verified"] == true));
+    let out = env.enroll_ok(&["status", "--user", &user], "");
+    assert!(out.contains("Duo: offered by duo.users = \"all\""), "{out}");
 
     // A denied push: refused, and counted (the users row is made then).
     sc[&user]["push"] = json!("deny");
@@ -563,6 +565,8 @@ fn duo_users_all_offers_duo_without_a_row() {
         o.transcript
     );
     assert_eq!(preauths(&duo.log, &user), before, "Duo was asked");
+    let out = env.enroll_ok(&["status", "--user", &user], "");
+    assert!(!out.contains("Duo:"), "{out}");
 
     // With TOTP as well, `all` offers Duo next to it, as a row would.
     env.enroll_totp(&user);
@@ -594,6 +598,13 @@ fn duo_users_all_unknown_to_duo_is_unenrolled() {
     env.service_key_and_code("p2fa", "");
     let all = format!("{conf}users = \"all\"\n");
     env.write_config(&all);
+    let out = env.enroll_ok(&["policy", "check", "--user", &user], "");
+    assert!(
+        out.contains(
+            "asks for duo (duo.users = all) when Duo knows the user; when Duo does not: DENIES"
+        ),
+        "{out}"
+    );
     let o = Session::start(&env.svc_dir, "p2fa", &user).finish(WAIT);
     assert!(
         !o.ok,
