@@ -488,3 +488,202 @@ fn duo_push_over_sshd_is_visible() {
             .is_some_and(|p| p.contains("sshd"))
     }));
 }
+
+/// Preauth requests the stand-in Duo received for `user`.
+fn preauths(log: &Path, user: &str) -> usize {
+    json_lines(log)
+        .iter()
+        .filter(|r| r["path"] == "/auth/v2/preauth" && r["user"] == user)
+        .count()
+}
+
+/// `duo.users = "all"`: a user with no `2fa-enroll duo` row (and no
+/// factor at all) whom Duo knows logs in with a push; a denied push is a
+/// counted failure; with the default `enrolled` the same user is not
+/// offered Duo (not even asked about) and falls under the unenrolled
+/// policy; with TOTP as well, Duo is offered next to it.
+#[test]
+fn duo_users_all_offers_duo_without_a_row() {
+    let user = system_user("p2fa-duoall1", PASSWORD);
+    let env = Env::new();
+    let (duo, conf) = duo_env(env.root(), "secure");
+    let mut sc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&duo.scenario).unwrap()).unwrap();
+    sc[&user] = sc["p2fa-net3"].clone();
+    std::fs::write(&duo.scenario, sc.to_string()).unwrap();
+    env.enroll_ok(&["init"], "");
+    env.write_config(&format!("{conf}users = \"all\"\n"));
+
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt("Verification code, or 1 push, 2 phone, 3 sms: ", WAIT);
+    s.answer("push");
+    s.expect_prompt("Duo push sent to iPhone (XXX-XXX-0100)", WAIT);
+    s.answer("");
+    let o = s.finish(WAIT);
+    assert!(o.ok, "{}\n{:?}", o.transcript, env.logs());
+    assert!(
+        env.logs()
+            .iter()
+            .any(|l| l.contains(&format!("auth ok user={user}")) && l.contains("factor=duo-push")),
+        "no success line"
+    );
+    let st = env.status_json(&user);
+    assert_eq!(
+        (st["duo"].as_bool(), st["enrolled"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert!(json_lines(&duo.log).iter().all(|r| r["verified"] == true));
+    let out = env.enroll_ok(&["status", "--user", &user], "");
+    assert!(out.contains("Duo: offered by duo.users = \"all\""), "{out}");
+
+    // A denied push: refused, and counted (the users row is made then).
+    sc[&user]["push"] = json!("deny");
+    std::fs::write(&duo.scenario, sc.to_string()).unwrap();
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt("1 push", WAIT);
+    s.answer("push");
+    s.expect_prompt("Duo push sent", WAIT);
+    s.answer("");
+    let o = s.finish(WAIT);
+    assert!(!o.ok, "{}", o.transcript);
+    assert!(
+        o.transcript.contains("The request was denied."),
+        "{}",
+        o.transcript
+    );
+    assert_eq!(env.status_json(&user)["failures"], 1);
+
+    // The default, `enrolled`: Duo is not asked, the user has no factor.
+    let before = preauths(&duo.log, &user);
+    env.write_config(&conf);
+    let o = Session::start(&env.svc_dir, "p2fa", &user).finish(WAIT);
+    assert!(!o.ok, "{}", o.transcript);
+    assert!(
+        o.transcript
+            .contains("No second factor is set up for this account"),
+        "{}",
+        o.transcript
+    );
+    assert_eq!(preauths(&duo.log, &user), before, "Duo was asked");
+    let out = env.enroll_ok(&["status", "--user", &user], "");
+    assert!(!out.contains("Duo:"), "{out}");
+
+    // With TOTP as well, `all` offers Duo next to it, as a row would.
+    env.enroll_totp(&user);
+    env.write_config(&format!("{conf}users = \"all\"\n"));
+    sc[&user]["push"] = json!("approve");
+    std::fs::write(&duo.scenario, sc.to_string()).unwrap();
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt("Verification code, or 1 push, 2 phone, 3 sms: ", WAIT);
+    s.answer("push");
+    s.expect_prompt("Duo push sent", WAIT);
+    s.answer("");
+    assert!(s.finish(WAIT).ok);
+    env.write_config(&conf);
+    let mut s = Session::start(&env.svc_dir, "p2fa", &user);
+    s.expect_prompt("Verification code: ", WAIT);
+    s.answer("000000");
+    assert!(!s.finish(WAIT).ok);
+}
+
+/// `duo.users = "all"`, a user with no factor whom Duo does not know
+/// (preauth `enroll`): the unenrolled policy, `deny` refusing and `allow`
+/// letting them through (PAM_IGNORE: pam_permit after the module decides).
+#[test]
+fn duo_users_all_unknown_to_duo_is_unenrolled() {
+    let user = system_user("p2fa-duoall2", PASSWORD);
+    let env = Env::new();
+    let (duo, conf) = duo_env(env.root(), "secure");
+    env.enroll_ok(&["init"], "");
+    env.service_key_and_code("p2fa", "");
+    let all = format!("{conf}users = \"all\"\n");
+    env.write_config(&all);
+    let out = env.enroll_ok(&["policy", "check", "--user", &user], "");
+    assert!(
+        out.contains(
+            "asks for duo (duo.users = all) when Duo knows the user; when Duo does not: DENIES"
+        ),
+        "{out}"
+    );
+    let o = Session::start(&env.svc_dir, "p2fa", &user).finish(WAIT);
+    assert!(
+        !o.ok,
+        "unenrolled=deny let a user Duo does not know in:\n{}",
+        o.transcript
+    );
+    assert!(
+        o.transcript
+            .contains("No second factor is set up for this account"),
+        "{}",
+        o.transcript
+    );
+    assert_eq!(preauths(&duo.log, &user), 1, "Duo was not asked");
+    assert!(
+        env.logs()
+            .iter()
+            .any(|l| l.contains("reason=not-enrolled-in-duo (duo.users = all)")),
+        "no log line"
+    );
+
+    env.write_config(&format!("unenrolled = \"allow\"\n{all}"));
+    let o = Session::start(&env.svc_dir, "p2fa", &user).finish(WAIT);
+    assert!(o.ok, "{}\n{:?}", o.transcript, env.logs());
+    assert!(
+        env.logs()
+            .iter()
+            .any(|l| l.contains("reason=unenrolled-allowed-by-policy")),
+        "not the unenrolled policy"
+    );
+    assert_eq!(preauths(&duo.log, &user), 2);
+}
+
+/// `duo.users = "all"` and Duo down, for a user with no factor: never the
+/// unenrolled policy. `secure` is unavailable even where `unenrolled =
+/// allow`; `safe` lets them through only where `unenrolled = allow`
+/// would have, since Duo might not know them.
+#[test]
+fn duo_users_all_outage_is_failmode_never_the_unenrolled_policy() {
+    let user = system_user("p2fa-duoall3", PASSWORD);
+    let env = Env::new();
+    let pki = Pki::new(&env.root().join("pki"));
+    let down = closed_port();
+    env.enroll_ok(&["init"], "");
+    env.service_key_and_code("p2fa", "");
+    let conf = |unenrolled: &str, failmode: &str| {
+        format!(
+            "unenrolled = \"{unenrolled}\"\n{}users = \"all\"\n",
+            duo_conf(env.root(), down, &pki, failmode)
+        )
+    };
+    let attempt = || Session::start(&env.svc_dir, "p2fa", &user).finish(WAIT);
+    env.write_config(&conf("allow", "secure"));
+    let o = attempt();
+    assert!(
+        !o.ok,
+        "an outage let a user in under secure:\n{}",
+        o.transcript
+    );
+    assert!(
+        o.transcript.contains("result 9 "),
+        "PAM_AUTHINFO_UNAVAIL: {}",
+        o.transcript
+    );
+    env.write_config(&conf("deny", "safe"));
+    let o = attempt();
+    assert!(
+        !o.ok,
+        "safe let a user with no factor in under unenrolled=deny:\n{}",
+        o.transcript
+    );
+    assert!(o.transcript.contains("result 9 "), "{}", o.transcript);
+    assert!(
+        env.logs()
+            .iter()
+            .any(|l| l.contains("failmode safe not applied: the user has no factor")),
+        "no log line"
+    );
+    env.write_config(&conf("allow", "safe"));
+    let o = attempt();
+    assert!(o.ok, "{}\n{:?}", o.transcript, env.logs());
+    assert!(o.transcript.contains("failmode safe"), "{}", o.transcript);
+}

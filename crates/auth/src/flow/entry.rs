@@ -14,8 +14,9 @@ use super::unenrolled::{unenrolled, without_store};
 use super::{Conversation, Login, Network, Verdict};
 use p2fa_core::audit::{Audit, clean};
 use p2fa_core::clock::Clock;
-use p2fa_core::config::Config;
+use p2fa_core::config::{Config, DuoUsers};
 use p2fa_core::crypto::HostKey;
+use p2fa_core::factor::FactorId;
 use p2fa_core::policy;
 use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::{Store, StoreError};
@@ -115,7 +116,16 @@ pub fn authenticate_with(
             allowed.as_ref().map_or("all".into(), |a| a.join(","))
         )
     });
-    if !state.is_enrolled() {
+    // `duo.users = "all"`: Duo is offered as if the user had a
+    // `2fa-enroll duo` row, and its preauth decides whether Duo knows
+    // them. A user with no factor at all is then "unenrolled" only once
+    // preauth has said so (`enroll`), never on an outage (`duo.rs`).
+    let duo_by_all = !state.duo
+        && cfg.duo.users == DuoUsers::All
+        && cfg.duo.enabled
+        && policy::allows_factor(&allowed, FactorId::Duo);
+    let only_duo_by_all = duo_by_all && !state.is_enrolled();
+    if !state.is_enrolled() && !duo_by_all {
         let v = unenrolled(
             cfg, trust, login, now, conv, audit, &mut store, &who, &allowed,
         );
@@ -124,6 +134,11 @@ pub fn authenticate_with(
         } else {
             v
         };
+    }
+    let mut state = state;
+    if duo_by_all {
+        state.duo = true;
+        audit.debug(|| format!("debug: {who} duo offered by duo.users = all"));
     }
     let mut offer = Offer::of(cfg, &state, &allowed);
     // A key plugged into this machine approves only logins at it, unless
@@ -209,6 +224,7 @@ pub fn authenticate_with(
         clock,
         proven: None,
         quiet_refusal: false,
+        only_duo_by_all: only_duo_by_all.then_some(allowed),
     };
     let verdict = if cfg.pass.any() {
         run.single_field(offer)

@@ -218,6 +218,15 @@ impl Run<'_> {
                 });
                 return self.go(offer);
             }
+            // No factor at all, offered Duo only by `duo.users = "all"`:
+            // Duo cannot share the field, but whether Duo knows the user
+            // decides between this refusal (as for any Duo user) and the
+            // unenrolled policy.
+            if self.only_duo_by_all.is_some()
+                && let super::factors::duo::Pre::Done(v) = self.duo_preauth(false)
+            {
+                return v;
+            }
             let arg = if pass.first_pass == FirstPass::Use {
                 "use_first_pass"
             } else {

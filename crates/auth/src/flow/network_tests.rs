@@ -782,3 +782,81 @@ fn a_failure_elsewhere_while_duo_checks_the_last_guess_keeps_the_lock() {
     assert_eq!(state.failures, cfg.rate_limit.max_failures + 1);
     assert!(state.locked_until > T0);
 }
+
+/// `duo.users = "all"` and a user with no factor at all (no Duo row
+/// either): preauth's answers. `auth` offers Duo; `allow` is Duo's bypass
+/// and `deny` refuses, as for a Duo user; `enroll` is the unenrolled
+/// policy; an outage is `failmode`, with `safe` only where that policy
+/// is `allow`. With the default `enrolled`, Duo is never asked.
+#[test]
+fn duo_users_all_for_a_user_with_no_factor() {
+    use p2fa_core::config::{DuoUsers, Unenrolled};
+    let (_d, mut cfg) = duo_only();
+    let mut store = Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap();
+    let tx = store.write().unwrap();
+    assert!(tx.reset_user("root").unwrap());
+    tx.commit().unwrap();
+    let sh = shared();
+    let mut net = Fake::new(&sh);
+    // The default: the unenrolled policy (deny), and Duo is not asked.
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Denied);
+    assert!(sh.borrow().duo_calls.is_empty());
+    cfg.duo.users = DuoUsers::All;
+    assert_eq!(
+        login(&cfg, &mut net, T0, vec!["push", ""]),
+        Verdict::Success
+    );
+    assert_eq!(sh.borrow().duo_calls[0], "preauth root");
+    net.preauth = Ok(DuoPreauth::Allow("bypass".into()));
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore);
+    net.preauth = Ok(DuoPreauth::Deny("User is locked out".into()));
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Denied);
+    net.preauth = Ok(DuoPreauth::Enroll("https://enroll.example/x".into()));
+    sh.borrow_mut().messages.clear();
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Denied);
+    assert!(
+        sh.borrow()
+            .messages
+            .iter()
+            .any(|m| m.contains("No second factor is set up")),
+        "{:?}",
+        sh.borrow().messages
+    );
+    cfg.unenrolled = Unenrolled::Allow;
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore);
+    net.preauth = Err(down());
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Unavailable);
+    cfg.duo.failmode = FailMode::Safe;
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore);
+    cfg.unenrolled = Unenrolled::Deny;
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Unavailable);
+    // Password and code in one field (`use_first_pass`): Duo cannot
+    // share it, but preauth still tells a user Duo knows (refused, as any
+    // Duo user) from one it does not (the unenrolled policy).
+    cfg.duo.failmode = FailMode::Secure;
+    cfg.pass.first_pass = p2fa_core::config::FirstPass::Use;
+    cfg.unenrolled = Unenrolled::Allow;
+    net.preauth = Ok(DuoPreauth::Enroll("https://enroll.example/x".into()));
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Ignore);
+    net.preauth = Fake::new(&sh).preauth;
+    sh.borrow_mut().messages.clear();
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Denied);
+    assert!(
+        sh.borrow()
+            .messages
+            .iter()
+            .any(|m| m.contains("no verification-code factor")),
+        "{:?}",
+        sh.borrow().messages
+    );
+    net.preauth = Err(down());
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Unavailable);
+    cfg.pass.first_pass = p2fa_core::config::FirstPass::Prompt;
+    cfg.unenrolled = Unenrolled::Deny;
+    // Not allowed for the user's groups (none are: methods = totp only):
+    // Duo is not offered, so the unenrolled policy applies at once.
+    cfg.policy.methods = vec!["totp".into()];
+    sh.borrow_mut().duo_calls.clear();
+    assert_eq!(login(&cfg, &mut net, T0, vec![]), Verdict::Denied);
+    assert!(sh.borrow().duo_calls.is_empty());
+}

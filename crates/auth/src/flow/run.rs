@@ -40,6 +40,12 @@ pub(super) struct Run<'a> {
     /// A refused code is logged and counted but not shown (the code
     /// `try_first_pass` found in PAM_AUTHTOK: the module asks next).
     pub quiet_refusal: bool,
+    /// `Some` (with the methods allowed for the user's groups) when the
+    /// user has no factor at all and is offered Duo only by
+    /// `duo.users = "all"`: Duo's preauth answering `enroll` sends them to
+    /// the `unenrolled` policy, and `failmode = "safe"` lets them through
+    /// an outage only where that policy would (`factors/duo.rs`).
+    pub only_duo_by_all: Option<Option<Vec<String>>>,
 }
 
 impl Run<'_> {

@@ -20,8 +20,8 @@ mod store;
 use crate::secure_fs::Trust;
 pub use daemon::{DaemonConfig, UserVerification, WebauthnConfig};
 pub use network::{
-    CodeRules, DuoConfig, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway, SmtpTls,
-    TwilioConfig, WebhookConfig, secret,
+    CodeRules, DuoConfig, DuoUsers, EmailConfig, FailMode, NetRules, SmsConfig, SmsGateway,
+    SmtpTls, TwilioConfig, WebhookConfig, secret,
 };
 pub use policy::{
     GroupPolicy, METHODS, PolicyConfig, QuestionsConfig, RememberConfig, ServicePolicy,
@@ -889,6 +889,7 @@ mod tests {
             ("[email]\nenabled = true\n", "email.from"),
             ("[sms]\ncode_ttl_seconds = 5\n", "sms.code_ttl_seconds"),
             ("[duo]\nfailmode = \"open\"\n", "failmode"),
+            ("[duo]\nusers = \"everyone\"\n", "users"),
             (
                 "[webauthn]\nlocal_user_verification = \"always\"\n",
                 "local_user_verification",

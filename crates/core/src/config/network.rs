@@ -209,11 +209,25 @@ pub enum FailMode {
     Safe,
 }
 
+/// Which users Duo is offered to (`duo.users`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DuoUsers {
+    /// Only users enrolled with `2fa-enroll duo` on this host (default).
+    #[default]
+    Enrolled,
+    /// Every user: Duo's preauth decides whether Duo knows them.
+    All,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DuoConfig {
-    /// Offer Duo to users enrolled with `2fa-enroll duo`.
+    /// Offer Duo to users enrolled with `2fa-enroll duo` (and, with
+    /// `users = "all"`, to every user).
     pub enabled: bool,
+    /// Who Duo is offered to: `enrolled` (a `2fa-enroll duo` row) or `all`.
+    pub users: DuoUsers,
     /// Integration key (DI...).
     pub ikey: String,
     /// Secret key, inline (config must be root-only) or in `skey_file`.
@@ -240,6 +254,7 @@ impl Default for DuoConfig {
     fn default() -> Self {
         DuoConfig {
             enabled: false,
+            users: DuoUsers::Enrolled,
             ikey: String::new(),
             skey: String::new(),
             skey_file: String::new(),

@@ -108,8 +108,9 @@ pub fn status(ctx: &mut Ctx, a: StatusArgs) -> CliResult {
         println!("{v}");
         return Ok(());
     }
+    let duo_by_all = duo_by_all(&ctx.cfg);
     for s in &statuses {
-        print_status(s);
+        print_status(s, duo_by_all);
     }
     if statuses.is_empty() {
         println!("No users in the store yet.");
@@ -117,7 +118,15 @@ pub fn status(ctx: &mut Ctx, a: StatusArgs) -> CliResult {
     Ok(())
 }
 
-pub(super) fn print_status(s: &UserStatus) {
+/// Duo is offered to every user (`duo.users = "all"`), not only to those
+/// with a `2fa-enroll duo` row.
+pub(super) fn duo_by_all(cfg: &p2fa_core::config::Config) -> bool {
+    cfg.duo.enabled && cfg.duo.users == p2fa_core::config::DuoUsers::All
+}
+
+/// `duo_by_all`: see [`duo_by_all`]; a user without a Duo row is then
+/// still offered Duo when Duo knows them.
+pub(super) fn print_status(s: &UserStatus, duo_by_all: bool) {
     println!("{}:", s.user);
     if !s.enrolled {
         println!("  no second factor enrolled");
@@ -151,6 +160,10 @@ pub(super) fn print_status(s: &UserStatus) {
     }
     if s.duo {
         println!("  Duo: enrolled");
+    } else if duo_by_all {
+        println!(
+            "  Duo: offered by duo.users = \"all\" (when Duo knows the user and their groups may use duo)"
+        );
     }
     if s.questions > 0 {
         println!("  security questions: {}", s.questions);

@@ -133,7 +133,7 @@ fn show(ctx: &mut Ctx, user: &str) -> CliResult {
         );
         return Ok(());
     };
-    admin::print_status(&store.status(user)?);
+    admin::print_status(&store.status(user)?, admin::duo_by_all(&ctx.cfg));
     Ok(())
 }
 

@@ -125,6 +125,13 @@ pub fn policy(ctx: &mut Ctx, a: PolicyArgs) -> CliResult {
         state.questions > 0,
         cfg.questions.enabled,
     );
+    // `duo.users = "all"`: Duo without a row, when Duo knows the user.
+    let duo_all = !state.duo
+        && super::admin::duo_by_all(cfg)
+        && policy::allows_factor(&allowed, FactorId::Duo);
+    if duo_all && state.is_enrolled() {
+        usable.push("duo (duo.users = all, when Duo knows the user)".into());
+    }
     println!(
         "  enrolled and usable: {}",
         if usable.is_empty() {
@@ -186,8 +193,16 @@ pub fn policy(ctx: &mut Ctx, a: PolicyArgs) -> CliResult {
                 NoFactor::Deny => "DENIES: no factor enrolled (unenrolled = deny)".into(),
             },
         };
-        if verdict.starts_with("allows") || verdict.starts_with("grace:") {
+        let verdict = if verdict.starts_with("allows") || verdict.starts_with("grace:") {
             format!("{verdict}; PAM_IGNORE, so the rest of the stack decides")
+        } else {
+            verdict
+        };
+        if duo_all {
+            format!(
+                "asks for duo (duo.users = all) when Duo knows the user; when Duo does not: {verdict}; \
+                 when Duo cannot be reached: duo.failmode"
+            )
         } else {
             verdict
         }

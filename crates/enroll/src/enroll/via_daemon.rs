@@ -78,7 +78,9 @@ fn status(socket: &Path, json: bool) -> CliResult {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 let s: p2fa_core::store::UserStatus = serde_json::from_value(status)?;
-                super::admin::print_status(&s);
+                // 2fad answers from the store alone: `duo.users` is not
+                // in it.
+                super::admin::print_status(&s, false);
             }
             Ok(())
         }

@@ -18,9 +18,11 @@
 //!   failing, slow or killed Duo call never leaves a guess uncounted.
 
 use super::super::attempt::{Counted, Guess, Outcome};
+use super::super::first_pass::pass_through;
+use super::super::unenrolled::unenrolled;
 use super::super::{Run, Verdict};
 use super::duo_call::{Bypass, DuoCall, DuoPasscode};
-use p2fa_core::config::FailMode;
+use p2fa_core::config::{FailMode, Unenrolled};
 use p2fa_core::factor::FactorId;
 use p2fa_net::network::{DuoDevice, DuoFailKind, DuoFailure, DuoPreauth};
 
@@ -86,6 +88,16 @@ impl Run<'_> {
                     self.who
                 ));
                 Pre::Skip
+            }
+            // `duo.users = "all"` and nothing else: Duo does not know the
+            // user, who is unenrolled after all.
+            Ok(DuoPreauth::Enroll(_)) if self.only_duo_by_all.is_some() => {
+                self.audit.notice(&format!(
+                    "duo not offered {} reason=not-enrolled-in-duo (duo.users = all): the unenrolled policy applies",
+                    self.who
+                ));
+                let allowed = self.only_duo_by_all.take().flatten();
+                Pre::Done(self.unenrolled_after_duo(&allowed))
             }
             Ok(DuoPreauth::Enroll(msg)) => {
                 self.audit.warning(&format!(
@@ -158,6 +170,20 @@ impl Run<'_> {
     pub(in super::super) fn duo_failmode(&mut self, detail: &str) -> Verdict {
         let uid = self.login.caller_uid;
         match self.cfg.duo.failmode {
+            // Offered Duo only by `duo.users = "all"`, with no factor of
+            // their own: Duo may not know the user, who would then fall
+            // under the unenrolled policy. `safe` cannot give more than
+            // that policy would: only `unenrolled = allow` lets them pass.
+            FailMode::Safe
+                if self.only_duo_by_all.is_some()
+                    && self.cfg.unenrolled_for(self.login.service) != Unenrolled::Allow =>
+            {
+                self.unavailable(&format!(
+                    "duo unreachable, failmode safe not applied: the user has no factor and is \
+                     offered Duo only by duo.users = all, and unenrolled is not allow for this \
+                     service, so it is treated as failmode secure: {detail}"
+                ))
+            }
             FailMode::Safe if !failmode_safe_allowed(uid) => self.unavailable(&format!(
                 "duo unreachable, failmode safe not applied: the caller's real uid {uid} is not 0 \
                  (sudo or su: the user could stop the process to fake an outage), so it is \
@@ -176,6 +202,30 @@ impl Run<'_> {
             FailMode::Secure => {
                 self.unavailable(&format!("duo unreachable, failmode secure: {detail}"))
             }
+        }
+    }
+
+    /// Duo's preauth said it does not know a user with no factor of
+    /// their own who was offered Duo only by `duo.users = "all"`: the
+    /// `unenrolled` policy, exactly as for a user Duo was never offered to.
+    /// `allowed`: the methods allowed for the user's groups (`None`: all).
+    fn unenrolled_after_duo(&mut self, allowed: &Option<Vec<String>>) -> Verdict {
+        let now = self.now();
+        let v = unenrolled(
+            self.cfg,
+            self.trust,
+            self.login,
+            now,
+            &mut *self.conv,
+            &mut *self.audit,
+            &mut self.store,
+            &self.who,
+            allowed,
+        );
+        if v == Verdict::Ignore {
+            pass_through(self.cfg, &mut *self.conv, &mut *self.audit, &self.who)
+        } else {
+            v
         }
     }
 
