@@ -24,6 +24,8 @@ mod conn;
 mod msg;
 pub mod scram;
 mod stream;
+#[cfg(test)]
+mod tests;
 pub mod url;
 
 pub use stream::MAX_MESSAGE;

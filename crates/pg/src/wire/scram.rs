@@ -48,14 +48,14 @@ fn mac(key: &[u8]) -> HmacSha256 {
     }
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+pub(super) fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut m = mac(key);
     m.update(data);
     m.finalize().into_bytes().into()
 }
 
 /// PBKDF2-HMAC-SHA-256 with one output block: SCRAM's `Hi`.
-fn hi(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; 32]> {
+pub(super) fn hi(password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<[u8; 32]> {
     let mut m = mac(password);
     m.update(salt);
     m.update(&1u32.to_be_bytes());
