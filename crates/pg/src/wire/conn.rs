@@ -370,7 +370,9 @@ fn authenticate(io: &mut Framed, cfg: &ConnectConfig) -> Result<(), String> {
                     );
                 }
                 let pw = password()?;
-                let mut out = Zeroizing::new(Vec::new());
+                // Sized up front: no copy of the password is left behind
+                // in a freed buffer.
+                let mut out = Zeroizing::new(Vec::with_capacity(pw.len() + 8));
                 msg::put(&mut out, b'p', |b| msg::cstr(b, &pw));
                 io.write_all(&out).map_err(text)?;
             }
@@ -411,7 +413,12 @@ fn authenticate(io: &mut Framed, cfg: &ConnectConfig) -> Result<(), String> {
                             "channel binding is required, which needs TLS".into()
                         });
                     }
-                    (ChannelBinding::Prefer, _) if io.stream.is_tls() => {
+                    // 'y' tells the server we could bind but it offered no
+                    // -PLUS (a server that did would see a downgrade); a
+                    // certificate whose hash we cannot take is 'n'.
+                    (ChannelBinding::Prefer, _)
+                        if io.stream.is_tls() && !has("SCRAM-SHA-256-PLUS") =>
+                    {
                         ("SCRAM-SHA-256", Binding::NotOffered)
                     }
                     (ChannelBinding::Prefer, _) => ("SCRAM-SHA-256", Binding::None),
@@ -497,7 +504,7 @@ impl Inner {
             })?;
         }
         msg::put(&mut out, b'S', |_| {});
-        self.io.stream.set_deadline(deadline);
+        self.io.start_call(deadline);
         self.io.write_all(&out)?;
         let mut results = Vec::new();
         let mut current = Outcome::default();
@@ -561,7 +568,7 @@ impl Inner {
         }
         let mut out = Vec::new();
         msg::put(&mut out, b'Q', |b| msg::cstr(b, sql));
-        self.io.stream.set_deadline(deadline);
+        self.io.start_call(deadline);
         self.io.write_all(&out)?;
         let mut error = None;
         loop {
@@ -590,7 +597,7 @@ impl Inner {
     pub fn terminate(&mut self, limit: Duration) {
         let mut out = Vec::new();
         msg::put(&mut out, b'X', |_| {});
-        self.io.stream.set_deadline(Deadline::after(limit));
+        self.io.start_call(Deadline::after(limit));
         let _ = self.io.write_all(&out);
         if let Stream::Tls(s) = &mut self.io.stream {
             s.conn.send_close_notify();

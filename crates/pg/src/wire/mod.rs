@@ -28,7 +28,7 @@ mod stream;
 mod tests;
 pub mod url;
 
-pub use stream::MAX_MESSAGE;
+pub use stream::{MAX_CALL_BYTES, MAX_MESSAGE};
 
 use p2fa_core::clock::Deadline;
 use std::path::PathBuf;
@@ -114,6 +114,25 @@ pub struct ConnectConfig {
     pub require_primary: bool,
     /// Whose files (ca_file, client key) to believe.
     pub trust: p2fa_core::secure_fs::Trust,
+}
+
+/// Never shows the password.
+impl std::fmt::Debug for ConnectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectConfig")
+            .field("addrs", &self.addrs)
+            .field("user", &self.user)
+            .field("dbname", &self.dbname)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("application_name", &self.application_name)
+            .field("tls", &self.tls)
+            .field("channel_binding", &self.channel_binding)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("require_primary", &self.require_primary)
+            .field("trust", &self.trust)
+            .finish()
+    }
 }
 
 impl ConnectConfig {

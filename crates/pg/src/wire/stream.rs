@@ -23,6 +23,11 @@ use std::time::Duration;
 /// or hostile server, and refusing it bounds our memory.
 pub const MAX_MESSAGE: usize = 1024 * 1024;
 
+/// Most bytes we read from the server for one call (connecting counts as
+/// one): the deadline bounds the time, this the memory a server flooding
+/// us with rows or notices could make the PAM host allocate.
+pub const MAX_CALL_BYTES: usize = 64 * 1024 * 1024;
+
 pub enum Sock {
     Tcp(TcpStream),
     Unix(UnixStream),
@@ -191,6 +196,8 @@ pub struct Framed {
     buf: Vec<u8>,
     /// Start of the unread bytes in `buf`.
     pos: usize,
+    /// Bytes the current call may still read ([`MAX_CALL_BYTES`]).
+    budget: usize,
 }
 
 impl Framed {
@@ -199,7 +206,14 @@ impl Framed {
             stream,
             buf: Vec::new(),
             pos: 0,
+            budget: MAX_CALL_BYTES,
         }
+    }
+
+    /// A new call: a new deadline and a fresh read budget.
+    pub fn start_call(&mut self, deadline: Deadline) {
+        self.stream.set_deadline(deadline);
+        self.budget = MAX_CALL_BYTES;
     }
 
     fn fill(&mut self, want: usize) -> Result<(), PgError> {
@@ -243,6 +257,11 @@ impl Framed {
                 "a message of {len} bytes (more than {MAX_MESSAGE})"
             )));
         }
+        self.budget = self.budget.checked_sub(1 + len).ok_or_else(|| {
+            PgError::Lost(format!(
+                "the server sent more than {MAX_CALL_BYTES} bytes for one call"
+            ))
+        })?;
         self.fill(1 + len)?;
         let body = self.buf[self.pos + 5..self.pos + 1 + len].to_vec();
         self.pos += 1 + len;

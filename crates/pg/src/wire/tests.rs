@@ -459,3 +459,47 @@ fn a_standby_is_skipped_for_the_next_host() {
     h1.join().unwrap();
     h2.join().unwrap();
 }
+
+#[test]
+fn a_flood_of_messages_is_cut_off() {
+    let (e, _) = lost_after(
+        |s| {
+            let notice = frame(b'N', &vec![b'x'; MAX_MESSAGE - 4]);
+            for _ in 0..(MAX_CALL_BYTES / MAX_MESSAGE + 2) {
+                if s.write_all(&notice).is_err() {
+                    return;
+                }
+            }
+        },
+        Duration::from_secs(20),
+    );
+    assert!(
+        matches!(&e, PgError::Lost(m) if m.contains("more than")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn the_config_never_shows_the_password() {
+    let c = ConnectConfig::from_url(
+        "postgresql://u:hunter2@127.0.0.1/d",
+        p2fa_core::secure_fs::Trust::ROOT,
+    )
+    .unwrap();
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("hunter2") && shown.contains("<set>"),
+        "{shown}"
+    );
+}
+
+/// 2fad keeps idle connections in a pool shared by its worker threads.
+#[test]
+fn connections_and_rows_can_move_between_threads() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<Conn>();
+    send::<Row>();
+    sync::<Row>();
+    send::<PgError>();
+}

@@ -88,7 +88,7 @@ pub fn parse(url: &str, trust: Trust) -> Result<ConnectConfig, String> {
         Some(p) => {
             let p = Zeroizing::new(decode(p, "password")?);
             if !password_ok(&p) {
-                return Err("the password must be printable ASCII".into());
+                return Err("the password must be non-empty printable ASCII".into());
             }
             Some(p)
         }
