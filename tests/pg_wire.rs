@@ -441,3 +441,35 @@ fn no_thread_is_started() {
     assert_eq!(before, during);
     assert_eq!(before, threads());
 }
+
+/// A standby (a hot standby after a failover, say) is skipped like an
+/// unreachable server when a primary is needed, and usable when not.
+#[test]
+fn a_standby_is_skipped_when_a_primary_is_needed() {
+    let pg = PgServer::start();
+    let cfg = alice(&pg);
+    let standby = pg.start_standby();
+    let url = format!(
+        "postgresql://alice:correct%20horse@127.0.0.1:{},127.0.0.1:{}/{}",
+        standby.port, pg.port, cfg.dbname
+    );
+    let mut both = ConnectConfig::from_url(&url, Trust::test_runner()).unwrap();
+    both.tls = cfg.tls.clone();
+    assert!(both.require_primary);
+    let mut c = Conn::connect(&both).unwrap_or_else(|e| panic!("{e}\n{}", standby.log()));
+    let r = c.query("SELECT pg_is_in_recovery()", &[]).unwrap();
+    assert!(!r.rows[0].bool(0).unwrap(), "connected to the standby");
+    // The standby alone: refused, saying why.
+    let mut only = both.clone();
+    only.addrs.truncate(1);
+    let m = connect_err(&only);
+    assert!(m.contains("standby"), "{m}");
+    // Read-only use may take it.
+    only.require_primary = false;
+    let mut s = Conn::connect(&only).unwrap();
+    let r = s.query("SELECT pg_is_in_recovery()", &[]).unwrap();
+    assert!(r.rows[0].bool(0).unwrap());
+    drop(s);
+    drop(c);
+    drop(standby);
+}

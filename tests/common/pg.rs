@@ -18,7 +18,8 @@
 //! 0755: data directory, log, the Unix socket, the server's copies of
 //! its certificate and key).
 //!
-//! pg_hba.conf: `local all postgres peer` (for [`PgServer::psql`]),
+//! pg_hba.conf: `local all postgres peer` (for [`PgServer::psql`]) and
+//! `local replication postgres peer` (for [`PgServer::start_standby`]),
 //! `hostssl all certuser 127.0.0.1/32 cert`, `hostssl all all
 //! 127.0.0.1/32 scram-sha-256`, `host all plainuser 127.0.0.1/32
 //! scram-sha-256` (the TLS-off loopback case), `local all plainuser
@@ -158,6 +159,7 @@ impl PgServer {
             data.join("pg_hba.conf"),
             format!(
                 "local all postgres peer\n\
+                 local replication postgres peer\n\
                  hostssl all {CERT_USER} 127.0.0.1/32 cert\n\
                  hostssl all all 127.0.0.1/32 scram-sha-256\n\
                  host all {PLAIN_USER} 127.0.0.1/32 scram-sha-256\n\
@@ -177,6 +179,52 @@ impl PgServer {
             ),
         );
         server
+    }
+
+    /// A hot standby of this cluster (pg_basebackup -R, streaming), on
+    /// a port of its own with its own socket directory, the same
+    /// certificates and pg_hba.conf; running when this returns. Drop it
+    /// before the primary.
+    pub fn start_standby(&self) -> PgServer {
+        let dir = tempfile::Builder::new()
+            .prefix("p2fa-pg-standby-")
+            .tempdir()
+            .unwrap();
+        chmod(dir.path(), 0o755);
+        let pg = dir.path().join("pg");
+        fs::create_dir(&pg).unwrap();
+        chmod(&pg, 0o755);
+        chown_postgres(&pg);
+        let standby = PgServer {
+            port: free_port(),
+            pki: Pki {
+                ca: self.pki.ca.clone(),
+                cert: self.pki.cert.clone(),
+                key: self.pki.key.clone(),
+            },
+            bin: self.bin.clone(),
+            next_db: AtomicU32::new(1000),
+            dir,
+        };
+        let data = standby.pg_dir().join("data");
+        self.as_postgres(&format!(
+            "{} -h {} -p {} -U postgres -D {} -R -X stream --checkpoint=fast --no-sync",
+            q(self.bin.join("pg_basebackup").to_string_lossy()),
+            q(self.pg_dir().to_string_lossy()),
+            self.port,
+            q(data.to_string_lossy()),
+        ));
+        // Later lines win: the standby's own port and socket directory.
+        let mut conf = fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str(&format!(
+            "port = {}\nunix_socket_directories = '{}'\n",
+            standby.port,
+            standby.pg_dir().display()
+        ));
+        fs::write(data.join("postgresql.conf"), conf).unwrap();
+        standby.watchdog();
+        standby.start_again();
+        standby
     }
 
     fn pg_dir(&self) -> PathBuf {
