@@ -261,24 +261,27 @@ impl PgServer {
     }
 
     /// Stops the cluster and removes the directory once this process is
-    /// gone, however it ended (a shell polling our pid, in a process
-    /// group of its own so a kill of ours does not take it along).
+    /// gone, however it ended: a shell polling our pid, started in the
+    /// background by a shell we wait for (so it is init's child, not a
+    /// zombie of ours), in a process group of its own so a kill of our
+    /// group does not take it along.
     fn watchdog(&self) {
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             runuser -u postgres -- sh -c {stop} >/dev/null 2>&1; rm -rf {dir}",
+            "(while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             runuser -u postgres -- sh -c {stop} >/dev/null 2>&1; rm -rf {dir}) &",
             pid = std::process::id(),
             stop = q(format!("cd / && {} ", self.pg_ctl("-m immediate stop"))),
             dir = q(self.dir.path().to_string_lossy()),
         );
-        Command::new("sh")
+        let status = Command::new("sh")
             .args(["-c", &script])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .process_group(0)
-            .spawn()
+            .status()
             .unwrap();
+        assert!(status.success());
     }
 
     /// Starts the (stopped) cluster and waits until it accepts connections.
