@@ -21,6 +21,7 @@ pub mod fido2;
 pub mod interactive;
 pub mod mount_ns;
 pub mod net;
+pub mod pg;
 pub mod race;
 pub mod sshd;
 pub mod sudo;

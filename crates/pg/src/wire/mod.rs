@@ -1,10 +1,38 @@
 //! A synchronous PostgreSQL client for the PAM module, 2fad and
 //! 2fa-enroll (docs/fleet.md §4).
 //!
-//! STUB: the API the store is written against; the implementation
-//! replaces the bodies.
+//! It runs inside the PAM host process, so: everything on the calling
+//! thread (no runtime, no helper thread, no global state), every read
+//! and write under a deadline, writes with `MSG_NOSIGNAL`, and no panic
+//! on anything the server sends. Files: [`url`] (the URL subset),
+//! `stream` (the deadline-bound socket, TLS, framing), `msg` (message
+//! encoding and decoding), [`scram`] (SCRAM-SHA-256[-PLUS]), `conn`
+//! (startup, authentication, statements).
 
+// Code that runs inside the PAM host never panics on purpose.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable
+    )
+)]
+
+mod conn;
+mod msg;
+pub mod scram;
+mod stream;
+#[cfg(test)]
+mod tests;
+pub mod url;
+
+pub use stream::{MAX_CALL_BYTES, MAX_MESSAGE};
+
+use p2fa_core::clock::Deadline;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -88,17 +116,42 @@ pub struct ConnectConfig {
     pub trust: p2fa_core::secure_fs::Trust,
 }
 
+/// Never shows the password.
+impl std::fmt::Debug for ConnectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectConfig")
+            .field("addrs", &self.addrs)
+            .field("user", &self.user)
+            .field("dbname", &self.dbname)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("application_name", &self.application_name)
+            .field("tls", &self.tls)
+            .field("channel_binding", &self.channel_binding)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("require_primary", &self.require_primary)
+            .field("trust", &self.trust)
+            .finish()
+    }
+}
+
 impl ConnectConfig {
     /// Reads a libpq-style URL, `postgresql://user[:password]@host[:port][,host[:port]...]/dbname[?param=value...]`,
     /// with the parameters `application_name`, `sslmode` (`verify-full`,
     /// `disable`), `channel_binding`, `connect_timeout` (seconds) and
     /// `host` (a Unix socket directory). Everything else is an error.
+    ///
+    /// Defaults: port 5432, database = user, `application_name`
+    /// `pam-2fa`, TLS verify-full with the system CAs (no `ca_file`, no
+    /// client certificate: the caller sets those), channel binding
+    /// `prefer`, connect timeout 3 s, I/O timeout 6 s (the default
+    /// statement timeout plus 1 s), `require_primary`. A password must be
+    /// printable ASCII. Error messages never quote the URL.
     pub fn from_url(
         url: &str,
         trust: p2fa_core::secure_fs::Trust,
     ) -> Result<ConnectConfig, String> {
-        let _ = (url, trust);
-        Err("the PostgreSQL client is not built yet".into())
+        url::parse(url, trust)
     }
 }
 
@@ -114,18 +167,43 @@ pub enum Value<'a> {
 }
 
 /// One result row (binary format), typed getters that check the
-/// column's type and refuse NULL unless `opt_`.
+/// column's type and refuse NULL unless `opt_`. A type or length that
+/// does not fit is [`PgError::Lost`] (the server sent what we did not ask
+/// for), never a panic.
 #[derive(Debug, Clone)]
 pub struct Row {
-    _private: (),
+    /// The column type OIDs, shared by the rows of one result.
+    types: Arc<[u32]>,
+    values: Vec<Option<Vec<u8>>>,
 }
+
+const BOOL: u32 = 16;
+const BYTEA: u32 = 17;
+const NAME: u32 = 19;
+const INT8: u32 = 20;
+const INT2: u32 = 21;
+const INT4: u32 = 23;
+const TEXT: u32 = 25;
+const VARCHAR: u32 = 1043;
 
 impl Row {
     pub fn len(&self) -> usize {
-        0
+        self.values.len()
     }
     pub fn is_empty(&self) -> bool {
-        true
+        self.values.is_empty()
+    }
+    /// The column's value if its type is one of `types`.
+    fn raw(&self, idx: usize, types: &[u32], what: &str) -> Result<Option<&[u8]>, PgError> {
+        let (Some(ty), Some(v)) = (self.types.get(idx), self.values.get(idx)) else {
+            return Err(PgError::Lost(format!("no column {idx}")));
+        };
+        if !types.contains(ty) {
+            return Err(PgError::Lost(format!(
+                "column {idx} has type OID {ty}, not {what}"
+            )));
+        }
+        Ok(v.as_deref())
     }
     /// int2, int4 or int8.
     pub fn i64(&self, idx: usize) -> Result<i64, PgError> {
@@ -133,25 +211,56 @@ impl Row {
             .ok_or_else(|| PgError::Lost(format!("column {idx} is NULL")))
     }
     pub fn opt_i64(&self, idx: usize) -> Result<Option<i64>, PgError> {
-        Err(PgError::Lost(format!("no column {idx}")))
+        let Some(v) = self.raw(idx, &[INT2, INT4, INT8], "an integer")? else {
+            return Ok(None);
+        };
+        let bad = || PgError::Lost(format!("column {idx}: a malformed integer"));
+        Ok(Some(match self.types.get(idx) {
+            Some(&INT2) => i64::from(i16::from_be_bytes(v.try_into().map_err(|_| bad())?)),
+            Some(&INT4) => i64::from(i32::from_be_bytes(v.try_into().map_err(|_| bad())?)),
+            _ => i64::from_be_bytes(v.try_into().map_err(|_| bad())?),
+        }))
     }
     pub fn bool(&self, idx: usize) -> Result<bool, PgError> {
-        Err(PgError::Lost(format!("no column {idx}")))
+        self.opt_bool(idx)?
+            .ok_or_else(|| PgError::Lost(format!("column {idx} is NULL")))
+    }
+    pub fn opt_bool(&self, idx: usize) -> Result<Option<bool>, PgError> {
+        match self.raw(idx, &[BOOL], "bool")? {
+            None => Ok(None),
+            Some([0]) => Ok(Some(false)),
+            Some([1]) => Ok(Some(true)),
+            Some(_) => Err(PgError::Lost(format!("column {idx}: a malformed bool"))),
+        }
     }
     /// text or varchar.
     pub fn text(&self, idx: usize) -> Result<String, PgError> {
         self.opt_text(idx)?
             .ok_or_else(|| PgError::Lost(format!("column {idx} is NULL")))
     }
+    /// text, varchar or name.
     pub fn opt_text(&self, idx: usize) -> Result<Option<String>, PgError> {
-        Err(PgError::Lost(format!("no column {idx}")))
+        match self.raw(idx, &[TEXT, VARCHAR, NAME], "text")? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v.to_vec())
+                .map(Some)
+                .map_err(|_| PgError::Lost(format!("column {idx}: text that is not UTF-8"))),
+        }
     }
     pub fn bytes(&self, idx: usize) -> Result<Vec<u8>, PgError> {
         self.opt_bytes(idx)?
             .ok_or_else(|| PgError::Lost(format!("column {idx} is NULL")))
     }
+    /// bytea.
     pub fn opt_bytes(&self, idx: usize) -> Result<Option<Vec<u8>>, PgError> {
-        Err(PgError::Lost(format!("no column {idx}")))
+        Ok(self.raw(idx, &[BYTEA], "bytea")?.map(<[u8]>::to_vec))
+    }
+    /// Whether the column is NULL (any type).
+    pub fn is_null(&self, idx: usize) -> Result<bool, PgError> {
+        self.values
+            .get(idx)
+            .map(Option::is_none)
+            .ok_or_else(|| PgError::Lost(format!("no column {idx}")))
     }
 }
 
@@ -174,15 +283,49 @@ pub enum TxStatus {
 /// One connection. Dropping it sends Terminate (best effort) and closes
 /// the socket; nothing outlives it.
 pub struct Conn {
-    _private: (),
+    /// None once the connection is lost: every later call fails at once.
+    inner: Option<conn::Inner>,
+    io_timeout: Duration,
+    /// Last known state, kept when the connection is lost.
+    status: TxStatus,
+}
+
+fn dead() -> PgError {
+    PgError::Lost("the connection was lost earlier".into())
 }
 
 impl Conn {
+    /// Connects to the first of `cfg.addrs` that accepts us (and is a
+    /// primary when `require_primary`), all under `connect_timeout`.
     pub fn connect(cfg: &ConnectConfig) -> Result<Conn, PgError> {
-        let _ = cfg;
-        Err(PgError::Connect(
-            "the PostgreSQL client is not built yet".into(),
-        ))
+        let inner = conn::connect(cfg)?;
+        Ok(Conn {
+            status: inner.status,
+            inner: Some(inner),
+            io_timeout: cfg.io_timeout,
+        })
+    }
+
+    /// Runs `f` on the live connection under a fresh `io_timeout`
+    /// deadline; a [`PgError::Lost`] kills the connection for good.
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&mut conn::Inner, Deadline) -> Result<T, PgError>,
+    ) -> Result<T, PgError> {
+        let inner = self.inner.as_mut().ok_or_else(dead)?;
+        let r = f(inner, Deadline::after(self.io_timeout));
+        self.status = inner.status;
+        if let Err(PgError::Lost(_)) = r {
+            // Dropped without Terminate: the socket is closed, the server
+            // rolls back whatever was open.
+            self.inner = None;
+        }
+        r
+    }
+
+    /// Whether the connection is still usable (no [`PgError::Lost`] yet).
+    pub fn is_alive(&self) -> bool {
+        self.inner.is_some()
     }
 
     /// One statement (unnamed Parse/Bind/Describe/Execute, then Sync):
@@ -196,30 +339,32 @@ impl Conn {
     /// first ErrorResponse is returned (the server skips the rest up to
     /// the Sync, and the connection is ready again afterwards).
     pub fn pipeline(&mut self, stmts: &[(&str, &[Value<'_>])]) -> Result<Vec<Outcome>, PgError> {
-        let _ = stmts;
-        Err(PgError::Lost(
-            "the PostgreSQL client is not built yet".into(),
-        ))
+        self.call(|c, d| c.pipeline(stmts, d))
     }
 
     /// The simple query protocol, for scripts without parameters
-    /// (migrations, BEGIN/COMMIT/ROLLBACK).
+    /// (migrations, BEGIN/COMMIT/ROLLBACK). Every statement's result is
+    /// read; the first error is returned.
     pub fn simple(&mut self, sql: &str) -> Result<(), PgError> {
-        let _ = sql;
-        Err(PgError::Lost(
-            "the PostgreSQL client is not built yet".into(),
-        ))
+        self.call(|c, d| c.simple(sql, d))
     }
 
     /// The state the server reported in its last ReadyForQuery.
     pub fn status(&self) -> TxStatus {
-        TxStatus::Idle
+        self.status
     }
 
     /// A server parameter reported at startup (ParameterStatus), e.g.
     /// `server_version`.
     pub fn parameter(&self, name: &str) -> Option<&str> {
-        let _ = name;
-        None
+        self.inner.as_ref()?.param(name)
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.as_mut() {
+            inner.terminate(self.io_timeout.min(Duration::from_secs(1)));
+        }
     }
 }
