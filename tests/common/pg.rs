@@ -144,7 +144,7 @@ impl PgServer {
              ssl_key_file = '{}'\n\
              ssl_ca_file = '{}'\n\
              shared_buffers = 16MB\n\
-             max_connections = 40\n",
+             max_connections = 100\n",
             server.port,
             d.display(),
             d.join("server.pem").display(),
