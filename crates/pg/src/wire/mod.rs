@@ -8,6 +8,15 @@
 //! `stream` (the deadline-bound socket, TLS, framing), `msg` (message
 //! encoding and decoding), [`scram`] (SCRAM-SHA-256[-PLUS]), `conn`
 //! (startup, authentication, statements).
+//!
+//! Rules beyond the types' docs: a Unix socket is used only in a
+//! directory owned by root or postgres and not writable by others, and
+//! never with TLS (PostgreSQL offers none there), whatever [`Tls`] says;
+//! a clear-text password is sent only over TLS or a Unix socket; MD5 is
+//! refused; with [`ChannelBinding::Require`] only a completed
+//! SCRAM-SHA-256-PLUS is accepted (not a certificate or trust login).
+//! Every connect error names the address it is about and never the
+//! password.
 
 // Code that runs inside the PAM host never panics on purpose.
 #![cfg_attr(
