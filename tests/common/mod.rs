@@ -204,6 +204,15 @@ pub fn faketime_arg(t: i64) -> String {
     format!("@{}", String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// One isolated installation: config, store, key, service files, syslog.
 pub struct Env {
     pub dir: tempfile::TempDir,

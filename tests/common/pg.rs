@@ -27,6 +27,7 @@
 //! The server also listens on 127.0.0.2, an address its certificate does
 //! not name (the host-name test; TLS fails before pg_hba is consulted).
 
+use super::free_port;
 use super::net::Pki;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -79,15 +80,6 @@ fn chown_postgres(p: &Path) {
         .unwrap()
         .expect("no postgres user (scripts/deps installs postgresql)");
     nix::unistd::chown(p, Some(pg.uid), Some(pg.gid)).unwrap();
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Quotes `s` for `sh -c`.
@@ -376,5 +368,82 @@ impl Drop for PgServer {
             .args(["-u", "postgres", "--", "sh", "-c"])
             .arg(format!("cd / && {}", self.pg_ctl("-m immediate -w stop")))
             .output();
+    }
+}
+
+/// A private PgBouncer (Debian's `pgbouncer`, run as `postgres`, which it
+/// insists on) in transaction mode in front of one database of a
+/// [`PgServer`]: clients log in with SCRAM to it over loopback without
+/// TLS, and it holds at most `pool_size` server connections. Stopped on
+/// drop.
+pub struct PgBouncer {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PgBouncer {
+    pub fn start(pg: &PgServer, db: &str, pool_size: u32) -> PgBouncer {
+        let dir = tempfile::Builder::new()
+            .prefix("pgbouncer")
+            .tempdir()
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let port = free_port();
+        let d = dir.path();
+        fs::write(
+            d.join("userlist.txt"),
+            format!("\"{PLAIN_USER}\" \"{PLAIN_PASSWORD}\"\n"),
+        )
+        .unwrap();
+        fs::write(
+            d.join("pgbouncer.ini"),
+            format!(
+                "[databases]\n{db} = host=127.0.0.1 port={} dbname={db} user={PLAIN_USER} password={PLAIN_PASSWORD}\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = scram-sha-256\nauth_file = {}\npool_mode = transaction\n\
+                 default_pool_size = {pool_size}\nmax_client_conn = 500\nlogfile = {}\n\
+                 server_tls_sslmode = disable\nignore_startup_parameters = application_name\n",
+                pg.port,
+                d.join("userlist.txt").display(),
+                d.join("pgbouncer.log").display(),
+            ),
+        )
+        .unwrap();
+        for f in ["userlist.txt", "pgbouncer.ini"] {
+            chown_postgres(&d.join(f));
+        }
+        chown_postgres(d);
+        let child = Command::new("runuser")
+            .args(["-u", "postgres", "--", "pgbouncer"])
+            .arg(d.join("pgbouncer.ini"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < until,
+                "pgbouncer did not start: {}",
+                fs::read_to_string(d.join("pgbouncer.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        PgBouncer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-TERM", "-P", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

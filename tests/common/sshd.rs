@@ -4,8 +4,8 @@
 //! it from our own service directory. The stack is `pam_unix` (the real
 //! password check) then the built `pam_2fa.so` with the Env's config.
 
-use super::{Env, module_path};
-use std::net::{TcpListener, TcpStream};
+use super::{Env, free_port, module_path};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,14 +16,6 @@ pub struct Sshd {
     pub log: PathBuf,
     /// Held while sshd runs: its PAM calls use pam_wrapper too.
     _serial: std::fs::File,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The client script (paramiko, needs Debian's /usr/bin/python3).

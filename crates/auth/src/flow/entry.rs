@@ -110,7 +110,10 @@ pub fn authenticate_with(
     audit.debug(|| {
         format!(
             "debug: {who} store {} read in {} ms; enrolled: {}; allowed for the user's groups: {}",
-            clean(&cfg.db.to_string_lossy()),
+            match cfg.store {
+                p2fa_core::config::StoreKind::Sqlite => clean(&cfg.db.to_string_lossy()),
+                p2fa_core::config::StoreKind::Postgres => "postgres".into(),
+            },
             opened.elapsed().as_millis(),
             Offer::enrolled(&state),
             allowed.as_ref().map_or("all".into(), |a| a.join(","))
