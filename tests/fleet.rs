@@ -407,7 +407,7 @@ fn a_host_uses_a_newer_schema_only_if_it_is_still_a_reader() {
         )),
         "0"
     );
-    f.sql(&format!("DROP SCHEMA p2fa CASCADE"));
+    f.sql("DROP SCHEMA p2fa CASCADE");
     let r = f.b.attempt("p2fa", &user, &format!("{}\n", codes[1]), None);
     assert!(!r.ok);
     assert!(r.log.contains("the fleet schema is missing"), "{}", r.log);
