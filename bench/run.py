@@ -50,6 +50,8 @@ import sys
 import tempfile
 import time
 
+import fleet
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(ROOT, "target/bench/driver")
 SO = os.path.join(ROOT, "target/release/libpam_2fa.so")
@@ -68,6 +70,9 @@ SERVICES = {"pam_2fa": PREFIX + "pam_2fa", "pam_google_authenticator": PREFIX + 
             "pam_oath": PREFIX + "oath", FLOOR: PREFIX + "permit"}
 # Other builds of pam_2fa (--variant LABEL=DIR): name -> directory.
 VARIANTS = {}
+# pam_2fa on the fleet store (bench/fleet.py), unless --no-postgres.
+PGM = "pam_2fa (postgres)"
+FLEET = {}
 USERADD_LOCK = "/tmp/pam2fa-test-useradd.lock"  # the test harness's lock
 LOCK_PATTERNS = ("database is locked", "database table is locked", "store busy", "sqlite_busy")
 
@@ -224,6 +229,13 @@ def setup(work, names, in_ns, sink_path, variants):
         for u in names:
             f.write(f"HOTP/T30 {u} - {SECRET_HEX}\n")
     os.chmod(os.path.join(oath, "users.oath"), 0o600)
+    if FLEET.get("enabled"):
+        cluster, conf_a, conf_b = fleet.setup(work, names, ENROLL, pam2fa_conf,
+                                              os.path.join(ROOT, "etc/2fa.conf"), sink_path, SECRET_B32)
+        FLEET.update(cluster=cluster, a=conf_a, b=conf_b)
+        lines[PGM] = f"auth required {SO} config={conf_a}\n"
+        lines["pg-a"] = f"auth required {SO} config={conf_a}\n"
+        lines["pg-b"] = f"auth required {SO} config={conf_b}\n"
     lines.update({
         "pam_2fa": f"auth required {SO} config={conf}\n",
         "pam_google_authenticator": f"auth required {GA_SO} secret={ga}/${{USER}} user=root\n",
@@ -349,9 +361,22 @@ def latency(a, work, names):
     return res, fresh, main_runs, replay, errors
 
 
-def concurrency(a, work, conf, names, sink_log):
+def sqlite_used(work):
+    return lambda users: (int(sh("sqlite3", f"{work}/state/state.db",
+                                 "SELECT count(*) FROM backup_codes WHERE used_at IS NOT NULL").stdout.strip()), {})
+
+
+def fleet_used(users):
+    per_host, failures = fleet.recorded(FLEET["cluster"], users)
+    return sum(per_host.values()), {"used_per_host": per_host, "failures_recorded": failures}
+
+
+def concurrency(a, work, conf, names, sink_log, services=None, used_in_store=None):
     """`streams` parallel drivers against one pam_2fa store, each its own
-    user with its own backup codes (no clock dependence, no faketime)."""
+    user with its own backup codes (no clock dependence, no faketime);
+    the streams take `services` in turn (two hosts of a fleet)."""
+    services = services or [SERVICES["pam_2fa"]]
+    used_in_store = used_in_store or sqlite_used(work)
     users = names[: a.streams]
     per = a.stream_logins
     procs = []
@@ -365,8 +390,8 @@ def concurrency(a, work, conf, names, sink_log):
                 f.write(f"{u} {c}\n")
     log_from = os.path.getsize(sink_log)
     start = time.monotonic()
-    for u in users:
-        procs.append(subprocess.Popen([DRIVER, "auth", SERVICES["pam_2fa"],
+    for i, u in enumerate(users):
+        procs.append(subprocess.Popen([DRIVER, "auth", services[i % len(services)],
                                        os.path.join(work, f"stream-{u}")],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     res, errs = Logins(), []
@@ -382,10 +407,10 @@ def concurrency(a, work, conf, names, sink_log):
         log = f.read().splitlines()
     p2 = [l for l in log if "pam_2fa(" in l]  # "IDENT[PID]: pam_2fa(SERVICE:auth): ..."
     lock_lines = [l for l in p2 if any(k in l.lower() for k in LOCK_PATTERNS)]
-    used = int(sh("sqlite3", f"{work}/state/state.db",
-                  "SELECT count(*) FROM backup_codes WHERE used_at IS NOT NULL").stdout.strip())
+    used, extra = used_in_store(users)
     s = stats(res.total)
     return {
+        **extra, "hosts": len(services),
         "streams": len(users), "logins": len(res.total), "failed": res.failed,
         "failed_rcs": res.rcs, "lock_errors": len(lock_lines),
         "lock_error_examples": lock_lines[:3],
@@ -527,6 +552,17 @@ def report(a, results):
           f"{c['max_ms']:.1f} ms. Failed: **{c['failed']}**; \"database is locked\"/busy "
           f"log lines: **{c['lock_errors']}**; codes marked used in the store: "
           f"{c['codes_used_in_store']}/{c['logins']}; \"auth ok\" log lines: {c['log_lines_ok']}."]
+    cp = results.get("concurrency_postgres")
+    if cp:
+        L += ["", f"Fleet store (PostgreSQL {cp.get('server', 'local')}, TLS + SCRAM on loopback, one "
+              f"connection per login, fsync on): {cp['streams']} parallel streams over {cp['hosts']} "
+              f"hosts, {cp['logins']} backup-code logins in {cp['wall_s']:.2f} s = "
+              f"**{cp['logins_per_s']:.0f} logins/s**; per login median {cp['median_ms']:.2f} ms, "
+              f"p95 {cp['p95_ms']:.2f} ms, max {cp['max_ms']:.1f} ms. Failed: **{cp['failed']}**; "
+              f"codes marked used in the database: {cp['codes_used_in_store']}/{cp['logins']} "
+              f"(per host: {', '.join(f'{h} {n}' for h, n in sorted(cp['used_per_host'].items()))}); "
+              f"failures counted: {cp['failures_recorded']} (**zero lost updates** when the used "
+              f"codes equal the logins and no failure was counted)."]
     if "2fad" in results:
         d = results["2fad"]
         L += ["", f"2fad socket round trips (status request, root): **{d['reuse_per_s']:.0f}/s** on "
@@ -563,8 +599,14 @@ def main():
                     help="also benchmark the build in DIR (libpam_2fa.so, its 2fa-enroll and, "
                          "if present, the 2fa.conf it ships), interleaved with the others in the "
                          "same run (repeatable): A/B comparisons on one noisy host")
+    ap.add_argument("--no-postgres", action="store_true",
+                    help="skip pam_2fa on a PostgreSQL fleet store (bench/fleet.py)")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     a = ap.parse_args()
+    if not a.no_postgres and fleet.pg_bin():
+        FLEET["enabled"] = True
+        MODULES.append(PGM)
+        SERVICES.update({PGM: PREFIX + "pg", "pg-a": PREFIX + "pg-a", "pg-b": PREFIX + "pg-b"})
     variants = [add_variant(v) for v in a.variant]
     if a.quick:
         a.iterations, a.stream_logins, a.dlopen, a.fresh = 60, 20, 50, 10
@@ -600,6 +642,8 @@ def main():
             sink.kill()
             sink.wait()
         remove_users()
+        if FLEET.get("cluster"):
+            FLEET["cluster"].stop()
         if a.keep:
             if not in_ns:  # scripts/bench says so for the namespace case
                 print(f"kept {work}", file=sys.stderr)
@@ -610,8 +654,15 @@ def main():
 def run(a, work, conf, names, in_ns, sink_log, load_before):
     lat, fresh, runs, replay, errors = latency(a, work, names)
     conc, conc_errs = concurrency(a, work, conf, names, sink_log)
+    conc_pg = None
+    if FLEET.get("cluster"):
+        conc_pg, pg_errs = concurrency(a, work, FLEET["a"], names, sink_log,
+                                       services=[SERVICES["pg-a"], SERVICES["pg-b"]],
+                                       used_in_store=fleet_used)
+        conc_errs += pg_errs
     so_paths = [("pam_2fa", SO), ("pam_google_authenticator", GA_SO), ("pam_oath", OATH_SO)] + [
-        (m, os.path.join(d, "libpam_2fa.so")) for m, d in VARIANTS.items()]
+        (m, os.path.join(d, "libpam_2fa.so")) for m, d in VARIANTS.items()] + (
+        [(PGM, SO)] if FLEET.get("cluster") else [])
     results = {
         "iterations": a.iterations, "runs": runs, "users": a.users, "chunk": a.chunk,
         "fresh": a.fresh,
@@ -630,6 +681,7 @@ def run(a, work, conf, names, in_ns, sink_log, load_before):
         "dlopen_ms": {m: dlopen_ms(p, a.dlopen) for m, p in so_paths},
         "dlopen_fresh_ms": {m: dlopen_fresh_ms(p, 21 if a.quick else 41) for m, p in so_paths},
         "concurrency": conc,
+        "concurrency_postgres": conc_pg,
     }
     def summary(r):
         s = stats(r.total)
@@ -670,6 +722,12 @@ def run(a, work, conf, names, in_ns, sink_log, load_before):
         bad.append(f"valid logins refused: {results['failures']} (PAM codes {results['refused_rcs']})")
     if not all(replay.values()):
         bad.append(f"a replayed code was accepted: {replay}")
+    if conc_pg:
+        if conc_pg["failed"]:
+            bad.append(f"{conc_pg['failed']} concurrent fleet logins failed (PAM codes {conc_pg['failed_rcs']})")
+        if conc_pg["codes_used_in_store"] != conc_pg["logins"] or conc_pg["failures_recorded"]:
+            bad.append(f"fleet store shows {conc_pg['codes_used_in_store']} used codes for "
+                       f"{conc_pg['logins']} logins and {conc_pg['failures_recorded']} failures (lost updates?)")
     if conc["failed"]:
         bad.append(f"{conc['failed']} concurrent logins failed (PAM codes {conc['failed_rcs']})")
     if conc["lock_errors"]:
