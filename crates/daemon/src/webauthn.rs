@@ -1022,3 +1022,303 @@ mod tests {
         assert_eq!((w[0].stored, w[0].presented), (2, 1));
     }
 }
+
+/// Group commit ([`crate::commit`]) through the real verify path: many
+/// concurrent ceremonies, two answers with one counter, a failing store.
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+    use p2fa_testkit::softkey::SoftKey;
+    use serde_json::Value;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    const ORIGIN: &str = "http://localhost:8443";
+
+    fn config(dir: &std::path::Path) -> Config {
+        let mut cfg = Config {
+            db: dir.join("state/state.db"),
+            key_file: dir.join("key"),
+            ..Config::default()
+        };
+        cfg.webauthn.enabled = true;
+        cfg.webauthn.public_url = ORIGIN.into();
+        cfg.webauthn.max_pending_per_user = 50;
+        cfg
+    }
+
+    fn start(cfg: &Config) -> (Ceremonies, p2fa_core::crypto::HostKey) {
+        let (key, _) =
+            p2fa_core::crypto::HostKey::load_or_create(&cfg.key_file, Trust::test_runner())
+                .unwrap();
+        Store::open_or_create(&cfg.db, 1000, Trust::test_runner()).unwrap();
+        (Ceremonies::new(cfg, Trust::test_runner()).unwrap(), key)
+    }
+
+    fn store(cfg: &Config) -> Store {
+        Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap()
+    }
+
+    fn register(
+        c: &Ceremonies,
+        cfg: &Config,
+        key: &p2fa_core::crypto::HostKey,
+        user: &str,
+    ) -> SoftKey {
+        let tok = c
+            .begin_register(cfg, &store(cfg), key, user, "soft", 0)
+            .unwrap()
+            .token;
+        let mut sk = SoftKey::new();
+        let opts = serde_json::from_str(&c.options(&tok).unwrap().0).unwrap();
+        c.finish(cfg, &tok, sk.register(&opts, ORIGIN).to_string().as_bytes())
+            .unwrap();
+        sk
+    }
+
+    /// A login link for `user` and the assertion `sk` gives for it.
+    fn answered(c: &Ceremonies, cfg: &Config, user: &str, sk: &mut SoftKey) -> (String, String) {
+        let tok = c
+            .begin_login(cfg, &store(cfg), user, "sshd", "")
+            .unwrap()
+            .token;
+        let opts: Value = serde_json::from_str(&c.options(&tok).unwrap().0).unwrap();
+        (tok, sk.assert(&opts, ORIGIN).to_string())
+    }
+
+    fn stored_counter(cfg: &Config, user: &str) -> u32 {
+        let creds = store(cfg).webauthn_credentials(user).unwrap();
+        on_record(&creds[0].credential).unwrap().1
+    }
+
+    /// Waits until `n` jobs have been handed to the committer.
+    fn until_submitted(c: &Ceremonies, n: u64) {
+        let t = Instant::now();
+        while c.commit_stats().submitted.load(Ordering::SeqCst) < n {
+            assert!(t.elapsed() < Duration::from_secs(30), "jobs never arrived");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn concurrent_logins_all_pass_and_every_counter_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let (c, key) = start(&cfg);
+        let users: Vec<String> = (0..8).map(|i| format!("user{i}")).collect();
+        let keys: Vec<SoftKey> = users.iter().map(|u| register(&c, &cfg, &key, u)).collect();
+        const ROUNDS: u32 = 12;
+        std::thread::scope(|s| {
+            for (user, mut sk) in users.iter().zip(keys) {
+                let (c, cfg) = (&c, &cfg);
+                s.spawn(move || {
+                    for _ in 0..ROUNDS {
+                        let (tok, body) = answered(c, cfg, user, &mut sk);
+                        c.finish(cfg, &tok, body.as_bytes()).unwrap();
+                        assert_eq!(
+                            c.result(&tok, user, true),
+                            Ok(Outcome::Approved("soft".into()))
+                        );
+                    }
+                });
+            }
+        });
+        for u in &users {
+            assert_eq!(stored_counter(&cfg, u), ROUNDS, "{u}");
+        }
+        let st = c.commit_stats();
+        assert_eq!(st.committed.load(Ordering::SeqCst), 8 * u64::from(ROUNDS));
+        assert_eq!(st.failed.load(Ordering::SeqCst), 0);
+
+        // Held back at the committer, 8 concurrent answers form one batch:
+        // one transaction, and each still gets its own verdict.
+        let gate = c.commit_gate().lock().unwrap();
+        let before = st.submitted.load(Ordering::SeqCst);
+        let batches = st.batches.load(Ordering::SeqCst);
+        let mut tokens = Vec::new();
+        std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for (i, u) in users.iter().enumerate() {
+                // New users: the first keys were moved into their threads.
+                let user = format!("{u}-b{i}");
+                let mut sk = register(&c, &cfg, &key, &user);
+                let (tok, body) = answered(&c, &cfg, &user, &mut sk);
+                tokens.push((user.clone(), tok.clone()));
+                let (c, cfg) = (&c, &cfg);
+                handles.push(s.spawn(move || c.finish(cfg, &tok, body.as_bytes())));
+            }
+            until_submitted(&c, before + 8);
+            drop(gate);
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(
+            st.batches.load(Ordering::SeqCst),
+            batches + 1,
+            "not one batch"
+        );
+        assert!(st.largest.load(Ordering::SeqCst) >= 8);
+        for (user, tok) in tokens {
+            assert_eq!(
+                c.result(&tok, &user, true),
+                Ok(Outcome::Approved("soft".into()))
+            );
+            assert_eq!(stored_counter(&cfg, &user), 1, "{user}");
+        }
+    }
+
+    #[test]
+    fn two_answers_with_one_counter_cannot_both_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let (c, key) = start(&cfg);
+        let mut sk = register(&c, &cfg, &key, "root");
+        // Twice: held back into one batch (the second job sees the first
+        // one's uncommitted counter), then racing freely.
+        for (round, held) in [(1u32, true), (2, false)] {
+            let (tok_a, body_a) = answered(&c, &cfg, "root", &mut sk);
+            sk.counter -= 1; // a copy of the key, same counter
+            let (tok_b, body_b) = answered(&c, &cfg, "root", &mut sk);
+            assert!(body_a != body_b);
+            let st = c.commit_stats();
+            let before = st.submitted.load(Ordering::SeqCst);
+            let gate = held.then(|| c.commit_gate().lock().unwrap());
+            let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+                let a = s.spawn(|| c.finish(&cfg, &tok_a, body_a.as_bytes()));
+                let b = s.spawn(|| c.finish(&cfg, &tok_b, body_b.as_bytes()));
+                if held {
+                    until_submitted(&c, before + 2);
+                }
+                drop(gate);
+                vec![a.join().unwrap(), b.join().unwrap()]
+            });
+            let passed = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(passed, 1, "round {round}: {results:?}");
+            let refused = results.iter().find_map(|r| r.clone().err()).unwrap();
+            assert!(refused.contains("cloned"), "{refused}");
+            assert_eq!(stored_counter(&cfg, "root"), round);
+            if held {
+                assert!(st.largest.load(Ordering::SeqCst) >= 2, "not one batch");
+            }
+            let approved = [&tok_a, &tok_b]
+                .iter()
+                .filter(|t| c.result(t, "root", true) == Ok(Outcome::Approved("soft".into())))
+                .count();
+            assert_eq!(approved, 1, "round {round}");
+        }
+        let w = store(&cfg).status("root").unwrap().key_warnings;
+        assert_eq!(w.len(), 2, "{w:?}");
+        // Newest first.
+        assert_eq!((w[0].stored, w[0].presented), (2, 2));
+        assert_eq!((w[1].stored, w[1].presented), (1, 1));
+    }
+
+    /// A tmpfs for the store directory, unmounted when dropped.
+    struct Tmpfs(std::path::PathBuf);
+
+    impl Tmpfs {
+        fn mount(path: &std::path::Path) -> Tmpfs {
+            std::fs::create_dir_all(path).unwrap();
+            let st = std::process::Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    "size=1m,mode=0700,uid=0,gid=0",
+                    "tmpfs",
+                ])
+                .arg(path)
+                .status()
+                .unwrap();
+            assert!(
+                st.success(),
+                "mount tmpfs (needs root) on {}",
+                path.display()
+            );
+            Tmpfs(path.to_path_buf())
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let ok = std::process::Command::new("umount")
+                .arg(&self.0)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.0)
+                    .status();
+            }
+        }
+    }
+
+    /// The store's disk fills up under a batch of 8 verified, genuine
+    /// assertions: the batch's commit fails (SQLite writes the WAL frames
+    /// at COMMIT; checked: it is the commit that reports the full disk) and every one of them is
+    /// refused, none approved, nothing stored; with room again, logins
+    /// pass.
+    #[test]
+    fn a_failed_commit_fails_every_ceremony_of_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let state = cfg.db.parent().unwrap().to_path_buf();
+        let _fs = Tmpfs::mount(&state);
+        let (c, key) = start(&cfg);
+        let users: Vec<String> = (0..8).map(|i| format!("user{i}")).collect();
+        let mut keys: Vec<SoftKey> = users.iter().map(|u| register(&c, &cfg, &key, u)).collect();
+        let answers: Vec<(String, String)> = users
+            .iter()
+            .zip(keys.iter_mut())
+            .map(|(u, sk)| answered(&c, &cfg, u, sk))
+            .collect();
+        let filler = state.join("filler");
+        let _ = std::process::Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", filler.display()))
+            .arg("bs=4k")
+            .stderr(std::process::Stdio::null())
+            .status();
+        let st = c.commit_stats();
+        let before = st.submitted.load(Ordering::SeqCst);
+        let gate = c.commit_gate().lock().unwrap();
+        let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = answers
+                .iter()
+                .map(|(tok, body)| {
+                    let (c, cfg) = (&c, &cfg);
+                    s.spawn(move || c.finish(cfg, tok, body.as_bytes()))
+                })
+                .collect();
+            until_submitted(&c, before + 8);
+            drop(gate);
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (r, (u, (tok, _))) in results.iter().zip(users.iter().zip(&answers)) {
+            let e = r.clone().expect_err("approved although its commit failed");
+            assert!(e.contains("store full"), "{u}: {e}");
+            assert!(
+                matches!(c.result(tok, u, true), Ok(Outcome::Failed(_))),
+                "{u}"
+            );
+        }
+        assert_eq!(st.failed.load(Ordering::SeqCst), 8);
+        assert!(
+            st.largest.load(Ordering::SeqCst) <= 1,
+            "the failed batch counted"
+        );
+        std::fs::remove_file(&filler).unwrap();
+        for (u, sk) in users.iter().zip(keys.iter_mut()) {
+            assert_eq!(
+                stored_counter(&cfg, u),
+                0,
+                "{u}: a failed batch left its counter"
+            );
+            let (tok, body) = answered(&c, &cfg, u, sk);
+            c.finish(&cfg, &tok, body.as_bytes()).unwrap();
+            assert_eq!(stored_counter(&cfg, u), 2, "{u}");
+        }
+    }
+}
