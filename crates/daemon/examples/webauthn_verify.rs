@@ -99,6 +99,7 @@ fn main() {
         stats.committed.load(Ordering::SeqCst),
     );
     let ready = Barrier::new(clients + 1);
+    let mut cpu = 0.0;
     let (wall, mut lat_ns) = std::thread::scope(|s| {
         let handles: Vec<_> = keys
             .into_iter()
@@ -134,10 +135,12 @@ fn main() {
             .collect();
         ready.wait();
         let t = Instant::now();
+        let cpu0 = cpu_seconds();
         let lat: Vec<u64> = handles
             .into_iter()
             .flat_map(|h| h.join().unwrap())
             .collect();
+        cpu = cpu_seconds() - cpu0;
         (t.elapsed().as_secs_f64(), lat)
     });
     lat_ns.sort_unstable();
@@ -148,7 +151,7 @@ fn main() {
         "{{\"ceremonies\":{n},\"ceremonies_per_s\":{:.1},\"verify_median_ms\":{:.3},\"verify_per_s\":{:.1},\
          \"clients\":{clients},\"concurrent_verifications\":{m},\"concurrent_per_s\":{:.1},\
          \"concurrent_median_ms\":{:.3},\"concurrent_p95_ms\":{:.3},\"commits\":{batches},\
-         \"mean_batch\":{:.2}}}",
+         \"mean_batch\":{:.2},\"concurrent_cpu_ms_each\":{:.3}}}",
         n as f64 / total,
         verify_ns[n / 2] as f64 / 1e6,
         1e9 / verify_ns[n / 2] as f64,
@@ -156,8 +159,22 @@ fn main() {
         lat_ns[m / 2] as f64 / 1e6,
         lat_ns[m * 95 / 100] as f64 / 1e6,
         jobs as f64 / batches.max(1) as f64,
+        cpu * 1e3 / m as f64,
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// This process's CPU time (user + system), from /proc (USER_HZ = 100).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
