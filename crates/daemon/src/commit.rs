@@ -105,10 +105,20 @@ impl<T: Send + 'static> Committer<T> {
             #[cfg(test)]
             gate: gate.clone(),
         };
-        std::thread::Builder::new()
+        // The thread starts with every signal blocked, so that none meant
+        // for the process (SIGHUP, taken by 2fad's own sigwait thread,
+        // see `web`; SIGTERM) is delivered to it: this thread may be
+        // started before 2fad blocks SIGHUP in its main thread.
+        use nix::sys::signal::{SigSet, SigmaskHow};
+        let old = SigSet::all()
+            .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+            .map_err(|e| format!("blocking signals for the store committer: {e}"))?;
+        let spawned = std::thread::Builder::new()
             .name("2fad-commit".into())
-            .spawn(move || worker.run())
-            .map_err(|e| format!("store committer thread: {e}"))?;
+            .spawn(move || worker.run());
+        old.thread_set_mask()
+            .map_err(|e| format!("restoring the signal mask: {e}"))?;
+        spawned.map_err(|e| format!("store committer thread: {e}"))?;
         Ok(Committer {
             tx,
             stats,
