@@ -403,3 +403,130 @@ fn expired_links_are_dead() {
         "{result:?}"
     );
 }
+
+/// A root request on 2fad's socket for `user`.
+fn call(d: &Daemon, user: &str, op: p2fa_proto::protocol::Op) -> p2fa_proto::protocol::Response {
+    let req = p2fa_proto::protocol::Request {
+        version: p2fa_proto::protocol::VERSION,
+        user: Some(user.into()),
+        proof: None,
+        op,
+    };
+    p2fa_proto::client::call(&d.socket, &req).unwrap()
+}
+
+/// The page's options for `token`, fetched over HTTP.
+fn page_options(d: &Daemon, token: &str) -> serde_json::Value {
+    let (status, body) = d.http_get(&format!("/api/options/{token}"));
+    assert!(status.contains(" 200"), "{status}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["options"].clone()
+}
+
+/// Registers a software key named `name` for `user` over the socket and
+/// the web endpoints.
+fn soft_key(d: &Daemon, user: &str, name: &str) -> p2fa_testkit::softkey::SoftKey {
+    use p2fa_proto::protocol::{Op, Response};
+    let token = match call(d, user, Op::WebauthnRegister { name: name.into() }) {
+        Response::Link { token, .. } => token,
+        other => panic!("{other:?}"),
+    };
+    let mut sk = p2fa_testkit::softkey::SoftKey::new();
+    let body = sk.register(&page_options(d, &token), &origin(d));
+    let r = d.http_post(&format!("/api/finish/{token}"), &body.to_string());
+    assert!(r.contains(" 200"), "{r}");
+    sk
+}
+
+fn origin(d: &Daemon) -> String {
+    format!("http://localhost:{}", d.port())
+}
+
+/// A login link's token and `sk`'s answer to it.
+fn answered(d: &Daemon, user: &str, sk: &mut p2fa_testkit::softkey::SoftKey) -> (String, String) {
+    let (_, token) = login_link(d, user);
+    let body = sk.assert(&page_options(d, &token), &origin(d));
+    (token, body.to_string())
+}
+
+/// The counters 2fad stored, by key name.
+fn stored_counters(env: &Env, user: &str) -> std::collections::BTreeMap<String, u64> {
+    let store = p2fa_core::store::Store::open_existing(
+        &env.db,
+        1000,
+        p2fa_core::secure_fs::Trust::test_runner(),
+    )
+    .unwrap();
+    store
+        .webauthn_credentials(user)
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let v: serde_json::Value = serde_json::from_str(&c.credential).unwrap();
+            (c.name, v["cred"]["counter"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// Group commit through 2fad's real web endpoint: 8 keys log in at
+/// once, 6 times each; every answer is approved, every counter stored.
+/// Then two answers of one key with one counter, posted at once: one
+/// passes, the other is refused as a clone.
+#[test]
+fn concurrent_logins_over_http_all_pass_and_one_counter_passes_once() {
+    use p2fa_proto::protocol::Response;
+    let user = system_user("p2fa-wa6", "Webauthn-p2fa");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let _ = env.enroll(&["reset", "--user", &user], "");
+    let d = Daemon::start(&env, "", "max_pending_per_user = 20");
+    let mut keys: Vec<_> = (0..8)
+        .map(|i| soft_key(&d, &user, &format!("k{i}")))
+        .collect();
+    const ROUNDS: u64 = 6;
+    std::thread::scope(|s| {
+        for sk in keys.iter_mut() {
+            let (d, user) = (&d, &user);
+            s.spawn(move || {
+                for _ in 0..ROUNDS {
+                    let (token, body) = answered(d, user, sk);
+                    let r = d.http_post(&format!("/api/finish/{token}"), &body);
+                    assert!(r.contains(" 200"), "{r}");
+                    assert!(
+                        matches!(result_of(d, user, &token), Response::Done { .. }),
+                        "not approved"
+                    );
+                }
+            });
+        }
+    });
+    let counters = stored_counters(&env, &user);
+    assert_eq!(counters.len(), 8, "{counters:?}");
+    assert!(counters.values().all(|&n| n == ROUNDS), "{counters:?}");
+
+    let sk = &mut keys[0];
+    let (token_a, body_a) = answered(&d, &user, sk);
+    sk.counter -= 1;
+    let (token_b, body_b) = answered(&d, &user, sk);
+    let posted: Vec<String> = std::thread::scope(|s| {
+        let a = s.spawn(|| d.http_post(&format!("/api/finish/{token_a}"), &body_a));
+        let b = s.spawn(|| d.http_post(&format!("/api/finish/{token_b}"), &body_b));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    assert_eq!(
+        posted.iter().filter(|r| r.contains(" 200")).count(),
+        1,
+        "{posted:?}"
+    );
+    assert_eq!(
+        posted.iter().filter(|r| r.contains(" 400")).count(),
+        1,
+        "{posted:?}"
+    );
+    let done = [&token_a, &token_b]
+        .iter()
+        .filter(|t| matches!(result_of(&d, &user, t), Response::Done { .. }))
+        .count();
+    assert_eq!(done, 1);
+    assert_eq!(stored_counters(&env, &user)["k0"], ROUNDS + 1);
+}
