@@ -1,7 +1,9 @@
 //! WebAuthn end to end: 2fad's link, a real headless Chromium with a
 //! virtual authenticator (DevTools WebAuthn domain) registering a key and
 //! approving logins through the real libpam and a real sshd; another
-//! authenticator is refused, and a used link is dead.
+//! authenticator is refused, and a used link is dead. Concurrent logins
+//! of software keys through the web endpoint exercise the group commit of
+//! their counters, also on a full disk.
 
 mod common;
 
@@ -529,4 +531,98 @@ fn concurrent_logins_over_http_all_pass_and_one_counter_passes_once() {
         .count();
     assert_eq!(done, 1);
     assert_eq!(stored_counters(&env, &user)["k0"], ROUNDS + 1);
+}
+
+/// A tmpfs for one test, unmounted when dropped (lazily if still busy).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},mode=0700,uid=0,gid=0"))
+            .arg("tmpfs")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs on {}", path.display());
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// The store's disk is full when 8 keys' genuine answers arrive at once:
+/// the commit of their counters fails (SQLite writes the log at COMMIT),
+/// so every one is refused and none approved, and nothing is stored.
+/// With room again the same keys log in.
+#[test]
+fn a_failed_counter_commit_refuses_every_login_of_its_batch() {
+    use p2fa_proto::protocol::Response;
+    let user = system_user("p2fa-wa7", "Webauthn-p2fa");
+    let env = Env::new();
+    let dir = env.db.parent().unwrap().to_path_buf();
+    let _fs = Tmpfs::mount(&dir, "1m");
+    env.enroll_ok(&["init"], "");
+    let _ = env.enroll(&["reset", "--user", &user], "");
+    let d = Daemon::start(&env, "", "max_pending_per_user = 20");
+    let mut keys: Vec<_> = (0..8)
+        .map(|i| soft_key(&d, &user, &format!("k{i}")))
+        .collect();
+    let answers: Vec<(String, String)> =
+        keys.iter_mut().map(|sk| answered(&d, &user, sk)).collect();
+    let filler = dir.join("filler");
+    let _ = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", filler.display()))
+        .arg("bs=4k")
+        .stderr(std::process::Stdio::null())
+        .status();
+    let posted: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = answers
+            .iter()
+            .map(|(token, body)| {
+                let d = &d;
+                s.spawn(move || d.http_post(&format!("/api/finish/{token}"), body))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (r, (token, _)) in posted.iter().zip(&answers) {
+        assert!(
+            r.contains(" 400"),
+            "approved without a durable counter: {r}"
+        );
+        match result_of(&d, &user, token) {
+            Response::Error { message, .. } => assert!(message.contains("store full"), "{message}"),
+            other => panic!("a login of a failed batch was not refused: {other:?}"),
+        }
+    }
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        stored_counters(&env, &user).values().all(|&n| n == 0),
+        "a failed commit left a counter"
+    );
+    for sk in keys.iter_mut() {
+        let (token, body) = answered(&d, &user, sk);
+        let r = d.http_post(&format!("/api/finish/{token}"), &body);
+        assert!(r.contains(" 200"), "{r}");
+    }
+    assert!(
+        stored_counters(&env, &user).values().all(|&n| n == 2),
+        "{:?}",
+        stored_counters(&env, &user)
+    );
+    drop(d);
 }

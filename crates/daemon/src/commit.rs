@@ -201,3 +201,99 @@ impl<T> Worker<T> {
         Ok(results)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2fa_core::secure_fs::Trust;
+    use std::time::Duration;
+
+    fn committer(db: &std::path::Path) -> Committer<usize> {
+        Store::open_or_create(db, 1000, Trust::test_runner()).unwrap();
+        let db = db.to_path_buf();
+        Committer::start(Box::new(move || {
+            Store::open_existing(&db, 1000, Trust::test_runner()).map_err(|e| e.to_string())
+        }))
+        .unwrap()
+    }
+
+    /// Submits `n` jobs from `n` threads while the committer is held, so
+    /// that they form one batch; job `i` writes meta `k{i}`, and job
+    /// `fail` (if any) fails.
+    fn one_batch(
+        c: &Committer<usize>,
+        n: usize,
+        fail: Option<usize>,
+    ) -> Vec<Result<usize, String>> {
+        let before = c.stats.submitted.load(Ordering::SeqCst);
+        let gate = c.gate.lock().unwrap();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|i| {
+                    s.spawn(move || {
+                        c.submit(Box::new(move |tx: &dyn TxOps| {
+                            if fail == Some(i) {
+                                return Err(StoreError::Other("injected".into()));
+                            }
+                            tx.set_meta(&format!("k{i}"), b"v")?;
+                            Ok(i)
+                        }))
+                    })
+                })
+                .collect();
+            let deadline = p2fa_core::clock::Deadline::after(Duration::from_secs(30));
+            while c.stats.submitted.load(Ordering::SeqCst) < before + n as u64 {
+                assert!(!deadline.passed(), "jobs never arrived");
+                p2fa_core::clock::sleep(Duration::from_millis(2));
+            }
+            drop(gate);
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    #[test]
+    fn one_batch_one_transaction_each_its_own_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state/state.db");
+        let c = committer(&db);
+        let r = one_batch(&c, 8, None);
+        assert_eq!(r, (0..8).map(Ok).collect::<Vec<_>>());
+        assert_eq!(c.stats.batches.load(Ordering::SeqCst), 1);
+        assert_eq!(c.stats.largest.load(Ordering::SeqCst), 8);
+        let store = Store::open_existing(&db, 1000, Trust::test_runner()).unwrap();
+        for i in 0..8 {
+            assert_eq!(store.meta(&format!("k{i}")).unwrap(), Some(b"v".to_vec()));
+        }
+    }
+
+    /// One job's store error fails every job of its batch, and nothing of
+    /// the batch is kept (the jobs before it wrote already).
+    #[test]
+    fn a_failing_job_fails_and_rolls_back_its_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state/state.db");
+        let c = committer(&db);
+        let r = one_batch(&c, 8, Some(5));
+        assert_eq!(r.len(), 8);
+        for x in &r {
+            assert_eq!(x, &Err("store error: injected".to_string()));
+        }
+        assert_eq!(c.stats.failed.load(Ordering::SeqCst), 8);
+        assert_eq!(c.stats.batches.load(Ordering::SeqCst), 0);
+        let store = Store::open_existing(&db, 1000, Trust::test_runner()).unwrap();
+        for i in 0..8 {
+            assert_eq!(store.meta(&format!("k{i}")).unwrap(), None, "k{i} kept");
+        }
+        // The committer goes on: the next batch commits.
+        assert_eq!(one_batch(&c, 2, None), vec![Ok(0), Ok(1)]);
+    }
+
+    /// A store that cannot be opened fails the batch, never answers Ok.
+    #[test]
+    fn an_unopenable_store_fails_every_job() {
+        let c: Committer<usize> =
+            Committer::start(Box::new(|| Err("store missing".into()))).unwrap();
+        let r = c.submit(Box::new(|_: &dyn TxOps| Ok(1)));
+        assert_eq!(r, Err("store missing".into()));
+    }
+}
