@@ -534,7 +534,7 @@ def report(a, results):
               f"PAM module does)."]
         if "webauthn" in d:
             w = d["webauthn"]
-            L += ["", f"2fad WebAuthn: **{w['verify_per_s']:.0f} assertion verifications/s** (median "
+            L += ["", f"2fad WebAuthn, one stream: **{w['verify_per_s']:.0f} assertion verifications/s** (median "
                   f"{w['verify_median_ms']:.3f} ms, incl. storing the counter), "
                   f"{w['ceremonies_per_s']:.0f} whole ceremonies/s (challenge, options, "
                   f"software-authenticator answer, verification, result)."]
