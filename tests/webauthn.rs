@@ -1,7 +1,9 @@
 //! WebAuthn end to end: 2fad's link, a real headless Chromium with a
 //! virtual authenticator (DevTools WebAuthn domain) registering a key and
 //! approving logins through the real libpam and a real sshd; another
-//! authenticator is refused, and a used link is dead.
+//! authenticator is refused, and a used link is dead. Concurrent logins
+//! of software keys through the web endpoint exercise the group commit of
+//! their counters, also on a full disk.
 
 mod common;
 
@@ -402,4 +404,225 @@ fn expired_links_are_dead() {
         matches!(result, Response::Error { ref code, ref message } if *code == p2fa_proto::protocol::ErrorCode::Failed && message.contains("expired")),
         "{result:?}"
     );
+}
+
+/// A root request on 2fad's socket for `user`.
+fn call(d: &Daemon, user: &str, op: p2fa_proto::protocol::Op) -> p2fa_proto::protocol::Response {
+    let req = p2fa_proto::protocol::Request {
+        version: p2fa_proto::protocol::VERSION,
+        user: Some(user.into()),
+        proof: None,
+        op,
+    };
+    p2fa_proto::client::call(&d.socket, &req).unwrap()
+}
+
+/// The page's options for `token`, fetched over HTTP.
+fn page_options(d: &Daemon, token: &str) -> serde_json::Value {
+    let (status, body) = d.http_get(&format!("/api/options/{token}"));
+    assert!(status.contains(" 200"), "{status}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["options"].clone()
+}
+
+/// Registers a software key named `name` for `user` over the socket and
+/// the web endpoints.
+fn soft_key(d: &Daemon, user: &str, name: &str) -> p2fa_testkit::softkey::SoftKey {
+    use p2fa_proto::protocol::{Op, Response};
+    let token = match call(d, user, Op::WebauthnRegister { name: name.into() }) {
+        Response::Link { token, .. } => token,
+        other => panic!("{other:?}"),
+    };
+    let mut sk = p2fa_testkit::softkey::SoftKey::new();
+    let body = sk.register(&page_options(d, &token), &origin(d));
+    let r = d.http_post(&format!("/api/finish/{token}"), &body.to_string());
+    assert!(r.contains(" 200"), "{r}");
+    sk
+}
+
+fn origin(d: &Daemon) -> String {
+    format!("http://localhost:{}", d.port())
+}
+
+/// A login link's token and `sk`'s answer to it.
+fn answered(d: &Daemon, user: &str, sk: &mut p2fa_testkit::softkey::SoftKey) -> (String, String) {
+    let (_, token) = login_link(d, user);
+    let body = sk.assert(&page_options(d, &token), &origin(d));
+    (token, body.to_string())
+}
+
+/// The counters 2fad stored, by key name.
+fn stored_counters(env: &Env, user: &str) -> std::collections::BTreeMap<String, u64> {
+    let store = p2fa_core::store::Store::open_existing(
+        &env.db,
+        1000,
+        p2fa_core::secure_fs::Trust::test_runner(),
+    )
+    .unwrap();
+    store
+        .webauthn_credentials(user)
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let v: serde_json::Value = serde_json::from_str(&c.credential).unwrap();
+            (c.name, v["cred"]["counter"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// Group commit through 2fad's real web endpoint: 8 keys log in at
+/// once, 6 times each; every answer is approved, every counter stored.
+/// Then two answers of one key with one counter, posted at once: one
+/// passes, the other is refused as a clone.
+#[test]
+fn concurrent_logins_over_http_all_pass_and_one_counter_passes_once() {
+    use p2fa_proto::protocol::Response;
+    let user = system_user("p2fa-wa6", "Webauthn-p2fa");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let _ = env.enroll(&["reset", "--user", &user], "");
+    let d = Daemon::start(&env, "", "max_pending_per_user = 20");
+    let mut keys: Vec<_> = (0..8)
+        .map(|i| soft_key(&d, &user, &format!("k{i}")))
+        .collect();
+    const ROUNDS: u64 = 6;
+    std::thread::scope(|s| {
+        for sk in keys.iter_mut() {
+            let (d, user) = (&d, &user);
+            s.spawn(move || {
+                for _ in 0..ROUNDS {
+                    let (token, body) = answered(d, user, sk);
+                    let r = d.http_post(&format!("/api/finish/{token}"), &body);
+                    assert!(r.contains(" 200"), "{r}");
+                    assert!(
+                        matches!(result_of(d, user, &token), Response::Done { .. }),
+                        "not approved"
+                    );
+                }
+            });
+        }
+    });
+    let counters = stored_counters(&env, &user);
+    assert_eq!(counters.len(), 8, "{counters:?}");
+    assert!(counters.values().all(|&n| n == ROUNDS), "{counters:?}");
+
+    let sk = &mut keys[0];
+    let (token_a, body_a) = answered(&d, &user, sk);
+    sk.counter -= 1;
+    let (token_b, body_b) = answered(&d, &user, sk);
+    let posted: Vec<String> = std::thread::scope(|s| {
+        let a = s.spawn(|| d.http_post(&format!("/api/finish/{token_a}"), &body_a));
+        let b = s.spawn(|| d.http_post(&format!("/api/finish/{token_b}"), &body_b));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    assert_eq!(
+        posted.iter().filter(|r| r.contains(" 200")).count(),
+        1,
+        "{posted:?}"
+    );
+    assert_eq!(
+        posted.iter().filter(|r| r.contains(" 400")).count(),
+        1,
+        "{posted:?}"
+    );
+    let done = [&token_a, &token_b]
+        .iter()
+        .filter(|t| matches!(result_of(&d, &user, t), Response::Done { .. }))
+        .count();
+    assert_eq!(done, 1);
+    assert_eq!(stored_counters(&env, &user)["k0"], ROUNDS + 1);
+}
+
+/// A tmpfs for one test, unmounted when dropped (lazily if still busy).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},mode=0700,uid=0,gid=0"))
+            .arg("tmpfs")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs on {}", path.display());
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// The store's disk is full when 8 keys' genuine answers arrive at once:
+/// the commit of their counters fails (SQLite writes the log at COMMIT),
+/// so every one is refused and none approved, and nothing is stored.
+/// With room again the same keys log in.
+#[test]
+fn a_failed_counter_commit_refuses_every_login_of_its_batch() {
+    use p2fa_proto::protocol::Response;
+    let user = system_user("p2fa-wa7", "Webauthn-p2fa");
+    let env = Env::new();
+    let dir = env.db.parent().unwrap().to_path_buf();
+    let _fs = Tmpfs::mount(&dir, "1m");
+    env.enroll_ok(&["init"], "");
+    let _ = env.enroll(&["reset", "--user", &user], "");
+    let d = Daemon::start(&env, "", "max_pending_per_user = 20");
+    let mut keys: Vec<_> = (0..8)
+        .map(|i| soft_key(&d, &user, &format!("k{i}")))
+        .collect();
+    let answers: Vec<(String, String)> =
+        keys.iter_mut().map(|sk| answered(&d, &user, sk)).collect();
+    let filler = dir.join("filler");
+    let _ = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", filler.display()))
+        .arg("bs=4k")
+        .stderr(std::process::Stdio::null())
+        .status();
+    let posted: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = answers
+            .iter()
+            .map(|(token, body)| {
+                let d = &d;
+                s.spawn(move || d.http_post(&format!("/api/finish/{token}"), body))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (r, (token, _)) in posted.iter().zip(&answers) {
+        assert!(
+            r.contains(" 400"),
+            "approved without a durable counter: {r}"
+        );
+        match result_of(&d, &user, token) {
+            Response::Error { message, .. } => assert!(message.contains("store full"), "{message}"),
+            other => panic!("a login of a failed batch was not refused: {other:?}"),
+        }
+    }
+    std::fs::remove_file(&filler).unwrap();
+    assert!(
+        stored_counters(&env, &user).values().all(|&n| n == 0),
+        "a failed commit left a counter"
+    );
+    for sk in keys.iter_mut() {
+        let (token, body) = answered(&d, &user, sk);
+        let r = d.http_post(&format!("/api/finish/{token}"), &body);
+        assert!(r.contains(" 200"), "{r}");
+    }
+    assert!(
+        stored_counters(&env, &user).values().all(|&n| n == 2),
+        "{:?}",
+        stored_counters(&env, &user)
+    );
+    drop(d);
 }

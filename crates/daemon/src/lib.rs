@@ -6,6 +6,9 @@
 
 /// The requests 2fad serves: self-service enrollment, proofs, WebAuthn.
 pub mod broker;
+/// Group commit: the counter updates of concurrent WebAuthn logins in
+/// one durable store transaction.
+pub mod commit;
 /// The socket side: bind, peer uid, connection limits, frame deadlines.
 pub mod server;
 /// The HTTPS server for the WebAuthn approval page.

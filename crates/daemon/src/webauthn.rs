@@ -23,9 +23,9 @@ use p2fa_core::audit::{Audit, clean};
 use p2fa_core::config::Config;
 use p2fa_core::factor::FactorId;
 use p2fa_core::secure_fs::Trust;
-use p2fa_core::store::{KeyWarning, Store};
+use p2fa_core::store::{KeyWarning, Store, StoreError, TxOps};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use webauthn_rs::prelude::*;
 
 pub enum Kind {
@@ -81,11 +81,30 @@ struct Ceremony {
     user: String,
     /// The uid that asked for it (for the log).
     by_uid: u32,
-    kind: Kind,
+    kind: Arc<Kind>,
     /// JSON for the page: creation or request options, plus `context`.
     options: String,
     expires: i64,
     outcome: Outcome,
+    /// Being verified (the browser's answer arrived): a second answer
+    /// for the same link is refused while the first is checked.
+    busy: bool,
+}
+
+/// What the group committer decided about one assertion's counter,
+/// inside the batch's transaction (see [`counter_step`]).
+pub enum Verdict {
+    /// Counter stored (and, for a proof, the success): the key's name.
+    Stored(String),
+    /// The counter did not rise above the stored one; the key warning is
+    /// recorded in the same transaction.
+    Clone {
+        key: String,
+        stored: u32,
+        presented: u32,
+    },
+    /// No registered key of the user has the signing credential's id.
+    Unknown,
 }
 
 pub struct Ceremonies {
@@ -95,6 +114,9 @@ pub struct Ceremonies {
     /// This machine's name, shown on the page.
     host: String,
     pending: Mutex<HashMap<String, Ceremony>>,
+    /// Commits the counter updates of concurrent logins together
+    /// ([`crate::commit`]).
+    committer: crate::commit::Committer<Verdict>,
 }
 
 /// A new ceremony's link token and the matching code shown with it.
@@ -163,11 +185,16 @@ impl Ceremonies {
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let (db, busy) = (cfg.db.clone(), cfg.busy_timeout_ms);
+        let committer = crate::commit::Committer::start(Box::new(move || {
+            Store::open_existing(&db, busy, trust).map_err(|e| e.to_string())
+        }))?;
         Ok(Ceremonies {
             webauthn,
             trust,
             host,
             pending: Mutex::new(HashMap::new()),
+            committer,
         })
     }
 
@@ -224,10 +251,11 @@ impl Ceremonies {
             Ceremony {
                 user: user.to_string(),
                 by_uid,
-                kind,
+                kind: Arc::new(kind),
                 options: options.to_string(),
                 expires: t + cfg.webauthn.link_seconds as i64,
                 outcome: Outcome::Pending,
+                busy: false,
             },
         );
         Ok(Started { token: tok, code })
@@ -340,21 +368,53 @@ impl Ceremonies {
     pub fn options(&self, tok: &str) -> Option<(String, bool)> {
         let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.get(tok)
-            .filter(|c| c.expires > now() && c.outcome == Outcome::Pending)
-            .map(|c| (c.options.clone(), matches!(c.kind, Kind::Register { .. })))
+            .filter(|c| c.expires > now() && c.outcome == Outcome::Pending && !c.busy)
+            .map(|c| (c.options.clone(), matches!(*c.kind, Kind::Register { .. })))
     }
 
     /// Verifies what the browser posted and records the outcome.
+    ///
+    /// The ceremonies' lock is held only to claim the link (marked busy,
+    /// so a second answer to it is refused) and to record the outcome:
+    /// the checks run unlocked and in parallel with other ceremonies', and
+    /// a login's counter step waits for its batch's durable commit
+    /// ([`crate::commit`]) before the outcome is recorded and the browser
+    /// answered.
     pub fn finish(&self, cfg: &Config, tok: &str, body: &[u8]) -> Result<(), String> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(c) = p
-            .get_mut(tok)
-            .filter(|c| c.expires > now() && c.outcome == Outcome::Pending)
-        else {
-            return Err("this link has expired or was already used".into());
+        let (user, by_uid, kind) = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(c) = p
+                .get_mut(tok)
+                .filter(|c| c.expires > now() && c.outcome == Outcome::Pending && !c.busy)
+            else {
+                return Err("this link has expired or was already used".into());
+            };
+            c.busy = true;
+            (c.user.clone(), c.by_uid, c.kind.clone())
         };
+        let result = self.verify(cfg, &user, by_uid, &kind, body);
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // Gone if cancelled or read as expired meanwhile: nothing to tell.
+        if let Some(c) = p.get_mut(tok) {
+            c.busy = false;
+            c.outcome = match &result {
+                Ok(what) => Outcome::Approved(what.clone()),
+                Err(e) => Outcome::Failed(e.clone()),
+            };
+        }
+        result.map(|_| ())
+    }
+
+    fn verify(
+        &self,
+        cfg: &Config,
+        user: &str,
+        by_uid: u32,
+        kind: &Kind,
+        body: &[u8],
+    ) -> Result<String, String> {
         let mut audit = Audit::new(&cfg.log_socket, "2fad", false);
-        let result = match &c.kind {
+        match kind {
             Kind::Register { name, state } => {
                 serde_json::from_slice::<RegisterPublicKeyCredential>(body)
                     .map_err(|e| format!("bad registration: {e}"))
@@ -363,28 +423,21 @@ impl Ceremonies {
                             .finish_passkey_registration(&r, state)
                             .map_err(|e| format!("registration refused: {e}"))
                     })
-                    .and_then(|pk| {
-                        save_new(cfg, self.trust, &c.user, name, &pk).map(|_| name.clone())
-                    })
+                    .and_then(|pk| save_new(cfg, self.trust, user, name, &pk).map(|_| name.clone()))
                     .inspect(|name| {
                         audit.notice(&format!(
                             "factor added user={} factor=webauthn by uid={} via=2fad key={}",
-                            clean(&c.user),
-                            c.by_uid,
+                            clean(user),
+                            by_uid,
                             clean(name)
                         ))
                     })
             }
-            Kind::Login { state } => self.assertion(cfg, &mut audit, &c.user, state, body, None),
+            Kind::Login { state } => self.assertion(cfg, &mut audit, user, state, body, None),
             Kind::Proof { purpose, state } => {
-                self.assertion(cfg, &mut audit, &c.user, state, body, Some(purpose))
+                self.assertion(cfg, &mut audit, user, state, body, Some(purpose))
             }
-        };
-        c.outcome = match &result {
-            Ok(what) => Outcome::Approved(what.clone()),
-            Err(e) => Outcome::Failed(e.clone()),
-        };
-        result.map(|_| ())
+        }
     }
 
     /// Verifies an assertion; a proof (`purpose`) is also counted here,
@@ -412,7 +465,7 @@ impl Ceremonies {
                     })
             });
         let result = match verified {
-            Ok(res) => record_login(cfg, self.trust, audit, user, &res, purpose.is_some()),
+            Ok(res) => self.record_login(audit, user, &res, purpose.is_some()),
             Err(e) if e.is_empty() => match presented(body) {
                 Some((id, counter)) => clone_refused(cfg, self.trust, audit, user, &id, counter),
                 None => Err("assertion refused: signature counter went back".into()),
@@ -450,7 +503,7 @@ impl Ceremonies {
             c.outcome.clone()
         };
         let keep = out == Outcome::Pending
-            || (matches!(c.kind, Kind::Proof { .. }) && matches!(out, Outcome::Approved(_)));
+            || (matches!(*c.kind, Kind::Proof { .. }) && matches!(out, Outcome::Approved(_)));
         if !keep {
             p.remove(tok);
         }
@@ -478,7 +531,7 @@ impl Ceremonies {
         let Some(c) = p.get(tok).filter(|c| c.user == user) else {
             return refused("that security-key approval is unknown, expired or already used");
         };
-        match &c.kind {
+        match &*c.kind {
             Kind::Proof { purpose: given, .. } if given == purpose => {}
             Kind::Proof { .. } => {
                 return refused("that security-key approval was given for another change");
@@ -536,23 +589,56 @@ fn count_failure(cfg: &Config, trust: Trust, user: &str) -> Result<(), String> {
     tx.commit().map_err(|e| e.to_string())
 }
 
-/// Finds the credential that signed and, inside one write transaction,
-/// checks that its counter rose above the one stored now (not the one
-/// from when the ceremony began: a clone may answer an old ceremony after
-/// newer logins), then stores the new counter; a proof is recorded as a
-/// success of service 2fad in the same transaction.
-fn record_login(
-    cfg: &Config,
-    trust: Trust,
-    audit: &mut Audit,
+impl Ceremonies {
+    /// Hands the counter step of a verified assertion to the group
+    /// committer and waits until its batch is durably committed: only
+    /// then is the assertion approved. A clone found there is logged
+    /// here (its key warning was stored in the batch).
+    fn record_login(
+        &self,
+        audit: &mut Audit,
+        user: &str,
+        res: &AuthenticationResult,
+        proof: bool,
+    ) -> Result<String, String> {
+        let (u, r) = (user.to_string(), res.clone());
+        let work = Box::new(move |tx: &dyn TxOps| counter_step(tx, &u, &r, proof));
+        match self.committer.submit(work)? {
+            Verdict::Stored(name) => Ok(name),
+            Verdict::Clone {
+                key,
+                stored,
+                presented,
+            } => Err(clone_logged(audit, user, &key, stored, presented)),
+            Verdict::Unknown => Err("the key that signed is not registered for this user".into()),
+        }
+    }
+
+    /// The group committer's counts (benchmark, tests).
+    pub fn commit_stats(&self) -> &crate::commit::Stats {
+        &self.committer.stats
+    }
+
+    #[cfg(test)]
+    fn commit_gate(&self) -> &Mutex<()> {
+        &self.committer.gate
+    }
+}
+
+/// Inside the batch's write transaction: finds the credential that
+/// signed and checks that its counter rose above the one stored now (not
+/// the one from when the ceremony began: a clone may answer an old
+/// ceremony after newer logins, and an earlier job of the same batch may
+/// just have moved it), then stores the new counter; a proof is recorded
+/// as a success of service 2fad in the same transaction. A counter that
+/// did not rise is recorded as a key warning instead.
+fn counter_step(
+    tx: &dyn TxOps,
     user: &str,
     res: &AuthenticationResult,
     proof: bool,
-) -> Result<String, String> {
-    let se = |e: p2fa_core::store::StoreError| e.to_string();
-    let mut store = open(cfg, trust)?;
-    let tx = store.write().map_err(se)?;
-    for c in tx.webauthn_credentials(user).map_err(se)? {
+) -> Result<Verdict, StoreError> {
+    for c in tx.webauthn_credentials(user)? {
         let Ok(mut pk) = serde_json::from_str::<Passkey>(&c.credential) else {
             continue;
         };
@@ -562,21 +648,28 @@ fn record_login(
         let stored = on_record(&c.credential).map_or(0, |(_, n)| n);
         let presented = res.counter();
         if presented <= stored && !(presented == 0 && stored == 0) {
-            drop(tx);
-            return clone_found(cfg, trust, audit, user, &c.name, stored, presented);
+            let w = KeyWarning {
+                key: c.name.clone(),
+                at: now(),
+                stored,
+                presented,
+            };
+            tx.add_key_warning(user, &w)?;
+            return Ok(Verdict::Clone {
+                key: c.name,
+                stored,
+                presented,
+            });
         }
         pk.update_credential(res);
-        let json = serde_json::to_string(&pk).map_err(|e| e.to_string())?;
-        tx.update_webauthn(user, &c.name, &json, now())
-            .map_err(se)?;
+        let json = serde_json::to_string(&pk).map_err(|e| StoreError::Other(e.to_string()))?;
+        tx.update_webauthn(user, &c.name, &json, now())?;
         if proof {
-            tx.record_success(user, now(), "2fad", "", FactorId::Webauthn.as_str())
-                .map_err(se)?;
+            tx.record_success(user, now(), "2fad", "", FactorId::Webauthn.as_str())?;
         }
-        tx.commit().map_err(se)?;
-        return Ok(c.name);
+        return Ok(Verdict::Stored(c.name));
     }
-    Err("the key that signed is not registered for this user".into())
+    Ok(Verdict::Unknown)
 }
 
 /// webauthn-rs refused a counter that went back: find the key by the id
@@ -620,6 +713,16 @@ fn clone_found(
         stored,
         presented,
     };
+    let refused = clone_logged(audit, user, key, stored, presented);
+    let mut store = open(cfg, trust)?;
+    let tx = store.write().map_err(|e| e.to_string())?;
+    tx.add_key_warning(user, &w).map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    Err(refused)
+}
+
+/// Logs a key whose counter did not rise; returns the refusal.
+fn clone_logged(audit: &mut Audit, user: &str, key: &str, stored: u32, presented: u32) -> String {
     audit.warning(&format!(
         "webauthn clone detected user={} key={} counter presented={presented} stored={stored}: \
          the key's signature counter did not rise, so another copy of it may be in use; \
@@ -627,14 +730,10 @@ fn clone_found(
         clean(user),
         clean(key)
     ));
-    let mut store = open(cfg, trust)?;
-    let tx = store.write().map_err(|e| e.to_string())?;
-    tx.add_key_warning(user, &w).map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())?;
-    Err(format!(
+    format!(
         "the security key {key:?} presented signature counter {presented}, not above the stored {stored}: \
          it may have been cloned; refused"
-    ))
+    )
 }
 
 #[cfg(test)]
@@ -921,5 +1020,197 @@ mod tests {
         assert_eq!(w.len(), 2, "{w:?}");
         assert_eq!((w[1].stored, w[1].presented), (2, 2));
         assert_eq!((w[0].stored, w[0].presented), (2, 1));
+    }
+}
+
+/// Group commit ([`crate::commit`]) through the real verify path: many
+/// concurrent ceremonies, two answers with one counter, a failing store.
+#[cfg(test)]
+mod group_tests {
+    use super::*;
+    use p2fa_testkit::softkey::SoftKey;
+    use serde_json::Value;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    const ORIGIN: &str = "http://localhost:8443";
+
+    fn config(dir: &std::path::Path) -> Config {
+        let mut cfg = Config {
+            db: dir.join("state/state.db"),
+            key_file: dir.join("key"),
+            ..Config::default()
+        };
+        cfg.webauthn.enabled = true;
+        cfg.webauthn.public_url = ORIGIN.into();
+        cfg.webauthn.max_pending_per_user = 50;
+        cfg
+    }
+
+    fn start(cfg: &Config) -> (Ceremonies, p2fa_core::crypto::HostKey) {
+        let (key, _) =
+            p2fa_core::crypto::HostKey::load_or_create(&cfg.key_file, Trust::test_runner())
+                .unwrap();
+        Store::open_or_create(&cfg.db, 1000, Trust::test_runner()).unwrap();
+        (Ceremonies::new(cfg, Trust::test_runner()).unwrap(), key)
+    }
+
+    fn store(cfg: &Config) -> Store {
+        Store::open_existing(&cfg.db, 1000, Trust::test_runner()).unwrap()
+    }
+
+    fn register(
+        c: &Ceremonies,
+        cfg: &Config,
+        key: &p2fa_core::crypto::HostKey,
+        user: &str,
+    ) -> SoftKey {
+        let tok = c
+            .begin_register(cfg, &store(cfg), key, user, "soft", 0)
+            .unwrap()
+            .token;
+        let mut sk = SoftKey::new();
+        let opts = serde_json::from_str(&c.options(&tok).unwrap().0).unwrap();
+        c.finish(cfg, &tok, sk.register(&opts, ORIGIN).to_string().as_bytes())
+            .unwrap();
+        sk
+    }
+
+    /// A login link for `user` and the assertion `sk` gives for it.
+    fn answered(c: &Ceremonies, cfg: &Config, user: &str, sk: &mut SoftKey) -> (String, String) {
+        let tok = c
+            .begin_login(cfg, &store(cfg), user, "sshd", "")
+            .unwrap()
+            .token;
+        let opts: Value = serde_json::from_str(&c.options(&tok).unwrap().0).unwrap();
+        (tok, sk.assert(&opts, ORIGIN).to_string())
+    }
+
+    fn stored_counter(cfg: &Config, user: &str) -> u32 {
+        let creds = store(cfg).webauthn_credentials(user).unwrap();
+        on_record(&creds[0].credential).unwrap().1
+    }
+
+    /// Waits until `n` jobs have been handed to the committer.
+    fn until_submitted(c: &Ceremonies, n: u64) {
+        let deadline = p2fa_core::clock::Deadline::after(Duration::from_secs(30));
+        while c.commit_stats().submitted.load(Ordering::SeqCst) < n {
+            assert!(!deadline.passed(), "jobs never arrived");
+            p2fa_core::clock::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn concurrent_logins_all_pass_and_every_counter_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let (c, key) = start(&cfg);
+        let users: Vec<String> = (0..8).map(|i| format!("user{i}")).collect();
+        let keys: Vec<SoftKey> = users.iter().map(|u| register(&c, &cfg, &key, u)).collect();
+        const ROUNDS: u32 = 12;
+        std::thread::scope(|s| {
+            for (user, mut sk) in users.iter().zip(keys) {
+                let (c, cfg) = (&c, &cfg);
+                s.spawn(move || {
+                    for _ in 0..ROUNDS {
+                        let (tok, body) = answered(c, cfg, user, &mut sk);
+                        c.finish(cfg, &tok, body.as_bytes()).unwrap();
+                        assert_eq!(
+                            c.result(&tok, user, true),
+                            Ok(Outcome::Approved("soft".into()))
+                        );
+                    }
+                });
+            }
+        });
+        for u in &users {
+            assert_eq!(stored_counter(&cfg, u), ROUNDS, "{u}");
+        }
+        let st = c.commit_stats();
+        assert_eq!(st.committed.load(Ordering::SeqCst), 8 * u64::from(ROUNDS));
+        assert_eq!(st.failed.load(Ordering::SeqCst), 0);
+
+        // Held back at the committer, 8 concurrent answers form one batch:
+        // one transaction, and each still gets its own verdict.
+        let gate = c.commit_gate().lock().unwrap();
+        let before = st.submitted.load(Ordering::SeqCst);
+        let batches = st.batches.load(Ordering::SeqCst);
+        let mut tokens = Vec::new();
+        std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for (i, u) in users.iter().enumerate() {
+                // New users: the first keys were moved into their threads.
+                let user = format!("{u}-b{i}");
+                let mut sk = register(&c, &cfg, &key, &user);
+                let (tok, body) = answered(&c, &cfg, &user, &mut sk);
+                tokens.push((user.clone(), tok.clone()));
+                let (c, cfg) = (&c, &cfg);
+                handles.push(s.spawn(move || c.finish(cfg, &tok, body.as_bytes())));
+            }
+            until_submitted(&c, before + 8);
+            drop(gate);
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(
+            st.batches.load(Ordering::SeqCst),
+            batches + 1,
+            "not one batch"
+        );
+        assert!(st.largest.load(Ordering::SeqCst) >= 8);
+        for (user, tok) in tokens {
+            assert_eq!(
+                c.result(&tok, &user, true),
+                Ok(Outcome::Approved("soft".into()))
+            );
+            assert_eq!(stored_counter(&cfg, &user), 1, "{user}");
+        }
+    }
+
+    #[test]
+    fn two_answers_with_one_counter_cannot_both_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let (c, key) = start(&cfg);
+        let mut sk = register(&c, &cfg, &key, "root");
+        // Twice: held back into one batch (the second job sees the first
+        // one's uncommitted counter), then racing freely.
+        for (round, held) in [(1u32, true), (2, false)] {
+            let (tok_a, body_a) = answered(&c, &cfg, "root", &mut sk);
+            sk.counter -= 1; // a copy of the key, same counter
+            let (tok_b, body_b) = answered(&c, &cfg, "root", &mut sk);
+            assert!(body_a != body_b);
+            let st = c.commit_stats();
+            let before = st.submitted.load(Ordering::SeqCst);
+            let gate = held.then(|| c.commit_gate().lock().unwrap());
+            let results: Vec<Result<(), String>> = std::thread::scope(|s| {
+                let a = s.spawn(|| c.finish(&cfg, &tok_a, body_a.as_bytes()));
+                let b = s.spawn(|| c.finish(&cfg, &tok_b, body_b.as_bytes()));
+                if held {
+                    until_submitted(&c, before + 2);
+                }
+                drop(gate);
+                vec![a.join().unwrap(), b.join().unwrap()]
+            });
+            let passed = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(passed, 1, "round {round}: {results:?}");
+            let refused = results.iter().find_map(|r| r.clone().err()).unwrap();
+            assert!(refused.contains("cloned"), "{refused}");
+            assert_eq!(stored_counter(&cfg, "root"), round);
+            if held {
+                assert!(st.largest.load(Ordering::SeqCst) >= 2, "not one batch");
+            }
+            let approved = [&tok_a, &tok_b]
+                .iter()
+                .filter(|t| c.result(t, "root", true) == Ok(Outcome::Approved("soft".into())))
+                .count();
+            assert_eq!(approved, 1, "round {round}");
+        }
+        let w = store(&cfg).status("root").unwrap().key_warnings;
+        assert_eq!(w.len(), 2, "{w:?}");
+        // Newest first.
+        assert_eq!((w[0].stored, w[0].presented), (2, 2));
+        assert_eq!((w[1].stored, w[1].presented), (1, 1));
     }
 }
