@@ -22,7 +22,10 @@ ROLE, PASSWORD = "pam2fa", "bench-fleet-pw"
 
 
 def sh(*cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}: {(p.stdout + p.stderr).strip()[-800:]}")
+    return p
 
 
 def pg_bin():
@@ -41,7 +44,7 @@ def free_port():
 
 
 class Cluster:
-    def __init__(self):
+    def __init__(self, work):
         self.bin = pg_bin()
         if not self.bin:
             raise RuntimeError("no PostgreSQL server (scripts/deps installs postgresql)")
@@ -50,13 +53,21 @@ class Cluster:
         shutil.chown(self.dir, "postgres", "postgres")
         self.port = free_port()
         d = self.dir
-        # The CA is the certificate itself (self-signed, for 127.0.0.1).
-        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-           "-nodes", "-days", "3650", "-subj", "/CN=127.0.0.1",
-           "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", f"{d}/server.key",
-           "-out", f"{d}/server.crt")
-        self.ca = os.path.join(d, "ca.pem")
-        shutil.copy(f"{d}/server.crt", self.ca)  # root-owned copy for the clients
+        # A throw-away CA (in the root-only work directory: the clients
+        # trust only root-owned files there) and the server's certificate.
+        self.ca = os.path.join(work, "fleet-ca.pem")
+        ca_key = os.path.join(work, "fleet-ca.key")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        sh("openssl", "req", "-x509", *ec, "-days", "3650", "-subj", "/CN=pam-2fa bench CA",
+           "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+           "-keyout", ca_key, "-out", self.ca)
+        sh("openssl", "req", *ec, "-subj", "/CN=127.0.0.1", "-keyout", f"{d}/server.key",
+           "-out", f"{d}/server.csr")
+        with open(f"{d}/ext", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+        sh("openssl", "x509", "-req", "-in", f"{d}/server.csr", "-CA", self.ca, "-CAkey", ca_key,
+           "-CAcreateserial", "-CAserial", os.path.join(work, "fleet-ca.srl"), "-days", "3650",
+           "-extfile", f"{d}/ext", "-out", f"{d}/server.crt")
         for f in ("server.key", "server.crt"):
             shutil.chown(f"{d}/{f}", "postgres", "postgres")
         os.chmod(f"{d}/server.key", 0o600)
@@ -111,7 +122,7 @@ def host_config(cluster, work, name, pam2fa_conf, conf_src, sink_path):
 def setup(work, names, enroll, pam2fa_conf, conf_src, sink_path, secret_b32):
     """The cluster, hosts A and B initialised, every user's TOTP enrolled
     (on A); returns (cluster, conf_a, conf_b)."""
-    cluster = Cluster()
+    cluster = Cluster(work)
     try:
         os.makedirs(os.path.join(work, "fleet-key"), mode=0o700, exist_ok=True)
         a = host_config(cluster, work, "bench-a", pam2fa_conf, conf_src, sink_path)
