@@ -4,6 +4,7 @@
 //! key. Every login here goes through the real libpam (pamtester or
 //! `tests/c/pam_once.c` under pam_wrapper) loading the built module.
 
+use crate::common::pg::pg_bin;
 use crate::common::{self, Env, SECRET, system_user, totp, wrong_totp};
 use std::fs;
 use std::io::{Read, Write};
@@ -402,25 +403,6 @@ struct CaseInsensitiveNss {
 }
 
 const NSS_PGSQL_CONF: &str = "/etc/nss-pgsql.conf";
-
-/// Debian's PostgreSQL server binaries (`/usr/lib/postgresql/N/bin`, the
-/// newest N installed; scripts/deps installs `postgresql`).
-fn pg_bin() -> PathBuf {
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server not installed (scripts/deps)")
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let v = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .expect("no initdb under /usr/lib/postgresql")
-        .1
-}
 
 impl CaseInsensitiveNss {
     fn start(users: &[&str]) -> CaseInsensitiveNss {
