@@ -99,13 +99,36 @@ impl Db<'_> {
         Ok(self.c.query(sql, p).map_err(store_error)?.affected)
     }
 
+    /// Statements in one round trip; inside a write transaction the
+    /// first error leaves it failed, and the caller's error ends it.
     pub(crate) fn pipeline(&mut self, stmts: &[(&str, &[Value<'_>])]) -> Result<Vec<Vec<Row>>> {
-        let out = self.c.pipeline(stmts).map_err(store_error);
-        if out.is_err() && self.c.status() != TxStatus::Idle {
-            // Only reads pipeline their own BEGIN; end it either way.
-            let _ = self.c.simple("ROLLBACK");
+        let out = self.c.pipeline(stmts).map_err(store_error)?;
+        Ok(out.into_iter().map(|o| o.rows).collect())
+    }
+
+    /// Reads outside a write transaction as one consistent snapshot, in
+    /// one round trip: `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`,
+    /// the statements, `COMMIT`. Returns the statements' rows.
+    pub(crate) fn snapshot(&mut self, stmts: &[(&str, &[Value<'_>])]) -> Result<Vec<Vec<Row>>> {
+        let mut all: Vec<(&str, &[Value<'_>])> = Vec::with_capacity(stmts.len() + 2);
+        all.push(("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[]));
+        all.extend_from_slice(stmts);
+        all.push(("COMMIT", &[]));
+        match self.c.pipeline(&all) {
+            Ok(out) => {
+                let mut rows: Vec<Vec<Row>> = out.into_iter().map(|o| o.rows).collect();
+                rows.pop();
+                rows.remove(0);
+                Ok(rows)
+            }
+            Err(e) => {
+                // Our own BEGIN: end it, so the connection is idle again.
+                if self.c.status() != TxStatus::Idle {
+                    let _ = self.c.simple("ROLLBACK");
+                }
+                Err(store_error(e))
+            }
         }
-        Ok(out?.into_iter().map(|o| o.rows).collect())
     }
 }
 
@@ -236,10 +259,16 @@ impl PgStore {
 
     /// Starts a write transaction with its limits (one round trip).
     pub(crate) fn write(&mut self) -> Result<PgTx<'_>> {
-        let mut db = self.db()?;
         let st = self.limits.statement_timeout_ms.to_string();
         let lock = self.limits.lock_timeout_ms.to_string();
-        db.pipeline(&[
+        // The transaction exists from here: a PgTx rolls it back if
+        // anything below fails.
+        let tx = PgTx {
+            store: self,
+            locked: RefCell::new(Vec::new()),
+            open: Cell::new(true),
+        };
+        tx.store.db()?.pipeline(&[
             ("BEGIN", &[]),
             (
                 "SELECT set_config('statement_timeout', $1, true),
@@ -249,12 +278,7 @@ impl PgStore {
                 &[Value::Text(&st), Value::Text(&lock)],
             ),
         ])?;
-        drop(db);
-        Ok(PgTx {
-            store: self,
-            locked: RefCell::new(Vec::new()),
-            open: Cell::new(true),
-        })
+        Ok(tx)
     }
 }
 

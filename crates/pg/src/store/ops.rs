@@ -74,19 +74,17 @@ fn decode_state(user: &[Row], otp: &[Row], backup: &[Row]) -> Result<UserState> 
     Ok(state)
 }
 
-/// Three queries in one round trip; `wrap` puts them in a read-only
+/// Three queries in one round trip; `snapshot` makes them one read-only
 /// snapshot (outside a write transaction).
-fn read_state(db: &mut Db<'_>, user: &str, wrap: bool) -> Result<UserState> {
+fn read_state(db: &mut Db<'_>, user: &str, snapshot: bool) -> Result<UserState> {
     let p = [Value::Text(user)];
-    let mut stmts: Vec<(&str, &[Value<'_>])> =
-        vec![(STATE_USER, &p), (STATE_OTP, &p), (STATE_BACKUP, &p)];
-    if wrap {
-        stmts.insert(0, ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[]));
-        stmts.push(("COMMIT", &[]));
-    }
-    let out = db.pipeline(&stmts)?;
-    let at = usize::from(wrap);
-    let get = |i: usize| out.get(at + i).map_or(&[][..], Vec::as_slice);
+    let stmts: [(&str, &[Value<'_>]); 3] = [(STATE_USER, &p), (STATE_OTP, &p), (STATE_BACKUP, &p)];
+    let out = if snapshot {
+        db.snapshot(&stmts)?
+    } else {
+        db.pipeline(&stmts)?
+    };
+    let get = |i: usize| out.get(i).map_or(&[][..], Vec::as_slice);
     decode_state(get(0), get(1), get(2))
 }
 

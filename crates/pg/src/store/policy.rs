@@ -24,17 +24,15 @@ fn remembered_row(r: &Row) -> Result<Remembered> {
 
 fn questions(db: &mut Db<'_>, user: &str) -> Result<(Vec<StoredQuestion>, Option<i64>)> {
     let p = [Value::Text(user)];
-    let out = db.pipeline(&[
-        ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &[]),
+    let out = db.snapshot(&[
         (
             "SELECT idx, question, answer_hash FROM p2fa.questions WHERE username = $1 ORDER BY idx",
             &p,
         ),
         ("SELECT last_failed_question FROM p2fa.users WHERE name = $1", &p),
-        ("COMMIT", &[]),
     ])?;
     let qs = out
-        .get(1)
+        .get(0)
         .map_or(&[][..], Vec::as_slice)
         .iter()
         .map(|r| {
@@ -45,7 +43,7 @@ fn questions(db: &mut Db<'_>, user: &str) -> Result<(Vec<StoredQuestion>, Option
             })
         })
         .collect::<Result<_>>()?;
-    let last = match out.get(2).and_then(|rows| rows.first()) {
+    let last = match out.get(1).and_then(|rows| rows.first()) {
         Some(r) => r.oi(0)?,
         None => None,
     };
