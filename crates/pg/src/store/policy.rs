@@ -32,7 +32,7 @@ fn questions(db: &mut Db<'_>, user: &str) -> Result<(Vec<StoredQuestion>, Option
         ("SELECT last_failed_question FROM p2fa.users WHERE name = $1", &p),
     ])?;
     let qs = out
-        .get(0)
+        .first()
         .map_or(&[][..], Vec::as_slice)
         .iter()
         .map(|r| {
