@@ -137,7 +137,7 @@ pub fn user(
     let f = tx.user_state(u).map_err(e)?;
     let mut r = Report::default();
     let mut w = Vec::new();
-    otp(&tx, keys, l, &f, choice, &mut r, &mut w)?;
+    otp(keys, l, &f, choice, &mut r, &mut w)?;
     backup(&tx, keys, l, &f, choice, &mut r, &mut w)?;
     questions(keys, l, &f_questions, choice, &mut r, &mut w);
     contacts(l, &f, choice, &mut r, &mut w);
@@ -154,7 +154,6 @@ pub fn user(
 }
 
 fn otp(
-    tx: &Tx<'_>,
     keys: &Keys,
     l: &Local,
     f: &UserState,
@@ -162,7 +161,6 @@ fn otp(
     r: &mut Report,
     w: &mut Vec<Write>,
 ) -> Result<(), String> {
-    let _ = tx;
     let Some(lo) = &l.state.otp else {
         return Ok(());
     };
