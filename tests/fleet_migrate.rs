@@ -350,3 +350,87 @@ fn migrate_to_postgres_needs_a_fleet_config_and_plain_migrate_still_works() {
     let r = a.enroll(&["migrate", "--apply"], "");
     assert!(!r.status.success(), "{}", output_text(&r));
 }
+
+#[test]
+fn the_same_secret_keeps_the_later_step_and_the_higher_failure_count() {
+    let erin = system_user("p2fa-mv-erin", "mv-erin-pw-1");
+    let base = step_of(now()) + 2;
+    // Host A: erin logged in at step base+1, then failed twice.
+    let a = Env::new();
+    a.enroll_ok(
+        &["totp", "--user", &erin, "--secret", SECRET_A, "--no-verify"],
+        "",
+    );
+    let t = in_step(base + 1);
+    let r = a.attempt(
+        "p2fa",
+        &erin,
+        &format!("{}\n", totp(SECRET_A, Some(t))),
+        Some(t),
+    );
+    assert!(r.ok, "{}\n{}", r.output, r.log);
+    for _ in 0..2 {
+        let r = a.attempt(
+            "p2fa",
+            &erin,
+            &format!("{}\n", wrong_totp(SECRET_A, t)),
+            Some(t),
+        );
+        assert!(!r.ok, "{}", r.output);
+    }
+    // The fleet (A's key) has erin with the same secret, no step used, one failure.
+    let pg = PgServer::start();
+    let db = pg.create_db();
+    pg.create_role(ROLE, ROLE_PASSWORD);
+    pg.psql("postgres", &format!("ALTER DATABASE {db} OWNER TO {ROLE}"));
+    let f = fleet_env(&pg, &db, &a.key);
+    f.enroll_ok(&["init"], "");
+    f.enroll_ok(
+        &["totp", "--user", &erin, "--secret", SECRET_A, "--no-verify"],
+        "",
+    );
+    let r = f.attempt(
+        "p2fa",
+        &erin,
+        &format!("{}\n", wrong_totp(SECRET_A, t)),
+        Some(t),
+    );
+    assert!(!r.ok, "{}", r.output);
+    let sql = |q: &str| pg.psql(&db, q).trim().to_string();
+    let row = format!(
+        "SELECT coalesce(t.last_step::text, 'none'), u.failures FROM p2fa.otp_tokens t
+         JOIN p2fa.users u ON u.name = t.username WHERE u.name = '{erin}'"
+    );
+    assert_eq!(sql(&row), "none|1");
+
+    let (out, text) = migrate(&f, &a, &[]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        line_of(&text, &erin),
+        format!("{erin}: updated: totp last step, failures/lockout/first seen (max/max/min)")
+    );
+    assert_eq!(sql(&row), "none|1", "a dry run changed the fleet");
+    let (out, text) = migrate(&f, &a, &["--apply"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(sql(&row), format!("{}|2", base + 1));
+    // The step used on host A is spent in the fleet too; the next works.
+    let r = f.attempt(
+        "p2fa",
+        &erin,
+        &format!("{}\n", totp(SECRET_A, Some(t))),
+        Some(t),
+    );
+    assert!(
+        !r.ok,
+        "a step used on host A logged in through the fleet: {}",
+        r.output
+    );
+    let t2 = in_step(base + 2);
+    let r = f.attempt(
+        "p2fa",
+        &erin,
+        &format!("{}\n", totp(SECRET_A, Some(t2))),
+        Some(t2),
+    );
+    assert!(r.ok, "{}\n{}", r.output, r.log);
+}
