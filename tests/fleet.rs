@@ -72,10 +72,7 @@ impl Fleet {
 #[test]
 fn init_creates_the_schema_once_and_registers_each_host() {
     let f = Fleet::new("");
-    assert_eq!(
-        f.sql("SELECT name FROM p2fa.hosts ORDER BY name"),
-        "host-a\nhost-b"
-    );
+    assert_eq!(f.sql("SELECT name FROM p2fa.hosts ORDER BY name"), "host-a\nhost-b");
     assert_eq!(f.sql("SELECT version FROM p2fa.schema_version"), "1");
     // Neither host made a SQLite store.
     assert!(!f.a.db.exists() && !f.b.db.exists());
@@ -101,11 +98,7 @@ fn enrolled_on_one_host_logs_in_on_another_and_a_step_is_spent_fleet_wide() {
     // The same code on host A: refused as a replay, and counted.
     let on_a = f.a.attempt("p2fa", &user, &format!("{code}\n"), None);
     assert!(!on_a.ok, "{}", on_a.output);
-    assert!(
-        on_a.output.contains("Invalid or already used code."),
-        "{}",
-        on_a.output
-    );
+    assert!(on_a.output.contains("Invalid or already used code."), "{}", on_a.output);
     assert!(on_a.log.contains("reason=replayed-code"), "{}", on_a.log);
     assert_eq!(
         f.sql(&format!(
@@ -130,9 +123,7 @@ fn a_backup_code_works_once_across_the_fleet() {
     let other = f.b.attempt("p2fa", &user, &format!("{}\n", codes[1]), None);
     assert!(other.ok, "{}\n{}", other.output, other.log);
     assert_eq!(
-        f.sql(
-            "SELECT used_host FROM p2fa.backup_codes WHERE used_at IS NOT NULL ORDER BY used_at, id"
-        ),
+        f.sql("SELECT used_host FROM p2fa.backup_codes WHERE used_at IS NOT NULL ORDER BY used_at, id"),
         "host-a\nhost-b"
     );
 }
@@ -148,28 +139,20 @@ fn failures_and_lockout_count_across_the_fleet() {
         assert!(!r.ok, "{}", r.output);
     }
     assert_eq!(
-        f.sql(&format!(
-            "SELECT failures, locked_until > 0 FROM p2fa.users WHERE name = '{user}'"
-        )),
+        f.sql(&format!("SELECT failures, locked_until > 0 FROM p2fa.users WHERE name = '{user}'")),
         "3|t"
     );
     // Locked on B by failures on A and B: even the right code is refused,
     // before it is compared.
     fresh_step(5);
-    let r =
-        f.b.attempt("p2fa", &user, &format!("{}\n", totp(SECRET, None)), None);
+    let r = f.b.attempt("p2fa", &user, &format!("{}\n", totp(SECRET, None)), None);
     assert!(!r.ok, "{}", r.output);
-    assert!(
-        r.output.contains("Too many failed attempts"),
-        "{}",
-        r.output
-    );
+    assert!(r.output.contains("Too many failed attempts"), "{}", r.output);
     assert!(r.log.contains("reason=locked failures=3"), "{}", r.log);
     // The admin unlocks from either host.
     f.a.enroll_ok(&["unlock", "--user", &user], "");
     fresh_step(5);
-    let r =
-        f.b.attempt("p2fa", &user, &format!("{}\n", totp(SECRET, None)), None);
+    let r = f.b.attempt("p2fa", &user, &format!("{}\n", totp(SECRET, None)), None);
     assert!(r.ok, "{}\n{}", r.output, r.log);
 }
 
@@ -189,20 +172,14 @@ fn sixty_four_logins_over_two_hosts_one_code_one_success() {
         let (ob, outb, lb) = rb.join().unwrap();
         (oa, outa, la, ob, outb, lb)
     });
-    assert_eq!(
-        ok_a + ok_b,
-        1,
-        "{ok_a} on A + {ok_b} on B accepted one code"
-    );
+    assert_eq!(ok_a + ok_b, 1, "{ok_a} on A + {ok_b} on B accepted one code");
     let logs: Vec<&String> = logs_a.iter().chain(&logs_b).collect();
     for o in out_a.iter().chain(&out_b) {
         assert!(!o.contains("unavailable"), "{o}\n{logs:#?}");
     }
     assert_eq!(logs.iter().filter(|l| l.contains("auth ok ")).count(), 1);
     assert_eq!(
-        logs.iter()
-            .filter(|l| l.contains("reason=replayed-code"))
-            .count(),
+        logs.iter().filter(|l| l.contains("reason=replayed-code")).count(),
         63,
         "{logs:#?}"
     );
@@ -213,9 +190,7 @@ fn sixty_four_logins_over_two_hosts_one_code_one_success() {
     // are what is left, so the count is at most 63 and each host's lines
     // agree with it.
     let m: u32 = f
-        .sql(&format!(
-            "SELECT failures FROM p2fa.users WHERE name = '{user}'"
-        ))
+        .sql(&format!("SELECT failures FROM p2fa.users WHERE name = '{user}'"))
         .parse()
         .unwrap();
     assert!(m <= 63, "{m}");
@@ -239,15 +214,9 @@ fn a_stopped_server_denies_as_unavailable_and_a_crash_loses_nothing() {
     // survive it.
     f.pg.restart_immediate();
     let again = f.a.attempt("p2fa", &user, &format!("{}\n", codes[0]), None);
-    assert!(
-        !again.ok,
-        "a spent code came back after the crash: {}",
-        again.output
-    );
+    assert!(!again.ok, "a spent code came back after the crash: {}", again.output);
     assert_eq!(
-        f.sql(&format!(
-            "SELECT failures FROM p2fa.users WHERE name = '{user}'"
-        )),
+        f.sql(&format!("SELECT failures FROM p2fa.users WHERE name = '{user}'")),
         "1"
     );
     // Server down: every login is refused as unavailable, with a log

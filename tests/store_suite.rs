@@ -45,9 +45,6 @@ fn the_contract_suite_holds_on_postgres() {
 fn migrate_runs_once_and_records_the_version() {
     let pg = PgServer::start();
     let store = fresh_store(&pg, "host-a");
-    assert_eq!(
-        store.schema_version().unwrap(),
-        p2fa_pg::schema::current_version()
-    );
+    assert_eq!(store.schema_version().unwrap(), p2fa_pg::schema::current_version());
     assert_eq!(store.kind(), p2fa_core::store::Kind::Postgres);
 }
