@@ -137,6 +137,18 @@ pub trait TxOps {
     fn reset_user(&self, user: &str) -> Result<bool>;
     fn unlock(&self, user: &str) -> Result<bool>;
     fn first_seen(&self, user: &str, now: i64) -> Result<i64>;
+    /// Merges another store's counters into `user`'s (creating the user):
+    /// failures and locked_until are raised to at least these, first_seen
+    /// lowered to at most this one. Never loosens a lock nor lengthens a
+    /// grace period (`2fa-enroll migrate --to postgres`).
+    fn merge_counters(
+        &self,
+        user: &str,
+        failures: u32,
+        locked_until: i64,
+        first_seen: Option<i64>,
+        now: i64,
+    ) -> Result<()>;
     #[allow(clippy::too_many_arguments)]
     fn remember(
         &self,

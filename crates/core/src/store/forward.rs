@@ -273,6 +273,16 @@ macro_rules! store_backend {
                 fn first_seen(&self, user: &str, now: i64) -> Result<i64> {
                     $tx::first_seen(self, user, now)
                 }
+                fn merge_counters(
+                    &self,
+                    user: &str,
+                    failures: u32,
+                    locked_until: i64,
+                    first_seen: Option<i64>,
+                    now: i64,
+                ) -> Result<()> {
+                    $tx::merge_counters(self, user, failures, locked_until, first_seen, now)
+                }
                 #[allow(clippy::too_many_arguments)]
                 fn remember(
                     &self,

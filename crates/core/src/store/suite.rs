@@ -88,6 +88,7 @@ pub const CASES: &[(&str, Case)] = &[
         reset_user_forgets_one_user_entirely,
     ),
     ("first_seen_is_set_once", first_seen_is_set_once),
+    ("merge_counters_never_loosens", merge_counters_never_loosens),
     ("users_are_listed_sorted", users_are_listed_sorted),
     ("status_summarises_the_state", status_summarises_the_state),
     (
@@ -1027,6 +1028,49 @@ fn first_seen_is_set_once(new: &mut dyn FnMut() -> Store) {
     let st = s.user_state("alice").unwrap();
     assert!(st.known && !st.is_enrolled());
     assert_eq!(s.status("alice").unwrap().first_seen, Some(NOW));
+}
+
+fn merge_counters_never_loosens(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    let rl = RateLimitConfig::default();
+    let tx = s.write().unwrap();
+    tx.merge_counters("alice", 2, NOW + 60, Some(NOW), NOW)
+        .unwrap();
+    tx.commit().unwrap();
+    let st = s.status("alice").unwrap();
+    assert_eq!(
+        (st.failures, st.locked_until, st.first_seen),
+        (2, Some(NOW + 60), Some(NOW)),
+        "a new user takes the values"
+    );
+    let tx = s.write().unwrap();
+    tx.merge_counters("alice", 1, NOW + 10, Some(NOW + 50), NOW)
+        .unwrap();
+    tx.merge_counters("alice", 0, 0, None, NOW).unwrap();
+    tx.commit().unwrap();
+    let st = s.status("alice").unwrap();
+    assert_eq!(
+        (st.failures, st.locked_until, st.first_seen),
+        (2, Some(NOW + 60), Some(NOW)),
+        "smaller failures and lock, a later first_seen change nothing"
+    );
+    let tx = s.write().unwrap();
+    tx.merge_counters("alice", 5, NOW + 90, Some(NOW - 40), NOW)
+        .unwrap();
+    tx.first_seen("bob", NOW).unwrap();
+    tx.merge_counters("bob", 0, 0, None, NOW).unwrap();
+    tx.commit().unwrap();
+    let st = s.status("alice").unwrap();
+    assert_eq!(
+        (st.failures, st.locked_until, st.first_seen),
+        (5, Some(NOW + 90), Some(NOW - 40)),
+        "larger failures and lock, an earlier first_seen are taken"
+    );
+    assert_eq!(s.status("bob").unwrap().first_seen, Some(NOW));
+    // Failures merged in count on: the next one locks as usual.
+    let tx = s.write().unwrap();
+    let (n, _) = tx.record_failure("alice", NOW, &rl).unwrap();
+    assert_eq!(n, 6);
 }
 
 fn users_are_listed_sorted(new: &mut dyn FnMut() -> Store) {

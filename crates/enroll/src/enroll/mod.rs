@@ -11,6 +11,7 @@ mod factor_args;
 mod import;
 mod localkey;
 mod menu;
+mod move_in;
 mod network;
 mod otp;
 pub(crate) mod output;
@@ -53,8 +54,10 @@ pub enum Command {
     Init,
     /// Bring the store's schema up to this release: the SQLite store, or
     /// the fleet database (once for the whole fleet, under a lock; logins
-    /// never migrate it). Safe to run again.
-    Migrate,
+    /// never migrate it). Safe to run again. With `--to postgres`: copy
+    /// this host's SQLite store into the fleet database (dry run unless
+    /// --apply; exit status 3 when it finds conflicts).
+    Migrate(move_in::MigrateArgs),
     /// Enroll a TOTP authenticator app (or provision a known secret).
     Totp(otp::TotpArgs),
     /// Provision an HOTP (counter-based) hardware token.
@@ -301,7 +304,8 @@ pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
     match command {
         Command::Menu(a) => menu::run(&mut ctx, a),
         Command::Init => admin::init(&mut ctx),
-        Command::Migrate => admin::migrate(&mut ctx),
+        Command::Migrate(a) if a.to.is_some() => move_in::run(&mut ctx, a),
+        Command::Migrate(_) => admin::migrate(&mut ctx),
         Command::Totp(a) => otp::totp(&mut ctx, a),
         Command::Hotp(a) => otp::hotp(&mut ctx, a),
         Command::Backup(a) => backup::run(&mut ctx, a),
@@ -328,7 +332,8 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
     let what = match cmd {
         Command::Menu(_) => "menu",
         Command::Init => "init",
-        Command::Migrate => "migrate",
+        Command::Migrate(a) if a.to.is_some() => "migrate --to postgres",
+        Command::Migrate(_) => "migrate",
         Command::Totp(_) => "totp",
         Command::Hotp(_) => "hotp",
         Command::Backup(_) => "backup",

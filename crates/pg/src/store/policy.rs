@@ -99,6 +99,37 @@ impl PgStore {
 }
 
 impl PgTx<'_> {
+    /// See [`p2fa_core::store::api::TxOps::merge_counters`].
+    pub(crate) fn merge_counters(
+        &self,
+        user: &str,
+        failures: u32,
+        locked_until: i64,
+        first_seen: Option<i64>,
+        now: i64,
+    ) -> Result<()> {
+        self.ensure_user(user, now)?;
+        let mut db = self.db_for(user)?;
+        let host = db.host;
+        let first = first_seen.map(Value::Int8).unwrap_or(Value::Null);
+        db.exec(
+            "UPDATE p2fa.users SET failures = greatest(failures, $2),
+                 locked_until = greatest(locked_until, $3),
+                 first_seen_host = CASE WHEN $4::bigint < coalesce(first_seen_at, $4::bigint + 1)
+                                        THEN $5 ELSE first_seen_host END,
+                 first_seen_at = least(first_seen_at, $4::bigint)
+             WHERE name = $1",
+            &[
+                Value::Text(user),
+                Value::Int8(i64::from(failures)),
+                Value::Int8(locked_until),
+                first,
+                Value::Text(host),
+            ],
+        )?;
+        Ok(())
+    }
+
     pub(crate) fn first_seen(&self, user: &str, now: i64) -> Result<i64> {
         self.ensure_user(user, now)?;
         let mut db = self.db_for(user)?;

@@ -20,6 +20,26 @@ impl SqliteTx<'_> {
         )?)
     }
 
+    /// See [`crate::store::api::TxOps::merge_counters`].
+    pub fn merge_counters(
+        &self,
+        user: &str,
+        failures: u32,
+        locked_until: i64,
+        first_seen: Option<i64>,
+        now: i64,
+    ) -> Result<()> {
+        self.ensure_user(user, now)?;
+        self.tx.execute(
+            "UPDATE users SET failures = max(failures, ?2), locked_until = max(locked_until, ?3),
+                 first_seen_at = CASE WHEN ?4 IS NULL THEN first_seen_at
+                                      ELSE min(coalesce(first_seen_at, ?4), ?4) END
+             WHERE name = ?1",
+            params![user, failures, locked_until, first_seen],
+        )?;
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn remember(
         &self,
