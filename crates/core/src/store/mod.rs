@@ -21,7 +21,7 @@ pub use api::{Backend, Kind, Store, Tx, TxOps};
 use sqlite::SqliteStore;
 pub use sqlite::{WAL_CHECKPOINT_BYTES, backup_path, current_version};
 pub use types::{
-    KeyWarning, LastSuccess, LocalKey, OtpKind, OtpRecord, OtpSummary, Purpose, Remembered,
+    GenCount, KeyWarning, OldGenItems, LastSuccess, LocalKey, OtpKind, OtpRecord, OtpSummary, Purpose, Remembered,
     SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus,
 };
 

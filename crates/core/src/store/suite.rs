@@ -128,6 +128,7 @@ fn otp(kind: OtpKind, last_step: Option<i64>, counter: i64) -> OtpRecord {
         last_step,
         counter,
         created_at: NOW,
+        key_gen: 0,
     }
 }
 
@@ -198,7 +199,7 @@ fn counter_only_moves_forward(new: &mut dyn FnMut() -> Store) {
 fn backup_code_works_once(new: &mut dyn FnMut() -> Store) {
     let mut s = new();
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW)
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
         .unwrap();
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
@@ -626,7 +627,7 @@ fn questions_replace_and_remove(new: &mut dyn FnMut() -> Store) {
     let mut s = new();
     assert!(s.questions("alice").unwrap().0.is_empty());
     let tx = s.write().unwrap();
-    tx.set_questions("alice", &qs(3), NOW).unwrap();
+    tx.set_questions("alice", &qs(3), NOW, 0).unwrap();
     tx.commit().unwrap();
     let (got, last) = s.questions("alice").unwrap();
     assert_eq!(last, None);
@@ -642,7 +643,7 @@ fn questions_replace_and_remove(new: &mut dyn FnMut() -> Store) {
     );
     assert_eq!(s.user_state("alice").unwrap().questions, 3);
     let tx = s.write().unwrap();
-    tx.set_questions("alice", &qs(2)[1..], NOW).unwrap();
+    tx.set_questions("alice", &qs(2)[1..], NOW, 0).unwrap();
     tx.commit().unwrap();
     let (got, _) = s.questions("alice").unwrap();
     assert_eq!(got.len(), 1, "replaced, not added");
@@ -658,8 +659,8 @@ fn questions_replace_and_remove(new: &mut dyn FnMut() -> Store) {
 fn last_failed_question_round_trips(new: &mut dyn FnMut() -> Store) {
     let mut s = new();
     let tx = s.write().unwrap();
-    tx.set_questions("alice", &qs(3), NOW).unwrap();
-    tx.set_questions("bob", &qs(3), NOW).unwrap();
+    tx.set_questions("alice", &qs(3), NOW, 0).unwrap();
+    tx.set_questions("bob", &qs(3), NOW, 0).unwrap();
     tx.set_last_failed_question("alice", Some(2)).unwrap();
     tx.commit().unwrap();
     assert_eq!(s.questions("alice").unwrap().1, Some(2));
@@ -845,24 +846,24 @@ fn local_keys_add_use_remove(new: &mut dyn FnMut() -> Store) {
 fn replacing_unused_backup_codes_keeps_spent_ones(new: &mut dyn FnMut() -> Store) {
     let mut s = new();
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[1; 32], [2; 32], [3; 32]], NOW)
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32], [3; 32]], NOW, 0)
         .unwrap();
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
     let spent = st
         .unused_backup
         .iter()
-        .find(|(_, h)| h == &vec![2u8; 32])
+        .find(|(_, h, _)| h == &vec![2u8; 32])
         .unwrap()
         .0;
     let tx = s.write().unwrap();
     assert!(tx.mark_backup_used(spent, NOW, "sshd").unwrap());
-    tx.replace_unused_backup_codes("alice", &[[4; 32], [5; 32]], NOW)
+    tx.replace_unused_backup_codes("alice", &[[4; 32], [5; 32]], NOW, 0)
         .unwrap();
     assert_eq!(tx.used_backup_hashes("alice").unwrap(), vec![vec![2u8; 32]]);
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
-    let mut unused: Vec<_> = st.unused_backup.iter().map(|(_, h)| h.clone()).collect();
+    let mut unused: Vec<_> = st.unused_backup.iter().map(|(_, h, _)| h.clone()).collect();
     unused.sort();
     assert_eq!(unused, vec![vec![4u8; 32], vec![5u8; 32]]);
     assert_eq!(st.used_backup, 1);
@@ -875,7 +876,7 @@ fn replacing_unused_backup_codes_keeps_spent_ones(new: &mut dyn FnMut() -> Store
     );
     // replace_backup_codes replaces all, spent ones too.
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[6; 32]], NOW).unwrap();
+    tx.replace_backup_codes("alice", &[[6; 32]], NOW, 0).unwrap();
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
     assert_eq!((st.unused_backup.len(), st.used_backup), (1, 0));
@@ -885,9 +886,9 @@ fn replacing_unused_backup_codes_keeps_spent_ones(new: &mut dyn FnMut() -> Store
 fn remove_backup_codes_counts_them(new: &mut dyn FnMut() -> Store) {
     let mut s = new();
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW)
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
         .unwrap();
-    tx.replace_backup_codes("bob", &[[1; 32]], NOW).unwrap();
+    tx.replace_backup_codes("bob", &[[1; 32]], NOW, 0).unwrap();
     tx.commit().unwrap();
     let id = s.user_state("alice").unwrap().unused_backup[0].0;
     let tx = s.write().unwrap();
@@ -904,12 +905,12 @@ fn remove_backup_codes_counts_them(new: &mut dyn FnMut() -> Store) {
 
 fn everything(tx: &Tx<'_>, user: &str, cred: u8) {
     tx.put_otp(user, &otp(OtpKind::Totp, None, 0), NOW).unwrap();
-    tx.replace_backup_codes(user, &[[1; 32]], NOW).unwrap();
+    tx.replace_backup_codes(user, &[[1; 32]], NOW, 0).unwrap();
     tx.set_contact(user, SMS, ADDR, NOW).unwrap();
     tx.set_contact(user, EMAIL, "x@example.org", NOW).unwrap();
     tx.set_duo(user, NOW).unwrap();
     tx.set_default_factor(user, Some("totp"), NOW).unwrap();
-    tx.set_questions(user, &qs(2), NOW).unwrap();
+    tx.set_questions(user, &qs(2), NOW, 0).unwrap();
     tx.set_last_failed_question(user, Some(1)).unwrap();
     tx.add_webauthn(user, "phone", "{}", NOW).unwrap();
     let w = KeyWarning {
@@ -1054,7 +1055,7 @@ fn status_summarises_the_state(new: &mut dyn FnMut() -> Store) {
     enroll(&mut s, "alice", &rec);
     let rl = RateLimitConfig::default();
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW)
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
         .unwrap();
     for _ in 0..rl.max_failures {
         tx.record_failure("alice", NOW, &rl).unwrap();
@@ -1214,8 +1215,8 @@ fn keyed_items_are_reported(new: &mut dyn FnMut() -> Store) {
         "Duo and public keys are not keyed"
     );
     let tx = s.write().unwrap();
-    tx.set_questions("alice", &qs(1), NOW + 20).unwrap();
-    tx.replace_backup_codes("bob", &[[1; 32]], NOW + 10)
+    tx.set_questions("alice", &qs(1), NOW + 20, 0).unwrap();
+    tx.replace_backup_codes("bob", &[[1; 32]], NOW + 10, 0)
         .unwrap();
     assert_eq!(tx.oldest_hashed_item().unwrap(), Some(NOW + 10));
     tx.put_otp("carol", &otp(OtpKind::Totp, None, 0), NOW + 30)
