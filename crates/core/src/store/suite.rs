@@ -105,6 +105,19 @@ pub const CASES: &[(&str, Case)] = &[
         remember_replaces_the_same_source,
     ),
     ("keyed_items_are_reported", keyed_items_are_reported),
+    (
+        "rows_keep_their_key_generation",
+        rows_keep_their_key_generation,
+    ),
+    (
+        "reseal_keeps_the_token_and_moves_its_generation",
+        reseal_keeps_the_token_and_moves_its_generation,
+    ),
+    (
+        "drop_old_gen_spends_codes_and_deletes_answers",
+        drop_old_gen_spends_codes_and_deletes_answers,
+    ),
+    ("clear_sent_codes_clears_all", clear_sent_codes_clears_all),
 ];
 
 /// Runs every case, each on fresh stores from `new`; panics on the first
@@ -1262,4 +1275,121 @@ mod tests {
         assert_eq!((at(5), at(6), at(7)), (60, 120, 240));
         assert_eq!((at(11), at(12), at(1_000_000)), (3600, 3600, 3600));
     }
+}
+
+/// Every keyed row keeps the host-key generation it was written with
+/// (`rekey`); status and the old-generation list count them.
+fn rows_keep_their_key_generation(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    let mut rec = otp(OtpKind::Totp, Some(5), 0);
+    rec.key_gen = 1;
+    let tx = s.write().unwrap();
+    tx.lock_rekey().unwrap();
+    tx.put_otp("alice", &rec, NOW).unwrap();
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
+        .unwrap();
+    tx.set_questions("bob", &qs(2), NOW, 2).unwrap();
+    tx.replace_backup_codes("bob", &[[3; 32]], NOW, 2).unwrap();
+    tx.commit().unwrap();
+    let st = s.user_state("alice").unwrap();
+    assert_eq!(st.otp.as_ref().unwrap().key_gen, 1);
+    assert_eq!(st.unused_backup.len(), 2);
+    assert!(st.unused_backup.iter().all(|(_, _, g)| *g == 0));
+    let (q, _) = s.questions("bob").unwrap();
+    assert!(q.iter().all(|q| q.key_gen == 2) && q.len() == 2);
+    // Inside a transaction too.
+    let tx = s.write().unwrap();
+    assert_eq!(tx.user_state("bob").unwrap().unused_backup[0].2, 2);
+    // A used code is not counted, an unused one of a replaced set is.
+    let id = tx.user_state("alice").unwrap().unused_backup[0].0;
+    assert!(tx.mark_backup_used(id, NOW, "sshd").unwrap());
+    tx.replace_unused_backup_codes("bob", &[[4; 32], [5; 32]], NOW, 1)
+        .unwrap();
+    tx.commit().unwrap();
+    let counts: Vec<(String, i64, i64)> = s
+        .key_gen_counts()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.table, c.key_gen, c.rows))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("backup_codes".to_string(), 0, 1),
+            ("backup_codes".to_string(), 1, 2),
+            ("otp_tokens".to_string(), 1, 1),
+            ("questions".to_string(), 2, 2),
+        ]
+    );
+    let old = s.old_gen_items(2).unwrap();
+    assert_eq!(old.len(), 2);
+    assert_eq!(
+        (old[0].user.as_str(), old[0].backup_codes, old[0].questions, old[0].otp),
+        ("alice", 1, 0, 1)
+    );
+    assert_eq!(
+        (old[1].user.as_str(), old[1].backup_codes, old[1].questions, old[1].otp),
+        ("bob", 2, 0, 0)
+    );
+    assert!(s.old_gen_items(0).unwrap().is_empty());
+}
+
+/// `reseal_otp` swaps the sealed secret and its generation only: the
+/// step (replay protection) and everything else stay.
+fn reseal_keeps_the_token_and_moves_its_generation(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    enroll(&mut s, "alice", &otp(OtpKind::Totp, Some(42), 0));
+    let before = s.user_state("alice").unwrap().otp.unwrap();
+    let tx = s.write().unwrap();
+    assert!(tx.reseal_otp("alice", &[9; 40], 3).unwrap());
+    assert!(!tx.reseal_otp("nobody", &[9; 40], 3).unwrap());
+    tx.commit().unwrap();
+    let after = s.user_state("alice").unwrap().otp.unwrap();
+    assert_eq!(after.sealed, vec![9; 40]);
+    assert_eq!(after.key_gen, 3);
+    assert_eq!(after.last_step, Some(42));
+    assert_eq!(
+        (after.kind, after.digits, after.period, after.created_at),
+        (before.kind, before.digits, before.period, before.created_at)
+    );
+    assert!(s.old_gen_items(3).unwrap().is_empty());
+}
+
+/// `drop_old_gen` marks old unused codes used (the user stays enrolled,
+/// the codes never verify) and deletes old answers; newer rows and other
+/// users stay.
+fn drop_old_gen_spends_codes_and_deletes_answers(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    let tx = s.write().unwrap();
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
+        .unwrap();
+    tx.set_questions("alice", &qs(3), NOW, 0).unwrap();
+    tx.replace_backup_codes("bob", &[[3; 32]], NOW, 0).unwrap();
+    tx.commit().unwrap();
+    let tx = s.write().unwrap();
+    assert_eq!(tx.drop_old_gen("alice", 1, NOW + 1).unwrap(), (2, 3));
+    assert_eq!(tx.drop_old_gen("alice", 1, NOW + 1).unwrap(), (0, 0));
+    tx.commit().unwrap();
+    let st = s.user_state("alice").unwrap();
+    assert!(st.unused_backup.is_empty());
+    assert_eq!(st.used_backup, 2);
+    assert!(st.is_enrolled(), "spent codes keep the user enrolled");
+    assert_eq!(st.questions, 0);
+    assert_eq!(s.user_state("bob").unwrap().unused_backup.len(), 1);
+    let old = s.old_gen_items(1).unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].user, "bob");
+}
+
+fn clear_sent_codes_clears_all(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    send(&mut s, "alice", FactorId::Sms, Purpose::Login, 7, NOW);
+    send(&mut s, "bob", FactorId::Email, Purpose::Enroll, 8, NOW);
+    let tx = s.write().unwrap();
+    assert_eq!(tx.clear_sent_codes().unwrap(), 2);
+    tx.commit().unwrap();
+    assert_eq!(
+        check(&mut s, Purpose::Login, None, 7, NOW + 1),
+        SentCheck::NoLiveCode
+    );
 }
