@@ -17,6 +17,7 @@ pub(crate) mod output;
 mod policy;
 mod proof;
 mod questions;
+mod rekey;
 mod via_daemon;
 mod webauthn;
 
@@ -88,6 +89,9 @@ pub enum Command {
     Reset(admin::ResetArgs),
     /// Clear a user's failed-attempt lockout (root).
     Unlock(admin::UserArg),
+    /// Rotate the host (fleet) key without re-enrolling anyone (root;
+    /// docs/rekey.md): new, switch, convert, status, finish.
+    Rekey(rekey::RekeyArgs),
     #[command(about = check::ABOUT, long_about = check::LONG_ABOUT)]
     Check(check::CheckArgs),
     /// The configuration: `config test` is `check`.
@@ -325,6 +329,7 @@ pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
         Command::Remove(a) => admin::remove(&mut ctx, a),
         Command::Reset(a) => admin::reset(&mut ctx, a),
         Command::Unlock(a) => admin::unlock(&mut ctx, a),
+        Command::Rekey(a) => rekey::run(&mut ctx, a),
         Command::Check(_) | Command::Config(_) => unreachable!("handled above"),
         Command::GenerateDocs { .. } => unreachable!("handled above"),
     }
@@ -356,6 +361,7 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Remove(_) => "remove ...",
         Command::Reset(_) => "reset",
         Command::Unlock(_) => "unlock",
+        Command::Rekey(_) => "rekey ...",
         Command::Check(_) => "check",
         Command::Config(_) => "config test",
         Command::GenerateDocs { .. } => "generate-docs",
