@@ -111,7 +111,9 @@ fn previous_line(p: &Path) -> String {
 }
 
 fn failures(f: &Fleet, user: &str) -> String {
-    f.sql(&format!("SELECT failures FROM p2fa.users WHERE name = '{user}'"))
+    f.sql(&format!(
+        "SELECT failures FROM p2fa.users WHERE name = '{user}'"
+    ))
 }
 
 #[test]
@@ -136,7 +138,10 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     let o = f.b.env.enroll(&["rekey", "switch"], "");
     assert!(!o.status.success(), "{}", output_text(&o));
     f.a.env.enroll_ok(&["rekey", "switch"], "");
-    assert_eq!(f.sql("SELECT convert_from(value, 'UTF8') FROM p2fa.meta WHERE name = 'key_gen'"), "1");
+    assert_eq!(
+        f.sql("SELECT convert_from(value, 'UTF8') FROM p2fa.meta WHERE name = 'key_gen'"),
+        "1"
+    );
 
     // B without the next key: unavailable, nothing counted, nothing spent.
     let before = failures(&f, &user);
@@ -147,7 +152,9 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     assert!(!r.ok);
     assert_eq!(failures(&f, &user), before);
     assert_eq!(
-        f.sql(&format!("SELECT count(*) FROM p2fa.backup_codes WHERE username = '{user}' AND used_at IS NULL")),
+        f.sql(&format!(
+            "SELECT count(*) FROM p2fa.backup_codes WHERE username = '{user}' AND used_at IS NULL"
+        )),
         "4"
     );
     // Nor can B enroll (it would write with a generation it does not
@@ -161,7 +168,9 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     let late = system_user("p2fa-frk1b", "frk1-pw-2");
     f.a.env.enroll_totp(&late);
     assert_eq!(
-        f.sql(&format!("SELECT key_gen FROM p2fa.otp_tokens WHERE username = '{late}'")),
+        f.sql(&format!(
+            "SELECT key_gen FROM p2fa.otp_tokens WHERE username = '{late}'"
+        )),
         "1"
     );
 
@@ -175,7 +184,9 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     // Convert from B; TOTP then needs the new key alone.
     f.b.env.enroll_ok(&["rekey", "convert"], "");
     assert_eq!(
-        f.sql(&format!("SELECT key_gen FROM p2fa.otp_tokens WHERE username = '{user}'")),
+        f.sql(&format!(
+            "SELECT key_gen FROM p2fa.otp_tokens WHERE username = '{user}'"
+        )),
         "1"
     );
     f.a.config(&next_a, "");
@@ -206,7 +217,12 @@ fn the_fleet_rotates_while_the_other_host_logs_in() {
             while !stop.load(Ordering::SeqCst) {
                 step += 1;
                 let t = in_step(step);
-                let r = b.env.attempt("p2fa", user, &format!("{}\n", totp(SECRET, Some(t))), Some(t));
+                let r = b.env.attempt(
+                    "p2fa",
+                    user,
+                    &format!("{}\n", totp(SECRET, Some(t))),
+                    Some(t),
+                );
                 seen.push((r.ok, r.output, r.log));
             }
             seen
@@ -240,7 +256,9 @@ fn the_fleet_rotates_while_the_other_host_logs_in() {
     }
     assert_eq!(failures(&f, &user), "0");
     assert_eq!(
-        f.sql(&format!("SELECT key_gen FROM p2fa.otp_tokens WHERE username = '{user}'")),
+        f.sql(&format!(
+            "SELECT key_gen FROM p2fa.otp_tokens WHERE username = '{user}'"
+        )),
         "1"
     );
 }

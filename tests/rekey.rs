@@ -127,8 +127,10 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     assert!(out.contains("generation 1"), "{out}");
     env.enroll_totp(&late);
     assert_eq!(
-        env.sql(&format!("SELECT key_gen FROM otp_tokens WHERE user = '{late}'"))
-            .trim(),
+        env.sql(&format!(
+            "SELECT key_gen FROM otp_tokens WHERE user = '{late}'"
+        ))
+        .trim(),
         "1"
     );
     let late_codes = env.enroll_backup(&late, 2);
@@ -167,8 +169,10 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     assert!(out.contains("Re-sealed 1 TOTP/HOTP"), "{out}");
     assert!(out.contains("unused backup codes"), "{out}");
     assert_eq!(
-        env.sql(&format!("SELECT key_gen FROM otp_tokens WHERE user = '{user}'"))
-            .trim(),
+        env.sql(&format!(
+            "SELECT key_gen FROM otp_tokens WHERE user = '{user}'"
+        ))
+        .trim(),
         "1"
     );
     let status = env.enroll_ok(&["rekey", "status"], "");
@@ -203,7 +207,10 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     let text = output_text(&o);
     assert!(!o.status.success(), "{text}");
     assert!(text.contains(&quser), "{text}");
-    assert!(text.contains(&format!("{user}: dropped 5 unused backup codes")), "{text}");
+    assert!(
+        text.contains(&format!("{user}: dropped 5 unused backup codes")),
+        "{text}"
+    );
     assert_eq!(env.status_json(&user)["backup_codes_remaining"], 0);
     // quser answers anew (generation 1); then finish retires generation 0.
     enroll_questions(&env, &quser);

@@ -11,8 +11,8 @@
 //! only one, and documents each operation's contract.
 
 use super::{
-    GenCount, KeyWarning, OldGenItems, LocalKey, OtpRecord, Purpose, Remembered, Result, SealedSecret, SentCheck,
-    StoredCredential, StoredQuestion, UserState, UserStatus,
+    GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered, Result,
+    SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus,
 };
 use crate::config::RateLimitConfig;
 use crate::factor::FactorId;

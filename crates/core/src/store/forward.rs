@@ -22,8 +22,9 @@ macro_rules! store_backend {
             use $crate::factor::FactorId;
             use $crate::store::api::{Kind, Tx};
             use $crate::store::{
-                GenCount, KeyWarning, OldGenItems, LocalKey, OtpRecord, Purpose, Remembered, Result, SealedSecret,
-                SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus,
+                GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered,
+                Result, SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState,
+                UserStatus,
             };
 
             impl $crate::store::api::Backend for $store {

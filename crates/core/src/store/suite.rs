@@ -889,7 +889,8 @@ fn replacing_unused_backup_codes_keeps_spent_ones(new: &mut dyn FnMut() -> Store
     );
     // replace_backup_codes replaces all, spent ones too.
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[6; 32]], NOW, 0).unwrap();
+    tx.replace_backup_codes("alice", &[[6; 32]], NOW, 0)
+        .unwrap();
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
     assert_eq!((st.unused_backup.len(), st.used_backup), (1, 0));
@@ -1249,34 +1250,6 @@ fn keyed_items_are_reported(new: &mut dyn FnMut() -> Store) {
     assert_eq!(s.sealed_secrets().unwrap().len(), 1);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secure_fs::Trust;
-
-    #[test]
-    fn the_suite_on_sqlite() {
-        let mut dirs = Vec::new();
-        run_all(&mut || {
-            let dir = tempfile::tempdir().unwrap();
-            let db = dir.path().join("state").join("state.db");
-            let s = Store::open_or_create(&db, 1000, Trust::test_runner()).unwrap();
-            dirs.push(dir);
-            s
-        });
-        assert!(CASES.len() >= 40, "{} cases", CASES.len());
-    }
-
-    #[test]
-    fn lock_until_doubles_up_to_the_cap() {
-        let rl = RateLimitConfig::default();
-        let at = |f| super::super::lock_until(f, NOW, &rl) - NOW;
-        assert_eq!(super::super::lock_until(4, NOW, &rl), 0);
-        assert_eq!((at(5), at(6), at(7)), (60, 120, 240));
-        assert_eq!((at(11), at(12), at(1_000_000)), (3600, 3600, 3600));
-    }
-}
-
 /// Every keyed row keeps the host-key generation it was written with
 /// (`rekey`); status and the old-generation list count them.
 fn rows_keep_their_key_generation(new: &mut dyn FnMut() -> Store) {
@@ -1324,11 +1297,21 @@ fn rows_keep_their_key_generation(new: &mut dyn FnMut() -> Store) {
     let old = s.old_gen_items(2).unwrap();
     assert_eq!(old.len(), 2);
     assert_eq!(
-        (old[0].user.as_str(), old[0].backup_codes, old[0].questions, old[0].otp),
+        (
+            old[0].user.as_str(),
+            old[0].backup_codes,
+            old[0].questions,
+            old[0].otp
+        ),
         ("alice", 1, 0, 1)
     );
     assert_eq!(
-        (old[1].user.as_str(), old[1].backup_codes, old[1].questions, old[1].otp),
+        (
+            old[1].user.as_str(),
+            old[1].backup_codes,
+            old[1].questions,
+            old[1].otp
+        ),
         ("bob", 2, 0, 0)
     );
     assert!(s.old_gen_items(0).unwrap().is_empty());
@@ -1392,4 +1375,32 @@ fn clear_sent_codes_clears_all(new: &mut dyn FnMut() -> Store) {
         check(&mut s, Purpose::Login, None, 7, NOW + 1),
         SentCheck::NoLiveCode
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secure_fs::Trust;
+
+    #[test]
+    fn the_suite_on_sqlite() {
+        let mut dirs = Vec::new();
+        run_all(&mut || {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("state").join("state.db");
+            let s = Store::open_or_create(&db, 1000, Trust::test_runner()).unwrap();
+            dirs.push(dir);
+            s
+        });
+        assert!(CASES.len() >= 40, "{} cases", CASES.len());
+    }
+
+    #[test]
+    fn lock_until_doubles_up_to_the_cap() {
+        let rl = RateLimitConfig::default();
+        let at = |f| super::super::lock_until(f, NOW, &rl) - NOW;
+        assert_eq!(super::super::lock_until(4, NOW, &rl), 0);
+        assert_eq!((at(5), at(6), at(7)), (60, 120, 240));
+        assert_eq!((at(11), at(12), at(1_000_000)), (3600, 3600, 3600));
+    }
 }

@@ -201,21 +201,22 @@ impl Ctx {
         let key_file = self.cfg.key_file.display().to_string();
         // After `rekey switch` the key that writes may be next_key_file's.
         let mut current = None;
-        let checked =
-            if self.cfg.store == p2fa_core::config::StoreKind::Postgres || self.cfg.db.exists() {
-                p2fa_pg::open(&self.cfg, self.trust, p2fa_pg::Mode::Admin)
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut store| {
-                        if p2fa_core::keycheck::current_gen(&*store)? != 0 {
-                            let ring = p2fa_core::keycheck::ring(&self.cfg, self.trust, &mut store)?;
-                            current = Some(ring.current().clone());
-                            return Ok(p2fa_core::keycheck::KeyCheck::Matches);
-                        }
-                        p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file)
-                    })
-            } else {
-                Ok(p2fa_core::keycheck::KeyCheck::Unproven("no store yet"))
-            };
+        let checked = if self.cfg.store == p2fa_core::config::StoreKind::Postgres
+            || self.cfg.db.exists()
+        {
+            p2fa_pg::open(&self.cfg, self.trust, p2fa_pg::Mode::Admin)
+                .map_err(|e| e.to_string())
+                .and_then(|mut store| {
+                    if p2fa_core::keycheck::current_gen(&*store)? != 0 {
+                        let ring = p2fa_core::keycheck::ring(&self.cfg, self.trust, &mut store)?;
+                        current = Some(ring.current().clone());
+                        return Ok(p2fa_core::keycheck::KeyCheck::Matches);
+                    }
+                    p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file)
+                })
+        } else {
+            Ok(p2fa_core::keycheck::KeyCheck::Unproven("no store yet"))
+        };
         match checked {
             Ok(p2fa_core::keycheck::KeyCheck::Pinned(why)) => self.audit.notice(&format!(
                 "host key {key_file}: check value recorded ({why})"

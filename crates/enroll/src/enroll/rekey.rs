@@ -85,12 +85,7 @@ fn ring(ctx: &Ctx, store: &mut Store) -> Result<KeyRing, CliError> {
     keycheck::ring(&ctx.cfg, ctx.trust, store).map_err(CliError)
 }
 
-fn new(
-    ctx: &mut Ctx,
-    store: &mut Store,
-    path: Option<PathBuf>,
-    replace: bool,
-) -> CliResult {
+fn new(ctx: &mut Ctx, store: &mut Store, path: Option<PathBuf>, replace: bool) -> CliResult {
     let ring = ring(ctx, store)?;
     let g = keycheck::current_gen(&**store).map_err(CliError)?;
     if recorded(&**store, g)?.is_none() {
@@ -100,7 +95,9 @@ fn new(
         ));
     }
     if ring.current().key_gen() != g {
-        return Err(CliError("this host has no key of the current generation".into()));
+        return Err(CliError(
+            "this host has no key of the current generation".into(),
+        ));
     }
     if recorded(&**store, g - 1)?.is_some() {
         return Err(CliError(format!(
@@ -134,7 +131,9 @@ fn new(
         let tx = store.write()?;
         tx.lock_rekey()?;
         if keycheck::parse_gen(tx.meta(KEY_GEN)?).map_err(CliError)? != g {
-            return Err(CliError("the store was rekeyed meanwhile; nothing done".into()));
+            return Err(CliError(
+                "the store was rekeyed meanwhile; nothing done".into(),
+            ));
         }
         tx.set_meta(&check_name(g + 1), &key.check_value())?;
         tx.commit()?;
@@ -175,11 +174,17 @@ fn switch(ctx: &mut Ctx, store: &mut Store) -> CliResult {
     let tx = store.write()?;
     tx.lock_rekey()?;
     if keycheck::parse_gen(tx.meta(KEY_GEN)?).map_err(CliError)? != g {
-        return Err(CliError("the store was rekeyed meanwhile; nothing done".into()));
+        return Err(CliError(
+            "the store was rekeyed meanwhile; nothing done".into(),
+        ));
     }
     match tx.meta(&check_name(g + 1))? {
         Some(v) if p2fa_core::crypto::ct_eq(&v, &check) => {}
-        _ => return Err(CliError("the next key changed meanwhile; nothing done".into())),
+        _ => {
+            return Err(CliError(
+                "the next key changed meanwhile; nothing done".into(),
+            ));
+        }
     }
     tx.set_meta(KEY_GEN, (g + 1).to_string().as_bytes())?;
     // Codes sent by SMS/e-mail are hashed with the old key: gone, the
@@ -225,9 +230,9 @@ fn convert(ctx: &mut Ctx, store: &mut Store) -> CliResult {
             ))
         })?;
         let aad = totp::seal_aad(&item.user);
-        let secret = old.open(&otp.sealed, &aad).map_err(|e| {
-            CliError(format!("{}: {e}", p2fa_core::audit::clean(&item.user)))
-        })?;
+        let secret = old
+            .open(&otp.sealed, &aad)
+            .map_err(|e| CliError(format!("{}: {e}", p2fa_core::audit::clean(&item.user))))?;
         let sealed = ring.current().seal(&secret, &aad)?;
         tx.reseal_otp(&item.user, &sealed, g)?;
         tx.commit()?;
@@ -274,7 +279,10 @@ fn status(ctx: &mut Ctx, store: &mut Store) -> CliResult {
             gens.extend(r.other().map(HostKey::key_gen));
             println!(
                 "This host has generation(s) {}",
-                gens.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                gens.iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         Err(e) => println!("This host: {e}"),
@@ -284,7 +292,10 @@ fn status(ctx: &mut Ctx, store: &mut Store) -> CliResult {
     }
     let old = store.old_gen_items(g)?;
     if !old.is_empty() {
-        println!("{} users still have rows of an older generation.", old.len());
+        println!(
+            "{} users still have rows of an older generation.",
+            old.len()
+        );
     }
     Ok(())
 }
@@ -350,7 +361,9 @@ fn finish(ctx: &mut Ctx, store: &mut Store, drop: bool) -> CliResult {
     let tx = store.write()?;
     tx.lock_rekey()?;
     if keycheck::parse_gen(tx.meta(KEY_GEN)?).map_err(CliError)? != g {
-        return Err(CliError("the store was rekeyed meanwhile; nothing done".into()));
+        return Err(CliError(
+            "the store was rekeyed meanwhile; nothing done".into(),
+        ));
     }
     tx.set_meta(&check_name(g - 1), b"")?;
     tx.commit()?;

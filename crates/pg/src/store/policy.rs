@@ -31,7 +31,10 @@ fn questions(db: &mut Db<'_>, user: &str) -> Result<(Vec<StoredQuestion>, Option
              WHERE username = $1 ORDER BY idx",
             &p,
         ),
-        ("SELECT last_failed_question FROM p2fa.users WHERE name = $1", &p),
+        (
+            "SELECT last_failed_question FROM p2fa.users WHERE name = $1",
+            &p,
+        ),
         ("COMMIT", &[]),
     ])?;
     let qs = out

@@ -2,8 +2,8 @@
 //! docs/rekey.md); the same contracts as the SQLite backend's.
 
 use super::ops::gen4;
-use crate::schema::LOCK_FLEET;
 use super::{Get, PgStore, PgTx};
+use crate::schema::LOCK_FLEET;
 use crate::wire::Value;
 use p2fa_core::store::{GenCount, OldGenItems, Result};
 
