@@ -137,7 +137,12 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     // B cannot switch (it lacks the key); A can.
     let o = f.b.env.enroll(&["rekey", "switch"], "");
     assert!(!o.status.success(), "{}", output_text(&o));
-    f.a.env.enroll_ok(&["rekey", "switch"], "");
+    // B is active in the fleet and has not reported the key: refused,
+    // naming it, unless forced.
+    let o = f.a.env.enroll(&["rekey", "switch"], "");
+    assert!(!o.status.success());
+    assert!(output_text(&o).contains("host-b"), "{}", output_text(&o));
+    f.a.env.enroll_ok(&["rekey", "switch", "--force"], "");
     assert_eq!(
         f.sql("SELECT convert_from(value, 'UTF8') FROM p2fa.meta WHERE name = 'key_gen'"),
         "1"
@@ -232,6 +237,10 @@ fn the_fleet_rotates_while_the_other_host_logs_in() {
         let (next_a, next_b) = f.new_key();
         f.a.config(&f.a.env.key, &next_line(&next_a));
         f.b.config(&f.b.env.key, &next_line(&next_b));
+        // B reports its keys (any `rekey` command does), so the switch
+        // finds every active host ready.
+        let out = f.b.env.enroll_ok(&["rekey", "status"], "");
+        assert!(out.contains("This host has generation(s) 0, 1"), "{out}");
         // Logins that read the old config finish before the switch.
         pause();
         f.a.env.enroll_ok(&["rekey", "switch"], "");

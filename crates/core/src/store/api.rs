@@ -61,6 +61,9 @@ pub trait Backend: Send {
     /// Users with rows of a generation below `below` (OTP secrets,
     /// unused backup codes, answers), by name.
     fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>>;
+    /// The hosts registered in a shared store (`2fa-enroll init` on each),
+    /// with when each was last seen, by name; none for a host-local one.
+    fn fleet_hosts(&self) -> Result<Vec<(String, i64)>>;
 }
 
 /// One write transaction: every operation sees and changes the state

@@ -73,6 +73,9 @@ macro_rules! store_backend {
                 fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
                     $store::old_gen_items(self, below)
                 }
+                fn fleet_hosts(&self) -> Result<Vec<(String, i64)>> {
+                    $store::fleet_hosts(self)
+                }
                 fn user_state(&mut self, user: &str) -> Result<UserState> {
                     $store::user_state(self, user)
                 }

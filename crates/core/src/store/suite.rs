@@ -118,6 +118,10 @@ pub const CASES: &[(&str, Case)] = &[
         drop_old_gen_spends_codes_and_deletes_answers,
     ),
     ("clear_sent_codes_clears_all", clear_sent_codes_clears_all),
+    (
+        "fleet_hosts_are_listed_by_name",
+        fleet_hosts_are_listed_by_name,
+    ),
 ];
 
 /// Runs every case, each on fresh stores from `new`; panics on the first
@@ -1362,6 +1366,19 @@ fn drop_old_gen_spends_codes_and_deletes_answers(new: &mut dyn FnMut() -> Store)
     let old = s.old_gen_items(1).unwrap();
     assert_eq!(old.len(), 1);
     assert_eq!(old[0].user, "bob");
+}
+
+/// SQLite has no fleet; PostgreSQL lists `p2fa.hosts` by name.
+fn fleet_hosts_are_listed_by_name(new: &mut dyn FnMut() -> Store) {
+    let s = new();
+    let hosts = s.fleet_hosts().unwrap();
+    if s.kind() == super::Kind::Sqlite {
+        assert!(hosts.is_empty());
+    }
+    let mut sorted = hosts.clone();
+    sorted.sort();
+    sorted.dedup_by(|a, b| a.0 == b.0);
+    assert_eq!(hosts, sorted);
 }
 
 fn clear_sent_codes_clears_all(new: &mut dyn FnMut() -> Store) {

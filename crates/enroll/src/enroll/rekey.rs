@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use p2fa_core::crypto::{HostKey, KeyRing};
 use p2fa_core::factor::totp;
 use p2fa_core::keycheck::{self, KEY_GEN, check_name};
-use p2fa_core::store::{Backend, Store};
+use p2fa_core::store::{Backend, Kind, Store};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -38,8 +38,19 @@ pub enum Step {
     },
     /// Start writing with the next generation everywhere. Run it on a
     /// host whose config names the next key (`next_key_file`); hosts
-    /// without it are unavailable from then on.
-    Switch,
+    /// without it are unavailable from then on. On PostgreSQL it refuses
+    /// while a host seen within --active-days has not reported the next
+    /// key (each host reports when any `rekey` command, e.g. `rekey
+    /// status`, runs on it).
+    Switch {
+        /// Hosts registered in the fleet and seen (`2fa-enroll init`)
+        /// within this many days must have reported the next key.
+        #[arg(long, default_value_t = 7, value_name = "DAYS")]
+        active_days: u32,
+        /// Switch even so (those hosts become unavailable).
+        #[arg(long)]
+        force: bool,
+    },
     /// Re-seal every TOTP/HOTP secret with the current key and forget
     /// remembered devices. Backup codes and security answers stay as
     /// they are (one-way) and still need the previous key.
@@ -59,13 +70,65 @@ pub enum Step {
 
 pub fn run(ctx: &mut Ctx, a: RekeyArgs) -> CliResult {
     let mut store = ctx.require_store()?;
+    report_keys(ctx, &mut store);
     match a.step {
         Step::New { key_file, replace } => new(ctx, &mut store, key_file, replace),
-        Step::Switch => switch(ctx, &mut store),
+        Step::Switch { active_days, force } => switch(ctx, &mut store, active_days, force),
         Step::Convert => convert(ctx, &mut store),
         Step::Status => status(ctx, &mut store),
         Step::Finish { drop } => finish(ctx, &mut store, drop),
     }
+}
+
+/// The `meta` row where a fleet host reports the key generations it has.
+fn host_keys_name(host: &str) -> String {
+    format!("host_keys:{host}")
+}
+
+/// On a shared store, records which generations this host has keys for
+/// (`rekey switch` checks them). Best effort: a host whose keys do not
+/// load reports nothing.
+fn report_keys(ctx: &Ctx, store: &mut Store) {
+    if store.kind() != Kind::Postgres {
+        return;
+    }
+    let Ok(ring) = keycheck::ring(&ctx.cfg, ctx.trust, store) else {
+        return;
+    };
+    let mut gens = vec![ring.current().key_gen()];
+    gens.extend(ring.other().map(HostKey::key_gen));
+    gens.sort_unstable();
+    let value = gens
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let host = p2fa_core::config::host_name(&ctx.cfg.host_id);
+    let _ = (|| -> Result<(), p2fa_core::store::StoreError> {
+        let tx = store.write()?;
+        tx.set_meta(&host_keys_name(&host), value.as_bytes())?;
+        tx.commit()
+    })();
+}
+
+/// Fleet hosts seen within `active_days` that have not reported a key of
+/// generation `g`.
+fn hosts_without(store: &Store, g: i64, active_days: u32) -> Result<Vec<String>, CliError> {
+    let since = now() - i64::from(active_days) * 86_400;
+    let mut missing = Vec::new();
+    for (host, last_seen) in store.fleet_hosts()? {
+        if last_seen < since {
+            continue;
+        }
+        let reported = store.meta(&host_keys_name(&host))?.unwrap_or_default();
+        let has = String::from_utf8_lossy(&reported)
+            .split(',')
+            .any(|x| x == g.to_string());
+        if !has {
+            missing.push(host);
+        }
+    }
+    Ok(missing)
 }
 
 fn hex(b: &[u8]) -> String {
@@ -159,7 +222,7 @@ fn new(ctx: &mut Ctx, store: &mut Store, path: Option<PathBuf>, replace: bool) -
     Ok(())
 }
 
-fn switch(ctx: &mut Ctx, store: &mut Store) -> CliResult {
+fn switch(ctx: &mut Ctx, store: &mut Store, active_days: u32, force: bool) -> CliResult {
     let ring = ring(ctx, store)?;
     let g = keycheck::current_gen(&**store).map_err(CliError)?;
     let Some(next) = ring.for_gen(g + 1) else {
@@ -171,6 +234,26 @@ fn switch(ctx: &mut Ctx, store: &mut Store) -> CliResult {
         )));
     };
     let check = next.check_value();
+    let missing = hosts_without(store, g + 1, active_days)?;
+    if !missing.is_empty() {
+        let list = missing
+            .iter()
+            .map(|h| p2fa_core::audit::clean(h))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !force {
+            return Err(CliError(format!(
+                "hosts seen in the last {active_days} days have not reported a key of generation {}: \
+                 {list}. Give them next_key_file and run `2fa-enroll rekey status` on each \
+                 (or --force: they are unavailable until they have it)",
+                g + 1
+            )));
+        }
+        eprintln!("Switching although these hosts lack the new key (--force): {list}");
+        ctx.audit.notice(&format!(
+            "rekey switch --force: hosts without the key: {list}"
+        ));
+    }
     let tx = store.write()?;
     tx.lock_rekey()?;
     if keycheck::parse_gen(tx.meta(KEY_GEN)?).map_err(CliError)? != g {

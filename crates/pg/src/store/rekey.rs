@@ -33,6 +33,14 @@ impl PgStore {
             .collect()
     }
 
+    pub(crate) fn fleet_hosts(&self) -> Result<Vec<(String, i64)>> {
+        self.db()?
+            .rows("SELECT name, last_seen FROM p2fa.hosts ORDER BY name", &[])?
+            .iter()
+            .map(|r| Ok((r.s(0)?, r.i(1)?)))
+            .collect()
+    }
+
     pub(crate) fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
         let below = gen4(below)?;
         self.db()?

@@ -104,6 +104,11 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// A host-local store has no fleet.
+    pub fn fleet_hosts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(Vec::new())
+    }
+
     pub fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
         let mut st = self.conn.prepare(
             "SELECT u, sum(b), sum(q), sum(o) FROM ( \
