@@ -110,6 +110,14 @@ fn previous_line(p: &Path) -> String {
     format!("previous_key_file = \"{}\"\n", p.display())
 }
 
+/// A login on `h` in the next TOTP step, with `code` or the TOTP code.
+fn login(h: &Host, user: &str, code: Option<&str>, step: &mut i64) -> Attempt {
+    *step += 1;
+    let t = in_step(*step);
+    let c = code.map_or_else(|| totp(SECRET, Some(t)), str::to_string);
+    h.env.attempt("p2fa", user, &format!("{c}\n"), Some(t))
+}
+
 fn failures(f: &Fleet, user: &str) -> String {
     f.sql(&format!(
         "SELECT failures FROM p2fa.users WHERE name = '{user}'"
@@ -126,13 +134,7 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     f.a.config(&f.a.env.key, &next_line(&next_a));
     // Only A has the next key; B still logs in before the switch.
     let mut step = step_of(now()) + 2;
-    let mut login = |h: &Host, code: Option<&str>| {
-        step += 1;
-        let t = in_step(step);
-        let c = code.map_or_else(|| totp(SECRET, Some(t)), str::to_string);
-        h.env.attempt("p2fa", &user, &format!("{c}\n"), Some(t))
-    };
-    let r = login(&f.b, None);
+    let r = login(&f.b, &user, None, &mut step);
     assert!(r.ok, "B before switch: {}\n{}", r.output, r.log);
     // B cannot switch (it lacks the key); A can.
     let o = f.b.env.enroll(&["rekey", "switch"], "");
@@ -150,10 +152,10 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
 
     // B without the next key: unavailable, nothing counted, nothing spent.
     let before = failures(&f, &user);
-    let r = login(&f.b, None);
+    let r = login(&f.b, &user, None, &mut step);
     assert!(!r.ok, "{}", r.output);
     assert!(r.log.contains("unavailable"), "{}", r.log);
-    let r = login(&f.b, Some(&codes[0]));
+    let r = login(&f.b, &user, Some(&codes[0]), &mut step);
     assert!(!r.ok);
     assert_eq!(failures(&f, &user), before);
     assert_eq!(
@@ -168,7 +170,7 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     assert!(!o.status.success(), "{}", output_text(&o));
 
     // A logs in, and writes generation 1.
-    let r = login(&f.a, None);
+    let r = login(&f.a, &user, None, &mut step);
     assert!(r.ok, "A after switch: {}\n{}", r.output, r.log);
     let late = system_user("p2fa-frk1b", "frk1-pw-2");
     f.a.env.enroll_totp(&late);
@@ -181,9 +183,9 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
 
     // B gets the key: works again, old and new rows alike.
     f.b.config(&f.b.env.key, &next_line(&next_b));
-    let r = login(&f.b, Some(&codes[0]));
+    let r = login(&f.b, &user, Some(&codes[0]), &mut step);
     assert!(r.ok, "B with the key: {}\n{}", r.output, r.log);
-    let r = login(&f.b, None);
+    let r = login(&f.b, &user, None, &mut step);
     assert!(r.ok, "B TOTP with the key: {}\n{}", r.output, r.log);
 
     // Convert from B; TOTP then needs the new key alone.
@@ -195,14 +197,22 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
         "1"
     );
     f.a.config(&next_a, "");
-    let r = login(&f.a, None);
+    // The old backup codes still need the previous key: unavailable,
+    // before the (right) TOTP code is even compared; nothing counted.
+    let before = failures(&f, &user);
+    let r = login(&f.a, &user, None, &mut step);
+    assert!(!r.ok, "{}", r.output);
+    assert!(r.log.contains("unavailable"), "{}", r.log);
+    assert_eq!(failures(&f, &user), before);
+    // A user with rows of the new generation only needs nothing else.
+    let r = login(&f.a, &late, None, &mut step);
     assert!(r.ok, "A with the new key alone: {}\n{}", r.output, r.log);
     // The old backup codes need the previous key; finish says so.
     let o = f.a.env.enroll(&["rekey", "finish"], "");
     assert!(!o.status.success());
     assert!(output_text(&o).contains(&user), "{}", output_text(&o));
     f.a.config(&next_a, &previous_line(&f.a.env.key));
-    let r = login(&f.a, Some(&codes[1]));
+    let r = login(&f.a, &user, Some(&codes[1]), &mut step);
     assert!(r.ok, "old code with both keys: {}\n{}", r.output, r.log);
 }
 

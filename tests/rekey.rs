@@ -95,10 +95,12 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     let user = system_user("p2fa-rekey", "Rekey-p2fa-1");
     let quser = system_user("p2fa-rekeyq", "Rekey-p2fa-2");
     let late = system_user("p2fa-rekeyl", "Rekey-p2fa-3");
+    let solo = system_user("p2fa-rekeys", "Rekey-p2fa-4");
     let env = Env::with_config(QCONF);
     env.enroll_ok(&["init"], "");
     env.enroll_totp(&user);
     let codes = env.enroll_backup(&user, 8);
+    env.enroll_totp(&solo);
     enroll_questions(&env, &quser);
     let old_key = env.key.clone();
     let next_key = env.root().join("keys/2fa.key.next");
@@ -166,7 +168,7 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
 
     // 3. convert: TOTP secrets re-sealed with generation 1.
     let out = env.enroll_ok(&["rekey", "convert"], "");
-    assert!(out.contains("Re-sealed 1 TOTP/HOTP"), "{out}");
+    assert!(out.contains("Re-sealed 2 TOTP/HOTP"), "{out}");
     assert!(out.contains("unused backup codes"), "{out}");
     assert_eq!(
         env.sql(&format!(
@@ -178,12 +180,19 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     let status = env.enroll_ok(&["rekey", "status"], "");
     assert!(status.contains("Writing with generation 1"), "{status}");
 
-    // TOTP with the new key alone; old backup codes and answers are
-    // unavailable there (never a counted failure).
+    // TOTP with the new key alone (a user whose only factor it is);
+    // a user who still has backup codes of generation 0 is unavailable
+    // there before any code is compared (never a counted failure, no
+    // guessing), and so are the old answers.
     write_swapped("");
-    totp_ok(&env, &user, &mut step, "new key alone after convert");
+    totp_ok(&env, &solo, &mut step, "new key alone after convert");
     let before = failures(&env, &user);
     let a = code_login(&env, &user, &codes[3], in_step(step));
+    assert!(!a.ok);
+    assert!(a.log.contains("unavailable"), "{}", a.log);
+    step += 1;
+    let bad = wrong_totp(SECRET, in_step(step));
+    let a = code_login(&env, &user, &bad, in_step(step));
     assert!(!a.ok);
     assert!(a.log.contains("unavailable"), "{}", a.log);
     assert_eq!(failures(&env, &user), before);

@@ -35,6 +35,29 @@ impl Factor for Codes<'_> {
     /// then sees that inside its own transaction.
     fn verify(&mut self, at: &At<'_>) -> Result<Check, AuthError> {
         let (user, code) = (at.login.user, self.code);
+        // A row of a key generation this host has no key for (a key
+        // rotation, docs/rekey.md): unavailable before anything is
+        // compared, so the code is neither counted nor checked against
+        // the rest (no unlimited guessing while the key is missing).
+        let otp_gen = at
+            .state
+            .otp
+            .as_ref()
+            .filter(|_| self.otp)
+            .map(|o| o.key_gen);
+        let backup_gens = at
+            .state
+            .unused_backup
+            .iter()
+            .filter(|_| self.backup)
+            .map(|(_, _, g)| *g);
+        if let Some(g) = otp_gen
+            .into_iter()
+            .chain(backup_gens)
+            .find(|g| at.key.for_gen(*g).is_none())
+        {
+            return Err(missing_gen(g).into());
+        }
         let mut reason = "wrong-code";
         if let Some(otp) = at.state.otp.as_ref().filter(|_| self.otp) {
             let secret = at
