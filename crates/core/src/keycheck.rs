@@ -424,4 +424,75 @@ mod tests {
         assert_eq!(look(&k(1)), Ok(KeyCheck::Matches));
         assert!(look(&k(2)).is_err());
     }
+
+    /// Writes key `b` to `dir/name` (0600) and returns its path.
+    fn key_file(dir: &Path, name: &str, b: u8) -> std::path::PathBuf {
+        let p = dir.join(name);
+        crate::secure_fs::create_private_file(&p, &[b; 32]).unwrap();
+        p
+    }
+
+    fn set_gen(s: &mut Store, name: &str, value: &[u8]) {
+        let tx = s.write().unwrap();
+        tx.set_meta(name, value).unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// The ring recognises key files by check value, whichever setting
+    /// names them; the current generation's key writes; an unknown
+    /// `key_file` or no key of the current generation is an error; an
+    /// unknown extra key is left out.
+    #[test]
+    fn ring_follows_the_recorded_generations() {
+        let (d, mut s) = store();
+        let keys = d.path().join("k");
+        crate::secure_fs::ensure_private_dir(&keys).unwrap();
+        let old = key_file(&keys, "old", 1);
+        let new = key_file(&keys, "new", 2);
+        let stray = key_file(&keys, "stray", 3);
+        let mut cfg = Config {
+            key_file: old.clone(),
+            ..Config::default()
+        };
+        let t = Trust::test_runner();
+        // Gen 0, pinned by the first use.
+        let r = ring(&cfg, t, &mut s).unwrap();
+        assert_eq!(r.key_gen(), 0);
+        assert!(r.other().is_none());
+        // `rekey new`: generation 1 recorded, still writing 0.
+        set_gen(&mut s, &check_name(1), &k(2).check_value());
+        cfg.next_key_file = new.clone();
+        let r = ring(&cfg, t, &mut s).unwrap();
+        assert_eq!((r.key_gen(), r.other().unwrap().key_gen()), (0, 1));
+        assert!(r.for_gen(1).is_some() && r.for_gen(2).is_none());
+        // `rekey switch`: the next key writes, whichever file names it.
+        set_gen(&mut s, KEY_GEN, b"1");
+        let r = ring(&cfg, t, &mut s).unwrap();
+        assert_eq!((r.key_gen(), r.other().unwrap().key_gen()), (1, 0));
+        assert_eq!(r.check_value(), k(2).check_value());
+        // Without the new key: no key of the current generation.
+        cfg.next_key_file = Default::default();
+        let e = ring(&cfg, t, &mut s).err().unwrap();
+        assert!(e.contains("current key generation 1"), "{e}");
+        // A key the store does not know as key_file: refused; as an
+        // extra key: left out.
+        cfg.key_file = stray.clone();
+        assert!(ring(&cfg, t, &mut s).is_err());
+        cfg.key_file = new.clone();
+        cfg.previous_key_file = stray;
+        let r = ring(&cfg, t, &mut s).unwrap();
+        assert!(r.other().is_none());
+        cfg.previous_key_file = old;
+        assert_eq!(ring(&cfg, t, &mut s).unwrap().other().unwrap().key_gen(), 0);
+        // The module's single-key check accepts the current key only.
+        assert_eq!(verify(&mut s, &k(2), "K"), Ok(KeyCheck::Matches));
+        assert!(verify(&mut s, &k(1), "K").is_err());
+        // `finish` retires generation 0: the old key reads nothing more.
+        set_gen(&mut s, &check_name(0), b"");
+        assert!(ring(&cfg, t, &mut s).unwrap().other().is_none());
+        // An unreadable generation number fails closed.
+        set_gen(&mut s, KEY_GEN, b"x");
+        assert!(ring(&cfg, t, &mut s).is_err());
+        assert!(verify(&mut s, &k(2), "K").is_err());
+    }
 }
