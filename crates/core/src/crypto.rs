@@ -12,6 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -37,6 +38,22 @@ pub struct HostKey {
     mac: Zeroizing<[u8; KEY_LEN]>,
     pepper: Zeroizing<[u8; KEY_LEN]>,
     check: [u8; KEY_LEN],
+    /// The key generation this key is in the store (docs/rekey.md): 0
+    /// until [`crate::keycheck`] finds it is another one. Rows written
+    /// with this key are tagged with it.
+    key_gen: AtomicI64,
+}
+
+impl Clone for HostKey {
+    fn clone(&self) -> HostKey {
+        HostKey {
+            seal: self.seal.clone(),
+            mac: self.mac.clone(),
+            pepper: self.pepper.clone(),
+            check: self.check,
+            key_gen: AtomicI64::new(self.key_gen()),
+        }
+    }
 }
 
 impl HostKey {
@@ -47,7 +64,19 @@ impl HostKey {
             mac: derive(master, b"pam-2fa code-hash v1"),
             pepper: derive(master, b"pam-2fa answer-pepper v1"),
             check: *derive(master, b"pam-2fa key-check v1"),
+            key_gen: AtomicI64::new(0),
         }
+    }
+
+    /// The key generation the store knows this key as (0 unless
+    /// [`crate::keycheck`] said otherwise).
+    pub fn key_gen(&self) -> i64 {
+        self.key_gen.load(Ordering::Relaxed)
+    }
+
+    /// Records which generation the store knows this key as.
+    pub fn set_key_gen(&self, g: i64) {
+        self.key_gen.store(g, Ordering::Relaxed);
     }
 
     /// A value derived from the key for recognising it (kept in the store,
@@ -175,6 +204,57 @@ impl HostKey {
         mac.update(b"\0");
         mac.update(code.as_bytes());
         mac.finalize().into_bytes().into()
+    }
+}
+
+/// The keys of at most two generations (docs/rekey.md): the one the
+/// store writes with now, and the other one (the next, before `rekey
+/// switch`; the previous, until `rekey finish`). Derefs to the current
+/// key, so everything that writes uses it; what reads a stored row asks
+/// [`KeyRing::for_gen`] for the row's generation.
+#[derive(Clone)]
+pub struct KeyRing {
+    current: HostKey,
+    other: Option<HostKey>,
+}
+
+impl KeyRing {
+    /// A ring of one key (its generation as [`HostKey::key_gen`] says).
+    pub fn single(key: HostKey) -> KeyRing {
+        KeyRing {
+            current: key,
+            other: None,
+        }
+    }
+
+    /// `current` writes; `other` only reads rows of its generation.
+    pub fn new(current: HostKey, other: Option<HostKey>) -> KeyRing {
+        KeyRing { current, other }
+    }
+
+    pub fn current(&self) -> &HostKey {
+        &self.current
+    }
+
+    pub fn other(&self) -> Option<&HostKey> {
+        self.other.as_ref()
+    }
+
+    /// The key of generation `g`, if this host has it. A row whose
+    /// generation has no key here is "unavailable", never a failure.
+    pub fn for_gen(&self, g: i64) -> Option<&HostKey> {
+        if self.current.key_gen() == g {
+            Some(&self.current)
+        } else {
+            self.other.as_ref().filter(|k| k.key_gen() == g)
+        }
+    }
+}
+
+impl std::ops::Deref for KeyRing {
+    type Target = HostKey;
+    fn deref(&self) -> &HostKey {
+        &self.current
     }
 }
 

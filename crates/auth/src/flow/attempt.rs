@@ -15,7 +15,7 @@
 use super::error::AuthError;
 use super::{Login, Run, Verdict};
 use p2fa_core::config::Config;
-use p2fa_core::crypto::HostKey;
+use p2fa_core::crypto::KeyRing;
 use p2fa_core::factor::FactorId;
 use p2fa_core::store::{Store, Tx, UserState};
 
@@ -56,7 +56,7 @@ pub(super) struct At<'a> {
     /// The user's state as of this transaction.
     pub state: &'a UserState,
     pub cfg: &'a Config,
-    pub key: &'a HostKey,
+    pub key: &'a KeyRing,
     pub login: Login<'a>,
     pub now: i64,
 }
@@ -130,7 +130,7 @@ pub(super) enum Outcome {
 pub(super) fn transact(
     store: &mut Store,
     cfg: &Config,
-    key: &HostKey,
+    key: &KeyRing,
     login: Login<'_>,
     now: i64,
     factor: &mut dyn Factor,

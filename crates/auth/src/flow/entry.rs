@@ -15,7 +15,7 @@ use super::{Conversation, Login, Network, Verdict};
 use p2fa_core::audit::{Audit, clean};
 use p2fa_core::clock::Clock;
 use p2fa_core::config::{Config, DuoUsers};
-use p2fa_core::crypto::HostKey;
+use p2fa_core::crypto::KeyRing;
 use p2fa_core::factor::FactorId;
 use p2fa_core::policy;
 use p2fa_core::secure_fs::Trust;
@@ -242,12 +242,11 @@ pub fn authenticate_with(
     verdict
 }
 
-/// Loads the host key and checks that it is the one the store was made
-/// with ([`p2fa_core::keycheck`]); any problem is "unavailable".
-pub(super) fn load_key(cfg: &Config, trust: Trust, store: &mut Store) -> Result<HostKey, String> {
-    let key = HostKey::load(&cfg.key_file, trust).map_err(|e| e.to_string())?;
-    p2fa_core::keycheck::verify(store, &key, &cfg.key_file.display().to_string())?;
-    Ok(key)
+/// Loads the host key(s) and checks that they are the ones the store was
+/// made with ([`p2fa_core::keycheck::ring`]: during a rotation, two
+/// generations); any problem is "unavailable".
+pub(super) fn load_key(cfg: &Config, trust: Trust, store: &mut Store) -> Result<KeyRing, String> {
+    p2fa_core::keycheck::ring(cfg, trust, store)
 }
 
 /// The store could not be opened or read before the prompt: unavailable,

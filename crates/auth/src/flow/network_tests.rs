@@ -218,6 +218,7 @@ fn setup(totp: bool) -> (tempfile::TempDir, Config) {
             last_step: None,
             counter: 0,
             created_at: T0,
+            key_gen: 0,
         };
         tx.put_otp("root", &rec, T0).unwrap();
     }

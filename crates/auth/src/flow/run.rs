@@ -10,7 +10,7 @@ use super::{Conversation, Login, Network, Verdict};
 use p2fa_core::audit::Audit;
 use p2fa_core::clock::Clock;
 use p2fa_core::config::Config;
-use p2fa_core::crypto::HostKey;
+use p2fa_core::crypto::KeyRing;
 use p2fa_core::factor::FactorId;
 use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::{Store, UserState};
@@ -27,7 +27,7 @@ pub(super) struct Run<'a> {
     pub audit: &'a mut Audit,
     pub net: &'a mut dyn Network,
     pub store: Store,
-    pub key: HostKey,
+    pub key: KeyRing,
     /// The user's state when the login started (the menu's default); each
     /// attempt re-reads it inside its transaction.
     pub state: UserState,

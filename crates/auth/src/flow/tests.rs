@@ -35,11 +35,12 @@ fn setup() -> (tempfile::TempDir, Config, Vec<String>) {
         last_step: None,
         counter: 0,
         created_at: T0,
+        key_gen: 0,
     };
     tx.put_otp("root", &rec, T0).unwrap();
     let codes = vec!["1111122222".to_string(), "3333344444".to_string()];
     let hashes: Vec<[u8; 32]> = codes.iter().map(|c| key.code_hash("root", c)).collect();
-    tx.replace_backup_codes("root", &hashes, T0).unwrap();
+    tx.replace_backup_codes("root", &hashes, T0, 0).unwrap();
     tx.commit().unwrap();
     (dir, cfg, codes)
 }
@@ -478,7 +479,7 @@ fn forward_pass_for_unenrolled_and_codeless_users() {
     // Enrolled with questions only: nothing that fits one field.
     cfg.questions.enabled = true;
     let tx = store.write().unwrap();
-    tx.set_questions("root", &[("q".into(), "not-a-real-hash".into())], T0)
+    tx.set_questions("root", &[("q".into(), "not-a-real-hash".into())], T0, 0)
         .unwrap();
     tx.commit().unwrap();
     assert_eq!(store.user_state("root").unwrap().questions, 1);

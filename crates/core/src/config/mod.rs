@@ -220,6 +220,12 @@ pub struct Config {
     pub host_id: String,
     /// Host secret key (32 random bytes, root 0600).
     pub key_file: PathBuf,
+    /// During a key rotation (`2fa-enroll rekey`, docs/rekey.md): the key
+    /// of the next generation (after `rekey new`), or of the previous one
+    /// (after `rekey switch`, until `rekey finish`). Empty: none. At most
+    /// one of the two.
+    pub next_key_file: PathBuf,
+    pub previous_key_file: PathBuf,
     /// Issuer shown in authenticator apps; empty means the host name.
     pub issuer: String,
     /// Users without any factor: `deny` or `allow`.
@@ -262,6 +268,8 @@ impl Default for Config {
             db: DEFAULT_DB.into(),
             host_id: String::new(),
             key_file: DEFAULT_KEY_FILE.into(),
+            next_key_file: PathBuf::new(),
+            previous_key_file: PathBuf::new(),
             issuer: String::new(),
             unenrolled: Unenrolled::Deny,
             prompt: "Verification code: ".into(),
@@ -472,6 +480,24 @@ impl Config {
             ("log_socket", &self.log_socket),
         ] {
             if !p.is_absolute() {
+                return err(format!(
+                    "{name} must be an absolute path, got {}",
+                    p.display()
+                ));
+            }
+        }
+        if !self.next_key_file.as_os_str().is_empty()
+            && !self.previous_key_file.as_os_str().is_empty()
+        {
+            return err(
+                "next_key_file and previous_key_file: at most one (two key generations at a time)",
+            );
+        }
+        for (name, p) in [
+            ("next_key_file", &self.next_key_file),
+            ("previous_key_file", &self.previous_key_file),
+        ] {
+            if !p.as_os_str().is_empty() && !p.is_absolute() {
                 return err(format!(
                     "{name} must be an absolute path, got {}",
                     p.display()

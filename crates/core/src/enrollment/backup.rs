@@ -11,6 +11,8 @@ use zeroize::Zeroizing;
 pub struct BackupSet {
     codes: Vec<Zeroizing<String>>,
     hashes: Vec<[u8; 32]>,
+    /// The host-key generation of the hashes.
+    key_gen: i64,
 }
 
 impl BackupSet {
@@ -21,7 +23,11 @@ impl BackupSet {
             .map(Zeroizing::new)
             .collect();
         let hashes = codes.iter().map(|c| key.code_hash(user, c)).collect();
-        Ok(BackupSet { codes, hashes })
+        Ok(BackupSet {
+            codes,
+            hashes,
+            key_gen: key.key_gen(),
+        })
     }
 
     /// Codes that already exist elsewhere (the importers).
@@ -32,6 +38,7 @@ impl BackupSet {
                 .map(|c| Zeroizing::new(c.to_string()))
                 .collect(),
             hashes: codes.iter().map(|c| key.code_hash(user, c)).collect(),
+            key_gen: key.key_gen(),
         }
     }
 
@@ -55,7 +62,7 @@ impl BackupSet {
     /// caller's transaction. Returns whether there were earlier codes.
     pub fn save(&self, tx: &Tx<'_>, user: &str, now: i64) -> Result<bool, EnrollError> {
         let state = tx.user_state(user)?;
-        tx.replace_backup_codes(user, &self.hashes, now)?;
+        tx.replace_backup_codes(user, &self.hashes, now, self.key_gen)?;
         Ok(state.used_backup > 0 || !state.unused_backup.is_empty())
     }
 }
@@ -65,7 +72,7 @@ impl BackupSet {
     /// so a re-import can never make a code this store saw used valid
     /// again.
     pub fn save_keeping_spent(&self, tx: &Tx<'_>, user: &str, now: i64) -> Result<(), EnrollError> {
-        tx.replace_unused_backup_codes(user, &self.hashes, now)?;
+        tx.replace_unused_backup_codes(user, &self.hashes, now, self.key_gen)?;
         Ok(())
     }
 }

@@ -153,6 +153,7 @@ impl OtpSetup {
             last_step: self.last_step,
             counter: self.counter,
             created_at: now,
+            key_gen: key.key_gen(),
         })
     }
 }

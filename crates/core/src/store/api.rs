@@ -11,8 +11,8 @@
 //! only one, and documents each operation's contract.
 
 use super::{
-    KeyWarning, LocalKey, OtpRecord, Purpose, Remembered, Result, SealedSecret, SentCheck,
-    StoredCredential, StoredQuestion, UserState, UserStatus,
+    GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered, Result,
+    SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus,
 };
 use crate::config::RateLimitConfig;
 use crate::factor::FactorId;
@@ -55,6 +55,15 @@ pub trait Backend: Send {
     fn remembered_list(&self, user: Option<&str>, now: i64) -> Result<Vec<Remembered>>;
     fn questions(&self, user: &str) -> Result<(Vec<StoredQuestion>, Option<i64>)>;
     fn webauthn_credentials(&self, user: &str) -> Result<Vec<StoredCredential>>;
+    /// Rows per host-key generation: sealed OTP secrets, unused backup
+    /// codes, security answers (`rekey status`).
+    fn key_gen_counts(&self) -> Result<Vec<GenCount>>;
+    /// Users with rows of a generation below `below` (OTP secrets,
+    /// unused backup codes, answers), by name.
+    fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>>;
+    /// The hosts registered in a shared store (`2fa-enroll init` on each),
+    /// with when each was last seen, by name; none for a host-local one.
+    fn fleet_hosts(&self) -> Result<Vec<(String, i64)>>;
 }
 
 /// One write transaction: every operation sees and changes the state
@@ -129,9 +138,22 @@ pub trait TxOps {
     /// Marks a backup code used; false if it already was.
     fn mark_backup_used(&self, id: i64, now: i64, service: &str) -> Result<bool>;
     fn put_otp(&self, user: &str, rec: &OtpRecord, now: i64) -> Result<()>;
-    fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]], now: i64) -> Result<()>;
+    /// `key_gen`: the host-key generation the hashes were made with.
+    fn replace_backup_codes(
+        &self,
+        user: &str,
+        hashes: &[[u8; 32]],
+        now: i64,
+        key_gen: i64,
+    ) -> Result<()>;
     fn used_backup_hashes(&self, user: &str) -> Result<Vec<Vec<u8>>>;
-    fn replace_unused_backup_codes(&self, user: &str, hashes: &[[u8; 32]], now: i64) -> Result<()>;
+    fn replace_unused_backup_codes(
+        &self,
+        user: &str,
+        hashes: &[[u8; 32]],
+        now: i64,
+        key_gen: i64,
+    ) -> Result<()>;
     fn remove_otp(&self, user: &str) -> Result<bool>;
     fn remove_backup_codes(&self, user: &str) -> Result<usize>;
     fn reset_user(&self, user: &str) -> Result<bool>;
@@ -161,7 +183,14 @@ pub trait TxOps {
         until: i64,
     ) -> Result<()>;
     fn revoke(&self, user: &str, id: Option<i64>) -> Result<usize>;
-    fn set_questions(&self, user: &str, qs: &[(String, String)], now: i64) -> Result<()>;
+    /// `key_gen`: the generation whose pepper the answer hashes used.
+    fn set_questions(
+        &self,
+        user: &str,
+        qs: &[(String, String)],
+        now: i64,
+        key_gen: i64,
+    ) -> Result<()>;
     fn remove_questions(&self, user: &str) -> Result<bool>;
     fn set_last_failed_question(&self, user: &str, idx: Option<i64>) -> Result<()>;
     fn webauthn_credentials(&self, user: &str) -> Result<Vec<StoredCredential>>;
@@ -169,6 +198,22 @@ pub trait TxOps {
     fn add_webauthn(&self, user: &str, name: &str, credential: &str, now: i64) -> Result<bool>;
     fn update_webauthn(&self, user: &str, name: &str, credential: &str, now: i64) -> Result<()>;
     fn remove_webauthn(&self, user: &str, name: &str) -> Result<bool>;
+    /// Replaces the sealed OTP secret of `user` (re-sealed under
+    /// generation `key_gen`), keeping everything else; false if the user
+    /// has none.
+    fn reseal_otp(&self, user: &str, sealed: &[u8], key_gen: i64) -> Result<bool>;
+    /// `rekey finish --drop` for one user: marks the unused backup codes
+    /// of a generation below `below` used (so the user stays enrolled
+    /// and the codes never verify) and deletes such security answers.
+    /// Returns (codes, questions) dropped.
+    fn drop_old_gen(&self, user: &str, below: i64, now: i64) -> Result<(usize, usize)>;
+    /// Deletes every sent code (`rekey switch`: their hashes are keyed
+    /// with the old generation; the user asks for a new one).
+    fn clear_sent_codes(&self) -> Result<usize>;
+    /// Serialises `rekey` steps across every host of the store (on
+    /// PostgreSQL a fleet-wide advisory lock; SQLite's write transaction
+    /// excludes everyone already). Call first in the transaction.
+    fn lock_rekey(&self) -> Result<()>;
     fn commit(self: Box<Self>) -> Result<()>;
 }
 

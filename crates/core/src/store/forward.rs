@@ -22,8 +22,9 @@ macro_rules! store_backend {
             use $crate::factor::FactorId;
             use $crate::store::api::{Kind, Tx};
             use $crate::store::{
-                KeyWarning, LocalKey, OtpRecord, Purpose, Remembered, Result, SealedSecret,
-                SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus,
+                GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered,
+                Result, SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState,
+                UserStatus,
             };
 
             impl $crate::store::api::Backend for $store {
@@ -65,6 +66,15 @@ macro_rules! store_backend {
                 }
                 fn used_backup_hashes(&self, user: &str) -> Result<Vec<Vec<u8>>> {
                     $store::used_backup_hashes(self, user)
+                }
+                fn key_gen_counts(&self) -> Result<Vec<GenCount>> {
+                    $store::key_gen_counts(self)
+                }
+                fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
+                    $store::old_gen_items(self, below)
+                }
+                fn fleet_hosts(&self) -> Result<Vec<(String, i64)>> {
+                    $store::fleet_hosts(self)
                 }
                 fn user_state(&mut self, user: &str) -> Result<UserState> {
                     $store::user_state(self, user)
@@ -244,8 +254,9 @@ macro_rules! store_backend {
                     user: &str,
                     hashes: &[[u8; 32]],
                     now: i64,
+                    key_gen: i64,
                 ) -> Result<()> {
-                    $tx::replace_backup_codes(self, user, hashes, now)
+                    $tx::replace_backup_codes(self, user, hashes, now, key_gen)
                 }
                 fn used_backup_hashes(&self, user: &str) -> Result<Vec<Vec<u8>>> {
                     $tx::used_backup_hashes(self, user)
@@ -255,8 +266,9 @@ macro_rules! store_backend {
                     user: &str,
                     hashes: &[[u8; 32]],
                     now: i64,
+                    key_gen: i64,
                 ) -> Result<()> {
-                    $tx::replace_unused_backup_codes(self, user, hashes, now)
+                    $tx::replace_unused_backup_codes(self, user, hashes, now, key_gen)
                 }
                 fn remove_otp(&self, user: &str) -> Result<bool> {
                     $tx::remove_otp(self, user)
@@ -304,8 +316,21 @@ macro_rules! store_backend {
                     user: &str,
                     qs: &[(String, String)],
                     now: i64,
+                    key_gen: i64,
                 ) -> Result<()> {
-                    $tx::set_questions(self, user, qs, now)
+                    $tx::set_questions(self, user, qs, now, key_gen)
+                }
+                fn reseal_otp(&self, user: &str, sealed: &[u8], key_gen: i64) -> Result<bool> {
+                    $tx::reseal_otp(self, user, sealed, key_gen)
+                }
+                fn drop_old_gen(&self, user: &str, below: i64, now: i64) -> Result<(usize, usize)> {
+                    $tx::drop_old_gen(self, user, below, now)
+                }
+                fn clear_sent_codes(&self) -> Result<usize> {
+                    $tx::clear_sent_codes(self)
+                }
+                fn lock_rekey(&self) -> Result<()> {
+                    $tx::lock_rekey(self)
                 }
                 fn remove_questions(&self, user: &str) -> Result<bool> {
                     $tx::remove_questions(self, user)

@@ -21,8 +21,9 @@ pub use api::{Backend, Kind, Store, Tx, TxOps};
 use sqlite::SqliteStore;
 pub use sqlite::{WAL_CHECKPOINT_BYTES, backup_path, current_version};
 pub use types::{
-    KeyWarning, LastSuccess, LocalKey, OtpKind, OtpRecord, OtpSummary, Purpose, Remembered,
-    SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus,
+    GenCount, KeyWarning, LastSuccess, LocalKey, OldGenItems, OtpKind, OtpRecord, OtpSummary,
+    Purpose, Remembered, SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState,
+    UserStatus,
 };
 
 use crate::config::RateLimitConfig;

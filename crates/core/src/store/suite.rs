@@ -106,6 +106,23 @@ pub const CASES: &[(&str, Case)] = &[
         remember_replaces_the_same_source,
     ),
     ("keyed_items_are_reported", keyed_items_are_reported),
+    (
+        "rows_keep_their_key_generation",
+        rows_keep_their_key_generation,
+    ),
+    (
+        "reseal_keeps_the_token_and_moves_its_generation",
+        reseal_keeps_the_token_and_moves_its_generation,
+    ),
+    (
+        "drop_old_gen_spends_codes_and_deletes_answers",
+        drop_old_gen_spends_codes_and_deletes_answers,
+    ),
+    ("clear_sent_codes_clears_all", clear_sent_codes_clears_all),
+    (
+        "fleet_hosts_are_listed_by_name",
+        fleet_hosts_are_listed_by_name,
+    ),
 ];
 
 /// Runs every case, each on fresh stores from `new`; panics on the first
@@ -129,6 +146,7 @@ fn otp(kind: OtpKind, last_step: Option<i64>, counter: i64) -> OtpRecord {
         last_step,
         counter,
         created_at: NOW,
+        key_gen: 0,
     }
 }
 
@@ -199,7 +217,7 @@ fn counter_only_moves_forward(new: &mut dyn FnMut() -> Store) {
 fn backup_code_works_once(new: &mut dyn FnMut() -> Store) {
     let mut s = new();
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW)
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
         .unwrap();
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
@@ -627,7 +645,7 @@ fn questions_replace_and_remove(new: &mut dyn FnMut() -> Store) {
     let mut s = new();
     assert!(s.questions("alice").unwrap().0.is_empty());
     let tx = s.write().unwrap();
-    tx.set_questions("alice", &qs(3), NOW).unwrap();
+    tx.set_questions("alice", &qs(3), NOW, 0).unwrap();
     tx.commit().unwrap();
     let (got, last) = s.questions("alice").unwrap();
     assert_eq!(last, None);
@@ -643,7 +661,7 @@ fn questions_replace_and_remove(new: &mut dyn FnMut() -> Store) {
     );
     assert_eq!(s.user_state("alice").unwrap().questions, 3);
     let tx = s.write().unwrap();
-    tx.set_questions("alice", &qs(2)[1..], NOW).unwrap();
+    tx.set_questions("alice", &qs(2)[1..], NOW, 0).unwrap();
     tx.commit().unwrap();
     let (got, _) = s.questions("alice").unwrap();
     assert_eq!(got.len(), 1, "replaced, not added");
@@ -659,8 +677,8 @@ fn questions_replace_and_remove(new: &mut dyn FnMut() -> Store) {
 fn last_failed_question_round_trips(new: &mut dyn FnMut() -> Store) {
     let mut s = new();
     let tx = s.write().unwrap();
-    tx.set_questions("alice", &qs(3), NOW).unwrap();
-    tx.set_questions("bob", &qs(3), NOW).unwrap();
+    tx.set_questions("alice", &qs(3), NOW, 0).unwrap();
+    tx.set_questions("bob", &qs(3), NOW, 0).unwrap();
     tx.set_last_failed_question("alice", Some(2)).unwrap();
     tx.commit().unwrap();
     assert_eq!(s.questions("alice").unwrap().1, Some(2));
@@ -846,24 +864,24 @@ fn local_keys_add_use_remove(new: &mut dyn FnMut() -> Store) {
 fn replacing_unused_backup_codes_keeps_spent_ones(new: &mut dyn FnMut() -> Store) {
     let mut s = new();
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[1; 32], [2; 32], [3; 32]], NOW)
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32], [3; 32]], NOW, 0)
         .unwrap();
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
     let spent = st
         .unused_backup
         .iter()
-        .find(|(_, h)| h == &vec![2u8; 32])
+        .find(|(_, h, _)| h == &vec![2u8; 32])
         .unwrap()
         .0;
     let tx = s.write().unwrap();
     assert!(tx.mark_backup_used(spent, NOW, "sshd").unwrap());
-    tx.replace_unused_backup_codes("alice", &[[4; 32], [5; 32]], NOW)
+    tx.replace_unused_backup_codes("alice", &[[4; 32], [5; 32]], NOW, 0)
         .unwrap();
     assert_eq!(tx.used_backup_hashes("alice").unwrap(), vec![vec![2u8; 32]]);
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
-    let mut unused: Vec<_> = st.unused_backup.iter().map(|(_, h)| h.clone()).collect();
+    let mut unused: Vec<_> = st.unused_backup.iter().map(|(_, h, _)| h.clone()).collect();
     unused.sort();
     assert_eq!(unused, vec![vec![4u8; 32], vec![5u8; 32]]);
     assert_eq!(st.used_backup, 1);
@@ -876,7 +894,8 @@ fn replacing_unused_backup_codes_keeps_spent_ones(new: &mut dyn FnMut() -> Store
     );
     // replace_backup_codes replaces all, spent ones too.
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[6; 32]], NOW).unwrap();
+    tx.replace_backup_codes("alice", &[[6; 32]], NOW, 0)
+        .unwrap();
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
     assert_eq!((st.unused_backup.len(), st.used_backup), (1, 0));
@@ -886,9 +905,9 @@ fn replacing_unused_backup_codes_keeps_spent_ones(new: &mut dyn FnMut() -> Store
 fn remove_backup_codes_counts_them(new: &mut dyn FnMut() -> Store) {
     let mut s = new();
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW)
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
         .unwrap();
-    tx.replace_backup_codes("bob", &[[1; 32]], NOW).unwrap();
+    tx.replace_backup_codes("bob", &[[1; 32]], NOW, 0).unwrap();
     tx.commit().unwrap();
     let id = s.user_state("alice").unwrap().unused_backup[0].0;
     let tx = s.write().unwrap();
@@ -905,12 +924,12 @@ fn remove_backup_codes_counts_them(new: &mut dyn FnMut() -> Store) {
 
 fn everything(tx: &Tx<'_>, user: &str, cred: u8) {
     tx.put_otp(user, &otp(OtpKind::Totp, None, 0), NOW).unwrap();
-    tx.replace_backup_codes(user, &[[1; 32]], NOW).unwrap();
+    tx.replace_backup_codes(user, &[[1; 32]], NOW, 0).unwrap();
     tx.set_contact(user, SMS, ADDR, NOW).unwrap();
     tx.set_contact(user, EMAIL, "x@example.org", NOW).unwrap();
     tx.set_duo(user, NOW).unwrap();
     tx.set_default_factor(user, Some("totp"), NOW).unwrap();
-    tx.set_questions(user, &qs(2), NOW).unwrap();
+    tx.set_questions(user, &qs(2), NOW, 0).unwrap();
     tx.set_last_failed_question(user, Some(1)).unwrap();
     tx.add_webauthn(user, "phone", "{}", NOW).unwrap();
     let w = KeyWarning {
@@ -1098,7 +1117,7 @@ fn status_summarises_the_state(new: &mut dyn FnMut() -> Store) {
     enroll(&mut s, "alice", &rec);
     let rl = RateLimitConfig::default();
     let tx = s.write().unwrap();
-    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW)
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
         .unwrap();
     for _ in 0..rl.max_failures {
         tx.record_failure("alice", NOW, &rl).unwrap();
@@ -1258,8 +1277,8 @@ fn keyed_items_are_reported(new: &mut dyn FnMut() -> Store) {
         "Duo and public keys are not keyed"
     );
     let tx = s.write().unwrap();
-    tx.set_questions("alice", &qs(1), NOW + 20).unwrap();
-    tx.replace_backup_codes("bob", &[[1; 32]], NOW + 10)
+    tx.set_questions("alice", &qs(1), NOW + 20, 0).unwrap();
+    tx.replace_backup_codes("bob", &[[1; 32]], NOW + 10, 0)
         .unwrap();
     assert_eq!(tx.oldest_hashed_item().unwrap(), Some(NOW + 10));
     tx.put_otp("carol", &otp(OtpKind::Totp, None, 0), NOW + 30)
@@ -1277,6 +1296,146 @@ fn keyed_items_are_reported(new: &mut dyn FnMut() -> Store) {
     tx.commit().unwrap();
     assert!(s.has_keyed_items().unwrap());
     assert_eq!(s.sealed_secrets().unwrap().len(), 1);
+}
+
+/// Every keyed row keeps the host-key generation it was written with
+/// (`rekey`); status and the old-generation list count them.
+fn rows_keep_their_key_generation(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    let mut rec = otp(OtpKind::Totp, Some(5), 0);
+    rec.key_gen = 1;
+    let tx = s.write().unwrap();
+    tx.lock_rekey().unwrap();
+    tx.put_otp("alice", &rec, NOW).unwrap();
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
+        .unwrap();
+    tx.set_questions("bob", &qs(2), NOW, 2).unwrap();
+    tx.replace_backup_codes("bob", &[[3; 32]], NOW, 2).unwrap();
+    tx.commit().unwrap();
+    let st = s.user_state("alice").unwrap();
+    assert_eq!(st.otp.as_ref().unwrap().key_gen, 1);
+    assert_eq!(st.unused_backup.len(), 2);
+    assert!(st.unused_backup.iter().all(|(_, _, g)| *g == 0));
+    let (q, _) = s.questions("bob").unwrap();
+    assert!(q.iter().all(|q| q.key_gen == 2) && q.len() == 2);
+    // Inside a transaction too.
+    let tx = s.write().unwrap();
+    assert_eq!(tx.user_state("bob").unwrap().unused_backup[0].2, 2);
+    // A used code is not counted, an unused one of a replaced set is.
+    let id = tx.user_state("alice").unwrap().unused_backup[0].0;
+    assert!(tx.mark_backup_used(id, NOW, "sshd").unwrap());
+    tx.replace_unused_backup_codes("bob", &[[4; 32], [5; 32]], NOW, 1)
+        .unwrap();
+    tx.commit().unwrap();
+    let counts: Vec<(String, i64, i64)> = s
+        .key_gen_counts()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.table, c.key_gen, c.rows))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("backup_codes".to_string(), 0, 1),
+            ("backup_codes".to_string(), 1, 2),
+            ("otp_tokens".to_string(), 1, 1),
+            ("questions".to_string(), 2, 2),
+        ]
+    );
+    let old = s.old_gen_items(2).unwrap();
+    assert_eq!(old.len(), 2);
+    assert_eq!(
+        (
+            old[0].user.as_str(),
+            old[0].backup_codes,
+            old[0].questions,
+            old[0].otp
+        ),
+        ("alice", 1, 0, 1)
+    );
+    assert_eq!(
+        (
+            old[1].user.as_str(),
+            old[1].backup_codes,
+            old[1].questions,
+            old[1].otp
+        ),
+        ("bob", 2, 0, 0)
+    );
+    assert!(s.old_gen_items(0).unwrap().is_empty());
+}
+
+/// `reseal_otp` swaps the sealed secret and its generation only: the
+/// step (replay protection) and everything else stay.
+fn reseal_keeps_the_token_and_moves_its_generation(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    enroll(&mut s, "alice", &otp(OtpKind::Totp, Some(42), 0));
+    let before = s.user_state("alice").unwrap().otp.unwrap();
+    let tx = s.write().unwrap();
+    assert!(tx.reseal_otp("alice", &[9; 40], 3).unwrap());
+    assert!(!tx.reseal_otp("nobody", &[9; 40], 3).unwrap());
+    tx.commit().unwrap();
+    let after = s.user_state("alice").unwrap().otp.unwrap();
+    assert_eq!(after.sealed, vec![9; 40]);
+    assert_eq!(after.key_gen, 3);
+    assert_eq!(after.last_step, Some(42));
+    assert_eq!(
+        (after.kind, after.digits, after.period, after.created_at),
+        (before.kind, before.digits, before.period, before.created_at)
+    );
+    assert!(s.old_gen_items(3).unwrap().is_empty());
+}
+
+/// `drop_old_gen` marks old unused codes used (the user stays enrolled,
+/// the codes never verify) and deletes old answers; newer rows and other
+/// users stay.
+fn drop_old_gen_spends_codes_and_deletes_answers(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    let tx = s.write().unwrap();
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
+        .unwrap();
+    tx.set_questions("alice", &qs(3), NOW, 0).unwrap();
+    tx.replace_backup_codes("bob", &[[3; 32]], NOW, 0).unwrap();
+    tx.commit().unwrap();
+    let tx = s.write().unwrap();
+    assert_eq!(tx.drop_old_gen("alice", 1, NOW + 1).unwrap(), (2, 3));
+    assert_eq!(tx.drop_old_gen("alice", 1, NOW + 1).unwrap(), (0, 0));
+    tx.commit().unwrap();
+    let st = s.user_state("alice").unwrap();
+    assert!(st.unused_backup.is_empty());
+    assert_eq!(st.used_backup, 2);
+    assert!(st.is_enrolled(), "spent codes keep the user enrolled");
+    assert_eq!(st.questions, 0);
+    assert_eq!(s.user_state("bob").unwrap().unused_backup.len(), 1);
+    let old = s.old_gen_items(1).unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].user, "bob");
+}
+
+/// SQLite has no fleet; PostgreSQL lists `p2fa.hosts` by name.
+fn fleet_hosts_are_listed_by_name(new: &mut dyn FnMut() -> Store) {
+    let s = new();
+    let hosts = s.fleet_hosts().unwrap();
+    if s.kind() == super::Kind::Sqlite {
+        assert!(hosts.is_empty());
+    }
+    let mut sorted = hosts.clone();
+    sorted.sort();
+    sorted.dedup_by(|a, b| a.0 == b.0);
+    assert_eq!(hosts, sorted);
+}
+
+fn clear_sent_codes_clears_all(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    send(&mut s, "alice", FactorId::Sms, Purpose::Login, 7, NOW);
+    send(&mut s, "bob", FactorId::Email, Purpose::Enroll, 8, NOW);
+    let tx = s.write().unwrap();
+    assert_eq!(tx.clear_sent_codes().unwrap(), 2);
+    tx.commit().unwrap();
+    assert_eq!(
+        check(&mut s, Purpose::Login, None, 7, NOW + 1),
+        SentCheck::NoLiveCode
+    );
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub struct OtpRecord {
     pub last_step: Option<i64>,
     pub counter: i64,
     pub created_at: i64,
+    /// The host-key generation `sealed` was sealed with (docs/rekey.md).
+    pub key_gen: i64,
 }
 
 /// Everything the login flow needs about one user.
@@ -42,8 +44,9 @@ pub struct OtpRecord {
 pub struct UserState {
     pub known: bool,
     pub otp: Option<OtpRecord>,
-    /// `(id, keyed hash)` of unused backup codes.
-    pub unused_backup: Vec<(i64, Vec<u8>)>,
+    /// `(id, keyed hash, key generation of the hash)` of unused backup
+    /// codes.
+    pub unused_backup: Vec<(i64, Vec<u8>, i64)>,
     /// Backup codes already spent: a user who has used them all is still
     /// enrolled (and must not fall under the `unenrolled` policy).
     pub used_backup: u32,
@@ -177,6 +180,28 @@ pub struct StoredQuestion {
     pub idx: i64,
     pub question: String,
     pub answer_hash: String,
+    /// The host-key generation whose pepper `answer_hash` used.
+    pub key_gen: i64,
+}
+
+/// Rows per host-key generation (`2fa-enroll rekey status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GenCount {
+    /// `otp_tokens`, `backup_codes` (unused only) or `questions`.
+    pub table: String,
+    pub key_gen: i64,
+    pub rows: i64,
+}
+
+/// A user with keyed one-way rows (unused backup codes, security
+/// answers) of a generation below the current one (`rekey finish`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OldGenItems {
+    pub user: String,
+    pub backup_codes: i64,
+    pub questions: i64,
+    /// Sealed OTP secrets not converted yet.
+    pub otp: i64,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -18,6 +18,7 @@ pub(crate) mod output;
 mod policy;
 mod proof;
 mod questions;
+mod rekey;
 mod via_daemon;
 mod webauthn;
 
@@ -91,6 +92,9 @@ pub enum Command {
     Reset(admin::ResetArgs),
     /// Clear a user's failed-attempt lockout (root).
     Unlock(admin::UserArg),
+    /// Rotate the host (fleet) key without re-enrolling anyone (root;
+    /// docs/rekey.md): new, switch, convert, status, finish.
+    Rekey(rekey::RekeyArgs),
     #[command(about = check::ABOUT, long_about = check::LONG_ABOUT)]
     Check(check::CheckArgs),
     /// The configuration: `config test` is `check`.
@@ -198,16 +202,24 @@ impl Ctx {
     pub fn host_key(&mut self) -> Result<HostKey, CliError> {
         let (key, created) = HostKey::load_or_create(&self.cfg.key_file, self.trust)?;
         let key_file = self.cfg.key_file.display().to_string();
-        let checked =
-            if self.cfg.store == p2fa_core::config::StoreKind::Postgres || self.cfg.db.exists() {
-                p2fa_pg::open(&self.cfg, self.trust, p2fa_pg::Mode::Admin)
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut store| {
-                        p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file)
-                    })
-            } else {
-                Ok(p2fa_core::keycheck::KeyCheck::Unproven("no store yet"))
-            };
+        // After `rekey switch` the key that writes may be next_key_file's.
+        let mut current = None;
+        let checked = if self.cfg.store == p2fa_core::config::StoreKind::Postgres
+            || self.cfg.db.exists()
+        {
+            p2fa_pg::open(&self.cfg, self.trust, p2fa_pg::Mode::Admin)
+                .map_err(|e| e.to_string())
+                .and_then(|mut store| {
+                    if p2fa_core::keycheck::current_gen(&*store)? != 0 {
+                        let ring = p2fa_core::keycheck::ring(&self.cfg, self.trust, &mut store)?;
+                        current = Some(ring.current().clone());
+                        return Ok(p2fa_core::keycheck::KeyCheck::Matches);
+                    }
+                    p2fa_core::keycheck::verify_or_pin(&mut store, &key, &key_file)
+                })
+        } else {
+            Ok(p2fa_core::keycheck::KeyCheck::Unproven("no store yet"))
+        };
         match checked {
             Ok(p2fa_core::keycheck::KeyCheck::Pinned(why)) => self.audit.notice(&format!(
                 "host key {key_file}: check value recorded ({why})"
@@ -226,7 +238,7 @@ impl Ctx {
             eprintln!("Created host key {key_file}");
             self.audit.notice(&format!("created host key {key_file}"));
         }
-        Ok(key)
+        Ok(current.unwrap_or(key))
     }
 }
 
@@ -322,6 +334,7 @@ pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
         Command::Remove(a) => admin::remove(&mut ctx, a),
         Command::Reset(a) => admin::reset(&mut ctx, a),
         Command::Unlock(a) => admin::unlock(&mut ctx, a),
+        Command::Rekey(a) => rekey::run(&mut ctx, a),
         Command::Check(_) | Command::Config(_) => unreachable!("handled above"),
         Command::GenerateDocs { .. } => unreachable!("handled above"),
     }
@@ -354,6 +367,7 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
         Command::Remove(_) => "remove ...",
         Command::Reset(_) => "reset",
         Command::Unlock(_) => "unlock",
+        Command::Rekey(_) => "rekey ...",
         Command::Check(_) => "check",
         Command::Config(_) => "config test",
         Command::GenerateDocs { .. } => "generate-docs",

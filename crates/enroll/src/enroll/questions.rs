@@ -109,7 +109,7 @@ pub fn run(ctx: &mut Ctx, a: QuestionsArgs) -> CliResult {
         chosen.push((question, h));
     }
     let tx = store.write()?;
-    tx.set_questions(&user, &chosen, now())?;
+    tx.set_questions(&user, &chosen, now(), key.key_gen())?;
     tx.commit()?;
     ctx.audit.notice(&format!(
         "enrolled questions user={user} count={} by={}",

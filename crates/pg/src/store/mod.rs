@@ -15,6 +15,7 @@ mod keys;
 mod network;
 mod ops;
 mod policy;
+mod rekey;
 
 use crate::schema::{LOCK_USER, current_version};
 use crate::wire::{Conn, PgError, Row, TxStatus, Value};

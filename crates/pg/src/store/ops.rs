@@ -19,11 +19,17 @@ const STATE_USER: &str = "SELECT u.failures, u.locked_until, u.default_factor,
     (SELECT count(*) FROM p2fa.backup_codes WHERE username = $1 AND used_at IS NOT NULL)
   FROM p2fa.users u WHERE u.name = $1";
 const STATE_OTP: &str = "SELECT kind, secret, algorithm, digits, period, last_step, counter,
-    created_at FROM p2fa.otp_tokens WHERE username = $1";
-const STATE_BACKUP: &str = "SELECT id, hash FROM p2fa.backup_codes
+    created_at, key_gen::bigint FROM p2fa.otp_tokens WHERE username = $1";
+const STATE_BACKUP: &str = "SELECT id, hash, key_gen::bigint FROM p2fa.backup_codes
     WHERE username = $1 AND used_at IS NULL ORDER BY id";
 const STATUS_EXTRA: &str = "SELECT first_seen_at, last_success_at, last_success_service,
     last_success_rhost, last_success_factor FROM p2fa.users WHERE name = $1";
+
+/// A key generation as the schema's `integer`.
+pub(super) fn gen4(key_gen: i64) -> Result<i32> {
+    i32::try_from(key_gen)
+        .map_err(|_| StoreError::Corrupt(format!("key generation {key_gen} out of range")))
+}
 
 fn clamp_u32(v: i64) -> u32 {
     v.clamp(0, u32::MAX as i64) as u32
@@ -65,11 +71,12 @@ fn decode_state(user: &[Row], otp: &[Row], backup: &[Row]) -> Result<UserState> 
             last_step: o.oi(5)?,
             counter: o.i(6)?,
             created_at: o.i(7)?,
+            key_gen: o.i(8)?,
         });
     }
     state.unused_backup = backup
         .iter()
-        .map(|r| Ok((r.i(0)?, r.b(1)?)))
+        .map(|r| Ok((r.i(0)?, r.b(1)?, r.i(2)?)))
         .collect::<Result<_>>()?;
     Ok(state)
 }
@@ -259,9 +266,9 @@ impl PgTx<'_> {
         let last_step = rec.last_step.map_or(Value::Null, Value::Int8);
         db.exec(
             "INSERT INTO p2fa.otp_tokens (username, kind, secret, algorithm, digits, period,
-               last_step, counter, created_at, created_host)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (username) DO UPDATE SET kind = $2, secret = $3, key_gen = 0,
+               last_step, counter, created_at, created_host, key_gen)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (username) DO UPDATE SET kind = $2, secret = $3, key_gen = $11,
                algorithm = $4, digits = $5, period = $6, last_step = $7, counter = $8,
                last_used_host = NULL, created_at = $9, created_host = $10",
             &[
@@ -275,15 +282,17 @@ impl PgTx<'_> {
                 Value::Int8(rec.counter),
                 Value::Int8(now),
                 Value::Text(host),
+                Value::Int4(gen4(rec.key_gen)?),
             ],
         )?;
         Ok(())
     }
 
-    fn insert_backup(&self, user: &str, hashes: &[[u8; 32]], now: i64) -> Result<()> {
+    fn insert_backup(&self, user: &str, hashes: &[[u8; 32]], now: i64, key_gen: i64) -> Result<()> {
         let mut db = self.db_for(user)?;
         let host = db.host;
-        let params: Vec<[Value<'_>; 4]> = hashes
+        let g = gen4(key_gen)?;
+        let params: Vec<[Value<'_>; 5]> = hashes
             .iter()
             .map(|h| {
                 [
@@ -291,6 +300,7 @@ impl PgTx<'_> {
                     Value::Bytea(h.as_slice()),
                     Value::Int8(now),
                     Value::Text(host),
+                    Value::Int4(g),
                 ]
             })
             .collect();
@@ -298,8 +308,8 @@ impl PgTx<'_> {
             .iter()
             .map(|p| {
                 (
-                    "INSERT INTO p2fa.backup_codes (username, hash, created_at, created_host)
-                     VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO p2fa.backup_codes (username, hash, created_at, created_host,
+                       key_gen) VALUES ($1, $2, $3, $4, $5)",
                     &p[..],
                 )
             })
@@ -315,13 +325,14 @@ impl PgTx<'_> {
         user: &str,
         hashes: &[[u8; 32]],
         now: i64,
+        key_gen: i64,
     ) -> Result<()> {
         self.ensure_user(user, now)?;
         self.db_for(user)?.exec(
             "DELETE FROM p2fa.backup_codes WHERE username = $1",
             &[Value::Text(user)],
         )?;
-        self.insert_backup(user, hashes, now)
+        self.insert_backup(user, hashes, now, key_gen)
     }
 
     pub(crate) fn used_backup_hashes(&self, user: &str) -> Result<Vec<Vec<u8>>> {
@@ -333,13 +344,14 @@ impl PgTx<'_> {
         user: &str,
         hashes: &[[u8; 32]],
         now: i64,
+        key_gen: i64,
     ) -> Result<()> {
         self.ensure_user(user, now)?;
         self.db_for(user)?.exec(
             "DELETE FROM p2fa.backup_codes WHERE username = $1 AND used_at IS NULL",
             &[Value::Text(user)],
         )?;
-        self.insert_backup(user, hashes, now)
+        self.insert_backup(user, hashes, now, key_gen)
     }
 
     pub(crate) fn remove_otp(&self, user: &str) -> Result<bool> {

@@ -26,10 +26,14 @@ fn questions(db: &mut Db<'_>, user: &str) -> Result<(Vec<StoredQuestion>, Option
     let p = [Value::Text(user)];
     let out = db.snapshot(&[
         (
-            "SELECT idx, question, answer_hash FROM p2fa.questions WHERE username = $1 ORDER BY idx",
+            "SELECT idx, question, answer_hash, key_gen::bigint FROM p2fa.questions \
+             WHERE username = $1 ORDER BY idx",
             &p,
         ),
-        ("SELECT last_failed_question FROM p2fa.users WHERE name = $1", &p),
+        (
+            "SELECT last_failed_question FROM p2fa.users WHERE name = $1",
+            &p,
+        ),
     ])?;
     let qs = out
         .first()
@@ -40,6 +44,7 @@ fn questions(db: &mut Db<'_>, user: &str) -> Result<(Vec<StoredQuestion>, Option
                 idx: r.i(0)?,
                 question: r.s(1)?,
                 answer_hash: r.s(2)?,
+                key_gen: r.i(3)?,
             })
         })
         .collect::<Result<_>>()?;
@@ -204,7 +209,9 @@ impl PgTx<'_> {
         user: &str,
         qs: &[(String, String)],
         now: i64,
+        key_gen: i64,
     ) -> Result<()> {
+        let g = super::ops::gen4(key_gen)?;
         self.ensure_user(user, now)?;
         let mut db = self.db_for(user)?;
         let host = db.host;
@@ -215,7 +222,7 @@ impl PgTx<'_> {
         for (i, (q, h)) in qs.iter().enumerate() {
             db.exec(
                 "INSERT INTO p2fa.questions (username, idx, question, answer_hash, created_at,
-                   created_host) VALUES ($1, $2, $3, $4, $5, $6)",
+                   created_host, key_gen) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     Value::Text(user),
                     Value::Int4(i as i32),
@@ -223,6 +230,7 @@ impl PgTx<'_> {
                     Value::Text(h),
                     Value::Int8(now),
                     Value::Text(host),
+                    Value::Int4(g),
                 ],
             )?;
         }

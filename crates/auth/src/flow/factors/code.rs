@@ -6,7 +6,14 @@ use super::super::attempt::{At, Check, Factor, Outcome, Stop, transact};
 use super::super::error::AuthError;
 use super::super::{Login, Run};
 use p2fa_core::config::Config;
-use p2fa_core::crypto::{self, HostKey};
+use p2fa_core::crypto::{self, CryptoError, HostKey, KeyRing};
+
+/// A row of a key generation this host has no key for: "unavailable".
+pub(crate) fn missing_gen(g: i64) -> CryptoError {
+    CryptoError(format!(
+        "no key of generation {g} on this host (key rotation: configure next_key_file or previous_key_file)"
+    ))
+}
 use p2fa_core::factor::{FactorId, totp};
 use p2fa_core::store::{OtpKind, Store, UserState};
 
@@ -28,9 +35,36 @@ impl Factor for Codes<'_> {
     /// then sees that inside its own transaction.
     fn verify(&mut self, at: &At<'_>) -> Result<Check, AuthError> {
         let (user, code) = (at.login.user, self.code);
+        // A row of a key generation this host has no key for (a key
+        // rotation, docs/rekey.md): unavailable before anything is
+        // compared, so the code is neither counted nor checked against
+        // the rest (no unlimited guessing while the key is missing).
+        let otp_gen = at
+            .state
+            .otp
+            .as_ref()
+            .filter(|_| self.otp)
+            .map(|o| o.key_gen);
+        let backup_gens = at
+            .state
+            .unused_backup
+            .iter()
+            .filter(|_| self.backup)
+            .map(|(_, _, g)| *g);
+        if let Some(g) = otp_gen
+            .into_iter()
+            .chain(backup_gens)
+            .find(|g| at.key.for_gen(*g).is_none())
+        {
+            return Err(missing_gen(g).into());
+        }
         let mut reason = "wrong-code";
         if let Some(otp) = at.state.otp.as_ref().filter(|_| self.otp) {
-            let secret = at.key.open(&otp.sealed, &totp::seal_aad(user))?;
+            let secret = at
+                .key
+                .for_gen(otp.key_gen)
+                .ok_or_else(|| missing_gen(otp.key_gen))?
+                .open(&otp.sealed, &totp::seal_aad(user))?;
             let params = totp::OtpParams {
                 algorithm: otp.algorithm,
                 digits: otp.digits,
@@ -72,11 +106,23 @@ impl Factor for Codes<'_> {
             }
         }
         if self.backup && !at.state.unused_backup.is_empty() {
-            let hash = at.key.code_hash(user, code);
+            // One candidate hash per key generation among the codes (at
+            // most two); a generation this host has no key for makes the
+            // check unavailable, never a wrong code.
+            let mut hashes: Vec<(i64, [u8; 32])> = Vec::new();
+            for (_, _, g) in &at.state.unused_backup {
+                if !hashes.iter().any(|(h, _)| h == g) {
+                    let key = at.key.for_gen(*g).ok_or_else(|| missing_gen(*g))?;
+                    hashes.push((*g, key.code_hash(user, code)));
+                }
+            }
             // Every stored code is compared, in constant time.
             let mut hit = None;
-            for (id, stored) in &at.state.unused_backup {
-                if crypto::ct_eq(stored, &hash) && hit.is_none() {
+            for (id, stored, g) in &at.state.unused_backup {
+                let ok = hashes
+                    .iter()
+                    .any(|(hg, h)| hg == g && crypto::ct_eq(stored, h));
+                if ok && hit.is_none() {
                     hit = Some(*id);
                 }
             }
@@ -135,7 +181,8 @@ pub fn check_current(
         otp: true,
         backup: true,
     };
-    Ok(match transact(store, cfg, key, login, now, &mut codes)? {
+    let ring = KeyRing::single(key.clone());
+    Ok(match transact(store, cfg, &ring, login, now, &mut codes)? {
         Outcome::Accepted { factor, .. } => Current::Accepted(factor),
         Outcome::Rejected { .. } => Current::Rejected,
         Outcome::Locked { remaining, .. } => Current::Locked(remaining),

@@ -50,8 +50,12 @@ impl Factor for Questions {
             };
             // Every answer is checked (argon2 each time), so the time
             // taken does not tell which one was wrong.
+            let Some(key) = run.key.for_gen(q.key_gen) else {
+                let e = super::code::missing_gen(q.key_gen);
+                return Err(Stop::Done(run.unavailable(&e.to_string())));
+            };
             let ok = questions::valid(&text).is_ok()
-                && questions::verify(&run.key, user, &q.question, &text, &q.answer_hash);
+                && questions::verify(key, user, &q.question, &text, &q.answer_hash);
             if !ok && self.first_wrong.is_none() {
                 self.first_wrong = Some(q.idx);
             }

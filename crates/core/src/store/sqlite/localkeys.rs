@@ -220,7 +220,11 @@ mod tests {
         {
             let c = rusqlite::Connection::open(&path).unwrap();
             c.execute_batch(
-                "DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys; PRAGMA user_version = 4;
+                "DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys;
+                 ALTER TABLE otp_tokens DROP COLUMN key_gen;
+                 ALTER TABLE backup_codes DROP COLUMN key_gen;
+                 ALTER TABLE questions DROP COLUMN key_gen;
+                 PRAGMA user_version = 4;
                  INSERT INTO users (name, created_at) VALUES ('root', 1);
                  INSERT INTO webauthn_credentials (user, name, credential, created_at)
                      VALUES ('root', 'browser', '{}', 1);",
@@ -233,7 +237,7 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, super::super::schema::current_version());
-        assert_eq!(v, 7);
+        assert_eq!(v, 8);
         assert_eq!(s.webauthn_credentials("root").unwrap().len(), 1);
         let tx = s.write().unwrap();
         assert!(tx.add_local_key("root", &key("yk", 1), 2).unwrap());

@@ -83,3 +83,81 @@ impl SqliteTx<'_> {
         )?)
     }
 }
+
+/// Host-key generations (`2fa-enroll rekey`, docs/rekey.md).
+impl SqliteStore {
+    pub fn key_gen_counts(&self) -> Result<Vec<GenCount>> {
+        let mut st = self.conn.prepare(
+            "SELECT 'otp_tokens', key_gen, count(*) FROM otp_tokens GROUP BY key_gen \
+             UNION ALL SELECT 'backup_codes', key_gen, count(*) FROM backup_codes \
+               WHERE used_at IS NULL GROUP BY key_gen \
+             UNION ALL SELECT 'questions', key_gen, count(*) FROM questions GROUP BY key_gen \
+             ORDER BY 1, 2",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(GenCount {
+                table: r.get(0)?,
+                key_gen: r.get(1)?,
+                rows: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A host-local store has no fleet.
+    pub fn fleet_hosts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(Vec::new())
+    }
+
+    pub fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
+        let mut st = self.conn.prepare(
+            "SELECT u, sum(b), sum(q), sum(o) FROM ( \
+               SELECT user AS u, 1 AS b, 0 AS q, 0 AS o FROM backup_codes \
+                 WHERE used_at IS NULL AND key_gen < ?1 \
+               UNION ALL SELECT user, 0, 1, 0 FROM questions WHERE key_gen < ?1 \
+               UNION ALL SELECT user, 0, 0, 1 FROM otp_tokens WHERE key_gen < ?1) \
+             GROUP BY u ORDER BY u",
+        )?;
+        let rows = st.query_map([below], |r| {
+            Ok(OldGenItems {
+                user: r.get(0)?,
+                backup_codes: r.get(1)?,
+                questions: r.get(2)?,
+                otp: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl SqliteTx<'_> {
+    pub fn reseal_otp(&self, user: &str, sealed: &[u8], key_gen: i64) -> Result<bool> {
+        Ok(self.tx.execute(
+            "UPDATE otp_tokens SET secret = ?2, key_gen = ?3 WHERE user = ?1",
+            params![user, sealed, key_gen],
+        )? > 0)
+    }
+
+    pub fn drop_old_gen(&self, user: &str, below: i64, now: i64) -> Result<(usize, usize)> {
+        let codes = self.tx.execute(
+            "UPDATE backup_codes SET used_at = ?3, used_service = 'rekey-drop' \
+             WHERE user = ?1 AND used_at IS NULL AND key_gen < ?2",
+            params![user, below, now],
+        )?;
+        let questions = self.tx.execute(
+            "DELETE FROM questions WHERE user = ?1 AND key_gen < ?2",
+            params![user, below],
+        )?;
+        Ok((codes, questions))
+    }
+
+    /// Nothing to take: the write transaction already excludes every
+    /// other writer.
+    pub fn lock_rekey(&self) -> Result<()> {
+        Ok(())
+    }
+
+    pub fn clear_sent_codes(&self) -> Result<usize> {
+        Ok(self.tx.execute("DELETE FROM sent_codes", [])?)
+    }
+}

@@ -517,6 +517,7 @@ mod tests {
             last_step: Some(step),
             counter: 0,
             created_at: 1,
+            key_gen: 0,
         }
     }
 
@@ -724,7 +725,9 @@ mod tests {
         {
             let c = Connection::open(&path).unwrap();
             c.execute_batch(
-                "DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys; PRAGMA user_version = 4;
+                "DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys;
+                 ALTER TABLE otp_tokens DROP COLUMN key_gen; ALTER TABLE backup_codes DROP COLUMN key_gen; ALTER TABLE questions DROP COLUMN key_gen;
+                 PRAGMA user_version = 4;
                  INSERT INTO users (name, created_at) VALUES ('alice', 1);",
             )
             .unwrap();

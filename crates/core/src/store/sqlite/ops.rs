@@ -84,7 +84,8 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
     state.locked_until = locked_until;
     state.otp = conn
         .query_row(
-            "SELECT kind, secret, algorithm, digits, period, last_step, counter, created_at
+            "SELECT kind, secret, algorithm, digits, period, last_step, counter, created_at,
+                    key_gen
              FROM otp_tokens WHERE user = ?1",
             [user],
             |r| {
@@ -97,12 +98,13 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
                     r.get::<_, Option<i64>>(5)?,
                     r.get::<_, i64>(6)?,
                     r.get::<_, i64>(7)?,
+                    r.get::<_, i64>(8)?,
                 ))
             },
         )
         .optional()?
         .map(
-            |(kind, sealed, alg, digits, period, last_step, counter, created_at)| {
+            |(kind, sealed, alg, digits, period, last_step, counter, created_at, key_gen)| {
                 let kind = match kind.parse() {
                     Ok(FactorId::Totp) => OtpKind::Totp,
                     Ok(FactorId::Hotp) => OtpKind::Hotp,
@@ -121,15 +123,16 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
                     last_step,
                     counter,
                     created_at,
+                    key_gen,
                 })
             },
         )
         .transpose()?;
     let mut stmt = conn.prepare_cached(
-        "SELECT id, hash FROM backup_codes WHERE user = ?1 AND used_at IS NULL ORDER BY id",
+        "SELECT id, hash, key_gen FROM backup_codes WHERE user = ?1 AND used_at IS NULL ORDER BY id",
     )?;
     state.unused_backup = stmt
-        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<std::result::Result<_, _>>()?;
     state.used_backup = conn.query_row(
         "SELECT count(*) FROM backup_codes WHERE user = ?1 AND used_at IS NOT NULL",
@@ -303,8 +306,9 @@ impl SqliteTx<'_> {
         self.ensure_user(user, now)?;
         self.tx.execute(
             "INSERT OR REPLACE INTO otp_tokens
-                (user, kind, secret, algorithm, digits, period, last_step, counter, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                (user, kind, secret, algorithm, digits, period, last_step, counter, created_at,
+                 key_gen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 user,
                 rec.kind.as_str(),
@@ -314,22 +318,29 @@ impl SqliteTx<'_> {
                 rec.period,
                 rec.last_step,
                 rec.counter,
-                now
+                now,
+                rec.key_gen
             ],
         )?;
         Ok(())
     }
 
     /// Replaces all of `user`'s backup codes with new hashes.
-    pub fn replace_backup_codes(&self, user: &str, hashes: &[[u8; 32]], now: i64) -> Result<()> {
+    pub fn replace_backup_codes(
+        &self,
+        user: &str,
+        hashes: &[[u8; 32]],
+        now: i64,
+        key_gen: i64,
+    ) -> Result<()> {
         self.ensure_user(user, now)?;
         self.tx
             .execute("DELETE FROM backup_codes WHERE user = ?1", [user])?;
         let mut stmt = self.tx.prepare_cached(
-            "INSERT INTO backup_codes (user, hash, created_at) VALUES (?1, ?2, ?3)",
+            "INSERT INTO backup_codes (user, hash, created_at, key_gen) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for h in hashes {
-            stmt.execute(params![user, h.as_slice(), now])?;
+            stmt.execute(params![user, h.as_slice(), now, key_gen])?;
         }
         Ok(())
     }
@@ -347,6 +358,7 @@ impl SqliteTx<'_> {
         user: &str,
         hashes: &[[u8; 32]],
         now: i64,
+        key_gen: i64,
     ) -> Result<()> {
         self.ensure_user(user, now)?;
         self.tx.execute(
@@ -354,10 +366,10 @@ impl SqliteTx<'_> {
             [user],
         )?;
         let mut stmt = self.tx.prepare_cached(
-            "INSERT INTO backup_codes (user, hash, created_at) VALUES (?1, ?2, ?3)",
+            "INSERT INTO backup_codes (user, hash, created_at, key_gen) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for h in hashes {
-            stmt.execute(params![user, h.as_slice(), now])?;
+            stmt.execute(params![user, h.as_slice(), now, key_gen])?;
         }
         Ok(())
     }

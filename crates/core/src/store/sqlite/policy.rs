@@ -78,15 +78,21 @@ impl SqliteTx<'_> {
         })
     }
 
-    pub fn set_questions(&self, user: &str, qs: &[(String, String)], now: i64) -> Result<()> {
+    pub fn set_questions(
+        &self,
+        user: &str,
+        qs: &[(String, String)],
+        now: i64,
+        key_gen: i64,
+    ) -> Result<()> {
         self.ensure_user(user, now)?;
         self.tx
             .execute("DELETE FROM questions WHERE user = ?1", [user])?;
         for (i, (q, h)) in qs.iter().enumerate() {
             self.tx.execute(
-                "INSERT INTO questions (user, idx, question, answer_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![user, i as i64, q, h, now],
+                "INSERT INTO questions (user, idx, question, answer_hash, created_at, key_gen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![user, i as i64, q, h, now, key_gen],
             )?;
         }
         Ok(())
@@ -142,7 +148,7 @@ impl SqliteStore {
 
     pub fn questions(&self, user: &str) -> Result<(Vec<StoredQuestion>, Option<i64>)> {
         let mut stmt = self.conn.prepare(
-            "SELECT idx, question, answer_hash FROM questions WHERE user = ?1 ORDER BY idx",
+            "SELECT idx, question, answer_hash, key_gen FROM questions WHERE user = ?1 ORDER BY idx",
         )?;
         let qs = stmt
             .query_map([user], |r| {
@@ -150,6 +156,7 @@ impl SqliteStore {
                     idx: r.get(0)?,
                     question: r.get(1)?,
                     answer_hash: r.get(2)?,
+                    key_gen: r.get(3)?,
                 })
             })?
             .collect::<std::result::Result<_, _>>()?;

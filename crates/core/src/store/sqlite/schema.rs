@@ -137,6 +137,13 @@ pub const MIGRATIONS: &[&str] = &[
         value  BLOB NOT NULL
     ) STRICT;
     "#,
+    // 8: host-key generations (`2fa-enroll rekey`, docs/rekey.md): the
+    //    generation each keyed row was made with (0 = the first key).
+    r#"
+    ALTER TABLE otp_tokens ADD COLUMN key_gen INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE backup_codes ADD COLUMN key_gen INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE questions ADD COLUMN key_gen INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build reads and writes.

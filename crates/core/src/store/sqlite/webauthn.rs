@@ -113,8 +113,11 @@ mod tests {
         {
             // A v5 store, from before warnings were kept.
             let c = rusqlite::Connection::open(&path).unwrap();
-            c.execute_batch("DROP TABLE meta; DROP TABLE key_warnings; PRAGMA user_version = 5;")
-                .unwrap();
+            c.execute_batch(
+                "DROP TABLE meta; DROP TABLE key_warnings; ALTER TABLE otp_tokens DROP COLUMN key_gen; ALTER TABLE backup_codes DROP COLUMN key_gen; ALTER TABLE questions DROP COLUMN key_gen;
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
         }
         let mut s = SqliteStore::open_existing(&path, 1000, Trust::test_runner()).unwrap();
         let tx = s.write().unwrap();

@@ -1,0 +1,283 @@
+//! `2fa-enroll rekey` in fleet mode (docs/rekey.md): two simulated hosts
+//! share one PostgreSQL database and the fleet key, as in tests/fleet.rs.
+//! A host without the next key is unavailable after `rekey switch` (and
+//! counts no failure) until it gets the key; the fleet rotates the key
+//! while the other host keeps logging in, with no failure and no
+//! "unavailable".
+
+mod common;
+use common::pg::PgServer;
+use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const ROLE: &str = "pam2fa";
+const ROLE_PASSWORD: &str = "pam2fa-login-pw";
+
+struct Host {
+    env: Env,
+    /// The fleet part of the config (store, host, database).
+    fleet: String,
+}
+
+impl Host {
+    /// Writes the config atomically (a login running meanwhile reads the
+    /// old or the new file, never half of one): the fleet settings plus
+    /// `key_file` and `keys` (next/previous key lines).
+    fn config(&self, key_file: &Path, keys: &str) {
+        let text = format!(
+            "db = \"{}\"\nkey_file = \"{}\"\nlog_socket = \"{}\"\n{keys}\n{}",
+            self.env.db.display(),
+            key_file.display(),
+            self.env.root().join("log.sock").display(),
+            self.fleet
+        );
+        let tmp = self.env.root().join("2fa.conf.new");
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, &self.env.conf).unwrap();
+    }
+}
+
+struct Fleet {
+    pg: PgServer,
+    db: String,
+    a: Host,
+    b: Host,
+}
+
+fn host(pg: &PgServer, db: &str, name: &str) -> Host {
+    let env = Env::new();
+    let pw = env.root().join("pg.password");
+    fs::write(&pw, format!("{ROLE_PASSWORD}\n")).unwrap();
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+    let fleet = format!(
+        "store = \"postgres\"\nhost_id = \"{name}\"\n[postgres]\nurl = \"{}\"\n\
+         password_file = \"{}\"\nca_file = \"{}\"\n",
+        pg.url(ROLE, db),
+        pw.display(),
+        pg.ca_file().display()
+    );
+    let h = Host { env, fleet };
+    h.config(&h.env.key.clone(), "");
+    h
+}
+
+/// Copies a key file as config management would (root 0600, dir 0700).
+fn copy_key(from: &Path, to: &Path) {
+    let dir = to.parent().unwrap();
+    fs::create_dir_all(dir).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(to, fs::read(from).unwrap()).unwrap();
+    fs::set_permissions(to, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let pg = PgServer::start();
+        let db = pg.create_db();
+        pg.create_role(ROLE, ROLE_PASSWORD);
+        pg.psql("postgres", &format!("ALTER DATABASE {db} OWNER TO {ROLE}"));
+        let a = host(&pg, &db, "host-a");
+        let b = host(&pg, &db, "host-b");
+        a.env.enroll_ok(&["init"], "");
+        copy_key(&a.env.key, &b.env.key);
+        b.env.enroll_ok(&["init"], "");
+        Fleet { pg, db, a, b }
+    }
+
+    fn sql(&self, q: &str) -> String {
+        self.pg.psql(&self.db, q).trim().to_string()
+    }
+
+    /// `rekey new` on A; returns the new key's path on A and B (copied).
+    fn new_key(&self) -> (PathBuf, PathBuf) {
+        let out = self.a.env.enroll_ok(&["rekey", "new"], "");
+        assert!(out.contains("generation 1"), "{out}");
+        let on_a = self.a.env.root().join("keys/2fa.key.next");
+        let on_b = self.b.env.root().join("keys/2fa.key.next");
+        copy_key(&on_a, &on_b);
+        (on_a, on_b)
+    }
+}
+
+fn next_line(p: &Path) -> String {
+    format!("next_key_file = \"{}\"\n", p.display())
+}
+
+fn previous_line(p: &Path) -> String {
+    format!("previous_key_file = \"{}\"\n", p.display())
+}
+
+/// A login on `h` in the next TOTP step, with `code` or the TOTP code.
+fn login(h: &Host, user: &str, code: Option<&str>, step: &mut i64) -> Attempt {
+    *step += 1;
+    let t = in_step(*step);
+    let c = code.map_or_else(|| totp(SECRET, Some(t)), str::to_string);
+    h.env.attempt("p2fa", user, &format!("{c}\n"), Some(t))
+}
+
+fn failures(f: &Fleet, user: &str) -> String {
+    f.sql(&format!(
+        "SELECT failures FROM p2fa.users WHERE name = '{user}'"
+    ))
+}
+
+#[test]
+fn a_host_without_the_next_key_is_unavailable_after_switch() {
+    let user = system_user("p2fa-frk1", "frk1-pw-1");
+    let f = Fleet::new();
+    f.a.env.enroll_totp(&user);
+    let codes = f.a.env.enroll_backup(&user, 4);
+    let (next_a, next_b) = f.new_key();
+    f.a.config(&f.a.env.key, &next_line(&next_a));
+    // Only A has the next key; B still logs in before the switch.
+    let mut step = step_of(now()) + 2;
+    let r = login(&f.b, &user, None, &mut step);
+    assert!(r.ok, "B before switch: {}\n{}", r.output, r.log);
+    // B cannot switch (it lacks the key); A can.
+    let o = f.b.env.enroll(&["rekey", "switch"], "");
+    assert!(!o.status.success(), "{}", output_text(&o));
+    // B is active in the fleet and has not reported the key: refused,
+    // naming it, unless forced.
+    let o = f.a.env.enroll(&["rekey", "switch"], "");
+    assert!(!o.status.success());
+    assert!(output_text(&o).contains("host-b"), "{}", output_text(&o));
+    f.a.env.enroll_ok(&["rekey", "switch", "--force"], "");
+    assert_eq!(
+        f.sql("SELECT convert_from(value, 'UTF8') FROM p2fa.meta WHERE name = 'key_gen'"),
+        "1"
+    );
+
+    // B without the next key: unavailable, nothing counted, nothing spent.
+    let before = failures(&f, &user);
+    let r = login(&f.b, &user, None, &mut step);
+    assert!(!r.ok, "{}", r.output);
+    assert!(r.log.contains("unavailable"), "{}", r.log);
+    let r = login(&f.b, &user, Some(&codes[0]), &mut step);
+    assert!(!r.ok);
+    assert_eq!(failures(&f, &user), before);
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT count(*) FROM p2fa.backup_codes WHERE username = '{user}' AND used_at IS NULL"
+        )),
+        "4"
+    );
+    // Nor can B enroll (it would write with a generation it does not
+    // have).
+    let o = f.b.env.enroll(&["backup", "--user", &user], "");
+    assert!(!o.status.success(), "{}", output_text(&o));
+
+    // A logs in, and writes generation 1.
+    let r = login(&f.a, &user, None, &mut step);
+    assert!(r.ok, "A after switch: {}\n{}", r.output, r.log);
+    let late = system_user("p2fa-frk1b", "frk1-pw-2");
+    f.a.env.enroll_totp(&late);
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT key_gen FROM p2fa.otp_tokens WHERE username = '{late}'"
+        )),
+        "1"
+    );
+
+    // B gets the key: works again, old and new rows alike.
+    f.b.config(&f.b.env.key, &next_line(&next_b));
+    let r = login(&f.b, &user, Some(&codes[0]), &mut step);
+    assert!(r.ok, "B with the key: {}\n{}", r.output, r.log);
+    let r = login(&f.b, &user, None, &mut step);
+    assert!(r.ok, "B TOTP with the key: {}\n{}", r.output, r.log);
+
+    // Convert from B; TOTP then needs the new key alone.
+    f.b.env.enroll_ok(&["rekey", "convert"], "");
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT key_gen FROM p2fa.otp_tokens WHERE username = '{user}'"
+        )),
+        "1"
+    );
+    f.a.config(&next_a, "");
+    // The old backup codes still need the previous key: unavailable,
+    // before the (right) TOTP code is even compared; nothing counted.
+    let before = failures(&f, &user);
+    let r = login(&f.a, &user, None, &mut step);
+    assert!(!r.ok, "{}", r.output);
+    assert!(r.log.contains("unavailable"), "{}", r.log);
+    assert_eq!(failures(&f, &user), before);
+    // A user with rows of the new generation only needs nothing else.
+    let r = login(&f.a, &late, None, &mut step);
+    assert!(r.ok, "A with the new key alone: {}\n{}", r.output, r.log);
+    // The old backup codes need the previous key; finish says so.
+    let o = f.a.env.enroll(&["rekey", "finish"], "");
+    assert!(!o.status.success());
+    assert!(output_text(&o).contains(&user), "{}", output_text(&o));
+    f.a.config(&next_a, &previous_line(&f.a.env.key));
+    let r = login(&f.a, &user, Some(&codes[1]), &mut step);
+    assert!(r.ok, "old code with both keys: {}\n{}", r.output, r.log);
+}
+
+#[test]
+fn the_fleet_rotates_while_the_other_host_logs_in() {
+    let user = system_user("p2fa-frk2", "frk2-pw-1");
+    let f = Fleet::new();
+    f.a.env.enroll_totp(&user);
+    let stop = AtomicBool::new(false);
+    let results = std::thread::scope(|s| {
+        let b = &f.b;
+        let stop = &stop;
+        let user = &user;
+        let logins = s.spawn(move || {
+            let mut step = step_of(now()) + 2;
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                step += 1;
+                let t = in_step(step);
+                let r = b.env.attempt(
+                    "p2fa",
+                    user,
+                    &format!("{}\n", totp(SECRET, Some(t))),
+                    Some(t),
+                );
+                seen.push((r.ok, r.output, r.log));
+            }
+            seen
+        });
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(1500));
+        pause();
+        let (next_a, next_b) = f.new_key();
+        f.a.config(&f.a.env.key, &next_line(&next_a));
+        f.b.config(&f.b.env.key, &next_line(&next_b));
+        // B reports its keys (any `rekey` command does), so the switch
+        // finds every active host ready.
+        let out = f.b.env.enroll_ok(&["rekey", "status"], "");
+        assert!(out.contains("This host has generation(s) 0, 1"), "{out}");
+        // Logins that read the old config finish before the switch.
+        pause();
+        f.a.env.enroll_ok(&["rekey", "switch"], "");
+        pause();
+        f.a.config(&next_a, &previous_line(&f.a.env.key));
+        f.b.config(&next_b, &previous_line(&f.b.env.key));
+        pause();
+        f.a.env.enroll_ok(&["rekey", "convert"], "");
+        pause();
+        let out = f.a.env.enroll_ok(&["rekey", "finish"], "");
+        assert!(out.contains("Generation 0 retired"), "{out}");
+        f.a.config(&next_a, "");
+        f.b.config(&next_b, "");
+        pause();
+        stop.store(true, Ordering::SeqCst);
+        logins.join().unwrap()
+    });
+    assert!(results.len() >= 5, "only {} logins ran", results.len());
+    for (ok, output, log) in &results {
+        assert!(ok, "a login during the rotation failed: {output}\n{log}");
+        assert!(!log.contains("unavailable"), "{log}");
+    }
+    assert_eq!(failures(&f, &user), "0");
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT key_gen FROM p2fa.otp_tokens WHERE username = '{user}'"
+        )),
+        "1"
+    );
+}

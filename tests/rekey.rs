@@ -1,0 +1,247 @@
+//! `2fa-enroll rekey` on a SQLite store (docs/rekey.md), through the
+//! real 2fa-enroll and pamtester with the built module: TOTP, backup
+//! codes and security questions keep working through `new`, `switch`,
+//! `convert` and `finish`; new rows are written with the new generation;
+//! after `convert` TOTP needs the new key alone; a missing key is
+//! "unavailable", never a counted failure; `finish` refuses while rows
+//! of the old generation remain, `--drop` spends them and reports the
+//! users, and never turns a user into an unenrolled one; a used backup
+//! code never comes back.
+
+mod common;
+use common::interactive::Session;
+use common::*;
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+const QCONF: &str = "[questions]\nenabled = true\ncount = 2\nask = 2\n";
+const QS: [(&str, &str); 2] = [
+    ("What was the name of your first school?", "Springfield"),
+    ("In which city did your parents meet?", "Zurich"),
+];
+
+/// The config with `key_file` and `extra` top-level keys.
+fn write_keys(env: &Env, key_file: &Path, extra: &str) {
+    let text = format!(
+        "db = \"{}\"\nkey_file = \"{}\"\nlog_socket = \"{}\"\n{extra}\n{QCONF}",
+        env.db.display(),
+        key_file.display(),
+        env.root().join("log.sock").display(),
+    );
+    std::fs::write(&env.conf, text).unwrap();
+}
+
+/// The config with the Env's own key file and `extra` top-level keys.
+fn config(env: &Env, extra: &str) {
+    write_keys(env, &env.key, extra);
+}
+
+/// A TOTP login in the next step.
+fn totp_ok(env: &Env, user: &str, step: &mut i64, why: &str) {
+    *step += 1;
+    let t = in_step(*step);
+    let a = code_login(env, user, &totp(SECRET, Some(t)), t);
+    assert!(a.ok, "TOTP {why}: {}\n{}", a.output, a.log);
+}
+
+fn key_line(name: &str, p: &Path) -> String {
+    format!("{name} = \"{}\"\n", p.display())
+}
+
+fn enroll_questions(env: &Env, user: &str) {
+    let input: String = QS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, a))| format!("{}\n{a}\n{a}\n", i + 1))
+        .collect();
+    let out = env.enroll_ok(&["questions", "--user", user], &input);
+    assert!(out.contains("Saved 2 security questions"), "{out}");
+}
+
+/// A login answering the questions (the user's only factor).
+fn questions_login(env: &Env, user: &str) -> (bool, String) {
+    let mut s = Session::start(&env.svc_dir, "p2fa", user);
+    for _ in 0..2 {
+        let p = s.expect_prompt("?", WAIT);
+        let a = QS.iter().find(|(q, _)| p.contains(q)).unwrap().1;
+        s.answer(a);
+    }
+    let o = s.finish(WAIT);
+    (o.ok, o.transcript)
+}
+
+/// A questions login on a host without the answers' key: unavailable
+/// before any question is asked, no failure counted.
+fn questions_unavailable(env: &Env, user: &str) {
+    let before = failures(env, user);
+    let a = env.attempt("p2fa", user, "Springfield\nZurich\n", None);
+    assert!(!a.ok, "{}", a.output);
+    assert!(a.log.contains("unavailable"), "{}", a.log);
+    assert_eq!(failures(env, user), before);
+}
+
+/// A login with `code` at time `t`.
+fn code_login(env: &Env, user: &str, code: &str, t: i64) -> Attempt {
+    env.attempt("p2fa", user, &format!("{code}\n"), Some(t))
+}
+
+fn failures(env: &Env, user: &str) -> i64 {
+    env.status_json(user)["failures"].as_i64().unwrap()
+}
+
+#[test]
+fn rekey_on_sqlite_keeps_every_factor_working() {
+    let user = system_user("p2fa-rekey", "Rekey-p2fa-1");
+    let quser = system_user("p2fa-rekeyq", "Rekey-p2fa-2");
+    let late = system_user("p2fa-rekeyl", "Rekey-p2fa-3");
+    let solo = system_user("p2fa-rekeys", "Rekey-p2fa-4");
+    let env = Env::with_config(QCONF);
+    env.enroll_ok(&["init"], "");
+    env.enroll_totp(&user);
+    let codes = env.enroll_backup(&user, 8);
+    env.enroll_totp(&solo);
+    enroll_questions(&env, &quser);
+    let old_key = env.key.clone();
+    let next_key = env.root().join("keys/2fa.key.next");
+    let mut step = step_of(now()) + 2;
+    totp_ok(&env, &user, &mut step, "before rekey");
+
+    // `finish` and `convert` have nothing to do yet; `switch` has no key.
+    assert!(!env.enroll(&["rekey", "finish"], "").status.success());
+    assert!(!env.enroll(&["rekey", "switch"], "").status.success());
+
+    // 1. new: writes the key, records its check value; hosts still write
+    //    generation 0.
+    let out = env.enroll_ok(&["rekey", "new"], "");
+    assert!(out.contains("generation 1"), "{out}");
+    assert!(next_key.exists());
+    let again = env.enroll(&["rekey", "new"], "");
+    assert!(!again.status.success(), "a second next key needs --replace");
+    config(&env, &key_line("next_key_file", &next_key));
+    totp_ok(&env, &user, &mut step, "after new");
+    let a = code_login(&env, &user, &codes[0], in_step(step));
+    assert!(a.ok, "backup code after new: {}", a.log);
+    assert!(questions_login(&env, &quser).0, "questions after new");
+
+    // 2. switch: new rows are generation 1, old ones still verify.
+    let out = env.enroll_ok(&["rekey", "switch"], "");
+    assert!(out.contains("generation 1"), "{out}");
+    env.enroll_totp(&late);
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT key_gen FROM otp_tokens WHERE user = '{late}'"
+        ))
+        .trim(),
+        "1"
+    );
+    let late_codes = env.enroll_backup(&late, 2);
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT DISTINCT key_gen FROM backup_codes WHERE user = '{late}'"
+        ))
+        .trim(),
+        "1"
+    );
+    totp_ok(&env, &user, &mut step, "after switch (old row)");
+    let a = code_login(&env, &user, &codes[1], in_step(step));
+    assert!(a.ok, "old backup code after switch: {}", a.log);
+    let a = code_login(&env, &late, &late_codes[0], in_step(step));
+    assert!(a.ok, "new backup code after switch: {}", a.log);
+    assert!(questions_login(&env, &quser).0, "questions after switch");
+
+    // A host configured with the old key alone is unavailable now, and
+    // counts no failure.
+    config(&env, "");
+    let before = failures(&env, &user);
+    let a = code_login(&env, &user, &codes[2], in_step(step));
+    assert!(!a.ok);
+    assert!(a.log.contains("unavailable"), "{}", a.log);
+    assert_eq!(failures(&env, &user), before);
+    questions_unavailable(&env, &quser);
+
+    // The admin's new config: key_file is the new key, the old one is
+    // the previous.
+    let write_swapped = |extra: &str| write_keys(&env, &next_key, extra);
+    write_swapped(&key_line("previous_key_file", &old_key));
+    totp_ok(&env, &user, &mut step, "swapped config");
+
+    // 3. convert: TOTP secrets re-sealed with generation 1.
+    let out = env.enroll_ok(&["rekey", "convert"], "");
+    assert!(out.contains("Re-sealed 2 TOTP/HOTP"), "{out}");
+    assert!(out.contains("unused backup codes"), "{out}");
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT key_gen FROM otp_tokens WHERE user = '{user}'"
+        ))
+        .trim(),
+        "1"
+    );
+    let status = env.enroll_ok(&["rekey", "status"], "");
+    assert!(status.contains("Writing with generation 1"), "{status}");
+
+    // TOTP with the new key alone (a user whose only factor it is);
+    // a user who still has backup codes of generation 0 is unavailable
+    // there before any code is compared (never a counted failure, no
+    // guessing), and so are the old answers.
+    write_swapped("");
+    totp_ok(&env, &solo, &mut step, "new key alone after convert");
+    let before = failures(&env, &user);
+    let a = code_login(&env, &user, &codes[3], in_step(step));
+    assert!(!a.ok);
+    assert!(a.log.contains("unavailable"), "{}", a.log);
+    step += 1;
+    let bad = wrong_totp(SECRET, in_step(step));
+    let a = code_login(&env, &user, &bad, in_step(step));
+    assert!(!a.ok);
+    assert!(a.log.contains("unavailable"), "{}", a.log);
+    assert_eq!(failures(&env, &user), before);
+    questions_unavailable(&env, &quser);
+
+    // Both keys: the old codes and answers verify; a used code never.
+    write_swapped(&key_line("previous_key_file", &old_key));
+    let a = code_login(&env, &user, &codes[3], in_step(step));
+    assert!(a.ok, "old backup code after convert: {}", a.log);
+    assert!(questions_login(&env, &quser).0, "questions after convert");
+    let a = code_login(&env, &user, &codes[0], in_step(step));
+    assert!(!a.ok, "a used backup code came back");
+
+    // 4. finish: refuses while generation-0 rows remain, naming them.
+    let o = env.enroll(&["rekey", "finish"], "");
+    let text = output_text(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(text.contains(&user) && text.contains(&quser), "{text}");
+    // --drop keeps the user whose only factor is the old answers.
+    let o = env.enroll(&["rekey", "finish", "--drop"], "");
+    let text = output_text(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(text.contains(&quser), "{text}");
+    assert!(
+        text.contains(&format!("{user}: dropped 5 unused backup codes")),
+        "{text}"
+    );
+    assert_eq!(env.status_json(&user)["backup_codes_remaining"], 0);
+    // quser answers anew (generation 1); then finish retires generation 0.
+    enroll_questions(&env, &quser);
+    let out = env.enroll_ok(&["rekey", "finish"], "");
+    assert!(out.contains("Generation 0 retired"), "{out}");
+
+    // Without the previous key: everything left works.
+    write_swapped("");
+    totp_ok(&env, &user, &mut step, "after finish");
+    assert!(questions_login(&env, &quser).0, "new answers after finish");
+    let a = code_login(&env, &late, &late_codes[1], in_step(step));
+    assert!(a.ok, "generation-1 backup code after finish: {}", a.log);
+    for c in [&codes[0], &codes[4]] {
+        let a = code_login(&env, &user, c, in_step(step));
+        assert!(!a.ok, "a used or dropped backup code came back");
+    }
+    // The old key is no longer any generation: a host still using it as
+    // key_file is unavailable.
+    config(&env, "");
+    step += 1;
+    let t = in_step(step);
+    let a = code_login(&env, &user, &totp(SECRET, Some(t)), t);
+    assert!(!a.ok);
+    assert!(a.log.contains("unavailable"), "{}", a.log);
+}
