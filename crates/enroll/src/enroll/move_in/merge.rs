@@ -145,7 +145,7 @@ pub fn user(
     counters(l, &f, &f_status, &mut r, &mut w);
     if apply && !w.is_empty() {
         for op in w {
-            write(&tx, u, op, now).map_err(e)?;
+            write(&tx, u, op, now, keys.fleet.key_gen()).map_err(e)?;
         }
         tx.commit().map_err(e)?;
         r.wrote = true;
@@ -244,11 +244,13 @@ fn backup(
     w: &mut Vec<Write>,
 ) -> Result<(), String> {
     let u = &l.user;
+    // Only rows of the host key's generation can be this key's hashes.
     let l_unused: Vec<[u8; 32]> = l
         .state
         .unused_backup
         .iter()
-        .map(|(_, h)| hash32(h))
+        .filter(|(_, _, g)| *g == keys.host.key_gen())
+        .map(|(_, h, _)| hash32(h))
         .collect::<Result<_, _>>()?;
     let l_used: Vec<[u8; 32]> = l
         .used_backup
@@ -271,7 +273,7 @@ fn backup(
     let f_unused: Vec<[u8; 32]> = f
         .unused_backup
         .iter()
-        .map(|(_, h)| hash32(h))
+        .map(|(_, h, _)| hash32(h))
         .collect::<Result<_, _>>()?;
     let f_used: Vec<[u8; 32]> = tx
         .used_backup_hashes(u)
@@ -475,22 +477,24 @@ fn counters(l: &Local, f: &UserState, f_status: &UserStatus, r: &mut Report, w: 
     }
 }
 
-fn write(tx: &Tx<'_>, u: &str, op: Write, now: i64) -> Result<(), StoreError> {
+/// One planned change; `key_gen` is the fleet key's generation, which the
+/// moved hashes were made with (they move only when the host key is it).
+fn write(tx: &Tx<'_>, u: &str, op: Write, now: i64, key_gen: i64) -> Result<(), StoreError> {
     match op {
         Write::PutOtp(rec) => tx.put_otp(u, &rec, now),
         Write::RaiseStep(s) => tx.set_last_step(u, s).map(drop),
         Write::RaiseCounter(c) => tx.set_counter(u, c).map(drop),
         Write::Backup { unused, spend } => {
             let all: Vec<[u8; 32]> = unused.iter().chain(&spend).copied().collect();
-            tx.replace_unused_backup_codes(u, &all, now)?;
-            for (id, h) in tx.user_state(u)?.unused_backup {
+            tx.replace_unused_backup_codes(u, &all, now, key_gen)?;
+            for (id, h, _) in tx.user_state(u)?.unused_backup {
                 if spend.iter().any(|s| ct_eq(s, &h)) {
                     tx.mark_backup_used(id, now, SERVICE)?;
                 }
             }
             Ok(())
         }
-        Write::Questions(qs) => tx.set_questions(u, &qs, now),
+        Write::Questions(qs) => tx.set_questions(u, &qs, now, key_gen),
         Write::Contact(ch, a) => tx.set_contact(u, ch, &a, now),
         Write::Duo => tx.set_duo(u, now),
         Write::DefaultFactor(d) => tx.set_default_factor(u, Some(&d), now),
