@@ -22,7 +22,8 @@ use sqlite::SqliteStore;
 pub use sqlite::{WAL_CHECKPOINT_BYTES, backup_path, current_version};
 pub use types::{
     KeyWarning, LastSuccess, LocalKey, OtpKind, OtpRecord, OtpSummary, Purpose, Remembered,
-    SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus,
+    SealedSecret, SentCheck, StoredCeremony, StoredCredential, StoredQuestion, UserState,
+    UserStatus,
 };
 
 use crate::config::RateLimitConfig;
