@@ -117,7 +117,7 @@ enum Pending {
     /// One host (SQLite): this 2fad's memory.
     Memory(Mutex<HashMap<String, Ceremony>>),
     /// Fleet mode: the shared table, seen by every 2fad of the fleet.
-    Shared(crate::shared::Shared),
+    Shared(Box<crate::shared::Shared>),
 }
 
 pub struct Ceremonies {
@@ -203,7 +203,9 @@ impl Ceremonies {
         let committer = crate::commit::Committer::start(Box::new(move || open(&store_cfg, trust)))?;
         let pending = match cfg.store {
             StoreKind::Sqlite => Pending::Memory(Mutex::new(HashMap::new())),
-            StoreKind::Postgres => Pending::Shared(crate::shared::Shared::new(cfg, trust)),
+            StoreKind::Postgres => {
+                Pending::Shared(Box::new(crate::shared::Shared::new(cfg, trust)))
+            }
         };
         Ok(Ceremonies {
             webauthn,

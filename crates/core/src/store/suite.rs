@@ -1246,34 +1246,6 @@ fn keyed_items_are_reported(new: &mut dyn FnMut() -> Store) {
     assert_eq!(s.sealed_secrets().unwrap().len(), 1);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secure_fs::Trust;
-
-    #[test]
-    fn the_suite_on_sqlite() {
-        let mut dirs = Vec::new();
-        run_all(&mut || {
-            let dir = tempfile::tempdir().unwrap();
-            let db = dir.path().join("state").join("state.db");
-            let s = Store::open_or_create(&db, 1000, Trust::test_runner()).unwrap();
-            dirs.push(dir);
-            s
-        });
-        assert!(CASES.len() >= 40, "{} cases", CASES.len());
-    }
-
-    #[test]
-    fn lock_until_doubles_up_to_the_cap() {
-        let rl = RateLimitConfig::default();
-        let at = |f| super::super::lock_until(f, NOW, &rl) - NOW;
-        assert_eq!(super::super::lock_until(4, NOW, &rl), 0);
-        assert_eq!((at(5), at(6), at(7)), (60, 120, 240));
-        assert_eq!((at(11), at(12), at(1_000_000)), (3600, 3600, 3600));
-    }
-}
-
 // WebAuthn ceremonies in the shared store (fleet mode): PostgreSQL keeps
 // them; SQLite refuses every operation (2fad keeps them in memory there).
 
@@ -1408,4 +1380,32 @@ fn ceremonies_have_a_quota_per_class(new: &mut dyn FnMut() -> Store) {
     assert!(tx.ceremony(&[2; 32]).unwrap().is_none());
     assert!(tx.ceremony(&[10; 32]).unwrap().is_some());
     tx.commit().unwrap();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secure_fs::Trust;
+
+    #[test]
+    fn the_suite_on_sqlite() {
+        let mut dirs = Vec::new();
+        run_all(&mut || {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("state").join("state.db");
+            let s = Store::open_or_create(&db, 1000, Trust::test_runner()).unwrap();
+            dirs.push(dir);
+            s
+        });
+        assert!(CASES.len() >= 40, "{} cases", CASES.len());
+    }
+
+    #[test]
+    fn lock_until_doubles_up_to_the_cap() {
+        let rl = RateLimitConfig::default();
+        let at = |f| super::super::lock_until(f, NOW, &rl) - NOW;
+        assert_eq!(super::super::lock_until(4, NOW, &rl), 0);
+        assert_eq!((at(5), at(6), at(7)), (60, 120, 240));
+        assert_eq!((at(11), at(12), at(1_000_000)), (3600, 3600, 3600));
+    }
 }

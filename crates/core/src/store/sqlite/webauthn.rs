@@ -100,46 +100,6 @@ impl SqliteTx<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secure_fs::Trust;
-
-    #[test]
-    fn key_warnings_survive_an_upgrade_and_show_newest_first() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("s/state.db");
-        SqliteStore::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
-        {
-            // A v5 store, from before warnings were kept.
-            let c = rusqlite::Connection::open(&path).unwrap();
-            c.execute_batch("DROP TABLE meta; DROP TABLE key_warnings; PRAGMA user_version = 5;")
-                .unwrap();
-        }
-        let mut s = SqliteStore::open_existing(&path, 1000, Trust::test_runner()).unwrap();
-        let tx = s.write().unwrap();
-        tx.add_webauthn("u", "k", "{}", 1).unwrap();
-        for (at, presented) in [(10, 3), (20, 1)] {
-            let w = KeyWarning {
-                key: "k".into(),
-                at,
-                stored: 5,
-                presented,
-            };
-            tx.add_key_warning("u", &w).unwrap();
-        }
-        tx.commit().unwrap();
-        let w = s.status("u").unwrap().key_warnings;
-        assert_eq!(w.iter().map(|w| w.at).collect::<Vec<_>>(), [20, 10]);
-        assert_eq!((w[0].stored, w[0].presented), (5, 1));
-        // Reset forgets the user, warnings included.
-        let tx = s.write().unwrap();
-        tx.reset_user("u").unwrap();
-        tx.commit().unwrap();
-        assert!(s.status("u").unwrap().key_warnings.is_empty());
-    }
-}
-
 /// Ceremonies in the store are for the fleet's shared database: on one
 /// host 2fad keeps them in memory (faster, and no schema change that an
 /// older release would refuse), so SQLite refuses every such operation.
@@ -186,5 +146,45 @@ impl SqliteTx<'_> {
 
     pub fn delete_ceremony(&self, _token_hash: &[u8; 32]) -> Result<bool> {
         Err(no_shared_ceremonies())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secure_fs::Trust;
+
+    #[test]
+    fn key_warnings_survive_an_upgrade_and_show_newest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s/state.db");
+        SqliteStore::open_or_create(&path, 1000, Trust::test_runner()).unwrap();
+        {
+            // A v5 store, from before warnings were kept.
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch("DROP TABLE meta; DROP TABLE key_warnings; PRAGMA user_version = 5;")
+                .unwrap();
+        }
+        let mut s = SqliteStore::open_existing(&path, 1000, Trust::test_runner()).unwrap();
+        let tx = s.write().unwrap();
+        tx.add_webauthn("u", "k", "{}", 1).unwrap();
+        for (at, presented) in [(10, 3), (20, 1)] {
+            let w = KeyWarning {
+                key: "k".into(),
+                at,
+                stored: 5,
+                presented,
+            };
+            tx.add_key_warning("u", &w).unwrap();
+        }
+        tx.commit().unwrap();
+        let w = s.status("u").unwrap().key_warnings;
+        assert_eq!(w.iter().map(|w| w.at).collect::<Vec<_>>(), [20, 10]);
+        assert_eq!((w[0].stored, w[0].presented), (5, 1));
+        // Reset forgets the user, warnings included.
+        let tx = s.write().unwrap();
+        tx.reset_user("u").unwrap();
+        tx.commit().unwrap();
+        assert!(s.status("u").unwrap().key_warnings.is_empty());
     }
 }
