@@ -352,3 +352,42 @@ fn one_answer_posted_to_both_2fads_at_once_completes_once() {
         "0"
     );
 }
+
+/// A fleet on schema v1 (the previous release): `2fa-enroll migrate`
+/// adds the ceremony table as v2 with `min_reader` 1, so hosts still on
+/// the previous release keep logging in.
+#[test]
+fn migrate_adds_the_ceremony_table_to_a_v1_fleet() {
+    use p2fa_pg::wire::{Conn, ConnectConfig, Tls};
+    let pg = PgServer::start();
+    let db = pg.create_db();
+    pg.create_role(ROLE, ROLE_PASSWORD);
+    pg.psql("postgres", &format!("ALTER DATABASE {db} OWNER TO {ROLE}"));
+    let url = pg
+        .url(ROLE, &db)
+        .replace(&format!("{ROLE}@"), &format!("{ROLE}:{ROLE_PASSWORD}@"));
+    let mut cc = ConnectConfig::from_url(&url, p2fa_core::secure_fs::Trust::test_runner()).unwrap();
+    cc.tls = Tls::VerifyFull {
+        ca_file: Some(pg.ca_file()),
+        client_cert: None,
+    };
+    let mut conn = Conn::connect(&cc).unwrap();
+    let v1 = &p2fa_pg::schema::MIGRATIONS[..1];
+    assert_eq!(
+        p2fa_pg::schema::migrate(&mut conn, v1, "previous", "host-a", 1).unwrap(),
+        (0, 1)
+    );
+    drop(conn);
+    let a = host_env(&pg, &db, "host-a");
+    let out = a.enroll_ok(&["migrate"], "");
+    assert!(out.contains("migrated from v1 to v2"), "{out}");
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT version, min_reader, to_regclass('p2fa.webauthn_ceremonies') IS NOT NULL
+             FROM p2fa.schema_version"
+        )
+        .trim(),
+        "2|1|t"
+    );
+}
