@@ -5,7 +5,9 @@
 //! "load balancer" is this test: it sends the browser's requests for a
 //! link started on host A to 2fad B's port, with the same origin in the
 //! assertion. Pending ceremonies are in the shared table, so B serves
-//! A's link, and A's PAM module reads the result B wrote.
+//! A's link, and A's PAM module reads the result B wrote. Also: replays,
+//! expiry, one answer posted to both 2fads at once, a proof for a change,
+//! and `2fa-enroll migrate` from the previous fleet schema.
 
 mod common;
 use common::daemon::Daemon;
@@ -389,5 +391,55 @@ fn migrate_adds_the_ceremony_table_to_a_v1_fleet() {
         )
         .trim(),
         "2|1|t"
+    );
+}
+
+/// A proof for a change (the user's own `2fa-enroll`, through host A's
+/// 2fad) approved in the browser through 2fad B: host B's 2fad does not
+/// accept it, host A's uses it up once.
+#[test]
+fn a_proof_approved_through_the_other_2fad_is_used_once_on_its_host() {
+    use p2fa_proto::protocol::Proof;
+    let user = system_user("p2fa-fwa4", "Fleet-wa-p2fa");
+    let f = Fleet::new();
+    let mut sk = with_key(&f, &user);
+    // As the user (not root: root needs no proof).
+    let ask = |d: &Daemon, proof: Option<Proof>, op: Op| -> Value {
+        let req = Request {
+            version: VERSION,
+            user: None,
+            proof,
+            op,
+        };
+        d.ask(&user, &serde_json::to_string(&req).unwrap())
+    };
+    let purpose = p2fa_proto::protocol::purpose(&Op::Backup).unwrap();
+    let r = ask(&f.wa, None, Op::WebauthnProve { purpose });
+    let token = r["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_string();
+    let body = sk.assert(&page_options(&f.wb, &token), &f.origin);
+    let posted =
+        f.wb.http_post(&format!("/api/finish/{token}"), &body.to_string());
+    assert!(posted.contains(" 200"), "{posted}");
+    let with_proof = || Some(Proof::Webauthn(token.clone()));
+    // Host B's 2fad: not its proof (and it stays for host A).
+    let r = ask(&f.wb, with_proof(), Op::Backup);
+    assert!(r.to_string().contains("unknown"), "{r}");
+    let r = ask(&f.wa, with_proof(), Op::Backup);
+    assert!(r.to_string().contains("codes"), "{r}");
+    // Used up.
+    let r = ask(&f.wa, with_proof(), Op::Backup);
+    assert!(r.to_string().contains("unknown"), "{r}");
+    assert_eq!(f.sql("SELECT count(*) FROM p2fa.webauthn_ceremonies"), "0");
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT count(*) FROM p2fa.backup_codes WHERE username = '{user}'"
+        )),
+        p2fa_core::config::Config::default()
+            .backup
+            .count
+            .to_string()
     );
 }
