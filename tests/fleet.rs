@@ -93,7 +93,10 @@ fn init_creates_the_schema_once_and_registers_each_host() {
         f.sql("SELECT name FROM p2fa.hosts ORDER BY name"),
         "host-a\nhost-b"
     );
-    assert_eq!(f.sql("SELECT version FROM p2fa.schema_version"), "1");
+    assert_eq!(
+        f.sql("SELECT version FROM p2fa.schema_version"),
+        p2fa_pg::schema::current_version().to_string()
+    );
     // Neither host made a SQLite store.
     assert!(!f.a.db.exists() && !f.b.db.exists());
     // The key check value is the fleet's: a host with another key file
@@ -380,15 +383,21 @@ fn a_host_uses_a_newer_schema_only_if_it_is_still_a_reader() {
     let user = system_user("p2fa-fleet8", "fleet8-pw-1");
     let f = Fleet::new("");
     let codes = f.a.enroll_backup(&user, 4);
-    f.sql("UPDATE p2fa.schema_version SET version = 2, min_reader = 1");
+    let next = p2fa_pg::schema::current_version() + 1;
+    f.sql(&format!(
+        "UPDATE p2fa.schema_version SET version = {next}, min_reader = 1"
+    ));
     let r = f.b.attempt("p2fa", &user, &format!("{}\n", codes[0]), None);
     assert!(r.ok, "{}\n{}", r.output, r.log);
-    f.sql("UPDATE p2fa.schema_version SET min_reader = 2");
+    f.sql(&format!(
+        "UPDATE p2fa.schema_version SET min_reader = {next}"
+    ));
     let r = f.b.attempt("p2fa", &user, &format!("{}\n", codes[1]), None);
     assert!(!r.ok);
     assert!(
-        r.log
-            .contains("needs pam-2fa with schema v2 or later: upgrade this host"),
+        r.log.contains(&format!(
+            "needs pam-2fa with schema v{next} or later: upgrade this host"
+        )),
         "{}",
         r.log
     );
@@ -433,13 +442,18 @@ fn parallel_migrates_apply_the_schema_once() {
     assert!(oa.status.success() && ob.status.success(), "{ta}\n{tb}");
     let migrated = [&ta, &tb]
         .iter()
-        .filter(|t| t.contains("migrated from v0 to v1"))
+        .filter(|t| {
+            t.contains(&format!(
+                "migrated from v0 to v{}",
+                p2fa_pg::schema::current_version()
+            ))
+        })
         .count();
     assert_eq!(migrated, 1, "{ta}\n{tb}");
     assert_eq!(
         pg.psql(&db, "SELECT version FROM p2fa.schema_version")
             .trim(),
-        "1"
+        p2fa_pg::schema::current_version().to_string()
     );
     assert_eq!(
         pg.psql(&db, "SELECT name FROM p2fa.hosts ORDER BY name")

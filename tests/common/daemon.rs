@@ -120,6 +120,33 @@ impl Daemon {
         Daemon::spawn(cmd, public, socket, conf, Some(port))
     }
 
+    /// 2fad with its web server on 127.0.0.1:`port` for a config that
+    /// has everything else already (the fleet tests): `env`'s config gets
+    /// a `[daemon]` socket and a `[webauthn]` section with `webauthn`'s
+    /// lines (`public_url`, `rp_id`, ...) appended, so that the PAM
+    /// module finds this 2fad, and several 2fads may serve one
+    /// `public_url`.
+    pub fn start_appended(env: &Env, port: u16, webauthn: &str) -> Daemon {
+        let public = public_dir(env);
+        let socket = public.join("socket");
+        let text = std::fs::read_to_string(&env.conf).unwrap();
+        std::fs::write(
+            &env.conf,
+            format!(
+                "{text}\n[daemon]\nsocket = \"{}\"\n[webauthn]\nenabled = true\n\
+                 listen = \"127.0.0.1:{port}\"\n{webauthn}\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let conf = public.join("2fa.conf");
+        std::fs::copy(&env.conf, &conf).unwrap();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut cmd = Command::new(super::daemon_bin());
+        cmd.arg("--config").arg(&env.conf);
+        Daemon::spawn(cmd, public, socket, conf, Some(port))
+    }
+
     /// 2fad serving `env`'s store on its socket only (no web server), for
     /// ordinary users: `env`'s own config is left as it is, and 2fad and
     /// the users read a copy with a `[daemon]` section added. The socket's

@@ -37,7 +37,9 @@
 //! is where the SQLite backend checkpoints its write-ahead log (it turns
 //! SQLite's own auto-checkpoint off), and a store replaced on disk (a
 //! restore) is picked up by the next batch. Only the trait API is used, so
-//! any backend behind [`Store`] gets group commit.
+//! any backend behind [`Store`] gets group commit: 2fad's opener is
+//! `p2fa_pg::open`, the configured store (SQLite, or in fleet mode the
+//! PostgreSQL database, with one connection per batch).
 //!
 //! A plain thread and std channels rather than a tokio task: the callers
 //! are synchronous (the web server runs ceremony code on tokio's blocking

@@ -11,6 +11,8 @@ pub mod broker;
 pub mod commit;
 /// The socket side: bind, peer uid, connection limits, frame deadlines.
 pub mod server;
+/// Fleet mode: pending WebAuthn ceremonies in the shared store.
+pub mod shared;
 /// The HTTPS server for the WebAuthn approval page.
 pub mod web;
 /// WebAuthn ceremonies (webauthn-rs): registration and login approval.

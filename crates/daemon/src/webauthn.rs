@@ -17,10 +17,14 @@
 //! Login ceremonies and the user's own ones (registration, proof) have
 //! separate quotas of `webauthn.max_pending_per_user`: neither can use up
 //! the other.
+//!
+//! Pending ceremonies live in this process's memory, or, in fleet mode
+//! (`store = "postgres"`), in the shared store ([`crate::shared`]), so
+//! that any 2fad of the fleet serves any link.
 
 use base64::Engine;
 use p2fa_core::audit::{Audit, clean};
-use p2fa_core::config::Config;
+use p2fa_core::config::{Config, StoreKind};
 use p2fa_core::factor::FactorId;
 use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::{KeyWarning, Store, StoreError, TxOps};
@@ -28,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use webauthn_rs::prelude::*;
 
+/// What a ceremony is for, with its webauthn-rs state.
 pub enum Kind {
     Register {
         name: String,
@@ -107,13 +112,21 @@ pub enum Verdict {
     Unknown,
 }
 
+/// Where pending ceremonies live.
+enum Pending {
+    /// One host (SQLite): this 2fad's memory.
+    Memory(Mutex<HashMap<String, Ceremony>>),
+    /// Fleet mode: the shared table, seen by every 2fad of the fleet.
+    Shared(Box<crate::shared::Shared>),
+}
+
 pub struct Ceremonies {
     webauthn: Webauthn,
     /// Whose files to believe (the store): [`Trust::ROOT`] outside tests.
     trust: Trust,
     /// This machine's name, shown on the page.
     host: String,
-    pending: Mutex<HashMap<String, Ceremony>>,
+    pending: Pending,
     /// Commits the counter updates of concurrent logins together
     /// ([`crate::commit`]).
     committer: crate::commit::Committer<Verdict>,
@@ -185,15 +198,20 @@ impl Ceremonies {
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (db, busy) = (cfg.db.clone(), cfg.busy_timeout_ms);
-        let committer = crate::commit::Committer::start(Box::new(move || {
-            Store::open_existing(&db, busy, trust).map_err(|e| e.to_string())
-        }))?;
+        // The configured store: SQLite's file, or the fleet database.
+        let store_cfg = cfg.clone();
+        let committer = crate::commit::Committer::start(Box::new(move || open(&store_cfg, trust)))?;
+        let pending = match cfg.store {
+            StoreKind::Sqlite => Pending::Memory(Mutex::new(HashMap::new())),
+            StoreKind::Postgres => {
+                Pending::Shared(Box::new(crate::shared::Shared::new(cfg, trust)))
+            }
+        };
         Ok(Ceremonies {
             webauthn,
             trust,
             host,
-            pending: Mutex::new(HashMap::new()),
+            pending,
             committer,
         })
     }
@@ -209,21 +227,10 @@ impl Ceremonies {
         options: serde_json::Value,
         ctx: &Context,
     ) -> Result<Started, String> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let t = now();
-        p.retain(|_, c| c.expires > t - 60);
         let login = kind.is_login();
-        let open = p
-            .values()
-            .filter(|c| {
-                c.user == user
-                    && c.kind.is_login() == login
-                    && c.outcome == Outcome::Pending
-                    && c.expires > t
-            })
-            .count();
-        if open >= cfg.webauthn.max_pending_per_user as usize {
-            return Err(format!(
+        let too_many = || {
+            format!(
                 "too many open {} links for this user; finish or cancel them, or wait {} seconds",
                 if login {
                     "login"
@@ -231,8 +238,8 @@ impl Ceremonies {
                     "registration and confirmation"
                 },
                 cfg.webauthn.link_seconds
-            ));
-        }
+            )
+        };
         let tok = token()?;
         let code = matching_code()?;
         let mut options = options;
@@ -246,6 +253,34 @@ impl Ceremonies {
             "time": t,
             "code": code,
         });
+        let expires = t + cfg.webauthn.link_seconds as i64;
+        let p = match &self.pending {
+            Pending::Memory(p) => p,
+            Pending::Shared(s) => {
+                let (service, rhost) = (ctx.service, ctx.rhost);
+                let options = options.to_string();
+                return match s.insert(
+                    &tok, user, by_uid, &kind, service, rhost, options, t, expires,
+                )? {
+                    true => Ok(Started { token: tok, code }),
+                    false => Err(too_many()),
+                };
+            }
+        };
+        let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+        p.retain(|_, c| c.expires > t - 60);
+        let open = p
+            .values()
+            .filter(|c| {
+                c.user == user
+                    && c.kind.is_login() == login
+                    && c.outcome == Outcome::Pending
+                    && c.expires > t
+            })
+            .count();
+        if open >= cfg.webauthn.max_pending_per_user as usize {
+            return Err(too_many());
+        }
         p.insert(
             tok.clone(),
             Ceremony {
@@ -253,7 +288,7 @@ impl Ceremonies {
                 by_uid,
                 kind: Arc::new(kind),
                 options: options.to_string(),
-                expires: t + cfg.webauthn.link_seconds as i64,
+                expires,
                 outcome: Outcome::Pending,
                 busy: false,
             },
@@ -366,7 +401,11 @@ impl Ceremonies {
 
     /// The options for the page, if the token is live and unused.
     pub fn options(&self, tok: &str) -> Option<(String, bool)> {
-        let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let p = match &self.pending {
+            Pending::Memory(p) => p,
+            Pending::Shared(s) => return s.options(tok, now()),
+        };
+        let p = p.lock().unwrap_or_else(|e| e.into_inner());
         p.get(tok)
             .filter(|c| c.expires > now() && c.outcome == Outcome::Pending && !c.busy)
             .map(|c| (c.options.clone(), matches!(*c.kind, Kind::Register { .. })))
@@ -381,8 +420,18 @@ impl Ceremonies {
     /// ([`crate::commit`]) before the outcome is recorded and the browser
     /// answered.
     pub fn finish(&self, cfg: &Config, tok: &str, body: &[u8]) -> Result<(), String> {
+        let p = match &self.pending {
+            Pending::Memory(p) => p,
+            Pending::Shared(s) => {
+                // Claimed fleet-wide first: no other 2fad verifies it too.
+                let c = s.claim(tok, now())?;
+                let result = self.verify(cfg, &c.user, c.by_uid, &c.kind, body);
+                s.finish(tok, &result, now())?;
+                return result.map(|_| ());
+            }
+        };
         let (user, by_uid, kind) = {
-            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
             let Some(c) = p
                 .get_mut(tok)
                 .filter(|c| c.expires > now() && c.outcome == Outcome::Pending && !c.busy)
@@ -393,7 +442,7 @@ impl Ceremonies {
             (c.user.clone(), c.by_uid, c.kind.clone())
         };
         let result = self.verify(cfg, &user, by_uid, &kind, body);
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
         // Gone if cancelled or read as expired meanwhile: nothing to tell.
         if let Some(c) = p.get_mut(tok) {
             c.busy = false;
@@ -490,7 +539,11 @@ impl Ceremonies {
     /// registration is forgotten once read; an approved proof stays until
     /// the change it was given for uses it.
     pub fn result(&self, tok: &str, user: &str, root: bool) -> Result<Outcome, String> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let p = match &self.pending {
+            Pending::Memory(p) => p,
+            Pending::Shared(s) => return s.result(tok, user, root, now()),
+        };
+        let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
         let Some(c) = p.get(tok).filter(|c| c.user == user) else {
             return Ok(Outcome::Failed("unknown or expired link".into()));
         };
@@ -513,7 +566,11 @@ impl Ceremonies {
     /// Ends a ceremony at once (the login or command gave up), freeing its
     /// place in the quota. Login ceremonies are root's to cancel.
     pub fn cancel(&self, tok: &str, user: &str, root: bool) -> bool {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let p = match &self.pending {
+            Pending::Memory(p) => p,
+            Pending::Shared(s) => return s.cancel(tok, user, root),
+        };
+        let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
         match p.get(tok) {
             Some(c) if c.user == user && (root || !c.kind.is_login()) => {
                 p.remove(tok);
@@ -526,7 +583,11 @@ impl Ceremonies {
     /// Uses up an approved proof: it must be `user`'s, given for exactly
     /// `purpose`, live, and approved in the browser. Returns the key name.
     pub fn take_proof(&self, tok: &str, user: &str, purpose: &str) -> Result<String, ProofError> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let p = match &self.pending {
+            Pending::Memory(p) => p,
+            Pending::Shared(s) => return s.take_proof(tok, user, purpose, now()),
+        };
+        let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
         let refused = |m: &str| Err(ProofError::Refused(m.into()));
         let Some(c) = p.get(tok).filter(|c| c.user == user) else {
             return refused("that security-key approval is unknown, expired or already used");

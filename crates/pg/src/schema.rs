@@ -19,9 +19,10 @@ pub struct Migration {
 }
 
 /// Append only; never edit one that has shipped.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    min_reader: 1,
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        min_reader: 1,
+        sql: r#"
 CREATE SCHEMA p2fa;
 CREATE TABLE p2fa.schema_version (one boolean PRIMARY KEY DEFAULT true CHECK (one),
   version integer NOT NULL, min_reader integer NOT NULL, release text NOT NULL,
@@ -92,7 +93,26 @@ CREATE TABLE p2fa.key_warnings (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY K
   at bigint NOT NULL, host text NOT NULL);
 CREATE INDEX key_warnings_by_user ON p2fa.key_warnings(username, at);
 "#,
-}];
+    },
+    // 2: pending WebAuthn ceremonies, so that any 2fad of the fleet
+    //    serves any link (README "WebAuthn in a fleet"). Only a hash of
+    //    the link's token is stored. Additive: hosts on v1 keep working.
+    Migration {
+        min_reader: 1,
+        sql: r#"
+CREATE TABLE p2fa.webauthn_ceremonies (
+  token_hash bytea PRIMARY KEY CHECK (length(token_hash) = 32),
+  username text NOT NULL, host text NOT NULL, by_uid bigint NOT NULL,
+  kind text NOT NULL CHECK (kind IN ('login', 'register', 'proof')),
+  service text NOT NULL, rhost text NOT NULL, state text NOT NULL, options text NOT NULL,
+  created_at bigint NOT NULL, expires_at bigint NOT NULL,
+  busy boolean NOT NULL DEFAULT false, busy_host text,
+  approved boolean, result text, result_at bigint, result_host text);
+CREATE INDEX webauthn_ceremonies_by_user ON p2fa.webauthn_ceremonies(username, expires_at);
+CREATE INDEX webauthn_ceremonies_by_expiry ON p2fa.webauthn_ceremonies(expires_at);
+"#,
+    },
+];
 
 /// The schema version this build reads and writes.
 pub fn current_version() -> i64 {

@@ -12,7 +12,8 @@
 
 use super::{
     GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered, Result,
-    SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState, UserStatus,
+    SealedSecret, SentCheck, StoredCeremony, StoredCredential, StoredQuestion, UserState,
+    UserStatus,
 };
 use crate::config::RateLimitConfig;
 use crate::factor::FactorId;
@@ -215,6 +216,39 @@ pub trait TxOps {
     /// excludes everyone already). Call first in the transaction.
     fn lock_rekey(&self) -> Result<()>;
     fn commit(self: Box<Self>) -> Result<()>;
+
+    // WebAuthn ceremonies in the shared store (fleet mode, issue 14
+    // item 8). `token_hash` is a hash of the link's token. SQLite
+    // answers every one with an error: there 2fad keeps its ceremonies
+    // in memory.
+    /// Adds a ceremony unless `user` already has `max_open` live,
+    /// unanswered ones of the same class (logins, or the others); deletes
+    /// ceremonies expired a minute ago on the way. False: over the quota.
+    fn insert_ceremony(
+        &self,
+        token_hash: &[u8; 32],
+        c: &StoredCeremony,
+        max_open: u32,
+        now: i64,
+    ) -> Result<bool>;
+    /// The ceremony, whatever its state (expired ones too, until deleted).
+    fn ceremony(&self, token_hash: &[u8; 32]) -> Result<Option<StoredCeremony>>;
+    /// Claims a live, unanswered ceremony nobody else is verifying (one
+    /// conditional update, so two claims cannot both succeed): it is
+    /// busy from then on. None: unknown, expired, answered or busy.
+    fn claim_ceremony(&self, token_hash: &[u8; 32], now: i64) -> Result<Option<StoredCeremony>>;
+    /// Records the result of a claimed ceremony (busy ends); false if it
+    /// was not busy (unclaimed, deleted, or answered already).
+    fn finish_ceremony(
+        &self,
+        token_hash: &[u8; 32],
+        approved: bool,
+        result: &str,
+        now: i64,
+    ) -> Result<bool>;
+    /// Deletes a ceremony; false if it was not there (so of two callers
+    /// taking one result, exactly one gets true).
+    fn delete_ceremony(&self, token_hash: &[u8; 32]) -> Result<bool>;
 }
 
 /// A store connection, whatever the backend.

@@ -23,8 +23,8 @@ macro_rules! store_backend {
             use $crate::store::api::{Kind, Tx};
             use $crate::store::{
                 GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered,
-                Result, SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState,
-                UserStatus,
+                Result, SealedSecret, SentCheck, StoredCeremony, StoredCredential, StoredQuestion,
+                UserState, UserStatus,
             };
 
             impl $crate::store::api::Backend for $store {
@@ -367,6 +367,39 @@ macro_rules! store_backend {
                 }
                 fn commit(self: Box<Self>) -> Result<()> {
                     $tx::commit(*self)
+                }
+
+                // WebAuthn ceremonies in the shared store.
+                fn insert_ceremony(
+                    &self,
+                    token_hash: &[u8; 32],
+                    c: &StoredCeremony,
+                    max_open: u32,
+                    now: i64,
+                ) -> Result<bool> {
+                    $tx::insert_ceremony(self, token_hash, c, max_open, now)
+                }
+                fn ceremony(&self, token_hash: &[u8; 32]) -> Result<Option<StoredCeremony>> {
+                    $tx::ceremony(self, token_hash)
+                }
+                fn claim_ceremony(
+                    &self,
+                    token_hash: &[u8; 32],
+                    now: i64,
+                ) -> Result<Option<StoredCeremony>> {
+                    $tx::claim_ceremony(self, token_hash, now)
+                }
+                fn finish_ceremony(
+                    &self,
+                    token_hash: &[u8; 32],
+                    approved: bool,
+                    result: &str,
+                    now: i64,
+                ) -> Result<bool> {
+                    $tx::finish_ceremony(self, token_hash, approved, result, now)
+                }
+                fn delete_ceremony(&self, token_hash: &[u8; 32]) -> Result<bool> {
+                    $tx::delete_ceremony(self, token_hash)
                 }
             }
         };

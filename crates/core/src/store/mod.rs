@@ -22,8 +22,8 @@ use sqlite::SqliteStore;
 pub use sqlite::{WAL_CHECKPOINT_BYTES, backup_path, current_version};
 pub use types::{
     GenCount, KeyWarning, LastSuccess, LocalKey, OldGenItems, OtpKind, OtpRecord, OtpSummary,
-    Purpose, Remembered, SealedSecret, SentCheck, StoredCredential, StoredQuestion, UserState,
-    UserStatus,
+    Purpose, Remembered, SealedSecret, SentCheck, StoredCeremony, StoredCredential, StoredQuestion,
+    UserState, UserStatus,
 };
 
 use crate::config::RateLimitConfig;

@@ -8,7 +8,9 @@
 //! a backend crate's tests (dev-dependency only, never in what ships):
 //! `p2fa_core::store::suite::run_all(&mut || make_store())`.
 
-use super::{KeyWarning, LocalKey, OtpKind, OtpRecord, Purpose, SentCheck, Store, Tx};
+use super::{
+    KeyWarning, Kind, LocalKey, OtpKind, OtpRecord, Purpose, SentCheck, Store, StoredCeremony, Tx,
+};
 use crate::config::{Algorithm, RateLimitConfig};
 use crate::factor::FactorId;
 
@@ -122,6 +124,15 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "fleet_hosts_are_listed_by_name",
         fleet_hosts_are_listed_by_name,
+    ),
+    // WebAuthn ceremonies in the shared store.
+    (
+        "ceremonies_claim_once_and_are_taken_once",
+        ceremonies_claim_once_and_are_taken_once,
+    ),
+    (
+        "ceremonies_have_a_quota_per_class",
+        ceremonies_have_a_quota_per_class,
     ),
 ];
 
@@ -1436,6 +1447,142 @@ fn clear_sent_codes_clears_all(new: &mut dyn FnMut() -> Store) {
         check(&mut s, Purpose::Login, None, 7, NOW + 1),
         SentCheck::NoLiveCode
     );
+}
+
+// WebAuthn ceremonies in the shared store (fleet mode): PostgreSQL keeps
+// them; SQLite refuses every operation (2fad keeps them in memory there).
+
+fn ceremony(user: &str, kind: &str, expires_at: i64) -> StoredCeremony {
+    StoredCeremony {
+        user: user.into(),
+        by_uid: 1000,
+        kind: kind.into(),
+        service: "sshd".into(),
+        rhost: "192.0.2.1".into(),
+        state: "{\"s\":1}".into(),
+        options: "{\"o\":1}".into(),
+        created_at: NOW,
+        expires_at,
+        ..StoredCeremony::default()
+    }
+}
+
+/// On SQLite: every ceremony operation is an error, and nothing else of
+/// the transaction is lost by trying. True if `s` keeps ceremonies.
+fn keeps_ceremonies(s: &mut Store) -> bool {
+    if s.kind() == Kind::Postgres {
+        return true;
+    }
+    let tx = s.write().unwrap();
+    let h = [1u8; 32];
+    assert!(
+        tx.insert_ceremony(&h, &ceremony("alice", "login", NOW + 120), 5, NOW)
+            .is_err()
+    );
+    assert!(tx.ceremony(&h).is_err());
+    assert!(tx.claim_ceremony(&h, NOW).is_err());
+    assert!(tx.finish_ceremony(&h, true, "k", NOW).is_err());
+    assert!(tx.delete_ceremony(&h).is_err());
+    false
+}
+
+fn ceremonies_claim_once_and_are_taken_once(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    if !keeps_ceremonies(&mut s) {
+        return;
+    }
+    let (a, b) = ([1u8; 32], [2u8; 32]);
+    let tx = s.write().unwrap();
+    assert!(
+        tx.insert_ceremony(&a, &ceremony("alice", "login", NOW + 120), 5, NOW)
+            .unwrap()
+    );
+    assert!(
+        tx.insert_ceremony(&b, &ceremony("alice", "proof", NOW + 120), 5, NOW)
+            .unwrap()
+    );
+    tx.commit().unwrap();
+    let tx = s.write().unwrap();
+    let got = tx.ceremony(&a).unwrap().unwrap();
+    assert_eq!(
+        (
+            got.user.as_str(),
+            got.kind.as_str(),
+            got.state.as_str(),
+            got.options.as_str()
+        ),
+        ("alice", "login", "{\"s\":1}", "{\"o\":1}")
+    );
+    assert_eq!(
+        (got.by_uid, got.service.as_str(), got.rhost.as_str()),
+        (1000, "sshd", "192.0.2.1")
+    );
+    assert_eq!(
+        (got.expires_at, got.busy, got.result.clone()),
+        (NOW + 120, false, None)
+    );
+    assert!(!got.host.is_empty());
+    assert!(tx.ceremony(&[3u8; 32]).unwrap().is_none());
+    // Not after it expired; then once.
+    assert!(tx.claim_ceremony(&a, NOW + 120).unwrap().is_none());
+    assert!(tx.claim_ceremony(&a, NOW).unwrap().unwrap().busy);
+    assert!(tx.claim_ceremony(&a, NOW).unwrap().is_none());
+    // Not finished unless claimed; finished once.
+    assert!(!tx.finish_ceremony(&b, true, "k", NOW).unwrap());
+    assert!(tx.finish_ceremony(&a, true, "yubi", NOW).unwrap());
+    assert!(!tx.finish_ceremony(&a, false, "again", NOW).unwrap());
+    let got = tx.ceremony(&a).unwrap().unwrap();
+    assert_eq!((got.busy, got.result), (false, Some((true, "yubi".into()))));
+    // Answered: no second claim.
+    assert!(tx.claim_ceremony(&a, NOW).unwrap().is_none());
+    // A refusal is kept as such.
+    assert!(tx.claim_ceremony(&b, NOW).is_ok());
+    assert!(tx.finish_ceremony(&b, false, "refused", NOW).unwrap());
+    assert_eq!(
+        tx.ceremony(&b).unwrap().unwrap().result,
+        Some((false, "refused".into()))
+    );
+    // Taken once.
+    assert!(tx.delete_ceremony(&a).unwrap());
+    assert!(!tx.delete_ceremony(&a).unwrap());
+    assert!(tx.ceremony(&a).unwrap().is_none());
+    tx.commit().unwrap();
+    // Nothing is kept from a transaction rolled back.
+    let tx = s.write().unwrap();
+    assert!(tx.delete_ceremony(&b).unwrap());
+    drop(tx);
+    assert!(s.write().unwrap().ceremony(&b).unwrap().is_some());
+}
+
+fn ceremonies_have_a_quota_per_class(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    if !keeps_ceremonies(&mut s) {
+        return;
+    }
+    let tx = s.write().unwrap();
+    let ins = |n: u8, user: &str, kind: &str, exp: i64, now: i64| {
+        tx.insert_ceremony(&[n; 32], &ceremony(user, kind, exp), 2, now)
+            .unwrap()
+    };
+    assert!(ins(1, "alice", "login", NOW + 120, NOW));
+    assert!(ins(2, "alice", "login", NOW + 120, NOW));
+    assert!(!ins(3, "alice", "login", NOW + 120, NOW), "a third login");
+    // Registrations and proofs count apart, and so do other users.
+    assert!(ins(4, "alice", "register", NOW + 120, NOW));
+    assert!(ins(5, "alice", "proof", NOW + 120, NOW));
+    assert!(!ins(6, "alice", "register", NOW + 120, NOW));
+    assert!(ins(7, "bob", "login", NOW + 120, NOW));
+    // An answered login frees its place.
+    tx.claim_ceremony(&[1; 32], NOW).unwrap().unwrap();
+    tx.finish_ceremony(&[1; 32], false, "refused", NOW).unwrap();
+    assert!(ins(8, "alice", "login", NOW + 120, NOW));
+    // Expired ones free theirs, and are deleted a minute after expiry.
+    assert!(ins(9, "alice", "login", NOW + 120, NOW + 120));
+    assert!(tx.ceremony(&[2; 32]).unwrap().is_some());
+    assert!(ins(10, "carol", "login", NOW + 400, NOW + 180));
+    assert!(tx.ceremony(&[2; 32]).unwrap().is_none());
+    assert!(tx.ceremony(&[10; 32]).unwrap().is_some());
+    tx.commit().unwrap();
 }
 
 #[cfg(test)]

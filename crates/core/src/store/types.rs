@@ -244,3 +244,31 @@ pub struct SealedSecret {
     pub sealed: Vec<u8>,
     pub created_at: i64,
 }
+
+/// A pending WebAuthn ceremony kept in the shared store (fleet mode), so
+/// that any 2fad of the fleet can serve its link and any can read its
+/// result. Keyed by a hash of the link's token (never the token).
+/// SQLite does not keep these: one host's 2fad keeps them in memory.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredCeremony {
+    pub user: String,
+    /// The host whose 2fad started it (the backend's host on insert).
+    pub host: String,
+    /// The uid that asked for it (for the log).
+    pub by_uid: u32,
+    /// `login`, `register` or `proof`; logins have their own quota.
+    pub kind: String,
+    pub service: String,
+    pub rhost: String,
+    /// Opaque to the store: 2fad's server-side ceremony state (JSON).
+    pub state: String,
+    /// The page's options (JSON).
+    pub options: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Claimed by a 2fad that is verifying the browser's answer.
+    pub busy: bool,
+    /// None while pending; then whether it was approved, and the key
+    /// name (approved) or why not.
+    pub result: Option<(bool, String)>,
+}

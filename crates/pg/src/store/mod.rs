@@ -11,6 +11,7 @@
 //! UPDATE is conditional (`last_step < $2`, `used_at IS NULL`), so even
 //! a missing lock could not accept a code twice.
 
+mod ceremonies;
 mod keys;
 mod network;
 mod ops;

@@ -100,6 +100,55 @@ impl SqliteTx<'_> {
     }
 }
 
+/// Ceremonies in the store are for the fleet's shared database: on one
+/// host 2fad keeps them in memory (faster, and no schema change that an
+/// older release would refuse), so SQLite refuses every such operation.
+fn no_shared_ceremonies() -> crate::store::StoreError {
+    crate::store::StoreError::Other(
+        "WebAuthn ceremonies are kept in the store only in fleet mode (store = \"postgres\")"
+            .into(),
+    )
+}
+
+impl SqliteTx<'_> {
+    // WebAuthn ceremonies in the shared store: not on SQLite.
+    pub fn insert_ceremony(
+        &self,
+        _token_hash: &[u8; 32],
+        _c: &StoredCeremony,
+        _max_open: u32,
+        _now: i64,
+    ) -> Result<bool> {
+        Err(no_shared_ceremonies())
+    }
+
+    pub fn ceremony(&self, _token_hash: &[u8; 32]) -> Result<Option<StoredCeremony>> {
+        Err(no_shared_ceremonies())
+    }
+
+    pub fn claim_ceremony(
+        &self,
+        _token_hash: &[u8; 32],
+        _now: i64,
+    ) -> Result<Option<StoredCeremony>> {
+        Err(no_shared_ceremonies())
+    }
+
+    pub fn finish_ceremony(
+        &self,
+        _token_hash: &[u8; 32],
+        _approved: bool,
+        _result: &str,
+        _now: i64,
+    ) -> Result<bool> {
+        Err(no_shared_ceremonies())
+    }
+
+    pub fn delete_ceremony(&self, _token_hash: &[u8; 32]) -> Result<bool> {
+        Err(no_shared_ceremonies())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
