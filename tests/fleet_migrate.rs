@@ -17,6 +17,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 
+/// A TOTP login of `user` with `secret`'s code at time `t` (faketime).
+fn totp_login(env: &Env, user: &str, secret: &str, t: i64) -> Attempt {
+    env.attempt(
+        "p2fa",
+        user,
+        &format!("{}\n", totp(secret, Some(t))),
+        Some(t),
+    )
+}
+
 const ROLE: &str = "pam2fa";
 const ROLE_PASSWORD: &str = "pam2fa-login-pw";
 /// Alice's secret on host A (and so in the fleet after A moves in).
@@ -249,31 +259,16 @@ fn two_hosts_move_into_the_fleet() {
         r.output
     );
     let t = in_step(base + 1);
-    let r = f.attempt(
-        "p2fa",
-        &bob,
-        &format!("{}\n", totp(SECRET_BOB, Some(t))),
-        Some(t),
-    );
+    let r = totp_login(&f, &bob, SECRET_BOB, t);
     assert!(r.ok, "{}\n{}", r.output, r.log);
     // Alice kept A's secret: B's code is refused, A's logs in.
-    let r = f.attempt(
-        "p2fa",
-        &alice,
-        &format!("{}\n", totp(SECRET_B, Some(t))),
-        Some(t),
-    );
+    let r = totp_login(&f, &alice, SECRET_B, t);
     assert!(
         !r.ok,
         "B's secret logged in after keeping the fleet's: {}",
         r.output
     );
-    let r = f.attempt(
-        "p2fa",
-        &alice,
-        &format!("{}\n", totp(SECRET_A, Some(t))),
-        Some(t),
-    );
+    let r = totp_login(&f, &alice, SECRET_A, t);
     assert!(r.ok, "{}\n{}", r.output, r.log);
     let step_before = sql(&format!(
         "SELECT last_step FROM p2fa.otp_tokens WHERE username = '{alice}'"
@@ -302,28 +297,13 @@ fn two_hosts_move_into_the_fleet() {
         "the last step went down"
     );
     let t = in_step(base + 2);
-    let r = f.attempt(
-        "p2fa",
-        &alice,
-        &format!("{}\n", totp(SECRET_A, Some(t))),
-        Some(t),
-    );
+    let r = totp_login(&f, &alice, SECRET_A, t);
     assert!(!r.ok, "A's secret still logs in: {}", r.output);
-    let r = f.attempt(
-        "p2fa",
-        &alice,
-        &format!("{}\n", totp(SECRET_B, Some(t))),
-        Some(t),
-    );
+    let r = totp_login(&f, &alice, SECRET_B, t);
     assert!(r.ok, "{}\n{}", r.output, r.log);
     // A code of the step alice already used (with A's secret) stays refused.
     let old = in_step(base + 1);
-    let r = f.attempt(
-        "p2fa",
-        &alice,
-        &format!("{}\n", totp(SECRET_B, Some(old))),
-        Some(old),
-    );
+    let r = totp_login(&f, &alice, SECRET_B, old);
     assert!(
         !r.ok,
         "a step at or before the fleet's last step logged in: {}",
@@ -362,12 +342,7 @@ fn the_same_secret_keeps_the_later_step_and_the_higher_failure_count() {
         "",
     );
     let t = in_step(base + 1);
-    let r = a.attempt(
-        "p2fa",
-        &erin,
-        &format!("{}\n", totp(SECRET_A, Some(t))),
-        Some(t),
-    );
+    let r = totp_login(&a, &erin, SECRET_A, t);
     assert!(r.ok, "{}\n{}", r.output, r.log);
     for _ in 0..2 {
         let r = a.attempt(
@@ -414,23 +389,13 @@ fn the_same_secret_keeps_the_later_step_and_the_higher_failure_count() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert_eq!(sql(&row), format!("{}|2", base + 1));
     // The step used on host A is spent in the fleet too; the next works.
-    let r = f.attempt(
-        "p2fa",
-        &erin,
-        &format!("{}\n", totp(SECRET_A, Some(t))),
-        Some(t),
-    );
+    let r = totp_login(&f, &erin, SECRET_A, t);
     assert!(
         !r.ok,
         "a step used on host A logged in through the fleet: {}",
         r.output
     );
     let t2 = in_step(base + 2);
-    let r = f.attempt(
-        "p2fa",
-        &erin,
-        &format!("{}\n", totp(SECRET_A, Some(t2))),
-        Some(t2),
-    );
+    let r = totp_login(&f, &erin, SECRET_A, t2);
     assert!(r.ok, "{}\n{}", r.output, r.log);
 }
