@@ -118,10 +118,12 @@ impl Db<'_> {
         all.push(("COMMIT", &[]));
         match self.c.pipeline(&all) {
             Ok(out) => {
-                let mut rows: Vec<Vec<Row>> = out.into_iter().map(|o| o.rows).collect();
-                rows.pop();
-                rows.remove(0);
-                Ok(rows)
+                let rows: Vec<Vec<Row>> = out.into_iter().map(|o| o.rows).collect();
+                // One outcome per statement: drop BEGIN's and COMMIT's.
+                match rows.len().checked_sub(1) {
+                    Some(end) if end >= 1 => Ok(rows.into_iter().take(end).skip(1).collect()),
+                    _ => Err(StoreError::Other("a read returned no results".into())),
+                }
             }
             Err(e) => {
                 // Our own BEGIN: end it, so the connection is idle again.
