@@ -10,6 +10,17 @@ line; one answer line each on stdout:
     text ID             -> "text <json string>": the rendered text (innerText,
                            so hidden parts are left out) of the current page's
                            element ID
+    goto URL            -> "page <json [url, title]>" once the new document
+                           has loaded (after any redirects)
+    eval JS             -> "value <json>": the expression's value (promises
+                           awaited), or {"error": ...}
+    act JS              -> "page <json [url, title]>": runs JS (a click, a
+                           form submit) and waits for the next document
+    screenshot W H PATH -> "ok SCROLLWIDTH INNERWIDTH": a full-page PNG at a
+                           W x H viewport, and how wide the page is there
+    download JS DIR     -> "file <json path>": runs JS (a click on a download
+                           link) and waits for the file in DIR
+    cookies             -> "cookies <json [{name, value, ...}]>"
     quit
 
 Needs Debian's chromium and python3-websocket (run with /usr/bin/python3).
@@ -115,6 +126,74 @@ class Cdp:
             "returnByValue": True}, session=True)
         return r["result"]["value"]
 
+    def evaluate(self, expr):
+        r = self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True,
+                                           "awaitPromise": True}, session=True)
+        if "exceptionDetails" in r:
+            d = r["exceptionDetails"]
+            return json.dumps({"error": (d.get("exception") or {}).get("description") or d.get("text")})
+        return json.dumps(r["result"].get("value"))
+
+    def _mark(self):
+        self.call("Runtime.evaluate", {"expression": "window.__p2fa_mark = 1"}, session=True)
+
+    def _loaded(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                r = self.call("Runtime.evaluate", {"expression":
+                    "window.__p2fa_mark === undefined && document.readyState === 'complete'"
+                    " ? JSON.stringify([location.href, document.title]) : ''",
+                    "returnByValue": True}, session=True)
+                v = r.get("result", {}).get("value")
+                if v:
+                    return v
+            except RuntimeError:
+                pass  # the old document went away mid-call
+            time.sleep(0.05)
+        return json.dumps(["timeout", ""])
+
+    def goto(self, url):
+        self._mark()
+        self.call("Page.navigate", {"url": url}, session=True)
+        return self._loaded()
+
+    def act(self, expr):
+        self._mark()
+        out = json.loads(self.evaluate(expr))
+        if isinstance(out, dict) and "error" in out:
+            return json.dumps(["error", out["error"]])
+        return self._loaded()
+
+    def screenshot(self, width, height, path):
+        self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                  "deviceScaleFactor": 1, "mobile": width < 600}, session=True)
+        try:
+            widths = json.loads(self.evaluate("[document.documentElement.scrollWidth, window.innerWidth]"))
+            shot = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
+                             session=True)
+            import base64
+            with open(path, "wb") as f:
+                f.write(base64.b64decode(shot["data"]))
+            return widths
+        finally:
+            self.call("Emulation.clearDeviceMetricsOverride", {}, session=True)
+
+    def download(self, expr, directory):
+        self.call("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": directory})
+        before = set(os.listdir(directory))
+        self.evaluate(expr)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            new = [f for f in set(os.listdir(directory)) - before if not f.endswith(".crdownload")]
+            if new:
+                return json.dumps(os.path.join(directory, new[0]))
+            time.sleep(0.05)
+        return json.dumps(None)
+
+    def cookies(self):
+        return json.dumps(self.call("Network.getCookies", {}, session=True).get("cookies", []))
+
     def close(self):
         try:
             self.ws.close()
@@ -136,6 +215,21 @@ def main():
                 print("body " + cdp.capture(arg), flush=True)
             elif cmd == "text":
                 print("text " + cdp.text(arg), flush=True)
+            elif cmd == "goto":
+                print("page " + cdp.goto(arg), flush=True)
+            elif cmd == "eval":
+                print("value " + cdp.evaluate(arg), flush=True)
+            elif cmd == "act":
+                print("page " + cdp.act(arg), flush=True)
+            elif cmd == "screenshot":
+                w, h, path = arg.split(" ", 2)
+                sw, iw = cdp.screenshot(int(w), int(h), path)
+                print(f"ok {sw} {iw}", flush=True)
+            elif cmd == "download":
+                expr, _, directory = arg.rpartition(" ")
+                print("file " + cdp.download(expr, directory), flush=True)
+            elif cmd == "cookies":
+                print("cookies " + cdp.cookies(), flush=True)
             elif cmd == "new-authenticator":
                 cdp.new_authenticator()
                 print("ok", flush=True)

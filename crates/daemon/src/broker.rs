@@ -43,6 +43,8 @@ struct Pending {
 pub struct Broker {
     pending: Mutex<HashMap<String, Pending>>,
     pub ceremonies: Option<std::sync::Arc<super::webauthn::Ceremonies>>,
+    /// Profile page links and sessions (with the web server).
+    pub profiles: Option<std::sync::Arc<super::profile::session::Profiles>>,
     /// Whose files to believe (store, key): [`Trust::ROOT`] outside tests.
     trust: Trust,
 }
@@ -56,12 +58,27 @@ impl Broker {
         Broker {
             pending: Mutex::default(),
             ceremonies: None,
+            profiles: None,
             trust,
         }
     }
 
     /// Handles one request from a peer with uid `uid`.
     pub fn handle(&self, cfg: &Config, audit: &mut Audit, uid: u32, req: Request) -> Response {
+        self.handle_as(cfg, audit, uid, None, req)
+    }
+
+    /// [`Broker::handle`] for a caller who already proved a factor in this
+    /// session (`elevated`: the factor, for the log) — the profile page,
+    /// whose session was made elevated by [`Broker::prove`].
+    pub fn handle_as(
+        &self,
+        cfg: &Config,
+        audit: &mut Audit,
+        uid: u32,
+        elevated: Option<&'static str>,
+        req: Request,
+    ) -> Response {
         if req.version != VERSION {
             return Response::error(
                 ErrorCode::Version,
@@ -71,65 +88,42 @@ impl Broker {
                 ),
             );
         }
-        let caller = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-            Ok(Some(u)) => u.name,
-            _ => return Response::error(ErrorCode::Denied, "unknown caller"),
+        let (caller, user) = match identify(audit, uid, req.user.as_deref(), op_name(&req.op)) {
+            Ok(x) => x,
+            Err(r) => return r,
         };
-        let user = match &req.user {
-            Some(u) if *u != caller && uid != 0 => {
-                audit.warning(&format!(
-                    "broker denied caller={} asked-for={} op={:?}",
-                    clean(&caller),
-                    clean(u),
-                    op_name(&req.op)
-                ));
-                return Response::error(ErrorCode::Denied, "you may only manage your own factors");
-            }
-            Some(u) => u.clone(),
-            None => caller.clone(),
+        let (mut store, key) = match self.open(cfg, audit) {
+            Ok(x) => x,
+            Err(r) => return r,
         };
-        // The account's own name (NSS may match case-insensitively).
-        let Some(user) = p2fa_core::users::canonical(&user) else {
-            return Response::error(
-                ErrorCode::BadRequest,
-                format!("no such user: {}", clean(&user)),
-            );
+        let mut ctx = Ctx {
+            cfg,
+            audit,
+            store: &mut store,
+            key: &key,
+            user: &user,
+            caller: &caller,
+            uid,
+            proven: elevated,
         };
-        let mut store = match p2fa_pg::open(cfg, self.trust, p2fa_pg::Mode::Login) {
-            Ok(s) => s,
-            Err(e) => {
-                audit.err(&format!(
-                    "broker: {}",
-                    p2fa_core::audit::detail(&e.to_string())
-                ));
-                return Response::error(
-                    ErrorCode::Unavailable,
-                    "the 2FA store is unavailable; tell your administrator (root: `2fa-enroll init` creates it)",
-                );
-            }
-        };
-        let key = match HostKey::load(&cfg.key_file, self.trust) {
-            Ok(k) => k,
-            Err(e) => {
-                audit.err(&format!(
-                    "broker: {}",
-                    p2fa_core::audit::detail(&e.to_string())
-                ));
-                return Response::error(
-                    ErrorCode::Unavailable,
-                    "the 2FA host key is unavailable; tell your administrator",
-                );
-            }
-        };
-        // A proof checked with the wrong key would count as a failure.
-        let key_file = cfg.key_file.display().to_string();
-        if let Err(e) = p2fa_core::keycheck::verify(&mut store, &key, &key_file) {
-            audit.err(&format!("broker: {}", p2fa_core::audit::detail(&e)));
-            return Response::error(
-                ErrorCode::Unavailable,
-                "the 2FA host key does not match the store; tell your administrator",
-            );
-        }
+        self.serve(&mut ctx, req)
+    }
+
+    /// Checks `proof` of one of `user`'s factors for `purpose`, counted
+    /// like a login, without changing anything: the profile page's
+    /// "confirm it is you". `Ok` names the factor (`root` for root,
+    /// `none-first-factor` for a user who has none yet).
+    pub fn prove(
+        &self,
+        cfg: &Config,
+        audit: &mut Audit,
+        uid: u32,
+        user: &str,
+        proof: Option<&Proof>,
+        purpose: &str,
+    ) -> Result<&'static str, Response> {
+        let (caller, user) = identify(audit, uid, Some(user), "prove")?;
+        let (mut store, key) = self.open(cfg, audit)?;
         let mut ctx = Ctx {
             cfg,
             audit,
@@ -140,11 +134,59 @@ impl Broker {
             uid,
             proven: None,
         };
+        match self.require_proof(&mut ctx, proof, purpose) {
+            Some(refusal) => Err(refusal),
+            None => Ok(ctx.proven.unwrap_or("-")),
+        }
+    }
+
+    /// The store and the host key, checked against each other.
+    fn open(&self, cfg: &Config, audit: &mut Audit) -> Result<(Store, HostKey), Response> {
+        let mut store = match p2fa_pg::open(cfg, self.trust, p2fa_pg::Mode::Login) {
+            Ok(s) => s,
+            Err(e) => {
+                audit.err(&format!(
+                    "broker: {}",
+                    p2fa_core::audit::detail(&e.to_string())
+                ));
+                return Err(Response::error(
+                    ErrorCode::Unavailable,
+                    "the 2FA store is unavailable; tell your administrator (root: `2fa-enroll init` creates it)",
+                ));
+            }
+        };
+        let key = match HostKey::load(&cfg.key_file, self.trust) {
+            Ok(k) => k,
+            Err(e) => {
+                audit.err(&format!(
+                    "broker: {}",
+                    p2fa_core::audit::detail(&e.to_string())
+                ));
+                return Err(Response::error(
+                    ErrorCode::Unavailable,
+                    "the 2FA host key is unavailable; tell your administrator",
+                ));
+            }
+        };
+        // A proof checked with the wrong key would count as a failure.
+        let key_file = cfg.key_file.display().to_string();
+        if let Err(e) = p2fa_core::keycheck::verify(&mut store, &key, &key_file) {
+            audit.err(&format!("broker: {}", p2fa_core::audit::detail(&e)));
+            return Err(Response::error(
+                ErrorCode::Unavailable,
+                "the 2FA host key does not match the store; tell your administrator",
+            ));
+        }
+        Ok((store, key))
+    }
+
+    fn serve(&self, ctx: &mut Ctx, req: Request) -> Response {
+        let (uid, user, caller) = (ctx.uid, ctx.user.to_string(), ctx.caller.to_string());
         // Every change needs a proof first; TOTP checks the new code
         // before it (so a mistyped new code does not spend the proof).
         if let Some(purpose) = protocol::purpose(&req.op)
             && !matches!(req.op, Op::TotpFinish { .. })
-            && let Some(refusal) = self.require_proof(&mut ctx, req.proof.as_ref(), &purpose)
+            && let Some(refusal) = self.require_proof(ctx, req.proof.as_ref(), &purpose)
         {
             return refusal;
         }
@@ -155,18 +197,18 @@ impl Broker {
                 },
                 Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
             },
-            Op::TotpBegin { secret } => self.totp_begin(&mut ctx, secret.as_deref()),
-            Op::TotpFinish { code } => self.totp_finish(&mut ctx, &code, req.proof.as_ref()),
-            Op::Backup => backup_codes(&mut ctx),
-            Op::Remove { method } => remove(&mut ctx, &method),
-            Op::WebauthnRegister { name } => self.webauthn_register(&mut ctx, &name),
+            Op::TotpBegin { secret } => self.totp_begin(ctx, secret.as_deref()),
+            Op::TotpFinish { code } => self.totp_finish(ctx, &code, req.proof.as_ref()),
+            Op::Backup => backup_codes(ctx),
+            Op::Remove { method } => remove(ctx, &method),
+            Op::WebauthnRegister { name } => self.webauthn_register(ctx, &name),
             Op::WebauthnLogin { .. } if uid != 0 => Response::error(
                 ErrorCode::Denied,
                 "only the PAM module (root) starts login ceremonies",
             ),
-            Op::WebauthnLogin { service, rhost } => self.webauthn_login(&mut ctx, &service, &rhost),
-            Op::WebauthnProve { purpose } => self.webauthn_prove(&mut ctx, &purpose),
-            Op::WebauthnResult { token } => self.webauthn_result(&mut ctx, &token),
+            Op::WebauthnLogin { service, rhost } => self.webauthn_login(ctx, &service, &rhost),
+            Op::WebauthnProve { purpose } => self.webauthn_prove(ctx, &purpose),
+            Op::WebauthnResult { token } => self.webauthn_result(ctx, &token),
             Op::WebauthnCancel { token } => match self.ceremonies() {
                 Ok(c) if c.cancel(&token, &user, uid == 0) => Response::Done {
                     message: "cancelled".into(),
@@ -225,6 +267,7 @@ impl Broker {
                 },
                 Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
             },
+            Op::WebProfile => self.web_profile(ctx),
             Op::WebauthnRemove { name } => {
                 let res = ctx.store.write().and_then(|tx| {
                     let n =
@@ -276,6 +319,11 @@ impl Broker {
         }
         if state.locked_until > now() {
             return Some(locked(state.locked_until - now()));
+        }
+        // Proven earlier in this profile page session (and not locked
+        // out since).
+        if ctx.proven.is_some() {
+            return None;
         }
         let code = state.otp.is_some() || !state.unused_backup.is_empty();
         let key = state.webauthn > 0 && self.ceremonies.is_some();
@@ -476,6 +524,37 @@ impl Broker {
         }
     }
 
+    /// A one-time link to the profile page for the request's user.
+    fn web_profile(&self, ctx: &mut Ctx) -> Response {
+        let Some(profiles) = &self.profiles else {
+            return Response::error(
+                ErrorCode::Unavailable,
+                "the profile page needs 2fad's web server ([webauthn] enabled, listen, public_url); ask your administrator",
+            );
+        };
+        let owner = super::profile::session::Owner {
+            user: ctx.user.to_string(),
+            uid: ctx.uid,
+        };
+        match super::profile::new_link(ctx.cfg, profiles, owner) {
+            Ok(url) => {
+                ctx.audit.notice(&format!(
+                    "profile link made user={} by uid={} ({})",
+                    clean(ctx.user),
+                    ctx.uid,
+                    clean(ctx.caller)
+                ));
+                let token = url.rsplit('/').next().unwrap_or("").to_string();
+                Response::Link {
+                    url,
+                    token,
+                    code: String::new(),
+                }
+            }
+            Err(e) => Response::error(ErrorCode::Busy, e),
+        }
+    }
+
     fn webauthn_login(&self, ctx: &mut Ctx, service: &str, rhost: &str) -> Response {
         let c = match self.ceremonies() {
             Ok(c) => c,
@@ -574,7 +653,45 @@ fn op_name(op: &Op) -> &'static str {
         Op::DevicesList => "devices_list",
         Op::DevicesRevoke { .. } => "devices_revoke",
         Op::WebauthnRemove { .. } => "webauthn_remove",
+        Op::WebProfile => "web_profile",
     }
+}
+
+/// The caller's account name (from the socket's uid) and the account a
+/// request is for: their own, or any for root.
+fn identify(
+    audit: &mut Audit,
+    uid: u32,
+    asked: Option<&str>,
+    op: &str,
+) -> Result<(String, String), Response> {
+    let caller = match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => u.name,
+        _ => return Err(Response::error(ErrorCode::Denied, "unknown caller")),
+    };
+    let user = match asked {
+        Some(u) if u != caller && uid != 0 => {
+            audit.warning(&format!(
+                "broker denied caller={} asked-for={} op={op}",
+                clean(&caller),
+                clean(u),
+            ));
+            return Err(Response::error(
+                ErrorCode::Denied,
+                "you may only manage your own factors",
+            ));
+        }
+        Some(u) => u.to_string(),
+        None => caller.clone(),
+    };
+    // The account's own name (NSS may match case-insensitively).
+    let Some(user) = p2fa_core::users::canonical(&user) else {
+        return Err(Response::error(
+            ErrorCode::BadRequest,
+            format!("no such user: {}", clean(&user)),
+        ));
+    };
+    Ok((caller, user))
 }
 
 fn locked(remaining: i64) -> Response {

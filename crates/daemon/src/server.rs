@@ -119,12 +119,25 @@ pub fn listener(path: &Path) -> io::Result<UnixListener> {
 /// (`2fad` passes [`Trust::ROOT`]).
 pub fn serve(cfg: Arc<Config>, trust: Trust, listener: UnixListener) -> io::Result<()> {
     let mut broker = Broker::new(trust);
+    let mut web = None;
     if cfg.webauthn.enabled {
         let c = Arc::new(super::webauthn::Ceremonies::new(&cfg, trust).map_err(io::Error::other)?);
-        super::web::start(cfg.clone(), c.clone()).map_err(io::Error::other)?;
-        broker.ceremonies = Some(c);
+        let profiles = Arc::new(super::profile::session::Profiles::default());
+        broker.ceremonies = Some(c.clone());
+        broker.profiles = Some(profiles.clone());
+        web = Some((c, profiles));
     }
     let broker = Arc::new(broker);
+    // The web server acts through the broker (the profile page).
+    if let Some((c, profiles)) = web {
+        let site = Arc::new(super::profile::Site {
+            cfg: cfg.clone(),
+            broker: broker.clone(),
+            profiles,
+            ceremonies: c.clone(),
+        });
+        super::web::start(cfg.clone(), c, site).map_err(io::Error::other)?;
+    }
     let slots = Arc::new(Mutex::new(Slots::default()));
     for conn in listener.incoming() {
         let stream = match conn {

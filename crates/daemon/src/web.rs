@@ -70,11 +70,16 @@ const WORKERS: usize = 2;
 struct App {
     cfg: Arc<Config>,
     ceremonies: Arc<Ceremonies>,
+    profile: Arc<crate::profile::Site>,
 }
 
 /// Binds the listener, loads the certificate (if any) and starts serving on
 /// a thread of its own; returns once it listens, or why it cannot.
-pub fn start(cfg: Arc<Config>, ceremonies: Arc<Ceremonies>) -> Result<(), String> {
+pub fn start(
+    cfg: Arc<Config>,
+    ceremonies: Arc<Ceremonies>,
+    profile: Arc<crate::profile::Site>,
+) -> Result<(), String> {
     let w = &cfg.webauthn;
     let tls = if w.cert_file.is_empty() {
         None
@@ -94,7 +99,11 @@ pub fn start(cfg: Arc<Config>, ceremonies: Arc<Ceremonies>) -> Result<(), String
         .enable_time()
         .build()
         .map_err(|e| format!("web server runtime: {e}"))?;
-    let app = Arc::new(App { cfg, ceremonies });
+    let app = Arc::new(App {
+        cfg,
+        ceremonies,
+        profile,
+    });
     // Inside the runtime: the tokio listener and the file watch need it.
     let listener = rt
         .block_on(async {
@@ -158,12 +167,12 @@ async fn accept_loop(listener: tokio::net::TcpListener, tls: Option<Arc<tls::Tls
         tokio::spawn(async move {
             let handshake = if slot.refused() { REFUSAL } else { HANDSHAKE };
             match tls {
-                None => serve(TokioIo::new(tcp), slot, app).await,
+                None => serve(TokioIo::new(tcp), slot, app, peer.ip()).await,
                 Some(t) => {
                     // Too slow, or not TLS: nothing to say to it.
                     let hs = tokio::time::timeout(handshake, t.acceptor().accept(tcp)).await;
                     if let Ok(Ok(s)) = hs {
-                        serve(TokioIo::new(s), slot, app).await;
+                        serve(TokioIo::new(s), slot, app, peer.ip()).await;
                     }
                 }
             }
@@ -173,14 +182,14 @@ async fn accept_loop(listener: tokio::net::TcpListener, tls: Option<Arc<tls::Tls
 
 /// HTTP/1.1 on one connection, until the client leaves, a deadline passes
 /// or the connection's life is over. The slot is freed when this returns.
-async fn serve<I>(io: I, slot: limits::Slot, app: Arc<App>)
+async fn serve<I>(io: I, slot: limits::Slot, app: Arc<App>, peer: std::net::IpAddr)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let refused = slot.refused();
     let svc = service_fn(move |req| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(route(&app, refused, req).await) }
+        async move { Ok::<_, Infallible>(route(&app, refused, peer, req).await) }
     });
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
@@ -235,7 +244,12 @@ fn reply_close(code: StatusCode, body: &'static str) -> Reply {
     r
 }
 
-async fn route(app: &Arc<App>, refused: bool, req: Request<Incoming>) -> Reply {
+async fn route(
+    app: &Arc<App>,
+    refused: bool,
+    peer: std::net::IpAddr,
+    req: Request<Incoming>,
+) -> Reply {
     if refused {
         let mut r = reply_close(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -246,6 +260,9 @@ async fn route(app: &Arc<App>, refused: bool, req: Request<Incoming>) -> Reply {
         return r;
     }
     let path = req.uri().path().to_string();
+    if crate::profile::owns(&path) {
+        return profile(app, peer, path, req).await;
+    }
     match (req.method(), path.as_str()) {
         (&Method::GET, "/static/app.js") => {
             reply(StatusCode::OK, "text/javascript; charset=utf-8", SCRIPT)
@@ -290,6 +307,86 @@ async fn route(app: &Arc<App>, refused: bool, req: Request<Incoming>) -> Reply {
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "Not found."),
     }
+}
+
+/// A profile page request ([`crate::profile`]), answered off the async
+/// workers, with the page's own stricter CSP.
+async fn profile(
+    app: &Arc<App>,
+    peer: std::net::IpAddr,
+    path: String,
+    req: Request<Incoming>,
+) -> Reply {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (method, cookie, origin, fetch_site, csrf) = (
+        req.method().as_str().to_string(),
+        header("cookie"),
+        header("origin"),
+        header("sec-fetch-site"),
+        header("x-csrf-token"),
+    );
+    let body = if method == "POST" {
+        match read_body(req).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        }
+    } else {
+        Bytes::new()
+    };
+    let site = app.profile.clone();
+    let answer = blocking(move || {
+        crate::profile::handle(
+            &site,
+            &crate::profile::Req {
+                method: &method,
+                path: &path,
+                cookie: cookie.as_deref(),
+                origin: origin.as_deref(),
+                fetch_site: fetch_site.as_deref(),
+                csrf_header: csrf.as_deref(),
+                body: &body,
+                peer,
+            },
+        )
+    })
+    .await;
+    let a = match answer {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let mut r = reply(
+        StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        a.ctype,
+        a.body,
+    );
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::profile::CSP),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    // Browsers send `Origin: null` on form posts under no-referrer, and
+    // the page refuses posts without its own origin; same-origin still
+    // tells no other site anything.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if let Some(c) = a.set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::SET_COOKIE, c);
+    }
+    if let Some(l) = a.location {
+        h.insert(header::LOCATION, HeaderValue::from_static(l));
+    }
+    if let Some(d) = a.disposition {
+        h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(d));
+    }
+    r
 }
 
 /// The whole body, at most [`MAX_BODY`] bytes, within [`BODY`].

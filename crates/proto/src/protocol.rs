@@ -122,6 +122,10 @@ pub enum Op {
     WebauthnRemove {
         name: String,
     },
+    /// A one-time link to the caller's profile page in the browser (root:
+    /// for `user`, acting as root). Changes made there need the same
+    /// proof as over this socket, made on the page.
+    WebProfile,
 }
 
 /// What a request changes, as the words a proof is bound to; `None` for

@@ -59,6 +59,10 @@ pub struct WebauthnConfig {
     pub link_seconds: u64,
     /// Open links per user at once.
     pub max_pending_per_user: u32,
+    /// Seconds a profile page session (`2fa-enroll web`) lasts once its
+    /// link is opened; the link itself must be opened within
+    /// `link_seconds`.
+    pub profile_seconds: u64,
     /// Local security keys: a FIDO2 key plugged into this machine answers
     /// directly at the console (`login`, `sudo`), through libfido2's tools,
     /// as with pam_u2f. Independent of `enabled` (no 2fad needed).
@@ -103,6 +107,7 @@ impl Default for WebauthnConfig {
             key_file: String::new(),
             link_seconds: 120,
             max_pending_per_user: 3,
+            profile_seconds: 600,
             local_keys: false,
             local_rp_id: String::new(),
             local_user_verification: UserVerification::Discouraged,
@@ -142,6 +147,9 @@ impl super::Config {
         }
         if !(30..=900).contains(&w.link_seconds) {
             return err("webauthn.link_seconds must be 30..=900");
+        }
+        if !(60..=3600).contains(&w.profile_seconds) {
+            return err("webauthn.profile_seconds must be 60..=3600");
         }
         if !(1..=20).contains(&w.max_pending_per_user) {
             return err("webauthn.max_pending_per_user must be 1..=20");

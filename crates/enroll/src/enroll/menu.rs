@@ -22,6 +22,7 @@ const HELP: &str = "Actions:
   regenerate backup
   remove totp | remove backup | remove sms | remove email | remove duo | remove questions
   default push | default sms | default email | default phone | default questions | default none
+  web (a link to manage everything in the browser)
   status | help | quit";
 
 pub fn run(ctx: &mut Ctx, a: MenuArgs) -> CliResult {
@@ -46,6 +47,13 @@ pub fn run(ctx: &mut Ctx, a: MenuArgs) -> CliResult {
                 Ok(())
             }
             ["status"] => show(ctx, &user),
+            ["web"] => super::web::run(
+                &ctx.cfg.daemon.socket,
+                &super::web::WebArgs {
+                    user: Some(user.clone()),
+                    quiet: false,
+                },
+            ),
             ["add" | "replace", "totp"] => otp::totp(ctx, otp::TotpArgs::for_user(&user)),
             ["add" | "replace", "sms"] => {
                 ask("Phone number with country code: ").and_then(|phone| {

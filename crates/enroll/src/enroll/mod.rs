@@ -20,6 +20,7 @@ mod proof;
 mod questions;
 mod rekey;
 mod via_daemon;
+mod web;
 mod webauthn;
 
 use clap::{Parser, Subcommand};
@@ -73,6 +74,9 @@ pub enum Command {
     Duo(network::DuoArgs),
     /// Security keys and platform authenticators (WebAuthn, via 2fad).
     Webauthn(webauthn::WebauthnArgs),
+    /// Manage your factors in the browser: prints a one-time link to your
+    /// profile page (from 2fad; root: --user U to help a user).
+    Web(web::WebArgs),
     /// Import google-authenticator, pam_oath or pam_u2f files (dry run
     /// unless --apply).
     Import(import::ImportArgs),
@@ -268,6 +272,13 @@ pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
         users::current().ok_or_else(|| CliError("cannot determine who you are".into()))?;
     // Before the config: an admin may keep it root-only, and an ordinary
     // user should get the "ask for sudo" hint, not a permission error.
+    if let Command::Web(a) = &command {
+        let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
+        let socket = Config::load(&cli.config, explicit, trust)
+            .map(|c| c.daemon.socket)
+            .unwrap_or_else(|_| Config::default().daemon.socket);
+        return web::run(&socket, a);
+    }
     if let Command::Webauthn(a) = command {
         let explicit = cli.config != std::path::Path::new(DEFAULT_CONFIG_PATH);
         let loaded = Config::load(&cli.config, explicit, trust);
@@ -325,7 +336,7 @@ pub fn run(mut cli: Cli, trust: Trust) -> CliResult {
         Command::Email(a) => network::email(&mut ctx, a),
         Command::Duo(a) => network::duo(&mut ctx, a),
         Command::Import(a) => import::run(&mut ctx, a),
-        Command::Webauthn(_) => unreachable!("handled above"),
+        Command::Webauthn(_) | Command::Web(_) => unreachable!("handled above"),
         Command::Questions(a) => questions::run(&mut ctx, a),
         Command::Default(a) => network::default(&mut ctx, a),
         Command::Policy(a) => policy::policy(&mut ctx, a),
@@ -359,6 +370,7 @@ fn not_root_message(invoker: &str, cmd: &Command) -> String {
             import::ImportWhat::PamU2f { .. } => "import pam-u2f",
         },
         Command::Webauthn(_) => "webauthn ...",
+        Command::Web(_) => "web",
         Command::Questions(_) => "questions",
         Command::Default(_) => "default ...",
         Command::Policy(_) => "policy check ...",

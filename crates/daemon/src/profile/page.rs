@@ -1,0 +1,414 @@
+//! The profile page's HTML (maud: every value is escaped at compile
+//! time). Plain forms that work without JavaScript; only WebAuthn needs
+//! the small same-origin script. Landmarks, headings, tables with
+//! captions and scoped headers, labels on every field, and the page's
+//! messages in a live region, so that it works with a keyboard and a
+//! screen reader.
+
+use super::text::{Text, fill};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use p2fa_core::store::{Remembered, UserStatus};
+use p2fa_proto::protocol::KeyInfo;
+
+/// Everything one rendering of the page shows.
+pub struct View<'a> {
+    pub t: &'static Text,
+    pub user: &'a str,
+    pub host: &'a str,
+    pub by_root: bool,
+    /// When the session ends, as text.
+    pub until: String,
+    pub csrf: &'a str,
+    /// Changes need a proof first (the user has a factor, is not root,
+    /// and has not proved one in this session).
+    pub needs_proof: bool,
+    /// The user holds a security key that 2fad can check.
+    pub can_prove_key: bool,
+    pub flash: Option<(bool, String)>,
+    pub status: UserStatus,
+    /// The methods the page lists: (id, allowed by policy, offered on
+    /// this system).
+    pub methods: Vec<(&'static str, bool)>,
+    pub keys_enabled: bool,
+    pub keys: Vec<KeyInfo>,
+    pub devices: Vec<Remembered>,
+    /// A TOTP setup in progress: (QR code as SVG, key).
+    pub totp: Option<(String, String)>,
+    pub codes: Option<Vec<String>>,
+    pub backup_total: u32,
+}
+
+/// `YYYY-MM-DD HH:MM UTC`.
+pub fn utc(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+fn head(t: &Text, title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " – " (t.title) }
+            link rel="stylesheet" href="/static/profile.css";
+        }
+    }
+}
+
+/// A page with only a heading and a sentence (expired, ended, ...).
+pub fn notice(t: &Text, title: &str, text: &str) -> String {
+    html! {
+        (DOCTYPE)
+        html lang=(t.lang) {
+            (head(t, title))
+            body {
+                main id="main" {
+                    h1 { (title) }
+                    p id="notice" { (text) }
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// A change form: one button, the CSRF token, an action and its fields.
+fn action(csrf: &str, act: &str, fields: &[(&str, &str)], label: &str, class: &str) -> Markup {
+    html! {
+        form method="post" action="/profile/do" class="inline" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="action" value=(act);
+            @for (k, v) in fields {
+                input type="hidden" name=(k) value=(v);
+            }
+            button type="submit" class=(class) { (label) }
+        }
+    }
+}
+
+pub fn render(v: &View) -> String {
+    let t = v.t;
+    html! {
+        (DOCTYPE)
+        html lang=(t.lang) {
+            (head(t, t.title))
+            body data-csrf=(v.csrf) {
+                a href="#main" class="skip" { (t.skip_to_main) }
+                header {
+                    h1 { (t.heading) }
+                    p id="who" { (fill(t.for_user, &[("user", v.user), ("host", v.host), ("until", &v.until)])) }
+                    form method="post" action="/profile/logout" {
+                        input type="hidden" name="csrf" value=(v.csrf);
+                        button type="submit" id="logout" class="secondary" { (t.logout) }
+                    }
+                }
+                main id="main" tabindex="-1" {
+                    div id="flash" role="status" aria-live="polite" {
+                        @if let Some((ok, msg)) = &v.flash {
+                            p class=(if *ok { "ok" } else { "bad" }) { (msg) }
+                        }
+                    }
+                    @if v.by_root {
+                        p class="banner" id="acting" { (fill(t.acting_as_root, &[("user", v.user)])) }
+                    }
+                    @if let Some(codes) = &v.codes { (codes_section(v, codes)) }
+                    @if let Some((svg, key)) = &v.totp { (totp_section(v, svg, key)) }
+                    @if v.needs_proof { (prove_section(v)) }
+                    (methods_section(v))
+                    (keys_section(v))
+                    (devices_section(v))
+                    (history_section(v))
+                }
+                script src="/static/profile.js" {}
+            }
+        }
+    }
+    .into_string()
+}
+
+fn prove_section(v: &View) -> Markup {
+    let t = v.t;
+    html! {
+        section id="prove" aria-labelledby="prove-h" {
+            h2 id="prove-h" { (t.prove_heading) }
+            p { (t.prove_intro) }
+            form method="post" action="/profile/do" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                input type="hidden" name="action" value="prove";
+                label for="proof-code" { (t.prove_code_label) }
+                input id="proof-code" name="code" type="text" inputmode="numeric"
+                    autocomplete="one-time-code" required aria-describedby="proof-hint";
+                p id="proof-hint" class="hint" { (t.prove_code_hint) }
+                button type="submit" id="prove-code" { (t.prove_button) }
+            }
+            @if v.can_prove_key {
+                p { button type="button" id="prove-key" class="secondary" { (t.prove_key_button) } }
+            }
+        }
+    }
+}
+
+fn totp_section(v: &View, svg: &str, key: &str) -> Markup {
+    let t = v.t;
+    html! {
+        section id="totp-setup" aria-labelledby="totp-h" {
+            h2 id="totp-h" { (t.totp_heading) }
+            p { (t.totp_intro) }
+            figure id="totp-qr" role="img" aria-label=(t.totp_qr_label) { (PreEscaped(svg)) }
+            p { (t.totp_key_label) ": " code id="totp-secret" { (key) } }
+            form method="post" action="/profile/do" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                input type="hidden" name="action" value="totp-finish";
+                label for="totp-code" { (t.totp_code_label) }
+                input id="totp-code" name="code" type="text" inputmode="numeric"
+                    autocomplete="one-time-code" required;
+                button type="submit" id="totp-confirm" { (t.totp_confirm) }
+            }
+            (action(v.csrf, "totp-cancel", &[], t.cancel, "secondary"))
+        }
+    }
+}
+
+fn codes_section(v: &View, codes: &[String]) -> Markup {
+    let t = v.t;
+    html! {
+        section id="codes" aria-labelledby="codes-h" {
+            h2 id="codes-h" { (t.codes_heading) }
+            p { (t.codes_intro) }
+            ol id="code-list" {
+                @for c in codes { li { code { (c) } } }
+            }
+            p {
+                a id="codes-download" href="/profile/backup-codes.txt" download="backup-codes.txt" { (t.codes_download) }
+            }
+            (action(v.csrf, "codes-done", &[], t.codes_done, "secondary"))
+        }
+    }
+}
+
+fn method_row(v: &View, id: &'static str, allowed: bool) -> Markup {
+    let t = v.t;
+    let s = &v.status;
+    let locked = v.needs_proof;
+    let (status, configured): (String, bool) = match id {
+        "totp" | "hotp" => match &s.otp {
+            Some(o) if o.kind == id => (
+                fill(t.configured_since, &[("date", &utc(o.enrolled_at))]),
+                true,
+            ),
+            _ => (t.not_configured.into(), false),
+        },
+        "backup" if s.backup_codes_remaining + s.backup_codes_used > 0 => (
+            fill(
+                t.codes_left,
+                &[
+                    ("left", &s.backup_codes_remaining.to_string()),
+                    (
+                        "total",
+                        &(s.backup_codes_remaining + s.backup_codes_used).to_string(),
+                    ),
+                ],
+            ),
+            true,
+        ),
+        "sms" => s
+            .sms
+            .clone()
+            .map_or((t.not_configured.into(), false), |n| (n, true)),
+        "email" => s
+            .email
+            .clone()
+            .map_or((t.not_configured.into(), false), |n| (n, true)),
+        "duo" if s.duo => ("Duo".into(), true),
+        "questions" if s.questions > 0 => (s.questions.to_string(), true),
+        "webauthn" if s.webauthn + s.local_keys > 0 => (
+            fill(
+                t.keys_count,
+                &[("n", &(s.webauthn + s.local_keys).to_string())],
+            ),
+            true,
+        ),
+        _ => (t.not_configured.into(), false),
+    };
+    let last = s
+        .last_success
+        .as_ref()
+        .filter(|l| l.factor == id || (id == "webauthn" && l.factor == "local_key"))
+        .map_or(t.never.to_string(), |l| utc(l.time));
+    html! {
+        tr id={ "method-" (id) } {
+            th scope="row" { (t.method(id)) }
+            td class="status" { @if allowed { (status) } @else { (t.not_allowed) } }
+            td { (last) }
+            td class="actions" {
+                @if allowed && !locked {
+                    @match id {
+                        "totp" => {
+                            (action(v.csrf, "totp-begin", &[], if configured { t.replace } else { t.set_up }, ""))
+                            @if configured { (action(v.csrf, "remove", &[("method", "totp")], t.remove, "danger")) }
+                        }
+                        "backup" => {
+                            (action(v.csrf, "backup-new", &[], if configured { t.new_codes } else { t.set_up }, ""))
+                            @if configured { (action(v.csrf, "remove", &[("method", "backup")], t.remove, "danger")) }
+                        }
+                        "webauthn" => {
+                            @if v.keys_enabled { a href="#keys" { (t.keys_heading) } }
+                        }
+                        _ => { span class="hint" { (t.ask_admin) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn methods_section(v: &View) -> Markup {
+    let t = v.t;
+    html! {
+        section id="methods" aria-labelledby="methods-h" {
+            h2 id="methods-h" { (t.methods_heading) }
+            table {
+                caption { (t.methods_caption) }
+                thead { tr {
+                    th scope="col" { (t.col_method) }
+                    th scope="col" { (t.col_status) }
+                    th scope="col" { (t.col_last_used) }
+                    th scope="col" { (t.col_actions) }
+                } }
+                tbody {
+                    @for (id, allowed) in &v.methods { (method_row(v, id, *allowed)) }
+                }
+            }
+        }
+    }
+}
+
+fn keys_section(v: &View) -> Markup {
+    let t = v.t;
+    html! {
+        section id="keys" aria-labelledby="keys-h" {
+            h2 id="keys-h" { (t.keys_heading) }
+            @if v.keys.is_empty() {
+                p { (t.no_keys) }
+            } @else {
+                table {
+                    caption { (t.keys_caption) }
+                    thead { tr {
+                        th scope="col" { (t.col_name) }
+                        th scope="col" { (t.col_added) }
+                        th scope="col" { (t.col_last_used) }
+                        th scope="col" { (t.col_actions) }
+                    } }
+                    tbody {
+                        @for k in &v.keys {
+                            tr class="key" {
+                                th scope="row" { (k.name) @if k.local { " " (t.key_local) } }
+                                td { (utc(k.created_at)) }
+                                td { (k.last_used_at.map_or(t.never.to_string(), utc)) }
+                                td { @if !v.needs_proof {
+                                    (action(v.csrf, "key-remove", &[("name", &k.name)], t.remove, "danger"))
+                                } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !v.keys_enabled {
+                p { (t.keys_disabled) }
+            } @else if !v.needs_proof {
+                form id="add-key" {
+                    label for="key-name" { (t.key_name_label) }
+                    input id="key-name" name="name" type="text" maxlength="64" required;
+                    button type="submit" id="key-add" { (t.key_add) }
+                    noscript { p { (t.key_needs_script) } }
+                }
+            }
+        }
+    }
+}
+
+fn devices_section(v: &View) -> Markup {
+    let t = v.t;
+    html! {
+        section id="devices" aria-labelledby="devices-h" {
+            h2 id="devices-h" { (t.devices_heading) }
+            @if v.devices.is_empty() {
+                p { (t.no_devices) }
+            } @else {
+                table {
+                    caption { (t.devices_caption) }
+                    thead { tr {
+                        th scope="col" { (t.col_service) }
+                        th scope="col" { (t.col_from) }
+                        th scope="col" { (t.col_remembered) }
+                        th scope="col" { (t.col_expires) }
+                        th scope="col" { (t.col_actions) }
+                    } }
+                    tbody {
+                        @for d in &v.devices {
+                            tr class="device" {
+                                th scope="row" { (d.service) }
+                                td { @if d.source.is_empty() { (t.this_machine) } @else { (d.source) } }
+                                td { (utc(d.created_at)) }
+                                td { (utc(d.expires_at)) }
+                                td { (action(v.csrf, "device-forget", &[("id", &d.id.to_string())], t.forget, "")) }
+                            }
+                        }
+                    }
+                }
+                (action(v.csrf, "device-forget", &[], t.forget_all, "secondary"))
+            }
+        }
+    }
+}
+
+fn history_section(v: &View) -> Markup {
+    let t = v.t;
+    html! {
+        section id="history" aria-labelledby="history-h" {
+            h2 id="history-h" { (t.history_heading) }
+            @match &v.status.last_success {
+                Some(l) => p { (fill(t.last_login, &[
+                    ("time", &utc(l.time)),
+                    ("service", &l.service),
+                    ("from", if l.rhost.is_empty() { t.this_machine } else { &l.rhost }),
+                    ("factor", &l.factor),
+                ])) },
+                None => p { (t.no_logins) },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_796_601_599), "2026-12-06 23:59 UTC");
+    }
+
+    #[test]
+    fn notices_escape_their_text() {
+        let p = notice(&super::super::text::EN, "<x>", "a & b");
+        assert!(p.contains("&lt;x&gt;") && p.contains("a &amp; b"), "{p}");
+    }
+}

@@ -1,0 +1,350 @@
+//! Profile links and the browser sessions they open, in 2fad's memory.
+//!
+//! A link (`/p/TOKEN`) is made for one account over the socket (its
+//! owner's uid from SO_PEERCRED, or root acting for them) and works once,
+//! within `webauthn.link_seconds`. Opening it starts a session: a random
+//! id in an HttpOnly, SameSite=Strict cookie, a CSRF token for every
+//! change, bound to the address that opened it, lasting
+//! `webauthn.profile_seconds`. After that first exchange no secret is in
+//! a URL.
+//!
+//! The session dies on logout, expiry, a request from another address,
+//! or a second opening of its link (someone else has the link: both
+//! browsers are refused and the user asks for a new one). Only SHA-256
+//! hashes of link tokens and session ids are kept, so a memory dump
+//! holds nothing a browser could present.
+
+use p2fa_core::clock::unix_now;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use zeroize::Zeroizing;
+
+/// Live links and sessions in all, so that a flood of link requests (one
+/// per user and per `max_pending_per_user`) cannot grow memory.
+const MAX_ENTRIES: usize = 1024;
+
+type Hash = [u8; 32];
+
+fn hash(s: &str) -> Hash {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// 32 random bytes, base64url.
+fn random_token() -> Option<String> {
+    use base64::Engine;
+    let b = p2fa_core::crypto::random_array::<32>().ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// Whose page a link or session is, and who acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The account whose factors the page shows and changes.
+    pub user: String,
+    /// The uid that asked for the link: the user's own, or 0 when root
+    /// acts for them (`2fa-enroll web --user U`).
+    pub uid: u32,
+}
+
+impl Owner {
+    pub fn by_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+struct Link {
+    owner: Owner,
+    expires: i64,
+    /// The session it opened (its id's hash), once opened.
+    opened: Option<Hash>,
+}
+
+/// A TOTP secret being set up on the page (shown only until confirmed).
+pub struct TotpSetup {
+    pub uri: Zeroizing<String>,
+    pub secret: Zeroizing<String>,
+}
+
+/// A WebAuthn ceremony the page runs: its token stays on the server.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Ceremony {
+    Prove(String),
+    Register(String),
+}
+
+/// One browser's session.
+pub struct Session {
+    pub owner: Owner,
+    pub csrf: String,
+    pub peer: IpAddr,
+    pub expires: i64,
+    link: Hash,
+    /// The factor proved on the page, once proved: changes need no
+    /// further proof in this session.
+    pub elevated: Option<&'static str>,
+    /// What the last change said, shown once on the next page.
+    pub flash: Option<(bool, String)>,
+    pub totp: Option<TotpSetup>,
+    /// New backup codes: shown on the next page and downloadable until
+    /// the next change or the end of the session; never stored in clear.
+    pub codes: Option<Zeroizing<Vec<String>>>,
+    pub ceremony: Option<Ceremony>,
+}
+
+/// Why a request found no session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSession {
+    /// No cookie, or one we never issued or already forgot.
+    Missing,
+    /// It ran out of time.
+    Expired,
+    /// Its link was opened again, or it was used from another address:
+    /// ended for safety.
+    Ended,
+}
+
+/// What opening a link did.
+pub enum Opened {
+    /// A new session: (cookie value, its owner).
+    Session(String, Owner),
+    /// Unknown or expired.
+    Expired,
+    /// Already opened once: the session it opened is ended now.
+    Reused,
+}
+
+#[derive(Default)]
+pub struct Profiles {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    links: HashMap<Hash, Link>,
+    sessions: HashMap<Hash, Session>,
+    /// Sessions ended for safety or by expiry, remembered until their
+    /// natural end so that the page can say why (not for logout).
+    ended: HashMap<Hash, (NoSession, i64)>,
+}
+
+impl Inner {
+    fn sweep(&mut self, now: i64) {
+        let expired: Vec<Hash> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expires <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in expired {
+            self.sessions.remove(&h);
+            // Say "expired" for a while after.
+            self.ended.insert(h, (NoSession::Expired, now + 3600));
+        }
+        self.links.retain(|_, l| l.expires > now);
+        self.ended.retain(|_, (_, until)| *until > now);
+    }
+
+    fn live_for(&self, user: &str, now: i64) -> usize {
+        self.links
+            .values()
+            .filter(|l| l.owner.user == user && l.opened.is_none() && l.expires > now)
+            .count()
+            + self
+                .sessions
+                .values()
+                .filter(|s| s.owner.user == user)
+                .count()
+    }
+
+    fn end(&mut self, sid: &Hash, why: NoSession, now: i64) {
+        if let Some(s) = self.sessions.remove(sid) {
+            self.ended.insert(*sid, (why, s.expires.max(now) + 3600));
+        }
+    }
+}
+
+impl Profiles {
+    /// A new link for `owner`, valid `ttl` seconds; `Err` says why not.
+    pub fn link(&self, owner: Owner, ttl: i64, per_user: usize) -> Result<String, String> {
+        let now = unix_now();
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.sweep(now);
+        if g.live_for(&owner.user, now) >= per_user {
+            return Err(format!(
+                "{} already has {per_user} open profile links or sessions; use one, or wait for them to expire",
+                owner.user
+            ));
+        }
+        if g.links.len() + g.sessions.len() >= MAX_ENTRIES {
+            return Err("too many open profile links; try again in a few minutes".into());
+        }
+        let token = random_token().ok_or("no randomness")?;
+        g.links.insert(
+            hash(&token),
+            Link {
+                owner,
+                expires: now + ttl,
+                opened: None,
+            },
+        );
+        Ok(token)
+    }
+
+    /// Opens the link `token` from `peer`: a session of `ttl` seconds.
+    pub fn open(&self, token: &str, peer: IpAddr, ttl: i64) -> Opened {
+        let now = unix_now();
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.sweep(now);
+        let lh = hash(token);
+        let Some(link) = g.links.get_mut(&lh) else {
+            return Opened::Expired;
+        };
+        if let Some(sid) = link.opened {
+            g.links.remove(&lh);
+            g.end(&sid, NoSession::Ended, now);
+            return Opened::Reused;
+        }
+        if link.expires <= now {
+            g.links.remove(&lh);
+            return Opened::Expired;
+        }
+        let (Some(sid), Some(csrf)) = (random_token(), random_token()) else {
+            return Opened::Expired;
+        };
+        let owner = link.owner.clone();
+        let sh = hash(&sid);
+        link.opened = Some(sh);
+        // The link is remembered until its session could have ended, so
+        // that a second opening is recognised.
+        link.expires = now + ttl;
+        g.sessions.insert(
+            sh,
+            Session {
+                owner: owner.clone(),
+                csrf,
+                peer,
+                expires: now + ttl,
+                link: lh,
+                elevated: None,
+                flash: None,
+                totp: None,
+                codes: None,
+                ceremony: None,
+            },
+        );
+        Opened::Session(sid, owner)
+    }
+
+    /// Runs `f` on the live session `sid` seen from `peer`. A request
+    /// from another address ends the session.
+    pub fn with<R>(
+        &self,
+        sid: Option<&str>,
+        peer: IpAddr,
+        f: impl FnOnce(&mut Session) -> R,
+    ) -> Result<R, NoSession> {
+        let now = unix_now();
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.sweep(now);
+        let sh = hash(sid.ok_or(NoSession::Missing)?);
+        if let Some((why, _)) = g.ended.get(&sh) {
+            return Err(*why);
+        }
+        let Some(s) = g.sessions.get_mut(&sh) else {
+            return Err(NoSession::Missing);
+        };
+        if s.peer != peer {
+            let link = s.link;
+            g.links.remove(&link);
+            g.end(&sh, NoSession::Ended, now);
+            return Err(NoSession::Ended);
+        }
+        Ok(f(s))
+    }
+
+    /// Logout: the session and its link are forgotten.
+    pub fn logout(&self, sid: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = g.sessions.remove(&hash(sid)) {
+            g.links.remove(&s.link);
+        }
+    }
+}
+
+/// Constant-time comparison of a presented CSRF token with the session's.
+pub fn csrf_ok(session: &Session, presented: &str) -> bool {
+    p2fa_core::crypto::ct_eq(&hash(&session.csrf), &hash(presented))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> Owner {
+        Owner {
+            user: "alice".into(),
+            uid: 1000,
+        }
+    }
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const THERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9));
+
+    #[test]
+    fn a_link_opens_one_session_and_a_second_opening_ends_it() {
+        let p = Profiles::default();
+        let tok = p.link(alice(), 60, 3).unwrap();
+        let Opened::Session(sid, owner) = p.open(&tok, HERE, 600) else {
+            panic!("not opened")
+        };
+        assert_eq!(owner, alice());
+        assert!(p.with(Some(&sid), HERE, |s| s.owner.user.clone()).is_ok());
+        assert!(matches!(p.open(&tok, THERE, 600), Opened::Reused));
+        assert_eq!(p.with(Some(&sid), HERE, |_| ()), Err(NoSession::Ended));
+        // And the link is gone for good.
+        assert!(matches!(p.open(&tok, HERE, 600), Opened::Expired));
+    }
+
+    #[test]
+    fn another_address_ends_the_session() {
+        let p = Profiles::default();
+        let tok = p.link(alice(), 60, 3).unwrap();
+        let Opened::Session(sid, _) = p.open(&tok, HERE, 600) else {
+            panic!()
+        };
+        assert_eq!(p.with(Some(&sid), THERE, |_| ()), Err(NoSession::Ended));
+        assert_eq!(p.with(Some(&sid), HERE, |_| ()), Err(NoSession::Ended));
+    }
+
+    #[test]
+    fn unknown_cookies_links_and_quota() {
+        let p = Profiles::default();
+        assert_eq!(p.with(None, HERE, |_| ()), Err(NoSession::Missing));
+        assert_eq!(p.with(Some("x"), HERE, |_| ()), Err(NoSession::Missing));
+        assert!(matches!(p.open("nope", HERE, 600), Opened::Expired));
+        for _ in 0..3 {
+            p.link(alice(), 60, 3).unwrap();
+        }
+        assert!(
+            p.link(alice(), 60, 3)
+                .unwrap_err()
+                .contains("already has 3")
+        );
+    }
+
+    #[test]
+    fn csrf_compare() {
+        let p = Profiles::default();
+        let tok = p.link(alice(), 60, 3).unwrap();
+        let Opened::Session(sid, _) = p.open(&tok, HERE, 600) else {
+            panic!()
+        };
+        let csrf = p.with(Some(&sid), HERE, |s| s.csrf.clone()).unwrap();
+        assert!(p.with(Some(&sid), HERE, |s| csrf_ok(s, &csrf)).unwrap());
+        assert!(!p.with(Some(&sid), HERE, |s| csrf_ok(s, "")).unwrap());
+        assert!(!p.with(Some(&sid), HERE, |s| csrf_ok(s, &sid)).unwrap());
+        p.logout(&sid);
+        assert_eq!(p.with(Some(&sid), HERE, |_| ()), Err(NoSession::Missing));
+    }
+}

@@ -1,0 +1,264 @@
+//! Every word the profile page shows, in one place so that it can be
+//! translated: copy [`EN`], translate the strings (keep the `{name}`
+//! placeholders), and select it in [`text`]. The page never builds a
+//! sentence from pieces of another language's grammar: each message is
+//! whole, with placeholders.
+
+/// The page's strings.
+pub struct Text {
+    pub lang: &'static str,
+    pub title: &'static str,
+    pub heading: &'static str,
+    /// `{user}`, `{host}`, `{until}`.
+    pub for_user: &'static str,
+    /// `{user}`.
+    pub acting_as_root: &'static str,
+    pub logout: &'static str,
+    pub logged_out: &'static str,
+    pub skip_to_main: &'static str,
+
+    pub prove_heading: &'static str,
+    pub prove_intro: &'static str,
+    pub prove_code_label: &'static str,
+    pub prove_code_hint: &'static str,
+    pub prove_button: &'static str,
+    pub prove_key_button: &'static str,
+    /// `{factor}`.
+    pub proved: &'static str,
+
+    pub methods_heading: &'static str,
+    pub methods_caption: &'static str,
+    pub col_method: &'static str,
+    pub col_status: &'static str,
+    pub col_last_used: &'static str,
+    pub col_actions: &'static str,
+    pub not_configured: &'static str,
+    pub not_allowed: &'static str,
+    /// `{date}`.
+    pub configured_since: &'static str,
+    /// `{left}`, `{total}`.
+    pub codes_left: &'static str,
+    /// `{n}`.
+    pub keys_count: &'static str,
+    pub never: &'static str,
+    pub set_up: &'static str,
+    pub replace: &'static str,
+    pub remove: &'static str,
+    pub new_codes: &'static str,
+    pub ask_admin: &'static str,
+    /// `{number}`.
+    pub method_names: [(&'static str, &'static str); 8],
+
+    pub totp_heading: &'static str,
+    pub totp_intro: &'static str,
+    pub totp_qr_label: &'static str,
+    pub totp_key_label: &'static str,
+    pub totp_code_label: &'static str,
+    pub totp_confirm: &'static str,
+    pub cancel: &'static str,
+
+    pub codes_heading: &'static str,
+    pub codes_intro: &'static str,
+    pub codes_download: &'static str,
+    pub codes_done: &'static str,
+
+    pub keys_heading: &'static str,
+    pub keys_caption: &'static str,
+    pub col_name: &'static str,
+    pub col_added: &'static str,
+    pub key_local: &'static str,
+    pub no_keys: &'static str,
+    pub key_name_label: &'static str,
+    pub key_add: &'static str,
+    pub key_needs_script: &'static str,
+    pub keys_disabled: &'static str,
+
+    pub devices_heading: &'static str,
+    pub devices_caption: &'static str,
+    pub col_service: &'static str,
+    pub col_from: &'static str,
+    pub col_remembered: &'static str,
+    pub col_expires: &'static str,
+    pub no_devices: &'static str,
+    pub forget: &'static str,
+    pub forget_all: &'static str,
+    pub this_machine: &'static str,
+
+    pub history_heading: &'static str,
+    /// `{time}`, `{service}`, `{from}`, `{factor}`.
+    pub last_login: &'static str,
+    pub no_logins: &'static str,
+
+    pub expired_title: &'static str,
+    pub expired_text: &'static str,
+    pub ended_title: &'static str,
+    pub ended_text: &'static str,
+    pub no_session_title: &'static str,
+    pub no_session_text: &'static str,
+    pub reused_title: &'static str,
+    pub reused_text: &'static str,
+    pub forbidden: &'static str,
+    pub needs_proof: &'static str,
+    pub key_waiting: &'static str,
+    pub key_failed: &'static str,
+    pub key_done: &'static str,
+    pub unavailable: &'static str,
+}
+
+pub const EN: Text = Text {
+    lang: "en",
+    title: "Two-factor authentication",
+    heading: "Two-factor authentication",
+    for_user: "Account {user} on {host}. This page works until {until}.",
+    acting_as_root: "You are acting for {user} as root: no proof is needed, and every change is logged as made by root.",
+    logout: "Log out",
+    logged_out: "You are logged out of the profile page. Run 2fa-enroll web for a new link.",
+    skip_to_main: "Skip to the content",
+
+    prove_heading: "Confirm it is you",
+    prove_intro: "You already have a second factor. Before you change anything, prove that you hold it: this counts like a login, and wrong codes count towards the lockout.",
+    prove_code_label: "Current code",
+    prove_code_hint: "From your authenticator app, or one of your backup codes.",
+    prove_button: "Confirm",
+    prove_key_button: "Use my security key instead",
+    proved: "Confirmed with {factor}. You can make changes until this page expires.",
+
+    methods_heading: "Your methods",
+    methods_caption: "The methods your administrator allows for you, and which you have set up",
+    col_method: "Method",
+    col_status: "Status",
+    col_last_used: "Last used",
+    col_actions: "Actions",
+    not_configured: "Not set up",
+    not_allowed: "Not allowed for you",
+    configured_since: "Set up on {date}",
+    codes_left: "{left} of {total} left",
+    keys_count: "{n} registered",
+    never: "Never",
+    set_up: "Set up",
+    replace: "Replace",
+    remove: "Remove",
+    new_codes: "New codes",
+    ask_admin: "Ask your administrator",
+    method_names: [
+        ("totp", "Authenticator app"),
+        ("hotp", "Hardware token (counter codes)"),
+        ("backup", "Backup codes"),
+        ("sms", "Text message (SMS)"),
+        ("email", "E-mail"),
+        ("duo", "Duo"),
+        ("questions", "Security questions"),
+        ("webauthn", "Security keys and passkeys"),
+    ],
+
+    totp_heading: "Set up an authenticator app",
+    totp_intro: "Scan this code with your authenticator app (or type the key), then enter the code the app shows to confirm. The key is shown only now.",
+    totp_qr_label: "QR code with the new key",
+    totp_key_label: "Key",
+    totp_code_label: "Code from the app",
+    totp_confirm: "Confirm and save",
+    cancel: "Cancel",
+
+    codes_heading: "Your new backup codes",
+    codes_intro: "Each code works once. Save them now: they are shown only on this page, and the old codes no longer work.",
+    codes_download: "Download as a text file",
+    codes_done: "I have saved them",
+
+    keys_heading: "Security keys and passkeys",
+    keys_caption: "Keys that can approve your logins",
+    col_name: "Name",
+    col_added: "Added",
+    key_local: "(this machine's console)",
+    no_keys: "No keys yet.",
+    key_name_label: "Name for a new key",
+    key_add: "Add a security key",
+    key_needs_script: "Adding a key needs JavaScript in this browser.",
+    keys_disabled: "Security keys are not enabled on this system.",
+
+    devices_heading: "Remembered devices",
+    devices_caption: "Places where you are not asked for a second factor for a while",
+    col_service: "Service",
+    col_from: "From",
+    col_remembered: "Remembered",
+    col_expires: "Until",
+    no_devices: "No remembered devices.",
+    forget: "Forget",
+    forget_all: "Forget all",
+    this_machine: "this machine",
+
+    history_heading: "Recent logins",
+    last_login: "Last successful login: {time}, {service}, from {from}, with {factor}.",
+    no_logins: "No successful login with a second factor yet.",
+
+    expired_title: "This page has expired",
+    expired_text: "For your safety the page works only for a few minutes. Run 2fa-enroll web in your terminal for a new link.",
+    ended_title: "This page was closed for your safety",
+    ended_text: "The link was opened a second time, or from another address, so it no longer works anywhere. If that was not you, tell your administrator. Run 2fa-enroll web for a new link.",
+    no_session_title: "No open profile page",
+    no_session_text: "Open the link that 2fa-enroll web printed, in the browser you want to use.",
+    reused_title: "This link was already used",
+    reused_text: "A profile link works once. The page it opened is now closed too, in case someone else has the link. Run 2fa-enroll web for a new one.",
+    forbidden: "This request did not come from your profile page, so nothing was changed. Reload the page and try again.",
+    needs_proof: "First confirm it is you (at the top of the page).",
+    key_waiting: "Waiting for your security key…",
+    key_failed: "Not done: ",
+    key_done: "Done.",
+    unavailable: "The 2FA service is unavailable right now; nothing was changed. Try again later or tell your administrator.",
+};
+
+/// The strings for this page (one language today).
+pub fn text() -> &'static Text {
+    &EN
+}
+
+/// `template` with each `{name}` replaced by its value.
+/// One pass: a value is never scanned for placeholders itself.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after
+            .find('}')
+            .and_then(|close| Some((close, values.iter().find(|(k, _)| *k == &after[..close])?)))
+        {
+            Some((close, (_, v))) => {
+                out.push_str(v);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Text {
+    /// The display name of a method (`totp`, `sms`, ...).
+    pub fn method(&self, id: &str) -> &'static str {
+        self.method_names
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map_or("?", |(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_replaces_every_placeholder() {
+        assert_eq!(
+            fill("{a} and {b}, {a}", &[("a", "x"), ("b", "y")]),
+            "x and y, x"
+        );
+        // A value is not scanned again for placeholders.
+        assert_eq!(fill("{a}{b}", &[("a", "{b}"), ("b", "z")]), "{b}z");
+        assert_eq!(fill("{x} {", &[("a", "1")]), "{x} {");
+    }
+}

@@ -1,0 +1,561 @@
+//! The profile page (`2fa-enroll web`) end to end: the real 2fad serving
+//! it, the real `2fa-enroll` run as the user (or root) for the link, a
+//! real headless Chromium (tests/webauthn_browser.py) filling in its
+//! forms, a virtual authenticator for keys, and the real libpam
+//! (pamtester) logging in with what the page set up. Attacks: a second
+//! browser with the same link, a forged cross-site POST, requests without
+//! the CSRF token or from another origin, expired links and pages.
+//! Screenshots at desktop and phone widths go to target/screenshots/.
+
+mod common;
+
+use common::daemon::{Browser, Daemon, WebOptions};
+use common::{Env, output_text, system_user, totp};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const REMEMBER: &str = "\n[remember]\nenabled = true\n";
+
+/// A link for `user` from `2fa-enroll web --quiet` run as `as_user`.
+fn link(d: &Daemon, as_user: &str, user: Option<&str>) -> String {
+    let mut args = vec!["web", "--quiet"];
+    if let Some(u) = user {
+        args.extend(["--user", u]);
+    }
+    let o = d.enroll_as(as_user, &args, "");
+    let text = output_text(&o);
+    assert!(o.status.success(), "{text}");
+    let url = text.trim().to_string();
+    assert!(url.contains("/p/"), "{text}");
+    url
+}
+
+/// The browser's answer to `cmd`, after its first word.
+fn ask(b: &mut Browser, cmd: &str) -> serde_json::Value {
+    let line = b.cmd(cmd);
+    let (_, json) = line.split_once(' ').unwrap_or((&line, "null"));
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{cmd}: {line}: {e}"))
+}
+
+/// The URL the browser is at after `goto` or `act`.
+fn at(page: &serde_json::Value) -> String {
+    page[0].as_str().unwrap_or("").to_string()
+}
+
+fn text(b: &mut Browser, id: &str) -> String {
+    ask(b, &format!("text {id}"))
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Runs JS that submits a form (or clicks), waits for the next page.
+fn act(b: &mut Browser, js: &str) -> String {
+    let p = ask(b, &format!("act {js}"));
+    assert_ne!(p[0], "error", "{js}: {p}");
+    assert_ne!(p[0], "timeout", "{js}: {p}");
+    at(&p)
+}
+
+/// Clicks the submit button of the first form inside `selector`.
+fn click(b: &mut Browser, selector: &str) -> String {
+    act(
+        b,
+        &format!(
+            "document.querySelector({}).click()",
+            serde_json::to_string(selector).unwrap()
+        ),
+    )
+}
+
+fn set(b: &mut Browser, id: &str, value: &str) {
+    let v = ask(
+        b,
+        &format!(
+            "eval document.getElementById({}).value = {}",
+            serde_json::to_string(id).unwrap(),
+            serde_json::to_string(value).unwrap()
+        ),
+    );
+    assert_eq!(v, value, "setting {id}");
+}
+
+fn exists(b: &mut Browser, selector: &str) -> bool {
+    ask(
+        b,
+        &format!(
+            "eval !!document.querySelector({})",
+            serde_json::to_string(selector).unwrap()
+        ),
+    ) == true
+}
+
+fn screenshots() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("screenshots");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A screenshot at `width` x `height` into target/screenshots/NAME.png;
+/// checks it is a PNG and that nothing is wider than the viewport.
+fn shot(b: &mut Browser, name: &str, width: u32, height: u32) {
+    let path = screenshots().join(format!("{name}.png"));
+    let r = b.cmd(&format!("screenshot {width} {height} {}", path.display()));
+    let png = std::fs::read(&path).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "{name}: {r}"
+    );
+    let parts: Vec<u64> = r
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert_eq!(parts.len(), 2, "{r}");
+    assert!(
+        parts[0] <= parts[1],
+        "{name}: page is {} px wide at a {} px viewport",
+        parts[0],
+        parts[1]
+    );
+}
+
+/// Accessibility checks of the page in the browser (axe-core is not
+/// packaged for Debian, so the rules that matter here are checked by
+/// tests/profile_a11y.js): an empty list means every rule held.
+fn a11y(b: &mut Browser) -> serde_json::Value {
+    let js = include_str!("profile_a11y.js").replace('\n', " ");
+    ask(b, &format!("eval {js}"))
+}
+
+/// A raw HTTP request to 2fad; (status line, headers and body).
+fn http(port: u16, req: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut r = String::new();
+    let _ = s.read_to_string(&mut r);
+    (r.lines().next().unwrap_or("").to_string(), r)
+}
+
+fn post(port: u16, path: &str, cookie: &str, origin: Option<&str>, body: &str) -> String {
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.0\r\nHost: localhost:{port}\r\nCookie: {cookie}\r\n{origin}\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .0
+}
+
+/// The session cookie the browser holds, as `name=value`.
+fn session_cookie(b: &mut Browser) -> String {
+    let cookies = ask(b, "cookies");
+    let c = cookies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "p2fa_profile")
+        .unwrap_or_else(|| panic!("no session cookie: {cookies}"));
+    assert_eq!(c["httpOnly"], true, "{c}");
+    assert_eq!(c["sameSite"], "Strict", "{c}");
+    format!("p2fa_profile={}", c["value"].as_str().unwrap())
+}
+
+fn csrf(b: &mut Browser) -> String {
+    ask(b, "eval document.body.dataset.csrf")
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A user with no factor sets up an authenticator app (the test reads the
+/// key from the page and computes the code), makes backup codes and
+/// downloads them (one logs in through libpam), registers a named
+/// security key, forgets the remembered device that login left, and
+/// logs out.
+#[test]
+fn a_new_user_sets_up_and_manages_factors_in_the_browser() {
+    let user = system_user("p2fa-prof1", "Profile-p2fa1");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let d = Daemon::start(&env, "", REMEMBER);
+    let mut b = Browser::start();
+
+    let url = link(&d, &user, None);
+    let page = ask(&mut b, &format!("goto {url}"));
+    assert!(at(&page).ends_with("/profile"), "{page}");
+    assert!(text(&mut b, "who").contains(&user));
+    let methods = text(&mut b, "methods");
+    assert!(
+        methods.contains("Authenticator app") && methods.contains("Not set up"),
+        "{methods}"
+    );
+    assert!(
+        !exists(&mut b, "#prove"),
+        "a user with no factor is not asked for a proof"
+    );
+    shot(&mut b, "profile-new-user-desktop", 1280, 900);
+    shot(&mut b, "profile-new-user-phone", 375, 740);
+    let problems = a11y(&mut b);
+    assert_eq!(problems, serde_json::json!([]), "accessibility");
+
+    // An authenticator app, confirmed with a code computed from the key
+    // the page shows.
+    click(&mut b, "#method-totp form button");
+    assert!(
+        exists(&mut b, "#totp-qr svg"),
+        "no QR code: {}",
+        ask(&mut b, "eval document.body.innerHTML")
+    );
+    shot(&mut b, "profile-totp-setup-desktop", 1280, 900);
+    shot(&mut b, "profile-totp-setup-phone", 375, 740);
+    let secret = text(&mut b, "totp-secret");
+    assert!(secret.len() >= 16, "{secret}");
+    set(&mut b, "totp-code", &totp(&secret, None));
+    click(&mut b, "#totp-confirm");
+    let flash = text(&mut b, "flash");
+    assert!(flash.contains("Saved"), "{flash}");
+    assert!(
+        !exists(&mut b, "#totp-secret"),
+        "the key is shown only during setup"
+    );
+    let st = env.status_json(&user);
+    assert_eq!(st["otp"]["kind"], "totp", "{st}");
+
+    // Backup codes: shown once, downloaded as a file; one logs in.
+    click(&mut b, "#method-backup form button");
+    let codes: Vec<String> = serde_json::from_value(ask(
+        &mut b,
+        "eval [...document.querySelectorAll('#code-list code')].map(c => c.textContent)",
+    ))
+    .unwrap();
+    assert!(codes.len() >= 5, "{codes:?}");
+    shot(&mut b, "profile-backup-codes-phone", 375, 740);
+    let dir = tempfile::tempdir().unwrap();
+    let file = ask(
+        &mut b,
+        &format!(
+            "download document.getElementById('codes-download').click() {}",
+            dir.path().display()
+        ),
+    );
+    let downloaded = std::fs::read_to_string(file.as_str().expect("no download")).unwrap();
+    for c in &codes {
+        assert!(downloaded.contains(c.as_str()), "{c} not in {downloaded}");
+    }
+    click(&mut b, "#codes form button");
+    assert!(!exists(&mut b, "#code-list"), "codes are shown once");
+    let a = env.attempt("p2fa", &user, &format!("{}\n", codes[0]), None);
+    assert!(a.ok, "{}", a.output);
+    assert!(a.log.contains("factor=backup"), "{}", a.log);
+
+    // A security key with a name, through the page's script.
+    set(&mut b, "key-name", "my phone");
+    let after = act(&mut b, "document.getElementById('key-add').click()");
+    assert!(after.ends_with("/profile"), "{after}");
+    let keys = text(&mut b, "keys");
+    assert!(keys.contains("my phone"), "{keys}");
+    assert_eq!(env.status_json(&user)["webauthn"], 1);
+
+    // The login above left a remembered device: forget it.
+    ask(&mut b, "goto about:blank");
+    let page = ask(
+        &mut b,
+        &format!("goto http://localhost:{}/profile", d.port()),
+    );
+    assert!(at(&page).ends_with("/profile"), "{page}");
+    let devices = text(&mut b, "devices");
+    assert!(devices.contains("p2fa"), "{devices}");
+    shot(&mut b, "profile-manage-desktop", 1280, 900);
+    click(&mut b, "#devices tr.device form button");
+    let devices = text(&mut b, "devices");
+    assert!(devices.contains("No remembered devices"), "{devices}");
+    let o = d.enroll_as(&user, &["devices", "list"], "");
+    assert!(
+        output_text(&o).contains("No remembered devices"),
+        "{}",
+        output_text(&o)
+    );
+    let history = text(&mut b, "history");
+    assert!(
+        history.contains("p2fa") && history.contains("backup"),
+        "{history}"
+    );
+
+    // Logout ends the session.
+    click(&mut b, "#logout");
+    let page = ask(
+        &mut b,
+        &format!("goto http://localhost:{}/profile", d.port()),
+    );
+    assert!(at(&page).ends_with("/profile"));
+    assert!(text(&mut b, "notice").contains("2fa-enroll web"));
+    assert!(
+        d.log().is_empty() || !d.log().contains(&secret),
+        "the TOTP key is never logged"
+    );
+}
+
+/// A user with TOTP and backup codes must prove one before any change: a
+/// wrong code is counted like a failed login; a backup code unlocks the
+/// page, and then TOTP can be reset (for a lost phone).
+#[test]
+fn changes_need_a_proof_and_a_backup_code_resets_a_lost_phone() {
+    let user = system_user("p2fa-prof2", "Profile-p2fa2");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    env.enroll_totp(&user);
+    let codes = env.enroll_backup(&user, 5);
+    let d = Daemon::start(&env, "", "");
+    let mut b = Browser::start();
+    let url = link(&d, &user, None);
+    ask(&mut b, &format!("goto {url}"));
+    assert!(exists(&mut b, "#prove"));
+    assert!(
+        !exists(&mut b, "#method-totp form"),
+        "no change offered before a proof"
+    );
+    shot(&mut b, "profile-prove-phone", 375, 740);
+
+    // A forged change without a proof is refused by 2fad itself.
+    let (cookie, token) = (session_cookie(&mut b), csrf(&mut b));
+    let st = post(
+        d.port(),
+        "/profile/do",
+        &cookie,
+        None,
+        &format!("csrf={token}&action=remove&method=totp"),
+    );
+    assert!(st.contains(" 303"), "{st}");
+    assert_eq!(
+        env.status_json(&user)["otp"]["kind"],
+        "totp",
+        "removed without a proof"
+    );
+
+    set(&mut b, "proof-code", "000000");
+    click(&mut b, "#prove-code");
+    let flash = text(&mut b, "flash");
+    assert!(flash.contains("not a valid current code"), "{flash}");
+    assert_eq!(
+        env.status_json(&user)["failures"],
+        1,
+        "a wrong proof counts"
+    );
+
+    set(&mut b, "proof-code", &codes[0]);
+    click(&mut b, "#prove-code");
+    let flash = text(&mut b, "flash");
+    assert!(flash.contains("Confirmed"), "{flash}");
+    assert!(!exists(&mut b, "#prove"));
+    assert_eq!(
+        env.status_json(&user)["backup_codes_remaining"],
+        4,
+        "the code is spent"
+    );
+
+    click(&mut b, "#method-totp form button.danger");
+    let flash = text(&mut b, "flash");
+    assert!(flash.contains("Removed totp"), "{flash}");
+    assert!(env.status_json(&user)["otp"].is_null());
+    let logs = env.logs().join("\n");
+    assert!(
+        logs.contains("factor removed") && logs.contains("factor=totp"),
+        "{logs}"
+    );
+}
+
+/// Someone else with the same link: their browser is refused, and the
+/// user's page is closed too (the link leaked).
+#[test]
+fn a_second_browser_with_the_same_link_is_refused() {
+    let user = system_user("p2fa-prof3", "Profile-p2fa3");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let d = Daemon::start(&env, "", "");
+    let (mut b, mut attacker) = (Browser::start(), Browser::start());
+    let url = link(&d, &user, None);
+    assert!(at(&ask(&mut b, &format!("goto {url}"))).ends_with("/profile"));
+    assert!(exists(&mut b, "#methods"));
+    ask(&mut attacker, &format!("goto {url}"));
+    assert!(!exists(&mut attacker, "#methods"));
+    assert!(text(&mut attacker, "notice").contains("works once"));
+    ask(
+        &mut b,
+        &format!("goto http://localhost:{}/profile", d.port()),
+    );
+    assert!(!exists(&mut b, "#methods"), "the user's page stays open");
+    assert!(text(&mut b, "notice").contains("opened a second time"));
+}
+
+/// A page on another site that posts to the profile page: no cookie goes
+/// with it (SameSite=Strict), and even with the cookie a request from
+/// another origin or without the CSRF token is refused. Nothing changes.
+#[test]
+fn a_forged_cross_site_post_changes_nothing() {
+    let user = system_user("p2fa-prof4", "Profile-p2fa4");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    env.enroll_totp(&user);
+    let codes = env.enroll_backup(&user, 5);
+    let d = Daemon::start(&env, "", "");
+    let mut b = Browser::start();
+    let url = link(&d, &user, None);
+    ask(&mut b, &format!("goto {url}"));
+    set(&mut b, "proof-code", &codes[0]);
+    click(&mut b, "#prove-code");
+    assert!(!exists(&mut b, "#prove"), "the session is unlocked");
+
+    // The attacker's page on another origin.
+    let evil = TcpListener::bind("127.0.0.1:0").unwrap();
+    let evil_port = evil.local_addr().unwrap().port();
+    let target = format!("http://localhost:{}/profile/do", d.port());
+    std::thread::spawn(move || {
+        for s in evil.incoming().flatten().take(4) {
+            let mut s = s;
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let html = format!(
+                "<!doctype html><form id=f method=post action='{target}'>\
+                 <input name=csrf value=guess><input name=action value=remove>\
+                 <input name=method value=totp></form><script>document.getElementById('f').submit()</script>"
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    ask(&mut b, &format!("goto http://127.0.0.1:{evil_port}/"));
+    // The form submits itself to 2fad, which refuses it: the browser says
+    // it comes from another origin (and sends no cookie with it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let landed = loop {
+        let v = ask(
+            &mut b,
+            "eval location.pathname === '/profile/do' && document.readyState === 'complete' ? document.body.innerText : ''",
+        );
+        if v.as_str().is_some_and(|t| !t.is_empty()) || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        landed
+            .as_str()
+            .unwrap_or("")
+            .contains("did not come from your profile page"),
+        "{landed}"
+    );
+    assert_eq!(
+        env.status_json(&user)["otp"]["kind"],
+        "totp",
+        "forged POST removed TOTP"
+    );
+
+    ask(
+        &mut b,
+        &format!("goto http://localhost:{}/profile", d.port()),
+    );
+    let (cookie, token) = (session_cookie(&mut b), csrf(&mut b));
+    let body = format!("csrf={token}&action=remove&method=totp");
+    let evil_origin = format!("http://127.0.0.1:{evil_port}");
+    let st = post(d.port(), "/profile/do", &cookie, Some(&evil_origin), &body);
+    assert!(st.contains(" 403"), "{st}");
+    let st = post(
+        d.port(),
+        "/profile/do",
+        &cookie,
+        None,
+        "csrf=guess&action=remove&method=totp",
+    );
+    assert!(st.contains(" 403"), "{st}");
+    assert_eq!(env.status_json(&user)["otp"]["kind"], "totp");
+    // The same request with the page's own token and origin does it: the
+    // refusals above were the checks, not a broken request.
+    let own = format!("http://localhost:{}", d.port());
+    let st = post(d.port(), "/profile/do", &cookie, Some(&own), &body);
+    assert!(st.contains(" 303"), "{st}");
+    assert!(env.status_json(&user)["otp"].is_null());
+}
+
+/// An unused link and an open page both expire, and say what to do.
+#[test]
+fn expired_links_and_pages_say_what_to_do() {
+    let user = system_user("p2fa-prof5", "Profile-p2fa5");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let d = Daemon::start_web(
+        &env,
+        WebOptions {
+            webauthn: "link_seconds = 30\nprofile_seconds = 60",
+            faketime: Some("+0 x30"),
+            ..WebOptions::default()
+        },
+    );
+    let mut b = Browser::start();
+    let stale = link(&d, &user, None);
+    let open = link(&d, &user, None);
+    assert!(at(&ask(&mut b, &format!("goto {open}"))).ends_with("/profile"));
+    std::thread::sleep(Duration::from_millis(2_500)); // ~75 s for 2fad
+    ask(
+        &mut b,
+        &format!("goto http://localhost:{}/profile", d.port()),
+    );
+    assert!(!exists(&mut b, "#methods"));
+    let notice = text(&mut b, "notice");
+    assert!(notice.contains("2fa-enroll web"), "{notice}");
+    assert!(text(&mut b, "main").contains("expired"));
+    ask(&mut b, &format!("goto {stale}"));
+    assert!(text(&mut b, "main").contains("expired"));
+    let (status, _) = d.http_get(&format!("/p/{}", stale.rsplit('/').next().unwrap()));
+    drop(d);
+    assert!(status.contains(" 410"), "{status}");
+}
+
+/// Root opens a user's page to help them (lost phone): no proof, a
+/// banner says so, and the log names root. A user cannot ask for
+/// someone else's page.
+#[test]
+fn root_opens_the_page_for_a_user() {
+    let user = system_user("p2fa-prof6", "Profile-p2fa6");
+    let other = system_user("p2fa-prof7", "Profile-p2fa7");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    env.enroll_totp(&user);
+    let d = Daemon::start(&env, "", "");
+    let o = d.enroll_as(&other, &["web", "--user", &user], "");
+    assert!(!o.status.success());
+    assert!(
+        output_text(&o).contains("only manage your own"),
+        "{}",
+        output_text(&o)
+    );
+
+    let mut b = Browser::start();
+    let url = link(&d, "root", Some(&user));
+    ask(&mut b, &format!("goto {url}"));
+    assert!(text(&mut b, "acting").contains("as root"));
+    assert!(!exists(&mut b, "#prove"));
+    shot(&mut b, "profile-root-desktop", 1280, 900);
+    click(&mut b, "#method-totp form button.danger");
+    let flash = text(&mut b, "flash");
+    assert!(
+        flash.contains("Removed totp"),
+        "{flash}\n{}",
+        ask(&mut b, "eval document.body.innerText")
+    );
+    assert!(env.status_json(&user)["otp"].is_null());
+    let logs = env.logs().join("\n");
+    assert!(logs.contains("by uid=0"), "{logs}");
+}
