@@ -559,3 +559,29 @@ fn root_opens_the_page_for_a_user() {
     let logs = env.logs().join("\n");
     assert!(logs.contains("by uid=0"), "{logs}");
 }
+
+/// A user whose only factor is a security key proves it on the page with
+/// the key (the page's WebAuthn ceremony), which unlocks changes: here
+/// backup codes are added.
+#[test]
+fn a_security_key_proves_it_is_you() {
+    let user = system_user("p2fa-prof8", "Profile-p2fa8");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let d = Daemon::start(&env, "", "");
+    let mut b = Browser::start();
+    common::daemon::register_key(&env, &mut b, &user, "desk key");
+    let url = link(&d, &user, None);
+    ask(&mut b, &format!("goto {url}"));
+    assert!(exists(&mut b, "#prove-key"));
+    assert!(!exists(&mut b, "#method-backup form"));
+    let after = act(&mut b, "document.getElementById('prove-key').click()");
+    assert!(after.ends_with("/profile"), "{after}");
+    let flash = text(&mut b, "flash");
+    assert!(flash.contains("Confirmed with webauthn"), "{flash}");
+    click(&mut b, "#method-backup form button");
+    assert!(exists(&mut b, "#code-list"));
+    assert!(env.status_json(&user)["backup_codes_remaining"].as_u64() > Some(0));
+    let logs = env.logs().join("\n");
+    assert!(logs.contains("proof=webauthn"), "{logs}");
+}
