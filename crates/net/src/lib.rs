@@ -13,6 +13,8 @@
     )
 )]
 
+/// Confirming a new phone number or address with a code sent to it.
+pub mod confirm;
 /// Shared by the SMS and e-mail senders: errors, templates, masked addresses.
 pub mod delivery;
 /// Duo Auth API client (preauth, push, passcode).

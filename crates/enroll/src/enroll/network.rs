@@ -10,12 +10,11 @@ use super::output::{self, now};
 use super::{CliError, CliResult, Ctx};
 use clap::Args;
 use p2fa_core::audit::printable;
-use p2fa_core::crypto::random_code;
 use p2fa_core::factor::{FactorId, normalize_code};
-use p2fa_core::store::{Purpose, SentCheck};
+use p2fa_core::store::SentCheck;
 use p2fa_net::delivery::mask;
 use p2fa_net::network::{DuoPreauth, Live, Network};
-use p2fa_net::{email, sms};
+use p2fa_net::{confirm, email, sms};
 
 /// Wrong codes allowed while confirming a phone number or address.
 const CONFIRM_TRIES: usize = 3;
@@ -102,47 +101,14 @@ fn contact(
     address: &str,
     no_verify: bool,
 ) -> CliResult {
-    let (what, rules) = match (ch, ctx.cfg.code_rules(ch)) {
-        (FactorId::Sms, Some(rules)) => ("phone number", rules),
-        (FactorId::Email, Some(rules)) => ("e-mail address", rules),
-        _ => return Err(CliError(format!("{ch} is not a delivery channel"))),
-    };
+    let (what, _) = confirm::channel(&ctx.cfg, ch).map_err(|e| CliError(e.0))?;
     let user = ctx.target(user)?;
     let key = ctx.host_key()?;
     let mut store = ctx.open_store()?;
     if !no_verify {
-        let code = random_code(rules.digits)?;
-        let hash = key.sent_code_hash(ch.as_str(), &user, &code);
-        let t = now();
-        let tx = store.write()?;
-        if tx.sends_last_hour(&user, ch, t)? >= rules.max_sends_per_hour {
-            return Err(CliError(format!(
-                "too many codes were sent to {user} in the last hour; try again later"
-            )));
-        }
-        let id = tx.insert_sent_code(
-            &user,
-            ch,
-            Purpose::Enroll,
-            address,
-            &hash,
-            t,
-            rules.ttl_seconds,
-        )?;
-        tx.commit()?;
-        let sent = Live::new(ctx.trust).send_code(&ctx.cfg, ch, &user, address, &code);
-        drop(code);
-        if let Err(f) = sent {
-            let tx = store.write()?;
-            tx.delete_sent_code(id)?;
-            tx.commit()?;
-            return Err(CliError(format!(
-                "{} ({}); nothing saved",
-                f.user.trim_end_matches('.'),
-                f.detail
-            )));
-        }
-        println!("Sent a code to {}.", mask(ch, address));
+        let masked = confirm::send(&ctx.cfg, ctx.trust, &mut store, &key, &user, ch, address)
+            .map_err(|e| CliError(e.0))?;
+        println!("Sent a code to {masked}.");
         let mut confirmed = false;
         for _ in 0..CONFIRM_TRIES {
             let Some(line) = output::read_line("Enter the code you received: ")? else {
@@ -154,19 +120,9 @@ fn contact(
                 eprintln!("Type only the digits of the code.");
                 continue;
             };
-            let hash = key.sent_code_hash(ch.as_str(), &user, &typed);
-            let tx = store.write()?;
-            let check = tx.check_sent_code(
-                &user,
-                ch,
-                Purpose::Enroll,
-                Some(address),
-                &hash,
-                now(),
-                rules.max_attempts,
-            )?;
-            tx.commit()?;
-            match check {
+            match confirm::check(&ctx.cfg, &mut store, &key, &user, ch, address, &typed)
+                .map_err(|e| CliError(e.0))?
+            {
                 SentCheck::Accepted => {
                     confirmed = true;
                     break;
@@ -183,15 +139,7 @@ fn contact(
             return Err(CliError(format!("not confirmed; the {what} was not saved")));
         }
     }
-    let tx = store.write()?;
-    let replaced = tx.user_state(&user)?;
-    tx.set_contact(&user, ch, address, now())?;
-    tx.commit()?;
-    let old = if ch == FactorId::Sms {
-        replaced.sms
-    } else {
-        replaced.email
-    };
+    let old = confirm::save(&mut store, &user, ch, address)?;
     ctx.audit.notice(&format!(
         "enrolled {} user={user} by={} verified={}{}",
         ch.as_str(),
