@@ -6,7 +6,9 @@
 mod common;
 
 use common::interactive::Session;
-use common::net::{DUO_IKEY, DUO_SKEY, Pki, Stub, closed_port, duo_server, json_lines};
+use common::net::{
+    Pki, Stub, closed_port, duo_conf, duo_server, json_lines, mail_env, sms_env, wait_code,
+};
 use common::sshd::Sshd;
 use common::{Env, system_user};
 use serde_json::json;
@@ -15,80 +17,6 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(20);
 const PASSWORD: &str = "Netw0rk-p2fa-Horse";
-
-/// The code in the newest message of a stand-in log, waiting for it.
-fn wait_code(log: &Path, count: usize, field: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let msgs = json_lines(log);
-        if msgs.len() >= count {
-            let text = msgs[count - 1][field].as_str().unwrap().to_string();
-            let code: String = text
-                .split(|c: char| !c.is_ascii_digit())
-                .find(|w| w.len() == 6)
-                .unwrap_or_else(|| panic!("no 6-digit code in {text:?}"))
-                .to_string();
-            return code;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no message #{count} in {}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-struct Mail {
-    _stub: Stub,
-    log: PathBuf,
-    _pki: Pki,
-}
-
-fn mail_env(dir: &Path) -> (Mail, String) {
-    let pki = Pki::new(&dir.join("pki-mail"));
-    let log = dir.join("mail.jsonl");
-    let stub = Stub::start(
-        "smtp_sink.py",
-        &[
-            "--log",
-            log.to_str().unwrap(),
-            "--tls",
-            "starttls",
-            "--cert",
-            pki.cert.to_str().unwrap(),
-            "--key",
-            pki.key.to_str().unwrap(),
-            "--user",
-            "mailer",
-            "--password",
-            "mail-pw",
-        ],
-        dir,
-    );
-    let conf = format!(
-        "[email]\nenabled = true\nsmtp_host = \"localhost\"\nsmtp_port = {}\ntls = \"starttls\"\n\
-         username = \"mailer\"\npassword_file = \"{}\"\nfrom = \"2fa@example.com\"\nca_file = \"{}\"\n",
-        stub.port,
-        dir.join("mail-pw").display(),
-        pki.ca.display()
-    );
-    write_secret(&dir.join("mail-pw"), "mail-pw");
-    (
-        Mail {
-            _stub: stub,
-            log,
-            _pki: pki,
-        },
-        conf,
-    )
-}
-
-fn write_secret(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
 
 /// Runs `2fa-enroll` with a confirmation code that only exists once the
 /// command has sent it: feeds stdin from a thread that waits for it.
@@ -174,55 +102,6 @@ fn email_code_through_libpam_and_sshd() {
     assert!(t.contains("prompt: Code sent to N***@example.com: "), "{t}");
 }
 
-struct Sms {
-    _stub: Stub,
-    log: PathBuf,
-    control: PathBuf,
-    _pki: Pki,
-}
-
-fn sms_env(dir: &Path) -> (Sms, String) {
-    let pki = Pki::new(&dir.join("pki-sms"));
-    let log = dir.join("sms.jsonl");
-    let control = dir.join("sms-control.json");
-    let stub = Stub::start(
-        "sms_gateway.py",
-        &[
-            "--cert",
-            pki.cert.to_str().unwrap(),
-            "--key",
-            pki.key.to_str().unwrap(),
-            "--sid",
-            "ACtest",
-            "--token",
-            "tok",
-            "--log",
-            log.to_str().unwrap(),
-            "--control",
-            control.to_str().unwrap(),
-        ],
-        dir,
-    );
-    let conf = format!(
-        "[sms]\nenabled = true\ngateway = \"twilio\"\ntimeout_ms = 1500\nca_file = \"{}\"\n\
-         [sms.twilio]\nbase_url = \"https://127.0.0.1:{}\"\naccount_sid = \"ACtest\"\n\
-         auth_token_file = \"{}\"\nfrom = \"+15550001111\"\n",
-        pki.ca.display(),
-        stub.port,
-        dir.join("twilio-token").display()
-    );
-    write_secret(&dir.join("twilio-token"), "tok\n");
-    (
-        Sms {
-            _stub: stub,
-            log,
-            control,
-            _pki: pki,
-        },
-        conf,
-    )
-}
-
 #[test]
 fn sms_code_from_the_menu_and_gateway_failure() {
     let user = system_user("p2fa-net2", PASSWORD);
@@ -284,9 +163,6 @@ fn sms_code_from_the_menu_and_gateway_failure() {
     assert!(!lines.contains(&code), "no code in the log");
 }
 
-const IKEY: &str = DUO_IKEY;
-const SKEY: &str = DUO_SKEY;
-
 struct Duo {
     _stub: Stub,
     log: PathBuf,
@@ -318,16 +194,6 @@ fn duo_env(dir: &Path, failmode: &str) -> (Duo, String) {
             _pki: pki,
         },
         conf,
-    )
-}
-
-fn duo_conf(dir: &Path, port: u16, pki: &Pki, failmode: &str) -> String {
-    write_secret(&dir.join("duo-skey"), SKEY);
-    format!(
-        "[duo]\nenabled = true\nikey = \"{IKEY}\"\nskey_file = \"{}\"\napi_host = \"127.0.0.1:{port}\"\n\
-         ca_file = \"{}\"\nfailmode = \"{failmode}\"\ntimeout_ms = 1500\npush_timeout_seconds = 5\n",
-        dir.join("duo-skey").display(),
-        pki.ca.display()
     )
 }
 

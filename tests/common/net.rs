@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+const WAIT: Duration = Duration::from_secs(20);
+
 /// A CA and a server certificate for 127.0.0.1 / localhost, in `dir`.
 pub struct Pki {
     pub ca: PathBuf,
@@ -275,4 +277,145 @@ pub fn json_lines(log: &Path) -> Vec<serde_json::Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+// Shared by tests/pam_network.rs and tests/profile.rs.
+/// The code in the newest message of a stand-in log, waiting for it.
+#[allow(dead_code)]
+pub fn wait_code(log: &Path, count: usize, field: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let msgs = json_lines(log);
+        if msgs.len() >= count {
+            let text = msgs[count - 1][field].as_str().unwrap().to_string();
+            let code: String = text
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|w| w.len() == 6)
+                .unwrap_or_else(|| panic!("no 6-digit code in {text:?}"))
+                .to_string();
+            return code;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no message #{count} in {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[allow(dead_code)]
+pub struct Mail {
+    pub _stub: Stub,
+    pub log: PathBuf,
+    pub _pki: Pki,
+}
+
+#[allow(dead_code)]
+pub fn mail_env(dir: &Path) -> (Mail, String) {
+    let pki = Pki::new(&dir.join("pki-mail"));
+    let log = dir.join("mail.jsonl");
+    let stub = Stub::start(
+        "smtp_sink.py",
+        &[
+            "--log",
+            log.to_str().unwrap(),
+            "--tls",
+            "starttls",
+            "--cert",
+            pki.cert.to_str().unwrap(),
+            "--key",
+            pki.key.to_str().unwrap(),
+            "--user",
+            "mailer",
+            "--password",
+            "mail-pw",
+        ],
+        dir,
+    );
+    let conf = format!(
+        "[email]\nenabled = true\nsmtp_host = \"localhost\"\nsmtp_port = {}\ntls = \"starttls\"\n\
+         username = \"mailer\"\npassword_file = \"{}\"\nfrom = \"2fa@example.com\"\nca_file = \"{}\"\n",
+        stub.port,
+        dir.join("mail-pw").display(),
+        pki.ca.display()
+    );
+    write_secret(&dir.join("mail-pw"), "mail-pw");
+    (
+        Mail {
+            _stub: stub,
+            log,
+            _pki: pki,
+        },
+        conf,
+    )
+}
+
+#[allow(dead_code)]
+pub fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[allow(dead_code)]
+pub struct Sms {
+    pub _stub: Stub,
+    pub log: PathBuf,
+    pub control: PathBuf,
+    pub _pki: Pki,
+}
+
+#[allow(dead_code)]
+pub fn sms_env(dir: &Path) -> (Sms, String) {
+    let pki = Pki::new(&dir.join("pki-sms"));
+    let log = dir.join("sms.jsonl");
+    let control = dir.join("sms-control.json");
+    let stub = Stub::start(
+        "sms_gateway.py",
+        &[
+            "--cert",
+            pki.cert.to_str().unwrap(),
+            "--key",
+            pki.key.to_str().unwrap(),
+            "--sid",
+            "ACtest",
+            "--token",
+            "tok",
+            "--log",
+            log.to_str().unwrap(),
+            "--control",
+            control.to_str().unwrap(),
+        ],
+        dir,
+    );
+    let conf = format!(
+        "[sms]\nenabled = true\ngateway = \"twilio\"\ntimeout_ms = 1500\nca_file = \"{}\"\n\
+         [sms.twilio]\nbase_url = \"https://127.0.0.1:{}\"\naccount_sid = \"ACtest\"\n\
+         auth_token_file = \"{}\"\nfrom = \"+15550001111\"\n",
+        pki.ca.display(),
+        stub.port,
+        dir.join("twilio-token").display()
+    );
+    write_secret(&dir.join("twilio-token"), "tok\n");
+    (
+        Sms {
+            _stub: stub,
+            log,
+            control,
+            _pki: pki,
+        },
+        conf,
+    )
+}
+
+#[allow(dead_code)]
+pub fn duo_conf(dir: &Path, port: u16, pki: &Pki, failmode: &str) -> String {
+    write_secret(&dir.join("duo-skey"), DUO_SKEY);
+    format!(
+        "[duo]\nenabled = true\nikey = \"{DUO_IKEY}\"\nskey_file = \"{}\"\napi_host = \"127.0.0.1:{port}\"\n\
+         ca_file = \"{}\"\nfailmode = \"{failmode}\"\ntimeout_ms = 1500\npush_timeout_seconds = 5\n",
+        dir.join("duo-skey").display(),
+        pki.ca.display()
+    )
 }

@@ -17,6 +17,8 @@
 //! does. A daemon that recreated them on a user's request would orphan
 //! every sealed secret (and, with `unenrolled = allow`, let people in).
 
+mod factors;
+
 use super::webauthn::{ProofError, Started};
 use p2fa_auth::flow::{self, Current, Login};
 use p2fa_core::audit::{Audit, clean};
@@ -45,6 +47,8 @@ pub struct Broker {
     pub ceremonies: Option<std::sync::Arc<super::webauthn::Ceremonies>>,
     /// Profile page links and sessions (with the web server).
     pub profiles: Option<std::sync::Arc<super::profile::session::Profiles>>,
+    /// Phone numbers and addresses waiting for their confirmation code.
+    contacts: Mutex<HashMap<String, factors::PendingContact>>,
     /// Whose files to believe (store, key): [`Trust::ROOT`] outside tests.
     trust: Trust,
 }
@@ -59,6 +63,7 @@ impl Broker {
             pending: Mutex::default(),
             ceremonies: None,
             profiles: None,
+            contacts: Mutex::default(),
             trust,
         }
     }
@@ -268,6 +273,12 @@ impl Broker {
                 Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
             },
             Op::WebProfile => self.web_profile(ctx),
+            Op::ContactBegin { channel, address } => self.contact_begin(ctx, &channel, &address),
+            Op::ContactFinish { code } => self.contact_finish(ctx, &code),
+            Op::DuoStatus => self.duo_status(ctx),
+            Op::DuoEnroll => self.duo_enroll(ctx),
+            Op::QuestionsChoices => self.questions_choices(ctx),
+            Op::QuestionsSet { answers } => self.questions_set(ctx, &answers),
             Op::WebauthnRemove { name } => {
                 let res = ctx.store.write().and_then(|tx| {
                     let n =
@@ -654,6 +665,12 @@ fn op_name(op: &Op) -> &'static str {
         Op::DevicesRevoke { .. } => "devices_revoke",
         Op::WebauthnRemove { .. } => "webauthn_remove",
         Op::WebProfile => "web_profile",
+        Op::ContactBegin { .. } => "contact_begin",
+        Op::ContactFinish { .. } => "contact_finish",
+        Op::DuoStatus => "duo_status",
+        Op::DuoEnroll => "duo_enroll",
+        Op::QuestionsChoices => "questions_choices",
+        Op::QuestionsSet { .. } => "questions_set",
     }
 }
 
@@ -840,18 +857,27 @@ fn enroll_error(e: EnrollError) -> Response {
 }
 
 fn remove(ctx: &mut Ctx, method: &str) -> Response {
-    let Some(factor) = [FactorId::Totp, FactorId::Backup]
-        .into_iter()
-        .find(|f| f.as_str() == method)
-    else {
+    let Some(factor) = [
+        FactorId::Totp,
+        FactorId::Backup,
+        FactorId::Sms,
+        FactorId::Email,
+        FactorId::Duo,
+        FactorId::Questions,
+    ]
+    .into_iter()
+    .find(|f| f.as_str() == method) else {
         return Response::error(
             ErrorCode::BadRequest,
-            "only totp and backup can be removed here",
+            "only totp, backup, sms, email, duo and questions can be removed here",
         );
     };
     let res = ctx.store.write().and_then(|tx| {
         let n = match factor {
             FactorId::Totp => usize::from(tx.remove_otp(ctx.user)?),
+            FactorId::Sms | FactorId::Email => usize::from(tx.remove_contact(ctx.user, factor)?),
+            FactorId::Duo => usize::from(tx.remove_duo(ctx.user)?),
+            FactorId::Questions => usize::from(tx.remove_questions(ctx.user)?),
             _ => tx.remove_backup_codes(ctx.user)?,
         };
         tx.commit()?;

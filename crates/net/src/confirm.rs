@@ -70,7 +70,15 @@ pub fn send(
         )));
     }
     let id = tx
-        .insert_sent_code(user, ch, Purpose::Enroll, address, &hash, t, rules.ttl_seconds)
+        .insert_sent_code(
+            user,
+            ch,
+            Purpose::Enroll,
+            address,
+            &hash,
+            t,
+            rules.ttl_seconds,
+        )
         .map_err(store_err)?;
     tx.commit().map_err(store_err)?;
     let sent = Live::new(trust).send_code(cfg, ch, user, address, &code);
@@ -129,5 +137,9 @@ pub fn save(
     let old = tx.user_state(user)?;
     tx.set_contact(user, ch, address, unix_now())?;
     tx.commit()?;
-    Ok(if ch == FactorId::Sms { old.sms } else { old.email })
+    Ok(if ch == FactorId::Sms {
+        old.sms
+    } else {
+        old.email
+    })
 }

@@ -126,6 +126,42 @@ pub enum Op {
     /// for `user`, acting as root). Changes made there need the same
     /// proof as over this socket, made on the page.
     WebProfile,
+    /// Sends a code to a new phone number (`sms`) or e-mail address
+    /// (`email`) to confirm it (a change: the proof goes here).
+    ContactBegin {
+        channel: String,
+        address: String,
+    },
+    /// The code that arrived: saves the number or address begun above.
+    ContactFinish {
+        code: String,
+    },
+    /// What Duo says about the caller (preauth): enrolled there, needs to
+    /// enroll (with Duo's enrollment link), denied, or unreachable.
+    DuoStatus,
+    /// Log in with Duo from now on (a change; Duo must know the user).
+    DuoEnroll,
+    /// The security questions the caller may choose from.
+    QuestionsChoices,
+    /// Sets the caller's security questions (a change).
+    QuestionsSet {
+        answers: Vec<Answer>,
+    },
+}
+
+/// A chosen security question and its answer (never logged).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Answer {
+    pub question: String,
+    pub answer: String,
+}
+
+/// Never print an answer.
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Answer {{ question: {:?}, answer: .. }}", self.question)
+    }
 }
 
 /// What a request changes, as the words a proof is bound to; `None` for
@@ -138,6 +174,9 @@ pub fn purpose(op: &Op) -> Option<String> {
         Op::Remove { method } => format!("remove {method}"),
         Op::WebauthnRegister { name } => format!("webauthn add {name}"),
         Op::WebauthnRemove { name } => format!("webauthn remove {name}"),
+        Op::ContactBegin { channel, .. } => channel.clone(),
+        Op::DuoEnroll => FactorId::Duo.to_string(),
+        Op::QuestionsSet { .. } => FactorId::Questions.to_string(),
         _ => return None,
     })
 }
@@ -180,6 +219,26 @@ pub enum Response {
     },
     Keys {
         keys: Vec<KeyInfo>,
+    },
+    /// Duo's word on the user: `state` is `auth` (Duo knows them, with
+    /// `devices`), `allow` (bypass), `enroll` (not yet: `portal` is Duo's
+    /// enrollment link, if it gave one), `deny`, or `unavailable`.
+    Duo {
+        state: String,
+        message: String,
+        #[serde(default)]
+        portal: String,
+        #[serde(default)]
+        devices: Vec<String>,
+        /// Enrolled here (`2fa-enroll duo`).
+        enrolled: bool,
+    },
+    /// The questions to choose from, and how many to answer.
+    Questions {
+        choices: Vec<String>,
+        count: u32,
+        /// The questions the user has now.
+        current: Vec<String>,
     },
     Devices {
         devices: Vec<p2fa_core::store::Remembered>,

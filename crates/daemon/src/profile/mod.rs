@@ -254,9 +254,10 @@ fn show(site: &Site, t: &'static Text, r: &Req) -> Answer {
             s.totp.as_ref().map(|x| (x.uri.clone(), x.secret.clone())),
             s.codes.clone(),
             s.expires,
+            (s.contact.clone(), s.questions),
         )
     });
-    let (owner, csrf, elevated, flash, totp, codes, expires) = match got {
+    let (owner, csrf, elevated, flash, totp, codes, expires, (contact, questions)) = match got {
         Ok(x) => x,
         Err(why) => return no_session(t, why),
     };
@@ -287,7 +288,7 @@ fn show(site: &Site, t: &'static Text, r: &Req) -> Answer {
         FactorId::Hotp => status.otp.as_ref().is_some_and(|o| o.kind == "hotp"),
         _ => true,
     };
-    let methods = [
+    let methods: Vec<(&'static str, bool)> = [
         FactorId::Totp,
         FactorId::Hotp,
         FactorId::Backup,
@@ -301,6 +302,28 @@ fn show(site: &Site, t: &'static Text, r: &Req) -> Answer {
     .filter(|f| offered(*f))
     .map(|f| (f.as_str(), p2fa_core::policy::allows_factor(&allowed, f)))
     .collect();
+    let allowed_here = |f: FactorId| methods_allow(&methods, f);
+    let duo = (cfg.duo.enabled && allowed_here(FactorId::Duo))
+        .then(|| match ask(site, &owner, elevated, Op::DuoStatus) {
+            Response::Duo {
+                state,
+                portal,
+                devices,
+                ..
+            } => Some(page::DuoView {
+                state,
+                portal,
+                devices,
+            }),
+            _ => None,
+        })
+        .flatten();
+    let questions = questions
+        .then(|| match ask(site, &owner, elevated, Op::QuestionsChoices) {
+            Response::Questions { choices, count, .. } => Some((choices, count)),
+            _ => None,
+        })
+        .flatten();
     let has_factor = status.enrolled;
     let host = p2fa_core::config::host_name(&cfg.host_id);
     let totp = totp.map(|(uri, secret)| (qr_svg(&uri), secret.to_string()));
@@ -322,8 +345,16 @@ fn show(site: &Site, t: &'static Text, r: &Req) -> Answer {
         devices,
         totp,
         codes: codes.map(|c| c.to_vec()),
+        contact,
+        duo,
+        questions,
     };
     Answer::html(200, page::render(&view))
+}
+
+/// Whether the listed `methods` have `f` allowed by the policy.
+fn methods_allow(methods: &[(&'static str, bool)], f: FactorId) -> bool {
+    methods.iter().any(|(id, ok)| *id == f.as_str() && *ok)
 }
 
 /// The otpauth URI as an SVG QR code (dark on light, scaled by CSS).
@@ -498,6 +529,81 @@ fn act(site: &Site, t: &'static Text, r: &Req) -> Answer {
             match ask(site, &owner, elevated, Op::Remove { method }) {
                 Response::Done { message } => (true, message),
                 e => (false, refusal(t, e)),
+            }
+        }
+        "contact-begin" => {
+            let op = Op::ContactBegin {
+                channel: field(&f, "channel").unwrap_or("").to_string(),
+                address: field(&f, "address").unwrap_or("").to_string(),
+            };
+            match ask(site, &owner, elevated, op) {
+                Response::Done { message } => {
+                    let sent = message.clone();
+                    update = Box::new(move |s| s.contact = Some(sent));
+                    (true, message)
+                }
+                e => (false, refusal(t, e)),
+            }
+        }
+        "contact-finish" => {
+            let code = field(&f, "code").unwrap_or("").to_string();
+            match ask(site, &owner, elevated, Op::ContactFinish { code }) {
+                Response::Done { message } => {
+                    update = Box::new(|s| s.contact = None);
+                    (true, message)
+                }
+                e @ Response::Error {
+                    code: ErrorCode::BadRequest,
+                    ..
+                } => {
+                    update = Box::new(|s| s.contact = None);
+                    (false, refusal(t, e))
+                }
+                e => (false, refusal(t, e)),
+            }
+        }
+        "contact-cancel" => {
+            update = Box::new(|s| s.contact = None);
+            return done(site, r, update, None);
+        }
+        "duo-enroll" => match ask(site, &owner, elevated, Op::DuoEnroll) {
+            Response::Done { message } => (true, message),
+            e => (false, refusal(t, e)),
+        },
+        "questions-begin" => {
+            update = Box::new(|s| s.questions = true);
+            return done(site, r, update, None);
+        }
+        "questions-cancel" => {
+            update = Box::new(|s| s.questions = false);
+            return done(site, r, update, None);
+        }
+        "questions-set" => {
+            let mut answers = Vec::new();
+            let mut differ = false;
+            for i in 0.. {
+                let (Some(q), Some(a)) = (field(&f, &format!("q{i}")), field(&f, &format!("a{i}")))
+                else {
+                    break;
+                };
+                let again = field(&f, &format!("r{i}")).unwrap_or("");
+                differ |= p2fa_core::factor::questions::normalize(a)
+                    != p2fa_core::factor::questions::normalize(again);
+                answers.push(p2fa_proto::protocol::Answer {
+                    question: q.to_string(),
+                    answer: a.to_string(),
+                });
+            }
+            if differ {
+                (false, t.answers_differ.to_string())
+            } else {
+                match ask(site, &owner, elevated, Op::QuestionsSet { answers }) {
+                    Response::Done { message } => {
+                        update = Box::new(|s| s.questions = false);
+                        (true, message)
+                    }
+                    e => (false, refusal(t, e)),
+                }
             }
         }
         "key-remove" => {

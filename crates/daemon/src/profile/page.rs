@@ -36,6 +36,19 @@ pub struct View<'a> {
     pub totp: Option<(String, String)>,
     pub codes: Option<Vec<String>>,
     pub backup_total: u32,
+    /// Where a confirmation code was sent, while it waits to be typed.
+    pub contact: Option<String>,
+    /// Duo's word on the user (only when Duo is on and allowed).
+    pub duo: Option<DuoView>,
+    /// The question form, when open: (choices, how many to answer).
+    pub questions: Option<(Vec<String>, u32)>,
+}
+
+/// What Duo said about the user (preauth).
+pub struct DuoView {
+    pub state: String,
+    pub portal: String,
+    pub devices: Vec<String>,
 }
 
 /// `YYYY-MM-DD HH:MM UTC`.
@@ -128,6 +141,8 @@ pub fn render(v: &View) -> String {
                     }
                     @if let Some(codes) = &v.codes { (codes_section(v, codes)) }
                     @if let Some((svg, key)) = &v.totp { (totp_section(v, svg, key)) }
+                    @if let Some(sent) = &v.contact { (contact_section(v, sent)) }
+                    @if let Some((choices, count)) = &v.questions { (questions_section(v, choices, *count)) }
                     @if v.needs_proof { (prove_section(v)) }
                     (methods_section(v))
                     (keys_section(v))
@@ -201,6 +216,92 @@ fn codes_section(v: &View, codes: &[String]) -> Markup {
     }
 }
 
+fn contact_section(v: &View, sent: &str) -> Markup {
+    let t = v.t;
+    html! {
+        section id="contact-confirm" aria-labelledby="contact-h" {
+            h2 id="contact-h" { (t.contact_heading) }
+            p { (sent) }
+            form method="post" action="/profile/do" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                input type="hidden" name="action" value="contact-finish";
+                label for="contact-code" { (t.contact_code_label) }
+                input id="contact-code" name="code" type="text" inputmode="numeric"
+                    autocomplete="one-time-code" required;
+                button type="submit" id="contact-confirm-button" { (t.contact_confirm) }
+            }
+            (action(v.csrf, "contact-cancel", &[], t.cancel, "secondary"))
+        }
+    }
+}
+
+fn questions_section(v: &View, choices: &[String], count: u32) -> Markup {
+    let t = v.t;
+    html! {
+        section id="questions-setup" aria-labelledby="questions-h" {
+            h2 id="questions-h" { (t.questions_heading) }
+            p { (fill(t.questions_intro, &[("count", &count.to_string())])) }
+            form method="post" action="/profile/do" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                input type="hidden" name="action" value="questions-set";
+                @for i in 0..count as usize {
+                    fieldset {
+                        legend { (fill(t.question_legend, &[("n", &(i + 1).to_string())])) }
+                        label for={ "q" (i) } { (t.question_label) }
+                        select id={ "q" (i) } name={ "q" (i) } required {
+                            @for (j, c) in choices.iter().enumerate() {
+                                option value=(c) selected[j == i] { (c) }
+                            }
+                        }
+                        label for={ "a" (i) } { (t.answer_label) }
+                        input id={ "a" (i) } name={ "a" (i) } type="text" autocomplete="off" required;
+                        label for={ "r" (i) } { (t.answer_again_label) }
+                        input id={ "r" (i) } name={ "r" (i) } type="text" autocomplete="off" required;
+                    }
+                }
+                button type="submit" id="questions-save" { (t.questions_save) }
+            }
+            (action(v.csrf, "questions-cancel", &[], t.cancel, "secondary"))
+        }
+    }
+}
+
+/// The small form that sends a confirmation code to a new number or
+/// address.
+fn contact_form(v: &View, id: &str) -> Markup {
+    let t = v.t;
+    let (label, kind, mode) = if id == "sms" {
+        (t.phone_label, "tel", "tel")
+    } else {
+        (t.email_label, "email", "email")
+    };
+    html! {
+        form method="post" action="/profile/do" class="contact" {
+            input type="hidden" name="csrf" value=(v.csrf);
+            input type="hidden" name="action" value="contact-begin";
+            input type="hidden" name="channel" value=(id);
+            label for={ "address-" (id) } { (label) }
+            input id={ "address-" (id) } name="address" type=(kind) inputmode=(mode)
+                autocomplete=(if id == "sms" { "tel" } else { "email" }) required;
+            button type="submit" { (t.send_code) }
+        }
+    }
+}
+
+fn duo_status(v: &View) -> String {
+    let t = v.t;
+    match &v.duo {
+        Some(d) => match d.state.as_str() {
+            "auth" => fill(t.duo_known, &[("devices", &d.devices.join(", "))]),
+            "allow" => t.duo_allow.into(),
+            "enroll" => t.duo_enroll.into(),
+            "deny" => t.duo_deny.into(),
+            _ => t.duo_unavailable.into(),
+        },
+        None => t.duo_unavailable.into(),
+    }
+}
+
 fn method_row(v: &View, id: &'static str, allowed: bool) -> Markup {
     let t = v.t;
     let s = &v.status;
@@ -234,8 +335,11 @@ fn method_row(v: &View, id: &'static str, allowed: bool) -> Markup {
             .email
             .clone()
             .map_or((t.not_configured.into(), false), |n| (n, true)),
-        "duo" if s.duo => ("Duo".into(), true),
-        "questions" if s.questions > 0 => (s.questions.to_string(), true),
+        "duo" => (duo_status(v), s.duo),
+        "questions" if s.questions > 0 => (
+            fill(t.questions_count, &[("n", &s.questions.to_string())]),
+            true,
+        ),
         "webauthn" if s.webauthn + s.local_keys > 0 => (
             fill(
                 t.keys_count,
@@ -268,6 +372,26 @@ fn method_row(v: &View, id: &'static str, allowed: bool) -> Markup {
                         }
                         "webauthn" => {
                             @if v.keys_enabled { a href="#keys" { (t.keys_heading) } }
+                        }
+                        "sms" | "email" => {
+                            (contact_form(v, id))
+                            @if configured { (action(v.csrf, "remove", &[("method", id)], t.remove, "danger")) }
+                        }
+                        "duo" => {
+                            @if let Some(d) = &v.duo {
+                                @if d.state == "enroll" && !d.portal.is_empty() {
+                                    p { a id="duo-portal" href=(d.portal) rel="noopener noreferrer" { (t.duo_enroll_link) } }
+                                }
+                            }
+                            @if configured {
+                                (action(v.csrf, "remove", &[("method", "duo")], t.remove, "danger"))
+                            } @else {
+                                (action(v.csrf, "duo-enroll", &[], t.duo_use, ""))
+                            }
+                        }
+                        "questions" => {
+                            (action(v.csrf, "questions-begin", &[], if configured { t.replace } else { t.set_up }, ""))
+                            @if configured { (action(v.csrf, "remove", &[("method", "questions")], t.remove, "danger")) }
                         }
                         _ => { span class="hint" { (t.ask_admin) } }
                     }

@@ -90,6 +90,10 @@ pub struct Session {
     /// New backup codes: shown on the next page and downloadable until
     /// the next change or the end of the session; never stored in clear.
     pub codes: Option<Zeroizing<Vec<String>>>,
+    /// A code was sent to a new number or address: what the page says.
+    pub contact: Option<String>,
+    /// The security-question form is open.
+    pub questions: bool,
     pub ceremony: Option<Ceremony>,
 }
 
@@ -231,6 +235,8 @@ impl Profiles {
                 flash: None,
                 totp: None,
                 codes: None,
+                contact: None,
+                questions: false,
                 ceremony: None,
             },
         );

@@ -1,0 +1,282 @@
+//! The factors the profile page sets up beyond TOTP, backup codes and
+//! keys: a phone number or e-mail address (confirmed by a code sent to
+//! it), Duo (when Duo knows the user) and security questions. The same
+//! rules as the rest of the broker: the policy must allow the method,
+//! the change needs a proof (checked before these run, see
+//! [`p2fa_proto::protocol::purpose`]), and every addition is logged.
+
+use super::{Broker, Ctx, now};
+use p2fa_core::factor::{FactorId, normalize_code, questions};
+use p2fa_core::store::SentCheck;
+use p2fa_net::confirm;
+use p2fa_net::network::{DuoPreauth, Live, Network};
+use p2fa_proto::protocol::{Answer, ErrorCode, Response};
+
+/// A number or address waiting for its code.
+pub(super) struct PendingContact {
+    channel: FactorId,
+    address: String,
+    expires: i64,
+}
+
+/// `Some(refusal)` unless the policy lets `user` use `f`.
+fn allowed(ctx: &Ctx, f: FactorId) -> Option<Response> {
+    let groups = p2fa_core::users::groups(ctx.user);
+    let (allowed, source) = p2fa_core::policy::allowed_methods(ctx.cfg, &groups);
+    (!p2fa_core::policy::allows_factor(&allowed, f)).then(|| {
+        Response::error(
+            ErrorCode::Denied,
+            format!("your administrator does not allow {f} for you ({source})"),
+        )
+    })
+}
+
+fn channel_of(name: &str) -> Option<FactorId> {
+    [FactorId::Sms, FactorId::Email]
+        .into_iter()
+        .find(|f| f.as_str() == name)
+}
+
+impl Broker {
+    pub(super) fn contact_begin(&self, ctx: &mut Ctx, channel: &str, address: &str) -> Response {
+        let Some(ch) = channel_of(channel) else {
+            return Response::error(ErrorCode::BadRequest, "channel must be sms or email");
+        };
+        if let Err(e) = confirm::channel(ctx.cfg, ch) {
+            return Response::error(ErrorCode::Unavailable, e.0);
+        }
+        if let Some(r) = allowed(ctx, ch) {
+            return r;
+        }
+        let address = match confirm::normalize(ch, address) {
+            Ok(a) => a,
+            Err(e) => return Response::error(ErrorCode::BadRequest, e.0),
+        };
+        let ttl = ctx.cfg.code_rules(ch).map_or(300, |r| r.ttl_seconds);
+        match confirm::send(
+            ctx.cfg, self.trust, ctx.store, ctx.key, ctx.user, ch, &address,
+        ) {
+            Ok(masked) => {
+                self.contacts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        ctx.user.to_string(),
+                        PendingContact {
+                            channel: ch,
+                            address,
+                            expires: now() + ttl,
+                        },
+                    );
+                Response::Done {
+                    message: format!("Sent a code to {masked}."),
+                }
+            }
+            Err(e) => Response::error(ErrorCode::Unavailable, e.0),
+        }
+    }
+
+    pub(super) fn contact_finish(&self, ctx: &mut Ctx, code: &str) -> Response {
+        let mut pending = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        pending.retain(|_, p| p.expires > now());
+        let Some(p) = pending.remove(ctx.user) else {
+            return Response::error(
+                ErrorCode::BadRequest,
+                "no phone number or address is waiting for its code (or it expired); start again",
+            );
+        };
+        drop(pending);
+        let Some(typed) = normalize_code(code) else {
+            self.keep_contact(ctx.user, p);
+            return Response::error(ErrorCode::WrongCode, "type only the digits of the code");
+        };
+        match confirm::check(
+            ctx.cfg, ctx.store, ctx.key, ctx.user, p.channel, &p.address, &typed,
+        ) {
+            Ok(SentCheck::Accepted) => {}
+            Ok(SentCheck::Wrong) => {
+                self.keep_contact(ctx.user, p);
+                return Response::error(ErrorCode::WrongCode, "that code is not right");
+            }
+            Ok(SentCheck::NoLiveCode) => {
+                return Response::error(
+                    ErrorCode::WrongCode,
+                    "the code expired or had too many wrong tries; nothing saved, start again",
+                );
+            }
+            Err(e) => return Response::error(ErrorCode::Unavailable, e.0),
+        }
+        match confirm::save(ctx.store, ctx.user, p.channel, &p.address) {
+            Ok(old) => {
+                let masked = p2fa_net::delivery::mask(p.channel, &p.address);
+                ctx.changed("added", p.channel, &format!("replaced={}", old.is_some()));
+                Response::Done {
+                    message: format!("Saved {masked}."),
+                }
+            }
+            Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
+        }
+    }
+
+    fn keep_contact(&self, user: &str, p: PendingContact) {
+        self.contacts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.to_string(), p);
+    }
+
+    /// Duo's preauth for the user, as a [`Response::Duo`].
+    pub(super) fn duo_status(&self, ctx: &mut Ctx) -> Response {
+        if !ctx.cfg.duo.enabled {
+            return Response::error(ErrorCode::Unavailable, "Duo is not enabled on this system");
+        }
+        let enrolled = match ctx.store.user_state(ctx.user) {
+            Ok(s) => s.duo,
+            Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
+        };
+        let username = ctx.cfg.duo.username(ctx.user).to_string();
+        let duo =
+            |state: &str, message: String, portal: String, devices: Vec<String>| Response::Duo {
+                state: state.into(),
+                message: p2fa_core::audit::printable(&message, 300),
+                portal,
+                devices,
+                enrolled,
+            };
+        match Live::new(self.trust).duo_preauth(ctx.cfg, &username) {
+            Ok(DuoPreauth::Auth(devices)) => duo(
+                "auth",
+                String::new(),
+                String::new(),
+                devices
+                    .iter()
+                    .map(|d| p2fa_core::audit::printable(&d.name, 80))
+                    .collect(),
+            ),
+            Ok(DuoPreauth::Allow(m)) => duo("allow", m, String::new(), Vec::new()),
+            Ok(DuoPreauth::Deny(m)) => duo("deny", m, String::new(), Vec::new()),
+            Ok(DuoPreauth::Enroll(m)) => {
+                // The client puts Duo's https:// enrollment link last.
+                let portal = m
+                    .split_whitespace()
+                    .last()
+                    .filter(|w| w.starts_with("https://"))
+                    .unwrap_or("")
+                    .to_string();
+                duo("enroll", m, portal, Vec::new())
+            }
+            Err(f) => duo("unavailable", f.detail, String::new(), Vec::new()),
+        }
+    }
+
+    /// Duo from now on, if Duo knows the user (or will, once they finish
+    /// Duo's own enrollment); not when Duo denies them or is unreachable.
+    pub(super) fn duo_enroll(&self, ctx: &mut Ctx) -> Response {
+        if let Some(r) = allowed(ctx, FactorId::Duo) {
+            return r;
+        }
+        match self.duo_status(ctx) {
+            Response::Duo { state, message, .. } if state == "deny" || state == "unavailable" => {
+                return Response::error(
+                    ErrorCode::Unavailable,
+                    format!("Duo did not accept you ({state}): {message}; nothing saved"),
+                );
+            }
+            Response::Duo { .. } => {}
+            other => return other,
+        }
+        let res = ctx.store.write().and_then(|tx| {
+            tx.set_duo(ctx.user, now())?;
+            tx.commit()
+        });
+        match res {
+            Ok(()) => {
+                ctx.changed("added", FactorId::Duo, "");
+                Response::Done {
+                    message: "Saved: you log in with Duo from now on.".into(),
+                }
+            }
+            Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
+        }
+    }
+
+    pub(super) fn questions_choices(&self, ctx: &mut Ctx) -> Response {
+        let q = &ctx.cfg.questions;
+        if !q.enabled {
+            return Response::error(
+                ErrorCode::Unavailable,
+                "security questions are not enabled on this system",
+            );
+        }
+        match ctx.store.questions(ctx.user) {
+            Ok((current, _)) => Response::Questions {
+                choices: q.list.clone(),
+                count: q.count,
+                current: current.into_iter().map(|c| c.question).collect(),
+            },
+            Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
+        }
+    }
+
+    pub(super) fn questions_set(&self, ctx: &mut Ctx, answers: &[Answer]) -> Response {
+        let q = ctx.cfg.questions.clone();
+        if !q.enabled {
+            return Response::error(
+                ErrorCode::Unavailable,
+                "security questions are not enabled on this system",
+            );
+        }
+        if let Some(r) = allowed(ctx, FactorId::Questions) {
+            return r;
+        }
+        if answers.len() != q.count as usize {
+            return Response::error(
+                ErrorCode::BadRequest,
+                format!("choose and answer {} questions", q.count),
+            );
+        }
+        let mut chosen: Vec<(String, String)> = Vec::new();
+        for a in answers {
+            let question = a.question.trim();
+            if !q.list.iter().any(|l| l == question) {
+                return Response::error(
+                    ErrorCode::BadRequest,
+                    "choose each question from the list",
+                );
+            }
+            if chosen.iter().any(|(c, _)| c == question) {
+                return Response::error(ErrorCode::BadRequest, "choose different questions");
+            }
+            let answer = match questions::valid(&a.answer) {
+                Ok(n) => zeroize::Zeroizing::new(n),
+                Err(why) => {
+                    return Response::error(
+                        ErrorCode::BadRequest,
+                        format!("the answer to \"{question}\" is {why}"),
+                    );
+                }
+            };
+            match questions::hash(ctx.key, ctx.user, question, &answer) {
+                Ok(h) => chosen.push((question.to_string(), h)),
+                Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
+            }
+        }
+        let res = ctx.store.write().and_then(|tx| {
+            tx.set_questions(ctx.user, &chosen, now(), ctx.key.key_gen())?;
+            tx.commit()
+        });
+        match res {
+            Ok(()) => {
+                ctx.changed(
+                    "added",
+                    FactorId::Questions,
+                    &format!("count={}", chosen.len()),
+                );
+                Response::Done {
+                    message: format!("Saved {} security questions.", chosen.len()),
+                }
+            }
+            Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
+        }
+    }
+}
