@@ -45,15 +45,17 @@ impl Factor for Codes<'_> {
             .as_ref()
             .filter(|_| self.otp)
             .map(|o| o.key_gen);
-        let backup_gens = at
+        // A wrapped backup-code hash needs two keys (its generation's and
+        // the inner one's).
+        let backup_missing = at
             .state
             .unused_backup
             .iter()
             .filter(|_| self.backup)
-            .map(|(_, _, g)| *g);
+            .flat_map(|(_, _, g, inner)| std::iter::once(*g).chain(*inner));
         if let Some(g) = otp_gen
             .into_iter()
-            .chain(backup_gens)
+            .chain(backup_missing)
             .find(|g| at.key.for_gen(*g).is_none())
         {
             return Err(missing_gen(g).into());
@@ -106,22 +108,26 @@ impl Factor for Codes<'_> {
             }
         }
         if self.backup && !at.state.unused_backup.is_empty() {
-            // One candidate hash per key generation among the codes (at
-            // most two); a generation this host has no key for makes the
-            // check unavailable, never a wrong code.
-            let mut hashes: Vec<(i64, [u8; 32])> = Vec::new();
-            for (_, _, g) in &at.state.unused_backup {
-                if !hashes.iter().any(|(h, _)| h == g) {
-                    let key = at.key.for_gen(*g).ok_or_else(|| missing_gen(*g))?;
-                    hashes.push((*g, key.code_hash(user, code)));
+            // One candidate hash per distinct (generation, inner
+            // generation) among the codes (at most two); a generation this
+            // host has no key for makes the check unavailable, never a
+            // wrong code.
+            let mut hashes: Vec<((i64, Option<i64>), [u8; 32])> = Vec::new();
+            for (_, _, g, inner) in &at.state.unused_backup {
+                if !hashes.iter().any(|(p, _)| *p == (*g, *inner)) {
+                    let h = at
+                        .key
+                        .code_hash_for(*g, *inner, user, code)
+                        .ok_or_else(|| missing_gen(*g))?;
+                    hashes.push(((*g, *inner), h));
                 }
             }
             // Every stored code is compared, in constant time.
             let mut hit = None;
-            for (id, stored, g) in &at.state.unused_backup {
+            for (id, stored, g, inner) in &at.state.unused_backup {
                 let ok = hashes
                     .iter()
-                    .any(|(hg, h)| hg == g && crypto::ct_eq(stored, h));
+                    .any(|(p, h)| *p == (*g, *inner) && crypto::ct_eq(stored, h));
                 if ok && hit.is_none() {
                     hit = Some(*id);
                 }

@@ -221,7 +221,7 @@ mod tests {
             let c = rusqlite::Connection::open(&path).unwrap();
             c.execute_batch(
                 "DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys;
-                 ALTER TABLE otp_tokens DROP COLUMN key_gen;
+                 ALTER TABLE backup_codes DROP COLUMN inner_gen; ALTER TABLE questions DROP COLUMN inner_gen; ALTER TABLE otp_tokens DROP COLUMN key_gen;
                  ALTER TABLE backup_codes DROP COLUMN key_gen;
                  ALTER TABLE questions DROP COLUMN key_gen;
                  PRAGMA user_version = 4;
