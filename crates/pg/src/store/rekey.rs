@@ -14,13 +14,14 @@ impl PgStore {
     pub(crate) fn key_gen_counts(&self) -> Result<Vec<GenCount>> {
         self.db()?
             .rows(
-                "SELECT 'otp_tokens', key_gen::bigint, NULL::bigint, count(*) FROM p2fa.otp_tokens
-                   GROUP BY key_gen
+                "SELECT t, g, i, n FROM (
+                 SELECT 'otp_tokens' AS t, key_gen::bigint AS g, NULL::bigint AS i, count(*) AS n
+                   FROM p2fa.otp_tokens GROUP BY key_gen
                  UNION ALL SELECT 'backup_codes', key_gen::bigint, inner_gen::bigint, count(*)
                    FROM p2fa.backup_codes WHERE used_at IS NULL GROUP BY key_gen, inner_gen
                  UNION ALL SELECT 'questions', key_gen::bigint, inner_gen::bigint, count(*)
-                   FROM p2fa.questions GROUP BY key_gen, inner_gen
-                 ORDER BY 1, 2, coalesce(3, -1)",
+                   FROM p2fa.questions GROUP BY key_gen, inner_gen) x
+                 ORDER BY t, g, coalesce(i, -1)",
                 &[],
             )?
             .iter()

@@ -237,7 +237,7 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, super::super::schema::current_version());
-        assert_eq!(v, 8);
+        assert_eq!(v, 9);
         assert_eq!(s.webauthn_credentials("root").unwrap().len(), 1);
         let tx = s.write().unwrap();
         assert!(tx.add_local_key("root", &key("yk", 1), 2).unwrap());

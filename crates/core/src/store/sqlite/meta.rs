@@ -88,12 +88,14 @@ impl SqliteTx<'_> {
 impl SqliteStore {
     pub fn key_gen_counts(&self) -> Result<Vec<GenCount>> {
         let mut st = self.conn.prepare(
-            "SELECT 'otp_tokens', key_gen, NULL, count(*) FROM otp_tokens GROUP BY key_gen \
+            "SELECT t, g, i, n FROM ( \
+             SELECT 'otp_tokens' AS t, key_gen AS g, NULL AS i, count(*) AS n FROM otp_tokens \
+               GROUP BY key_gen \
              UNION ALL SELECT 'backup_codes', key_gen, inner_gen, count(*) FROM backup_codes \
                WHERE used_at IS NULL GROUP BY key_gen, inner_gen \
              UNION ALL SELECT 'questions', key_gen, inner_gen, count(*) FROM questions \
-               GROUP BY key_gen, inner_gen \
-             ORDER BY 1, 2, coalesce(3, -1)",
+               GROUP BY key_gen, inner_gen) \
+             ORDER BY t, g, coalesce(i, -1)",
         )?;
         let rows = st.query_map([], |r| {
             Ok(GenCount {
