@@ -252,7 +252,10 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     // finish succeeds without users making anything new, and says what
     // still needs the previous key.
     let out = f.a.env.enroll_ok(&["rekey", "finish"], "");
-    assert!(out.contains("Nothing is keyed by generation 0 alone"), "{out}");
+    assert!(
+        out.contains("Nothing is keyed by generation 0 alone"),
+        "{out}"
+    );
     assert!(
         out.contains("2 unused backup codes and 2 security answers of 2 users are wrapped"),
         "{out}"
@@ -289,7 +292,11 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     // The code that was unavailable on A works once with both keys.
     f.a.config(&next_a, &previous_line(&f.a.env.key));
     let r = login(&f.a, &user, Some(&codes[3]), &mut step);
-    assert!(r.ok, "wrapped code with both keys again: {}\n{}", r.output, r.log);
+    assert!(
+        r.ok,
+        "wrapped code with both keys again: {}\n{}",
+        r.output, r.log
+    );
     let r = login(&f.a, &user, Some(&codes[3]), &mut step);
     assert!(!r.ok, "a used wrapped code came back");
 }

@@ -203,7 +203,11 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     );
     let wrapped = hash_of(&first_id);
     assert!(wrapped.ends_with(" 1 0"), "{wrapped}");
-    assert_ne!(wrapped, plain.replace(" 0 -", " 1 0"), "the hash itself changed");
+    assert_ne!(
+        wrapped,
+        plain.replace(" 0 -", " 1 0"),
+        "the hash itself changed"
+    );
     assert_eq!(
         env.sql(&format!(
             "SELECT count(*) FROM backup_codes WHERE user = '{user}' AND key_gen = 1 AND inner_gen = 0"
@@ -232,7 +236,10 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     assert_eq!(salt_params(&answer_before), salt_params(&answer_after));
     // A second convert changes nothing (no double wrap).
     let out = env.enroll_ok(&["rekey", "convert"], "");
-    assert!(out.contains("Wrapped 0 backup codes and 0 security answers"), "{out}");
+    assert!(
+        out.contains("Wrapped 0 backup codes and 0 security answers"),
+        "{out}"
+    );
     assert_eq!(hash_of(&first_id), wrapped);
     let status = env.enroll_ok(&["rekey", "status"], "");
     assert!(status.contains("Writing with generation 1"), "{status}");
@@ -272,13 +279,19 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     assert!(!a.ok, "a used wrapped backup code came back");
     let a = code_login(&env, &user, &codes[0], in_step(step));
     assert!(!a.ok, "a used backup code came back");
-    assert!(questions_login(&env, &quser).0, "wrapped answers after convert");
+    assert!(
+        questions_login(&env, &quser).0,
+        "wrapped answers after convert"
+    );
 
     // 4. finish: nothing is keyed by generation 0 alone, so it succeeds
     //    without any user making new codes or answers, and says how many
     //    wrapped rows still need the previous key.
     let out = env.enroll_ok(&["rekey", "finish"], "");
-    assert!(out.contains("Nothing is keyed by generation 0 alone"), "{out}");
+    assert!(
+        out.contains("Nothing is keyed by generation 0 alone"),
+        "{out}"
+    );
     assert!(
         out.contains("5 unused backup codes and 2 security answers of 2 users are wrapped"),
         "{out}"
@@ -289,7 +302,10 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     assert!(a.ok, "wrapped backup code after finish: {}", a.log);
     let a = code_login(&env, &user, &codes[4], in_step(step));
     assert!(!a.ok, "a used wrapped backup code came back after finish");
-    assert!(questions_login(&env, &quser).0, "wrapped answers after finish");
+    assert!(
+        questions_login(&env, &quser).0,
+        "wrapped answers after finish"
+    );
     // Without previous_key_file a wrapped code is unavailable, not a
     // failure.
     write_swapped("");

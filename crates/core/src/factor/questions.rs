@@ -90,7 +90,13 @@ fn raw_output(key: &HostKey, material: &[u8], parsed: &PasswordHash<'_>) -> Opti
     let salt = parsed.salt?;
     hasher(key)
         .ok()?
-        .hash_password_customized(material, Some(parsed.algorithm), parsed.version, params, salt)
+        .hash_password_customized(
+            material,
+            Some(parsed.algorithm),
+            parsed.version,
+            params,
+            salt,
+        )
         .ok()?
         .hash
 }
@@ -125,8 +131,11 @@ pub fn verify_wrapped(
     let Some(stored) = parsed.hash else {
         return false;
     };
-    let Some(raw) = raw_output(inner, &material(user, question, &normalize(answer)), &parsed)
-    else {
+    let Some(raw) = raw_output(
+        inner,
+        &material(user, question, &normalize(answer)),
+        &parsed,
+    ) else {
         return false;
     };
     crypto::ct_eq(&outer.wrap(raw.as_bytes()), stored.as_bytes())
@@ -211,8 +220,15 @@ mod tests {
         let w = wrap(&new, &h).unwrap();
         assert_ne!(w, h);
         let salt_params = |s: &str| s.rsplit_once('$').unwrap().0.to_string();
-        assert_eq!(salt_params(&w), salt_params(&h), "salt and parameters in clear");
-        assert!(!verify(&old, "alice", "Q1?", "new york", &w), "no longer a plain hash");
+        assert_eq!(
+            salt_params(&w),
+            salt_params(&h),
+            "salt and parameters in clear"
+        );
+        assert!(
+            !verify(&old, "alice", "Q1?", "new york", &w),
+            "no longer a plain hash"
+        );
         assert!(verify_wrapped(&new, &old, "alice", "Q1?", " NEW york", &w));
         assert!(!verify_wrapped(&new, &old, "alice", "Q1?", "Boston", &w));
         assert!(!verify_wrapped(&old, &new, "alice", "Q1?", "new york", &w));

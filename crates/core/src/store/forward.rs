@@ -22,9 +22,9 @@ macro_rules! store_backend {
             use $crate::factor::FactorId;
             use $crate::store::api::{Kind, Tx};
             use $crate::store::{
-                BackupRow, GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered,
-                Result, SealedSecret, SentCheck, StoredCeremony, StoredCredential, StoredQuestion,
-                UserState, UserStatus,
+                BackupRow, GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose,
+                Remembered, Result, SealedSecret, SentCheck, StoredCeremony, StoredCredential,
+                StoredQuestion, UserState, UserStatus,
             };
 
             impl $crate::store::api::Backend for $store {

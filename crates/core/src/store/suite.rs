@@ -900,7 +900,11 @@ fn replacing_unused_backup_codes_keeps_spent_ones(new: &mut dyn FnMut() -> Store
     assert_eq!(tx.used_backup_hashes("alice").unwrap(), vec![vec![2u8; 32]]);
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
-    let mut unused: Vec<_> = st.unused_backup.iter().map(|(_, h, _, _)| h.clone()).collect();
+    let mut unused: Vec<_> = st
+        .unused_backup
+        .iter()
+        .map(|(_, h, _, _)| h.clone())
+        .collect();
     unused.sort();
     assert_eq!(unused, vec![vec![4u8; 32], vec![5u8; 32]]);
     assert_eq!(st.used_backup, 1);
@@ -1334,7 +1338,11 @@ fn rows_keep_their_key_generation(new: &mut dyn FnMut() -> Store) {
     let st = s.user_state("alice").unwrap();
     assert_eq!(st.otp.as_ref().unwrap().key_gen, 1);
     assert_eq!(st.unused_backup.len(), 2);
-    assert!(st.unused_backup.iter().all(|(_, _, g, i)| *g == 0 && i.is_none()));
+    assert!(
+        st.unused_backup
+            .iter()
+            .all(|(_, _, g, i)| *g == 0 && i.is_none())
+    );
     let (q, _) = s.questions("bob").unwrap();
     assert!(q.iter().all(|q| q.key_gen == 2) && q.len() == 2);
     // Inside a transaction too.
@@ -1352,7 +1360,12 @@ fn rows_keep_their_key_generation(new: &mut dyn FnMut() -> Store) {
         .into_iter()
         .map(|c| (c.table, c.key_gen, c.rows))
         .collect();
-    assert!(s.key_gen_counts().unwrap().iter().all(|c| c.inner_gen.is_none()));
+    assert!(
+        s.key_gen_counts()
+            .unwrap()
+            .iter()
+            .all(|c| c.inner_gen.is_none())
+    );
     assert_eq!(
         counts,
         vec![
@@ -1451,11 +1464,24 @@ fn wrapping_moves_one_way_rows_to_the_new_generation(new: &mut dyn FnMut() -> St
     assert_eq!(rows.len(), 2, "used codes are read too");
     assert!(rows.iter().all(|r| r.key_gen == 0 && r.inner_gen.is_none()));
     let bob_id = tx.backup_rows("bob").unwrap()[0].id;
-    assert!(!tx.wrap_backup_code("alice", bob_id, 1, &[9; 32], 2).unwrap(), "another user's row");
-    assert!(!tx.wrap_backup_code("bob", bob_id, 0, &[9; 32], 1).unwrap(), "another generation");
+    assert!(
+        !tx.wrap_backup_code("alice", bob_id, 1, &[9; 32], 2)
+            .unwrap(),
+        "another user's row"
+    );
+    assert!(
+        !tx.wrap_backup_code("bob", bob_id, 0, &[9; 32], 1).unwrap(),
+        "another generation"
+    );
     for (i, r) in rows.iter().enumerate() {
-        assert!(tx.wrap_backup_code("alice", r.id, 0, &[10 + i as u8; 32], 1).unwrap());
-        assert!(!tx.wrap_backup_code("alice", r.id, 0, &[20; 32], 1).unwrap(), "once");
+        assert!(
+            tx.wrap_backup_code("alice", r.id, 0, &[10 + i as u8; 32], 1)
+                .unwrap()
+        );
+        assert!(
+            !tx.wrap_backup_code("alice", r.id, 0, &[20; 32], 1).unwrap(),
+            "once"
+        );
     }
     let q = tx.question_rows("alice").unwrap();
     assert_eq!(q.len(), 2);
@@ -1463,12 +1489,22 @@ fn wrapping_moves_one_way_rows_to_the_new_generation(new: &mut dyn FnMut() -> St
     for x in &q {
         let w = format!("{}-wrapped", x.answer_hash);
         assert!(tx.wrap_answer("alice", x.idx, 0, &w, 1).unwrap());
-        assert!(!tx.wrap_answer("alice", x.idx, 0, "again", 1).unwrap(), "once");
+        assert!(
+            !tx.wrap_answer("alice", x.idx, 0, "again", 1).unwrap(),
+            "once"
+        );
     }
-    assert!(!tx.wrap_answer("bob", 0, 0, "x", 1).unwrap(), "no such question");
+    assert!(
+        !tx.wrap_answer("bob", 0, 0, "x", 1).unwrap(),
+        "no such question"
+    );
     let after = tx.backup_rows("alice").unwrap();
     assert_eq!(after[1].hash, vec![11; 32]);
-    assert!(after.iter().all(|r| r.key_gen == 1 && r.inner_gen == Some(0)));
+    assert!(
+        after
+            .iter()
+            .all(|r| r.key_gen == 1 && r.inner_gen == Some(0))
+    );
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
     assert_eq!(st.unused_backup.len(), 1);
@@ -1477,9 +1513,11 @@ fn wrapping_moves_one_way_rows_to_the_new_generation(new: &mut dyn FnMut() -> St
     assert_eq!(st.used_backup, 1);
     assert_eq!(s.used_backup_hashes("alice").unwrap(), vec![vec![10; 32]]);
     let (stored, _) = s.questions("alice").unwrap();
-    assert!(stored.iter().all(|x| x.key_gen == 1
-        && x.inner_gen == Some(0)
-        && x.answer_hash.ends_with("-wrapped")));
+    assert!(
+        stored.iter().all(|x| x.key_gen == 1
+            && x.inner_gen == Some(0)
+            && x.answer_hash.ends_with("-wrapped"))
+    );
     let counts: Vec<(String, i64, Option<i64>, i64)> = s
         .key_gen_counts()
         .unwrap()
@@ -1494,11 +1532,19 @@ fn wrapping_moves_one_way_rows_to_the_new_generation(new: &mut dyn FnMut() -> St
             ("questions".to_string(), 1, Some(0), 2),
         ]
     );
-    assert!(s.old_gen_items(1).unwrap().is_empty(), "nothing keyed by 0 alone");
+    assert!(
+        s.old_gen_items(1).unwrap().is_empty(),
+        "nothing keyed by 0 alone"
+    );
     let w = s.wrapped_items(1).unwrap();
     assert_eq!(w.len(), 1);
     assert_eq!(
-        (w[0].user.as_str(), w[0].backup_codes, w[0].questions, w[0].otp),
+        (
+            w[0].user.as_str(),
+            w[0].backup_codes,
+            w[0].questions,
+            w[0].otp
+        ),
         ("alice", 1, 2, 0)
     );
     assert!(s.wrapped_items(0).unwrap().is_empty());
@@ -1524,7 +1570,10 @@ fn drop_old_gen_takes_wrapped_rows_too(new: &mut dyn FnMut() -> Store) {
         .unwrap();
     tx.set_questions("alice", &qs(2), NOW, 0).unwrap();
     let r = tx.backup_rows("alice").unwrap();
-    assert!(tx.wrap_backup_code("alice", r[0].id, 0, &[5; 32], 1).unwrap());
+    assert!(
+        tx.wrap_backup_code("alice", r[0].id, 0, &[5; 32], 1)
+            .unwrap()
+    );
     assert!(tx.wrap_answer("alice", 1, 0, "w", 1).unwrap());
     tx.commit().unwrap();
     let tx = s.write().unwrap();

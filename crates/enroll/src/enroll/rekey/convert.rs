@@ -76,7 +76,10 @@ pub(super) fn convert(ctx: &mut Ctx, store: &mut Store) -> CliResult {
          wrapped, {} remembered devices forgotten",
         n.resealed, n.codes, n.answers, n.forgotten
     ));
-    println!("Re-sealed {} TOTP/HOTP secrets with generation {g}.", n.resealed);
+    println!(
+        "Re-sealed {} TOTP/HOTP secrets with generation {g}.",
+        n.resealed
+    );
     println!(
         "Wrapped {} backup codes and {} security answers of generation {prev} under generation {g}.",
         n.codes, n.answers

@@ -63,11 +63,7 @@ pub(super) fn finish(ctx: &mut Ctx, store: &mut Store, drop: bool) -> CliResult 
         );
         return Ok(());
     }
-    let mut users: Vec<String> = old
-        .iter()
-        .chain(&wrapped)
-        .map(|i| i.user.clone())
-        .collect();
+    let mut users: Vec<String> = old.iter().chain(&wrapped).map(|i| i.user.clone()).collect();
     users.sort();
     users.dedup();
     let mut kept = Vec::new();
