@@ -10,6 +10,7 @@
 //! into an unenrolled one; a used backup code never comes back.
 
 mod common;
+use common::daemon::Daemon;
 use common::interactive::Session;
 use common::*;
 use std::path::Path;
@@ -364,4 +365,46 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     let a = code_login(&env, &user, &totp(SECRET, Some(t)), t);
     assert!(!a.ok);
     assert!(a.log.contains("unavailable"), "{}", a.log);
+}
+
+/// 2fad loads the same keys as a login (key_file + previous_key_file):
+/// after a rotation its proof check takes a wrapped backup code issued
+/// before it, once; the user's new codes replace the wrapped ones, and
+/// `finish` then retires the old generation.
+#[test]
+fn twofad_takes_a_wrapped_backup_code_as_proof() {
+    let user = system_user("p2fa-rekeyd", "Rekey-p2fa-5");
+    let env = Env::with_config(QCONF);
+    env.enroll_ok(&["init"], "");
+    env.enroll_totp(&user);
+    let codes = env.enroll_backup(&user, 4);
+    let old_key = env.key.clone();
+    let next_key = env.root().join("keys/2fa.key.next");
+    env.enroll_ok(&["rekey", "new"], "");
+    config(&env, &key_line("next_key_file", &next_key));
+    env.enroll_ok(&["rekey", "switch"], "");
+    write_keys(&env, &next_key, &key_line("previous_key_file", &old_key));
+    let out = env.enroll_ok(&["rekey", "convert"], "");
+    assert!(out.contains("Wrapped 4 backup codes"), "{out}");
+    let d = Daemon::socket_only(&env);
+    let o = d.enroll_as(&user, &["backup"], &format!("{}\n", codes[0]));
+    assert!(o.status.success(), "{}", output_text(&o));
+    let fresh = parse_backup_codes(&String::from_utf8_lossy(&o.stdout));
+    assert!(!fresh.is_empty(), "{}", output_text(&o));
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT count(*) FROM backup_codes WHERE user = '{user}' \
+             AND used_at IS NULL AND inner_gen IS NOT NULL"
+        ))
+        .trim(),
+        "0"
+    );
+    assert_eq!(env.status_json(&user)["failures"], 0);
+    let t = in_step(step_of(now()) + 2);
+    let a = code_login(&env, &user, &codes[0], t);
+    assert!(!a.ok, "the code spent as proof came back");
+    let a = code_login(&env, &user, &fresh[0], t);
+    assert!(a.ok, "a new code: {}", a.log);
+    let out = env.enroll_ok(&["rekey", "finish"], "");
+    assert!(out.contains("Generation 0 retired"), "{out}");
 }
