@@ -1,7 +1,10 @@
 //! `2fa-enroll rekey` in fleet mode (docs/rekey.md): two simulated hosts
 //! share one PostgreSQL database and the fleet key, as in tests/fleet.rs.
 //! A host without the next key is unavailable after `rekey switch` (and
-//! counts no failure) until it gets the key; the fleet rotates the key
+//! counts no failure) until it gets the key; backup codes and answers
+//! made before the rotation are wrapped by `convert` and verify with
+//! both keys (a host without the previous one: unavailable), `finish`
+//! needs no user action and `rekey new` refuses while wrapped rows remain; the fleet rotates the key
 //! while the other host keeps logging in, with no failure and no
 //! "unavailable".
 
@@ -15,6 +18,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 const ROLE: &str = "pam2fa";
 const ROLE_PASSWORD: &str = "pam2fa-login-pw";
+const QCONF: &str = "[questions]\nenabled = true\ncount = 2\nask = 2\n";
+/// The answers to built-in questions 1 and 2, in that order (with
+/// `ask = 2` both are asked, in stored order).
+const ANSWERS: &str = "Springfield\nZurich\n";
+
+fn enroll_questions(h: &Host, user: &str) {
+    let out = h.env.enroll_ok(
+        &["questions", "--user", user],
+        "1\nSpringfield\nSpringfield\n2\nZurich\nZurich\n",
+    );
+    assert!(out.contains("Saved 2 security questions"), "{out}");
+}
+
+/// A questions login on `h` (the user's only factor).
+fn questions_login(h: &Host, user: &str) -> Attempt {
+    h.env.attempt("p2fa", user, ANSWERS, None)
+}
 
 struct Host {
     env: Env,
@@ -54,7 +74,7 @@ fn host(pg: &PgServer, db: &str, name: &str) -> Host {
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
     let fleet = format!(
         "store = \"postgres\"\nhost_id = \"{name}\"\n[postgres]\nurl = \"{}\"\n\
-         password_file = \"{}\"\nca_file = \"{}\"\n",
+         password_file = \"{}\"\nca_file = \"{}\"\n{QCONF}",
         pg.url(ROLE, db),
         pw.display(),
         pg.ca_file().display()
@@ -128,8 +148,10 @@ fn failures(f: &Fleet, user: &str) -> String {
 fn a_host_without_the_next_key_is_unavailable_after_switch() {
     let user = system_user("p2fa-frk1", "frk1-pw-1");
     let f = Fleet::new();
+    let quser = system_user("p2fa-frk1q", "frk1-pw-3");
     f.a.env.enroll_totp(&user);
     let codes = f.a.env.enroll_backup(&user, 4);
+    enroll_questions(&f.a, &quser);
     let (next_a, next_b) = f.new_key();
     f.a.config(&f.a.env.key, &next_line(&next_a));
     // Only A has the next key; B still logs in before the switch.
@@ -207,13 +229,76 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     // A user with rows of the new generation only needs nothing else.
     let r = login(&f.a, &late, None, &mut step);
     assert!(r.ok, "A with the new key alone: {}\n{}", r.output, r.log);
-    // The old backup codes need the previous key; finish says so.
-    let o = f.a.env.enroll(&["rekey", "finish"], "");
-    assert!(!o.status.success());
-    assert!(output_text(&o).contains(&user), "{}", output_text(&o));
+    // Convert wrapped the codes: with both keys an unused code issued
+    // before the rotation logs in once, on A; on B it is then used.
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT count(*) FROM p2fa.backup_codes WHERE username = '{user}' \
+             AND key_gen = 1 AND inner_gen = 0"
+        )),
+        "4"
+    );
     f.a.config(&next_a, &previous_line(&f.a.env.key));
     let r = login(&f.a, &user, Some(&codes[1]), &mut step);
-    assert!(r.ok, "old code with both keys: {}\n{}", r.output, r.log);
+    assert!(r.ok, "wrapped code with both keys: {}\n{}", r.output, r.log);
+    let r = login(&f.b, &user, Some(&codes[1]), &mut step);
+    assert!(!r.ok, "a used wrapped code on the other host: {}", r.output);
+    // Answers set before the rotation verify on both hosts.
+    let r = questions_login(&f.a, &quser);
+    assert!(r.ok, "wrapped answers on A: {}\n{}", r.output, r.log);
+    let r = questions_login(&f.b, &quser);
+    assert!(r.ok, "wrapped answers on B: {}\n{}", r.output, r.log);
+
+    // finish succeeds without users making anything new, and says what
+    // still needs the previous key.
+    let out = f.a.env.enroll_ok(&["rekey", "finish"], "");
+    assert!(
+        out.contains("Nothing is keyed by generation 0 alone"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 unused backup codes and 2 security answers of 2 users are wrapped"),
+        "{out}"
+    );
+    let status = f.b.env.enroll_ok(&["rekey", "status"], "");
+    assert!(
+        status.contains("backup_codes  generation 1 wrapping 0: 2 rows"),
+        "{status}"
+    );
+    // Wrapped rows still verify after finish (on B, both keys).
+    let r = login(&f.b, &user, Some(&codes[2]), &mut step);
+    assert!(r.ok, "wrapped code after finish: {}\n{}", r.output, r.log);
+    // A without previous_key_file: a wrapped code is unavailable there,
+    // never a counted failure; so are the wrapped answers.
+    f.a.config(&next_a, "");
+    let before = failures(&f, &user);
+    let r = login(&f.a, &user, Some(&codes[3]), &mut step);
+    assert!(!r.ok);
+    assert!(r.log.contains("unavailable"), "{}", r.log);
+    assert_eq!(failures(&f, &user), before);
+    let qbefore = failures(&f, &quser);
+    let r = questions_login(&f.a, &quser);
+    assert!(!r.ok);
+    assert!(r.log.contains("unavailable"), "{}", r.log);
+    assert_eq!(failures(&f, &quser), qbefore);
+    // No third generation while wrapped rows remain.
+    let o = f.a.env.enroll(&["rekey", "new"], "");
+    let text = output_text(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains("1 backup codes and 2 security answers of 2 users are still wrapped"),
+        "{text}"
+    );
+    // The code that was unavailable on A works once with both keys.
+    f.a.config(&next_a, &previous_line(&f.a.env.key));
+    let r = login(&f.a, &user, Some(&codes[3]), &mut step);
+    assert!(
+        r.ok,
+        "wrapped code with both keys again: {}\n{}",
+        r.output, r.log
+    );
+    let r = login(&f.a, &user, Some(&codes[3]), &mut step);
+    assert!(!r.ok, "a used wrapped code came back");
 }
 
 #[test]

@@ -2,13 +2,15 @@
 //! real 2fa-enroll and pamtester with the built module: TOTP, backup
 //! codes and security questions keep working through `new`, `switch`,
 //! `convert` and `finish`; new rows are written with the new generation;
-//! after `convert` TOTP needs the new key alone; a missing key is
-//! "unavailable", never a counted failure; `finish` refuses while rows
-//! of the old generation remain, `--drop` spends them and reports the
-//! users, and never turns a user into an unenrolled one; a used backup
-//! code never comes back.
+//! after `convert` TOTP needs the new key alone and backup codes and
+//! answers are wrapped (they need both keys); a missing key is
+//! "unavailable", never a counted failure; `finish` succeeds without any
+//! user action and `rekey new` refuses while wrapped rows remain;
+//! `--drop` spends them and reports the users, and never turns a user
+//! into an unenrolled one; a used backup code never comes back.
 
 mod common;
+use common::daemon::Daemon;
 use common::interactive::Session;
 use common::*;
 use std::path::Path;
@@ -166,10 +168,33 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     write_swapped(&key_line("previous_key_file", &old_key));
     totp_ok(&env, &user, &mut step, "swapped config");
 
-    // 3. convert: TOTP secrets re-sealed with generation 1.
+    // 3. convert: TOTP secrets re-sealed with generation 1, every backup
+    //    code (used ones too) and answer hash of generation 0 wrapped.
+    let hash_of = |id: &str| {
+        env.sql(&format!(
+            "SELECT hex(hash) || ' ' || key_gen || ' ' || ifnull(inner_gen, '-') \
+             FROM backup_codes WHERE id = {id}"
+        ))
+        .trim()
+        .to_string()
+    };
+    let first_id = env
+        .sql(&format!(
+            "SELECT min(id) FROM backup_codes WHERE user = '{user}'"
+        ))
+        .trim()
+        .to_string();
+    let plain = hash_of(&first_id);
+    assert!(plain.ends_with(" 0 -"), "{plain}");
+    let answer_before = env.sql(&format!(
+        "SELECT answer_hash FROM questions WHERE user = '{quser}' ORDER BY idx"
+    ));
     let out = env.enroll_ok(&["rekey", "convert"], "");
     assert!(out.contains("Re-sealed 2 TOTP/HOTP"), "{out}");
-    assert!(out.contains("unused backup codes"), "{out}");
+    assert!(
+        out.contains("Wrapped 8 backup codes and 2 security answers of generation 0"),
+        "{out}"
+    );
     assert_eq!(
         env.sql(&format!(
             "SELECT key_gen FROM otp_tokens WHERE user = '{user}'"
@@ -177,13 +202,61 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
         .trim(),
         "1"
     );
+    let wrapped = hash_of(&first_id);
+    assert!(wrapped.ends_with(" 1 0"), "{wrapped}");
+    assert_ne!(
+        wrapped,
+        plain.replace(" 0 -", " 1 0"),
+        "the hash itself changed"
+    );
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT count(*) FROM backup_codes WHERE user = '{user}' AND key_gen = 1 AND inner_gen = 0"
+        ))
+        .trim(),
+        "8"
+    );
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT DISTINCT key_gen || ' ' || ifnull(inner_gen, '-') FROM backup_codes \
+             WHERE user = '{late}'"
+        ))
+        .trim(),
+        "1 -",
+        "rows of the new generation are not wrapped"
+    );
+    let answer_after = env.sql(&format!(
+        "SELECT answer_hash FROM questions WHERE user = '{quser}' ORDER BY idx"
+    ));
+    assert_ne!(answer_before, answer_after);
+    let salt_params = |h: &str| {
+        h.lines()
+            .map(|l| l.rsplit_once('$').unwrap().0.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(salt_params(&answer_before), salt_params(&answer_after));
+    // A second convert changes nothing (no double wrap).
+    let out = env.enroll_ok(&["rekey", "convert"], "");
+    assert!(
+        out.contains("Wrapped 0 backup codes and 0 security answers"),
+        "{out}"
+    );
+    assert_eq!(hash_of(&first_id), wrapped);
     let status = env.enroll_ok(&["rekey", "status"], "");
     assert!(status.contains("Writing with generation 1"), "{status}");
+    assert!(
+        status.contains("backup_codes  generation 1 wrapping 0: 6 rows"),
+        "{status}"
+    );
+    assert!(
+        status.contains("questions     generation 1 wrapping 0: 2 rows"),
+        "{status}"
+    );
 
-    // TOTP with the new key alone (a user whose only factor it is);
-    // a user who still has backup codes of generation 0 is unavailable
-    // there before any code is compared (never a counted failure, no
-    // guessing), and so are the old answers.
+    // TOTP with the new key alone (a user whose only factor it is); a
+    // wrapped code needs the previous key too: without it the user is
+    // unavailable before any code is compared (never a counted failure,
+    // no guessing), and so are the wrapped answers.
     write_swapped("");
     totp_ok(&env, &solo, &mut step, "new key alone after convert");
     let before = failures(&env, &user);
@@ -198,31 +271,79 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     assert_eq!(failures(&env, &user), before);
     questions_unavailable(&env, &quser);
 
-    // Both keys: the old codes and answers verify; a used code never.
+    // Both keys: a code issued before the rotation logs in once, then
+    // it is used; the answers set before it verify.
     write_swapped(&key_line("previous_key_file", &old_key));
     let a = code_login(&env, &user, &codes[3], in_step(step));
-    assert!(a.ok, "old backup code after convert: {}", a.log);
-    assert!(questions_login(&env, &quser).0, "questions after convert");
+    assert!(a.ok, "wrapped backup code after convert: {}", a.log);
+    let a = code_login(&env, &user, &codes[3], in_step(step));
+    assert!(!a.ok, "a used wrapped backup code came back");
     let a = code_login(&env, &user, &codes[0], in_step(step));
     assert!(!a.ok, "a used backup code came back");
+    assert!(
+        questions_login(&env, &quser).0,
+        "wrapped answers after convert"
+    );
 
-    // 4. finish: refuses while generation-0 rows remain, naming them.
-    let o = env.enroll(&["rekey", "finish"], "");
+    // 4. finish: nothing is keyed by generation 0 alone, so it succeeds
+    //    without any user making new codes or answers, and says how many
+    //    wrapped rows still need the previous key.
+    let out = env.enroll_ok(&["rekey", "finish"], "");
+    assert!(
+        out.contains("Nothing is keyed by generation 0 alone"),
+        "{out}"
+    );
+    assert!(
+        out.contains("5 unused backup codes and 2 security answers of 2 users are wrapped"),
+        "{out}"
+    );
+    assert!(!out.contains("retired"), "{out}");
+    // Wrapped rows keep working while hosts have previous_key_file.
+    let a = code_login(&env, &user, &codes[4], in_step(step));
+    assert!(a.ok, "wrapped backup code after finish: {}", a.log);
+    let a = code_login(&env, &user, &codes[4], in_step(step));
+    assert!(!a.ok, "a used wrapped backup code came back after finish");
+    assert!(
+        questions_login(&env, &quser).0,
+        "wrapped answers after finish"
+    );
+    // Without previous_key_file a wrapped code is unavailable, not a
+    // failure.
+    write_swapped("");
+    let before = failures(&env, &user);
+    let a = code_login(&env, &user, &codes[5], in_step(step));
+    assert!(!a.ok);
+    assert!(a.log.contains("unavailable"), "{}", a.log);
+    assert_eq!(failures(&env, &user), before);
+    questions_unavailable(&env, &quser);
+    write_swapped(&key_line("previous_key_file", &old_key));
+
+    // No third generation while wrapped rows remain (no double wrap).
+    let o = env.enroll(&["rekey", "new"], "");
     let text = output_text(&o);
     assert!(!o.status.success(), "{text}");
-    assert!(text.contains(&user) && text.contains(&quser), "{text}");
-    // --drop keeps the user whose only factor is the old answers.
+    assert!(
+        text.contains("4 backup codes and 2 security answers of 2 users are still wrapped"),
+        "{text}"
+    );
+    assert!(text.contains("finish --drop"), "{text}");
+
+    // finish --drop retires generation 0 now; it keeps the user whose
+    // only factor is the wrapped answers.
     let o = env.enroll(&["rekey", "finish", "--drop"], "");
     let text = output_text(&o);
     assert!(!o.status.success(), "{text}");
     assert!(text.contains(&quser), "{text}");
     assert!(
-        text.contains(&format!("{user}: dropped 5 unused backup codes")),
+        text.contains(&format!("{user}: dropped 4 unused backup codes")),
         "{text}"
     );
     assert_eq!(env.status_json(&user)["backup_codes_remaining"], 0);
-    // quser answers anew (generation 1); then finish retires generation 0.
+    // quser answers anew (generation 1): no wrapped row is left, and
+    // finish retires generation 0.
     enroll_questions(&env, &quser);
+    let status = env.enroll_ok(&["rekey", "status"], "");
+    assert!(!status.contains("wrapping"), "{status}");
     let out = env.enroll_ok(&["rekey", "finish"], "");
     assert!(out.contains("Generation 0 retired"), "{out}");
 
@@ -232,7 +353,7 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     assert!(questions_login(&env, &quser).0, "new answers after finish");
     let a = code_login(&env, &late, &late_codes[1], in_step(step));
     assert!(a.ok, "generation-1 backup code after finish: {}", a.log);
-    for c in [&codes[0], &codes[4]] {
+    for c in [&codes[0], &codes[6]] {
         let a = code_login(&env, &user, c, in_step(step));
         assert!(!a.ok, "a used or dropped backup code came back");
     }
@@ -244,4 +365,46 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     let a = code_login(&env, &user, &totp(SECRET, Some(t)), t);
     assert!(!a.ok);
     assert!(a.log.contains("unavailable"), "{}", a.log);
+}
+
+/// 2fad loads the same keys as a login (key_file + previous_key_file):
+/// after a rotation its proof check takes a wrapped backup code issued
+/// before it, once; the user's new codes replace the wrapped ones, and
+/// `finish` then retires the old generation.
+#[test]
+fn twofad_takes_a_wrapped_backup_code_as_proof() {
+    let user = system_user("p2fa-rekeyd", "Rekey-p2fa-5");
+    let env = Env::with_config(QCONF);
+    env.enroll_ok(&["init"], "");
+    env.enroll_totp(&user);
+    let codes = env.enroll_backup(&user, 4);
+    let old_key = env.key.clone();
+    let next_key = env.root().join("keys/2fa.key.next");
+    env.enroll_ok(&["rekey", "new"], "");
+    config(&env, &key_line("next_key_file", &next_key));
+    env.enroll_ok(&["rekey", "switch"], "");
+    write_keys(&env, &next_key, &key_line("previous_key_file", &old_key));
+    let out = env.enroll_ok(&["rekey", "convert"], "");
+    assert!(out.contains("Wrapped 4 backup codes"), "{out}");
+    let d = Daemon::socket_only(&env);
+    let o = d.enroll_as(&user, &["backup"], &format!("{}\n", codes[0]));
+    assert!(o.status.success(), "{}", output_text(&o));
+    let fresh = parse_backup_codes(&String::from_utf8_lossy(&o.stdout));
+    assert!(!fresh.is_empty(), "{}", output_text(&o));
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT count(*) FROM backup_codes WHERE user = '{user}' \
+             AND used_at IS NULL AND inner_gen IS NOT NULL"
+        ))
+        .trim(),
+        "0"
+    );
+    assert_eq!(env.status_json(&user)["failures"], 0);
+    let t = in_step(step_of(now()) + 2);
+    let a = code_login(&env, &user, &codes[0], t);
+    assert!(!a.ok, "the code spent as proof came back");
+    let a = code_login(&env, &user, &fresh[0], t);
+    assert!(a.ok, "a new code: {}", a.log);
+    let out = env.enroll_ok(&["rekey", "finish"], "");
+    assert!(out.contains("Generation 0 retired"), "{out}");
 }

@@ -185,6 +185,21 @@ impl HostKey {
         self.labelled_hash(b"backup\0", user, code)
     }
 
+    /// Wraps a one-way hash made with an older generation's key
+    /// (`rekey convert`, docs/rekey.md): `HMAC-SHA256(mac, "p2fa wrap
+    /// v1\0" || inner)`. Verifying a wrapped row needs both keys.
+    #[expect(
+        clippy::expect_used,
+        reason = "HMAC takes keys of any length; new_from_slice cannot fail"
+    )]
+    pub fn wrap(&self, inner: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.mac.as_slice())
+            .expect("HMAC accepts any key length");
+        mac.update(b"p2fa wrap v1\0");
+        mac.update(inner);
+        mac.finalize().into_bytes().into()
+    }
+
     /// Keyed hash of a code sent by SMS or e-mail, bound to user and channel
     /// so a code from one channel never verifies on another.
     pub fn sent_code_hash(&self, channel: &str, user: &str, code: &str) -> [u8; 32] {
@@ -249,6 +264,42 @@ impl KeyRing {
             self.other.as_ref().filter(|k| k.key_gen() == g)
         }
     }
+
+    /// The keys a stored row of generation `key_gen` needs: that key and,
+    /// for a wrapped hash, the key of `inner_gen`. None if this host lacks
+    /// one of them (the row is "unavailable", never a failure).
+    pub fn for_row(&self, key_gen: i64, inner_gen: Option<i64>) -> Option<RowKeys<'_>> {
+        let outer = self.for_gen(key_gen)?;
+        let inner = match inner_gen {
+            Some(g) => Some(self.for_gen(g)?),
+            None => None,
+        };
+        Some(RowKeys { outer, inner })
+    }
+
+    /// What a backup code row of `(key_gen, inner_gen)` stores for
+    /// `code`, if this host has the keys.
+    pub fn code_hash_for(
+        &self,
+        key_gen: i64,
+        inner_gen: Option<i64>,
+        user: &str,
+        code: &str,
+    ) -> Option<[u8; 32]> {
+        let k = self.for_row(key_gen, inner_gen)?;
+        Some(match k.inner {
+            Some(inner) => k.outer.wrap(&inner.code_hash(user, code)),
+            None => k.outer.code_hash(user, code),
+        })
+    }
+}
+
+/// The keys of one stored row ([`KeyRing::for_row`]): the key of its
+/// generation and, for a wrapped hash, the one inside the wrap.
+#[derive(Clone, Copy)]
+pub struct RowKeys<'a> {
+    pub outer: &'a HostKey,
+    pub inner: Option<&'a HostKey>,
 }
 
 impl std::ops::Deref for KeyRing {

@@ -23,7 +23,7 @@ use super::webauthn::{ProofError, Started};
 use p2fa_auth::flow::{self, Current, Login};
 use p2fa_core::audit::{Audit, clean};
 use p2fa_core::config::Config;
-use p2fa_core::crypto::HostKey;
+use p2fa_core::crypto::KeyRing;
 use p2fa_core::enrollment::{BackupSet, EnrollError, OtpSetup, Saved, save_otp};
 use p2fa_core::factor::{FactorId, normalize_code};
 use p2fa_core::secure_fs::Trust;
@@ -146,7 +146,7 @@ impl Broker {
     }
 
     /// The store and the host key, checked against each other.
-    fn open(&self, cfg: &Config, audit: &mut Audit) -> Result<(Store, HostKey), Response> {
+    fn open(&self, cfg: &Config, audit: &mut Audit) -> Result<(Store, KeyRing), Response> {
         let mut store = match p2fa_pg::open(cfg, self.trust, p2fa_pg::Mode::Login) {
             Ok(s) => s,
             Err(e) => {
@@ -160,28 +160,20 @@ impl Broker {
                 ));
             }
         };
-        let key = match HostKey::load(&cfg.key_file, self.trust) {
+        // The keys of the store's generations this host has (`key_file`,
+        // plus next/previous during a rotation, docs/rekey.md), each
+        // recognised by its check value: a proof checked with the wrong
+        // key would count as a failure.
+        let key = match p2fa_core::keycheck::ring(cfg, self.trust, &mut store) {
             Ok(k) => k,
             Err(e) => {
-                audit.err(&format!(
-                    "broker: {}",
-                    p2fa_core::audit::detail(&e.to_string())
-                ));
+                audit.err(&format!("broker: {}", p2fa_core::audit::detail(&e)));
                 return Err(Response::error(
                     ErrorCode::Unavailable,
-                    "the 2FA host key is unavailable; tell your administrator",
+                    "the 2FA host key is unavailable or does not match the store; tell your administrator",
                 ));
             }
         };
-        // A proof checked with the wrong key would count as a failure.
-        let key_file = cfg.key_file.display().to_string();
-        if let Err(e) = p2fa_core::keycheck::verify(&mut store, &key, &key_file) {
-            audit.err(&format!("broker: {}", p2fa_core::audit::detail(&e)));
-            return Err(Response::error(
-                ErrorCode::Unavailable,
-                "the 2FA host key does not match the store; tell your administrator",
-            ));
-        }
         Ok((store, key))
     }
 
@@ -760,7 +752,7 @@ struct Ctx<'a> {
     cfg: &'a Config,
     audit: &'a mut Audit,
     store: &'a mut Store,
-    key: &'a HostKey,
+    key: &'a KeyRing,
     user: &'a str,
     caller: &'a str,
     uid: u32,

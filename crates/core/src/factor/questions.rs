@@ -7,8 +7,9 @@
 //! argon2id with a per-answer salt and the host key's pepper as argon2's
 //! secret, bound to the user and question.
 
-use crate::crypto::{self, CryptoError, HostKey};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use crate::crypto::{self, CryptoError, HostKey, KeyRing};
+use crate::store::StoredQuestion;
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use unicode_normalization::UnicodeNormalization;
 
@@ -82,6 +83,75 @@ pub fn verify(key: &HostKey, user: &str, question: &str, answer: &str, phc: &str
         .is_ok()
 }
 
+/// The raw argon2 output of `material` under `key`'s pepper, with the
+/// salt and parameters of `parsed`.
+fn raw_output(key: &HostKey, material: &[u8], parsed: &PasswordHash<'_>) -> Option<Output> {
+    let params = Params::try_from(parsed).ok()?;
+    let salt = parsed.salt?;
+    hasher(key)
+        .ok()?
+        .hash_password_customized(
+            material,
+            Some(parsed.algorithm),
+            parsed.version,
+            params,
+            salt,
+        )
+        .ok()?
+        .hash
+}
+
+/// `rekey convert`: the stored hash `phc` (made with an older
+/// generation's pepper) with its argon2 output wrapped under `outer`
+/// ([`HostKey::wrap`]); salt and parameters stay as they are.
+pub fn wrap(outer: &HostKey, phc: &str) -> Result<String, CryptoError> {
+    let mut parsed =
+        PasswordHash::new(phc).map_err(|e| CryptoError(format!("stored answer hash: {e}")))?;
+    let inner = parsed
+        .hash
+        .ok_or_else(|| CryptoError("stored answer hash has no output".into()))?;
+    let wrapped = outer.wrap(inner.as_bytes());
+    parsed.hash = Some(Output::new(&wrapped).map_err(|e| CryptoError(format!("wrap: {e}")))?);
+    Ok(parsed.to_string())
+}
+
+/// Does `answer` match a wrapped hash: argon2 with `inner`'s pepper,
+/// then the wrap under `outer`, compared in constant time.
+pub fn verify_wrapped(
+    outer: &HostKey,
+    inner: &HostKey,
+    user: &str,
+    question: &str,
+    answer: &str,
+    phc: &str,
+) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let Some(stored) = parsed.hash else {
+        return false;
+    };
+    let Some(raw) = raw_output(
+        inner,
+        &material(user, question, &normalize(answer)),
+        &parsed,
+    ) else {
+        return false;
+    };
+    crypto::ct_eq(&outer.wrap(raw.as_bytes()), stored.as_bytes())
+}
+
+/// Checks `answer` against a stored question with the keys its row needs
+/// (a wrapped hash needs two): None if this host lacks one of them
+/// ("unavailable", never a wrong answer).
+pub fn verify_stored(ring: &KeyRing, user: &str, q: &StoredQuestion, answer: &str) -> Option<bool> {
+    let k = ring.for_row(q.key_gen, q.inner_gen)?;
+    Some(match k.inner {
+        Some(inner) => verify_wrapped(k.outer, inner, user, &q.question, answer, &q.answer_hash),
+        None => verify(k.outer, user, &q.question, answer, &q.answer_hash),
+    })
+}
+
 /// Picks `ask` of `total` questions at random, leaving out `avoid` (the one
 /// the user just failed) when there are enough others, so a guesser cannot
 /// retry the same question at once.
@@ -139,6 +209,42 @@ mod tests {
             "needs the host key"
         );
         assert_ne!(h, hash(&key, "alice", "Q1?", "new york").unwrap(), "salted");
+    }
+
+    #[test]
+    fn wrapped_hashes_need_both_keys() {
+        let old = HostKey::from_bytes(&[7u8; 32]);
+        let new = HostKey::from_bytes(&[9u8; 32]);
+        new.set_key_gen(1);
+        let h = hash(&old, "alice", "Q1?", &normalize("New York")).unwrap();
+        let w = wrap(&new, &h).unwrap();
+        assert_ne!(w, h);
+        let salt_params = |s: &str| s.rsplit_once('$').unwrap().0.to_string();
+        assert_eq!(
+            salt_params(&w),
+            salt_params(&h),
+            "salt and parameters in clear"
+        );
+        assert!(
+            !verify(&old, "alice", "Q1?", "new york", &w),
+            "no longer a plain hash"
+        );
+        assert!(verify_wrapped(&new, &old, "alice", "Q1?", " NEW york", &w));
+        assert!(!verify_wrapped(&new, &old, "alice", "Q1?", "Boston", &w));
+        assert!(!verify_wrapped(&old, &new, "alice", "Q1?", "new york", &w));
+        assert!(!verify_wrapped(&new, &new, "alice", "Q1?", "new york", &w));
+        let q = StoredQuestion {
+            idx: 0,
+            question: "Q1?".into(),
+            answer_hash: w,
+            key_gen: 1,
+            inner_gen: Some(0),
+        };
+        let both = KeyRing::new(new.clone(), Some(old.clone()));
+        assert_eq!(verify_stored(&both, "alice", &q, "new york"), Some(true));
+        assert_eq!(verify_stored(&both, "alice", &q, "boston"), Some(false));
+        let only_new = KeyRing::single(new.clone());
+        assert_eq!(verify_stored(&only_new, "alice", &q, "new york"), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! only one, and documents each operation's contract.
 
 use super::{
-    GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered, Result,
+    BackupRow, GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered, Result,
     SealedSecret, SentCheck, StoredCeremony, StoredCredential, StoredQuestion, UserState,
     UserStatus,
 };
@@ -62,6 +62,10 @@ pub trait Backend: Send {
     /// Users with rows of a generation below `below` (OTP secrets,
     /// unused backup codes, answers), by name.
     fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>>;
+    /// Users with wrapped rows whose inner generation is below `below`
+    /// (unused backup codes, security answers; `otp` is 0): they still
+    /// need that generation's key to verify.
+    fn wrapped_items(&self, below: i64) -> Result<Vec<OldGenItems>>;
     /// The hosts registered in a shared store (`2fa-enroll init` on each),
     /// with when each was last seen, by name; none for a host-local one.
     fn fleet_hosts(&self) -> Result<Vec<(String, i64)>>;
@@ -203,9 +207,35 @@ pub trait TxOps {
     /// generation `key_gen`), keeping everything else; false if the user
     /// has none.
     fn reseal_otp(&self, user: &str, sealed: &[u8], key_gen: i64) -> Result<bool>;
+    /// Every backup code of `user`, used or not (`rekey convert`).
+    fn backup_rows(&self, user: &str) -> Result<Vec<BackupRow>>;
+    /// Every security question of `user` (`rekey convert`).
+    fn question_rows(&self, user: &str) -> Result<Vec<StoredQuestion>>;
+    /// Replaces the hash of backup code `id` of `user`, a plain hash of
+    /// generation `inner`, by its wrap under generation `key_gen`
+    /// (`inner_gen = inner`). False if the row is not (or no longer) a
+    /// plain hash of generation `inner`.
+    fn wrap_backup_code(
+        &self,
+        user: &str,
+        id: i64,
+        inner: i64,
+        hash: &[u8],
+        key_gen: i64,
+    ) -> Result<bool>;
+    /// The same for the answer hash of question `idx`.
+    fn wrap_answer(
+        &self,
+        user: &str,
+        idx: i64,
+        inner: i64,
+        answer_hash: &str,
+        key_gen: i64,
+    ) -> Result<bool>;
     /// `rekey finish --drop` for one user: marks the unused backup codes
-    /// of a generation below `below` used (so the user stays enrolled
-    /// and the codes never verify) and deletes such security answers.
+    /// that need a generation below `below` (as their generation or as
+    /// the inner one of a wrap) used (so the user stays enrolled and the
+    /// codes never verify) and deletes such security answers.
     /// Returns (codes, questions) dropped.
     fn drop_old_gen(&self, user: &str, below: i64, now: i64) -> Result<(usize, usize)>;
     /// Deletes every sent code (`rekey switch`: their hashes are keyed

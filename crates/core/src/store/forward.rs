@@ -22,9 +22,9 @@ macro_rules! store_backend {
             use $crate::factor::FactorId;
             use $crate::store::api::{Kind, Tx};
             use $crate::store::{
-                GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered,
-                Result, SealedSecret, SentCheck, StoredCeremony, StoredCredential, StoredQuestion,
-                UserState, UserStatus,
+                BackupRow, GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose,
+                Remembered, Result, SealedSecret, SentCheck, StoredCeremony, StoredCredential,
+                StoredQuestion, UserState, UserStatus,
             };
 
             impl $crate::store::api::Backend for $store {
@@ -72,6 +72,9 @@ macro_rules! store_backend {
                 }
                 fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
                     $store::old_gen_items(self, below)
+                }
+                fn wrapped_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
+                    $store::wrapped_items(self, below)
                 }
                 fn fleet_hosts(&self) -> Result<Vec<(String, i64)>> {
                     $store::fleet_hosts(self)
@@ -322,6 +325,32 @@ macro_rules! store_backend {
                 }
                 fn reseal_otp(&self, user: &str, sealed: &[u8], key_gen: i64) -> Result<bool> {
                     $tx::reseal_otp(self, user, sealed, key_gen)
+                }
+                fn backup_rows(&self, user: &str) -> Result<Vec<BackupRow>> {
+                    $tx::backup_rows(self, user)
+                }
+                fn question_rows(&self, user: &str) -> Result<Vec<StoredQuestion>> {
+                    $tx::question_rows(self, user)
+                }
+                fn wrap_backup_code(
+                    &self,
+                    user: &str,
+                    id: i64,
+                    inner: i64,
+                    hash: &[u8],
+                    key_gen: i64,
+                ) -> Result<bool> {
+                    $tx::wrap_backup_code(self, user, id, inner, hash, key_gen)
+                }
+                fn wrap_answer(
+                    &self,
+                    user: &str,
+                    idx: i64,
+                    inner: i64,
+                    answer_hash: &str,
+                    key_gen: i64,
+                ) -> Result<bool> {
+                    $tx::wrap_answer(self, user, idx, inner, answer_hash, key_gen)
                 }
                 fn drop_old_gen(&self, user: &str, below: i64, now: i64) -> Result<(usize, usize)> {
                     $tx::drop_old_gen(self, user, below, now)

@@ -21,9 +21,9 @@ pub use api::{Backend, Kind, Store, Tx, TxOps};
 use sqlite::SqliteStore;
 pub use sqlite::{WAL_CHECKPOINT_BYTES, backup_path, current_version};
 pub use types::{
-    GenCount, KeyWarning, LastSuccess, LocalKey, OldGenItems, OtpKind, OtpRecord, OtpSummary,
-    Purpose, Remembered, SealedSecret, SentCheck, StoredCeremony, StoredCredential, StoredQuestion,
-    UserState, UserStatus,
+    BackupRow, GenCount, KeyWarning, LastSuccess, LocalKey, OldGenItems, OtpKind, OtpRecord,
+    OtpSummary, Purpose, Remembered, SealedSecret, SentCheck, StoredCeremony, StoredCredential,
+    StoredQuestion, UserState, UserStatus,
 };
 
 use crate::config::RateLimitConfig;

@@ -120,6 +120,14 @@ pub const CASES: &[(&str, Case)] = &[
         "drop_old_gen_spends_codes_and_deletes_answers",
         drop_old_gen_spends_codes_and_deletes_answers,
     ),
+    (
+        "wrapping_moves_one_way_rows_to_the_new_generation",
+        wrapping_moves_one_way_rows_to_the_new_generation,
+    ),
+    (
+        "drop_old_gen_takes_wrapped_rows_too",
+        drop_old_gen_takes_wrapped_rows_too,
+    ),
     ("clear_sent_codes_clears_all", clear_sent_codes_clears_all),
     (
         "fleet_hosts_are_listed_by_name",
@@ -882,7 +890,7 @@ fn replacing_unused_backup_codes_keeps_spent_ones(new: &mut dyn FnMut() -> Store
     let spent = st
         .unused_backup
         .iter()
-        .find(|(_, h, _)| h == &vec![2u8; 32])
+        .find(|(_, h, _, _)| h == &vec![2u8; 32])
         .unwrap()
         .0;
     let tx = s.write().unwrap();
@@ -892,7 +900,11 @@ fn replacing_unused_backup_codes_keeps_spent_ones(new: &mut dyn FnMut() -> Store
     assert_eq!(tx.used_backup_hashes("alice").unwrap(), vec![vec![2u8; 32]]);
     tx.commit().unwrap();
     let st = s.user_state("alice").unwrap();
-    let mut unused: Vec<_> = st.unused_backup.iter().map(|(_, h, _)| h.clone()).collect();
+    let mut unused: Vec<_> = st
+        .unused_backup
+        .iter()
+        .map(|(_, h, _, _)| h.clone())
+        .collect();
     unused.sort();
     assert_eq!(unused, vec![vec![4u8; 32], vec![5u8; 32]]);
     assert_eq!(st.used_backup, 1);
@@ -1326,7 +1338,11 @@ fn rows_keep_their_key_generation(new: &mut dyn FnMut() -> Store) {
     let st = s.user_state("alice").unwrap();
     assert_eq!(st.otp.as_ref().unwrap().key_gen, 1);
     assert_eq!(st.unused_backup.len(), 2);
-    assert!(st.unused_backup.iter().all(|(_, _, g)| *g == 0));
+    assert!(
+        st.unused_backup
+            .iter()
+            .all(|(_, _, g, i)| *g == 0 && i.is_none())
+    );
     let (q, _) = s.questions("bob").unwrap();
     assert!(q.iter().all(|q| q.key_gen == 2) && q.len() == 2);
     // Inside a transaction too.
@@ -1344,6 +1360,12 @@ fn rows_keep_their_key_generation(new: &mut dyn FnMut() -> Store) {
         .into_iter()
         .map(|c| (c.table, c.key_gen, c.rows))
         .collect();
+    assert!(
+        s.key_gen_counts()
+            .unwrap()
+            .iter()
+            .all(|c| c.inner_gen.is_none())
+    );
     assert_eq!(
         counts,
         vec![
@@ -1421,6 +1443,151 @@ fn drop_old_gen_spends_codes_and_deletes_answers(new: &mut dyn FnMut() -> Store)
     let old = s.old_gen_items(1).unwrap();
     assert_eq!(old.len(), 1);
     assert_eq!(old[0].user, "bob");
+}
+
+/// `rekey convert`'s rows: every backup code (used too) and question is
+/// read in the transaction; wrapping replaces the hash, sets `key_gen`
+/// and `inner_gen`, and happens once (a wrapped row, another user's row
+/// or a row of another generation is left alone).
+fn wrapping_moves_one_way_rows_to_the_new_generation(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    let tx = s.write().unwrap();
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
+        .unwrap();
+    tx.set_questions("alice", &qs(2), NOW, 0).unwrap();
+    tx.replace_backup_codes("bob", &[[3; 32]], NOW, 1).unwrap();
+    tx.commit().unwrap();
+    let used = s.user_state("alice").unwrap().unused_backup[0].0;
+    let tx = s.write().unwrap();
+    assert!(tx.mark_backup_used(used, NOW, "sshd").unwrap());
+    let rows = tx.backup_rows("alice").unwrap();
+    assert_eq!(rows.len(), 2, "used codes are read too");
+    assert!(rows.iter().all(|r| r.key_gen == 0 && r.inner_gen.is_none()));
+    let bob_id = tx.backup_rows("bob").unwrap()[0].id;
+    assert!(
+        !tx.wrap_backup_code("alice", bob_id, 1, &[9; 32], 2)
+            .unwrap(),
+        "another user's row"
+    );
+    assert!(
+        !tx.wrap_backup_code("bob", bob_id, 0, &[9; 32], 1).unwrap(),
+        "another generation"
+    );
+    for (i, r) in rows.iter().enumerate() {
+        assert!(
+            tx.wrap_backup_code("alice", r.id, 0, &[10 + i as u8; 32], 1)
+                .unwrap()
+        );
+        assert!(
+            !tx.wrap_backup_code("alice", r.id, 0, &[20; 32], 1).unwrap(),
+            "once"
+        );
+    }
+    let q = tx.question_rows("alice").unwrap();
+    assert_eq!(q.len(), 2);
+    assert!(q.iter().all(|q| q.key_gen == 0 && q.inner_gen.is_none()));
+    for x in &q {
+        let w = format!("{}-wrapped", x.answer_hash);
+        assert!(tx.wrap_answer("alice", x.idx, 0, &w, 1).unwrap());
+        assert!(
+            !tx.wrap_answer("alice", x.idx, 0, "again", 1).unwrap(),
+            "once"
+        );
+    }
+    assert!(
+        !tx.wrap_answer("bob", 0, 0, "x", 1).unwrap(),
+        "no such question"
+    );
+    let after = tx.backup_rows("alice").unwrap();
+    assert_eq!(after[1].hash, vec![11; 32]);
+    assert!(
+        after
+            .iter()
+            .all(|r| r.key_gen == 1 && r.inner_gen == Some(0))
+    );
+    tx.commit().unwrap();
+    let st = s.user_state("alice").unwrap();
+    assert_eq!(st.unused_backup.len(), 1);
+    assert_eq!(st.unused_backup[0].1, vec![11; 32]);
+    assert_eq!((st.unused_backup[0].2, st.unused_backup[0].3), (1, Some(0)));
+    assert_eq!(st.used_backup, 1);
+    assert_eq!(s.used_backup_hashes("alice").unwrap(), vec![vec![10; 32]]);
+    let (stored, _) = s.questions("alice").unwrap();
+    assert!(
+        stored.iter().all(|x| x.key_gen == 1
+            && x.inner_gen == Some(0)
+            && x.answer_hash.ends_with("-wrapped"))
+    );
+    let counts: Vec<(String, i64, Option<i64>, i64)> = s
+        .key_gen_counts()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.table, c.key_gen, c.inner_gen, c.rows))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("backup_codes".to_string(), 1, None, 1),
+            ("backup_codes".to_string(), 1, Some(0), 1),
+            ("questions".to_string(), 1, Some(0), 2),
+        ]
+    );
+    assert!(
+        s.old_gen_items(1).unwrap().is_empty(),
+        "nothing keyed by 0 alone"
+    );
+    let w = s.wrapped_items(1).unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!(
+        (
+            w[0].user.as_str(),
+            w[0].backup_codes,
+            w[0].questions,
+            w[0].otp
+        ),
+        ("alice", 1, 2, 0)
+    );
+    assert!(s.wrapped_items(0).unwrap().is_empty());
+    // New codes replace the wrapped unused ones.
+    let tx = s.write().unwrap();
+    tx.replace_unused_backup_codes("alice", &[[4; 32]], NOW, 1)
+        .unwrap();
+    tx.commit().unwrap();
+    let w = s.wrapped_items(1).unwrap();
+    assert_eq!((w[0].backup_codes, w[0].questions), (0, 2));
+    let st = s.user_state("alice").unwrap();
+    assert_eq!(st.unused_backup.len(), 1);
+    assert_eq!(st.unused_backup[0].3, None);
+}
+
+/// `rekey finish --drop` after `convert`: rows that need the previous
+/// generation as their inner one are dropped too; plain rows of the
+/// current generation stay.
+fn drop_old_gen_takes_wrapped_rows_too(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    let tx = s.write().unwrap();
+    tx.replace_backup_codes("alice", &[[1; 32], [2; 32]], NOW, 0)
+        .unwrap();
+    tx.set_questions("alice", &qs(2), NOW, 0).unwrap();
+    let r = tx.backup_rows("alice").unwrap();
+    assert!(
+        tx.wrap_backup_code("alice", r[0].id, 0, &[5; 32], 1)
+            .unwrap()
+    );
+    assert!(tx.wrap_answer("alice", 1, 0, "w", 1).unwrap());
+    tx.commit().unwrap();
+    let tx = s.write().unwrap();
+    assert_eq!(tx.drop_old_gen("alice", 1, NOW + 1).unwrap(), (2, 2));
+    tx.commit().unwrap();
+    assert!(s.wrapped_items(1).unwrap().is_empty());
+    let st = s.user_state("alice").unwrap();
+    assert!(st.unused_backup.is_empty() && st.questions == 0);
+    assert!(st.is_enrolled(), "spent codes keep the user enrolled");
+    let tx = s.write().unwrap();
+    tx.replace_unused_backup_codes("alice", &[[7; 32]], NOW, 1)
+        .unwrap();
+    assert_eq!(tx.drop_old_gen("alice", 1, NOW + 2).unwrap(), (0, 0));
+    tx.commit().unwrap();
 }
 
 /// SQLite has no fleet; PostgreSQL lists `p2fa.hosts` by name.

@@ -44,9 +44,10 @@ pub struct OtpRecord {
 pub struct UserState {
     pub known: bool,
     pub otp: Option<OtpRecord>,
-    /// `(id, keyed hash, key generation of the hash)` of unused backup
-    /// codes.
-    pub unused_backup: Vec<(i64, Vec<u8>, i64)>,
+    /// `(id, keyed hash, key generation of the hash, inner generation)`
+    /// of unused backup codes; the inner generation is set on a wrapped
+    /// hash (`rekey convert`, docs/rekey.md).
+    pub unused_backup: Vec<(i64, Vec<u8>, i64, Option<i64>)>,
     /// Backup codes already spent: a user who has used them all is still
     /// enrolled (and must not fall under the `unenrolled` policy).
     pub used_backup: u32,
@@ -180,8 +181,21 @@ pub struct StoredQuestion {
     pub idx: i64,
     pub question: String,
     pub answer_hash: String,
-    /// The host-key generation whose pepper `answer_hash` used.
+    /// The host-key generation whose pepper `answer_hash` used; for a
+    /// wrapped hash, the generation of the wrap.
     pub key_gen: i64,
+    /// Set on a wrapped hash: the generation whose pepper made the
+    /// argon2 output inside the wrap.
+    pub inner_gen: Option<i64>,
+}
+
+/// One backup code row as `rekey convert` reads it (used or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRow {
+    pub id: i64,
+    pub hash: Vec<u8>,
+    pub key_gen: i64,
+    pub inner_gen: Option<i64>,
 }
 
 /// Rows per host-key generation (`2fa-enroll rekey status`).
@@ -190,6 +204,8 @@ pub struct GenCount {
     /// `otp_tokens`, `backup_codes` (unused only) or `questions`.
     pub table: String,
     pub key_gen: i64,
+    /// Set for wrapped rows: the generation inside the wrap.
+    pub inner_gen: Option<i64>,
     pub rows: i64,
 }
 

@@ -17,6 +17,7 @@ mod network;
 mod ops;
 mod policy;
 mod rekey;
+mod wrap;
 
 use crate::schema::{LOCK_USER, current_version};
 use crate::wire::{Conn, PgError, Row, TxStatus, Value};

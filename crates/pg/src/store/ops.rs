@@ -20,7 +20,8 @@ const STATE_USER: &str = "SELECT u.failures, u.locked_until, u.default_factor,
   FROM p2fa.users u WHERE u.name = $1";
 const STATE_OTP: &str = "SELECT kind, secret, algorithm, digits, period, last_step, counter,
     created_at, key_gen::bigint FROM p2fa.otp_tokens WHERE username = $1";
-const STATE_BACKUP: &str = "SELECT id, hash, key_gen::bigint FROM p2fa.backup_codes
+const STATE_BACKUP: &str =
+    "SELECT id, hash, key_gen::bigint, inner_gen::bigint FROM p2fa.backup_codes
     WHERE username = $1 AND used_at IS NULL ORDER BY id";
 const STATUS_EXTRA: &str = "SELECT first_seen_at, last_success_at, last_success_service,
     last_success_rhost, last_success_factor FROM p2fa.users WHERE name = $1";
@@ -76,7 +77,7 @@ fn decode_state(user: &[Row], otp: &[Row], backup: &[Row]) -> Result<UserState> 
     }
     state.unused_backup = backup
         .iter()
-        .map(|r| Ok((r.i(0)?, r.b(1)?, r.i(2)?)))
+        .map(|r| Ok((r.i(0)?, r.b(1)?, r.i(2)?, r.oi(3)?)))
         .collect::<Result<_>>()?;
     Ok(state)
 }

@@ -26,7 +26,7 @@ fn questions(db: &mut Db<'_>, user: &str) -> Result<(Vec<StoredQuestion>, Option
     let p = [Value::Text(user)];
     let out = db.snapshot(&[
         (
-            "SELECT idx, question, answer_hash, key_gen::bigint FROM p2fa.questions \
+            "SELECT idx, question, answer_hash, key_gen::bigint, inner_gen::bigint FROM p2fa.questions \
              WHERE username = $1 ORDER BY idx",
             &p,
         ),
@@ -45,6 +45,7 @@ fn questions(db: &mut Db<'_>, user: &str) -> Result<(Vec<StoredQuestion>, Option
                 question: r.s(1)?,
                 answer_hash: r.s(2)?,
                 key_gen: r.i(3)?,
+                inner_gen: r.oi(4)?,
             })
         })
         .collect::<Result<_>>()?;

@@ -14,12 +14,14 @@ impl PgStore {
     pub(crate) fn key_gen_counts(&self) -> Result<Vec<GenCount>> {
         self.db()?
             .rows(
-                "SELECT 'otp_tokens', key_gen::bigint, count(*) FROM p2fa.otp_tokens GROUP BY key_gen
-                 UNION ALL SELECT 'backup_codes', key_gen::bigint, count(*) FROM p2fa.backup_codes
-                   WHERE used_at IS NULL GROUP BY key_gen
-                 UNION ALL SELECT 'questions', key_gen::bigint, count(*) FROM p2fa.questions
-                   GROUP BY key_gen
-                 ORDER BY 1, 2",
+                "SELECT t, g, i, n FROM (
+                 SELECT 'otp_tokens' AS t, key_gen::bigint AS g, NULL::bigint AS i, count(*) AS n
+                   FROM p2fa.otp_tokens GROUP BY key_gen
+                 UNION ALL SELECT 'backup_codes', key_gen::bigint, inner_gen::bigint, count(*)
+                   FROM p2fa.backup_codes WHERE used_at IS NULL GROUP BY key_gen, inner_gen
+                 UNION ALL SELECT 'questions', key_gen::bigint, inner_gen::bigint, count(*)
+                   FROM p2fa.questions GROUP BY key_gen, inner_gen) x
+                 ORDER BY t, g, coalesce(i, -1)",
                 &[],
             )?
             .iter()
@@ -27,7 +29,8 @@ impl PgStore {
                 Ok(GenCount {
                     table: r.s(0)?,
                     key_gen: r.i(1)?,
-                    rows: r.i(2)?,
+                    inner_gen: r.oi(2)?,
+                    rows: r.i(3)?,
                 })
             })
             .collect()
@@ -81,7 +84,7 @@ impl PgTx<'_> {
         let host = db.host;
         let codes = db.exec(
             "UPDATE p2fa.backup_codes SET used_at = $3, used_service = 'rekey-drop', used_host = $4
-             WHERE username = $1 AND used_at IS NULL AND key_gen < $2",
+             WHERE username = $1 AND used_at IS NULL AND (key_gen < $2 OR inner_gen < $2)",
             &[
                 Value::Text(user),
                 Value::Int4(below),
@@ -90,7 +93,7 @@ impl PgTx<'_> {
             ],
         )?;
         let questions = db.exec(
-            "DELETE FROM p2fa.questions WHERE username = $1 AND key_gen < $2",
+            "DELETE FROM p2fa.questions WHERE username = $1 AND (key_gen < $2 OR inner_gen < $2)",
             &[Value::Text(user), Value::Int4(below)],
         )?;
         Ok((codes as usize, questions as usize))

@@ -6,7 +6,7 @@ use super::super::attempt::{At, Check, Factor, Outcome, Stop, transact};
 use super::super::error::AuthError;
 use super::super::{Login, Run};
 use p2fa_core::config::Config;
-use p2fa_core::crypto::{self, CryptoError, HostKey, KeyRing};
+use p2fa_core::crypto::{self, CryptoError, KeyRing};
 
 /// A row of a key generation this host has no key for: "unavailable".
 pub(crate) fn missing_gen(g: i64) -> CryptoError {
@@ -16,6 +16,9 @@ pub(crate) fn missing_gen(g: i64) -> CryptoError {
 }
 use p2fa_core::factor::{FactorId, totp};
 use p2fa_core::store::{OtpKind, Store, UserState};
+
+/// A stored hash's `(key_gen, inner_gen)`: one candidate hash each.
+type GenPair = (i64, Option<i64>);
 
 /// The code and which of the user's code factors may take it.
 pub(in super::super) struct Codes<'c> {
@@ -45,15 +48,17 @@ impl Factor for Codes<'_> {
             .as_ref()
             .filter(|_| self.otp)
             .map(|o| o.key_gen);
-        let backup_gens = at
+        // A wrapped backup-code hash needs two keys (its generation's and
+        // the inner one's).
+        let backup_missing = at
             .state
             .unused_backup
             .iter()
             .filter(|_| self.backup)
-            .map(|(_, _, g)| *g);
+            .flat_map(|(_, _, g, inner)| std::iter::once(*g).chain(*inner));
         if let Some(g) = otp_gen
             .into_iter()
-            .chain(backup_gens)
+            .chain(backup_missing)
             .find(|g| at.key.for_gen(*g).is_none())
         {
             return Err(missing_gen(g).into());
@@ -106,22 +111,26 @@ impl Factor for Codes<'_> {
             }
         }
         if self.backup && !at.state.unused_backup.is_empty() {
-            // One candidate hash per key generation among the codes (at
-            // most two); a generation this host has no key for makes the
-            // check unavailable, never a wrong code.
-            let mut hashes: Vec<(i64, [u8; 32])> = Vec::new();
-            for (_, _, g) in &at.state.unused_backup {
-                if !hashes.iter().any(|(h, _)| h == g) {
-                    let key = at.key.for_gen(*g).ok_or_else(|| missing_gen(*g))?;
-                    hashes.push((*g, key.code_hash(user, code)));
+            // One candidate hash per distinct (generation, inner
+            // generation) among the codes (at most two); a generation this
+            // host has no key for makes the check unavailable, never a
+            // wrong code.
+            let mut hashes: Vec<(GenPair, [u8; 32])> = Vec::new();
+            for (_, _, g, inner) in &at.state.unused_backup {
+                if !hashes.iter().any(|(p, _)| *p == (*g, *inner)) {
+                    let h = at
+                        .key
+                        .code_hash_for(*g, *inner, user, code)
+                        .ok_or_else(|| missing_gen(*g))?;
+                    hashes.push(((*g, *inner), h));
                 }
             }
             // Every stored code is compared, in constant time.
             let mut hit = None;
-            for (id, stored, g) in &at.state.unused_backup {
+            for (id, stored, g, inner) in &at.state.unused_backup {
                 let ok = hashes
                     .iter()
-                    .any(|(hg, h)| hg == g && crypto::ct_eq(stored, h));
+                    .any(|(p, h)| *p == (*g, *inner) && crypto::ct_eq(stored, h));
                 if ok && hit.is_none() {
                     hit = Some(*id);
                 }
@@ -167,11 +176,12 @@ pub enum Current {
 /// Proves a user still holds a second factor (a TOTP/HOTP or backup code)
 /// before the enrollment broker replaces or removes one: the same
 /// transaction as a login's, single-use and counted, recorded under
-/// `login.service`.
+/// `login.service`. `key` holds the keys of the generations this host
+/// has (a row of one it lacks is "unavailable", never counted).
 pub fn check_current(
     cfg: &Config,
     store: &mut Store,
-    key: &HostKey,
+    key: &KeyRing,
     login: Login<'_>,
     now: i64,
     code: &str,
@@ -181,8 +191,7 @@ pub fn check_current(
         otp: true,
         backup: true,
     };
-    let ring = KeyRing::single(key.clone());
-    Ok(match transact(store, cfg, &ring, login, now, &mut codes)? {
+    Ok(match transact(store, cfg, key, login, now, &mut codes)? {
         Outcome::Accepted { factor, .. } => Current::Accepted(factor),
         Outcome::Rejected { .. } => Current::Rejected,
         Outcome::Locked { remaining, .. } => Current::Locked(remaining),

@@ -50,12 +50,16 @@ impl Factor for Questions {
             };
             // Every answer is checked (argon2 each time), so the time
             // taken does not tell which one was wrong.
-            let Some(key) = run.key.for_gen(q.key_gen) else {
-                let e = super::code::missing_gen(q.key_gen);
+            // A wrapped hash needs the keys of both its generations.
+            let Some(matched) = questions::verify_stored(&run.key, user, q, &text) else {
+                let g = match q.inner_gen {
+                    Some(i) if run.key.for_gen(i).is_none() => i,
+                    _ => q.key_gen,
+                };
+                let e = super::code::missing_gen(g);
                 return Err(Stop::Done(run.unavailable(&e.to_string())));
             };
-            let ok = questions::valid(&text).is_ok()
-                && questions::verify(key, user, &q.question, &text, &q.answer_hash);
+            let ok = questions::valid(&text).is_ok() && matched;
             if !ok && self.first_wrong.is_none() {
                 self.first_wrong = Some(q.idx);
             }

@@ -88,17 +88,21 @@ impl SqliteTx<'_> {
 impl SqliteStore {
     pub fn key_gen_counts(&self) -> Result<Vec<GenCount>> {
         let mut st = self.conn.prepare(
-            "SELECT 'otp_tokens', key_gen, count(*) FROM otp_tokens GROUP BY key_gen \
-             UNION ALL SELECT 'backup_codes', key_gen, count(*) FROM backup_codes \
-               WHERE used_at IS NULL GROUP BY key_gen \
-             UNION ALL SELECT 'questions', key_gen, count(*) FROM questions GROUP BY key_gen \
-             ORDER BY 1, 2",
+            "SELECT t, g, i, n FROM ( \
+             SELECT 'otp_tokens' AS t, key_gen AS g, NULL AS i, count(*) AS n FROM otp_tokens \
+               GROUP BY key_gen \
+             UNION ALL SELECT 'backup_codes', key_gen, inner_gen, count(*) FROM backup_codes \
+               WHERE used_at IS NULL GROUP BY key_gen, inner_gen \
+             UNION ALL SELECT 'questions', key_gen, inner_gen, count(*) FROM questions \
+               GROUP BY key_gen, inner_gen) \
+             ORDER BY t, g, coalesce(i, -1)",
         )?;
         let rows = st.query_map([], |r| {
             Ok(GenCount {
                 table: r.get(0)?,
                 key_gen: r.get(1)?,
-                rows: r.get(2)?,
+                inner_gen: r.get(2)?,
+                rows: r.get(3)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -141,11 +145,11 @@ impl SqliteTx<'_> {
     pub fn drop_old_gen(&self, user: &str, below: i64, now: i64) -> Result<(usize, usize)> {
         let codes = self.tx.execute(
             "UPDATE backup_codes SET used_at = ?3, used_service = 'rekey-drop' \
-             WHERE user = ?1 AND used_at IS NULL AND key_gen < ?2",
+             WHERE user = ?1 AND used_at IS NULL AND (key_gen < ?2 OR inner_gen < ?2)",
             params![user, below, now],
         )?;
         let questions = self.tx.execute(
-            "DELETE FROM questions WHERE user = ?1 AND key_gen < ?2",
+            "DELETE FROM questions WHERE user = ?1 AND (key_gen < ?2 OR inner_gen < ?2)",
             params![user, below],
         )?;
         Ok((codes, questions))

@@ -32,6 +32,7 @@ mod ops;
 mod policy;
 mod schema;
 mod webauthn;
+mod wrap;
 
 pub use schema::current_version;
 
@@ -726,7 +727,7 @@ mod tests {
             let c = Connection::open(&path).unwrap();
             c.execute_batch(
                 "DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys;
-                 ALTER TABLE otp_tokens DROP COLUMN key_gen; ALTER TABLE backup_codes DROP COLUMN key_gen; ALTER TABLE questions DROP COLUMN key_gen;
+                 ALTER TABLE backup_codes DROP COLUMN inner_gen; ALTER TABLE questions DROP COLUMN inner_gen; ALTER TABLE otp_tokens DROP COLUMN key_gen; ALTER TABLE backup_codes DROP COLUMN key_gen; ALTER TABLE questions DROP COLUMN key_gen;
                  PRAGMA user_version = 4;
                  INSERT INTO users (name, created_at) VALUES ('alice', 1);",
             )

@@ -129,10 +129,11 @@ fn read_user_state(conn: &Connection, user: &str) -> Result<UserState> {
         )
         .transpose()?;
     let mut stmt = conn.prepare_cached(
-        "SELECT id, hash, key_gen FROM backup_codes WHERE user = ?1 AND used_at IS NULL ORDER BY id",
+        "SELECT id, hash, key_gen, inner_gen FROM backup_codes \
+         WHERE user = ?1 AND used_at IS NULL ORDER BY id",
     )?;
     state.unused_backup = stmt
-        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<std::result::Result<_, _>>()?;
     state.used_backup = conn.query_row(
         "SELECT count(*) FROM backup_codes WHERE user = ?1 AND used_at IS NOT NULL",

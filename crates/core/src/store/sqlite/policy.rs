@@ -148,17 +148,11 @@ impl SqliteStore {
 
     pub fn questions(&self, user: &str) -> Result<(Vec<StoredQuestion>, Option<i64>)> {
         let mut stmt = self.conn.prepare(
-            "SELECT idx, question, answer_hash, key_gen FROM questions WHERE user = ?1 ORDER BY idx",
+            "SELECT idx, question, answer_hash, key_gen, inner_gen FROM questions \
+             WHERE user = ?1 ORDER BY idx",
         )?;
         let qs = stmt
-            .query_map([user], |r| {
-                Ok(StoredQuestion {
-                    idx: r.get(0)?,
-                    question: r.get(1)?,
-                    answer_hash: r.get(2)?,
-                    key_gen: r.get(3)?,
-                })
-            })?
+            .query_map([user], super::wrap::question_row)?
             .collect::<std::result::Result<_, _>>()?;
         let last = self
             .conn

@@ -144,6 +144,12 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE backup_codes ADD COLUMN key_gen INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE questions ADD COLUMN key_gen INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 9: wrapped one-way hashes (`rekey convert`, docs/rekey.md): the
+    //    generation of the hash inside the wrap (NULL = not wrapped).
+    r#"
+    ALTER TABLE backup_codes ADD COLUMN inner_gen INTEGER;
+    ALTER TABLE questions ADD COLUMN inner_gen INTEGER;
+    "#,
 ];
 
 /// The schema version this build reads and writes.

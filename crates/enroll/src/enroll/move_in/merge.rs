@@ -249,8 +249,8 @@ fn backup(
         .state
         .unused_backup
         .iter()
-        .filter(|(_, _, g)| *g == keys.host.key_gen())
-        .map(|(_, h, _)| hash32(h))
+        .filter(|(_, _, g, inner)| *g == keys.host.key_gen() && inner.is_none())
+        .map(|(_, h, _, _)| hash32(h))
         .collect::<Result<_, _>>()?;
     let l_used: Vec<[u8; 32]> = l
         .used_backup
@@ -273,7 +273,7 @@ fn backup(
     let f_unused: Vec<[u8; 32]> = f
         .unused_backup
         .iter()
-        .map(|(_, h, _)| hash32(h))
+        .map(|(_, h, _, _)| hash32(h))
         .collect::<Result<_, _>>()?;
     let f_used: Vec<[u8; 32]> = tx
         .used_backup_hashes(u)
@@ -487,7 +487,7 @@ fn write(tx: &Tx<'_>, u: &str, op: Write, now: i64, key_gen: i64) -> Result<(), 
         Write::Backup { unused, spend } => {
             let all: Vec<[u8; 32]> = unused.iter().chain(&spend).copied().collect();
             tx.replace_unused_backup_codes(u, &all, now, key_gen)?;
-            for (id, h, _) in tx.user_state(u)?.unused_backup {
+            for (id, h, _, _) in tx.user_state(u)?.unused_backup {
                 if spend.iter().any(|s| ct_eq(s, &h)) {
                     tx.mark_backup_used(id, now, SERVICE)?;
                 }

@@ -8,11 +8,13 @@
 //! those check values ([`p2fa_core::keycheck::ring`]). Everything goes
 //! through the store interface, so it works on SQLite and PostgreSQL.
 
+mod convert;
+mod finish;
+
 use super::output::now;
-use super::{CliError, CliResult, Ctx};
+use super::{CliError, CliResult, Ctx, output};
 use clap::{Args, Subcommand};
 use p2fa_core::crypto::{HostKey, KeyRing};
-use p2fa_core::factor::totp;
 use p2fa_core::keycheck::{self, KEY_GEN, check_name};
 use p2fa_core::store::{Backend, Kind, Store};
 use std::path::PathBuf;
@@ -51,18 +53,20 @@ pub enum Step {
         #[arg(long)]
         force: bool,
     },
-    /// Re-seal every TOTP/HOTP secret with the current key and forget
-    /// remembered devices. Backup codes and security answers stay as
-    /// they are (one-way) and still need the previous key.
+    /// Re-seal every TOTP/HOTP secret with the current key, wrap every
+    /// backup-code and security-answer hash of the previous generation
+    /// under the current key, and forget remembered devices.
     Convert,
     /// Show the generations and how many rows each has.
     Status,
-    /// Retire the previous generation once nothing needs it; then remove
-    /// `previous_key_file` from every host and destroy that key.
+    /// After `convert`: check that nothing is keyed by the previous
+    /// generation alone, and retire it once no wrapped hash needs it as
+    /// its inner key (until then hosts keep `previous_key_file`).
     Finish {
-        /// Spend the previous generation's unused backup codes and delete
-        /// its security answers (those users get new ones), and report
-        /// whom that concerned.
+        /// Retire the previous generation now: spend the unused backup
+        /// codes and delete the security answers that need it (wrapped
+        /// ones included; those users make new ones), and report whom that
+        /// concerned.
         #[arg(long)]
         drop: bool,
     },
@@ -74,9 +78,9 @@ pub fn run(ctx: &mut Ctx, a: RekeyArgs) -> CliResult {
     match a.step {
         Step::New { key_file, replace } => new(ctx, &mut store, key_file, replace),
         Step::Switch { active_days, force } => switch(ctx, &mut store, active_days, force),
-        Step::Convert => convert(ctx, &mut store),
+        Step::Convert => convert::convert(ctx, &mut store),
         Step::Status => status(ctx, &mut store),
-        Step::Finish { drop } => finish(ctx, &mut store, drop),
+        Step::Finish { drop } => finish::finish(ctx, &mut store, drop),
     }
 }
 
@@ -131,7 +135,7 @@ fn hosts_without(store: &Store, g: i64, active_days: u32) -> Result<Vec<String>,
     Ok(missing)
 }
 
-fn hex(b: &[u8]) -> String {
+pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -163,6 +167,13 @@ fn new(ctx: &mut Ctx, store: &mut Store, path: Option<PathBuf>, replace: bool) -
         ));
     }
     if recorded(&**store, g - 1)?.is_some() {
+        let (users, codes, qs) = finish::totals(&store.wrapped_items(g)?);
+        if users > 0 {
+            return Err(CliError(format!(
+                "{codes} backup codes and {qs} security answers of {users} users are still wrapped                  around generation {} (a hash is never wrapped twice): they go when those users make                  new ones (`2fa-enroll backup`, `2fa-enroll questions`), or retire that generation now                  with `2fa-enroll rekey finish --drop`",
+                g - 1
+            )));
+        }
         return Err(CliError(format!(
             "generation {} is still in use: run `2fa-enroll rekey finish` first (two generations at most)",
             g - 1
@@ -288,66 +299,6 @@ fn switch(ctx: &mut Ctx, store: &mut Store, active_days: u32, force: bool) -> Cl
     Ok(())
 }
 
-fn convert(ctx: &mut Ctx, store: &mut Store) -> CliResult {
-    let ring = ring(ctx, store)?;
-    let g = keycheck::current_gen(&**store).map_err(CliError)?;
-    if g == 0 || recorded(&**store, g - 1)?.is_none() {
-        return Err(CliError(
-            "no rotation in progress (`rekey new` and `rekey switch` come first)".into(),
-        ));
-    }
-    let mut resealed = 0usize;
-    for item in store.old_gen_items(g)? {
-        if item.otp == 0 {
-            continue;
-        }
-        let tx = store.write()?;
-        let st = tx.user_state(&item.user)?;
-        let Some(otp) = st.otp.filter(|o| o.key_gen < g) else {
-            continue;
-        };
-        let old = ring.for_gen(otp.key_gen).ok_or_else(|| {
-            CliError(format!(
-                "no key of generation {} on this host: set previous_key_file",
-                otp.key_gen
-            ))
-        })?;
-        let aad = totp::seal_aad(&item.user);
-        let secret = old
-            .open(&otp.sealed, &aad)
-            .map_err(|e| CliError(format!("{}: {e}", p2fa_core::audit::clean(&item.user))))?;
-        let sealed = ring.current().seal(&secret, &aad)?;
-        tx.reseal_otp(&item.user, &sealed, g)?;
-        tx.commit()?;
-        resealed += 1;
-    }
-    // Remembered devices are found by a hash keyed with the old key.
-    let mut forgotten = 0usize;
-    for user in store.users()? {
-        let tx = store.write()?;
-        forgotten += tx.revoke(&user, None)?;
-        tx.commit()?;
-    }
-    ctx.audit.notice(&format!(
-        "rekey convert: {resealed} OTP secrets re-sealed with generation {g}, {forgotten} remembered devices forgotten"
-    ));
-    println!("Re-sealed {resealed} TOTP/HOTP secrets with generation {g}.");
-    println!("Forgot {forgotten} remembered devices (users prove once more).");
-    let left = store.old_gen_items(g)?;
-    let (codes, qs): (i64, i64) = left
-        .iter()
-        .fold((0, 0), |(c, q), i| (c + i.backup_codes, q + i.questions));
-    if codes + qs > 0 {
-        println!(
-            "Still generation {}: {codes} unused backup codes and {qs} security answers of {} users \
-             (they verify while previous_key_file is set; see `rekey finish`).",
-            g - 1,
-            left.len()
-        );
-    }
-    Ok(())
-}
-
 fn status(ctx: &mut Ctx, store: &mut Store) -> CliResult {
     let g = keycheck::current_gen(&**store).map_err(CliError)?;
     println!("Writing with generation {g}.");
@@ -371,90 +322,32 @@ fn status(ctx: &mut Ctx, store: &mut Store) -> CliResult {
         Err(e) => println!("This host: {e}"),
     }
     for c in store.key_gen_counts()? {
-        println!("  {:13} generation {}: {} rows", c.table, c.key_gen, c.rows);
+        match c.inner_gen {
+            Some(i) => println!(
+                "  {:13} generation {} wrapping {i}: {} rows",
+                c.table, c.key_gen, c.rows
+            ),
+            None => println!("  {:13} generation {}: {} rows", c.table, c.key_gen, c.rows),
+        }
     }
     let old = store.old_gen_items(g)?;
     if !old.is_empty() {
         println!(
-            "{} users still have rows of an older generation.",
+            "{} users still have rows keyed by an older generation alone (run `rekey convert`).",
             old.len()
         );
     }
-    Ok(())
-}
-
-fn finish(ctx: &mut Ctx, store: &mut Store, drop: bool) -> CliResult {
-    let g = keycheck::current_gen(&**store).map_err(CliError)?;
-    if g == 0 || recorded(&**store, g - 1)?.is_none() {
-        return Err(CliError("no previous generation to retire".into()));
-    }
-    let old = store.old_gen_items(g)?;
-    if old.iter().any(|i| i.otp > 0) {
-        return Err(CliError(
-            "TOTP/HOTP secrets of the previous generation remain: run `2fa-enroll rekey convert` first"
-                .into(),
-        ));
-    }
-    let clean = p2fa_core::audit::clean;
-    if !old.is_empty() && !drop {
-        for i in &old {
-            println!(
-                "  {}: {} unused backup codes, {} security answers",
-                clean(&i.user),
-                i.backup_codes,
-                i.questions
-            );
-        }
-        return Err(CliError(format!(
-            "{} users still need generation {} (above): they make new backup codes / answers \
-             (`2fa-enroll backup`, `2fa-enroll questions`), or run `rekey finish --drop`",
-            old.len(),
-            g - 1
-        )));
-    }
-    let mut kept = Vec::new();
-    for i in &old {
-        let tx = store.write()?;
-        let (codes, qs) = tx.drop_old_gen(&i.user, g, now())?;
-        if !tx.user_state(&i.user)?.is_enrolled() {
-            // Their answers were all they had: dropping them would make
-            // them "unenrolled" (the unenrolled policy could let them in).
-            kept.push(i.user.clone());
-            continue; // rolled back
-        }
-        tx.commit()?;
-        ctx.audit.notice(&format!(
-            "rekey finish: user={} dropped {codes} backup codes, {qs} answers of generation {}",
-            clean(&i.user),
-            g - 1
-        ));
+    let (users, codes, qs) = finish::totals(&store.wrapped_items(g)?);
+    if users > 0 {
         println!(
-            "  {}: dropped {codes} unused backup codes, {qs} security answers",
-            clean(&i.user)
+            "{users} users have {codes} unused backup codes and {qs} security answers wrapped around              generation {}: hosts need previous_key_file to verify them.",
+            g - 1
+        );
+    } else if g > 0 && recorded(&**store, g - 1)?.is_some() && old.is_empty() {
+        println!(
+            "No row needs generation {} any more: `rekey finish` retires it.",
+            g - 1
         );
     }
-    if !kept.is_empty() {
-        return Err(CliError(format!(
-            "kept generation {} for users whose only factor it is (enroll another factor for them, \
-             or `2fa-enroll reset` them): {}",
-            g - 1,
-            kept.iter().map(|u| clean(u)).collect::<Vec<_>>().join(", ")
-        )));
-    }
-    let tx = store.write()?;
-    tx.lock_rekey()?;
-    if keycheck::parse_gen(tx.meta(KEY_GEN)?).map_err(CliError)? != g {
-        return Err(CliError(
-            "the store was rekeyed meanwhile; nothing done".into(),
-        ));
-    }
-    tx.set_meta(&check_name(g - 1), b"")?;
-    tx.commit()?;
-    ctx.audit
-        .notice(&format!("rekey finish: generation {} retired", g - 1));
-    println!(
-        "Generation {} retired. Remove previous_key_file from every host's config and destroy that key.",
-        g - 1
-    );
     Ok(())
 }
