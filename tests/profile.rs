@@ -585,3 +585,151 @@ fn a_security_key_proves_it_is_you() {
     let logs = env.logs().join("\n");
     assert!(logs.contains("proof=webauthn"), "{logs}");
 }
+
+/// The factors 2fad reaches over the network, set up on the page against
+/// the local stand-ins: a phone number and an e-mail address, each saved
+/// only after the code sent to it is typed back; Duo, once Duo's preauth
+/// knows the user; security questions (answers typed twice). Then one is
+/// removed again. A second user whom Duo does not know yet gets Duo's
+/// enrollment link.
+#[test]
+fn phone_email_duo_and_questions_are_set_up_on_the_page() {
+    use common::net::{Pki, duo_conf, duo_server, json_lines, mail_env, sms_env, wait_code};
+    let user = system_user("p2fa-prof9", "Profile-p2fa9");
+    let newcomer = system_user("p2fa-prof10", "Profile-p2fa10");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let dir = env.root().to_path_buf();
+    let (sms, sms_conf) = sms_env(&dir);
+    let (mail, mail_conf) = mail_env(&dir);
+    let pki = Pki::new(&dir.join("pki-duo"));
+    let scenario = dir.join("duo-scenario.json");
+    std::fs::write(
+        &scenario,
+        serde_json::json!({
+            user.as_str(): {"preauth": "auth", "devices": [{"device": "DP1",
+                "display_name": "iPhone (XXX-XXX-0100)", "capabilities": ["push"]}]},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let duo = duo_server(
+        &pki.cert,
+        &pki.key,
+        &scenario,
+        &dir.join("duo.jsonl"),
+        &[],
+        &dir,
+    );
+    let questions = "[questions]\nenabled = true\ncount = 2\nask = 1\n\
+                     list = [\"Name of your first pet?\", \"City you were born in?\", \"Your first teacher?\"]\n";
+    let extra = format!(
+        "\n{sms_conf}\n{mail_conf}\n{}\n{questions}",
+        duo_conf(&dir, duo.port, &pki, "secure")
+    );
+    let d = Daemon::start(&env, "", &extra);
+    let mut b = Browser::start();
+    let url = link(&d, &user, None);
+    ask(&mut b, &format!("goto {url}"));
+
+    // A phone number: the code arrives at the gateway and is typed back.
+    set(&mut b, "address-sms", "+1 555 123 4567");
+    click(&mut b, "#method-sms form.contact button");
+    let flash = text(&mut b, "flash");
+    assert!(flash.contains("Sent a code to"), "{flash}");
+    set(&mut b, "contact-code", "000000");
+    click(&mut b, "#contact-confirm-button");
+    assert!(text(&mut b, "flash").contains("not right"));
+    assert!(
+        env.status_json(&user)["sms"].is_null(),
+        "saved with a wrong code"
+    );
+    let code = wait_code(&sms.log, 1, "body");
+    assert_eq!(json_lines(&sms.log)[0]["to"], "+15551234567");
+    set(&mut b, "contact-code", &code);
+    click(&mut b, "#contact-confirm-button");
+    let flash = text(&mut b, "flash");
+    assert!(flash.contains("Saved"), "{flash}");
+    assert_eq!(env.status_json(&user)["sms"], "+15551234567");
+
+    // An e-mail address, the same way.
+    set(&mut b, "address-email", "prof9@example.com");
+    click(&mut b, "#method-email form.contact button");
+    let code = wait_code(&mail.log, 1, "data");
+    set(&mut b, "contact-code", &code);
+    click(&mut b, "#contact-confirm-button");
+    assert_eq!(env.status_json(&user)["email"], "prof9@example.com");
+
+    // Duo knows the user: the page says so, and "Use Duo" saves it.
+    let row = text(&mut b, "method-duo");
+    assert!(
+        row.contains("Duo knows you") && row.contains("iPhone"),
+        "{row}"
+    );
+    click(&mut b, "#method-duo form button");
+    assert!(text(&mut b, "flash").contains("Duo"));
+    assert_eq!(env.status_json(&user)["duo"], true);
+
+    // Security questions: answers that differ are refused, then saved.
+    click(&mut b, "#method-questions form button");
+    assert!(exists(&mut b, "#questions-setup"));
+    shot(&mut b, "profile-questions-phone", 375, 740);
+    for (id, v) in [
+        ("a0", "Rex"),
+        ("r0", "Rex"),
+        ("a1", "Oslo"),
+        ("r1", "Bergen"),
+    ] {
+        set(&mut b, id, v);
+    }
+    click(&mut b, "#questions-save");
+    assert!(text(&mut b, "flash").contains("differ"));
+    assert_eq!(env.status_json(&user)["questions"], 0);
+    click(&mut b, "#method-questions form button");
+    for (id, v) in [
+        ("a0", "Rex"),
+        ("r0", "rex "),
+        ("a1", "Oslo"),
+        ("r1", "Oslo"),
+    ] {
+        set(&mut b, id, v);
+    }
+    click(&mut b, "#questions-save");
+    let flash = text(&mut b, "flash");
+    assert!(flash.contains("Saved 2 security questions"), "{flash}");
+    assert_eq!(env.status_json(&user)["questions"], 2);
+    shot(&mut b, "profile-all-factors-desktop", 1280, 900);
+
+    // And one goes again.
+    click(&mut b, "#method-sms form.inline button.danger");
+    assert!(text(&mut b, "flash").contains("Removed sms"));
+    assert!(env.status_json(&user)["sms"].is_null());
+    let logs = env.logs().join("\n");
+    for f in [
+        "factor=sms",
+        "factor=email",
+        "factor=duo",
+        "factor=questions",
+    ] {
+        assert!(
+            logs.contains(&format!("factor added user={user} {f}")),
+            "{f}: {logs}"
+        );
+    }
+    assert!(
+        !logs.contains("Rex") && !logs.contains("Oslo"),
+        "an answer in the log"
+    );
+
+    // Duo does not know the newcomer yet: the enrollment link is shown.
+    let url = link(&d, &newcomer, None);
+    ask(&mut b, &format!("goto {url}"));
+    let portal = ask(&mut b, "eval document.getElementById('duo-portal').href");
+    assert!(
+        portal
+            .as_str()
+            .unwrap_or("")
+            .starts_with("https://api-mock.duosecurity.invalid/portal"),
+        "{portal}"
+    );
+}

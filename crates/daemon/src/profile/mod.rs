@@ -547,9 +547,16 @@ fn act(site: &Site, t: &'static Text, r: &Req) -> Answer {
         }
         "contact-finish" => {
             let code = field(&f, "code").unwrap_or("").to_string();
+            let first = first_factor(site, &owner, elevated);
             match ask(site, &owner, elevated, Op::ContactFinish { code }) {
                 Response::Done { message } => {
-                    update = Box::new(|s| s.contact = None);
+                    update = Box::new(move |s| {
+                        s.contact = None;
+                        // The code that arrived shows they hold it.
+                        if first {
+                            s.elevated = Some("confirmed-contact");
+                        }
+                    });
                     (true, message)
                 }
                 e @ Response::Error {
