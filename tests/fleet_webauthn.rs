@@ -382,7 +382,12 @@ fn migrate_adds_the_ceremony_table_to_a_v1_fleet() {
     drop(conn);
     let a = host_env(&pg, &db, "host-a");
     let out = a.enroll_ok(&["migrate"], "");
-    assert!(out.contains("migrated from v1 to v2"), "{out}");
+    // To this release's schema (v3 added the login history).
+    let now = p2fa_pg::schema::MIGRATIONS.len();
+    assert!(
+        out.contains(&format!("migrated from v1 to v{now}")),
+        "{out}"
+    );
     assert_eq!(
         pg.psql(
             &db,
@@ -390,7 +395,7 @@ fn migrate_adds_the_ceremony_table_to_a_v1_fleet() {
              FROM p2fa.schema_version"
         )
         .trim(),
-        "2|1|t"
+        format!("{now}|1|t")
     );
 }
 

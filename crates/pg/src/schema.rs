@@ -112,6 +112,18 @@ CREATE INDEX webauthn_ceremonies_by_user ON p2fa.webauthn_ceremonies(username, e
 CREATE INDEX webauthn_ceremonies_by_expiry ON p2fa.webauthn_ceremonies(expires_at);
 "#,
     },
+    // 3: the newest successful logins per user, with the host that saw
+    //    them (the profile page's "recent logins"). Additive: hosts on
+    //    v1 or v2 keep working and simply record none.
+    Migration {
+        min_reader: 1,
+        sql: r#"
+CREATE TABLE p2fa.logins (
+  id bigserial PRIMARY KEY, username text NOT NULL, at bigint NOT NULL,
+  service text NOT NULL, rhost text NOT NULL, factor text NOT NULL, host text NOT NULL);
+CREATE INDEX logins_by_user ON p2fa.logins(username, id);
+"#,
+    },
 ];
 
 /// The schema version this build reads and writes.

@@ -21,12 +21,16 @@ pub use api::{Backend, Kind, Store, Tx, TxOps};
 use sqlite::SqliteStore;
 pub use sqlite::{WAL_CHECKPOINT_BYTES, backup_path, current_version};
 pub use types::{
-    BackupRow, GenCount, KeyWarning, LastSuccess, LocalKey, OldGenItems, OtpKind, OtpRecord,
+    BackupRow, GenCount, KeyWarning, LastSuccess, LocalKey, Login, OldGenItems, OtpKind, OtpRecord,
     OtpSummary, Purpose, Remembered, SealedSecret, SentCheck, StoredCeremony, StoredCredential,
     StoredQuestion, UserState, UserStatus,
 };
 
 use crate::config::RateLimitConfig;
+
+/// Successful logins kept per user for the profile page's history (older
+/// ones are deleted as new ones are recorded, in the same transaction).
+pub const RECENT_LOGINS: i64 = 20;
 use crate::secure_fs::Trust;
 use std::fmt;
 use std::path::Path;

@@ -98,6 +98,10 @@ pub const CASES: &[(&str, Case)] = &[
         record_success_keeps_the_latest_login,
     ),
     (
+        "recent_logins_keep_the_newest_per_user",
+        recent_logins_keep_the_newest_per_user,
+    ),
+    (
         "failures_keep_doubling_the_lock",
         failures_keep_doubling_the_lock,
     ),
@@ -1193,6 +1197,49 @@ fn record_success_keeps_the_latest_login(new: &mut dyn FnMut() -> Store) {
         (NOW + 60, "sudo", "", "backup")
     );
     assert!(s.status("bob").unwrap().last_success.is_none());
+}
+
+fn recent_logins_keep_the_newest_per_user(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    enroll(&mut s, "alice", &otp(OtpKind::Totp, None, 0));
+    enroll(&mut s, "bob", &otp(OtpKind::Totp, None, 0));
+    let n = super::RECENT_LOGINS + 5;
+    for i in 0..n {
+        let tx = s.write().unwrap();
+        tx.record_success("alice", NOW + i, &format!("svc{i}"), "192.0.2.7", "totp")
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let tx = s.write().unwrap();
+    tx.record_success("bob", NOW, "sudo", "", "backup").unwrap();
+    tx.commit().unwrap();
+    let recent = s.status("alice").unwrap().recent_logins;
+    assert_eq!(recent.len() as i64, super::RECENT_LOGINS);
+    assert_eq!(
+        (
+            recent[0].time,
+            recent[0].service.as_str(),
+            recent[0].rhost.as_str()
+        ),
+        (NOW + n - 1, format!("svc{}", n - 1).as_str(), "192.0.2.7")
+    );
+    assert!(
+        recent.windows(2).all(|w| w[0].time > w[1].time),
+        "newest first"
+    );
+    assert_eq!(recent.last().unwrap().time, NOW + 5, "the oldest are gone");
+    let bob = s.status("bob").unwrap().recent_logins;
+    assert_eq!(bob.len(), 1);
+    assert_eq!(
+        (bob[0].service.as_str(), bob[0].factor.as_str()),
+        ("sudo", "backup")
+    );
+    // The history is not a factor: a reset leaves it for the audit.
+    let tx = s.write().unwrap();
+    assert!(tx.reset_user("bob").unwrap());
+    tx.commit().unwrap();
+    enroll(&mut s, "bob", &otp(OtpKind::Totp, None, 0));
+    assert_eq!(s.status("bob").unwrap().recent_logins.len(), 1);
 }
 
 fn failures_keep_doubling_the_lock(new: &mut dyn FnMut() -> Store) {

@@ -112,6 +112,10 @@ pub struct UserStatus {
     pub failures: u32,
     pub locked_until: Option<i64>,
     pub last_success: Option<LastSuccess>,
+    /// The newest successful logins with a second factor, newest first
+    /// (at most [`super::RECENT_LOGINS`]).
+    #[serde(default)]
+    pub recent_logins: Vec<Login>,
     /// Security keys that answered with a counter that went back.
     #[serde(default)]
     pub key_warnings: Vec<super::KeyWarning>,
@@ -133,6 +137,18 @@ pub struct LastSuccess {
     pub service: String,
     pub rhost: String,
     pub factor: String,
+}
+
+/// One successful login with a second factor, kept for the user's page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Login {
+    pub time: i64,
+    pub service: String,
+    pub rhost: String,
+    pub factor: String,
+    /// The host it was made on (fleet mode; empty on a single host).
+    #[serde(default)]
+    pub host: String,
 }
 
 /// Why a code was sent: to log in, or to prove a new phone/address works.

@@ -503,17 +503,32 @@ fn devices_section(v: &View) -> Markup {
 
 fn history_section(v: &View) -> Markup {
     let t = v.t;
+    let logins = &v.status.recent_logins;
     html! {
         section id="history" aria-labelledby="history-h" {
             h2 id="history-h" { (t.history_heading) }
-            @match &v.status.last_success {
-                Some(l) => p { (fill(t.last_login, &[
-                    ("time", &utc(l.time)),
-                    ("service", &l.service),
-                    ("from", if l.rhost.is_empty() { t.this_machine } else { &l.rhost }),
-                    ("factor", &l.factor),
-                ])) },
-                None => p { (t.no_logins) },
+            @if logins.is_empty() {
+                p { (t.no_logins) }
+            } @else {
+                table {
+                    caption { (t.history_caption) }
+                    thead { tr {
+                        th scope="col" { (t.col_time) }
+                        th scope="col" { (t.col_service) }
+                        th scope="col" { (t.col_from) }
+                        th scope="col" { (t.col_factor) }
+                    } }
+                    tbody {
+                        @for l in logins {
+                            tr class="login" {
+                                th scope="row" { (utc(l.time)) }
+                                td { (l.service) @if !l.host.is_empty() { " (" (l.host) ")" } }
+                                td { @if l.rhost.is_empty() { (t.this_machine) } @else { (l.rhost) } }
+                                td { (l.factor) }
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -112,8 +112,9 @@ pub struct Text {
     pub this_machine: &'static str,
 
     pub history_heading: &'static str,
-    /// `{time}`, `{service}`, `{from}`, `{factor}`.
-    pub last_login: &'static str,
+    pub history_caption: &'static str,
+    pub col_time: &'static str,
+    pub col_factor: &'static str,
     pub no_logins: &'static str,
 
     pub expired_title: &'static str,
@@ -237,7 +238,9 @@ pub const EN: Text = Text {
     this_machine: "this machine",
 
     history_heading: "Recent logins",
-    last_login: "Last successful login: {time}, {service}, from {from}, with {factor}.",
+    history_caption: "Your newest logins with a second factor; tell your administrator about one that was not you",
+    col_time: "Time",
+    col_factor: "Second factor",
     no_logins: "No successful login with a second factor yet.",
 
     expired_title: "This page has expired",

@@ -6,7 +6,8 @@ use crate::wire::{Row, Value};
 use p2fa_core::config::{Algorithm, RateLimitConfig};
 use p2fa_core::factor::FactorId;
 use p2fa_core::store::{
-    LastSuccess, OtpKind, OtpRecord, Result, StoreError, UserState, UserStatus,
+    LastSuccess, Login, OtpKind, OtpRecord, RECENT_LOGINS, Result, StoreError, UserState,
+    UserStatus,
 };
 
 const STATE_USER: &str = "SELECT u.failures, u.locked_until, u.default_factor,
@@ -115,6 +116,23 @@ fn read_status(db: &mut Db<'_>, user: &str) -> Result<UserStatus> {
         }
     }
     status.key_warnings = super::keys::key_warnings(db, user)?;
+    status.recent_logins = db
+        .rows(
+            "SELECT at, service, rhost, factor, host FROM p2fa.logins
+             WHERE username = $1 ORDER BY id DESC LIMIT $2",
+            &[Value::Text(user), Value::Int8(RECENT_LOGINS)],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(Login {
+                time: r.i(0)?,
+                service: r.s(1)?,
+                rhost: r.s(2)?,
+                factor: r.s(3)?,
+                host: r.s(4)?,
+            })
+        })
+        .collect::<Result<_>>()?;
     Ok(status)
 }
 
@@ -221,6 +239,23 @@ impl PgTx<'_> {
                 Value::Text(factor),
                 Value::Text(host),
             ],
+        )?;
+        db.exec(
+            "INSERT INTO p2fa.logins (username, at, service, rhost, factor, host)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                Value::Text(user),
+                Value::Int8(now),
+                Value::Text(service),
+                Value::Text(rhost),
+                Value::Text(factor),
+                Value::Text(host),
+            ],
+        )?;
+        db.exec(
+            "DELETE FROM p2fa.logins WHERE username = $1 AND id NOT IN
+               (SELECT id FROM p2fa.logins WHERE username = $1 ORDER BY id DESC LIMIT $2)",
+            &[Value::Text(user), Value::Int8(RECENT_LOGINS)],
         )?;
         Ok(())
     }

@@ -220,7 +220,7 @@ mod tests {
         {
             let c = rusqlite::Connection::open(&path).unwrap();
             c.execute_batch(
-                "DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys;
+                "DROP TABLE logins; DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys;
                  ALTER TABLE backup_codes DROP COLUMN inner_gen; ALTER TABLE questions DROP COLUMN inner_gen; ALTER TABLE otp_tokens DROP COLUMN key_gen;
                  ALTER TABLE backup_codes DROP COLUMN key_gen;
                  ALTER TABLE questions DROP COLUMN key_gen;
@@ -237,7 +237,7 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, super::super::schema::current_version());
-        assert_eq!(v, 9);
+        assert_eq!(v, 10);
         assert_eq!(s.webauthn_credentials("root").unwrap().len(), 1);
         let tx = s.write().unwrap();
         assert!(tx.add_local_key("root", &key("yk", 1), 2).unwrap());

@@ -726,7 +726,7 @@ mod tests {
         {
             let c = Connection::open(&path).unwrap();
             c.execute_batch(
-                "DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys;
+                "DROP TABLE logins; DROP TABLE meta; DROP TABLE key_warnings; DROP TABLE local_keys;
                  ALTER TABLE backup_codes DROP COLUMN inner_gen; ALTER TABLE questions DROP COLUMN inner_gen; ALTER TABLE otp_tokens DROP COLUMN key_gen; ALTER TABLE backup_codes DROP COLUMN key_gen; ALTER TABLE questions DROP COLUMN key_gen;
                  PRAGMA user_version = 4;
                  INSERT INTO users (name, created_at) VALUES ('alice', 1);",

@@ -171,6 +171,20 @@ fn read_status(conn: &Connection, user: &str) -> Result<UserStatus> {
             },
         )
         .optional()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, service, rhost, factor FROM logins WHERE user = ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    status.recent_logins = stmt
+        .query_map(params![user, crate::store::RECENT_LOGINS], |r| {
+            Ok(Login {
+                time: r.get(0)?,
+                service: r.get(1)?,
+                rhost: r.get(2)?,
+                factor: r.get(3)?,
+                host: String::new(),
+            })
+        })?
+        .collect::<std::result::Result<_, _>>()?;
     Ok(status)
 }
 
@@ -267,6 +281,17 @@ impl SqliteTx<'_> {
              WHERE name = ?1",
             params![user, now, service, rhost, factor],
         )?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO logins (user, at, service, rhost, factor) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![user, now, service, rhost, factor])?;
+        self.tx
+            .prepare_cached(
+                "DELETE FROM logins WHERE user = ?1 AND id NOT IN
+                   (SELECT id FROM logins WHERE user = ?1 ORDER BY id DESC LIMIT ?2)",
+            )?
+            .execute(params![user, crate::store::RECENT_LOGINS])?;
         Ok(())
     }
 

@@ -150,6 +150,20 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE backup_codes ADD COLUMN inner_gen INTEGER;
     ALTER TABLE questions ADD COLUMN inner_gen INTEGER;
     "#,
+    // 10: the newest successful logins per user (the profile page's
+    //     "recent logins"); kept apart from `users`, so `reset` leaves
+    //     the history.
+    r#"
+    CREATE TABLE logins (
+        id       INTEGER PRIMARY KEY,
+        user     TEXT NOT NULL,
+        at       INTEGER NOT NULL,
+        service  TEXT NOT NULL,
+        rhost    TEXT NOT NULL,
+        factor   TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX logins_by_user ON logins(user, id);
+    "#,
 ];
 
 /// The schema version this build reads and writes.

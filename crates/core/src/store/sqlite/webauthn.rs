@@ -163,7 +163,7 @@ mod tests {
             // A v5 store, from before warnings were kept.
             let c = rusqlite::Connection::open(&path).unwrap();
             c.execute_batch(
-                "DROP TABLE meta; DROP TABLE key_warnings; ALTER TABLE backup_codes DROP COLUMN inner_gen; ALTER TABLE questions DROP COLUMN inner_gen; ALTER TABLE otp_tokens DROP COLUMN key_gen; ALTER TABLE backup_codes DROP COLUMN key_gen; ALTER TABLE questions DROP COLUMN key_gen;
+                "DROP TABLE logins; DROP TABLE meta; DROP TABLE key_warnings; ALTER TABLE backup_codes DROP COLUMN inner_gen; ALTER TABLE questions DROP COLUMN inner_gen; ALTER TABLE otp_tokens DROP COLUMN key_gen; ALTER TABLE backup_codes DROP COLUMN key_gen; ALTER TABLE questions DROP COLUMN key_gen;
                  PRAGMA user_version = 5;",
             )
             .unwrap();
