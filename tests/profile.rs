@@ -733,3 +733,36 @@ fn phone_email_duo_and_questions_are_set_up_on_the_page() {
         "{portal}"
     );
 }
+
+/// The page works from the keyboard alone: the first Tab reaches the
+/// "skip to the content" link, Tab moves on through the controls in
+/// order, and Enter on "Set up" starts the authenticator setup.
+#[test]
+fn the_page_works_with_the_keyboard_alone() {
+    let user = system_user("p2fa-prof11", "Profile-p2fa11");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let d = Daemon::start(&env, "", "");
+    let mut b = Browser::start();
+    let url = link(&d, &user, None);
+    ask(&mut b, &format!("goto {url}"));
+    let focused = "eval document.activeElement ? (document.activeElement.id || document.activeElement.className || document.activeElement.textContent.trim()) : ''";
+    assert_eq!(b.cmd("key Tab"), "ok");
+    assert_eq!(ask(&mut b, focused), "skip", "the first Tab");
+    let mut seen = Vec::new();
+    let target = "eval document.activeElement === document.querySelector('#method-totp form button')";
+    let mut found = false;
+    for _ in 0..30 {
+        assert_eq!(b.cmd("key Tab"), "ok");
+        seen.push(ask(&mut b, focused));
+        if ask(&mut b, target) == true {
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "Tab never reached the TOTP set-up button: {seen:?}");
+    assert_eq!(seen[0], "logout", "after the skip link: {seen:?}");
+    let page = ask(&mut b, "keynav Enter");
+    assert!(at(&page).ends_with("/profile"), "{page}");
+    assert!(exists(&mut b, "#totp-secret"), "Enter did not start the setup");
+}

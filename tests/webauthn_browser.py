@@ -21,6 +21,10 @@ line; one answer line each on stdout:
     download JS DIR     -> "file <json path>": runs JS (a click on a download
                            link) and waits for the file in DIR
     cookies             -> "cookies <json [{name, value, ...}]>"
+    key NAME            -> "ok": presses a key (Tab, Enter, Space) as the
+                           keyboard does
+    keynav NAME         -> "page <json [url, title]>": presses a key and
+                           waits for the next document
     quit
 
 Needs Debian's chromium and python3-websocket (run with /usr/bin/python3).
@@ -191,6 +195,24 @@ class Cdp:
             time.sleep(0.05)
         return json.dumps(None)
 
+    KEYS = {"Tab": (9, None), "Enter": (13, "\r"), "Space": (32, " ")}
+
+    def key(self, name):
+        code, text = self.KEYS[name]
+        down = {"type": "keyDown" if text else "rawKeyDown", "key": " " if name == "Space" else name,
+                "code": name, "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code}
+        if text:
+            down["text"] = text
+            down["unmodifiedText"] = text
+        self.call("Input.dispatchKeyEvent", down, session=True)
+        self.call("Input.dispatchKeyEvent", {"type": "keyUp", "key": down["key"], "code": name,
+                  "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code}, session=True)
+
+    def keynav(self, name):
+        self._mark()
+        self.key(name)
+        return self._loaded()
+
     def cookies(self):
         return json.dumps(self.call("Network.getCookies", {}, session=True).get("cookies", []))
 
@@ -228,6 +250,11 @@ def main():
             elif cmd == "download":
                 expr, _, directory = arg.rpartition(" ")
                 print("file " + cdp.download(expr, directory), flush=True)
+            elif cmd == "key":
+                cdp.key(arg)
+                print("ok", flush=True)
+            elif cmd == "keynav":
+                print("page " + cdp.keynav(arg), flush=True)
             elif cmd == "cookies":
                 print("cookies " + cdp.cookies(), flush=True)
             elif cmd == "new-authenticator":

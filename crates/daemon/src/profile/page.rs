@@ -349,11 +349,20 @@ fn method_row(v: &View, id: &'static str, allowed: bool) -> Markup {
         ),
         _ => (t.not_configured.into(), false),
     };
+    // The newest login with this method, from the history (or, for a
+    // store without history yet, the last success).
+    let by = |f: &str| {
+        f == id
+            || (id == "webauthn" && f == "localkey")
+            || (id == "duo" && f.starts_with("duo-"))
+    };
     let last = s
-        .last_success
-        .as_ref()
-        .filter(|l| l.factor == id || (id == "webauthn" && l.factor == "local_key"))
-        .map_or(t.never.to_string(), |l| utc(l.time));
+        .recent_logins
+        .iter()
+        .find(|l| by(&l.factor))
+        .map(|l| l.time)
+        .or_else(|| s.last_success.as_ref().filter(|l| by(&l.factor)).map(|l| l.time))
+        .map_or(t.never.to_string(), utc);
     html! {
         tr id={ "method-" (id) } {
             th scope="row" { (t.method(id)) }
