@@ -15,7 +15,9 @@ one per line, one answer line each on stdout:
                            form submit) and waits for the next document;
                            ["error", ...] or ["timeout", ""] otherwise
     screenshot W H PATH -> "ok SCROLLWIDTH INNERWIDTH": a PNG at a W x H
-                           viewport, and how wide the page is there
+                           viewport (Firefox: the whole page, without the
+                           scroll bar; WebKit: the viewport), and how wide
+                           the page is there
     quit
 
 Firefox: `firefox-esr --headless` with its WebDriver BiDi WebSocket (ESR
