@@ -750,7 +750,8 @@ fn the_page_works_with_the_keyboard_alone() {
     assert_eq!(b.cmd("key Tab"), "ok");
     assert_eq!(ask(&mut b, focused), "skip", "the first Tab");
     let mut seen = Vec::new();
-    let target = "eval document.activeElement === document.querySelector('#method-totp form button')";
+    let target =
+        "eval document.activeElement === document.querySelector('#method-totp form button')";
     let mut found = false;
     for _ in 0..30 {
         assert_eq!(b.cmd("key Tab"), "ok");
@@ -764,5 +765,8 @@ fn the_page_works_with_the_keyboard_alone() {
     assert_eq!(seen[0], "logout", "after the skip link: {seen:?}");
     let page = ask(&mut b, "keynav Enter");
     assert!(at(&page).ends_with("/profile"), "{page}");
-    assert!(exists(&mut b, "#totp-secret"), "Enter did not start the setup");
+    assert!(
+        exists(&mut b, "#totp-secret"),
+        "Enter did not start the setup"
+    );
 }

@@ -53,6 +53,33 @@ impl Clock for StartedAt {
     }
 }
 
+/// A calendar date and time in UTC: (year, month 1..=12, day 1..=31,
+/// seconds into the day), proleptic Gregorian (Howard Hinnant's
+/// `civil_from_days`); no time-zone database needed.
+pub fn civil(unix: i64) -> (i64, i64, i64, i64) {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d, secs)
+}
+
+/// `2026-11-24 12:06 UTC`: how people are shown a time.
+pub fn utc_minutes(unix: i64) -> String {
+    let (y, m, d, secs) = civil(unix);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
 /// Wall-clock time in Unix seconds (0 if the clock is before 1970).
 pub fn unix_now() -> i64 {
     SystemTime::now()

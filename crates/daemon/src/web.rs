@@ -47,6 +47,8 @@ use std::time::Duration;
 
 const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
+/// The WebAuthn ceremony in the browser, for both pages.
+const CREDENTIAL: &str = include_str!("page/credential.js");
 /// Largest body accepted from a browser.
 const MAX_BODY: usize = 64 * 1024;
 /// Largest request line plus headers (hyper's read buffer).
@@ -266,6 +268,9 @@ async fn route(
     match (req.method(), path.as_str()) {
         (&Method::GET, "/static/app.js") => {
             reply(StatusCode::OK, "text/javascript; charset=utf-8", SCRIPT)
+        }
+        (&Method::GET, "/static/credential.js") => {
+            reply(StatusCode::OK, "text/javascript; charset=utf-8", CREDENTIAL)
         }
         (&Method::GET, p) if p.starts_with("/l/") || p.starts_with("/r/") => {
             reply(StatusCode::OK, "text/html; charset=utf-8", PAGE)

@@ -1,8 +1,6 @@
 // pam-2fa: runs the WebAuthn ceremony for the link's token and posts the
 // result to 2fad. No external assets; everything is same-origin.
 "use strict";
-const dec = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4)), (c) => c.charCodeAt(0));
-const enc = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const token = location.pathname.split("/").pop();
 const status = document.getElementById("status");
 const say = (text, cls) => { status.textContent = text; status.className = cls || ""; };
@@ -33,34 +31,7 @@ async function ceremony() {
   if (!r.ok) throw new Error(await r.text());
   const { register, options } = await r.json();
   showContext(options.context);
-  const pk = options.publicKey;
-  pk.challenge = dec(pk.challenge);
-  let body;
-  if (register) {
-    pk.user.id = dec(pk.user.id);
-    (pk.excludeCredentials || []).forEach((c) => { c.id = dec(c.id); });
-    const c = await navigator.credentials.create({ publicKey: pk });
-    body = {
-      id: c.id, rawId: enc(c.rawId), type: c.type, extensions: c.getClientExtensionResults(),
-      response: {
-        attestationObject: enc(c.response.attestationObject),
-        clientDataJSON: enc(c.response.clientDataJSON),
-        transports: c.response.getTransports ? c.response.getTransports() : [],
-      },
-    };
-  } else {
-    (pk.allowCredentials || []).forEach((c) => { c.id = dec(c.id); });
-    const a = await navigator.credentials.get({ publicKey: pk });
-    body = {
-      id: a.id, rawId: enc(a.rawId), type: a.type, extensions: a.getClientExtensionResults(),
-      response: {
-        authenticatorData: enc(a.response.authenticatorData),
-        clientDataJSON: enc(a.response.clientDataJSON),
-        signature: enc(a.response.signature),
-        userHandle: a.response.userHandle ? enc(a.response.userHandle) : null,
-      },
-    };
-  }
+  const body = await window.p2faCredential.run(register, options.publicKey);
   const f = await fetch("/api/finish/" + token, {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });

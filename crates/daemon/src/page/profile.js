@@ -5,8 +5,6 @@
 "use strict";
 (() => {
   const csrf = document.body.dataset.csrf;
-  const dec = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4)), (c) => c.charCodeAt(0));
-  const enc = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   const flash = document.getElementById("flash");
   const say = (text, ok) => {
     flash.textContent = "";
@@ -29,34 +27,7 @@
 
   async function ceremony(begin) {
     const { register, options } = await post("/profile/key/begin", begin);
-    const pk = options.publicKey;
-    pk.challenge = dec(pk.challenge);
-    let body;
-    if (register) {
-      pk.user.id = dec(pk.user.id);
-      (pk.excludeCredentials || []).forEach((c) => { c.id = dec(c.id); });
-      const c = await navigator.credentials.create({ publicKey: pk });
-      body = {
-        id: c.id, rawId: enc(c.rawId), type: c.type, extensions: c.getClientExtensionResults(),
-        response: {
-          attestationObject: enc(c.response.attestationObject),
-          clientDataJSON: enc(c.response.clientDataJSON),
-          transports: c.response.getTransports ? c.response.getTransports() : [],
-        },
-      };
-    } else {
-      (pk.allowCredentials || []).forEach((c) => { c.id = dec(c.id); });
-      const a = await navigator.credentials.get({ publicKey: pk });
-      body = {
-        id: a.id, rawId: enc(a.rawId), type: a.type, extensions: a.getClientExtensionResults(),
-        response: {
-          authenticatorData: enc(a.response.authenticatorData),
-          clientDataJSON: enc(a.response.clientDataJSON),
-          signature: enc(a.response.signature),
-          userHandle: a.response.userHandle ? enc(a.response.userHandle) : null,
-        },
-      };
-    }
+    const body = await window.p2faCredential.run(register, options.publicKey);
     return post("/profile/key/finish", body);
   }
 

@@ -52,25 +52,7 @@ pub struct DuoView {
 }
 
 /// `YYYY-MM-DD HH:MM UTC`.
-pub fn utc(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60
-    )
-}
+pub use p2fa_core::clock::utc_minutes as utc;
 
 fn head(t: &Text, title: &str) -> Markup {
     html! {
@@ -149,6 +131,7 @@ pub fn render(v: &View) -> String {
                     (devices_section(v))
                     (history_section(v))
                 }
+                script src="/static/credential.js" {}
                 script src="/static/profile.js" {}
             }
         }
@@ -352,16 +335,19 @@ fn method_row(v: &View, id: &'static str, allowed: bool) -> Markup {
     // The newest login with this method, from the history (or, for a
     // store without history yet, the last success).
     let by = |f: &str| {
-        f == id
-            || (id == "webauthn" && f == "localkey")
-            || (id == "duo" && f.starts_with("duo-"))
+        f == id || (id == "webauthn" && f == "localkey") || (id == "duo" && f.starts_with("duo-"))
     };
     let last = s
         .recent_logins
         .iter()
         .find(|l| by(&l.factor))
         .map(|l| l.time)
-        .or_else(|| s.last_success.as_ref().filter(|l| by(&l.factor)).map(|l| l.time))
+        .or_else(|| {
+            s.last_success
+                .as_ref()
+                .filter(|l| by(&l.factor))
+                .map(|l| l.time)
+        })
         .map_or(t.never.to_string(), utc);
     html! {
         tr id={ "method-" (id) } {
