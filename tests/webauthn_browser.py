@@ -32,6 +32,7 @@ Needs Debian's chromium and python3-websocket (run with /usr/bin/python3).
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,10 @@ class Cdp:
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-dev-shm-usage", "--remote-debugging-port=0",
              f"--user-data-dir={self.dir}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # Its own process group: close() ends the helpers (zygote,
+            # renderers) too, which otherwise keep writing into self.dir.
+            start_new_session=True)
         port_file = os.path.join(self.dir, "DevToolsActivePort")
         deadline = time.time() + 30
         while not os.path.exists(port_file) or len(open(port_file).read().split()) < 2:
@@ -220,9 +224,16 @@ class Cdp:
         try:
             self.ws.close()
         finally:
-            self.proc.kill()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait()
-            shutil.rmtree(self.dir, ignore_errors=True)
+            for _ in range(20):
+                shutil.rmtree(self.dir, ignore_errors=True)
+                if not os.path.exists(self.dir):
+                    break
+                time.sleep(0.05)
 
 
 def main():
