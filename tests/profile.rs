@@ -372,6 +372,11 @@ fn changes_need_a_proof_and_a_backup_code_resets_a_lost_phone() {
         logs.contains("factor removed") && logs.contains("factor=totp"),
         "{logs}"
     );
+    assert!(
+        logs.contains(&format!("profile page unlocked for changes user={user}"))
+            && logs.contains("proof=backup"),
+        "{logs}"
+    );
 }
 
 /// Someone else with the same link: their browser is refused, and the

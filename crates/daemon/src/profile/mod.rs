@@ -467,6 +467,7 @@ fn act(site: &Site, t: &'static Text, r: &Req) -> Answer {
                 PURPOSE,
             ) {
                 Ok(how) => {
+                    unlocked(site, &owner, how, r.peer);
                     update = Box::new(move |s| s.elevated = Some(how));
                     (true, fill(t.proved, &[("factor", how)]))
                 }
@@ -632,6 +633,16 @@ fn act(site: &Site, t: &'static Text, r: &Req) -> Answer {
     done(site, r, update, Some(flash))
 }
 
+/// The notice a proof on the page leaves: from now on this session may
+/// change the user's factors.
+fn unlocked(site: &Site, owner: &Owner, how: &str, peer: IpAddr) {
+    audit(&site.cfg).notice(&format!(
+        "profile page unlocked for changes user={} by uid={} proof={how} from={peer}",
+        clean(&owner.user),
+        owner.uid
+    ));
+}
+
 /// Whether the change about to be made adds the user's first factor. The
 /// session then counts as proved by it: the user has just shown that
 /// they hold it (a code from the new app, or the codes on screen), and
@@ -763,6 +774,7 @@ fn key_finish(site: &Site, r: &Req) -> Answer {
                 PURPOSE,
             ) {
                 Ok(how) => {
+                    unlocked(site, &owner, how, r.peer);
                     let _ = site.profiles.with(sid(r), r.peer, |s| {
                         s.elevated = Some(how);
                         s.flash = Some((true, fill(t.proved, &[("factor", how)])));
