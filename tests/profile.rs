@@ -775,3 +775,72 @@ fn the_page_works_with_the_keyboard_alone() {
         "Enter did not start the setup"
     );
 }
+
+/// A user whose only factor is a phone number proves it with a code 2fad
+/// sends there, on the page (a wrong code counts like a failed login)
+/// and in `2fa-enroll` through 2fad, which asks for the code it sent.
+#[test]
+fn a_phone_number_proves_it_is_you_with_a_sent_code() {
+    use common::net::{sms_env, wait_code};
+    let user = system_user("p2fa-prof12", "Profile-p2fa12");
+    let env = Env::new();
+    let dir = env.root().to_path_buf();
+    let (sms, sms_conf) = sms_env(&dir);
+    env.write_config(&sms_conf);
+    env.enroll_ok(&["init"], "");
+    env.enroll_ok(
+        &[
+            "sms",
+            "--user",
+            &user,
+            "--phone",
+            "+1 555 123 4567",
+            "--no-verify",
+        ],
+        "",
+    );
+    let d = Daemon::start(&env, "", &format!("\n{sms_conf}"));
+    // From the command line, through 2fad: 2fa-enroll has the code sent
+    // and asks for it. (Removing backup codes she does not have: the
+    // proof passes, then 2fad says there is nothing to remove.)
+    let mut child = d
+        .enroll_cmd(&user, &["remove", "backup"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = wait_code(&sms.log, 1, "body");
+    writeln!(child.stdin.take().unwrap(), "{code}").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = output_text(&o);
+    assert!(out.contains("Sent a code to +1"), "{out}");
+    assert!(
+        out.contains("no backup to remove"),
+        "the proof did not pass: {out}"
+    );
+    let logs = env.logs().join("\n");
+    assert!(
+        logs.contains(&format!("broker current factor ok user={user} factor=sms")),
+        "{logs}"
+    );
+
+    let mut b = Browser::start();
+    let url = link(&d, &user, None);
+    ask(&mut b, &format!("goto {url}"));
+    assert!(exists(&mut b, "#prove"));
+    assert!(text(&mut b, "prove").contains("Send a code to +1"));
+    click(&mut b, "#prove form.inline button");
+    assert!(text(&mut b, "flash").contains("Sent a code"));
+    set(&mut b, "sent-code", "000000");
+    click(&mut b, "#prove-sent");
+    assert!(text(&mut b, "flash").contains("not the code we sent"));
+    assert_eq!(env.status_json(&user)["failures"], 1, "a wrong code counts");
+    let code = wait_code(&sms.log, 2, "body");
+    set(&mut b, "sent-code", &code);
+    click(&mut b, "#prove-sent");
+    let flash = text(&mut b, "flash");
+    assert!(flash.contains("Confirmed with sms"), "{flash}");
+    click(&mut b, "#method-backup form button");
+    assert!(exists(&mut b, "#code-list"), "no change after the proof");
+}

@@ -249,7 +249,7 @@ impl Daemon {
     }
 
     /// `2fa-enroll --config <public copy> args` as `user`.
-    fn enroll_cmd(&self, user: &str, args: &[&str]) -> Command {
+    pub fn enroll_cmd(&self, user: &str, args: &[&str]) -> Command {
         let mut c = Command::new("runuser");
         c.args(["-u", user, "--"])
             .arg(super::enroll_bin())

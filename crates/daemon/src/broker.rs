@@ -6,10 +6,11 @@
 //! no factor may add a first one freely. Once they have any factor, every
 //! change (add, replace, remove, new backup codes, a key registered or
 //! removed) needs a current proof of one they hold, checked and counted
-//! like a login: a TOTP/HOTP or backup code, or an assertion from one of
-//! their security keys in a ceremony 2fad runs for exactly that change
-//! (`webauthn_prove`). A user whose only factors 2fad cannot check (SMS,
-//! e-mail, Duo, questions, a console key) is told to ask root. So a
+//! like a login: a TOTP/HOTP or backup code, a code 2fad sent to their
+//! phone or e-mail (`proof_send`), or an assertion from one of their
+//! security keys in a ceremony 2fad runs for exactly that change
+//! (`webauthn_prove`). A user whose only factors 2fad cannot check (Duo,
+//! questions, a console key) is told to ask root. So a
 //! hijacked shell can neither quietly add a way in nor swap or strip
 //! someone's second factor.
 //!
@@ -267,6 +268,7 @@ impl Broker {
             Op::WebProfile => self.web_profile(ctx),
             Op::ContactBegin { channel, address } => self.contact_begin(ctx, &channel, &address),
             Op::ContactFinish { code } => self.contact_finish(ctx, &code),
+            Op::ProofSend { channel } => self.proof_send(ctx, &channel),
             Op::DuoStatus => self.duo_status(ctx),
             Op::DuoEnroll => self.duo_enroll(ctx),
             Op::QuestionsChoices => self.questions_choices(ctx),
@@ -330,7 +332,8 @@ impl Broker {
         }
         let code = state.otp.is_some() || !state.unused_backup.is_empty();
         let key = state.webauthn > 0 && self.ceremonies.is_some();
-        if !code && !key {
+        let sent = !factors::sendable(ctx.cfg, &state).is_empty();
+        if !code && !key && !sent {
             ctx.audit.warning(&format!(
                 "broker refused user={} change={}: no factor 2fad can check ({})",
                 clean(ctx.user),
@@ -356,11 +359,13 @@ impl Broker {
                     match (code, key) {
                         (true, true) => "a current code (TOTP or backup code) or your security key",
                         (true, false) => "a current code (TOTP or backup code)",
-                        _ => "your security key (2fa-enroll asks for it)",
+                        (false, true) => "your security key (2fa-enroll asks for it)",
+                        _ => "a code sent to your phone or e-mail (the profile page sends one)",
                     }
                 ),
             )),
             Some(Proof::Code(c)) => ctx.check_code(c),
+            Some(Proof::Sent { channel, code }) => self.check_sent(ctx, channel, code),
             Some(Proof::Webauthn(tok)) => {
                 let c = match self.ceremonies() {
                     Ok(c) => c,
@@ -659,6 +664,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::WebProfile => "web_profile",
         Op::ContactBegin { .. } => "contact_begin",
         Op::ContactFinish { .. } => "contact_finish",
+        Op::ProofSend { .. } => "proof_send",
         Op::DuoStatus => "duo_status",
         Op::DuoEnroll => "duo_enroll",
         Op::QuestionsChoices => "questions_choices",

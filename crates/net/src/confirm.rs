@@ -1,9 +1,11 @@
-//! Confirming a new phone number or e-mail address before it becomes a
-//! factor: a code is sent to it and must be typed back, so a typo never
-//! becomes a factor that silently locks someone out. Shared by
-//! `2fa-enroll sms|email` (root, at the terminal) and 2fad (the profile
-//! page). Enrollment codes share the store's hourly send limit with login
-//! codes, and only a keyed hash of the code is stored.
+//! Codes sent to a phone number or e-mail address outside a login:
+//! confirming a new one before it becomes a factor (a code is sent to it
+//! and must be typed back, so a typo never becomes a factor that silently
+//! locks someone out), and proving to 2fad that a user holds the one they
+//! have ([`Purpose::Login`]). Shared by `2fa-enroll sms|email` (root, at
+//! the terminal) and 2fad (the profile page). These codes share the
+//! store's hourly send limit with login codes, and only a keyed hash of a
+//! code is stored.
 
 use crate::delivery::mask;
 use crate::network::{Live, Network};
@@ -47,8 +49,9 @@ pub fn normalize(ch: FactorId, address: &str) -> Result<String, NotSent> {
     }
 }
 
-/// Sends a confirmation code for `address` to it; returns the address
-/// masked for display ("+1 *** *** **67").
+/// Sends a code for `purpose` to `address`; returns the address masked
+/// for display ("+1 *** *** **67").
+#[allow(clippy::too_many_arguments)]
 pub fn send(
     cfg: &Config,
     trust: Trust,
@@ -57,6 +60,7 @@ pub fn send(
     user: &str,
     ch: FactorId,
     address: &str,
+    purpose: Purpose,
 ) -> Result<String, NotSent> {
     let (_, rules) = channel(cfg, ch)?;
     let store_err = |e: p2fa_core::store::StoreError| NotSent(e.to_string());
@@ -70,15 +74,7 @@ pub fn send(
         )));
     }
     let id = tx
-        .insert_sent_code(
-            user,
-            ch,
-            Purpose::Enroll,
-            address,
-            &hash,
-            t,
-            rules.ttl_seconds,
-        )
+        .insert_sent_code(user, ch, purpose, address, &hash, t, rules.ttl_seconds)
         .map_err(store_err)?;
     tx.commit().map_err(store_err)?;
     let sent = Live::new(trust).send_code(cfg, ch, user, address, &code);
@@ -96,8 +92,9 @@ pub fn send(
     Ok(mask(ch, address))
 }
 
-/// Checks a typed code against the live confirmation code for `address`
-/// (counting a wrong one against the code's attempts).
+/// Checks a typed code against the live code for `purpose` sent to
+/// `address` (counting a wrong one against the code's attempts).
+#[allow(clippy::too_many_arguments)]
 pub fn check(
     cfg: &Config,
     store: &mut Store,
@@ -106,6 +103,7 @@ pub fn check(
     ch: FactorId,
     address: &str,
     typed: &str,
+    purpose: Purpose,
 ) -> Result<SentCheck, NotSent> {
     let (_, rules) = channel(cfg, ch)?;
     let store_err = |e: p2fa_core::store::StoreError| NotSent(e.to_string());
@@ -115,7 +113,7 @@ pub fn check(
         .check_sent_code(
             user,
             ch,
-            Purpose::Enroll,
+            purpose,
             Some(address),
             &hash,
             unix_now(),

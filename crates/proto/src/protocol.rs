@@ -48,6 +48,12 @@ impl Request {
 pub enum Proof {
     Code(String),
     Webauthn(String),
+    /// A code 2fad sent to the user's phone number or e-mail address
+    /// ([`Op::ProofSend`]): `channel` is `sms` or `email`.
+    Sent {
+        channel: String,
+        code: String,
+    },
 }
 
 /// Never print a code or a token.
@@ -56,6 +62,7 @@ impl std::fmt::Debug for Proof {
         f.write_str(match self {
             Proof::Code(_) => "Proof::Code(..)",
             Proof::Webauthn(_) => "Proof::Webauthn(..)",
+            Proof::Sent { .. } => "Proof::Sent(..)",
         })
     }
 }
@@ -135,6 +142,11 @@ pub enum Op {
     /// The code that arrived: saves the number or address begun above.
     ContactFinish {
         code: String,
+    },
+    /// Sends a code to the caller's own phone number or e-mail address
+    /// (`channel`), to be given back as [`Proof::Sent`].
+    ProofSend {
+        channel: String,
     },
     /// What Duo says about the caller (preauth): enrolled there, needs to
     /// enroll (with Duo's enrollment link), denied, or unreachable.

@@ -6,8 +6,10 @@
 //! [`p2fa_proto::protocol::purpose`]), and every addition is logged.
 
 use super::{Broker, Ctx, now};
+use p2fa_core::audit::clean;
 use p2fa_core::factor::{FactorId, normalize_code, questions};
-use p2fa_core::store::SentCheck;
+use p2fa_core::store::UserState;
+use p2fa_core::store::{Purpose, SentCheck};
 use p2fa_net::confirm;
 use p2fa_net::network::{DuoPreauth, Live, Network};
 use p2fa_proto::protocol::{Answer, ErrorCode, Response};
@@ -54,7 +56,14 @@ impl Broker {
         };
         let ttl = ctx.cfg.code_rules(ch).map_or(300, |r| r.ttl_seconds);
         match confirm::send(
-            ctx.cfg, self.trust, ctx.store, ctx.key, ctx.user, ch, &address,
+            ctx.cfg,
+            self.trust,
+            ctx.store,
+            ctx.key,
+            ctx.user,
+            ch,
+            &address,
+            Purpose::Enroll,
         ) {
             Ok(masked) => {
                 self.contacts
@@ -91,7 +100,14 @@ impl Broker {
             return Response::error(ErrorCode::WrongCode, "type only the digits of the code");
         };
         match confirm::check(
-            ctx.cfg, ctx.store, ctx.key, ctx.user, p.channel, &p.address, &typed,
+            ctx.cfg,
+            ctx.store,
+            ctx.key,
+            ctx.user,
+            p.channel,
+            &p.address,
+            &typed,
+            Purpose::Enroll,
         ) {
             Ok(SentCheck::Accepted) => {}
             Ok(SentCheck::Wrong) => {
@@ -277,6 +293,137 @@ impl Broker {
                 }
             }
             Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
+        }
+    }
+}
+
+/// The user's own numbers and addresses 2fad can send a proof code to
+/// (their channel is enabled here).
+pub(super) fn sendable(cfg: &p2fa_core::config::Config, s: &UserState) -> Vec<(FactorId, String)> {
+    [(FactorId::Sms, &s.sms), (FactorId::Email, &s.email)]
+        .into_iter()
+        .filter_map(|(ch, a)| Some((ch, a.clone()?)))
+        .filter(|(ch, _)| confirm::channel(cfg, *ch).is_ok())
+        .collect()
+}
+
+impl Broker {
+    /// Sends a code to the caller's own number or address, to be given
+    /// back as their proof ([`Proof::Sent`]).
+    pub(super) fn proof_send(&self, ctx: &mut Ctx, channel: &str) -> Response {
+        let state = match ctx.store.user_state(ctx.user) {
+            Ok(s) => s,
+            Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
+        };
+        if state.locked_until > now() {
+            return super::locked(state.locked_until - now());
+        }
+        let Some((ch, address)) = sendable(ctx.cfg, &state)
+            .into_iter()
+            .find(|(ch, _)| ch.as_str() == channel)
+        else {
+            return Response::error(
+                ErrorCode::BadRequest,
+                format!("you have no {channel} this system can send a code to"),
+            );
+        };
+        match confirm::send(
+            ctx.cfg,
+            self.trust,
+            ctx.store,
+            ctx.key,
+            ctx.user,
+            ch,
+            &address,
+            Purpose::Login,
+        ) {
+            Ok(masked) => {
+                ctx.audit.info(&format!(
+                    "broker proof code sent user={} channel={ch}",
+                    clean(ctx.user)
+                ));
+                Response::Done {
+                    message: format!("Sent a code to {masked}."),
+                }
+            }
+            Err(e) => Response::error(ErrorCode::Unavailable, e.0),
+        }
+    }
+
+    /// A sent code as proof: single use, a wrong one counted like a
+    /// failed login, a right one recorded as a success of service 2fad.
+    pub(super) fn check_sent(&self, ctx: &mut Ctx, channel: &str, code: &str) -> Option<Response> {
+        let wrong = || {
+            Some(Response::error(
+                ErrorCode::WrongCode,
+                "that is not the code we sent; nothing changed",
+            ))
+        };
+        let state = match ctx.store.user_state(ctx.user) {
+            Ok(s) => s,
+            Err(e) => return Some(Response::error(ErrorCode::Unavailable, e.to_string())),
+        };
+        let Some((ch, address)) = sendable(ctx.cfg, &state)
+            .into_iter()
+            .find(|(ch, _)| ch.as_str() == channel)
+        else {
+            return Some(Response::error(
+                ErrorCode::BadRequest,
+                format!("you have no {channel} this system can check"),
+            ));
+        };
+        let Some(rules) = ctx.cfg.code_rules(ch) else {
+            return wrong();
+        };
+        let Some(typed) = normalize_code(code) else {
+            return wrong();
+        };
+        let hash = ctx.key.sent_code_hash(ch.as_str(), ctx.user, &typed);
+        let t = now();
+        let (user, rl) = (ctx.user, ctx.cfg.rate_limit.clone());
+        let checked = ctx.store.write().and_then(|tx| {
+            let r = tx.check_sent_code(
+                user,
+                ch,
+                Purpose::Login,
+                Some(&address),
+                &hash,
+                t,
+                rules.max_attempts,
+            )?;
+            match r {
+                SentCheck::Accepted => {
+                    tx.record_success(user, t, super::SERVICE, "", ch.as_str())?
+                }
+                SentCheck::Wrong => {
+                    tx.record_failure(user, t, &rl)?;
+                }
+                SentCheck::NoLiveCode => {}
+            }
+            tx.commit()?;
+            Ok(r)
+        });
+        match checked {
+            Ok(SentCheck::Accepted) => {
+                ctx.audit.info(&format!(
+                    "broker current factor ok user={} factor={ch}",
+                    clean(ctx.user)
+                ));
+                ctx.proven = Some(ch.as_str());
+                None
+            }
+            Ok(SentCheck::Wrong) => {
+                ctx.audit.warning(&format!(
+                    "broker current factor wrong user={} factor={ch} (counted as a failed attempt)",
+                    clean(ctx.user)
+                ));
+                wrong()
+            }
+            Ok(SentCheck::NoLiveCode) => Some(Response::error(
+                ErrorCode::WrongCode,
+                "no live code was sent to you (it expired, was used, or had too many wrong tries); ask for a new one",
+            )),
+            Err(e) => Some(Response::error(ErrorCode::Unavailable, e.to_string())),
         }
     }
 }

@@ -254,13 +254,14 @@ fn show(site: &Site, t: &'static Text, r: &Req) -> Answer {
             s.totp.as_ref().map(|x| (x.uri.clone(), x.secret.clone())),
             s.codes.clone(),
             s.expires,
-            (s.contact.clone(), s.questions),
+            (s.contact.clone(), s.questions, s.sent_via.clone()),
         )
     });
-    let (owner, csrf, elevated, flash, totp, codes, expires, (contact, questions)) = match got {
-        Ok(x) => x,
-        Err(why) => return no_session(t, why),
-    };
+    let (owner, csrf, elevated, flash, totp, codes, expires, (contact, questions, sent_via)) =
+        match got {
+            Ok(x) => x,
+            Err(why) => return no_session(t, why),
+        };
     let status = match ask(site, &owner, elevated, Op::Status) {
         Response::Status { status } => serde_json::from_value(status).unwrap_or_default(),
         Response::Error { message, .. } => {
@@ -336,6 +337,17 @@ fn show(site: &Site, t: &'static Text, r: &Req) -> Answer {
         csrf: &csrf,
         needs_proof: has_factor && !owner.by_root() && elevated.is_none(),
         can_prove_key: status.webauthn > 0 && cfg.webauthn.enabled,
+        send_to: [
+            (FactorId::Sms, status.sms.as_ref(), cfg.sms.enabled),
+            (FactorId::Email, status.email.as_ref(), cfg.email.enabled),
+        ]
+        .into_iter()
+        .filter_map(|(ch, a, on)| {
+            let a = a.filter(|_| on)?;
+            Some((ch.as_str(), p2fa_net::delivery::mask(ch, a)))
+        })
+        .collect(),
+        sent_via,
         flash,
         backup_total: status.backup_codes_remaining + status.backup_codes_used,
         status,
@@ -469,6 +481,47 @@ fn act(site: &Site, t: &'static Text, r: &Req) -> Answer {
                 Ok(how) => {
                     unlocked(site, &owner, how, r.peer);
                     update = Box::new(move |s| s.elevated = Some(how));
+                    (true, fill(t.proved, &[("factor", how)]))
+                }
+                Err(e) => (false, refusal(t, e)),
+            }
+        }
+        "proof-send" => {
+            let channel = field(&f, "channel").unwrap_or("").to_string();
+            match ask(
+                site,
+                &owner,
+                elevated,
+                Op::ProofSend {
+                    channel: channel.clone(),
+                },
+            ) {
+                Response::Done { message } => {
+                    update = Box::new(move |s| s.sent_via = Some(channel));
+                    (true, message)
+                }
+                e => (false, refusal(t, e)),
+            }
+        }
+        "prove-sent" => {
+            let proof = Proof::Sent {
+                channel: field(&f, "channel").unwrap_or("").to_string(),
+                code: field(&f, "code").unwrap_or("").to_string(),
+            };
+            match site.broker.prove(
+                &site.cfg,
+                &mut audit(&site.cfg),
+                owner.uid,
+                &owner.user,
+                Some(&proof),
+                PURPOSE,
+            ) {
+                Ok(how) => {
+                    unlocked(site, &owner, how, r.peer);
+                    update = Box::new(move |s| {
+                        s.elevated = Some(how);
+                        s.sent_via = None;
+                    });
                     (true, fill(t.proved, &[("factor", how)]))
                 }
                 Err(e) => (false, refusal(t, e)),

@@ -24,6 +24,10 @@ pub struct View<'a> {
     pub needs_proof: bool,
     /// The user holds a security key that 2fad can check.
     pub can_prove_key: bool,
+    /// Where a proof code can be sent: (channel, masked address).
+    pub send_to: Vec<(&'static str, String)>,
+    /// A proof code was sent by this channel.
+    pub sent_via: Option<String>,
     pub flash: Option<(bool, String)>,
     pub status: UserStatus,
     /// The methods the page lists: (id, allowed by policy, offered on
@@ -156,6 +160,20 @@ fn prove_section(v: &View) -> Markup {
             }
             @if v.can_prove_key {
                 p { button type="button" id="prove-key" class="secondary" { (t.prove_key_button) } }
+            }
+            @for (ch, to) in &v.send_to {
+                (action(v.csrf, "proof-send", &[("channel", ch)], &fill(t.prove_send, &[("to", to)]), "secondary"))
+            }
+            @if let Some(ch) = &v.sent_via {
+                form method="post" action="/profile/do" {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    input type="hidden" name="action" value="prove-sent";
+                    input type="hidden" name="channel" value=(ch);
+                    label for="sent-code" { (t.prove_sent_label) }
+                    input id="sent-code" name="code" type="text" inputmode="numeric"
+                        autocomplete="one-time-code" required;
+                    button type="submit" id="prove-sent" { (t.prove_button) }
+                }
             }
         }
     }

@@ -94,6 +94,8 @@ pub struct Session {
     pub contact: Option<String>,
     /// The security-question form is open.
     pub questions: bool,
+    /// A proof code was sent by this channel (`sms`, `email`).
+    pub sent_via: Option<String>,
     pub ceremony: Option<Ceremony>,
 }
 
@@ -237,6 +239,7 @@ impl Profiles {
                 codes: None,
                 contact: None,
                 questions: false,
+                sent_via: None,
                 ceremony: None,
             },
         );

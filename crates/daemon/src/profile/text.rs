@@ -23,6 +23,9 @@ pub struct Text {
     pub prove_code_hint: &'static str,
     pub prove_button: &'static str,
     pub prove_key_button: &'static str,
+    /// `{to}`.
+    pub prove_send: &'static str,
+    pub prove_sent_label: &'static str,
     /// `{factor}`.
     pub proved: &'static str,
 
@@ -149,6 +152,8 @@ pub const EN: Text = Text {
     prove_code_hint: "From your authenticator app, or one of your backup codes.",
     prove_button: "Confirm",
     prove_key_button: "Use my security key instead",
+    prove_send: "Send a code to {to}",
+    prove_sent_label: "Code we sent",
     proved: "Confirmed with {factor}. You can make changes until this page expires.",
 
     methods_heading: "Your methods",

@@ -11,7 +11,7 @@ use super::{CliError, CliResult, Ctx};
 use clap::Args;
 use p2fa_core::audit::printable;
 use p2fa_core::factor::{FactorId, normalize_code};
-use p2fa_core::store::SentCheck;
+use p2fa_core::store::{Purpose, SentCheck};
 use p2fa_net::delivery::mask;
 use p2fa_net::network::{DuoPreauth, Live, Network};
 use p2fa_net::{confirm, email, sms};
@@ -106,8 +106,17 @@ fn contact(
     let key = ctx.host_key()?;
     let mut store = ctx.open_store()?;
     if !no_verify {
-        let masked = confirm::send(&ctx.cfg, ctx.trust, &mut store, &key, &user, ch, address)
-            .map_err(|e| CliError(e.0))?;
+        let masked = confirm::send(
+            &ctx.cfg,
+            ctx.trust,
+            &mut store,
+            &key,
+            &user,
+            ch,
+            address,
+            Purpose::Enroll,
+        )
+        .map_err(|e| CliError(e.0))?;
         println!("Sent a code to {masked}.");
         let mut confirmed = false;
         for _ in 0..CONFIRM_TRIES {
@@ -120,8 +129,17 @@ fn contact(
                 eprintln!("Type only the digits of the code.");
                 continue;
             };
-            match confirm::check(&ctx.cfg, &mut store, &key, &user, ch, address, &typed)
-                .map_err(|e| CliError(e.0))?
+            match confirm::check(
+                &ctx.cfg,
+                &mut store,
+                &key,
+                &user,
+                ch,
+                address,
+                &typed,
+                Purpose::Enroll,
+            )
+            .map_err(|e| CliError(e.0))?
             {
                 SentCheck::Accepted => {
                     confirmed = true;

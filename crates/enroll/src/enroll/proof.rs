@@ -1,10 +1,11 @@
 //! Proving an existing factor before a change made through 2fad. Once a
 //! user has any factor, 2fad changes nothing (add, replace, remove, new
 //! backup codes, keys) without a current proof of one they hold: a
-//! TOTP/HOTP or backup code, or an approval with one of their security
-//! keys in a 2fad ceremony bound to exactly this change. Users whose
-//! factors 2fad cannot check (SMS, e-mail, Duo, questions, a console key)
-//! are told by 2fad which `sudo` command to ask an administrator for.
+//! TOTP/HOTP or backup code, an approval with one of their security keys
+//! in a 2fad ceremony bound to exactly this change, or (when they have
+//! only a phone number or address) a code 2fad sends there. Users whose
+//! factors 2fad cannot check (Duo, questions, a console key) are told by
+//! 2fad which `sudo` command to ask an administrator for.
 
 use super::output::read_line;
 use super::{CliError, CliResult};
@@ -66,8 +67,36 @@ fn obtain(socket: &Path, purpose: &str) -> Result<Option<Proof>, CliError> {
             Ok(Some(Proof::Code(typed)))
         }
         (false, true) => security_key(socket, purpose).map(Some),
-        (false, false) => Ok(None),
+        (false, false) => sent_code(socket, &status),
     }
+}
+
+/// A code 2fad sends to the user's phone or e-mail, when that is all
+/// they have; `None` when 2fad cannot send one (it then says whom to ask).
+fn sent_code(
+    socket: &Path,
+    status: &p2fa_core::store::UserStatus,
+) -> Result<Option<Proof>, CliError> {
+    for (channel, has) in [
+        ("sms", status.sms.is_some()),
+        ("email", status.email.is_some()),
+    ] {
+        if !has {
+            continue;
+        }
+        let channel = channel.to_string();
+        if let Response::Done { message } = ask(
+            socket,
+            Op::ProofSend {
+                channel: channel.clone(),
+            },
+        )? {
+            println!("{message}");
+            let code = line("This change needs the code we sent: ")?;
+            return Ok(Some(Proof::Sent { channel, code }));
+        }
+    }
+    Ok(None)
 }
 
 fn line(prompt: &str) -> Result<String, CliError> {
