@@ -13,8 +13,9 @@
 //!
 //! How: a caller submits a [`Work`] closure and blocks on its own answer
 //! channel. The committer takes the first waiting job, then everything
-//! else already queued (at most [`MAX_BATCH`]), opens the store, starts
-//! one [`p2fa_core::store::Backend::write`] transaction, runs every job's
+//! else already queued (at most [`MAX_BATCH`]), opens the store (or
+//! keeps the last batch's, below), starts one
+//! [`p2fa_core::store::Backend::write`] transaction, runs every job's
 //! closure in submission order inside it, commits once, and only then
 //! answers each caller. So:
 //!
@@ -50,7 +51,7 @@
 //! them a few milliseconds). Only the trait API is used, so
 //! any backend behind [`Store`] gets group commit: 2fad's opener is
 //! `p2fa_pg::open`, the configured store (SQLite, or in fleet mode the
-//! PostgreSQL database, with one connection per batch).
+//! PostgreSQL database, with one connection per run of batches).
 //!
 //! A plain thread and std channels rather than a tokio task: the callers
 //! are synchronous (the web server runs ceremony code on tokio's blocking
