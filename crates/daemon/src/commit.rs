@@ -352,17 +352,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("state/state.db");
         let c = committer(&db);
+        let idle = |k: u64| {
+            let deadline = p2fa_core::clock::Deadline::after(Duration::from_secs(30));
+            while c.stats.idle.load(Ordering::SeqCst) < k {
+                assert!(!deadline.passed(), "the committer never went idle");
+                p2fa_core::clock::sleep(Duration::from_millis(2));
+            }
+        };
+        // Nothing queued yet: it waits once before the first batch.
+        idle(1);
         let n = MAX_BATCH + 44;
         let r = one_batch(&c, n, None);
         assert_eq!(r, (0..n).map(Ok).collect::<Vec<_>>());
         assert_eq!(c.stats.batches.load(Ordering::SeqCst), 2);
         assert_eq!(c.stats.largest.load(Ordering::SeqCst), MAX_BATCH as u64);
         assert_eq!(c.stats.opens.load(Ordering::SeqCst), 1);
-        let deadline = p2fa_core::clock::Deadline::after(Duration::from_secs(30));
-        while c.stats.idle.load(Ordering::SeqCst) < 2 {
-            assert!(!deadline.passed(), "the committer never went idle");
-            p2fa_core::clock::sleep(Duration::from_millis(2));
-        }
+        idle(2);
         assert_eq!(one_batch(&c, 1, None), vec![Ok(0)]);
         assert_eq!(c.stats.opens.load(Ordering::SeqCst), 2);
     }
