@@ -581,6 +581,10 @@ def report(a, results):
                       f"({w['concurrent_verifications']} in all; median {w['concurrent_median_ms']:.2f} ms, "
                       f"p95 {w['concurrent_p95_ms']:.2f} ms; {w['mean_batch']:.1f} per commit; "
                       f"{w['concurrent_cpu_ms_each']:.3f} ms CPU each, mostly the P-256 signature check)."]
+                if "concurrent_per_cpu_s" in w:
+                    L += ["", f"Derived, not measured: {w['concurrent_per_cpu_s']:.0f} verifications per CPU-second "
+                          f"of the verifier (answers signed beforehand), so at most "
+                          f"≈{2 * w['concurrent_per_cpu_s']:.0f}/s on two cores given to 2fad alone."]
     return "\n".join(L) + "\n"
 
 

@@ -13,8 +13,9 @@
 //!
 //! How: a caller submits a [`Work`] closure and blocks on its own answer
 //! channel. The committer takes the first waiting job, then everything
-//! else already queued (at most [`MAX_BATCH`]), opens the store, starts
-//! one [`p2fa_core::store::Backend::write`] transaction, runs every job's
+//! else already queued (at most [`MAX_BATCH`]), opens the store (or
+//! keeps the last batch's, below), starts one
+//! [`p2fa_core::store::Backend::write`] transaction, runs every job's
 //! closure in submission order inside it, commits once, and only then
 //! answers each caller. So:
 //!
@@ -33,13 +34,24 @@
 //! Batches form by themselves under load, from the jobs that arrive while
 //! the previous batch's commit (its fsync) is under way.
 //!
-//! The store is opened per batch, not kept open: [`Store::open_existing`]
-//! is where the SQLite backend checkpoints its write-ahead log (it turns
-//! SQLite's own auto-checkpoint off), and a store replaced on disk (a
-//! restore) is picked up by the next batch. Only the trait API is used, so
+//! The store is not kept open while the committer waits: a batch that
+//! finds the queue empty before it (the usual case, and every case
+//! without load) opens the store afresh. [`Store::open_existing`] is where
+//! the SQLite backend checkpoints its write-ahead log (it turns SQLite's
+//! own auto-checkpoint off) and checks the files' owners, and a store
+//! replaced on disk (a restore) is picked up then. Only under load, when
+//! the next batch is already waiting as one commits, does that batch run
+//! on the same open store, at most [`MAX_REUSE`] batches in a row and
+//! never after a failed one: opening (connecting, the owner checks,
+//! reading the schema) was a third of the committer's CPU and ≈9 % of a
+//! verification's under 16 concurrent clients (`perf`, the webauthn_verify
+//! example). Writes by others (2fa-enroll, the PAM module) are seen as
+//! before, through SQLite's locking; a store replaced on disk during
+//! such a run is picked up at most [`MAX_REUSE`] batches late (each of
+//! them a few milliseconds). Only the trait API is used, so
 //! any backend behind [`Store`] gets group commit: 2fad's opener is
 //! `p2fa_pg::open`, the configured store (SQLite, or in fleet mode the
-//! PostgreSQL database, with one connection per batch).
+//! PostgreSQL database, with one connection per run of batches).
 //!
 //! A plain thread and std channels rather than a tokio task: the callers
 //! are synchronous (the web server runs ceremony code on tokio's blocking
@@ -55,6 +67,9 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_
 
 /// Most jobs in one transaction; more wait for the next batch.
 pub const MAX_BATCH: usize = 256;
+
+/// Most batches in a row on one open store (see the module comment).
+pub const MAX_REUSE: u32 = 32;
 
 /// One ceremony's store step, run inside the batch's write transaction.
 /// An `Err` fails the whole batch.
@@ -81,6 +96,11 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// The largest batch so far.
     pub largest: AtomicU64,
+    /// Times the store was opened (at most once per batch).
+    pub opens: AtomicU64,
+    /// Times the committer found the queue empty, let go of the store
+    /// and waited.
+    pub idle: AtomicU64,
 }
 
 /// The handle callers submit to; the committer thread ends when it is
@@ -154,7 +174,22 @@ struct Worker<T> {
 
 impl<T> Worker<T> {
     fn run(self) {
-        while let Ok(first) = self.rx.recv() {
+        // The store the last batch committed on, and how many batches
+        // have run on it; only while the next batch is already waiting.
+        let mut kept: Option<(Store, u32)> = None;
+        loop {
+            let first = match self.rx.try_recv() {
+                Ok(j) => j,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    kept = None;
+                    self.stats.idle.fetch_add(1, Ordering::Relaxed);
+                    match self.rx.recv() {
+                        Ok(j) => j,
+                        Err(_) => break,
+                    }
+                }
+            };
             #[cfg(test)]
             let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
             let mut batch = vec![first];
@@ -164,16 +199,16 @@ impl<T> Worker<T> {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
-            self.commit(batch);
+            self.commit(batch, &mut kept);
         }
     }
 
     /// One transaction for the whole batch; answers every job.
-    fn commit(&self, batch: Vec<Job<T>>) {
+    fn commit(&self, batch: Vec<Job<T>>, kept: &mut Option<(Store, u32)>) {
         let n = batch.len() as u64;
         let (works, answers): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|j| (j.work, j.answer)).unzip();
-        match self.run_batch(works) {
+        match self.run_batch(works, kept) {
             Ok(results) => {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats.committed.fetch_add(n, Ordering::Relaxed);
@@ -191,8 +226,27 @@ impl<T> Worker<T> {
         }
     }
 
-    fn run_batch(&self, works: Vec<Work<T>>) -> Result<Vec<T>, String> {
-        let mut store = (self.open)()?;
+    /// Runs the batch on the kept store if it may be reused, else on a
+    /// freshly opened one, which is kept for the next batch only if this
+    /// one committed.
+    fn run_batch(
+        &self,
+        works: Vec<Work<T>>,
+        kept: &mut Option<(Store, u32)>,
+    ) -> Result<Vec<T>, String> {
+        let (mut store, runs) = match kept.take() {
+            Some((store, runs)) if runs < MAX_REUSE => (store, runs),
+            _ => {
+                self.stats.opens.fetch_add(1, Ordering::Relaxed);
+                ((self.open)()?, 0)
+            }
+        };
+        let results = Self::in_tx(&mut store, works)?;
+        *kept = Some((store, runs + 1));
+        Ok(results)
+    }
+
+    fn in_tx(store: &mut Store, works: Vec<Work<T>>) -> Result<Vec<T>, String> {
         let tx = store.write().map_err(|e| e.to_string())?;
         let mut results = Vec::with_capacity(works.len());
         for w in works {
@@ -288,6 +342,34 @@ mod tests {
         }
         // The committer goes on: the next batch commits.
         assert_eq!(one_batch(&c, 2, None), vec![Ok(0), Ok(1)]);
+    }
+
+    /// Back to back (the next batch already waiting as one commits) the
+    /// store stays open; once the committer has waited, the next batch
+    /// opens it again (so a store replaced on disk is picked up).
+    #[test]
+    fn the_store_is_kept_open_only_while_batches_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state/state.db");
+        let c = committer(&db);
+        let idle = |k: u64| {
+            let deadline = p2fa_core::clock::Deadline::after(Duration::from_secs(30));
+            while c.stats.idle.load(Ordering::SeqCst) < k {
+                assert!(!deadline.passed(), "the committer never went idle");
+                p2fa_core::clock::sleep(Duration::from_millis(2));
+            }
+        };
+        // Nothing queued yet: it waits once before the first batch.
+        idle(1);
+        let n = MAX_BATCH + 44;
+        let r = one_batch(&c, n, None);
+        assert_eq!(r, (0..n).map(Ok).collect::<Vec<_>>());
+        assert_eq!(c.stats.batches.load(Ordering::SeqCst), 2);
+        assert_eq!(c.stats.largest.load(Ordering::SeqCst), MAX_BATCH as u64);
+        assert_eq!(c.stats.opens.load(Ordering::SeqCst), 1);
+        idle(2);
+        assert_eq!(one_batch(&c, 1, None), vec![Ok(0)]);
+        assert_eq!(c.stats.opens.load(Ordering::SeqCst), 2);
     }
 
     /// A store that cannot be opened fails the batch, never answers Ok.

@@ -29,6 +29,7 @@ use p2fa_core::factor::FactorId;
 use p2fa_core::secure_fs::Trust;
 use p2fa_core::store::{KeyWarning, Store, StoreError, TxOps};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use webauthn_rs::prelude::*;
 
@@ -462,7 +463,7 @@ impl Ceremonies {
         kind: &Kind,
         body: &[u8],
     ) -> Result<String, String> {
-        let mut audit = Audit::new(&cfg.log_socket, "2fad", false);
+        let mut audit = Log::new(&cfg.log_socket);
         match kind {
             Kind::Register { name, state } => {
                 serde_json::from_slice::<RegisterPublicKeyCredential>(body)
@@ -474,7 +475,7 @@ impl Ceremonies {
                     })
                     .and_then(|pk| save_new(cfg, self.trust, user, name, &pk).map(|_| name.clone()))
                     .inspect(|name| {
-                        audit.notice(&format!(
+                        audit.get().notice(&format!(
                             "factor added user={} factor=webauthn by uid={} via=2fad key={}",
                             clean(user),
                             by_uid,
@@ -495,7 +496,7 @@ impl Ceremonies {
     fn assertion(
         &self,
         cfg: &Config,
-        audit: &mut Audit,
+        audit: &mut Log,
         user: &str,
         state: &PasskeyAuthentication,
         body: &[u8],
@@ -522,7 +523,7 @@ impl Ceremonies {
             Err(e) => Err(e),
         };
         if let (Some(purpose), Err(e)) = (purpose, &result) {
-            audit.warning(&format!(
+            audit.get().warning(&format!(
                 "webauthn proof refused user={} for={}: {}",
                 clean(user),
                 clean(purpose),
@@ -657,7 +658,7 @@ impl Ceremonies {
     /// here (its key warning was stored in the batch).
     fn record_login(
         &self,
-        audit: &mut Audit,
+        audit: &mut Log,
         user: &str,
         res: &AuthenticationResult,
         proof: bool,
@@ -738,7 +739,7 @@ fn counter_step(
 fn clone_refused(
     cfg: &Config,
     trust: Trust,
-    audit: &mut Audit,
+    audit: &mut Log,
     user: &str,
     id: &[u8],
     presented: u32,
@@ -762,7 +763,7 @@ fn clone_refused(
 fn clone_found(
     cfg: &Config,
     trust: Trust,
-    audit: &mut Audit,
+    audit: &mut Log,
     user: &str,
     key: &str,
     stored: u32,
@@ -782,9 +783,33 @@ fn clone_found(
     Err(refused)
 }
 
+/// 2fad's audit log for one answer, connected to the log socket only
+/// when there is something to log: most answers are approved logins,
+/// which log nothing here (the PAM module logs the login), and a socket
+/// made and closed for each of them was ~4% of a verification's CPU
+/// (`perf`, the webauthn_verify example).
+struct Log<'a> {
+    socket: &'a Path,
+    audit: Option<Audit>,
+}
+
+impl<'a> Log<'a> {
+    fn new(socket: &'a Path) -> Log<'a> {
+        Log {
+            socket,
+            audit: None,
+        }
+    }
+
+    fn get(&mut self) -> &mut Audit {
+        self.audit
+            .get_or_insert_with(|| Audit::new(self.socket, "2fad", false))
+    }
+}
+
 /// Logs a key whose counter did not rise; returns the refusal.
-fn clone_logged(audit: &mut Audit, user: &str, key: &str, stored: u32, presented: u32) -> String {
-    audit.warning(&format!(
+fn clone_logged(audit: &mut Log, user: &str, key: &str, stored: u32, presented: u32) -> String {
+    audit.get().warning(&format!(
         "webauthn clone detected user={} key={} counter presented={presented} stored={stored}: \
          the key's signature counter did not rise, so another copy of it may be in use; \
          assertion refused (see 2fa-enroll status)",
