@@ -45,17 +45,24 @@ impl PgStore {
     }
 
     pub(crate) fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
+        self.items_per_user(
+            "SELECT u, sum(b)::bigint, sum(q)::bigint, sum(o)::bigint FROM (
+               SELECT username AS u, 1 AS b, 0 AS q, 0 AS o FROM p2fa.backup_codes
+                 WHERE used_at IS NULL AND key_gen < $1
+               UNION ALL SELECT username, 0, 1, 0 FROM p2fa.questions WHERE key_gen < $1
+               UNION ALL SELECT username, 0, 0, 1 FROM p2fa.otp_tokens WHERE key_gen < $1) x
+             GROUP BY u ORDER BY u",
+            below,
+        )
+    }
+
+    /// Rows of `(user, backup codes, questions, OTP secrets)` that `sql`
+    /// counts below generation `below` ($1): what `rekey finish` and
+    /// `rekey status` report per user.
+    pub(super) fn items_per_user(&self, sql: &str, below: i64) -> Result<Vec<OldGenItems>> {
         let below = gen4(below)?;
         self.db()?
-            .rows(
-                "SELECT u, sum(b)::bigint, sum(q)::bigint, sum(o)::bigint FROM (
-                   SELECT username AS u, 1 AS b, 0 AS q, 0 AS o FROM p2fa.backup_codes
-                     WHERE used_at IS NULL AND key_gen < $1
-                   UNION ALL SELECT username, 0, 1, 0 FROM p2fa.questions WHERE key_gen < $1
-                   UNION ALL SELECT username, 0, 0, 1 FROM p2fa.otp_tokens WHERE key_gen < $1) x
-                 GROUP BY u ORDER BY u",
-                &[Value::Int4(below)],
-            )?
+            .rows(sql, &[Value::Int4(below)])?
             .iter()
             .map(|r| {
                 Ok(OldGenItems {

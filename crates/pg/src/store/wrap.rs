@@ -8,26 +8,14 @@ use p2fa_core::store::{BackupRow, OldGenItems, Result, StoredQuestion};
 
 impl PgStore {
     pub(crate) fn wrapped_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
-        let below = gen4(below)?;
-        self.db()?
-            .rows(
-                "SELECT u, sum(b)::bigint, sum(q)::bigint FROM (
-                   SELECT username AS u, 1 AS b, 0 AS q FROM p2fa.backup_codes
-                     WHERE used_at IS NULL AND inner_gen < $1
-                   UNION ALL SELECT username, 0, 1 FROM p2fa.questions WHERE inner_gen < $1) x
-                 GROUP BY u ORDER BY u",
-                &[Value::Int4(below)],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(OldGenItems {
-                    user: r.s(0)?,
-                    backup_codes: r.i(1)?,
-                    questions: r.i(2)?,
-                    otp: 0,
-                })
-            })
-            .collect()
+        self.items_per_user(
+            "SELECT u, sum(b)::bigint, sum(q)::bigint, 0::bigint FROM (
+               SELECT username AS u, 1 AS b, 0 AS q FROM p2fa.backup_codes
+                 WHERE used_at IS NULL AND inner_gen < $1
+               UNION ALL SELECT username, 0, 1 FROM p2fa.questions WHERE inner_gen < $1) x
+             GROUP BY u ORDER BY u",
+            below,
+        )
     }
 }
 

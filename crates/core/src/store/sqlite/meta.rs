@@ -114,14 +114,22 @@ impl SqliteStore {
     }
 
     pub fn old_gen_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
-        let mut st = self.conn.prepare(
+        self.items_per_user(
             "SELECT u, sum(b), sum(q), sum(o) FROM ( \
                SELECT user AS u, 1 AS b, 0 AS q, 0 AS o FROM backup_codes \
                  WHERE used_at IS NULL AND key_gen < ?1 \
                UNION ALL SELECT user, 0, 1, 0 FROM questions WHERE key_gen < ?1 \
                UNION ALL SELECT user, 0, 0, 1 FROM otp_tokens WHERE key_gen < ?1) \
              GROUP BY u ORDER BY u",
-        )?;
+            below,
+        )
+    }
+
+    /// Rows of `(user, backup codes, questions, OTP secrets)` that `sql`
+    /// counts below generation `below` (?1): what `rekey finish` and
+    /// `rekey status` report per user.
+    pub(super) fn items_per_user(&self, sql: &str, below: i64) -> Result<Vec<OldGenItems>> {
+        let mut st = self.conn.prepare(sql)?;
         let rows = st.query_map([below], |r| {
             Ok(OldGenItems {
                 user: r.get(0)?,

@@ -19,22 +19,14 @@ pub(super) fn question_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredQues
 
 impl SqliteStore {
     pub fn wrapped_items(&self, below: i64) -> Result<Vec<OldGenItems>> {
-        let mut st = self.conn.prepare(
+        self.items_per_user(
             "SELECT u, sum(b), sum(q), 0 FROM ( \
                SELECT user AS u, 1 AS b, 0 AS q FROM backup_codes \
                  WHERE used_at IS NULL AND inner_gen < ?1 \
                UNION ALL SELECT user, 0, 1 FROM questions WHERE inner_gen < ?1) \
              GROUP BY u ORDER BY u",
-        )?;
-        let rows = st.query_map([below], |r| {
-            Ok(OldGenItems {
-                user: r.get(0)?,
-                backup_codes: r.get(1)?,
-                questions: r.get(2)?,
-                otp: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            below,
+        )
     }
 }
 
