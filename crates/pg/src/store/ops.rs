@@ -226,11 +226,21 @@ impl PgTx<'_> {
     ) -> Result<()> {
         let mut db = self.db_for(user)?;
         let host = db.host;
+        // One statement, one round trip in the login: the user's row, the
+        // history row, and the history trimmed to the newest
+        // RECENT_LOGINS (the DELETE sees the table before the INSERT, so
+        // it keeps RECENT_LOGINS - 1 older rows).
         db.exec(
-            "UPDATE p2fa.users SET failures = 0, locked_until = 0, last_success_at = $2,
-               last_success_service = $3, last_success_rhost = $4, last_success_factor = $5,
-               last_success_host = $6
-             WHERE name = $1",
+            "WITH u AS (
+               UPDATE p2fa.users SET failures = 0, locked_until = 0, last_success_at = $2,
+                 last_success_service = $3, last_success_rhost = $4, last_success_factor = $5,
+                 last_success_host = $6
+               WHERE name = $1),
+             i AS (
+               INSERT INTO p2fa.logins (username, at, service, rhost, factor, host)
+               VALUES ($1, $2, $3, $4, $5, $6))
+             DELETE FROM p2fa.logins WHERE username = $1 AND id NOT IN
+               (SELECT id FROM p2fa.logins WHERE username = $1 ORDER BY id DESC LIMIT $7)",
             &[
                 Value::Text(user),
                 Value::Int8(now),
@@ -238,24 +248,8 @@ impl PgTx<'_> {
                 Value::Text(rhost),
                 Value::Text(factor),
                 Value::Text(host),
+                Value::Int8(RECENT_LOGINS - 1),
             ],
-        )?;
-        db.exec(
-            "INSERT INTO p2fa.logins (username, at, service, rhost, factor, host)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                Value::Text(user),
-                Value::Int8(now),
-                Value::Text(service),
-                Value::Text(rhost),
-                Value::Text(factor),
-                Value::Text(host),
-            ],
-        )?;
-        db.exec(
-            "DELETE FROM p2fa.logins WHERE username = $1 AND id NOT IN
-               (SELECT id FROM p2fa.logins WHERE username = $1 ORDER BY id DESC LIMIT $2)",
-            &[Value::Text(user), Value::Int8(RECENT_LOGINS)],
         )?;
         Ok(())
     }
