@@ -13,7 +13,6 @@ use common::daemon::{Browser, Daemon, WebOptions};
 use common::{Env, output_text, system_user, totp};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::time::Duration;
 
 const REMEMBER: &str = "\n[remember]\nenabled = true\n";
@@ -92,19 +91,10 @@ fn exists(b: &mut Browser, selector: &str) -> bool {
     ) == true
 }
 
-fn screenshots() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("screenshots");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// A screenshot at `width` x `height` into target/screenshots/NAME.png;
 /// checks it is a PNG and that nothing is wider than the viewport.
 fn shot(b: &mut Browser, name: &str, width: u32, height: u32) {
-    let path = screenshots().join(format!("{name}.png"));
+    let path = common::screenshot_dir().join(format!("{name}.png"));
     let r = b.cmd(&format!("screenshot {width} {height} {}", path.display()));
     let png = std::fs::read(&path).unwrap();
     assert!(

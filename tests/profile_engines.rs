@@ -14,7 +14,6 @@ mod common;
 use common::daemon::Daemon;
 use common::{Env, output_text, system_user, totp};
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// One engine run by tests/engine_browser.py.
@@ -109,7 +108,7 @@ impl Engine {
     /// Firefox, the viewport in WebKit); checks it is a PNG, that the
     /// viewport is that wide and that nothing on the page is wider.
     fn shot(&mut self, name: &str, width: u32, height: u32) {
-        let path = screenshots().join(format!("profile-{}-{name}.png", self.name));
+        let path = common::screenshot_dir().join(format!("profile-{}-{name}.png", self.name));
         let _ = std::fs::remove_file(&path);
         writeln!(self.stdin, "screenshot {width} {height} {}", path.display()).unwrap();
         let mut r = String::new();
@@ -154,15 +153,6 @@ impl Drop for Engine {
         let _ = writeln!(self.stdin, "quit");
         let _ = self.child.wait();
     }
-}
-
-fn screenshots() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("screenshots");
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// A user with no factor opens their link in `engine`, sets up an

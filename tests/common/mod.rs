@@ -671,3 +671,14 @@ pub fn wrong_totp(secret: &str, t: i64) -> String {
         .find(|c| !near.contains(c))
         .unwrap()
 }
+
+/// target/screenshots/, where the browser tests leave their screenshots
+/// for reviewers (made if missing).
+pub fn screenshot_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("screenshots");
+    fs::create_dir_all(&d).unwrap();
+    d
+}
