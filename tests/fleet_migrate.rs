@@ -399,3 +399,98 @@ fn the_same_secret_keeps_the_later_step_and_the_higher_failure_count() {
     let r = totp_login(&f, &erin, SECRET_A, t2);
     assert!(r.ok, "{}\n{}", r.output, r.log);
 }
+
+/// Security keys (WebAuthn) work only with the RP id they were registered
+/// for, which the store does not record: the admin says it with
+/// --from-rp-id. Without it a dry run counts a conflict and --apply
+/// refuses, changing nothing; a key of another RP id than the fleet's is
+/// left out and reported; one of the fleet's RP id moves.
+#[test]
+fn security_keys_move_only_when_registered_for_the_fleets_rp_id() {
+    let gus = system_user("p2fa-mv-gus", "mv-gus-pw-1");
+    let a = Env::new();
+    a.enroll_ok(
+        &["totp", "--user", &gus, "--secret", SECRET_A, "--no-verify"],
+        "",
+    );
+    {
+        let mut src = p2fa_core::store::Store::open_existing(
+            &a.db,
+            1000,
+            p2fa_core::secure_fs::Trust::test_runner(),
+        )
+        .unwrap();
+        let tx = src.write().unwrap();
+        let cred = r#"{"cred":{"cred_id":"Z3VzLWtleS0x","counter":7}}"#;
+        assert!(tx.add_webauthn(&gus, "yubi", cred, now()).unwrap());
+        tx.commit().unwrap();
+    }
+    let pg = PgServer::start();
+    let db = pg.create_db();
+    pg.create_role(ROLE, ROLE_PASSWORD);
+    pg.psql("postgres", &format!("ALTER DATABASE {db} OWNER TO {ROLE}"));
+    let f = fleet_env(&pg, &db, &a.key);
+    let conf = fs::read_to_string(&f.conf).unwrap();
+    fs::write(
+        &f.conf,
+        format!("{conf}[webauthn]\nrp_id = \"2fa.example.com\"\npublic_url = \"https://2fa.example.com\"\n"),
+    )
+    .unwrap();
+    f.enroll_ok(&["init"], "");
+    let keys = || {
+        pg.psql(&db, "SELECT count(*) FROM p2fa.webauthn_credentials")
+            .trim()
+            .to_string()
+    };
+
+    // Not said: the dry run counts it as a conflict (exit 3) ...
+    let (out, text) = migrate(&f, &a, &[]);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        line_of(&text, &gus).contains("1 security keys registered for an RP id not given"),
+        "{text}"
+    );
+    // ... and --apply refuses before writing anything.
+    let before = dump(&pg, &db);
+    let (out, text) = migrate(&f, &a, &["--apply"]);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("--from-rp-id") && text.contains(&gus),
+        "{text}"
+    );
+    assert_eq!(
+        dump(&pg, &db),
+        before,
+        "a refused --apply changed the fleet"
+    );
+    // A malformed RP id is refused too.
+    let (out, text) = migrate(&f, &a, &["--apply", "--from-rp-id", "a b"]);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("expected a domain name"), "{text}");
+    assert_eq!(dump(&pg, &db), before);
+
+    // Registered for this host's own name: left out, said, TOTP moves.
+    let (out, text) = migrate(&f, &a, &["--apply", "--from-rp-id", "host-a.example.com"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let line = line_of(&text, &gus);
+    assert!(
+        line.contains("new in fleet: totp")
+            && line.contains("\"yubi\" were registered for RP id \"host-a.example.com\"")
+            && line.contains("left out"),
+        "{line}"
+    );
+    assert_eq!(keys(), "0", "a key of another RP id was moved");
+
+    // Registered for the fleet's name: it moves, counter and all.
+    let (out, text) = migrate(&f, &a, &["--apply", "--from-rp-id", "2fa.example.com"]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        line_of(&text, &gus).contains("new in fleet: security key \"yubi\""),
+        "{text}"
+    );
+    assert_eq!(keys(), "1");
+    assert!(
+        pg.psql(&db, "SELECT credential FROM p2fa.webauthn_credentials")
+            .contains("Z3VzLWtleS0x")
+    );
+}

@@ -21,6 +21,15 @@ pub struct Keys {
     pub same: bool,
 }
 
+/// The WebAuthn RP ids on both sides: a credential works only with the
+/// RP id it was registered for, and the store does not record it.
+pub struct RpIds {
+    /// What this host served (`--from-rp-id`); `None`: not said.
+    pub from: Option<String>,
+    /// The fleet's `webauthn.rp_id` (the config in effect).
+    pub fleet: String,
+}
+
 /// Everything this host's store holds about one user.
 pub struct Local {
     user: String,
@@ -122,6 +131,7 @@ fn kept(choice: Side) -> &'static str {
 pub fn user(
     fleet: &mut Store,
     keys: &Keys,
+    rp: &RpIds,
     l: &Local,
     choice: Side,
     apply: bool,
@@ -141,6 +151,7 @@ pub fn user(
     backup(&tx, keys, l, &f, choice, &mut r, &mut w)?;
     questions(keys, l, &f_questions, choice, &mut r, &mut w);
     contacts(l, &f, choice, &mut r, &mut w);
+    webauthn(&tx, rp, l, &mut r, &mut w)?;
     keys_and_flags(&tx, l, &f, &f_status, &mut r, &mut w)?;
     counters(l, &f, &f_status, &mut r, &mut w);
     if apply && !w.is_empty() {
@@ -389,23 +400,44 @@ fn webauthn_id(c: &StoredCredential) -> Option<String> {
     v["cred"]["cred_id"].as_str().map(str::to_string)
 }
 
-fn keys_and_flags(
+/// Security keys (WebAuthn): moved when registered for the fleet's RP
+/// id; left out and reported when registered for another (they cannot
+/// work with the fleet's 2fad); a conflict when the RP id was not said
+/// (a dry run; --apply refuses before it starts).
+fn webauthn(
     tx: &Tx<'_>,
+    rp: &RpIds,
     l: &Local,
-    f: &UserState,
-    f_status: &UserStatus,
     r: &mut Report,
     w: &mut Vec<Write>,
 ) -> Result<(), String> {
     let u = &l.user;
     let e = |e: StoreError| e.to_string();
-    if l.state.duo && !f.duo {
-        w.push(Write::Duo);
-        r.added.push("duo".into());
+    if l.webauthn.is_empty() {
+        return Ok(());
     }
-    if let (Some(d), None) = (&l.state.default_factor, &f.default_factor) {
-        w.push(Write::DefaultFactor(d.clone()));
-        r.added.push(format!("default {d}"));
+    match &rp.from {
+        None => {
+            r.conflict(format!(
+                "{} security keys registered for an RP id not given: run again with \
+                 --from-rp-id (this host's webauthn.rp_id before the move; the fleet's is {:?})",
+                l.webauthn.len(),
+                rp.fleet
+            ));
+            return Ok(());
+        }
+        Some(from) if *from != rp.fleet => {
+            let names: Vec<String> = l.webauthn.iter().map(|c| format!("{:?}", c.name)).collect();
+            r.dropped.push(format!(
+                "security keys {} were registered for RP id {from:?} and cannot work with the \
+                 fleet's {:?}: left out; {u} registers them again (`2fa-enroll webauthn add` \
+                 or the profile page)",
+                names.join(", "),
+                rp.fleet
+            ));
+            return Ok(());
+        }
+        Some(_) => {}
     }
     let names = tx.key_names(u).map_err(e)?;
     let f_webauthn = tx.webauthn_credentials(u).map_err(e)?;
@@ -428,6 +460,28 @@ fn keys_and_flags(
             }
         }
     }
+    Ok(())
+}
+
+fn keys_and_flags(
+    tx: &Tx<'_>,
+    l: &Local,
+    f: &UserState,
+    f_status: &UserStatus,
+    r: &mut Report,
+    w: &mut Vec<Write>,
+) -> Result<(), String> {
+    let u = &l.user;
+    let e = |e: StoreError| e.to_string();
+    if l.state.duo && !f.duo {
+        w.push(Write::Duo);
+        r.added.push("duo".into());
+    }
+    if let (Some(d), None) = (&l.state.default_factor, &f.default_factor) {
+        w.push(Write::DefaultFactor(d.clone()));
+        r.added.push(format!("default {d}"));
+    }
+    let names = tx.key_names(u).map_err(e)?;
     for k in &l.local_keys {
         if tx.local_key(u, &k.credential_id).map_err(e)?.is_some() {
             continue;

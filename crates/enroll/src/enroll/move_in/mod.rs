@@ -44,6 +44,13 @@ pub struct MigrateArgs {
     /// Whose value a conflict keeps unless --choose says otherwise.
     #[arg(long, value_enum, value_name = "SIDE", requires = "to")]
     pub prefer: Option<Side>,
+    /// The WebAuthn RP id this host's 2fad served when its security keys
+    /// were registered (its `webauthn.rp_id` before the move). Needed
+    /// with --apply when this host has security keys: a key registered
+    /// for another RP id than the fleet's cannot work in the fleet, so it
+    /// is left out and reported.
+    #[arg(long, value_name = "RP_ID", requires = "to")]
+    pub from_rp_id: Option<String>,
     /// Per-user choices: alice=local,bob=fleet.
     #[arg(
         long,
@@ -113,6 +120,13 @@ pub fn run(ctx: &mut Ctx, a: MigrateArgs) -> CliResult {
         host: host_key,
         fleet: fleet_key,
     };
+    let rp = merge::RpIds {
+        from: a.from_rp_id.map(checked_rp_id).transpose()?,
+        fleet: ctx.cfg.webauthn.rp_id.clone(),
+    };
+    if a.apply && rp.from.is_none() {
+        refuse_unknown_rp_id(&src, &rp.fleet)?;
+    }
     let now = p2fa_core::clock::unix_now();
     if !a.apply {
         println!("Dry run: nothing is changed (run again with --apply to write).");
@@ -142,7 +156,7 @@ pub fn run(ctx: &mut Ctx, a: MigrateArgs) -> CliResult {
                 continue;
             }
         };
-        match merge::user(&mut fleet, &keys, &local, choice, a.apply, now) {
+        match merge::user(&mut fleet, &keys, &rp, &local, choice, a.apply, now) {
             Ok(report) => {
                 conflicts += report.conflicts;
                 let line = report.line(&user);
@@ -188,4 +202,42 @@ pub fn run(ctx: &mut Ctx, a: MigrateArgs) -> CliResult {
         std::process::exit(EXIT_CONFLICTS);
     }
     Ok(())
+}
+
+/// An RP id is a domain name: at most 253 characters, no spaces or
+/// control characters.
+fn checked_rp_id(id: String) -> Result<String, CliError> {
+    if id.is_empty() || id.len() > 253 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(CliError(format!(
+            "--from-rp-id {id:?}: expected a domain name, as in webauthn.rp_id"
+        )));
+    }
+    Ok(id)
+}
+
+/// `--apply` without `--from-rp-id` while this host has security keys:
+/// whether they can work in the fleet depends on the RP id they were
+/// registered for, which the store does not record, so the admin says.
+fn refuse_unknown_rp_id(src: &Store, fleet_rp_id: &str) -> CliResult {
+    let mut users = Vec::new();
+    for user in src.users()? {
+        if !src.webauthn_credentials(&user)?.is_empty() {
+            users.push(user);
+        }
+    }
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(CliError(format!(
+        "this host's store has security keys (WebAuthn) for {} ({}): say which RP id \
+         they were registered for with --from-rp-id (this host's webauthn.rp_id before \
+         the move; the fleet's is {fleet_rp_id:?}). Keys registered for another RP id \
+         cannot work in the fleet and are left out. Nothing was changed.",
+        if users.len() == 1 {
+            "1 user".to_string()
+        } else {
+            format!("{} users", users.len())
+        },
+        users.join(", ")
+    )))
 }
