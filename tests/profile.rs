@@ -50,6 +50,13 @@ fn text(b: &mut Browser, id: &str) -> String {
         .to_string()
 }
 
+/// Opens a profile link as a user does: its page, then its button.
+/// The URL the browser is at after that.
+fn open_link(b: &mut Browser, url: &str) -> String {
+    ask(b, &format!("goto {url}"));
+    click(b, "#open button")
+}
+
 /// Runs JS that submits a form (or clicks), waits for the next page.
 fn act(b: &mut Browser, js: &str) -> String {
     let p = ask(b, &format!("act {js}"));
@@ -181,8 +188,8 @@ fn a_new_user_sets_up_and_manages_factors_in_the_browser() {
     let mut b = Browser::start();
 
     let url = link(&d, &user, None);
-    let page = ask(&mut b, &format!("goto {url}"));
-    assert!(at(&page).ends_with("/profile"), "{page}");
+    let page = open_link(&mut b, &url);
+    assert!(page.ends_with("/profile"), "{page}");
     assert!(text(&mut b, "who").contains(&user));
     let methods = text(&mut b, "methods");
     assert!(
@@ -308,7 +315,7 @@ fn changes_need_a_proof_and_a_backup_code_resets_a_lost_phone() {
     let d = Daemon::start(&env, "", "");
     let mut b = Browser::start();
     let url = link(&d, &user, None);
-    ask(&mut b, &format!("goto {url}"));
+    open_link(&mut b, &url);
     assert!(exists(&mut b, "#prove"));
     assert!(
         !exists(&mut b, "#method-totp form"),
@@ -379,15 +386,37 @@ fn a_second_browser_with_the_same_link_is_refused() {
     let d = Daemon::start(&env, "", "");
     let (mut b, mut attacker) = (Browser::start(), Browser::start());
     let url = link(&d, &user, None);
-    assert!(at(&ask(&mut b, &format!("goto {url}"))).ends_with("/profile"));
+    let path = format!("/p/{}", url.rsplit('/').next().unwrap());
+    // A link preview (a plain GET, as chat programs and prefetching
+    // browsers send) uses nothing up ...
+    let (status, body) = d.http_get(&path);
+    assert!(
+        status.contains(" 200") && body.contains("Continue"),
+        "{status}: {body}"
+    );
+    assert!(open_link(&mut b, &url).ends_with("/profile"));
     assert!(exists(&mut b, "#methods"));
+    // ... and one after the opening ends nothing.
+    let (status, body) = d.http_get(&path);
+    assert!(
+        status.contains(" 410") && body.contains("opened already"),
+        "{status}: {body}"
+    );
+    let profile = format!("goto http://localhost:{}/profile", d.port());
+    ask(&mut b, &profile);
+    assert!(
+        exists(&mut b, "#methods"),
+        "a GET of the used link closed the page"
+    );
+    // The other browser is told the link was used; its button (a second
+    // opening) closes the user's page.
     ask(&mut attacker, &format!("goto {url}"));
     assert!(!exists(&mut attacker, "#methods"));
+    assert!(text(&mut attacker, "notice").contains("opened already"));
+    click(&mut attacker, "#open button");
+    assert!(!exists(&mut attacker, "#methods"));
     assert!(text(&mut attacker, "notice").contains("works once"));
-    ask(
-        &mut b,
-        &format!("goto http://localhost:{}/profile", d.port()),
-    );
+    ask(&mut b, &profile);
     assert!(!exists(&mut b, "#methods"), "the user's page stays open");
     assert!(text(&mut b, "notice").contains("opened a second time"));
 }
@@ -405,7 +434,7 @@ fn a_forged_cross_site_post_changes_nothing() {
     let d = Daemon::start(&env, "", "");
     let mut b = Browser::start();
     let url = link(&d, &user, None);
-    ask(&mut b, &format!("goto {url}"));
+    open_link(&mut b, &url);
     set(&mut b, "proof-code", &codes[0]);
     click(&mut b, "#prove-code");
     assert!(!exists(&mut b, "#prove"), "the session is unlocked");
@@ -501,7 +530,7 @@ fn expired_links_and_pages_say_what_to_do() {
     let mut b = Browser::start();
     let stale = link(&d, &user, None);
     let open = link(&d, &user, None);
-    assert!(at(&ask(&mut b, &format!("goto {open}"))).ends_with("/profile"));
+    assert!(open_link(&mut b, &open).ends_with("/profile"));
     std::thread::sleep(Duration::from_millis(2_500)); // ~75 s for 2fad
     ask(
         &mut b,
@@ -539,7 +568,7 @@ fn root_opens_the_page_for_a_user() {
 
     let mut b = Browser::start();
     let url = link(&d, "root", Some(&user));
-    ask(&mut b, &format!("goto {url}"));
+    open_link(&mut b, &url);
     assert!(text(&mut b, "acting").contains("as root"));
     assert!(!exists(&mut b, "#prove"));
     shot(&mut b, "profile-root-desktop", 1280, 900);
@@ -567,7 +596,7 @@ fn a_security_key_proves_it_is_you() {
     let mut b = Browser::start();
     common::daemon::register_key(&env, &mut b, &user, "desk key");
     let url = link(&d, &user, None);
-    ask(&mut b, &format!("goto {url}"));
+    open_link(&mut b, &url);
     assert!(exists(&mut b, "#prove-key"));
     assert!(!exists(&mut b, "#method-backup form"));
     let after = act(&mut b, "document.getElementById('prove-key').click()");
@@ -625,7 +654,7 @@ fn phone_email_duo_and_questions_are_set_up_on_the_page() {
     let d = Daemon::start(&env, "", &extra);
     let mut b = Browser::start();
     let url = link(&d, &user, None);
-    ask(&mut b, &format!("goto {url}"));
+    open_link(&mut b, &url);
 
     // A phone number: the code arrives at the gateway and is typed back.
     set(&mut b, "address-sms", "+1 555 123 4567");
@@ -718,7 +747,7 @@ fn phone_email_duo_and_questions_are_set_up_on_the_page() {
 
     // Duo does not know the newcomer yet: the enrollment link is shown.
     let url = link(&d, &newcomer, None);
-    ask(&mut b, &format!("goto {url}"));
+    open_link(&mut b, &url);
     let portal = ask(&mut b, "eval document.getElementById('duo-portal').href");
     assert!(
         portal
@@ -740,7 +769,7 @@ fn the_page_works_with_the_keyboard_alone() {
     let d = Daemon::start(&env, "", "");
     let mut b = Browser::start();
     let url = link(&d, &user, None);
-    ask(&mut b, &format!("goto {url}"));
+    open_link(&mut b, &url);
     let focused = "eval document.activeElement ? (document.activeElement.id || document.activeElement.className || document.activeElement.textContent.trim()) : ''";
     assert_eq!(b.cmd("key Tab"), "ok");
     assert_eq!(ask(&mut b, focused), "skip", "the first Tab");
@@ -817,7 +846,7 @@ fn a_phone_number_proves_it_is_you_with_a_sent_code() {
 
     let mut b = Browser::start();
     let url = link(&d, &user, None);
-    ask(&mut b, &format!("goto {url}"));
+    open_link(&mut b, &url);
     assert!(exists(&mut b, "#prove"));
     assert!(text(&mut b, "prove").contains("Send a code to +1"));
     click(&mut b, "#prove form.inline button");

@@ -37,7 +37,7 @@ use crate::webauthn::Ceremonies;
 use p2fa_core::audit::{Audit, clean};
 use p2fa_core::config::Config;
 use p2fa_proto::protocol::{Op, Request, Response, VERSION};
-use session::{NoSession, Opened, Owner, Profiles};
+use session::{NoSession, Opened, Owner, Peek, Profiles};
 use std::net::IpAddr;
 use std::sync::Arc;
 use text::{Text, text};
@@ -144,7 +144,7 @@ pub fn handle(site: &Site, r: &Req) -> Answer {
     match (r.method, r.path) {
         ("GET", "/static/profile.css") => Answer::asset("text/css; charset=utf-8", CSS),
         ("GET", "/static/profile.js") => Answer::asset("text/javascript; charset=utf-8", SCRIPT),
-        ("GET", p) if p.starts_with("/p/") => open(site, t, &p[3..], r.peer),
+        ("GET", p) if p.starts_with("/p/") => landing(site, t, &p[3..]),
         ("GET", "/profile") => show::show(site, t, r),
         ("GET", "/profile/backup-codes.txt") => show::download(site, r),
         ("POST", path) => {
@@ -152,6 +152,7 @@ pub fn handle(site: &Site, r: &Req) -> Answer {
                 return Answer::html(403, page::notice(t, t.forbidden, t.forbidden));
             }
             match path {
+                p if p.starts_with("/p/") => open(site, t, &p[3..], r.peer),
                 "/profile/do" => actions::act(site, t, r),
                 "/profile/logout" => logout(site, t, r),
                 "/profile/key/begin" => keys::begin(site, r),
@@ -195,6 +196,27 @@ fn cookie(site: &Site, value: &str, max_age: i64) -> String {
     format!("{COOKIE}={value}; Path=/profile; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
+/// GET of a link: its landing page, or why it no longer works. Changes
+/// nothing (see [`session::Profiles::peek`]).
+fn landing(site: &Site, t: &Text, token: &str) -> Answer {
+    match site.profiles.peek(token) {
+        Peek::Fresh => Answer::html(
+            200,
+            page::landing(t, token, t.landing_title, t.landing_text, t.landing_button),
+        ),
+        // Someone may have opened it before the user: the button ends
+        // that page (a second opening), as opening the link did before
+        // fetching and opening were two steps.
+        Peek::Used => Answer::html(
+            410,
+            page::landing(t, token, t.reused_title, t.used_text, t.used_button),
+        ),
+        Peek::Expired => Answer::html(410, page::notice(t, t.expired_title, t.expired_text)),
+    }
+}
+
+/// POST of a link's landing page: the link is used, a session begins;
+/// a second opening ends the first one's session too.
 fn open(site: &Site, t: &Text, token: &str, peer: IpAddr) -> Answer {
     let ttl = site.cfg.webauthn.profile_seconds as i64;
     match site.profiles.open(token, peer, ttl) {

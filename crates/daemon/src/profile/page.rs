@@ -86,6 +86,29 @@ pub fn notice(t: &Text, title: &str, text: &str) -> String {
     .into_string()
 }
 
+/// What a link shows when fetched: `text` and one button that posts
+/// back to the link (which opens it, or for a used link ends the page it
+/// opened). Fetching uses nothing up, so link previews and prefetching
+/// browsers do no harm.
+pub fn landing(t: &Text, token: &str, title: &str, text: &str, button: &str) -> String {
+    html! {
+        (DOCTYPE)
+        html lang=(t.lang) {
+            (head(t, title))
+            body {
+                main id="main" {
+                    h1 { (title) }
+                    p id="notice" { (text) }
+                    form id="open" method="post" action={ "/p/" (token) } {
+                        button type="submit" { (button) }
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
 /// A change form: one button, the CSRF token, an action and its fields.
 fn action(csrf: &str, act: &str, fields: &[(&str, &str)], label: &str, class: &str) -> Markup {
     html! {

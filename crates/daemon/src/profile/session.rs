@@ -121,6 +121,17 @@ pub enum Opened {
     Reused,
 }
 
+/// What a link is, seen without opening it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Peek {
+    /// Not opened yet and not expired.
+    Fresh,
+    /// Opened once already.
+    Used,
+    /// Unknown or expired.
+    Expired,
+}
+
 #[derive(Default)]
 pub struct Profiles {
     inner: Mutex<Inner>,
@@ -196,6 +207,21 @@ impl Profiles {
             },
         );
         Ok(token)
+    }
+
+    /// What the link `token` is, changing nothing: a GET of the link
+    /// (a browser's prefetch, a chat program's link preview) must neither
+    /// use it up nor end the session it opened; only the POST of its
+    /// landing page opens it ([`Profiles::open`]).
+    pub fn peek(&self, token: &str) -> Peek {
+        let now = unix_now();
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.sweep(now);
+        match g.links.get(&hash(token)) {
+            Some(l) if l.opened.is_some() => Peek::Used,
+            Some(l) if l.expires > now => Peek::Fresh,
+            _ => Peek::Expired,
+        }
     }
 
     /// Opens the link `token` from `peer`: a session of `ttl` seconds.
@@ -313,6 +339,23 @@ mod tests {
         assert_eq!(p.with(Some(&sid), HERE, |_| ()), Err(NoSession::Ended));
         // And the link is gone for good.
         assert!(matches!(p.open(&tok, HERE, 600), Opened::Expired));
+    }
+
+    #[test]
+    fn peeking_uses_nothing_up_and_ends_nothing() {
+        let p = Profiles::default();
+        let tok = p.link(alice(), 60, 3).unwrap();
+        assert_eq!(p.peek(&tok), Peek::Fresh);
+        assert_eq!(p.peek(&tok), Peek::Fresh);
+        let Opened::Session(sid, _) = p.open(&tok, HERE, 600) else {
+            panic!("a peeked link did not open")
+        };
+        assert_eq!(p.peek(&tok), Peek::Used);
+        assert!(
+            p.with(Some(&sid), HERE, |_| ()).is_ok(),
+            "peeking at a used link ended its session"
+        );
+        assert_eq!(p.peek("nope"), Peek::Expired);
     }
 
     #[test]
