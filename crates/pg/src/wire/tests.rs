@@ -503,3 +503,76 @@ fn connections_and_rows_can_move_between_threads() {
     sync::<Row>();
     send::<PgError>();
 }
+
+/// A connection whose one query ends with ReadyForQuery `status`, handed
+/// to a pool: only 'I' is kept; the fake server then sees Terminate when
+/// the pool closes it.
+fn pooled_after(status: &'static [u8], error: bool) -> usize {
+    let (port, h) = fake(move |mut s| {
+        trusting_startup(&mut s);
+        read_batch(&mut s);
+        if error {
+            send(&mut s, b'E', b"SERROR\0C23505\0Mduplicate key\0\0");
+        } else {
+            for (t, b) in [
+                (b'1', vec![]),
+                (b'2', vec![]),
+                (b'n', vec![]),
+                (b'C', b"BEGIN\0".to_vec()),
+            ] {
+                send(&mut s, t, &b);
+            }
+        }
+        send(&mut s, b'Z', status);
+        assert_eq!(read_msg(&mut s).map(|m| m.0), Some(b'X'), "Terminate");
+    });
+    let cfg = config(&[port]);
+    let mut c = Conn::connect(&cfg).unwrap();
+    let _ = c.query("BEGIN", &[]);
+    let pool = std::sync::Arc::new(crate::pool::Pool::new());
+    pool.give_back(crate::pool::Key::of(&cfg), c, 4);
+    let kept = pool.idle();
+    pool.flush();
+    h.join().unwrap();
+    kept
+}
+
+#[test]
+fn only_an_idle_connection_goes_back_to_the_pool() {
+    assert_eq!(pooled_after(b"I", false), 1, "idle: kept");
+    assert_eq!(
+        pooled_after(b"I", true),
+        1,
+        "an error outside a transaction: kept"
+    );
+    assert_eq!(pooled_after(b"T", false), 0, "a transaction open: closed");
+    assert_eq!(pooled_after(b"E", true), 0, "a failed transaction: closed");
+}
+
+#[test]
+fn a_lost_connection_does_not_go_back_to_the_pool() {
+    let (e, c) = lost_after(
+        |s| {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        },
+        Duration::from_secs(5),
+    );
+    assert!(matches!(e, PgError::Lost(_)), "{e:?}");
+    assert!(!c.is_reusable());
+    let pool = std::sync::Arc::new(crate::pool::Pool::new());
+    pool.give_back(crate::pool::Key::of(&config(&[1])), c, 4);
+    assert_eq!(pool.idle(), 0);
+}
+
+#[test]
+fn a_timed_out_connection_does_not_go_back_to_the_pool() {
+    let (e, c) = lost_after(
+        |_| std::thread::sleep(Duration::from_millis(600)),
+        Duration::from_millis(200),
+    );
+    assert!(matches!(e, PgError::Lost(_)), "{e:?}");
+    assert!(!c.is_reusable());
+    let pool = std::sync::Arc::new(crate::pool::Pool::new());
+    pool.give_back(crate::pool::Key::of(&config(&[1])), c, 4);
+    assert_eq!(pool.idle(), 0);
+}
