@@ -74,14 +74,19 @@ impl Host {
     }
 
     /// Root asks 2fad for `user`'s status (as `2fa-enroll status` does).
-    fn status(&self, user: &str) {
+    fn ask_status(&self, user: &str) -> Response {
         let req = Request {
             version: VERSION,
             user: Some(user.into()),
             proof: None,
             op: Op::Status,
         };
-        let r = p2fa_proto::client::call(&self.d.socket, &req).unwrap();
+        p2fa_proto::client::call(&self.d.socket, &req).unwrap()
+    }
+
+    /// [`Host::ask_status`], which must answer.
+    fn status(&self, user: &str) {
+        let r = self.ask_status(user);
         assert!(
             matches!(r, Response::Status { .. }),
             "{r:?}\n2fad: {}\nserver: {}",
@@ -196,4 +201,56 @@ fn a_killed_pooled_connection_is_replaced_and_nothing_is_applied_twice() {
     assert_eq!(h.connections() - before, 1, "one fresh connection");
     // And it is pooled again.
     assert_eq!(h.connections_for(&user, 3), 0);
+}
+
+fn unavailable(r: &Response) -> bool {
+    matches!(
+        r,
+        Response::Error {
+            code: p2fa_proto::protocol::ErrorCode::Unavailable,
+            ..
+        }
+    )
+}
+
+/// The pool does not outlive the connection settings: a password file
+/// changed under a running 2fad is used by the next request (a wrong
+/// one fails it), not bypassed by a connection made with the old one.
+#[test]
+fn changed_settings_are_not_served_by_old_connections() {
+    let h = host("");
+    h.status("root");
+    assert_eq!(h.connections_for("root", 3), 0, "the pool is warm");
+    let pw = h.env.root().join("pg.password");
+    fs::write(&pw, "not-the-password\n").unwrap();
+    let r = h.ask_status("root");
+    assert!(unavailable(&r), "{r:?}");
+    assert!(
+        h.pg.log().contains("password authentication failed"),
+        "the new password was tried"
+    );
+    fs::write(&pw, format!("{ROLE_PASSWORD}\n")).unwrap();
+    assert_eq!(h.connections_for("root", 3), 1);
+}
+
+/// The schema is checked on every checkout, not once per connection: a
+/// fleet schema made newer under a running 2fad (another host's
+/// `2fa-enroll migrate` to a release this one cannot read) is refused by
+/// the next request, pooled connection or not.
+#[test]
+fn a_newer_schema_is_seen_by_the_next_request() {
+    let h = host("");
+    h.status("root");
+    assert_eq!(h.connections_for("root", 3), 0, "the pool is warm");
+    let (v, m) = (
+        h.sql("SELECT version FROM p2fa.schema_version"),
+        h.sql("SELECT min_reader FROM p2fa.schema_version"),
+    );
+    h.sql("UPDATE p2fa.schema_version SET version = 999, min_reader = 999");
+    let r = h.ask_status("root");
+    assert!(unavailable(&r), "{r:?}");
+    h.sql(&format!(
+        "UPDATE p2fa.schema_version SET version = {v}, min_reader = {m}"
+    ));
+    h.status("root");
 }
