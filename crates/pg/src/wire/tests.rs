@@ -621,11 +621,13 @@ fn answer_schema_check(s: &mut TcpStream) {
 /// A fleet config for a fake server on `port` (plain TCP to loopback,
 /// no password).
 fn fleet_config(port: u16, pool: u32) -> p2fa_core::config::Config {
-    let mut cfg = p2fa_core::config::Config::default();
-    cfg.store = p2fa_core::config::StoreKind::Postgres;
+    let mut cfg = p2fa_core::config::Config {
+        store: p2fa_core::config::StoreKind::Postgres,
+        host_id: "host-a".into(),
+        ..Default::default()
+    };
     cfg.postgres.url = format!("postgresql://user@127.0.0.1:{port}/db");
     cfg.postgres.tls = p2fa_core::config::PgTlsMode::Off;
-    cfg.host_id = "host-a".into();
     cfg.daemon.store_pool = pool;
     cfg
 }
