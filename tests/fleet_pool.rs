@@ -95,6 +95,21 @@ impl Host {
         );
     }
 
+    /// Waits until the server has `n` sessions of the login role (a
+    /// closed or killed session's backend ends a moment later).
+    fn wait_sessions(&self, n: usize) {
+        let q = format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{ROLE}'");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.sql(&q);
+            if got == n.to_string() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{got} sessions, not {n}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `n` status requests; the server connections they made.
     fn connections_for(&self, user: &str, n: usize) -> usize {
         let before = self.connections();
@@ -117,12 +132,7 @@ fn sequential_requests_share_a_pooled_connection() {
     // With the pool warm, none at all.
     assert_eq!(h.connections_for("root", N), 0);
     // The idle one is what the server sees of 2fad between requests.
-    assert_eq!(
-        h.sql(&format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{ROLE}'"
-        )),
-        "1"
-    );
+    h.wait_sessions(1);
 }
 
 #[test]
@@ -131,12 +141,8 @@ fn store_pool_0_connects_per_request() {
     let made = h.connections_for("root", N);
     eprintln!("store_pool = 0: {N} requests, {made} server connections");
     assert!(made >= N, "{N} requests made only {made} connections");
-    assert_eq!(
-        h.sql(&format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{ROLE}'"
-        )),
-        "0"
-    );
+    // None is kept.
+    h.wait_sessions(0);
 }
 
 /// A wrong TOTP code as `user`'s proof for new backup codes (counted as
@@ -186,6 +192,7 @@ fn a_killed_pooled_connection_is_replaced_and_nothing_is_applied_twice() {
         &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{ROLE}'"),
     );
     assert_eq!(killed.trim(), "t", "one idle connection: {killed}");
+    h.wait_sessions(0);
     let before = h.connections();
     let r = wrong_proof(&h, &user);
     assert_eq!(r["code"], "wrong_code", "{r}\n{}", h.d.log());
