@@ -152,13 +152,21 @@ impl Daemon {
     /// the users read a copy with a `[daemon]` section added. The socket's
     /// directory does not exist before: 2fad makes it.
     pub fn socket_only(env: &Env) -> Daemon {
+        Daemon::socket_only_with(env, "")
+    }
+
+    /// [`Daemon::socket_only`] with more `[daemon]` lines (`store_pool`).
+    pub fn socket_only_with(env: &Env, daemon: &str) -> Daemon {
         let public = public_dir(env);
         let socket = public.join("run/socket");
         let conf = public.join("2fa.conf");
         let text = std::fs::read_to_string(&env.conf).unwrap();
         std::fs::write(
             &conf,
-            format!("{text}\n[daemon]\nsocket = \"{}\"\n", socket.display()),
+            format!(
+                "{text}\n[daemon]\nsocket = \"{}\"\n{daemon}\n",
+                socket.display()
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();

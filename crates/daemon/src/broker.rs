@@ -148,7 +148,7 @@ impl Broker {
 
     /// The store and the host key, checked against each other.
     fn open(&self, cfg: &Config, audit: &mut Audit) -> Result<(Store, KeyRing), Response> {
-        let mut store = match p2fa_pg::open(cfg, self.trust, p2fa_pg::Mode::Login) {
+        let mut store = match crate::pool::open(cfg, self.trust) {
             Ok(s) => s,
             Err(e) => {
                 audit.err(&format!(

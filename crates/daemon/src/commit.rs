@@ -50,8 +50,9 @@
 //! such a run is picked up at most [`MAX_REUSE`] batches late (each of
 //! them a few milliseconds). Only the trait API is used, so
 //! any backend behind [`Store`] gets group commit: 2fad's opener is
-//! `p2fa_pg::open`, the configured store (SQLite, or in fleet mode the
-//! PostgreSQL database, with one connection per run of batches).
+//! [`crate::pool::open`], the configured store (SQLite, or in fleet mode
+//! the PostgreSQL database: a connection per run of batches, taken from
+//! and handed back to 2fad's idle connections, `daemon.store_pool`).
 //!
 //! A plain thread and std channels rather than a tokio task: the callers
 //! are synchronous (the web server runs ceremony code on tokio's blocking

@@ -9,6 +9,8 @@ pub mod broker;
 /// Group commit: the counter updates of concurrent WebAuthn logins in
 /// one durable store transaction.
 pub mod commit;
+/// Fleet mode: the idle store connections kept between requests.
+pub mod pool;
 /// The self-service profile page in the browser (`2fa-enroll web`).
 pub mod profile;
 /// The socket side: bind, peer uid, connection limits, frame deadlines.

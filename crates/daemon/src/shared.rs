@@ -122,7 +122,7 @@ impl Shared {
 
     /// Runs `f` in one write transaction of the fleet store and commits.
     fn tx<T>(&self, f: impl FnOnce(&dyn TxOps) -> Result<T, StoreError>) -> Result<T, String> {
-        let mut store = p2fa_pg::open(&self.cfg, self.trust, p2fa_pg::Mode::Login).map_err(err)?;
+        let mut store = crate::pool::open(&self.cfg, self.trust).map_err(err)?;
         let tx = store.write().map_err(err)?;
         let v = f(&*tx).map_err(err)?;
         tx.commit().map_err(err)?;

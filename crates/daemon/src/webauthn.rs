@@ -621,7 +621,7 @@ impl Ceremonies {
 }
 
 fn open(cfg: &Config, trust: Trust) -> Result<Store, String> {
-    p2fa_pg::open(cfg, trust, p2fa_pg::Mode::Login).map_err(|e| e.to_string())
+    crate::pool::open(cfg, trust).map_err(|e| e.to_string())
 }
 
 fn save_new(

@@ -9,8 +9,11 @@
 //!   rule.
 //! - [`store`]: [`store::PgStore`], the store interface on it.
 //! - [`open`]: the one place that picks the backend from the config.
+//! - [`pool`]: 2fad's idle connections (`daemon.store_pool`); the PAM
+//!   module and 2fa-enroll never use it.
 
 pub mod open;
+pub mod pool;
 pub mod schema;
 pub mod store;
 pub mod wire;

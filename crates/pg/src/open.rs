@@ -123,14 +123,19 @@ pub fn connect_config(
 fn connect(cfg: &Config, trust: Trust, admin: bool) -> Result<PgStore, StoreError> {
     let cc = connect_config(cfg, trust, admin)?;
     let conn = Conn::connect(&cc).map_err(crate::store::store_error)?;
-    Ok(PgStore::new(
+    Ok(store_on(cfg, conn))
+}
+
+/// The store on `conn` with this host's name and the configured limits.
+pub(crate) fn store_on(cfg: &Config, conn: Conn) -> PgStore {
+    PgStore::new(
         conn,
         host_name(&cfg.host_id),
         Limits {
             statement_timeout_ms: cfg.postgres.statement_timeout_ms,
             lock_timeout_ms: cfg.postgres.lock_timeout_ms,
         },
-    ))
+    )
 }
 
 /// `2fa-enroll init` and `migrate` on PostgreSQL: brings the fleet

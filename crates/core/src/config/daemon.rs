@@ -21,6 +21,11 @@ pub struct DaemonConfig {
     pub reserved_for_root: u32,
     /// Seconds an unfinished enrollment (a shown TOTP secret) stays valid.
     pub pending_seconds: u64,
+    /// Fleet mode (`store = "postgres"`): idle database connections 2fad
+    /// keeps for its next requests instead of connecting (TCP, TLS,
+    /// SCRAM) for each; 0 connects per request. Each idle one is closed
+    /// after 30 s unused (docs/fleet.md §4).
+    pub store_pool: u32,
 }
 
 impl Default for DaemonConfig {
@@ -31,6 +36,7 @@ impl Default for DaemonConfig {
             max_clients_per_user: 4,
             reserved_for_root: 16,
             pending_seconds: 600,
+            store_pool: 4,
         }
     }
 }
@@ -191,6 +197,11 @@ impl super::Config {
         if !(30..=3600).contains(&d.pending_seconds) {
             return Err(super::ConfigError(
                 "daemon.pending_seconds must be 30..=3600".into(),
+            ));
+        }
+        if d.store_pool > 64 {
+            return Err(super::ConfigError(
+                "daemon.store_pool must be 0..=64 (0: a new connection per request)".into(),
             ));
         }
         Ok(())

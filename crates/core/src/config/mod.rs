@@ -779,6 +779,17 @@ mod tests {
     }
 
     #[test]
+    fn store_pool_is_0_to_64() {
+        for (text, want) in [("", 4), ("store_pool = 0", 0), ("store_pool = 64", 64)] {
+            let f = write(&format!("[daemon]\n{text}\n"));
+            assert_eq!(
+                Config::load(f.path(), true, T()).unwrap().daemon.store_pool,
+                want
+            );
+        }
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         for bad in [
             "unenrolled = \"maybe\"",
@@ -789,6 +800,8 @@ mod tests {
             "db = \"relative.db\"",
             "db = 5",
             "not toml at all [",
+            "[daemon]\nstore_pool = 65",
+            "[daemon]\nstore_pool = -1",
         ] {
             let f = write(bad);
             assert!(

@@ -38,6 +38,9 @@ pub struct PgStore {
     conn: RefCell<Conn>,
     host: String,
     limits: Limits,
+    /// Set when the connection came from (or goes to) 2fad's pool: on
+    /// drop it goes back there if [`Conn::is_reusable`].
+    lease: Option<crate::pool::Lease>,
 }
 
 /// What a PostgreSQL error means to the login: the store cannot be
@@ -176,7 +179,14 @@ impl PgStore {
             conn: RefCell::new(conn),
             host,
             limits,
+            lease: None,
         }
+    }
+
+    /// Hands the connection back to `lease`'s pool when this store is
+    /// dropped (if it is then reusable).
+    pub(crate) fn set_lease(&mut self, lease: crate::pool::Lease) {
+        self.lease = Some(lease);
     }
 
     /// Checks that this build may use the database's schema (one round
@@ -336,6 +346,17 @@ impl Drop for PgTx<'_> {
             && let Ok(mut c) = self.store.conn.try_borrow_mut()
         {
             let _ = c.simple("ROLLBACK");
+        }
+    }
+}
+
+/// A pooled connection goes back to its pool, which keeps it only if it
+/// is reusable ([`crate::pool::Pool`]); any other is closed here.
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            let conn = self.conn.get_mut().take();
+            lease.give_back(conn);
         }
     }
 }

@@ -337,6 +337,32 @@ impl Conn {
         self.inner.is_some()
     }
 
+    /// Whether another operation may start on this connection as on a
+    /// fresh one (2fad's pool, [`crate::pool`]): alive (no I/O error,
+    /// timeout or protocol error ever happened on it: each of those is
+    /// [`PgError::Lost`] and kills it), and the last ReadyForQuery said
+    /// 'I' (no transaction open or failed). A server error outside a
+    /// transaction leaves it reusable, as it leaves it usable.
+    pub fn is_reusable(&self) -> bool {
+        self.inner.is_some() && self.status == TxStatus::Idle
+    }
+
+    /// Moves the live connection out, leaving `self` dead (its drop
+    /// then sends nothing): how a pooled `PgStore` hands its connection
+    /// back.
+    pub(crate) fn take(&mut self) -> Conn {
+        Conn {
+            inner: self.inner.take(),
+            io_timeout: self.io_timeout,
+            status: self.status,
+        }
+    }
+
+    /// The bound of every later call (see [`ConnectConfig::io_timeout`]).
+    pub(crate) fn set_io_timeout(&mut self, d: Duration) {
+        self.io_timeout = d;
+    }
+
     /// One statement (unnamed Parse/Bind/Describe/Execute, then Sync):
     /// one round trip.
     pub fn query(&mut self, sql: &str, params: &[Value<'_>]) -> Result<Outcome, PgError> {

@@ -503,3 +503,217 @@ fn connections_and_rows_can_move_between_threads() {
     sync::<Row>();
     send::<PgError>();
 }
+
+/// A connection whose one query ends with ReadyForQuery `status`, handed
+/// to a pool: only 'I' is kept; the fake server then sees Terminate when
+/// the pool closes it.
+fn pooled_after(status: &'static [u8], error: bool) -> usize {
+    let (port, h) = fake(move |mut s| {
+        trusting_startup(&mut s);
+        read_batch(&mut s);
+        if error {
+            send(&mut s, b'E', b"SERROR\0C23505\0Mduplicate key\0\0");
+        } else {
+            for (t, b) in [
+                (b'1', vec![]),
+                (b'2', vec![]),
+                (b'n', vec![]),
+                (b'C', b"BEGIN\0".to_vec()),
+            ] {
+                send(&mut s, t, &b);
+            }
+        }
+        send(&mut s, b'Z', status);
+        assert_eq!(read_msg(&mut s).map(|m| m.0), Some(b'X'), "Terminate");
+    });
+    let cfg = config(&[port]);
+    let mut c = Conn::connect(&cfg).unwrap();
+    let _ = c.query("BEGIN", &[]);
+    let pool = std::sync::Arc::new(crate::pool::Pool::new());
+    pool.give_back(crate::pool::Key::of(&cfg), c, 4);
+    let kept = pool.idle();
+    pool.flush();
+    h.join().unwrap();
+    kept
+}
+
+#[test]
+fn only_an_idle_connection_goes_back_to_the_pool() {
+    assert_eq!(pooled_after(b"I", false), 1, "idle: kept");
+    assert_eq!(
+        pooled_after(b"I", true),
+        1,
+        "an error outside a transaction: kept"
+    );
+    assert_eq!(pooled_after(b"T", false), 0, "a transaction open: closed");
+    assert_eq!(pooled_after(b"E", true), 0, "a failed transaction: closed");
+}
+
+#[test]
+fn a_lost_connection_does_not_go_back_to_the_pool() {
+    let (e, c) = lost_after(
+        |s| {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        },
+        Duration::from_secs(5),
+    );
+    assert!(matches!(e, PgError::Lost(_)), "{e:?}");
+    assert!(!c.is_reusable());
+    let pool = std::sync::Arc::new(crate::pool::Pool::new());
+    pool.give_back(crate::pool::Key::of(&config(&[1])), c, 4);
+    assert_eq!(pool.idle(), 0);
+}
+
+#[test]
+fn a_timed_out_connection_does_not_go_back_to_the_pool() {
+    let (e, c) = lost_after(
+        |_| std::thread::sleep(Duration::from_millis(600)),
+        Duration::from_millis(200),
+    );
+    assert!(matches!(e, PgError::Lost(_)), "{e:?}");
+    assert!(!c.is_reusable());
+    let pool = std::sync::Arc::new(crate::pool::Pool::new());
+    pool.give_back(crate::pool::Key::of(&config(&[1])), c, 4);
+    assert_eq!(pool.idle(), 0);
+}
+
+/// Startup as a primary (no `pg_is_in_recovery()` query follows).
+fn primary_startup(s: &mut TcpStream) {
+    read_startup(s);
+    send(s, b'R', &auth(0, &[]));
+    send(s, b'S', b"server_version\x0017.0\x00");
+    send(s, b'S', b"in_hot_standby\x00off\x00");
+    send(s, b'K', &[0, 0, 0, 1, 0, 0, 0, 2]);
+    send(s, b'Z', b"I");
+}
+
+/// Answers `check_schema()` with this build's schema version.
+fn answer_schema_check(s: &mut TcpStream) {
+    assert_eq!(read_batch(s), b"PBDES", "one statement");
+    let v = i32::try_from(crate::schema::current_version()).unwrap();
+    let mut cols = 2i16.to_be_bytes().to_vec();
+    for name in [&b"version\0"[..], b"min_reader\0"] {
+        cols.extend_from_slice(name);
+        cols.extend_from_slice(&0i32.to_be_bytes());
+        cols.extend_from_slice(&0i16.to_be_bytes());
+        cols.extend_from_slice(&23i32.to_be_bytes());
+        cols.extend_from_slice(&4i16.to_be_bytes());
+        cols.extend_from_slice(&(-1i32).to_be_bytes());
+        cols.extend_from_slice(&1i16.to_be_bytes());
+    }
+    let mut row = 2i16.to_be_bytes().to_vec();
+    for n in [v, v] {
+        row.extend_from_slice(&4i32.to_be_bytes());
+        row.extend_from_slice(&n.to_be_bytes());
+    }
+    for (t, b) in [
+        (b'1', vec![]),
+        (b'2', vec![]),
+        (b'T', cols),
+        (b'D', row),
+        (b'C', b"SELECT 1\0".to_vec()),
+        (b'Z', b"I".to_vec()),
+    ] {
+        send(s, t, &b);
+    }
+}
+
+/// A fleet config for a fake server on `port` (plain TCP to loopback,
+/// no password).
+fn fleet_config(port: u16, pool: u32) -> p2fa_core::config::Config {
+    let mut cfg = p2fa_core::config::Config {
+        store: p2fa_core::config::StoreKind::Postgres,
+        host_id: "host-a".into(),
+        ..Default::default()
+    };
+    cfg.postgres.url = format!("postgresql://user@127.0.0.1:{port}/db");
+    cfg.postgres.tls = p2fa_core::config::PgTlsMode::Off;
+    cfg.daemon.store_pool = pool;
+    cfg
+}
+
+fn stats(pool: &crate::pool::Pool) -> [u64; 3] {
+    use std::sync::atomic::Ordering::Relaxed;
+    [
+        pool.stats.connects.load(Relaxed),
+        pool.stats.reuses.load(Relaxed),
+        pool.stats.stale.load(Relaxed),
+    ]
+}
+
+/// The pool's checkout: a connection the server closed while it was
+/// idle fails its check and is replaced by one fresh connection; a
+/// healthy one is reused with its check; nothing else is sent.
+#[test]
+fn a_dead_pooled_connection_is_replaced_by_one_fresh_connection() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (closed_tx, closed) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        primary_startup(&mut s);
+        answer_schema_check(&mut s);
+        // The server ends the idle session (a restart, a DBA).
+        drop(s);
+        closed_tx.send(()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        primary_startup(&mut s);
+        answer_schema_check(&mut s);
+        // The reuse: its check, then Terminate when the pool is flushed.
+        answer_schema_check(&mut s);
+        assert_eq!(read_msg(&mut s).map(|m| m.0), Some(b'X'));
+        l.set_nonblocking(true).unwrap();
+        assert!(l.accept().is_err(), "no third connection");
+    });
+    let cfg = fleet_config(port, 4);
+    let pool = std::sync::Arc::new(crate::pool::Pool::new());
+    let trust = p2fa_core::secure_fs::Trust::ROOT;
+    drop(pool.open(&cfg, trust).unwrap());
+    assert_eq!(pool.idle(), 1);
+    assert_eq!(stats(&pool), [1, 0, 0]);
+    closed.recv().unwrap();
+    drop(pool.open(&cfg, trust).unwrap());
+    assert_eq!(stats(&pool), [2, 0, 1], "one stale, one fresh");
+    assert_eq!(pool.idle(), 1);
+    let store = pool.open(&cfg, trust).unwrap();
+    assert_eq!(stats(&pool), [2, 1, 1], "the fresh one reused");
+    assert_eq!(pool.idle(), 0, "in use");
+    drop(store);
+    pool.flush();
+    h.join().unwrap();
+}
+
+/// A fresh connection's failed check is the answer: not retried, and the
+/// connection is closed, not pooled.
+#[test]
+fn a_fresh_connection_that_fails_its_check_is_not_retried_or_pooled() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        primary_startup(&mut s);
+        read_batch(&mut s);
+        send(
+            &mut s,
+            b'E',
+            b"SERROR\0C42P01\0Mrelation \"p2fa.schema_version\" does not exist\0\0",
+        );
+        send(&mut s, b'Z', b"I");
+        assert_eq!(read_msg(&mut s).map(|m| m.0), Some(b'X'), "closed");
+        l.set_nonblocking(true).unwrap();
+        assert!(l.accept().is_err(), "no second connection");
+    });
+    let cfg = fleet_config(port, 4);
+    let pool = std::sync::Arc::new(crate::pool::Pool::new());
+    let e = pool
+        .open(&cfg, p2fa_core::secure_fs::Trust::ROOT)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("fleet schema is missing"), "{e}");
+    assert_eq!(stats(&pool), [1, 0, 0]);
+    assert_eq!(pool.idle(), 0);
+    h.join().unwrap();
+}
