@@ -594,7 +594,8 @@ def report(a, results):
                 met = "met" if seen >= 5000 else "NOT met"
                 L += ["", f"Target (issue 14): at least 5,000 durable verifications/s per 2fad on two "
                       f"cores: **{met}** here, {seen:.0f}/s {'over HTTP' if h else 'in the verifier'} "
-                      f"({os.cpu_count()} CPUs, shared with the clients)."]
+                      f"({os.cpu_count()} CPUs, shared with the clients and anything else running: load "
+                      f"{results['host']['load_after']:.1f} at the end of the run)."]
                 if "concurrent_per_cpu_s" in w:
                     L += ["", f"Derived, not measured: {w['concurrent_per_cpu_s']:.0f} verifications per CPU-second "
                           f"of the verifier (answers signed beforehand), so at most "
