@@ -71,6 +71,11 @@ fn head(t: &Text, title: &str) -> Markup {
 
 /// A page with only a heading and a sentence (expired, ended, ...).
 pub fn notice(t: &Text, title: &str, text: &str) -> String {
+    short_page(t, title, text, html! {})
+}
+
+/// A page of a title, a sentence (`#notice`) and `more`.
+fn short_page(t: &Text, title: &str, text: &str, more: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang=(t.lang) {
@@ -79,6 +84,7 @@ pub fn notice(t: &Text, title: &str, text: &str) -> String {
                 main id="main" {
                     h1 { (title) }
                     p id="notice" { (text) }
+                    (more)
                 }
             }
         }
@@ -91,22 +97,12 @@ pub fn notice(t: &Text, title: &str, text: &str) -> String {
 /// opened). Fetching uses nothing up, so link previews and prefetching
 /// browsers do no harm.
 pub fn landing(t: &Text, token: &str, title: &str, text: &str, button: &str) -> String {
-    html! {
-        (DOCTYPE)
-        html lang=(t.lang) {
-            (head(t, title))
-            body {
-                main id="main" {
-                    h1 { (title) }
-                    p id="notice" { (text) }
-                    form id="open" method="post" action={ "/p/" (token) } {
-                        button type="submit" { (button) }
-                    }
-                }
-            }
+    let form = html! {
+        form id="open" method="post" action={ "/p/" (token) } {
+            button type="submit" { (button) }
         }
-    }
-    .into_string()
+    };
+    short_page(t, title, text, form)
 }
 
 /// A change form: one button, the CSRF token, an action and its fields.
