@@ -105,13 +105,24 @@ pub fn listener(path: &Path) -> io::Result<UnixListener> {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     }
-    match std::fs::remove_file(path) {
+    // Bound and opened to all under a temporary name, then renamed into
+    // place (replacing a stale socket): whoever finds the socket finds it
+    // listening and 0666. Bound at `path` itself, a client in the moment
+    // between bind and listen would be refused, and one before the chmod
+    // denied, while 2fad starts.
+    let tmp = path.with_file_name(format!(".2fad.{}", std::process::id()));
+    match std::fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let l = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    let l = UnixListener::bind(&tmp)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     Ok(l)
 }
 
