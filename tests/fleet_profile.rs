@@ -305,9 +305,9 @@ fn a_profile_page_works_through_either_2fad() {
     );
 
     // What the database holds: hashes, sealed state, no secret.
-    let rows = f.sql(&format!(
-        "SELECT username, peer, ended IS NULL, length(state) > 0, host FROM p2fa.profile_sessions"
-    ));
+    let rows = f.sql(
+        "SELECT username, peer, ended IS NULL, length(state) > 0, host FROM p2fa.profile_sessions",
+    );
     assert_eq!(rows, format!("{user}|127.0.0.1|t|t|host-b"));
     let dump = f.dump();
     assert!(
