@@ -1,4 +1,8 @@
-//! Profile links and the browser sessions they open, in 2fad's memory.
+//! Profile links and the browser sessions they open: in 2fad's memory
+//! ([`Memory`], `store = "sqlite"`), or in the fleet database
+//! ([`super::fleet::Fleet`], `store = "postgres"`) so that any 2fad of a
+//! fleet serves every request of a page. [`Profiles`] is the one
+//! interface the page uses; the rules below hold for both.
 //!
 //! A link (`/p/TOKEN`) is made for one account over the socket (its
 //! owner's uid from SO_PEERCRED, or root acting for them) and works once,
@@ -11,8 +15,9 @@
 //! The session dies on logout, expiry, a request from another address,
 //! or a second opening of its link (someone else has the link: both
 //! browsers are refused and the user asks for a new one). Only SHA-256
-//! hashes of link tokens and session ids are kept, so a memory dump
-//! holds nothing a browser could present.
+//! hashes of link tokens and session ids are kept, so a memory dump (or
+//! the fleet database, where a session's secrets are also sealed with the
+//! fleet key) holds nothing a browser could present.
 
 use p2fa_core::clock::unix_now;
 use sha2::{Digest, Sha256};
