@@ -333,6 +333,31 @@ fn a_profile_page_works_through_either_2fad() {
         );
     }
 
+    // The setup begun through B is finished through A (whose broker
+    // did not begin it: the key comes from the sealed session).
+    let r = post(
+        &f.wa,
+        HERE,
+        "/profile/do",
+        &cookie,
+        &f.origin,
+        &format!(
+            "csrf={csrf}&action=totp-finish&code={}",
+            totp(&secret, None)
+        ),
+    );
+    assert!(status(&r).contains(" 303"), "{r}");
+    let (_, html) = page(&f.wb, HERE, &cookie);
+    assert!(!html.contains("id=\"totp-secret\""), "{html}");
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT kind FROM p2fa.otp_tokens WHERE username = '{user}'"
+        )),
+        "totp",
+        "{html}\n{}",
+        f.log()
+    );
+
     // Logout through A: gone on both.
     let r = post(
         &f.wa,
