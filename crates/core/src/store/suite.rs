@@ -1923,6 +1923,20 @@ fn profile_links_open_once_and_a_second_opening_ends_the_session(new: &mut dyn F
         tx.open_profile_link(&l, &sh2, NOW + 1, NOW + 601).unwrap(),
         ProfileOpen::Expired
     );
+    // An opened link after its session's end: expired, and the session
+    // is left as it was (expired, not ended).
+    let (l3, sh3) = ([4u8; 32], [13u8; 32]);
+    tx.insert_profile_link(&l3, "carol", 1000, NOW + 60, 3, 100, NOW)
+        .unwrap();
+    tx.open_profile_link(&l3, &sh3, NOW, NOW + 600).unwrap();
+    tx.insert_profile_session(&sh3, &profile_session(4, "carol", NOW + 600))
+        .unwrap();
+    assert_eq!(
+        tx.open_profile_link(&l3, &[14u8; 32], NOW + 600, NOW + 1200)
+            .unwrap(),
+        ProfileOpen::Expired
+    );
+    assert_eq!(tx.lock_profile_session(&sh3).unwrap().unwrap().ended, None);
     tx.commit().unwrap();
 }
 

@@ -141,17 +141,15 @@ impl PgTx<'_> {
         let opened = r.opt_bytes(0).map_err(super::store_error)?;
         let live = r.i(1)? > now;
         drop(db);
+        // An opened link lives as long as its session: expired, it has
+        // nothing left to end (the session says "expired", as in memory).
         match opened {
-            Some(sh) => {
+            Some(sh) if live => {
                 let sh: [u8; 32] = sh.as_slice().try_into().unwrap_or([0; 32]);
                 self.end_profile_session(&sh, true, now)?;
-                Ok(if live {
-                    ProfileOpen::Reused
-                } else {
-                    ProfileOpen::Expired
-                })
+                Ok(ProfileOpen::Reused)
             }
-            None => Ok(ProfileOpen::Expired),
+            _ => Ok(ProfileOpen::Expired),
         }
     }
 
