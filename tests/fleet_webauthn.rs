@@ -382,7 +382,8 @@ fn migrate_adds_the_ceremony_table_to_a_v1_fleet() {
     drop(conn);
     let a = host_env(&pg, &db, "host-a");
     let out = a.enroll_ok(&["migrate"], "");
-    // To this release's schema (v3 added the login history).
+    // To this release's schema (v3 added the login history, v4 the profile
+    // links and sessions).
     let now = p2fa_pg::schema::MIGRATIONS.len();
     assert!(
         out.contains(&format!("migrated from v1 to v{now}")),

@@ -133,7 +133,7 @@ pub fn serve(cfg: Arc<Config>, trust: Trust, listener: UnixListener) -> io::Resu
     let mut web = None;
     if cfg.webauthn.enabled {
         let c = Arc::new(super::webauthn::Ceremonies::new(&cfg, trust).map_err(io::Error::other)?);
-        let profiles = Arc::new(super::profile::session::Profiles::default());
+        let profiles = Arc::new(super::profile::session::Profiles::new(&cfg, trust));
         broker.ceremonies = Some(c.clone());
         broker.profiles = Some(profiles.clone());
         web = Some((c, profiles));

@@ -124,6 +124,34 @@ CREATE TABLE p2fa.logins (
 CREATE INDEX logins_by_user ON p2fa.logins(username, id);
 "#,
     },
+    // 4: profile-page links and sessions, so that any 2fad of the fleet
+    //    serves every request of a profile page (README "Your profile
+    //    page in the browser"). Only SHA-256 hashes of link tokens and
+    //    session ids are stored; a session's secrets (CSRF token, a
+    //    pending TOTP secret, new backup codes, ...) are sealed with the
+    //    fleet key, bound to the session. Additive: hosts on v1 to v3
+    //    keep working (their profile sessions stay in memory).
+    Migration {
+        min_reader: 1,
+        sql: r#"
+CREATE TABLE p2fa.profile_links (
+  link_hash bytea PRIMARY KEY CHECK (length(link_hash) = 32),
+  username text NOT NULL, by_uid bigint NOT NULL, host text NOT NULL,
+  created_at bigint NOT NULL, expires_at bigint NOT NULL,
+  session_hash bytea CHECK (length(session_hash) = 32), opened_host text);
+CREATE INDEX profile_links_by_user ON p2fa.profile_links(username, expires_at);
+CREATE INDEX profile_links_by_expiry ON p2fa.profile_links(expires_at);
+CREATE TABLE p2fa.profile_sessions (
+  session_hash bytea PRIMARY KEY CHECK (length(session_hash) = 32),
+  link_hash bytea NOT NULL CHECK (length(link_hash) = 32),
+  username text NOT NULL, by_uid bigint NOT NULL, peer text NOT NULL, host text NOT NULL,
+  created_at bigint NOT NULL, expires_at bigint NOT NULL,
+  ended text CHECK (ended IN ('ended')), keep_until bigint NOT NULL,
+  state bytea NOT NULL, updated_host text);
+CREATE INDEX profile_sessions_by_user ON p2fa.profile_sessions(username, expires_at);
+CREATE INDEX profile_sessions_by_keep ON p2fa.profile_sessions(keep_until);
+"#,
+    },
 ];
 
 /// The schema version this build reads and writes.

@@ -11,9 +11,9 @@
 //! only one, and documents each operation's contract.
 
 use super::{
-    BackupRow, GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose, Remembered, Result,
-    SealedSecret, SentCheck, StoredCeremony, StoredCredential, StoredQuestion, UserState,
-    UserStatus,
+    BackupRow, GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, ProfileOpen, ProfileQuota,
+    Purpose, Remembered, Result, SealedSecret, SentCheck, StoredCeremony, StoredCredential,
+    StoredProfileLink, StoredProfileSession, StoredQuestion, UserState, UserStatus,
 };
 use crate::config::RateLimitConfig;
 use crate::factor::FactorId;
@@ -279,6 +279,55 @@ pub trait TxOps {
     /// Deletes a ceremony; false if it was not there (so of two callers
     /// taking one result, exactly one gets true).
     fn delete_ceremony(&self, token_hash: &[u8; 32]) -> Result<bool>;
+
+    // Profile-page links and sessions in the shared store (fleet mode).
+    // Keys are SHA-256 hashes of the link token and the session id;
+    // `state` is sealed by 2fad. SQLite answers every one with an error:
+    // there 2fad keeps them in memory.
+    /// Adds a link unless `user` has `per_user` live unopened links and
+    /// live sessions, or the store `max_all` in all (counted under the
+    /// user's lock); sweeps expired links and sessions on the way (a
+    /// session's "ended"/"expired" marker stays an hour after its end).
+    #[allow(clippy::too_many_arguments)]
+    fn insert_profile_link(
+        &self,
+        link_hash: &[u8; 32],
+        user: &str,
+        by_uid: u32,
+        expires_at: i64,
+        per_user: u32,
+        max_all: u32,
+        now: i64,
+    ) -> Result<ProfileQuota>;
+    /// The link, whatever its state, changing nothing.
+    fn profile_link(&self, link_hash: &[u8; 32]) -> Result<Option<StoredProfileLink>>;
+    /// Opens a link: a live unopened one is claimed for `session_hash`
+    /// (one conditional update: of two openings one wins) and kept until
+    /// `until`; an opened one is deleted and the session it opened ended
+    /// (`Reused`); an expired one is deleted.
+    fn open_profile_link(
+        &self,
+        link_hash: &[u8; 32],
+        session_hash: &[u8; 32],
+        now: i64,
+        until: i64,
+    ) -> Result<ProfileOpen>;
+    fn insert_profile_session(
+        &self,
+        session_hash: &[u8; 32],
+        s: &StoredProfileSession,
+    ) -> Result<()>;
+    /// The session, locked until the transaction ends (two hosts acting
+    /// on one session run one after the other).
+    fn lock_profile_session(&self, session_hash: &[u8; 32])
+    -> Result<Option<StoredProfileSession>>;
+    /// Replaces the sealed state of a live session; false if it is gone
+    /// or ended.
+    fn update_profile_session(&self, session_hash: &[u8; 32], state: &[u8]) -> Result<bool>;
+    /// Ends a session and deletes its link. `ended`: marked so (its state
+    /// wiped) until an hour after its natural end; false: forgotten
+    /// (logout). False if there was no such session.
+    fn end_profile_session(&self, session_hash: &[u8; 32], ended: bool, now: i64) -> Result<bool>;
 }
 
 /// A store connection, whatever the backend.

@@ -22,9 +22,10 @@ macro_rules! store_backend {
             use $crate::factor::FactorId;
             use $crate::store::api::{Kind, Tx};
             use $crate::store::{
-                BackupRow, GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, Purpose,
-                Remembered, Result, SealedSecret, SentCheck, StoredCeremony, StoredCredential,
-                StoredQuestion, UserState, UserStatus,
+                BackupRow, GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, ProfileOpen,
+                ProfileQuota, Purpose, Remembered, Result, SealedSecret, SentCheck, StoredCeremony,
+                StoredCredential, StoredProfileLink, StoredProfileSession, StoredQuestion,
+                UserState, UserStatus,
             };
 
             impl $crate::store::api::Backend for $store {
@@ -429,6 +430,62 @@ macro_rules! store_backend {
                 }
                 fn delete_ceremony(&self, token_hash: &[u8; 32]) -> Result<bool> {
                     $tx::delete_ceremony(self, token_hash)
+                }
+
+                // Profile-page links and sessions in the shared store.
+                fn insert_profile_link(
+                    &self,
+                    link_hash: &[u8; 32],
+                    user: &str,
+                    by_uid: u32,
+                    expires_at: i64,
+                    per_user: u32,
+                    max_all: u32,
+                    now: i64,
+                ) -> Result<ProfileQuota> {
+                    $tx::insert_profile_link(
+                        self, link_hash, user, by_uid, expires_at, per_user, max_all, now,
+                    )
+                }
+                fn profile_link(&self, link_hash: &[u8; 32]) -> Result<Option<StoredProfileLink>> {
+                    $tx::profile_link(self, link_hash)
+                }
+                fn open_profile_link(
+                    &self,
+                    link_hash: &[u8; 32],
+                    session_hash: &[u8; 32],
+                    now: i64,
+                    until: i64,
+                ) -> Result<ProfileOpen> {
+                    $tx::open_profile_link(self, link_hash, session_hash, now, until)
+                }
+                fn insert_profile_session(
+                    &self,
+                    session_hash: &[u8; 32],
+                    s: &StoredProfileSession,
+                ) -> Result<()> {
+                    $tx::insert_profile_session(self, session_hash, s)
+                }
+                fn lock_profile_session(
+                    &self,
+                    session_hash: &[u8; 32],
+                ) -> Result<Option<StoredProfileSession>> {
+                    $tx::lock_profile_session(self, session_hash)
+                }
+                fn update_profile_session(
+                    &self,
+                    session_hash: &[u8; 32],
+                    state: &[u8],
+                ) -> Result<bool> {
+                    $tx::update_profile_session(self, session_hash, state)
+                }
+                fn end_profile_session(
+                    &self,
+                    session_hash: &[u8; 32],
+                    ended: bool,
+                    now: i64,
+                ) -> Result<bool> {
+                    $tx::end_profile_session(self, session_hash, ended, now)
                 }
             }
         };

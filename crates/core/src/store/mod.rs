@@ -22,8 +22,9 @@ use sqlite::SqliteStore;
 pub use sqlite::{WAL_CHECKPOINT_BYTES, backup_path, current_version};
 pub use types::{
     BackupRow, GenCount, KeyWarning, LastSuccess, LocalKey, Login, OldGenItems, OtpKind, OtpRecord,
-    OtpSummary, Purpose, Remembered, SealedSecret, SentCheck, StoredCeremony, StoredCredential,
-    StoredQuestion, UserState, UserStatus,
+    OtpSummary, ProfileOpen, ProfileQuota, Purpose, Remembered, SealedSecret, SentCheck,
+    StoredCeremony, StoredCredential, StoredProfileLink, StoredProfileSession, StoredQuestion,
+    UserState, UserStatus,
 };
 
 use crate::config::RateLimitConfig;

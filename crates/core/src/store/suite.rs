@@ -9,7 +9,8 @@
 //! `p2fa_core::store::suite::run_all(&mut || make_store())`.
 
 use super::{
-    KeyWarning, Kind, LocalKey, OtpKind, OtpRecord, Purpose, SentCheck, Store, StoredCeremony, Tx,
+    KeyWarning, Kind, LocalKey, OtpKind, OtpRecord, ProfileOpen, ProfileQuota, Purpose, SentCheck,
+    Store, StoredCeremony, StoredProfileSession, Tx,
 };
 use crate::config::{Algorithm, RateLimitConfig};
 use crate::factor::FactorId;
@@ -145,6 +146,19 @@ pub const CASES: &[(&str, Case)] = &[
     (
         "ceremonies_have_a_quota_per_class",
         ceremonies_have_a_quota_per_class,
+    ),
+    // Profile-page links and sessions in the shared store.
+    (
+        "profile_links_open_once_and_a_second_opening_ends_the_session",
+        profile_links_open_once_and_a_second_opening_ends_the_session,
+    ),
+    (
+        "profile_links_have_quotas_and_are_swept",
+        profile_links_have_quotas_and_are_swept,
+    ),
+    (
+        "profile_sessions_update_end_and_log_out",
+        profile_sessions_update_end_and_log_out,
     ),
 ];
 
@@ -1796,6 +1810,225 @@ fn ceremonies_have_a_quota_per_class(new: &mut dyn FnMut() -> Store) {
     assert!(ins(10, "carol", "login", NOW + 400, NOW + 180));
     assert!(tx.ceremony(&[2; 32]).unwrap().is_none());
     assert!(tx.ceremony(&[10; 32]).unwrap().is_some());
+    tx.commit().unwrap();
+}
+
+// Profile-page links and sessions in the shared store (fleet mode):
+// PostgreSQL keeps them; SQLite refuses every operation (2fad keeps them
+// in memory there).
+
+fn profile_session(link: u8, user: &str, expires_at: i64) -> StoredProfileSession {
+    StoredProfileSession {
+        link_hash: vec![link; 32],
+        user: user.into(),
+        by_uid: 1000,
+        peer: "192.0.2.7".into(),
+        created_at: NOW,
+        expires_at,
+        ended: None,
+        state: vec![9, 8, 7],
+    }
+}
+
+/// On SQLite: every profile operation is an error, and nothing else of
+/// the transaction is lost by trying. True if `s` keeps profiles.
+fn keeps_profiles(s: &mut Store) -> bool {
+    if s.kind() == Kind::Postgres {
+        return true;
+    }
+    let tx = s.write().unwrap();
+    let h = [1u8; 32];
+    assert!(
+        tx.insert_profile_link(&h, "alice", 1000, NOW + 60, 3, 100, NOW)
+            .is_err()
+    );
+    assert!(tx.profile_link(&h).is_err());
+    assert!(tx.open_profile_link(&h, &h, NOW, NOW + 60).is_err());
+    assert!(
+        tx.insert_profile_session(&h, &profile_session(1, "alice", NOW + 60))
+            .is_err()
+    );
+    assert!(tx.lock_profile_session(&h).is_err());
+    assert!(tx.update_profile_session(&h, b"x").is_err());
+    assert!(tx.end_profile_session(&h, true, NOW).is_err());
+    tx.ensure_user("alice", NOW).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(s.users().unwrap(), vec!["alice".to_string()]);
+    false
+}
+
+fn profile_links_open_once_and_a_second_opening_ends_the_session(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    if !keeps_profiles(&mut s) {
+        return;
+    }
+    let (l, sh, sh2) = ([1u8; 32], [11u8; 32], [12u8; 32]);
+    let tx = s.write().unwrap();
+    assert_eq!(
+        tx.insert_profile_link(&l, "alice", 0, NOW + 60, 3, 100, NOW)
+            .unwrap(),
+        ProfileQuota::Added
+    );
+    tx.commit().unwrap();
+    let tx = s.write().unwrap();
+    let got = tx.profile_link(&l).unwrap().unwrap();
+    assert_eq!(
+        (
+            got.user.as_str(),
+            got.by_uid,
+            got.expires_at,
+            got.session_hash
+        ),
+        ("alice", 0, NOW + 60, None)
+    );
+    assert!(tx.profile_link(&[2u8; 32]).unwrap().is_none());
+    // Not after it expired (and then it is gone).
+    let t2 = [3u8; 32];
+    tx.insert_profile_link(&t2, "bob", 1001, NOW + 60, 3, 100, NOW)
+        .unwrap();
+    assert_eq!(
+        tx.open_profile_link(&t2, &sh, NOW + 60, NOW + 600).unwrap(),
+        ProfileOpen::Expired
+    );
+    assert!(tx.profile_link(&t2).unwrap().is_none());
+    // Opened once: whose it is; the link now names its session and
+    // lives as long as it.
+    assert_eq!(
+        tx.open_profile_link(&l, &sh, NOW, NOW + 600).unwrap(),
+        ProfileOpen::Opened {
+            user: "alice".into(),
+            by_uid: 0
+        }
+    );
+    tx.insert_profile_session(&sh, &profile_session(1, "alice", NOW + 600))
+        .unwrap();
+    let got = tx.profile_link(&l).unwrap().unwrap();
+    assert_eq!(
+        (got.expires_at, got.session_hash),
+        (NOW + 600, Some(sh.to_vec()))
+    );
+    tx.commit().unwrap();
+    // A second opening: refused, the link gone, the session ended.
+    let tx = s.write().unwrap();
+    assert_eq!(
+        tx.open_profile_link(&l, &sh2, NOW + 1, NOW + 601).unwrap(),
+        ProfileOpen::Reused
+    );
+    assert!(tx.profile_link(&l).unwrap().is_none());
+    let got = tx.lock_profile_session(&sh).unwrap().unwrap();
+    assert_eq!(got.ended.as_deref(), Some("ended"));
+    assert!(got.state.is_empty(), "an ended session keeps no state");
+    assert!(tx.lock_profile_session(&sh2).unwrap().is_none());
+    assert_eq!(
+        tx.open_profile_link(&l, &sh2, NOW + 1, NOW + 601).unwrap(),
+        ProfileOpen::Expired
+    );
+    // An opened link after its session's end: expired, and the session
+    // is left as it was (expired, not ended).
+    let (l3, sh3) = ([4u8; 32], [13u8; 32]);
+    tx.insert_profile_link(&l3, "carol", 1000, NOW + 60, 3, 100, NOW)
+        .unwrap();
+    tx.open_profile_link(&l3, &sh3, NOW, NOW + 600).unwrap();
+    tx.insert_profile_session(&sh3, &profile_session(4, "carol", NOW + 600))
+        .unwrap();
+    assert_eq!(
+        tx.open_profile_link(&l3, &[14u8; 32], NOW + 600, NOW + 1200)
+            .unwrap(),
+        ProfileOpen::Expired
+    );
+    assert_eq!(tx.lock_profile_session(&sh3).unwrap().unwrap().ended, None);
+    tx.commit().unwrap();
+}
+
+fn profile_links_have_quotas_and_are_swept(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    if !keeps_profiles(&mut s) {
+        return;
+    }
+    let tx = s.write().unwrap();
+    let ins = |n: u8, user: &str, exp: i64, all: u32, now: i64| {
+        tx.insert_profile_link(&[n; 32], user, 1000, exp, 2, all, now)
+            .unwrap()
+    };
+    assert_eq!(ins(1, "alice", NOW + 60, 5, NOW), ProfileQuota::Added);
+    assert_eq!(ins(2, "alice", NOW + 60, 5, NOW), ProfileQuota::Added);
+    assert_eq!(ins(3, "alice", NOW + 60, 5, NOW), ProfileQuota::UserFull);
+    // A link that opened a session still counts (as the session).
+    tx.open_profile_link(&[1; 32], &[21; 32], NOW, NOW + 600)
+        .unwrap();
+    tx.insert_profile_session(&[21; 32], &profile_session(1, "alice", NOW + 600))
+        .unwrap();
+    assert_eq!(ins(4, "alice", NOW + 60, 5, NOW), ProfileQuota::UserFull);
+    // Other users have their own quota, within the store's.
+    assert_eq!(ins(5, "bob", NOW + 60, 5, NOW), ProfileQuota::Added);
+    assert_eq!(ins(6, "bob", NOW + 60, 3, NOW), ProfileQuota::AllFull);
+    // An ended session frees its place; its marker stays.
+    assert!(tx.end_profile_session(&[21; 32], true, NOW).unwrap());
+    assert_eq!(ins(7, "alice", NOW + 60, 5, NOW), ProfileQuota::Added);
+    // Expired links are deleted by the next insert; an expired session
+    // loses its state at once and its marker an hour after its end.
+    tx.insert_profile_session(&[22; 32], &profile_session(9, "carol", NOW + 100))
+        .unwrap();
+    assert_eq!(ins(8, "dave", NOW + 300, 5, NOW + 200), ProfileQuota::Added);
+    assert!(tx.profile_link(&[2; 32]).unwrap().is_none());
+    let carol = tx.lock_profile_session(&[22; 32]).unwrap().unwrap();
+    assert!(carol.state.is_empty());
+    assert!(tx.lock_profile_session(&[21; 32]).unwrap().is_some());
+    assert_eq!(
+        ins(9, "dave", NOW + 9000, 5, NOW + 4300),
+        ProfileQuota::Added
+    );
+    assert!(tx.lock_profile_session(&[22; 32]).unwrap().is_none());
+    assert!(tx.lock_profile_session(&[21; 32]).unwrap().is_none());
+    tx.commit().unwrap();
+}
+
+fn profile_sessions_update_end_and_log_out(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    if !keeps_profiles(&mut s) {
+        return;
+    }
+    let (l, sh) = ([1u8; 32], [11u8; 32]);
+    let tx = s.write().unwrap();
+    tx.insert_profile_link(&l, "alice", 1000, NOW + 60, 3, 100, NOW)
+        .unwrap();
+    tx.open_profile_link(&l, &sh, NOW, NOW + 600).unwrap();
+    tx.insert_profile_session(&sh, &profile_session(1, "alice", NOW + 600))
+        .unwrap();
+    tx.commit().unwrap();
+    let tx = s.write().unwrap();
+    let got = tx.lock_profile_session(&sh).unwrap().unwrap();
+    assert_eq!(got, profile_session(1, "alice", NOW + 600));
+    assert!(tx.update_profile_session(&sh, b"new state").unwrap());
+    assert!(!tx.update_profile_session(&[2u8; 32], b"x").unwrap());
+    tx.commit().unwrap();
+    // Nothing is kept from a transaction rolled back.
+    let tx = s.write().unwrap();
+    assert!(tx.update_profile_session(&sh, b"lost").unwrap());
+    drop(tx);
+    let tx = s.write().unwrap();
+    assert_eq!(
+        tx.lock_profile_session(&sh).unwrap().unwrap().state,
+        b"new state"
+    );
+    // Ended: marked, its state wiped and never replaced, its link gone.
+    assert!(tx.end_profile_session(&sh, true, NOW + 5).unwrap());
+    assert!(!tx.end_profile_session(&sh, true, NOW + 5).unwrap());
+    assert!(!tx.update_profile_session(&sh, b"again").unwrap());
+    let got = tx.lock_profile_session(&sh).unwrap().unwrap();
+    assert_eq!((got.ended.as_deref(), got.state.len()), (Some("ended"), 0));
+    assert!(tx.profile_link(&l).unwrap().is_none());
+    // Logout forgets a session and its link.
+    let (l2, sh2) = ([2u8; 32], [12u8; 32]);
+    tx.insert_profile_link(&l2, "alice", 1000, NOW + 60, 3, 100, NOW)
+        .unwrap();
+    tx.open_profile_link(&l2, &sh2, NOW, NOW + 600).unwrap();
+    tx.insert_profile_session(&sh2, &profile_session(2, "alice", NOW + 600))
+        .unwrap();
+    assert!(tx.end_profile_session(&sh2, false, NOW).unwrap());
+    assert!(tx.lock_profile_session(&sh2).unwrap().is_none());
+    assert!(tx.profile_link(&l2).unwrap().is_none());
+    assert!(!tx.end_profile_session(&sh2, false, NOW).unwrap());
     tx.commit().unwrap();
 }
 

@@ -304,3 +304,57 @@ pub struct StoredCeremony {
     /// name (approved) or why not.
     pub result: Option<(bool, String)>,
 }
+
+/// A profile-page link kept in the shared store (fleet mode), keyed by
+/// the SHA-256 of its token (never the token). SQLite does not keep
+/// these: one host's 2fad keeps them in memory.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredProfileLink {
+    pub user: String,
+    /// The uid that asked for it (0: root acting for `user`).
+    pub by_uid: u32,
+    pub expires_at: i64,
+    /// The hash of the session id it opened, once opened.
+    pub session_hash: Option<Vec<u8>>,
+}
+
+/// A profile-page session kept in the shared store (fleet mode), keyed
+/// by the SHA-256 of its id. Everything secret is in `state`, sealed by
+/// 2fad with the fleet key: opaque to the store.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredProfileSession {
+    /// The hash of the link that opened it.
+    pub link_hash: Vec<u8>,
+    pub user: String,
+    pub by_uid: u32,
+    /// The address that opened it (the session is bound to it).
+    pub peer: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Set when it was ended for safety (`ended`): the page says so
+    /// until an hour after its natural end; its state is wiped.
+    pub ended: Option<String>,
+    /// The sealed session state.
+    pub state: Vec<u8>,
+}
+
+/// What [`super::api::TxOps::insert_profile_link`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileQuota {
+    Added,
+    /// The user has the most open links and sessions allowed.
+    UserFull,
+    /// The fleet has the most open links and sessions allowed.
+    AllFull,
+}
+
+/// What [`super::api::TxOps::open_profile_link`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileOpen {
+    /// Claimed for the new session: whose it is.
+    Opened { user: String, by_uid: u32 },
+    /// Opened before: the link is gone and the session it opened ended.
+    Reused,
+    /// Unknown or expired.
+    Expired,
+}

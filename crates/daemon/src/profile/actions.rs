@@ -144,7 +144,16 @@ pub(super) fn act(site: &Site, t: &'static Text, r: &Req) -> Answer {
         "totp-finish" => {
             let code = field(&f, "code").unwrap_or("").to_string();
             let first = first_factor(site, &owner, elevated);
-            match ask(site, &owner, elevated, Op::TotpFinish { code }) {
+            let mut answer = ask(
+                site,
+                &owner,
+                elevated,
+                Op::TotpFinish { code: code.clone() },
+            );
+            if let Some(again) = totp_elsewhere(site, r, &owner, elevated, &answer, code) {
+                answer = again;
+            }
+            match answer {
                 Response::Done { message } => {
                     update = Box::new(move |s| {
                         s.totp = None;
@@ -287,6 +296,49 @@ pub(super) fn act(site: &Site, t: &'static Text, r: &Req) -> Answer {
         _ => (false, "Unknown action; nothing changed.".into()),
     };
     done(site, r, update, Some(flash))
+}
+
+/// Fleet mode: the setup was begun through another 2fad, which holds the
+/// unconfirmed secret in its memory, so this one has none. The page's
+/// session (sealed in the fleet database) has it: the setup is begun
+/// again here with that same secret (as the page showed it, with the
+/// same rules and proof state as the first begin), then finished. None:
+/// nothing to retry (one host, or another refusal).
+fn totp_elsewhere(
+    site: &Site,
+    r: &Req,
+    owner: &Owner,
+    elevated: Option<&'static str>,
+    answer: &Response,
+    code: String,
+) -> Option<Response> {
+    if !matches!(*site.profiles, session::Profiles::Fleet(_))
+        || !matches!(
+            answer,
+            Response::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        )
+    {
+        return None;
+    }
+    let secret = site
+        .profiles
+        .with(sid(r), r.peer, |s| {
+            s.totp
+                .as_ref()
+                .map(|t| Zeroizing::new(t.secret.to_string()))
+        })
+        .ok()
+        .flatten()?;
+    let begin = Op::TotpBegin {
+        secret: Some(secret.to_string()),
+    };
+    match ask(site, owner, elevated, begin) {
+        Response::TotpPending { .. } => Some(ask(site, owner, elevated, Op::TotpFinish { code })),
+        _ => None,
+    }
 }
 
 /// The notice a proof on the page leaves: from now on this session may

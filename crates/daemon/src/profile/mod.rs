@@ -21,6 +21,8 @@
 
 /// Form posts to `/profile/do`: one change each.
 mod actions;
+/// Links and sessions in the fleet database (`store = "postgres"`).
+pub mod fleet;
 /// The page's WebAuthn ceremonies (prove, register).
 mod keys;
 /// The HTML (maud).
@@ -212,6 +214,7 @@ fn landing(site: &Site, t: &Text, token: &str) -> Answer {
             page::landing(t, token, t.reused_title, t.used_text, t.used_button),
         ),
         Peek::Expired => Answer::html(410, page::notice(t, t.expired_title, t.expired_text)),
+        Peek::Unavailable => Answer::html(503, page::notice(t, t.unavailable, t.unavailable)),
     }
 }
 
@@ -238,6 +241,7 @@ fn open(site: &Site, t: &Text, token: &str, peer: IpAddr) -> Answer {
             ));
             Answer::html(410, page::notice(t, t.reused_title, t.reused_text))
         }
+        Opened::Unavailable => Answer::html(503, page::notice(t, t.unavailable, t.unavailable)),
     }
 }
 
@@ -246,6 +250,7 @@ fn no_session(t: &Text, why: NoSession) -> Answer {
         NoSession::Missing => (401, t.no_session_title, t.no_session_text),
         NoSession::Expired => (410, t.expired_title, t.expired_text),
         NoSession::Ended => (410, t.ended_title, t.ended_text),
+        NoSession::Unavailable => (503, t.unavailable, t.unavailable),
     };
     Answer::html(code, page::notice(t, title, text))
 }

@@ -1,4 +1,8 @@
-//! Profile links and the browser sessions they open, in 2fad's memory.
+//! Profile links and the browser sessions they open: in 2fad's memory
+//! ([`Memory`], `store = "sqlite"`), or in the fleet database
+//! ([`super::fleet::Fleet`], `store = "postgres"`) so that any 2fad of a
+//! fleet serves every request of a page. [`Profiles`] is the one
+//! interface the page uses; the rules below hold for both.
 //!
 //! A link (`/p/TOKEN`) is made for one account over the socket (its
 //! owner's uid from SO_PEERCRED, or root acting for them) and works once,
@@ -11,8 +15,9 @@
 //! The session dies on logout, expiry, a request from another address,
 //! or a second opening of its link (someone else has the link: both
 //! browsers are refused and the user asks for a new one). Only SHA-256
-//! hashes of link tokens and session ids are kept, so a memory dump
-//! holds nothing a browser could present.
+//! hashes of link tokens and session ids are kept, so a memory dump (or
+//! the fleet database, where a session's secrets are also sealed with the
+//! fleet key) holds nothing a browser could present.
 
 use p2fa_core::clock::unix_now;
 use sha2::{Digest, Sha256};
@@ -23,16 +28,16 @@ use zeroize::Zeroizing;
 
 /// Live links and sessions in all, so that a flood of link requests (one
 /// per user and per `max_pending_per_user`) cannot grow memory.
-const MAX_ENTRIES: usize = 1024;
+pub(super) const MAX_ENTRIES: usize = 1024;
 
-type Hash = [u8; 32];
+pub(super) type Hash = [u8; 32];
 
-fn hash(s: &str) -> Hash {
+pub(super) fn hash(s: &str) -> Hash {
     Sha256::digest(s.as_bytes()).into()
 }
 
 /// 32 random bytes, base64url.
-fn random_token() -> Option<String> {
+pub(super) fn random_token() -> Option<String> {
     use base64::Engine;
     let b = p2fa_core::crypto::random_array::<32>().ok()?;
     Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
@@ -80,7 +85,7 @@ pub struct Session {
     pub csrf: String,
     pub peer: IpAddr,
     pub expires: i64,
-    link: Hash,
+    pub(super) link: Hash,
     /// The factor proved on the page, once proved: changes need no
     /// further proof in this session.
     pub elevated: Option<&'static str>,
@@ -109,6 +114,9 @@ pub enum NoSession {
     /// Its link was opened again, or it was used from another address:
     /// ended for safety.
     Ended,
+    /// The fleet database could not be asked (fleet mode): no session is
+    /// granted until it can.
+    Unavailable,
 }
 
 /// What opening a link did.
@@ -119,6 +127,8 @@ pub enum Opened {
     Expired,
     /// Already opened once: the session it opened is ended now.
     Reused,
+    /// The fleet database could not be asked: nothing was opened.
+    Unavailable,
 }
 
 /// What a link is, seen without opening it.
@@ -130,10 +140,118 @@ pub enum Peek {
     Used,
     /// Unknown or expired.
     Expired,
+    /// The fleet database could not be asked.
+    Unavailable,
 }
 
+impl Session {
+    /// A new session's state, before anything happened in it.
+    pub(super) fn new(
+        owner: Owner,
+        csrf: String,
+        peer: IpAddr,
+        expires: i64,
+        link: Hash,
+    ) -> Session {
+        Session {
+            owner,
+            csrf,
+            peer,
+            expires,
+            link,
+            elevated: None,
+            flash: None,
+            totp: None,
+            codes: None,
+            contact: None,
+            questions: false,
+            sent_via: None,
+            ceremony: None,
+        }
+    }
+}
+
+/// Where links and sessions live: this 2fad's memory (SQLite, one host),
+/// or the fleet database (`store = "postgres"`, [`super::fleet`]), so
+/// that any 2fad of the fleet serves every request of a page. The page's
+/// code sees one interface.
+pub enum Profiles {
+    Memory(Memory),
+    Fleet(Box<super::fleet::Fleet>),
+}
+
+impl Default for Profiles {
+    fn default() -> Profiles {
+        Profiles::Memory(Memory::default())
+    }
+}
+
+impl Profiles {
+    /// The configured store's kind decides: SQLite in memory, PostgreSQL
+    /// in the fleet database.
+    pub fn new(cfg: &p2fa_core::config::Config, trust: p2fa_core::secure_fs::Trust) -> Profiles {
+        match cfg.store {
+            p2fa_core::config::StoreKind::Sqlite => Profiles::default(),
+            p2fa_core::config::StoreKind::Postgres => {
+                Profiles::Fleet(Box::new(super::fleet::Fleet::new(cfg, trust)))
+            }
+        }
+    }
+
+    /// A new link for `owner`, valid `ttl` seconds; `Err` says why not.
+    pub fn link(&self, owner: Owner, ttl: i64, per_user: usize) -> Result<String, String> {
+        match self {
+            Profiles::Memory(m) => m.link(owner, ttl, per_user),
+            Profiles::Fleet(f) => f.link(owner, ttl, per_user),
+        }
+    }
+
+    /// What the link `token` is, changing nothing: a GET of the link
+    /// (a browser's prefetch, a chat program's link preview) must neither
+    /// use it up nor end the session it opened; only the POST of its
+    /// landing page opens it ([`Profiles::open`]).
+    pub fn peek(&self, token: &str) -> Peek {
+        match self {
+            Profiles::Memory(m) => m.peek(token),
+            Profiles::Fleet(f) => f.peek(token),
+        }
+    }
+
+    /// Opens the link `token` from `peer`: a session of `ttl` seconds.
+    pub fn open(&self, token: &str, peer: IpAddr, ttl: i64) -> Opened {
+        match self {
+            Profiles::Memory(m) => m.open(token, peer, ttl),
+            Profiles::Fleet(f) => f.open(token, peer, ttl),
+        }
+    }
+
+    /// Runs `f` on the live session `sid` seen from `peer`. A request
+    /// from another address ends the session. In the fleet database this
+    /// is one transaction that holds the session's row.
+    pub fn with<R>(
+        &self,
+        sid: Option<&str>,
+        peer: IpAddr,
+        f: impl FnOnce(&mut Session) -> R,
+    ) -> Result<R, NoSession> {
+        match self {
+            Profiles::Memory(m) => m.with(sid, peer, f),
+            Profiles::Fleet(fl) => fl.with(sid, peer, f),
+        }
+    }
+
+    /// Logout: the session and its link are forgotten.
+    pub fn logout(&self, sid: &str) {
+        match self {
+            Profiles::Memory(m) => m.logout(sid),
+            Profiles::Fleet(f) => f.logout(sid),
+        }
+    }
+}
+
+/// Links and sessions in this 2fad's memory.
 #[derive(Default)]
-pub struct Profiles {
+pub struct Memory {
     inner: Mutex<Inner>,
 }
 
@@ -182,8 +300,7 @@ impl Inner {
     }
 }
 
-impl Profiles {
-    /// A new link for `owner`, valid `ttl` seconds; `Err` says why not.
+impl Memory {
     pub fn link(&self, owner: Owner, ttl: i64, per_user: usize) -> Result<String, String> {
         let now = unix_now();
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -209,10 +326,6 @@ impl Profiles {
         Ok(token)
     }
 
-    /// What the link `token` is, changing nothing: a GET of the link
-    /// (a browser's prefetch, a chat program's link preview) must neither
-    /// use it up nor end the session it opened; only the POST of its
-    /// landing page opens it ([`Profiles::open`]).
     pub fn peek(&self, token: &str) -> Peek {
         let now = unix_now();
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -224,7 +337,6 @@ impl Profiles {
         }
     }
 
-    /// Opens the link `token` from `peer`: a session of `ttl` seconds.
     pub fn open(&self, token: &str, peer: IpAddr, ttl: i64) -> Opened {
         let now = unix_now();
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,29 +363,11 @@ impl Profiles {
         // The link is remembered until its session could have ended, so
         // that a second opening is recognised.
         link.expires = now + ttl;
-        g.sessions.insert(
-            sh,
-            Session {
-                owner: owner.clone(),
-                csrf,
-                peer,
-                expires: now + ttl,
-                link: lh,
-                elevated: None,
-                flash: None,
-                totp: None,
-                codes: None,
-                contact: None,
-                questions: false,
-                sent_via: None,
-                ceremony: None,
-            },
-        );
+        g.sessions
+            .insert(sh, Session::new(owner.clone(), csrf, peer, now + ttl, lh));
         Opened::Session(sid, owner)
     }
 
-    /// Runs `f` on the live session `sid` seen from `peer`. A request
-    /// from another address ends the session.
     pub fn with<R>(
         &self,
         sid: Option<&str>,
@@ -299,7 +393,6 @@ impl Profiles {
         Ok(f(s))
     }
 
-    /// Logout: the session and its link are forgotten.
     pub fn logout(&self, sid: &str) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = g.sessions.remove(&hash(sid)) {

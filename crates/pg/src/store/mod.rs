@@ -16,6 +16,7 @@ mod keys;
 mod network;
 mod ops;
 mod policy;
+mod profiles;
 mod rekey;
 mod wrap;
 

@@ -149,6 +149,77 @@ impl SqliteTx<'_> {
     }
 }
 
+/// Profile-page links and sessions in the store are for the fleet's
+/// shared database: on one host 2fad keeps them in memory.
+fn no_shared_profiles() -> crate::store::StoreError {
+    crate::store::StoreError::Other(
+        "profile links and sessions are kept in the store only in fleet mode (store = \"postgres\")"
+            .into(),
+    )
+}
+
+impl SqliteTx<'_> {
+    // Profile-page links and sessions in the shared store: not on SQLite.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_profile_link(
+        &self,
+        _link_hash: &[u8; 32],
+        _user: &str,
+        _by_uid: u32,
+        _expires_at: i64,
+        _per_user: u32,
+        _max_all: u32,
+        _now: i64,
+    ) -> Result<crate::store::ProfileQuota> {
+        Err(no_shared_profiles())
+    }
+
+    pub fn profile_link(
+        &self,
+        _link_hash: &[u8; 32],
+    ) -> Result<Option<crate::store::StoredProfileLink>> {
+        Err(no_shared_profiles())
+    }
+
+    pub fn open_profile_link(
+        &self,
+        _link_hash: &[u8; 32],
+        _session_hash: &[u8; 32],
+        _now: i64,
+        _until: i64,
+    ) -> Result<crate::store::ProfileOpen> {
+        Err(no_shared_profiles())
+    }
+
+    pub fn insert_profile_session(
+        &self,
+        _session_hash: &[u8; 32],
+        _s: &crate::store::StoredProfileSession,
+    ) -> Result<()> {
+        Err(no_shared_profiles())
+    }
+
+    pub fn lock_profile_session(
+        &self,
+        _session_hash: &[u8; 32],
+    ) -> Result<Option<crate::store::StoredProfileSession>> {
+        Err(no_shared_profiles())
+    }
+
+    pub fn update_profile_session(&self, _session_hash: &[u8; 32], _state: &[u8]) -> Result<bool> {
+        Err(no_shared_profiles())
+    }
+
+    pub fn end_profile_session(
+        &self,
+        _session_hash: &[u8; 32],
+        _ended: bool,
+        _now: i64,
+    ) -> Result<bool> {
+        Err(no_shared_profiles())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
