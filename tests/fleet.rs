@@ -39,16 +39,8 @@ fn host_env(pg: &PgServer, db: &str, host: &str, extra: &str) -> Env {
 
 fn host_env_with(pg: &PgServer, db: &str, host: &str, extra: &str, pg_extra: &str) -> Env {
     let env = Env::new();
-    let pw = env.root().join("pg.password");
-    fs::write(&pw, format!("{ROLE_PASSWORD}\n")).unwrap();
-    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
-    env.write_config(&format!(
-        "store = \"postgres\"\nhost_id = \"{host}\"\n{extra}\n[postgres]\nurl = \"{}\"\n\
-         password_file = \"{}\"\nca_file = \"{}\"\n{pg_extra}\n",
-        pg.url(ROLE, db),
-        pw.display(),
-        pg.ca_file().display()
-    ));
+    let fleet = pg.fleet_config(&env, db, host, (ROLE, ROLE_PASSWORD), extra);
+    env.write_config(&format!("{fleet}{pg_extra}\n"));
     env
 }
 

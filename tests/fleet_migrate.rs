@@ -39,16 +39,7 @@ const SECRET_BOB: &str = "KRUGS4ZANFZSAYJAON2GK4TFOQQGC3TE";
 /// A fleet-configured host whose key file is a copy of `key`.
 fn fleet_env(pg: &PgServer, db: &str, key: &Path) -> Env {
     let env = Env::new();
-    let pw = env.root().join("pg.password");
-    fs::write(&pw, format!("{ROLE_PASSWORD}\n")).unwrap();
-    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
-    env.write_config(&format!(
-        "store = \"postgres\"\nhost_id = \"fleet-host\"\n[postgres]\nurl = \"{}\"\n\
-         password_file = \"{}\"\nca_file = \"{}\"\n",
-        pg.url(ROLE, db),
-        pw.display(),
-        pg.ca_file().display()
-    ));
+    env.write_config(&pg.fleet_config(&env, db, "fleet-host", (ROLE, ROLE_PASSWORD), ""));
     let dir = env.key.parent().unwrap();
     fs::create_dir_all(dir).unwrap();
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();

@@ -14,7 +14,6 @@ use common::*;
 use p2fa_proto::protocol::{Op, Proof, Request, Response, VERSION};
 use serde_json::Value;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "pam2fa";
@@ -45,16 +44,7 @@ fn host(daemon: &str) -> Host {
         std::thread::sleep(Duration::from_millis(50));
     }
     let env = Env::new();
-    let pw = env.root().join("pg.password");
-    fs::write(&pw, format!("{ROLE_PASSWORD}\n")).unwrap();
-    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
-    env.write_config(&format!(
-        "store = \"postgres\"\nhost_id = \"host-a\"\n[postgres]\nurl = \"{}\"\n\
-         password_file = \"{}\"\nca_file = \"{}\"\n",
-        pg.url(ROLE, &db),
-        pw.display(),
-        pg.ca_file().display()
-    ));
+    env.write_config(&pg.fleet_config(&env, &db, "host-a", (ROLE, ROLE_PASSWORD), ""));
     env.enroll_ok(&["init"], "");
     let d = Daemon::socket_only_with(&env, daemon);
     Host { pg, db, env, d }

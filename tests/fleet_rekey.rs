@@ -69,16 +69,7 @@ struct Fleet {
 
 fn host(pg: &PgServer, db: &str, name: &str) -> Host {
     let env = Env::new();
-    let pw = env.root().join("pg.password");
-    fs::write(&pw, format!("{ROLE_PASSWORD}\n")).unwrap();
-    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
-    let fleet = format!(
-        "store = \"postgres\"\nhost_id = \"{name}\"\n[postgres]\nurl = \"{}\"\n\
-         password_file = \"{}\"\nca_file = \"{}\"\n{QCONF}",
-        pg.url(ROLE, db),
-        pw.display(),
-        pg.ca_file().display()
-    );
+    let fleet = pg.fleet_config(&env, db, name, (ROLE, ROLE_PASSWORD), "") + QCONF;
     let h = Host { env, fleet };
     h.config(&h.env.key.clone(), "");
     h

@@ -40,16 +40,7 @@ struct Fleet {
 /// One host's Env on the fleet database (as tests/fleet.rs builds them).
 fn host_env(pg: &PgServer, db: &str, host: &str) -> Env {
     let env = Env::new();
-    let pw = env.root().join("pg.password");
-    fs::write(&pw, format!("{ROLE_PASSWORD}\n")).unwrap();
-    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
-    env.write_config(&format!(
-        "store = \"postgres\"\nhost_id = \"{host}\"\n[postgres]\nurl = \"{}\"\n\
-         password_file = \"{}\"\nca_file = \"{}\"\n",
-        pg.url(ROLE, db),
-        pw.display(),
-        pg.ca_file().display()
-    ));
+    env.write_config(&pg.fleet_config(&env, db, host, (ROLE, ROLE_PASSWORD), ""));
     env
 }
 

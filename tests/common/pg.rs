@@ -338,6 +338,30 @@ impl PgServer {
         format!("postgresql://{user}@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// A fleet host's config lines: `store = "postgres"`, its `host_id`,
+    /// `top` (more top-level keys or whole sections), then a `[postgres]`
+    /// section for `role` on `db` over TLS, the password in a root-only
+    /// file in `env`'s directory. More `[postgres]` keys may follow.
+    pub fn fleet_config(
+        &self,
+        env: &super::Env,
+        db: &str,
+        host: &str,
+        (role, password): (&str, &str),
+        top: &str,
+    ) -> String {
+        let pw = env.root().join("pg.password");
+        fs::write(&pw, format!("{password}\n")).unwrap();
+        fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+        format!(
+            "store = \"postgres\"\nhost_id = \"{host}\"\n{top}\n[postgres]\nurl = \"{}\"\n\
+             password_file = \"{}\"\nca_file = \"{}\"\n",
+            self.url(role, db),
+            pw.display(),
+            self.ca_file().display()
+        )
+    }
+
     /// The CA that signed the server's certificate (root-owned).
     pub fn ca_file(&self) -> PathBuf {
         self.pki.ca.clone()
