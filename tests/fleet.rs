@@ -62,12 +62,7 @@ impl Fleet {
         let b = host_env_with(&pg, &db, "host-b", extra, b_pg_extra);
         let out = a.enroll_ok(&["init"], "");
         assert!(out.contains("fleet schema migrated from v0"), "{out}");
-        let key = fs::read(&a.key).unwrap();
-        let dir = b.key.parent().unwrap();
-        fs::create_dir_all(dir).unwrap();
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
-        fs::write(&b.key, &key).unwrap();
-        fs::set_permissions(&b.key, fs::Permissions::from_mode(0o600)).unwrap();
+        common::fleet::copy_key(&a.key, &b.key);
         let out = b.enroll_ok(&["init"], "");
         assert!(out.contains("(current); host host-b registered"), "{out}");
         Fleet { pg, db, a, b }
@@ -530,11 +525,7 @@ fn the_race_holds_through_pgbouncer_in_transaction_mode() {
     };
     let (a, b) = (host("host-a"), host("host-b"));
     a.enroll_ok(&["init"], "");
-    let dir = b.key.parent().unwrap();
-    fs::create_dir_all(dir).unwrap();
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(&b.key, fs::read(&a.key).unwrap()).unwrap();
-    fs::set_permissions(&b.key, fs::Permissions::from_mode(0o600)).unwrap();
+    common::fleet::copy_key(&a.key, &b.key);
     b.enroll_ok(&["init"], "");
     a.enroll_totp(&user);
     fresh_step(8);

@@ -13,7 +13,6 @@ mod common;
 use common::pg::PgServer;
 use common::*;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 
@@ -40,11 +39,7 @@ const SECRET_BOB: &str = "KRUGS4ZANFZSAYJAON2GK4TFOQQGC3TE";
 fn fleet_env(pg: &PgServer, db: &str, key: &Path) -> Env {
     let env = Env::new();
     env.write_config(&pg.fleet_config(&env, db, "fleet-host", (ROLE, ROLE_PASSWORD), ""));
-    let dir = env.key.parent().unwrap();
-    fs::create_dir_all(dir).unwrap();
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(&env.key, fs::read(key).unwrap()).unwrap();
-    fs::set_permissions(&env.key, fs::Permissions::from_mode(0o600)).unwrap();
+    common::fleet::copy_key(key, &env.key);
     env
 }
 

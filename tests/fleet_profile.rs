@@ -11,82 +11,19 @@
 
 mod common;
 use common::daemon::Daemon;
+use common::fleet::{ROLE, ROLE_PASSWORD, TwoHosts, host_env};
 use common::pg::PgServer;
 use common::*;
-use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-const ROLE: &str = "pam2fa";
-const ROLE_PASSWORD: &str = "pam2fa-login-pw";
 const HERE: Ipv4Addr = Ipv4Addr::LOCALHOST;
 const THERE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-/// Two hosts on one fleet database, each with its 2fad; both 2fads
-/// serve `origin`.
-struct Fleet {
-    pg: PgServer,
-    db: String,
-    // The hosts' files, kept while their 2fads run.
-    _a: Env,
-    _b: Env,
-    wa: Daemon,
-    wb: Daemon,
-    origin: String,
-}
-
-/// One host's Env on the fleet database (as tests/fleet.rs builds them).
-fn host_env(pg: &PgServer, db: &str, host: &str) -> Env {
-    let env = Env::new();
-    env.write_config(&pg.fleet_config(&env, db, host, (ROLE, ROLE_PASSWORD), ""));
-    env
-}
-
-fn ports() -> (u16, u16) {
-    let (pa, mut pb) = (common::net::closed_port(), common::net::closed_port());
-    while pb == pa {
-        pb = common::net::closed_port();
-    }
-    (pa, pb)
-}
+type Fleet = TwoHosts;
 
 impl Fleet {
-    fn new() -> Fleet {
-        let pg = PgServer::start();
-        let db = pg.create_db();
-        pg.create_role(ROLE, ROLE_PASSWORD);
-        pg.psql("postgres", &format!("ALTER DATABASE {db} OWNER TO {ROLE}"));
-        let a = host_env(&pg, &db, "host-a");
-        let b = host_env(&pg, &db, "host-b");
-        a.enroll_ok(&["init"], "");
-        let dir = b.key.parent().unwrap();
-        fs::create_dir_all(dir).unwrap();
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
-        fs::write(&b.key, fs::read(&a.key).unwrap()).unwrap();
-        fs::set_permissions(&b.key, fs::Permissions::from_mode(0o600)).unwrap();
-        b.enroll_ok(&["init"], "");
-        let (pa, pb) = ports();
-        let origin = format!("http://localhost:{pa}");
-        let web = format!("public_url = \"{origin}\"\nrp_id = \"localhost\"\n");
-        let wa = Daemon::start_appended(&a, pa, &web);
-        let wb = Daemon::start_appended(&b, pb, &web);
-        Fleet {
-            pg,
-            db,
-            _a: a,
-            _b: b,
-            wa,
-            wb,
-            origin,
-        }
-    }
-
-    fn sql(&self, q: &str) -> String {
-        self.pg.psql(&self.db, q).trim().to_string()
-    }
-
     /// Every row of every table of the fleet schema, as text.
     fn dump(&self) -> String {
         let tables = self
@@ -230,7 +167,7 @@ fn sha256_hex(s: &str) -> String {
 #[test]
 fn a_profile_page_works_through_either_2fad() {
     let user = system_user("p2fa-fpr1", "Fleet-profile-p2fa");
-    let f = Fleet::new();
+    let f = Fleet::start();
     let url = link(&f.wa, &user);
     assert!(url.starts_with(&format!("{}/p/", f.origin)), "{url}");
     let token = common::daemon::token_of(&url);
@@ -372,7 +309,7 @@ fn a_profile_page_works_through_either_2fad() {
 #[test]
 fn what_ends_a_session_ends_it_on_every_2fad() {
     let user = system_user("p2fa-fpr2", "Fleet-profile-p2fa");
-    let f = Fleet::new();
+    let f = Fleet::start();
     let ended = "closed for your safety";
 
     // A second opening (through A) of a link opened through B.
@@ -438,7 +375,7 @@ fn what_ends_a_session_ends_it_on_every_2fad() {
 #[test]
 fn tampered_session_state_is_no_session() {
     let user = system_user("p2fa-fpr3", "Fleet-profile-p2fa");
-    let f = Fleet::new();
+    let f = Fleet::start();
     let c1 = open(&f, &f.wa, HERE, &link(&f.wa, &user));
     let c2 = open(&f, &f.wb, HERE, &link(&f.wb, &user));
     let csrf1 = csrf_of(&page(&f.wb, HERE, &c1).1);
@@ -504,7 +441,7 @@ fn a_fleet_without_the_profile_tables_says_to_migrate() {
         "DROP TABLE p2fa.profile_links; DROP TABLE p2fa.profile_sessions;
          UPDATE p2fa.schema_version SET version = 3",
     );
-    let (pa, _) = ports();
+    let pa = common::net::closed_port();
     let web = format!("public_url = \"http://localhost:{pa}\"\nrp_id = \"localhost\"\n");
     let d = Daemon::start_appended(&a, pa, &web);
     let o = d.enroll_as(&user, &["web", "--quiet"], "");

@@ -9,10 +9,10 @@
 //! "unavailable".
 
 mod common;
+use common::fleet::copy_key;
 use common::pg::PgServer;
 use common::*;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -73,15 +73,6 @@ fn host(pg: &PgServer, db: &str, name: &str) -> Host {
     let h = Host { env, fleet };
     h.config(&h.env.key.clone(), "");
     h
-}
-
-/// Copies a key file as config management would (root 0600, dir 0700).
-fn copy_key(from: &Path, to: &Path) {
-    let dir = to.parent().unwrap();
-    fs::create_dir_all(dir).unwrap();
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(to, fs::read(from).unwrap()).unwrap();
-    fs::set_permissions(to, fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 impl Fleet {

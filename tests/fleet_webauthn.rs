@@ -11,78 +11,20 @@
 
 mod common;
 use common::daemon::Daemon;
+use common::fleet::{ROLE, ROLE_PASSWORD, TwoHosts, host_env};
 use common::interactive::Session;
 use common::pg::PgServer;
 use common::*;
 use p2fa_proto::protocol::{ErrorCode, Op, Request, Response, VERSION};
 use p2fa_testkit::softkey::SoftKey;
 use serde_json::Value;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-const ROLE: &str = "pam2fa";
-const ROLE_PASSWORD: &str = "pam2fa-login-pw";
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Two hosts on one fleet database, each with its 2fad; both 2fads
-/// serve `origin`.
-struct Fleet {
-    pg: PgServer,
-    db: String,
-    a: Env,
-    b: Env,
-    wa: Daemon,
-    wb: Daemon,
-    origin: String,
-}
-
-/// One host's Env on the fleet database (as tests/fleet.rs builds them).
-fn host_env(pg: &PgServer, db: &str, host: &str) -> Env {
-    let env = Env::new();
-    env.write_config(&pg.fleet_config(&env, db, host, (ROLE, ROLE_PASSWORD), ""));
-    env
-}
+type Fleet = TwoHosts;
 
 impl Fleet {
-    fn new() -> Fleet {
-        let pg = PgServer::start();
-        let db = pg.create_db();
-        pg.create_role(ROLE, ROLE_PASSWORD);
-        pg.psql("postgres", &format!("ALTER DATABASE {db} OWNER TO {ROLE}"));
-        let a = host_env(&pg, &db, "host-a");
-        let b = host_env(&pg, &db, "host-b");
-        a.enroll_ok(&["init"], "");
-        let dir = b.key.parent().unwrap();
-        fs::create_dir_all(dir).unwrap();
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).unwrap();
-        fs::write(&b.key, fs::read(&a.key).unwrap()).unwrap();
-        fs::set_permissions(&b.key, fs::Permissions::from_mode(0o600)).unwrap();
-        b.enroll_ok(&["init"], "");
-        let (pa, mut pb) = (common::net::closed_port(), common::net::closed_port());
-        while pb == pa {
-            pb = common::net::closed_port();
-        }
-        // One name for both: the public URL (the origin browsers see).
-        let origin = format!("http://localhost:{pa}");
-        let web = format!("public_url = \"{origin}\"\nrp_id = \"localhost\"\n");
-        let wa = Daemon::start_appended(&a, pa, &web);
-        let wb = Daemon::start_appended(&b, pb, &web);
-        Fleet {
-            pg,
-            db,
-            a,
-            b,
-            wa,
-            wb,
-            origin,
-        }
-    }
-
-    fn sql(&self, q: &str) -> String {
-        self.pg.psql(&self.db, q).trim().to_string()
-    }
-
     /// The signature counter stored for `user`'s key `name`.
     fn counter(&self, user: &str, name: &str) -> u64 {
         let c = self.sql(&format!(
@@ -173,7 +115,7 @@ fn with_key(f: &Fleet, user: &str) -> SoftKey {
 #[test]
 fn a_login_on_one_host_is_completed_through_the_other_2fad() {
     let user = system_user("p2fa-fwa1", "Fleet-wa-p2fa");
-    let f = Fleet::new();
+    let f = Fleet::start();
     let mut sk = with_key(&f, &user);
 
     let mut s = Session::start(&f.a.svc_dir, "p2fa", &user);
@@ -237,7 +179,7 @@ fn a_login_on_one_host_is_completed_through_the_other_2fad() {
 #[test]
 fn expired_and_foreign_ceremonies_are_refused() {
     let user = system_user("p2fa-fwa2", "Fleet-wa-p2fa");
-    let f = Fleet::new();
+    let f = Fleet::start();
     let mut sk = with_key(&f, &user);
 
     // Host B's 2fad does not hand out (or use up) the result of A's login.
@@ -300,7 +242,7 @@ fn expired_and_foreign_ceremonies_are_refused() {
 #[test]
 fn one_answer_posted_to_both_2fads_at_once_completes_once() {
     let user = system_user("p2fa-fwa3", "Fleet-wa-p2fa");
-    let f = Fleet::new();
+    let f = Fleet::start();
     let mut sk = with_key(&f, &user);
     const ROUNDS: u64 = 6;
     for round in 1..=ROUNDS {
@@ -398,7 +340,7 @@ fn migrate_adds_the_ceremony_table_to_a_v1_fleet() {
 fn a_proof_approved_through_the_other_2fad_is_used_once_on_its_host() {
     use p2fa_proto::protocol::Proof;
     let user = system_user("p2fa-fwa4", "Fleet-wa-p2fa");
-    let f = Fleet::new();
+    let f = Fleet::start();
     let mut sk = with_key(&f, &user);
     // As the user (not root: root needs no proof).
     let ask = |d: &Daemon, proof: Option<Proof>, op: Op| -> Value {

@@ -18,6 +18,7 @@
 
 pub mod daemon;
 pub mod fido2;
+pub mod fleet;
 pub mod interactive;
 pub mod mount_ns;
 pub mod net;
