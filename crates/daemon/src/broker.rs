@@ -48,8 +48,6 @@ pub struct Broker {
     pub ceremonies: Option<std::sync::Arc<super::webauthn::Ceremonies>>,
     /// Profile page links and sessions (with the web server).
     pub profiles: Option<std::sync::Arc<super::profile::session::Profiles>>,
-    /// Phone numbers and addresses waiting for their confirmation code.
-    contacts: Mutex<HashMap<String, factors::PendingContact>>,
     /// Whose files to believe (store, key): [`Trust::ROOT`] outside tests.
     trust: Trust,
 }
@@ -64,7 +62,6 @@ impl Broker {
             pending: Mutex::default(),
             ceremonies: None,
             profiles: None,
-            contacts: Mutex::default(),
             trust,
         }
     }

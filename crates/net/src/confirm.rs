@@ -14,7 +14,7 @@ use p2fa_core::config::{CodeRules, Config};
 use p2fa_core::crypto::{HostKey, random_code};
 use p2fa_core::factor::FactorId;
 use p2fa_core::secure_fs::Trust;
-use p2fa_core::store::{Purpose, SentCheck, Store};
+use p2fa_core::store::{Purpose, SentCheck, SentScope, Store};
 
 /// Why a confirmation code was not sent, for the user.
 #[derive(Debug)]
@@ -49,8 +49,9 @@ pub fn normalize(ch: FactorId, address: &str) -> Result<String, NotSent> {
     }
 }
 
-/// Sends a code for `purpose` to `address`; returns the address masked
-/// for display ("+1 *** *** **67").
+/// Sends a code for `purpose` to `address`, valid in `scope` (2fa-enroll:
+/// this host; 2fad: every 2fad of its public_url); returns the address
+/// masked for display ("+1 *** *** **67").
 #[allow(clippy::too_many_arguments)]
 pub fn send(
     cfg: &Config,
@@ -61,6 +62,7 @@ pub fn send(
     ch: FactorId,
     address: &str,
     purpose: Purpose,
+    scope: &SentScope,
 ) -> Result<String, NotSent> {
     let (_, rules) = channel(cfg, ch)?;
     let store_err = |e: p2fa_core::store::StoreError| NotSent(e.to_string());
@@ -74,7 +76,16 @@ pub fn send(
         )));
     }
     let id = tx
-        .insert_sent_code(user, ch, purpose, address, &hash, t, rules.ttl_seconds)
+        .insert_sent_code(
+            user,
+            ch,
+            purpose,
+            address,
+            &hash,
+            t,
+            rules.ttl_seconds,
+            scope,
+        )
         .map_err(store_err)?;
     tx.commit().map_err(store_err)?;
     let sent = Live::new(trust).send_code(cfg, ch, user, address, &code);
@@ -93,7 +104,8 @@ pub fn send(
 }
 
 /// Checks a typed code against the live code for `purpose` sent to
-/// `address` (counting a wrong one against the code's attempts).
+/// `address` in `scope` (counting a wrong one against the code's
+/// attempts).
 #[allow(clippy::too_many_arguments)]
 pub fn check(
     cfg: &Config,
@@ -104,6 +116,7 @@ pub fn check(
     address: &str,
     typed: &str,
     purpose: Purpose,
+    scope: &SentScope,
 ) -> Result<SentCheck, NotSent> {
     let (_, rules) = channel(cfg, ch)?;
     let store_err = |e: p2fa_core::store::StoreError| NotSent(e.to_string());
@@ -118,6 +131,7 @@ pub fn check(
             &hash,
             unix_now(),
             rules.max_attempts,
+            scope,
         )
         .map_err(store_err)?;
     tx.commit().map_err(store_err)?;

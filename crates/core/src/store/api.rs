@@ -12,8 +12,9 @@
 
 use super::{
     BackupRow, GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, ProfileOpen, ProfileQuota,
-    Purpose, Remembered, Result, SealedSecret, SentCheck, StoredCeremony, StoredCredential,
-    StoredProfileLink, StoredProfileSession, StoredQuestion, UserState, UserStatus,
+    Purpose, Remembered, Result, SealedSecret, SentCheck, SentScope, StoredCeremony,
+    StoredCredential, StoredProfileLink, StoredProfileSession, StoredQuestion, UserState,
+    UserStatus,
 };
 use crate::config::RateLimitConfig;
 use crate::factor::FactorId;
@@ -110,6 +111,7 @@ pub trait TxOps {
         hash: &[u8; 32],
         now: i64,
         ttl: i64,
+        scope: &SentScope,
     ) -> Result<i64>;
     fn delete_sent_code(&self, id: i64) -> Result<()>;
     #[allow(clippy::too_many_arguments)]
@@ -122,7 +124,18 @@ pub trait TxOps {
         hash: &[u8; 32],
         now: i64,
         max_attempts: u32,
+        scope: &SentScope,
     ) -> Result<SentCheck>;
+    /// The channel and address of the newest code of `purpose` sent to
+    /// `user` in `scope`, if it is neither used nor expired (it may have
+    /// run out of attempts): the number or address waiting for its code.
+    fn newest_sent_code(
+        &self,
+        user: &str,
+        purpose: Purpose,
+        scope: &SentScope,
+        now: i64,
+    ) -> Result<Option<(FactorId, String)>>;
     fn user_state(&self, user: &str) -> Result<UserState>;
     fn ensure_user(&self, user: &str, now: i64) -> Result<()>;
     fn record_failure(&self, user: &str, now: i64, rl: &RateLimitConfig) -> Result<(u32, i64)>;

@@ -23,9 +23,9 @@ macro_rules! store_backend {
             use $crate::store::api::{Kind, Tx};
             use $crate::store::{
                 BackupRow, GenCount, KeyWarning, LocalKey, OldGenItems, OtpRecord, ProfileOpen,
-                ProfileQuota, Purpose, Remembered, Result, SealedSecret, SentCheck, StoredCeremony,
-                StoredCredential, StoredProfileLink, StoredProfileSession, StoredQuestion,
-                UserState, UserStatus,
+                ProfileQuota, Purpose, Remembered, Result, SealedSecret, SentCheck, SentScope,
+                StoredCeremony, StoredCredential, StoredProfileLink, StoredProfileSession,
+                StoredQuestion, UserState, UserStatus,
             };
 
             impl $crate::store::api::Backend for $store {
@@ -198,8 +198,9 @@ macro_rules! store_backend {
                     hash: &[u8; 32],
                     now: i64,
                     ttl: i64,
+                    scope: &SentScope,
                 ) -> Result<i64> {
-                    $tx::insert_sent_code(self, user, ch, purpose, address, hash, now, ttl)
+                    $tx::insert_sent_code(self, user, ch, purpose, address, hash, now, ttl, scope)
                 }
                 fn delete_sent_code(&self, id: i64) -> Result<()> {
                     $tx::delete_sent_code(self, id)
@@ -214,8 +215,28 @@ macro_rules! store_backend {
                     hash: &[u8; 32],
                     now: i64,
                     max_attempts: u32,
+                    scope: &SentScope,
                 ) -> Result<SentCheck> {
-                    $tx::check_sent_code(self, user, ch, purpose, address, hash, now, max_attempts)
+                    $tx::check_sent_code(
+                        self,
+                        user,
+                        ch,
+                        purpose,
+                        address,
+                        hash,
+                        now,
+                        max_attempts,
+                        scope,
+                    )
+                }
+                fn newest_sent_code(
+                    &self,
+                    user: &str,
+                    purpose: Purpose,
+                    scope: &SentScope,
+                    now: i64,
+                ) -> Result<Option<(FactorId, String)>> {
+                    $tx::newest_sent_code(self, user, purpose, scope, now)
                 }
                 fn user_state(&self, user: &str) -> Result<UserState> {
                     $tx::user_state(self, user)

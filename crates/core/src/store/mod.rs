@@ -22,7 +22,7 @@ use sqlite::SqliteStore;
 pub use sqlite::{WAL_CHECKPOINT_BYTES, backup_path, current_version};
 pub use types::{
     BackupRow, GenCount, KeyWarning, LastSuccess, LocalKey, Login, OldGenItems, OtpKind, OtpRecord,
-    OtpSummary, ProfileOpen, ProfileQuota, Purpose, Remembered, SealedSecret, SentCheck,
+    OtpSummary, ProfileOpen, ProfileQuota, Purpose, Remembered, SealedSecret, SentCheck, SentScope,
     StoredCeremony, StoredCredential, StoredProfileLink, StoredProfileSession, StoredQuestion,
     UserState, UserStatus,
 };

@@ -10,7 +10,7 @@
 
 use super::{
     KeyWarning, Kind, LocalKey, OtpKind, OtpRecord, ProfileOpen, ProfileQuota, Purpose, SentCheck,
-    Store, StoredCeremony, StoredProfileSession, Tx,
+    SentScope, Store, StoredCeremony, StoredProfileSession, Tx,
 };
 use crate::config::{Algorithm, RateLimitConfig};
 use crate::factor::FactorId;
@@ -57,6 +57,14 @@ pub const CASES: &[(&str, Case)] = &[
         sent_code_miss_counts_against_every_live_code,
     ),
     ("deleted_sent_code_is_gone", deleted_sent_code_is_gone),
+    (
+        "a_web_scope_keeps_its_sent_codes_apart",
+        a_web_scope_keeps_its_sent_codes_apart,
+    ),
+    (
+        "newest_sent_code_is_the_address_waiting",
+        newest_sent_code_is_the_address_waiting,
+    ),
     (
         "sends_last_hour_counts_the_channel_for_an_hour",
         sends_last_hour_counts_the_channel_for_an_hour,
@@ -418,7 +426,16 @@ const ADDR: &str = "+15555550100";
 fn send(s: &mut Store, user: &str, ch: FactorId, purpose: Purpose, hash: u8, at: i64) -> i64 {
     let tx = s.write().unwrap();
     let id = tx
-        .insert_sent_code(user, ch, purpose, ADDR, &[hash; 32], at, TTL)
+        .insert_sent_code(
+            user,
+            ch,
+            purpose,
+            ADDR,
+            &[hash; 32],
+            at,
+            TTL,
+            &SentScope::HOST,
+        )
         .unwrap();
     tx.commit().unwrap();
     id
@@ -427,10 +444,162 @@ fn send(s: &mut Store, user: &str, ch: FactorId, purpose: Purpose, hash: u8, at:
 fn check(s: &mut Store, purpose: Purpose, addr: Option<&str>, hash: u8, at: i64) -> SentCheck {
     let tx = s.write().unwrap();
     let r = tx
-        .check_sent_code("alice", SMS, purpose, addr, &[hash; 32], at, 3)
+        .check_sent_code(
+            "alice",
+            SMS,
+            purpose,
+            addr,
+            &[hash; 32],
+            at,
+            3,
+            &SentScope::HOST,
+        )
         .unwrap();
     tx.commit().unwrap();
     r
+}
+
+/// A shared store keeps a web scope's codes (2fad's page, every 2fad of
+/// one public_url) apart from the host's (login codes): each is checked
+/// only in its own scope, by any host of the store; the send limit still
+/// counts both. A host-local store (one host) ignores the scope.
+fn a_web_scope_keeps_its_sent_codes_apart(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    let web = SentScope::web("https://2fa.example.com/");
+    let shared = s.kind() == Kind::Postgres;
+    let tx = s.write().unwrap();
+    tx.insert_sent_code("alice", SMS, Purpose::Login, ADDR, &[3; 32], NOW, TTL, &web)
+        .unwrap();
+    tx.insert_sent_code(
+        "alice",
+        SMS,
+        Purpose::Login,
+        ADDR,
+        &[4; 32],
+        NOW,
+        TTL,
+        &SentScope::HOST,
+    )
+    .unwrap();
+    assert_eq!(tx.sends_last_hour("alice", SMS, NOW).unwrap(), 2);
+    let other = |h: u8, scope: &SentScope| {
+        tx.check_sent_code(
+            "alice",
+            SMS,
+            Purpose::Login,
+            Some(ADDR),
+            &[h; 32],
+            NOW,
+            3,
+            scope,
+        )
+        .unwrap()
+    };
+    if shared {
+        // The host's code is no good in the web scope and the other way.
+        assert_eq!(other(4, &web), SentCheck::Wrong);
+        assert_eq!(other(3, &SentScope::HOST), SentCheck::Wrong);
+        assert_eq!(other(3, &web), SentCheck::Accepted);
+        assert_eq!(other(3, &web), SentCheck::NoLiveCode, "single use");
+        assert_eq!(other(4, &SentScope::HOST), SentCheck::Accepted);
+    } else {
+        assert_eq!(other(3, &SentScope::HOST), SentCheck::Accepted);
+        assert_eq!(
+            other(4, &web),
+            SentCheck::NoLiveCode,
+            "used with its sibling"
+        );
+    }
+    tx.commit().unwrap();
+}
+
+/// The number or address waiting for its code is where the newest code of
+/// the purpose went, while that code is unused and unexpired.
+fn newest_sent_code_is_the_address_waiting(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    let web = SentScope::web("https://2fa.example.com");
+    let shared = s.kind() == Kind::Postgres;
+    let tx = s.write().unwrap();
+    let newest = |at: i64| {
+        tx.newest_sent_code("alice", Purpose::Enroll, &web, at)
+            .unwrap()
+    };
+    assert_eq!(newest(NOW), None);
+    tx.insert_sent_code(
+        "alice",
+        SMS,
+        Purpose::Enroll,
+        ADDR,
+        &[3; 32],
+        NOW,
+        TTL,
+        &web,
+    )
+    .unwrap();
+    tx.insert_sent_code(
+        "alice",
+        EMAIL,
+        Purpose::Enroll,
+        "a@example.com",
+        &[4; 32],
+        NOW + 1,
+        TTL,
+        &web,
+    )
+    .unwrap();
+    tx.insert_sent_code(
+        "alice",
+        SMS,
+        Purpose::Login,
+        ADDR,
+        &[5; 32],
+        NOW + 2,
+        TTL,
+        &web,
+    )
+    .unwrap();
+    assert_eq!(newest(NOW + 2), Some((EMAIL, "a@example.com".to_string())));
+    assert_eq!(newest(NOW + 1 + TTL), None, "expired");
+    assert_eq!(
+        tx.newest_sent_code("bob", Purpose::Enroll, &web, NOW + 2)
+            .unwrap(),
+        None
+    );
+    if shared {
+        assert_eq!(
+            tx.newest_sent_code("alice", Purpose::Enroll, &SentScope::HOST, NOW + 2)
+                .unwrap(),
+            None,
+            "another scope's"
+        );
+    }
+    // A wrong try leaves it waiting; the right code uses it up, and the
+    // older code to another address does not take its place.
+    tx.check_sent_code(
+        "alice",
+        EMAIL,
+        Purpose::Enroll,
+        Some("a@example.com"),
+        &[9; 32],
+        NOW + 2,
+        3,
+        &web,
+    )
+    .unwrap();
+    assert_eq!(newest(NOW + 2), Some((EMAIL, "a@example.com".to_string())));
+    tx.check_sent_code(
+        "alice",
+        EMAIL,
+        Purpose::Enroll,
+        Some("a@example.com"),
+        &[4; 32],
+        NOW + 2,
+        3,
+        &web,
+    )
+    .unwrap();
+    assert_eq!(newest(NOW + 2), None);
+    tx.commit().unwrap();
 }
 
 fn sent_code_is_accepted_once(new: &mut dyn FnMut() -> Store) {
@@ -513,10 +682,28 @@ fn sent_code_is_scoped(new: &mut dyn FnMut() -> Store) {
     );
     let tx = s.write().unwrap();
     let other_channel = tx
-        .check_sent_code("alice", EMAIL, Purpose::Enroll, None, &[3; 32], NOW, 3)
+        .check_sent_code(
+            "alice",
+            EMAIL,
+            Purpose::Enroll,
+            None,
+            &[3; 32],
+            NOW,
+            3,
+            &SentScope::HOST,
+        )
         .unwrap();
     let other_user = tx
-        .check_sent_code("bob", SMS, Purpose::Enroll, None, &[3; 32], NOW, 3)
+        .check_sent_code(
+            "bob",
+            SMS,
+            Purpose::Enroll,
+            None,
+            &[3; 32],
+            NOW,
+            3,
+            &SentScope::HOST,
+        )
         .unwrap();
     tx.commit().unwrap();
     assert_eq!(other_channel, SentCheck::NoLiveCode, "other channel");
@@ -984,8 +1171,17 @@ fn everything(tx: &Tx<'_>, user: &str, cred: u8) {
     tx.first_seen(user, NOW).unwrap();
     tx.remember(user, "sshd", &[1; 32], "tty pts/1", "totp", NOW, NOW + 100)
         .unwrap();
-    tx.insert_sent_code(user, SMS, Purpose::Login, ADDR, &[3; 32], NOW, TTL)
-        .unwrap();
+    tx.insert_sent_code(
+        user,
+        SMS,
+        Purpose::Login,
+        ADDR,
+        &[3; 32],
+        NOW,
+        TTL,
+        &SentScope::HOST,
+    )
+    .unwrap();
     tx.record_success(user, NOW, "sshd", "192.0.2.7", "totp")
         .unwrap();
     tx.record_failure(user, NOW, &RateLimitConfig::default())

@@ -168,6 +168,38 @@ impl Purpose {
     }
 }
 
+/// Whose sent codes an operation sees in a shared (fleet) store. A login
+/// code the PAM module sends is valid only on the host that sent it
+/// ([`SentScope::HOST`]: the prompt waiting for it is there, and an
+/// intercepted SMS must not open every host). A code 2fad sends for its
+/// profile page or broker is valid on every 2fad serving the same
+/// `webauthn.public_url` ([`SentScope::web`]), since a load balancer may
+/// send the typed code to another one. A web scope is named
+/// `2fad:<origin>`, which is never a host id (those have no colon), so
+/// the two never see each other's codes. A host-local (SQLite) store has
+/// one host and ignores the scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentScope(Option<String>);
+
+impl SentScope {
+    /// This host's own codes (the PAM module, `2fa-enroll`).
+    pub const HOST: SentScope = SentScope(None);
+
+    /// The codes of every 2fad serving `public_url` (its origin: scheme,
+    /// host and port, lowercased, without path or trailing slash).
+    pub fn web(public_url: &str) -> SentScope {
+        let url = public_url.trim().to_ascii_lowercase();
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url.as_str()));
+        let origin = rest.split(['/', '?', '#']).next().unwrap_or("");
+        SentScope(Some(format!("2fad:{scheme}://{origin}")))
+    }
+
+    /// The shared scope's name (`None`: this host's).
+    pub fn web_name(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
 /// The outcome of checking a typed code against the live sent codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SentCheck {
@@ -357,4 +389,21 @@ pub enum ProfileOpen {
     Reused,
     /// Unknown or expired.
     Expired,
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::SentScope;
+
+    #[test]
+    fn a_web_scope_is_the_origin_and_never_a_host_id() {
+        let a = SentScope::web("https://2FA.example.com/profile/");
+        let b = SentScope::web("https://2fa.example.com");
+        assert_eq!(a, b);
+        assert_eq!(a.web_name(), Some("2fad:https://2fa.example.com"));
+        assert_ne!(a, SentScope::web("https://2fa.example.com:8443"));
+        assert_ne!(a, SentScope::HOST);
+        assert!(a.web_name().unwrap().contains(':'));
+        assert_eq!(SentScope::HOST.web_name(), None);
+    }
 }

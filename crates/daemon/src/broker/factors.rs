@@ -9,16 +9,22 @@ use super::{Broker, Ctx, now};
 use p2fa_core::audit::clean;
 use p2fa_core::factor::{FactorId, normalize_code, questions};
 use p2fa_core::store::UserState;
-use p2fa_core::store::{Purpose, SentCheck};
+use p2fa_core::store::{Purpose, SentCheck, SentScope};
 use p2fa_net::confirm;
 use p2fa_net::network::{DuoPreauth, Live, Network};
 use p2fa_proto::protocol::{Answer, ErrorCode, Response};
 
-/// A number or address waiting for its code.
-pub(super) struct PendingContact {
-    channel: FactorId,
-    address: String,
-    expires: i64,
+/// The scope of the codes 2fad sends (a proof, a new number or address):
+/// with its web server, every 2fad serving the same public_url, since a
+/// load balancer may send the typed code to another one; without it, this
+/// host. A host-local store ignores it; login codes the PAM module sends
+/// stay on their host ([`SentScope::HOST`]).
+fn sent_scope(cfg: &p2fa_core::config::Config) -> SentScope {
+    if cfg.webauthn.enabled {
+        SentScope::web(&cfg.webauthn.public_url)
+    } else {
+        SentScope::HOST
+    }
 }
 
 /// `Some(refusal)` unless the policy lets `user` use `f`.
@@ -54,7 +60,6 @@ impl Broker {
             Ok(a) => a,
             Err(e) => return Response::error(ErrorCode::BadRequest, e.0),
         };
-        let ttl = ctx.cfg.code_rules(ch).map_or(300, |r| r.ttl_seconds);
         match confirm::send(
             ctx.cfg,
             self.trust,
@@ -64,39 +69,38 @@ impl Broker {
             ch,
             &address,
             Purpose::Enroll,
+            &sent_scope(ctx.cfg),
         ) {
-            Ok(masked) => {
-                self.contacts
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        ctx.user.to_string(),
-                        PendingContact {
-                            channel: ch,
-                            address,
-                            expires: now() + ttl,
-                        },
-                    );
-                Response::Done {
-                    message: format!("Sent a code to {masked}."),
-                }
-            }
+            Ok(masked) => Response::Done {
+                message: format!("Sent a code to {masked}."),
+            },
             Err(e) => Response::error(ErrorCode::Unavailable, e.0),
         }
     }
 
+    /// Saves the number or address the user's newest confirmation code
+    /// went to (it is kept with the code, in the store, so any 2fad of
+    /// the fleet finishes what another began), once they type that code
+    /// back. The address is never taken from the request: whoever
+    /// finishes can save only where the code went.
     pub(super) fn contact_finish(&self, ctx: &mut Ctx, code: &str) -> Response {
-        let mut pending = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
-        pending.retain(|_, p| p.expires > now());
-        let Some(p) = pending.remove(ctx.user) else {
-            return Response::error(
-                ErrorCode::BadRequest,
-                "no phone number or address is waiting for its code (or it expired); start again",
-            );
+        let scope = sent_scope(ctx.cfg);
+        let waiting = ctx.store.write().and_then(|tx| {
+            let w = tx.newest_sent_code(ctx.user, Purpose::Enroll, &scope, now())?;
+            tx.commit()?;
+            Ok(w)
+        });
+        let (channel, address) = match waiting {
+            Ok(Some(w)) => w,
+            Ok(None) => {
+                return Response::error(
+                    ErrorCode::BadRequest,
+                    "no phone number or address is waiting for its code (or it expired); start again",
+                );
+            }
+            Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
         };
-        drop(pending);
         let Some(typed) = normalize_code(code) else {
-            self.keep_contact(ctx.user, p);
             return Response::error(ErrorCode::WrongCode, "type only the digits of the code");
         };
         match confirm::check(
@@ -104,14 +108,14 @@ impl Broker {
             ctx.store,
             ctx.key,
             ctx.user,
-            p.channel,
-            &p.address,
+            channel,
+            &address,
             &typed,
             Purpose::Enroll,
+            &scope,
         ) {
             Ok(SentCheck::Accepted) => {}
             Ok(SentCheck::Wrong) => {
-                self.keep_contact(ctx.user, p);
                 return Response::error(ErrorCode::WrongCode, "that code is not right");
             }
             Ok(SentCheck::NoLiveCode) => {
@@ -122,23 +126,16 @@ impl Broker {
             }
             Err(e) => return Response::error(ErrorCode::Unavailable, e.0),
         }
-        match confirm::save(ctx.store, ctx.user, p.channel, &p.address) {
+        match confirm::save(ctx.store, ctx.user, channel, &address) {
             Ok(old) => {
-                let masked = p2fa_net::delivery::mask(p.channel, &p.address);
-                ctx.changed("added", p.channel, &format!("replaced={}", old.is_some()));
+                let masked = p2fa_net::delivery::mask(channel, &address);
+                ctx.changed("added", channel, &format!("replaced={}", old.is_some()));
                 Response::Done {
                     message: format!("Saved {masked}."),
                 }
             }
             Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
         }
-    }
-
-    fn keep_contact(&self, user: &str, p: PendingContact) {
-        self.contacts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(user.to_string(), p);
     }
 
     /// Duo's preauth for the user, as a [`Response::Duo`].
@@ -336,6 +333,7 @@ impl Broker {
             ch,
             &address,
             Purpose::Login,
+            &sent_scope(ctx.cfg),
         ) {
             Ok(masked) => {
                 ctx.audit.info(&format!(
@@ -381,6 +379,7 @@ impl Broker {
         let hash = ctx.key.sent_code_hash(ch.as_str(), ctx.user, &typed);
         let t = now();
         let (user, rl) = (ctx.user, ctx.cfg.rate_limit.clone());
+        let scope = sent_scope(ctx.cfg);
         let checked = ctx.store.write().and_then(|tx| {
             let r = tx.check_sent_code(
                 user,
@@ -390,6 +389,7 @@ impl Broker {
                 &hash,
                 t,
                 rules.max_attempts,
+                &scope,
             )?;
             match r {
                 SentCheck::Accepted => {

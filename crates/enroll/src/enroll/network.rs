@@ -11,7 +11,7 @@ use super::{CliError, CliResult, Ctx};
 use clap::Args;
 use p2fa_core::audit::printable;
 use p2fa_core::factor::{FactorId, normalize_code};
-use p2fa_core::store::{Purpose, SentCheck};
+use p2fa_core::store::{Purpose, SentCheck, SentScope};
 use p2fa_net::delivery::mask;
 use p2fa_net::network::{DuoPreauth, Live, Network};
 use p2fa_net::{confirm, email, sms};
@@ -115,6 +115,7 @@ fn contact(
             ch,
             address,
             Purpose::Enroll,
+            &SentScope::HOST,
         )
         .map_err(|e| CliError(e.0))?;
         println!("Sent a code to {masked}.");
@@ -138,6 +139,7 @@ fn contact(
                 address,
                 &typed,
                 Purpose::Enroll,
+                &SentScope::HOST,
             )
             .map_err(|e| CliError(e.0))?
             {

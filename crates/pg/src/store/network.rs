@@ -1,14 +1,17 @@
 //! Contacts, Duo, the default factor and sent codes on the fleet
-//! database. A sent code is valid only on the host that sent it (the
-//! prompt waiting for it is there, and an intercepted SMS must not open
-//! every host), while the send limit counts the whole fleet, so it
-//! cannot be multiplied by the number of hosts.
+//! database. A sent code is valid only in the scope that sent it
+//! ([`SentScope`], stored in the `host` column): a login code only on
+//! the host that sent it (the prompt waiting for it is there, and an
+//! intercepted SMS must not open every host), a code 2fad sent for its
+//! page on every 2fad of the same public_url (`2fad:<origin>`, never a
+//! host id). The send limit counts the whole fleet, so it cannot be
+//! multiplied by the number of hosts.
 
 use super::{Get, PgTx};
 use crate::wire::Value;
 use p2fa_core::crypto;
 use p2fa_core::factor::FactorId;
-use p2fa_core::store::{Purpose, Result, SentCheck};
+use p2fa_core::store::{Purpose, Result, SentCheck, SentScope};
 
 /// Sent codes are deleted a day after sending (the rate limit looks back
 /// one hour; the rest is for the admin's eyes).
@@ -133,10 +136,11 @@ impl PgTx<'_> {
         hash: &[u8; 32],
         now: i64,
         ttl: i64,
+        scope: &SentScope,
     ) -> Result<i64> {
         self.ensure_user(user, now)?;
         let mut db = self.db_for(user)?;
-        let host = db.host;
+        let host = scope.web_name().unwrap_or(db.host);
         db.exec(
             "DELETE FROM p2fa.sent_codes WHERE sent_at < $1",
             &[Value::Int8(now - KEEP_SENT_SECONDS)],
@@ -177,9 +181,10 @@ impl PgTx<'_> {
         hash: &[u8; 32],
         now: i64,
         max_attempts: u32,
+        scope: &SentScope,
     ) -> Result<SentCheck> {
         let mut db = self.db_for(user)?;
-        let host = db.host;
+        let host = scope.web_name().unwrap_or(db.host);
         let rows = db.rows(
             "SELECT id, hash, address FROM p2fa.sent_codes
              WHERE username = $1 AND channel = $2 AND purpose = $3 AND host = $4
@@ -224,6 +229,39 @@ impl PgTx<'_> {
             SentCheck::Accepted
         } else {
             SentCheck::Wrong
+        })
+    }
+
+    pub(crate) fn newest_sent_code(
+        &self,
+        user: &str,
+        purpose: Purpose,
+        scope: &SentScope,
+        now: i64,
+    ) -> Result<Option<(FactorId, String)>> {
+        let mut db = self.db_for(user)?;
+        let host = scope.web_name().unwrap_or(db.host);
+        let Some(r) = db.opt(
+            "SELECT channel, address, used_at IS NULL AND expires_at > $4 FROM p2fa.sent_codes
+             WHERE username = $1 AND purpose = $2 AND host = $3
+             ORDER BY sent_at DESC, id DESC LIMIT 1",
+            &[
+                Value::Text(user),
+                Value::Text(purpose.as_str()),
+                Value::Text(host),
+                Value::Int8(now),
+            ],
+        )?
+        else {
+            return Ok(None);
+        };
+        let Ok(ch) = r.s(0)?.parse::<FactorId>() else {
+            return Ok(None);
+        };
+        Ok(if r.flag(2)? {
+            Some((ch, r.s(1)?))
+        } else {
+            None
         })
     }
 }

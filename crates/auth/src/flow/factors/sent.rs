@@ -10,7 +10,7 @@ use p2fa_core::audit::clean;
 use p2fa_core::config::CodeRules;
 use p2fa_core::crypto::random_code;
 use p2fa_core::factor::FactorId;
-use p2fa_core::store::{Purpose, SentCheck, StoreError};
+use p2fa_core::store::{Purpose, SentCheck, SentScope, StoreError};
 use p2fa_net::delivery::mask;
 use zeroize::Zeroizing;
 
@@ -68,7 +68,16 @@ impl Run<'_> {
         let code = random_code(rules.digits).map_err(|e| e.to_string())?;
         let hash = self.key.sent_code_hash(ch.as_str(), user, &code);
         let id = tx
-            .insert_sent_code(user, ch, Purpose::Login, to, &hash, now, rules.ttl_seconds)
+            .insert_sent_code(
+                user,
+                ch,
+                Purpose::Login,
+                to,
+                &hash,
+                now,
+                rules.ttl_seconds,
+                &SentScope::HOST,
+            )
             .map_err(se)?;
         tx.commit().map_err(se)?;
         Ok(Reserved::New { id, code })
@@ -178,6 +187,7 @@ impl Factor for Sent {
             &hash,
             at.now,
             self.rules.max_attempts,
+            &SentScope::HOST,
         )?;
         Ok(match check {
             SentCheck::Accepted => Check::ok(self.ch),

@@ -105,6 +105,7 @@ impl SqliteTx<'_> {
         hash: &[u8; 32],
         now: i64,
         ttl: i64,
+        _scope: &SentScope,
     ) -> Result<i64> {
         self.ensure_user(user, now)?;
         self.tx.execute(
@@ -139,7 +140,7 @@ impl SqliteTx<'_> {
     /// siblings (a newer code replaces older ones); a miss counts one wrong
     /// attempt against each, so guessing burns them out after
     /// `max_attempts`. `address` must match: a code sent to an old number
-    /// does not confirm a new one.
+    /// does not confirm a new one. One host: `scope` is ignored.
     #[allow(clippy::too_many_arguments)]
     pub fn check_sent_code(
         &self,
@@ -150,6 +151,7 @@ impl SqliteTx<'_> {
         hash: &[u8; 32],
         now: i64,
         max_attempts: u32,
+        _scope: &SentScope,
     ) -> Result<SentCheck> {
         let live: Vec<(i64, Vec<u8>, String)> = {
             let mut stmt = self.tx.prepare_cached(
@@ -192,5 +194,30 @@ impl SqliteTx<'_> {
         } else {
             SentCheck::Wrong
         })
+    }
+
+    /// The channel and address of the newest code of `purpose` sent to
+    /// `user`, if it is neither used nor expired. One host: `scope` is
+    /// ignored.
+    pub fn newest_sent_code(
+        &self,
+        user: &str,
+        purpose: Purpose,
+        _scope: &SentScope,
+        now: i64,
+    ) -> Result<Option<(FactorId, String)>> {
+        let newest: Option<(String, String, Option<i64>, i64)> = self
+            .tx
+            .query_row(
+                "SELECT channel, address, used_at, expires_at FROM sent_codes
+                 WHERE user = ?1 AND purpose = ?2 ORDER BY sent_at DESC, id DESC LIMIT 1",
+                params![user, purpose.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        Ok(newest.and_then(|(ch, address, used, expires)| {
+            let ch = ch.parse::<FactorId>().ok()?;
+            (used.is_none() && expires > now).then_some((ch, address))
+        }))
     }
 }
