@@ -569,3 +569,55 @@ fn the_race_holds_through_pgbouncer_in_transaction_mode() {
     );
     assert!(most <= 2, "{most} server connections for a pool of 2");
 }
+
+/// A login code the module sends is valid only on the host that sent it
+/// (docs/fleet.md §3): typed on host B it is refused (B checks only the
+/// code it sent itself), and it still logs in on host A afterwards.
+#[test]
+fn an_sms_login_code_works_only_on_the_host_that_sent_it() {
+    use common::interactive::Session;
+    use common::net::{sms_env, wait_code};
+    use std::time::Duration;
+    let wait = Duration::from_secs(20);
+    let user = system_user("p2fa-fleet9", "fleet9-pw-1");
+    let gateway = Env::new();
+    let (sms, sms_conf) = sms_env(gateway.root());
+    let f = Fleet::new(&sms_conf);
+    f.a.enroll_ok(
+        &[
+            "sms",
+            "--user",
+            &user,
+            "--phone",
+            "+1 555 123 4567",
+            "--no-verify",
+        ],
+        "",
+    );
+    // Only factor is SMS: host A sends a code straight away.
+    let mut on_a = Session::start(&f.a.svc_dir, "p2fa", &user);
+    on_a.expect_prompt("Code sent to +1 *** *** 4567: ", wait);
+    let code = wait_code(&sms.log, 1, "body");
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT host, purpose FROM p2fa.sent_codes WHERE username = '{user}'"
+        )),
+        "host-a|login"
+    );
+    // Host B sends its own; A's code typed there is refused.
+    let mut on_b = Session::start(&f.b.svc_dir, "p2fa", &user);
+    on_b.expect_prompt("Code sent to +1 *** *** 4567: ", wait);
+    let b_code = wait_code(&sms.log, 2, "body");
+    assert_ne!(code, b_code);
+    on_b.answer(&code);
+    let o = on_b.finish(wait);
+    assert!(
+        !o.ok,
+        "host A's code logged in on host B:\n{}",
+        o.transcript
+    );
+    // On host A it still works.
+    on_a.answer(&code);
+    let o = on_a.finish(wait);
+    assert!(o.ok, "{}", o.transcript);
+}

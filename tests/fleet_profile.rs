@@ -465,3 +465,186 @@ fn a_fleet_without_the_profile_tables_says_to_migrate() {
     // The same 2fad, without a restart.
     assert!(link(&d, &user).contains("/p/"));
 }
+
+/// A frame sent by `user` to 2fad `d`'s socket with Python (bypassing
+/// the Rust client): the answer.
+fn raw(user: &str, d: &Daemon, frame: &str) -> String {
+    let script = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+data = sys.argv[2].encode()
+s.sendall(struct.pack(">I", len(data)) + data)
+n = struct.unpack(">I", s.recv(4))[0]
+buf = b""
+while len(buf) < n:
+    buf += s.recv(n - len(buf))
+print(buf.decode())
+"#;
+    let o = std::process::Command::new("runuser")
+        .args(["-u", user, "--", "/usr/bin/python3", "-c", script])
+        .arg(&d.socket)
+        .arg(frame)
+        .output()
+        .unwrap();
+    output_text(&o)
+}
+
+/// A form post to `/profile/do` through `d` with more fields; then the
+/// page through `other`: its flash message.
+fn act_then(f: &Fleet, d: &Daemon, other: &Daemon, cookie: &str, form: &str) -> String {
+    let r = post(d, HERE, "/profile/do", cookie, &f.origin, form);
+    assert!(status(&r).contains(" 303"), "{r}\n{}", f.log());
+    let (st, html) = page(other, HERE, cookie);
+    assert!(st.contains(" 200"), "{st}");
+    let at = html.find("id=\"flash\"").expect("no flash") + 10;
+    html[at..].split("</div>").next().unwrap().to_string()
+}
+
+/// Codes 2fad sends for the page are valid on every 2fad of its
+/// public_url (scope `2fad:<origin>`, not a host): a proof code asked for
+/// through A is typed back through B (a wrong one first, counted), and
+/// works once in the whole fleet; a new phone number's code sent through
+/// A is finished through B. Over the socket nobody names another address
+/// to save: the number saved is the one the code went to.
+#[test]
+fn codes_2fad_sends_work_through_either_2fad_once() {
+    use common::net::{sms_env, wait_code};
+    let user = system_user("p2fa-fpr5", "Fleet-profile-p2fa5");
+    let gateway = Env::new();
+    let (sms, sms_conf) = sms_env(gateway.root());
+    let f = Fleet::start_with(&sms_conf);
+    f.a.enroll_ok(
+        &[
+            "sms",
+            "--user",
+            &user,
+            "--phone",
+            "+1 555 123 4567",
+            "--no-verify",
+        ],
+        "",
+    );
+    let scope = format!("2fad:{}", f.origin);
+    let cookie = open(&f, &f.wa, HERE, &link(&f.wa, &user));
+    let (_, html) = page(&f.wa, HERE, &cookie);
+    let csrf = csrf_of(&html);
+    assert!(html.contains("id=\"prove\""), "{html}");
+
+    // a) A proof code sent through A, typed back through B.
+    let flash = act_then(
+        &f,
+        &f.wa,
+        &f.wa,
+        &cookie,
+        &format!("csrf={csrf}&action=proof-send&channel=sms"),
+    );
+    assert!(flash.contains("Sent a code"), "{flash}\n{}", f.log());
+    let code = wait_code(&sms.log, 1, "body");
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT host, purpose FROM p2fa.sent_codes WHERE username = '{user}'"
+        )),
+        format!("{scope}|login")
+    );
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let flash = act_then(
+        &f,
+        &f.wb,
+        &f.wa,
+        &cookie,
+        &format!("csrf={csrf}&action=prove-sent&channel=sms&code={wrong}"),
+    );
+    assert!(flash.contains("not the code we sent"), "{flash}");
+    assert_eq!(f.a.status_json(&user)["failures"], 1, "a wrong code counts");
+    let flash = act_then(
+        &f,
+        &f.wb,
+        &f.wa,
+        &cookie,
+        &format!("csrf={csrf}&action=prove-sent&channel=sms&code={code}"),
+    );
+    assert!(flash.contains("Confirmed with sms"), "{flash}\n{}", f.log());
+    // The same code again, through A, on a fresh page: refused.
+    let again = open(&f, &f.wa, HERE, &link(&f.wb, &user));
+    let (_, html) = page(&f.wa, HERE, &again);
+    let csrf2 = csrf_of(&html);
+    let flash = act_then(
+        &f,
+        &f.wa,
+        &f.wb,
+        &again,
+        &format!("csrf={csrf2}&action=prove-sent&channel=sms&code={code}"),
+    );
+    assert!(flash.contains("no live code was sent"), "{flash}");
+    let (_, html) = page(&f.wb, HERE, &again);
+    assert!(
+        html.contains("id=\"prove\""),
+        "the used code unlocked: {html}"
+    );
+
+    // b) A new phone number: the code sent through A ...
+    let flash = act_then(
+        &f,
+        &f.wa,
+        &f.wb,
+        &cookie,
+        &format!("csrf={csrf}&action=contact-begin&channel=sms&address=%2B15552220002"),
+    );
+    assert!(flash.contains("Sent a code to +1"), "{flash}\n{}", f.log());
+    let new_code = wait_code(&sms.log, 2, "body");
+    assert_eq!(json_lines_to(&sms.log, 1), "+15552220002");
+    // ... over the socket of B nobody names another address to save, and
+    // a wrong code saves nothing ...
+    let r = raw(
+        &user,
+        &f.wb,
+        &format!(
+            r#"{{"version":1,"op":"contact_finish","code":"{new_code}","address":"+15552220009"}}"#
+        ),
+    );
+    assert!(r.contains("error"), "{r}");
+    let wrong = if new_code == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    let r = raw(
+        &user,
+        &f.wb,
+        &format!(r#"{{"version":1,"op":"contact_finish","code":"{wrong}"}}"#),
+    );
+    assert!(r.contains("that code is not right"), "{r}");
+    assert_eq!(f.b.status_json(&user)["sms"], "+15551234567");
+    // ... and the page finishes it through B: the number the code went to.
+    let flash = act_then(
+        &f,
+        &f.wb,
+        &f.wa,
+        &cookie,
+        &format!("csrf={csrf}&action=contact-finish&code={new_code}"),
+    );
+    assert!(flash.contains("Saved +1"), "{flash}\n{}", f.log());
+    assert_eq!(f.a.status_json(&user)["sms"], "+15552220002");
+    assert_eq!(
+        f.sql(&format!(
+            "SELECT host, purpose, address, used_at IS NOT NULL FROM p2fa.sent_codes
+             WHERE username = '{user}' AND purpose = 'enroll'"
+        )),
+        format!("{scope}|enroll|+15552220002|t")
+    );
+    // Nothing is waiting any more, on either.
+    let r = raw(
+        &user,
+        &f.wa,
+        &format!(r#"{{"version":1,"op":"contact_finish","code":"{new_code}"}}"#),
+    );
+    assert!(r.contains("no phone number or address is waiting"), "{r}");
+}
+
+/// The `to` of message `i` (from 0) in a stand-in log.
+fn json_lines_to(log: &std::path::Path, i: usize) -> String {
+    common::net::json_lines(log)[i]["to"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}

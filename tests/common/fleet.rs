@@ -24,8 +24,13 @@ pub fn copy_key(from: &Path, to: &Path) {
 
 /// One host's Env on the fleet database.
 pub fn host_env(pg: &PgServer, db: &str, host: &str) -> Env {
+    host_env_with(pg, db, host, "")
+}
+
+/// [`host_env`] with `top`: more top-level keys and sections.
+pub fn host_env_with(pg: &PgServer, db: &str, host: &str, top: &str) -> Env {
     let env = Env::new();
-    env.write_config(&pg.fleet_config(&env, db, host, (ROLE, ROLE_PASSWORD), ""));
+    env.write_config(&pg.fleet_config(&env, db, host, (ROLE, ROLE_PASSWORD), top));
     env
 }
 
@@ -45,12 +50,18 @@ impl TwoHosts {
     /// (schema and fleet key), the key copied to B, `init` on B, and a
     /// 2fad on each, on ports of their own, with one `public_url`.
     pub fn start() -> TwoHosts {
+        TwoHosts::start_with("")
+    }
+
+    /// [`TwoHosts::start`] with `top` (keys and sections, such as an
+    /// `[sms]` one) in both hosts' config.
+    pub fn start_with(top: &str) -> TwoHosts {
         let pg = PgServer::start();
         let db = pg.create_db();
         pg.create_role(ROLE, ROLE_PASSWORD);
         pg.psql("postgres", &format!("ALTER DATABASE {db} OWNER TO {ROLE}"));
-        let a = host_env(&pg, &db, "host-a");
-        let b = host_env(&pg, &db, "host-b");
+        let a = host_env_with(&pg, &db, "host-a", top);
+        let b = host_env_with(&pg, &db, "host-b", top);
         a.enroll_ok(&["init"], "");
         copy_key(&a.key, &b.key);
         b.enroll_ok(&["init"], "");
