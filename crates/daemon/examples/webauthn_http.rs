@@ -261,18 +261,9 @@ impl Daemon {
         p2fa_proto::client::call(&self.socket, &req).unwrap()
     }
 
-    /// 2fad's CPU time (user + system), from /proc (USER_HZ = 100).
+    /// 2fad's CPU time (user + system).
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        after
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|v| v.parse::<f64>().ok())
-            .sum::<f64>()
-            / 100.0
+        p2fa_testkit::cpu::seconds(&self.child.id().to_string())
     }
 }
 

@@ -143,12 +143,12 @@ fn main() {
             .collect();
         ready.wait();
         let t = Instant::now();
-        let cpu0 = cpu_seconds();
+        let cpu0 = p2fa_testkit::cpu::seconds("self");
         let lat: Vec<u64> = handles
             .into_iter()
             .flat_map(|h| h.join().unwrap())
             .collect();
-        cpu = cpu_seconds() - cpu0;
+        cpu = p2fa_testkit::cpu::seconds("self") - cpu0;
         (t.elapsed().as_secs_f64(), lat)
     });
     lat_ns.sort_unstable();
@@ -171,19 +171,6 @@ fn main() {
         m as f64 / cpu.max(0.01),
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// This process's CPU time (user + system), from /proc (USER_HZ = 100).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    f.iter().sum::<f64>() / 100.0
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

@@ -7,5 +7,7 @@
 /// A scripted PAM conversation that fails the test on a prompt it has
 /// no answer for and on answers left over.
 pub mod conversation;
+/// CPU time of a process from /proc (benchmarks).
+pub mod cpu;
 /// A software WebAuthn authenticator (P-256, "none" attestation).
 pub mod softkey;
