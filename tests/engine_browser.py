@@ -275,19 +275,43 @@ class WebKit(Engine):
         self.s("POST", "/url", {"url": url})
         return json.dumps(json.loads(self.evaluate("[location.href, document.title]")))
 
+    def viewport(self):
+        # Read two frames on, so a resize the page has been told of is drawn.
+        return tuple(json.loads(self.evaluate(
+            "new Promise(r => requestAnimationFrame(() => requestAnimationFrame("
+            "() => r([window.innerWidth, window.innerHeight]))))")))
+
+    def resize(self, w, h):
+        """Sets the window to w x h; the viewport once the page has it.
+
+        The window manager answers POST /window/rect before the page sees
+        the new size: read at once, innerWidth can still be the old one
+        (a 1280 px viewport after asking for 375 px). So wait until the
+        viewport has changed and reads the same twice; if it does not
+        change (the window already had that size), half a second."""
+        before = self.viewport()
+        self.s("POST", "/window/rect", {"width": w, "height": h})
+        start = time.time()
+        last = None
+        while time.time() < start + 5:
+            now = self.viewport()
+            if now == last and (now != before or time.time() > start + 0.5):
+                return now
+            last = now
+            time.sleep(0.05)
+        return last
+
     def screenshot(self, width, height, path):
         # The window has browser chrome around the page: size it until
-        # the viewport is W x H.
+        # the viewport is W x H. The chrome is never negative, so the
+        # window is never asked to be smaller than the viewport wanted
+        # (WebKitWebDriver refuses a width below 0 as "Invalid width").
         w, h = width, height
-        for _ in range(3):
-            self.s("POST", "/window/rect", {"width": w, "height": h})
-            iw, ih = json.loads(self.evaluate("[window.innerWidth, window.innerHeight]"))
+        for _ in range(4):
+            iw, ih = self.resize(w, h)
             if (iw, ih) == (width, height):
                 break
-            w, h = w + width - iw, h + height - ih
-        # Two frames, so that the screenshot is of the page at this size
-        # (without them WebKit hands back the frame before the resize).
-        self.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            w, h = max(width, w + width - iw), max(height, h + height - ih)
         widths = self.widths()
         with open(path, "wb") as f:
             f.write(base64.b64decode(self.s("GET", "/screenshot")))
