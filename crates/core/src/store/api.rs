@@ -245,6 +245,21 @@ pub trait TxOps {
         answer_hash: &str,
         key_gen: i64,
     ) -> Result<bool>;
+    /// A login answered the wrapped answer hash `wrapped` of question
+    /// `idx` correctly (docs/rekey.md): replaces it by `answer_hash`, a
+    /// plain hash of generation `key_gen` (`inner_gen` cleared), so it no
+    /// longer needs the inner generation's key. False (nothing written)
+    /// if the row is not (or no longer) that wrapped hash, for example
+    /// the user set new answers meanwhile or another login re-hashed it
+    /// first, or if its generation is above `key_gen`.
+    fn rehash_answer(
+        &self,
+        user: &str,
+        idx: i64,
+        wrapped: &str,
+        answer_hash: &str,
+        key_gen: i64,
+    ) -> Result<bool>;
     /// `rekey finish --drop` for one user: marks the unused backup codes
     /// that need a generation below `below` (as their generation or as
     /// the inner one of a wrap) used (so the user stays enrolled and the

@@ -374,6 +374,16 @@ macro_rules! store_backend {
                 ) -> Result<bool> {
                     $tx::wrap_answer(self, user, idx, inner, answer_hash, key_gen)
                 }
+                fn rehash_answer(
+                    &self,
+                    user: &str,
+                    idx: i64,
+                    wrapped: &str,
+                    answer_hash: &str,
+                    key_gen: i64,
+                ) -> Result<bool> {
+                    $tx::rehash_answer(self, user, idx, wrapped, answer_hash, key_gen)
+                }
                 fn drop_old_gen(&self, user: &str, below: i64, now: i64) -> Result<(usize, usize)> {
                     $tx::drop_old_gen(self, user, below, now)
                 }

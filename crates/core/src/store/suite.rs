@@ -141,6 +141,10 @@ pub const CASES: &[(&str, Case)] = &[
         "drop_old_gen_takes_wrapped_rows_too",
         drop_old_gen_takes_wrapped_rows_too,
     ),
+    (
+        "a_verified_wrapped_answer_is_rehashed_once",
+        a_verified_wrapped_answer_is_rehashed_once,
+    ),
     ("clear_sent_codes_clears_all", clear_sent_codes_clears_all),
     (
         "fleet_hosts_are_listed_by_name",
@@ -1815,6 +1819,97 @@ fn wrapping_moves_one_way_rows_to_the_new_generation(new: &mut dyn FnMut() -> St
     let st = s.user_state("alice").unwrap();
     assert_eq!(st.unused_backup.len(), 1);
     assert_eq!(st.unused_backup[0].3, None);
+}
+
+/// A login's re-hash of a wrapped answer it verified: only that wrapped
+/// hash is replaced (a plain one, one changed meanwhile, another user's
+/// or a missing question are left alone), once, with `inner_gen`
+/// cleared and the given generation; the row then counts as plain and
+/// no longer needs the inner generation.
+fn a_verified_wrapped_answer_is_rehashed_once(new: &mut dyn FnMut() -> Store) {
+    let mut s = new();
+    let tx = s.write().unwrap();
+    tx.set_questions("alice", &qs(2), NOW, 0).unwrap();
+    tx.set_questions("bob", &qs(1), NOW, 0).unwrap();
+    let q = tx.question_rows("alice").unwrap();
+    assert!(
+        !tx.rehash_answer("alice", q[0].idx, &q[0].answer_hash, "plain", 1)
+            .unwrap(),
+        "a plain row is not re-hashed"
+    );
+    for x in &q {
+        let w = format!("{}-wrapped", x.answer_hash);
+        assert!(tx.wrap_answer("alice", x.idx, 0, &w, 1).unwrap());
+    }
+    let b = tx.question_rows("bob").unwrap();
+    assert!(tx.wrap_answer("bob", b[0].idx, 0, "bob-wrapped", 1).unwrap());
+    tx.commit().unwrap();
+    let (stored, _) = s.questions("alice").unwrap();
+    let tx = s.write().unwrap();
+    let w0 = &stored[0].answer_hash;
+    assert!(
+        !tx.rehash_answer("alice", stored[0].idx, "something else", "new", 1)
+            .unwrap(),
+        "a hash changed meanwhile"
+    );
+    assert!(
+        !tx.rehash_answer("bob", stored[0].idx, w0, "new", 1).unwrap(),
+        "another user's row"
+    );
+    assert!(
+        !tx.rehash_answer("alice", 99, w0, "new", 1).unwrap(),
+        "no such question"
+    );
+    assert!(
+        !tx.rehash_answer("alice", stored[0].idx, w0, "new", 0).unwrap(),
+        "never to a generation below the wrap's"
+    );
+    assert!(
+        tx.rehash_answer("alice", stored[0].idx, w0, "$argon2id$new0", 1)
+            .unwrap()
+    );
+    assert!(
+        !tx.rehash_answer("alice", stored[0].idx, w0, "again", 1).unwrap(),
+        "once"
+    );
+    let rows = tx.question_rows("alice").unwrap();
+    assert_eq!(rows[0].answer_hash, "$argon2id$new0");
+    assert_eq!((rows[0].key_gen, rows[0].inner_gen), (1, None));
+    assert_eq!(rows[1].answer_hash, stored[1].answer_hash, "the other one");
+    assert_eq!((rows[1].key_gen, rows[1].inner_gen), (1, Some(0)));
+    tx.commit().unwrap();
+    let counts: Vec<(String, i64, Option<i64>, i64)> = s
+        .key_gen_counts()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.table, c.key_gen, c.inner_gen, c.rows))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("questions".to_string(), 1, None, 1),
+            ("questions".to_string(), 1, Some(0), 2),
+        ]
+    );
+    // Uncommitted: nothing is kept.
+    let tx = s.write().unwrap();
+    let w1 = stored[1].answer_hash.clone();
+    assert!(
+        tx.rehash_answer("alice", stored[1].idx, &w1, "$argon2id$new1", 1)
+            .unwrap()
+    );
+    drop(tx);
+    assert_eq!(s.questions("alice").unwrap().0[1].answer_hash, w1);
+    let tx = s.write().unwrap();
+    assert!(
+        tx.rehash_answer("alice", stored[1].idx, &w1, "$argon2id$new1", 1)
+            .unwrap()
+    );
+    tx.commit().unwrap();
+    let w = s.wrapped_items(1).unwrap();
+    assert_eq!(w.len(), 1, "alice needs generation 0 no more");
+    assert_eq!((w[0].user.as_str(), w[0].questions), ("bob", 1));
+    assert!(s.old_gen_items(1).unwrap().is_empty());
 }
 
 /// `rekey finish --drop` after `convert`: rows that need the previous

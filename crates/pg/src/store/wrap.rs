@@ -1,5 +1,6 @@
 //! Wrapped one-way hashes on the fleet database (`rekey convert`,
-//! docs/rekey.md); the same contracts as the SQLite backend's.
+//! docs/rekey.md, and the re-hash of a wrapped answer a login verified);
+//! the same contracts as the SQLite backend's.
 
 use super::ops::gen4;
 use super::{Get, PgStore, PgTx};
@@ -98,6 +99,31 @@ impl PgTx<'_> {
                 Value::Text(user),
                 Value::Int4(idx),
                 Value::Int4(gen4(inner)?),
+                Value::Text(answer_hash),
+                Value::Int4(gen4(key_gen)?),
+            ],
+        )? > 0)
+    }
+
+    pub(crate) fn rehash_answer(
+        &self,
+        user: &str,
+        idx: i64,
+        wrapped: &str,
+        answer_hash: &str,
+        key_gen: i64,
+    ) -> Result<bool> {
+        let idx = i32::try_from(idx).map_err(|_| {
+            p2fa_core::store::StoreError::Corrupt(format!("question index {idx} out of range"))
+        })?;
+        Ok(self.db_for(user)?.exec(
+            "UPDATE p2fa.questions SET answer_hash = $4, key_gen = $5, inner_gen = NULL
+             WHERE username = $1 AND idx = $2 AND answer_hash = $3 AND inner_gen IS NOT NULL
+               AND key_gen <= $5",
+            &[
+                Value::Text(user),
+                Value::Int4(idx),
+                Value::Text(wrapped),
                 Value::Text(answer_hash),
                 Value::Int4(gen4(key_gen)?),
             ],

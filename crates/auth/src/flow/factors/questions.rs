@@ -1,5 +1,13 @@
 //! Security questions at login: a random subset, every answer must match;
 //! the question answered wrong first is not drawn again next time.
+//!
+//! After `2fa-enroll rekey convert` an answer hash is wrapped (it needs
+//! the previous key too, docs/rekey.md). When every answer of a login is
+//! right, each wrapped one among them is hashed anew, plainly, under the
+//! current generation (argon2 as for newly set answers, done here with
+//! the others, outside the transaction) and written in the attempt's
+//! transaction, the one that records the success: both are kept or
+//! neither. A wrong answer, a refused or locked attempt writes nothing.
 
 use super::super::attempt::{At, Check, Factor, Stop};
 use super::super::error::AuthError;
@@ -8,13 +16,28 @@ use p2fa_core::factor::{FactorId, questions};
 
 impl Run<'_> {
     pub(in super::super) fn questions(&mut self) -> Verdict {
-        self.attempt(&mut Questions { first_wrong: None })
+        self.attempt(&mut Questions {
+            first_wrong: None,
+            rehash: Vec::new(),
+        })
     }
 }
 
 struct Questions {
     /// The stored index of the first question answered wrong, if any.
     first_wrong: Option<i64>,
+    /// Wrapped answers this login answered right, all of them right:
+    /// what to write if the attempt succeeds.
+    rehash: Vec<Rehash>,
+}
+
+/// One wrapped answer hash to replace by a plain one of `key_gen`.
+struct Rehash {
+    idx: i64,
+    /// The wrapped hash as read (the write is conditional on it).
+    wrapped: String,
+    plain: String,
+    key_gen: i64,
 }
 
 impl Factor for Questions {
@@ -37,6 +60,8 @@ impl Factor for Questions {
             Ok(p) => p,
             Err(e) => return Err(Stop::Done(run.unavailable(&e.to_string()))),
         };
+        // Wrapped answers answered right, with their normalised text.
+        let mut right_wrapped = Vec::new();
         for &i in &picked {
             let q = &stored[i];
             let shown = p2fa_core::audit::printable(&q.question, 200);
@@ -59,20 +84,78 @@ impl Factor for Questions {
                 let e = super::code::missing_gen(g);
                 return Err(Stop::Done(run.unavailable(&e.to_string())));
             };
-            let ok = questions::valid(&text).is_ok() && matched;
-            if !ok && self.first_wrong.is_none() {
-                self.first_wrong = Some(q.idx);
+            match questions::valid(&text) {
+                Ok(normalized) if matched => {
+                    if q.inner_gen.is_some() {
+                        right_wrapped.push((q, normalized));
+                    }
+                }
+                _ => {
+                    if self.first_wrong.is_none() {
+                        self.first_wrong = Some(q.idx);
+                    }
+                }
             }
+        }
+        if self.first_wrong.is_none() {
+            self.rehash = rehashes(run, user, &right_wrapped);
         }
         Ok(())
     }
 
     fn verify(&mut self, at: &At<'_>) -> Result<Check, AuthError> {
-        at.tx
-            .set_last_failed_question(at.login.user, self.first_wrong)?;
-        Ok(match self.first_wrong {
-            None => Check::ok(FactorId::Questions),
-            Some(_) => Check::refused(FactorId::Questions, "wrong-answer"),
+        let user = at.login.user;
+        at.tx.set_last_failed_question(user, self.first_wrong)?;
+        if self.first_wrong.is_some() {
+            return Ok(Check::refused(FactorId::Questions, "wrong-answer"));
+        }
+        // Only reached when the attempt is not locked; the success is
+        // recorded in this transaction next. A store error here rolls
+        // the attempt back ("unavailable", nothing counted); a row that
+        // changed meanwhile is left as it is.
+        let mut n = 0;
+        for r in &self.rehash {
+            n += usize::from(at.tx.rehash_answer(user, r.idx, &r.wrapped, &r.plain, r.key_gen)?);
+        }
+        Ok(match n {
+            0 => Check::ok(FactorId::Questions),
+            n => Check::Accepted {
+                factor: FactorId::Questions,
+                note: format!(" rehashed-answers={n}"),
+                backup_left: None,
+            },
         })
     }
+}
+
+/// Plain hashes under the current generation of the wrapped answers a
+/// login answered right. One that cannot be made (no randomness, an
+/// argon2 error) is left wrapped, with a warning: it still verifies with
+/// both keys, and the login is not refused for it.
+fn rehashes(
+    run: &mut Run<'_>,
+    user: &str,
+    right: &[(&p2fa_core::store::StoredQuestion, String)],
+) -> Vec<Rehash> {
+    let current = run.key.current();
+    let key_gen = current.key_gen();
+    let mut out = Vec::new();
+    for (q, normalized) in right {
+        if q.key_gen > key_gen {
+            continue;
+        }
+        match questions::hash(current, user, &q.question, normalized) {
+            Ok(plain) => out.push(Rehash {
+                idx: q.idx,
+                wrapped: q.answer_hash.clone(),
+                plain,
+                key_gen,
+            }),
+            Err(e) => run.audit.warning(&format!(
+                "questions not-rehashed {} question={} reason={e}",
+                run.who, q.idx
+            )),
+        }
+    }
+    out
 }

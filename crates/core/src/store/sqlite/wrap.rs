@@ -1,5 +1,6 @@
 //! Wrapped one-way hashes (`rekey convert`, docs/rekey.md): the rows
-//! `convert` reads and rewrites, and who still needs an inner generation.
+//! `convert` reads and rewrites, who still needs an inner generation, and
+//! the re-hash of a wrapped answer a login verified.
 
 use super::{Result, SqliteStore, SqliteTx};
 use crate::store::types::*;
@@ -82,6 +83,22 @@ impl SqliteTx<'_> {
             "UPDATE questions SET answer_hash = ?4, key_gen = ?5, inner_gen = ?3 \
              WHERE user = ?1 AND idx = ?2 AND key_gen = ?3 AND inner_gen IS NULL",
             params![user, idx, inner, answer_hash, key_gen],
+        )? > 0)
+    }
+
+    pub fn rehash_answer(
+        &self,
+        user: &str,
+        idx: i64,
+        wrapped: &str,
+        answer_hash: &str,
+        key_gen: i64,
+    ) -> Result<bool> {
+        Ok(self.tx.execute(
+            "UPDATE questions SET answer_hash = ?4, key_gen = ?5, inner_gen = NULL \
+             WHERE user = ?1 AND idx = ?2 AND answer_hash = ?3 AND inner_gen IS NOT NULL \
+             AND key_gen <= ?5",
+            params![user, idx, wrapped, answer_hash, key_gen],
         )? > 0)
     }
 }
