@@ -3,10 +3,14 @@
 //! A host without the next key is unavailable after `rekey switch` (and
 //! counts no failure) until it gets the key; backup codes and answers
 //! made before the rotation are wrapped by `convert` and verify with
-//! both keys (a host without the previous one: unavailable), `finish`
-//! needs no user action and `rekey new` refuses while wrapped rows remain; the fleet rotates the key
-//! while the other host keeps logging in, with no failure and no
-//! "unavailable".
+//! both keys (a host without the previous one: unavailable); answers a
+//! login gets all right are re-hashed plainly under the new generation
+//! (a wrong answer leaves them wrapped) and then need the new key alone
+//! on every host; `finish` needs no user action, `rekey new` refuses
+//! while wrapped rows remain, and once logins re-hashed the last wrapped
+//! answers `finish` retires the old generation without `--drop`; the
+//! fleet rotates the key while the other host keeps logging in, with no
+//! failure and no "unavailable".
 
 mod common;
 use common::fleet::copy_key;
@@ -120,6 +124,15 @@ fn login(h: &Host, user: &str, code: Option<&str>, step: &mut i64) -> Attempt {
     h.env.attempt("p2fa", user, &format!("{c}\n"), Some(t))
 }
 
+/// `key_gen inner_gen` of each of `user`'s answers, by index ("-": not
+/// wrapped).
+fn answer_gens(f: &Fleet, user: &str) -> String {
+    f.sql(&format!(
+        "SELECT key_gen || ' ' || coalesce(inner_gen::text, '-') FROM p2fa.questions \
+         WHERE username = '{user}' ORDER BY idx"
+    ))
+}
+
 fn failures(f: &Fleet, user: &str) -> String {
     f.sql(&format!(
         "SELECT failures FROM p2fa.users WHERE name = '{user}'"
@@ -131,9 +144,12 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     let user = system_user("p2fa-frk1", "frk1-pw-1");
     let f = Fleet::new();
     let quser = system_user("p2fa-frk1q", "frk1-pw-3");
+    // Answers only after finish: stays wrapped until then.
+    let wuser = system_user("p2fa-frk1w", "frk1-pw-4");
     f.a.env.enroll_totp(&user);
     let codes = f.a.env.enroll_backup(&user, 4);
     enroll_questions(&f.a, &quser);
+    enroll_questions(&f.b, &wuser);
     let (next_a, next_b) = f.new_key();
     f.a.config(&f.a.env.key, &next_line(&next_a));
     // Only A has the next key; B still logs in before the switch.
@@ -225,11 +241,32 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     assert!(r.ok, "wrapped code with both keys: {}\n{}", r.output, r.log);
     let r = login(&f.b, &user, Some(&codes[1]), &mut step);
     assert!(!r.ok, "a used wrapped code on the other host: {}", r.output);
-    // Answers set before the rotation verify on both hosts.
+    // Answers set before the rotation are wrapped; a wrong one re-hashes
+    // nothing; right ones verify and are re-hashed plainly under
+    // generation 1 (on A), and then verify on B too.
+    assert_eq!(answer_gens(&f, &quser), "1 0\n1 0");
+    let wrapped = f.sql(&format!(
+        "SELECT answer_hash FROM p2fa.questions WHERE username = '{quser}' ORDER BY idx"
+    ));
+    let r = f.a.env.attempt("p2fa", &quser, "Springfield\nBoston\n", None);
+    assert!(!r.ok, "a wrong answer: {}", r.output);
+    assert_eq!(failures(&f, &quser), "1");
+    assert_eq!(answer_gens(&f, &quser), "1 0\n1 0");
     let r = questions_login(&f.a, &quser);
     assert!(r.ok, "wrapped answers on A: {}\n{}", r.output, r.log);
+    assert!(r.log.contains("rehashed-answers=2"), "{}", r.log);
+    assert_eq!(failures(&f, &quser), "0");
+    assert_eq!(answer_gens(&f, &quser), "1 -\n1 -");
+    let rehashed = f.sql(&format!(
+        "SELECT answer_hash FROM p2fa.questions WHERE username = '{quser}' ORDER BY idx"
+    ));
+    for (new, old) in rehashed.lines().zip(wrapped.lines()) {
+        assert_ne!(new, old);
+    }
     let r = questions_login(&f.b, &quser);
-    assert!(r.ok, "wrapped answers on B: {}\n{}", r.output, r.log);
+    assert!(r.ok, "re-hashed answers on B: {}\n{}", r.output, r.log);
+    assert!(!r.log.contains("rehashed"), "{}", r.log);
+    assert_eq!(answer_gens(&f, &wuser), "1 0\n1 0");
 
     // finish succeeds without users making anything new, and says what
     // still needs the previous key.
@@ -258,11 +295,14 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     assert!(!r.ok);
     assert!(r.log.contains("unavailable"), "{}", r.log);
     assert_eq!(failures(&f, &user), before);
-    let qbefore = failures(&f, &quser);
-    let r = questions_login(&f.a, &quser);
+    let qbefore = failures(&f, &wuser);
+    let r = questions_login(&f.a, &wuser);
     assert!(!r.ok);
     assert!(r.log.contains("unavailable"), "{}", r.log);
-    assert_eq!(failures(&f, &quser), qbefore);
+    assert_eq!(failures(&f, &wuser), qbefore);
+    // The re-hashed answers need the new key alone.
+    let r = questions_login(&f.a, &quser);
+    assert!(r.ok, "re-hashed answers, new key alone: {}\n{}", r.output, r.log);
     // No third generation while wrapped rows remain.
     let o = f.a.env.enroll(&["rekey", "new"], "");
     let text = output_text(&o);
@@ -281,6 +321,24 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     );
     let r = login(&f.a, &user, Some(&codes[3]), &mut step);
     assert!(!r.ok, "a used wrapped code came back");
+
+    // wuser's answers are all that needs generation 0 now; a login on B
+    // re-hashes them, and finish then retires generation 0 without
+    // --drop and without wuser setting new answers.
+    let r = questions_login(&f.b, &wuser);
+    assert!(r.ok, "wrapped answers on B: {}\n{}", r.output, r.log);
+    assert!(r.log.contains("rehashed-answers=2"), "{}", r.log);
+    assert_eq!(answer_gens(&f, &wuser), "1 -\n1 -");
+    let status = f.a.env.enroll_ok(&["rekey", "status"], "");
+    assert!(!status.contains("wrapping"), "{status}");
+    let out = f.a.env.enroll_ok(&["rekey", "finish"], "");
+    assert!(out.contains("Generation 0 retired"), "{out}");
+    f.a.config(&next_a, "");
+    f.b.config(&next_b, "");
+    for (h, u) in [(&f.a, &quser), (&f.b, &wuser), (&f.a, &wuser)] {
+        let r = questions_login(h, u);
+        assert!(r.ok, "after finish, new key alone: {}\n{}", r.output, r.log);
+    }
 }
 
 #[test]

@@ -4,10 +4,14 @@
 //! `convert` and `finish`; new rows are written with the new generation;
 //! after `convert` TOTP needs the new key alone and backup codes and
 //! answers are wrapped (they need both keys); a missing key is
-//! "unavailable", never a counted failure; `finish` succeeds without any
-//! user action and `rekey new` refuses while wrapped rows remain;
-//! `--drop` spends them and reports the users, and never turns a user
-//! into an unenrolled one; a used backup code never comes back.
+//! "unavailable", never a counted failure; answers a login gets all
+//! right are re-hashed plainly under the new generation (a wrong answer
+//! or a locked account leaves them wrapped) and then need the new key
+//! alone; `finish` succeeds without any user action and `rekey new`
+//! refuses while wrapped rows remain; `--drop` spends them and reports
+//! the users, and never turns a user into an unenrolled one; once the
+//! last wrapped answers are re-hashed by a login, `finish` retires the
+//! old generation without `--drop`; a used backup code never comes back.
 
 mod common;
 use common::daemon::Daemon;
@@ -92,18 +96,50 @@ fn failures(env: &Env, user: &str) -> i64 {
     env.status_json(user)["failures"].as_i64().unwrap()
 }
 
+/// `key_gen inner_gen` of each of `user`'s answers, by index ("-": not
+/// wrapped).
+fn answer_gens(env: &Env, user: &str) -> String {
+    env.sql(&format!(
+        "SELECT key_gen || ' ' || ifnull(inner_gen, '-') FROM questions \
+         WHERE user = '{user}' ORDER BY idx"
+    ))
+}
+
+fn answer_hashes(env: &Env, user: &str) -> String {
+    env.sql(&format!(
+        "SELECT answer_hash FROM questions WHERE user = '{user}' ORDER BY idx"
+    ))
+}
+
+/// Algorithm, version and argon2 parameters of each PHC string (one a
+/// line), without salt and output.
+fn argon2_params(hashes: &str) -> Vec<String> {
+    hashes
+        .lines()
+        .map(|l| l.split('$').take(4).collect::<Vec<_>>().join("$"))
+        .collect()
+}
+
+/// A questions login with `answers` (in stored order: both are asked).
+fn answer(env: &Env, user: &str, answers: &str) -> Attempt {
+    env.attempt("p2fa", user, answers, None)
+}
+
 #[test]
 fn rekey_on_sqlite_keeps_every_factor_working() {
     let user = system_user("p2fa-rekey", "Rekey-p2fa-1");
     let quser = system_user("p2fa-rekeyq", "Rekey-p2fa-2");
     let late = system_user("p2fa-rekeyl", "Rekey-p2fa-3");
     let solo = system_user("p2fa-rekeys", "Rekey-p2fa-4");
+    // Never answers between convert and finish: stays wrapped.
+    let wuser = system_user("p2fa-rekeyw", "Rekey-p2fa-6");
     let env = Env::with_config(QCONF);
     env.enroll_ok(&["init"], "");
     env.enroll_totp(&user);
     let codes = env.enroll_backup(&user, 8);
     env.enroll_totp(&solo);
     enroll_questions(&env, &quser);
+    enroll_questions(&env, &wuser);
     let old_key = env.key.clone();
     let next_key = env.root().join("keys/2fa.key.next");
     let mut step = step_of(now()) + 2;
@@ -186,13 +222,11 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
         .to_string();
     let plain = hash_of(&first_id);
     assert!(plain.ends_with(" 0 -"), "{plain}");
-    let answer_before = env.sql(&format!(
-        "SELECT answer_hash FROM questions WHERE user = '{quser}' ORDER BY idx"
-    ));
+    let answer_before = answer_hashes(&env, &quser);
     let out = env.enroll_ok(&["rekey", "convert"], "");
     assert!(out.contains("Re-sealed 2 TOTP/HOTP"), "{out}");
     assert!(
-        out.contains("Wrapped 8 backup codes and 2 security answers of generation 0"),
+        out.contains("Wrapped 8 backup codes and 4 security answers of generation 0"),
         "{out}"
     );
     assert_eq!(
@@ -225,9 +259,8 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
         "1 -",
         "rows of the new generation are not wrapped"
     );
-    let answer_after = env.sql(&format!(
-        "SELECT answer_hash FROM questions WHERE user = '{quser}' ORDER BY idx"
-    ));
+    let answer_after = answer_hashes(&env, &quser);
+    assert_eq!(answer_gens(&env, &quser), "1 0\n1 0");
     assert_ne!(answer_before, answer_after);
     let salt_params = |h: &str| {
         h.lines()
@@ -249,7 +282,7 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
         "{status}"
     );
     assert!(
-        status.contains("questions     generation 1 wrapping 0: 2 rows"),
+        status.contains("questions     generation 1 wrapping 0: 4 rows"),
         "{status}"
     );
 
@@ -280,10 +313,64 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     assert!(!a.ok, "a used wrapped backup code came back");
     let a = code_login(&env, &user, &codes[0], in_step(step));
     assert!(!a.ok, "a used backup code came back");
+
+    // A wrong answer (the second) is refused and counted, and re-hashes
+    // nothing, not even the right first one.
+    let before = failures(&env, &quser);
+    let a = answer(&env, &quser, "Springfield\nBoston\n");
+    assert!(!a.ok, "a wrong answer: {}", a.output);
+    assert!(!a.log.contains("rehashed"), "{}", a.log);
+    assert_eq!(failures(&env, &quser), before + 1);
+    assert_eq!(answer_gens(&env, &quser), "1 0\n1 0");
+    assert_eq!(answer_hashes(&env, &quser), answer_after);
+    // Nor does a locked account, right answers or not.
+    env.sql(&format!(
+        "UPDATE users SET locked_until = {} WHERE name = '{quser}'",
+        now() + 3600
+    ));
+    let a = answer(&env, &quser, "Springfield\nZurich\n");
+    assert!(!a.ok, "locked: {}", a.output);
+    assert_eq!(answer_gens(&env, &quser), "1 0\n1 0");
+    assert_eq!(answer_hashes(&env, &quser), answer_after);
+    env.sql(&format!(
+        "UPDATE users SET locked_until = 0 WHERE name = '{quser}'"
+    ));
+    // Every answer right: the wrapped answers verify, and are re-hashed
+    // plainly under generation 1 (new salt, the argon2 parameters of newly
+    // set answers) in the transaction that records the success.
+    let a = answer(&env, &quser, "Springfield\nZurich\n");
+    assert!(a.ok, "wrapped answers after convert: {}\n{}", a.output, a.log);
+    assert!(a.log.contains("rehashed-answers=2"), "{}", a.log);
+    assert_eq!(failures(&env, &quser), 0);
+    assert_eq!(answer_gens(&env, &quser), "1 -\n1 -");
+    let rehashed = answer_hashes(&env, &quser);
+    for (new, old) in rehashed.lines().zip(answer_after.lines()) {
+        assert_ne!(new, old);
+        assert!(!answer_before.contains(new), "a new hash: {new}");
+    }
+    assert_eq!(argon2_params(&rehashed), argon2_params(&answer_before));
+    let status = env.enroll_ok(&["rekey", "status"], "");
+    assert!(
+        status.contains("questions     generation 1: 2 rows"),
+        "{status}"
+    );
+    assert!(
+        status.contains("questions     generation 1 wrapping 0: 2 rows"),
+        "{status}"
+    );
+    // Re-hashed once: the next login writes nothing.
+    let a = answer(&env, &quser, "Springfield\nZurich\n");
+    assert!(a.ok, "{}\n{}", a.output, a.log);
+    assert!(!a.log.contains("rehashed"), "{}", a.log);
+    assert_eq!(answer_hashes(&env, &quser), rehashed);
+    // They need the new key alone now; wuser's wrapped ones do not.
+    write_swapped("");
     assert!(
         questions_login(&env, &quser).0,
-        "wrapped answers after convert"
+        "re-hashed answers with the new key alone"
     );
+    questions_unavailable(&env, &wuser);
+    write_swapped(&key_line("previous_key_file", &old_key));
 
     // 4. finish: nothing is keyed by generation 0 alone, so it succeeds
     //    without any user making new codes or answers, and says how many
@@ -305,7 +392,7 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     assert!(!a.ok, "a used wrapped backup code came back after finish");
     assert!(
         questions_login(&env, &quser).0,
-        "wrapped answers after finish"
+        "re-hashed answers after finish"
     );
     // Without previous_key_file a wrapped code is unavailable, not a
     // failure.
@@ -315,7 +402,11 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     assert!(!a.ok);
     assert!(a.log.contains("unavailable"), "{}", a.log);
     assert_eq!(failures(&env, &user), before);
-    questions_unavailable(&env, &quser);
+    questions_unavailable(&env, &wuser);
+    assert!(
+        questions_login(&env, &quser).0,
+        "re-hashed answers without the previous key"
+    );
     write_swapped(&key_line("previous_key_file", &old_key));
 
     // No third generation while wrapped rows remain (no double wrap).
@@ -333,23 +424,54 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     let o = env.enroll(&["rekey", "finish", "--drop"], "");
     let text = output_text(&o);
     assert!(!o.status.success(), "{text}");
-    assert!(text.contains(&quser), "{text}");
+    assert!(text.contains(&wuser), "{text}");
+    assert!(!text.contains(&quser), "re-hashed answers need nothing: {text}");
     assert!(
         text.contains(&format!("{user}: dropped 4 unused backup codes")),
         "{text}"
     );
     assert_eq!(env.status_json(&user)["backup_codes_remaining"], 0);
-    // quser answers anew (generation 1): no wrapped row is left, and
-    // finish retires generation 0.
-    enroll_questions(&env, &quser);
+    assert_eq!(answer_gens(&env, &wuser), "1 0\n1 0");
+    // wuser's answers are all that needs generation 0 now: a wrong one
+    // leaves them so (finish still cannot retire it), the right ones are
+    // re-hashed, and then finish retires generation 0 without --drop
+    // and without wuser setting new answers.
+    let a = answer(&env, &wuser, "Boston\nZurich\n");
+    assert!(!a.ok, "a wrong answer: {}", a.output);
+    assert_eq!(answer_gens(&env, &wuser), "1 0\n1 0");
+    let out = env.enroll_ok(&["rekey", "finish"], "");
+    assert!(
+        out.contains("0 unused backup codes and 2 security answers of 1 users are wrapped"),
+        "{out}"
+    );
+    assert!(!out.contains("retired"), "{out}");
+    let a = answer(&env, &wuser, "Springfield\nZurich\n");
+    assert!(a.ok, "{}\n{}", a.output, a.log);
+    assert!(a.log.contains("rehashed-answers=2"), "{}", a.log);
+    assert_eq!(answer_gens(&env, &wuser), "1 -\n1 -");
     let status = env.enroll_ok(&["rekey", "status"], "");
     assert!(!status.contains("wrapping"), "{status}");
+    assert!(
+        status.contains("No row needs generation 0 any more"),
+        "{status}"
+    );
     let out = env.enroll_ok(&["rekey", "finish"], "");
     assert!(out.contains("Generation 0 retired"), "{out}");
 
-    // Without the previous key: everything left works.
+    // Without the previous key: everything left works, answers set anew
+    // after the rotation too.
     write_swapped("");
     totp_ok(&env, &user, &mut step, "after finish");
+    assert!(
+        questions_login(&env, &quser).0,
+        "re-hashed answers after finish"
+    );
+    assert!(
+        questions_login(&env, &wuser).0,
+        "answers re-hashed by a login after finish"
+    );
+    enroll_questions(&env, &quser);
+    assert_eq!(answer_gens(&env, &quser), "1 -\n1 -");
     assert!(questions_login(&env, &quser).0, "new answers after finish");
     let a = code_login(&env, &late, &late_codes[1], in_step(step));
     assert!(a.ok, "generation-1 backup code after finish: {}", a.log);

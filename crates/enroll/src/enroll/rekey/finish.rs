@@ -1,7 +1,9 @@
 //! `2fa-enroll rekey finish`: after `convert` nothing is keyed by the
 //! previous generation alone, so finishing needs no user action
 //! (docs/rekey.md). That key stays the inner key of wrapped hashes until
-//! their users make new ones; `--drop` destroys the need at once.
+//! their users make new ones (or, for security answers, log in with them:
+//! a login re-hashes the answers it verified); `--drop` destroys the need
+//! at once.
 
 use super::output::now;
 use super::{CliError, CliResult, Ctx, recorded};
@@ -58,7 +60,8 @@ pub(super) fn finish(ctx: &mut Ctx, store: &mut Store, drop: bool) -> CliResult 
             "{codes} unused backup codes and {qs} security answers of {users} users are wrapped: \
              verifying them still needs the generation {prev} key as their inner key. Keep \
              previous_key_file on every host until `2fa-enroll rekey status` shows no wrapped rows \
-             (they go as those users make new backup codes or answers), then run `rekey finish` \
+             (they go as those users make new backup codes or answers, and as logins re-hash the \
+             answers they verify), then run `rekey finish` \
              again to retire generation {prev}; or `rekey finish --drop` retires it now."
         );
         return Ok(());

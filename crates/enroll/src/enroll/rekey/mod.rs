@@ -61,7 +61,8 @@ pub enum Step {
     Status,
     /// After `convert`: check that nothing is keyed by the previous
     /// generation alone, and retire it once no wrapped hash needs it as
-    /// its inner key (until then hosts keep `previous_key_file`).
+    /// its inner key (until then hosts keep `previous_key_file`; a login
+    /// that answers wrapped security answers right re-hashes them).
     Finish {
         /// Retire the previous generation now: spend the unused backup
         /// codes and delete the security answers that need it (wrapped
@@ -170,7 +171,11 @@ fn new(ctx: &mut Ctx, store: &mut Store, path: Option<PathBuf>, replace: bool) -
         let (users, codes, qs) = finish::totals(&store.wrapped_items(g)?);
         if users > 0 {
             return Err(CliError(format!(
-                "{codes} backup codes and {qs} security answers of {users} users are still wrapped                  around generation {} (a hash is never wrapped twice): they go when those users make                  new ones (`2fa-enroll backup`, `2fa-enroll questions`), or retire that generation now                  with `2fa-enroll rekey finish --drop`",
+                "{codes} backup codes and {qs} security answers of {users} users are still wrapped \
+                 around generation {} (a hash is never wrapped twice): they go when those users log in \
+                 with their security questions (the answers are re-hashed) or make new ones \
+                 (`2fa-enroll backup`, `2fa-enroll questions`), or retire that generation now with \
+                 `2fa-enroll rekey finish --drop`",
                 g - 1
             )));
         }
@@ -340,7 +345,8 @@ fn status(ctx: &mut Ctx, store: &mut Store) -> CliResult {
     let (users, codes, qs) = finish::totals(&store.wrapped_items(g)?);
     if users > 0 {
         println!(
-            "{users} users have {codes} unused backup codes and {qs} security answers wrapped around              generation {}: hosts need previous_key_file to verify them.",
+            "{users} users have {codes} unused backup codes and {qs} security answers wrapped around \
+             generation {}: hosts need previous_key_file to verify them.",
             g - 1
         );
     } else if g > 0 && recorded(&**store, g - 1)?.is_some() && old.is_empty() {
