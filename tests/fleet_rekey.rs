@@ -248,7 +248,9 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     let wrapped = f.sql(&format!(
         "SELECT answer_hash FROM p2fa.questions WHERE username = '{quser}' ORDER BY idx"
     ));
-    let r = f.a.env.attempt("p2fa", &quser, "Springfield\nBoston\n", None);
+    let r =
+        f.a.env
+            .attempt("p2fa", &quser, "Springfield\nBoston\n", None);
     assert!(!r.ok, "a wrong answer: {}", r.output);
     assert_eq!(failures(&f, &quser), "1");
     assert_eq!(answer_gens(&f, &quser), "1 0\n1 0");
@@ -302,7 +304,11 @@ fn a_host_without_the_next_key_is_unavailable_after_switch() {
     assert_eq!(failures(&f, &wuser), qbefore);
     // The re-hashed answers need the new key alone.
     let r = questions_login(&f.a, &quser);
-    assert!(r.ok, "re-hashed answers, new key alone: {}\n{}", r.output, r.log);
+    assert!(
+        r.ok,
+        "re-hashed answers, new key alone: {}\n{}",
+        r.output, r.log
+    );
     // No third generation while wrapped rows remain.
     let o = f.a.env.enroll(&["rekey", "new"], "");
     let text = output_text(&o);

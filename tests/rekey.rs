@@ -339,7 +339,11 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     // plainly under generation 1 (new salt, the argon2 parameters of newly
     // set answers) in the transaction that records the success.
     let a = answer(&env, &quser, "Springfield\nZurich\n");
-    assert!(a.ok, "wrapped answers after convert: {}\n{}", a.output, a.log);
+    assert!(
+        a.ok,
+        "wrapped answers after convert: {}\n{}",
+        a.output, a.log
+    );
     assert!(a.log.contains("rehashed-answers=2"), "{}", a.log);
     assert_eq!(failures(&env, &quser), 0);
     assert_eq!(answer_gens(&env, &quser), "1 -\n1 -");
@@ -425,7 +429,10 @@ fn rekey_on_sqlite_keeps_every_factor_working() {
     let text = output_text(&o);
     assert!(!o.status.success(), "{text}");
     assert!(text.contains(&wuser), "{text}");
-    assert!(!text.contains(&quser), "re-hashed answers need nothing: {text}");
+    assert!(
+        !text.contains(&quser),
+        "re-hashed answers need nothing: {text}"
+    );
     assert!(
         text.contains(&format!("{user}: dropped 4 unused backup codes")),
         "{text}"

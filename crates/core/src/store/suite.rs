@@ -1842,7 +1842,10 @@ fn a_verified_wrapped_answer_is_rehashed_once(new: &mut dyn FnMut() -> Store) {
         assert!(tx.wrap_answer("alice", x.idx, 0, &w, 1).unwrap());
     }
     let b = tx.question_rows("bob").unwrap();
-    assert!(tx.wrap_answer("bob", b[0].idx, 0, "bob-wrapped", 1).unwrap());
+    assert!(
+        tx.wrap_answer("bob", b[0].idx, 0, "bob-wrapped", 1)
+            .unwrap()
+    );
     tx.commit().unwrap();
     let (stored, _) = s.questions("alice").unwrap();
     let tx = s.write().unwrap();
@@ -1853,7 +1856,8 @@ fn a_verified_wrapped_answer_is_rehashed_once(new: &mut dyn FnMut() -> Store) {
         "a hash changed meanwhile"
     );
     assert!(
-        !tx.rehash_answer("bob", stored[0].idx, w0, "new", 1).unwrap(),
+        !tx.rehash_answer("bob", stored[0].idx, w0, "new", 1)
+            .unwrap(),
         "another user's row"
     );
     assert!(
@@ -1861,7 +1865,8 @@ fn a_verified_wrapped_answer_is_rehashed_once(new: &mut dyn FnMut() -> Store) {
         "no such question"
     );
     assert!(
-        !tx.rehash_answer("alice", stored[0].idx, w0, "new", 0).unwrap(),
+        !tx.rehash_answer("alice", stored[0].idx, w0, "new", 0)
+            .unwrap(),
         "never to a generation below the wrap's"
     );
     assert!(
@@ -1869,7 +1874,8 @@ fn a_verified_wrapped_answer_is_rehashed_once(new: &mut dyn FnMut() -> Store) {
             .unwrap()
     );
     assert!(
-        !tx.rehash_answer("alice", stored[0].idx, w0, "again", 1).unwrap(),
+        !tx.rehash_answer("alice", stored[0].idx, w0, "again", 1)
+            .unwrap(),
         "once"
     );
     let rows = tx.question_rows("alice").unwrap();

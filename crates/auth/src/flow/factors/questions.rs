@@ -13,6 +13,7 @@ use super::super::attempt::{At, Check, Factor, Stop};
 use super::super::error::AuthError;
 use super::super::{Run, Verdict, answer_text};
 use p2fa_core::factor::{FactorId, questions};
+use p2fa_core::store::StoredQuestion;
 
 impl Run<'_> {
     pub(in super::super) fn questions(&mut self) -> Verdict {
@@ -115,7 +116,10 @@ impl Factor for Questions {
         // changed meanwhile is left as it is.
         let mut n = 0;
         for r in &self.rehash {
-            n += usize::from(at.tx.rehash_answer(user, r.idx, &r.wrapped, &r.plain, r.key_gen)?);
+            n += usize::from(
+                at.tx
+                    .rehash_answer(user, r.idx, &r.wrapped, &r.plain, r.key_gen)?,
+            );
         }
         Ok(match n {
             0 => Check::ok(FactorId::Questions),
@@ -132,11 +136,7 @@ impl Factor for Questions {
 /// login answered right. One that cannot be made (no randomness, an
 /// argon2 error) is left wrapped, with a warning: it still verifies with
 /// both keys, and the login is not refused for it.
-fn rehashes(
-    run: &mut Run<'_>,
-    user: &str,
-    right: &[(&p2fa_core::store::StoredQuestion, String)],
-) -> Vec<Rehash> {
+fn rehashes(run: &mut Run<'_>, user: &str, right: &[(&StoredQuestion, String)]) -> Vec<Rehash> {
     let current = run.key.current();
     let key_gen = current.key_gen();
     let mut out = Vec::new();
