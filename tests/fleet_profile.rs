@@ -59,6 +59,11 @@ fn link(d: &Daemon, user: &str) -> String {
 /// A raw HTTP/1.0 exchange with 2fad `d` from the address `from`: the
 /// whole answer.
 fn http(d: &Daemon, from: Ipv4Addr, req: &str) -> String {
+    http_to(d.port(), from, req)
+}
+
+/// [`http`] to the web port `port`.
+fn http_to(port: u16, from: Ipv4Addr, req: &str) -> String {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket};
     use std::os::fd::AsRawFd;
     let fd = socket(
@@ -70,7 +75,7 @@ fn http(d: &Daemon, from: Ipv4Addr, req: &str) -> String {
     .unwrap();
     let [a, b, c, e] = from.octets();
     bind(fd.as_raw_fd(), &SockaddrIn::new(a, b, c, e, 0)).unwrap();
-    connect(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, d.port())).unwrap();
+    connect(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)).unwrap();
     let mut s = TcpStream::from(fd);
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(req.as_bytes()).unwrap();
@@ -647,4 +652,77 @@ fn json_lines_to(log: &std::path::Path, i: usize) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// Two browsers open one link at the same instant, one through each
+/// 2fad (threads released together): one opening wins the link's row
+/// and the other, finding it opened, ends the winner's session, as a
+/// second opening does. So: exactly one session was issued (one 303 and
+/// one 410), and it is ended on both 2fads; no live session is left.
+#[test]
+fn two_2fads_opening_one_link_at_once_leave_no_live_session() {
+    use std::sync::{Arc, Barrier};
+    let user = system_user("p2fa-fpr8", "Fleet-profile-p2fa8");
+    let f = Fleet::start();
+    for round in 0..4 {
+        let url = link(&f.wa, &user);
+        let path = url[f.origin.len()..].to_string();
+        let barrier = Arc::new(Barrier::new(2));
+        let req = format!(
+            "POST {path} HTTP/1.0\r\nHost: localhost\r\nOrigin: {}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n\r\n",
+            f.origin
+        );
+        let answers: Vec<String> = [f.wa.port(), f.wb.port()]
+            .into_iter()
+            .map(|port| {
+                let (barrier, req) = (Arc::clone(&barrier), req.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    http_to(port, HERE, &req)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let mut st: Vec<&str> = answers
+            .iter()
+            .map(|a| status(a).split(' ').nth(1).unwrap_or(""))
+            .collect();
+        st.sort_unstable();
+        assert_eq!(
+            st,
+            ["303", "410"],
+            "round {round}: {answers:?}\n{}",
+            f.log()
+        );
+        let cookie = answers
+            .iter()
+            .find_map(|a| a.lines().find_map(|l| l.strip_prefix("set-cookie: ")))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        for d in [&f.wa, &f.wb] {
+            let (st, html) = page(d, HERE, &cookie);
+            assert!(
+                st.contains(" 410") && html.contains("closed for your safety"),
+                "round {round}: the winner's session lives on: {st}\n{html}"
+            );
+        }
+        assert_eq!(
+            f.sql("SELECT count(*) FROM p2fa.profile_sessions WHERE ended IS NULL"),
+            "0",
+            "round {round}"
+        );
+        assert_eq!(
+            f.sql(&format!(
+                "SELECT count(*) FROM p2fa.profile_links WHERE username = '{user}'"
+            )),
+            "0",
+            "round {round}"
+        );
+    }
 }
