@@ -654,6 +654,64 @@ fn json_lines_to(log: &std::path::Path, i: usize) -> String {
         .to_string()
 }
 
+/// Someone who can write the fleet database but has no fleet key (the
+/// same attacker the sealed session state keeps out) cannot make a link:
+/// neither a row of their own, a token of their choosing naming another
+/// user as opened by root (who needs no proof on the page), nor a real
+/// link of their own rewritten to name another user or root. Neither
+/// 2fad opens such a link; a link left as issued still opens.
+#[test]
+fn a_link_row_written_into_the_database_opens_nothing() {
+    let user = system_user("p2fa-fpr6", "Fleet-profile-p2fa6");
+    let victim = system_user("p2fa-fpr7", "Fleet-profile-p2fa7");
+    let f = Fleet::start();
+    let no_session = |d: &Daemon, token: &str, what: &str| {
+        let r = post(d, HERE, &format!("/p/{token}"), "", &f.origin, "");
+        assert!(
+            !status(&r).contains(" 303") && !r.contains("set-cookie: p2fa_profile="),
+            "{what} opened a session:\n{r}\n{}",
+            f.log()
+        );
+    };
+
+    // a) A row of the writer's own, for the victim, "by root".
+    let forged = "forged-link-token-of-the-database-writer-0000";
+    f.sql(&format!(
+        "INSERT INTO p2fa.profile_links (link_hash, username, by_uid, host, created_at, expires_at)
+         VALUES ('\\x{}', '{victim}', 0, 'host-a', extract(epoch from now())::bigint,
+                 extract(epoch from now())::bigint + 600)",
+        sha256_hex(forged)
+    ));
+    for d in [&f.wa, &f.wb] {
+        no_session(d, forged, "a link row inserted into the database");
+    }
+
+    // b) The writer's own real link, rewritten to name the victim as
+    // opened by root (then only root).
+    for (who, uid) in [(victim.as_str(), "0"), (user.as_str(), "0")] {
+        let url = link(&f.wa, &user);
+        let token = common::daemon::token_of(&url);
+        f.sql(&format!(
+            "UPDATE p2fa.profile_links SET username = '{who}', by_uid = {uid}
+             WHERE link_hash = '\\x{}'",
+            sha256_hex(&token)
+        ));
+        for d in [&f.wb, &f.wa] {
+            no_session(
+                d,
+                &token,
+                &format!("a link rewritten to {who} by uid {uid}"),
+            );
+        }
+    }
+    assert_eq!(f.sql("SELECT count(*) FROM p2fa.profile_sessions"), "0");
+
+    // c) A link as it was issued opens, through either.
+    let cookie = open(&f, &f.wb, HERE, &link(&f.wa, &user));
+    let (st, html) = page(&f.wa, HERE, &cookie);
+    assert!(st.contains(" 200") && html.contains(&user), "{st}\n{html}");
+}
+
 /// Two browsers open one link at the same instant, one through each
 /// 2fad (threads released together): one opening wins the link's row
 /// and the other, finding it opened, ends the winner's session, as a

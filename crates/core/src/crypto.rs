@@ -207,6 +207,15 @@ impl HostKey {
         self.labelled_hash(label.as_bytes(), user, code)
     }
 
+    /// The tag a fleet profile link carries (2fad's `profile::fleet`):
+    /// binds the link's random part to the account and the uid that
+    /// asked for it, so that a link row written into the database by
+    /// someone without the key opens nothing.
+    pub fn profile_link_tag(&self, user: &str, by_uid: u32, random: &str) -> [u8; 32] {
+        let label = format!("profile link\0{by_uid}\0");
+        self.labelled_hash(label.as_bytes(), user, random)
+    }
+
     #[expect(
         clippy::expect_used,
         reason = "HMAC takes keys of any length; new_from_slice cannot fail"

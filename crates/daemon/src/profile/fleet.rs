@@ -14,6 +14,10 @@
 //!   id's hash and to the row's plain columns (owner, peer, expiry,
 //!   link). A blob copied to another row, or a changed column, does not
 //!   open: no session.
+//! - A link's token carries the fleet key's tag over its random part,
+//!   the account and the uid that asked for it: a link row written into
+//!   the database (or one whose owner was changed there) by someone
+//!   without the key opens nothing, as a session's state would not.
 //! - [`Fleet::with`] is one transaction that locks the session's row
 //!   (`SELECT ... FOR UPDATE`): two 2fads acting on one session run one
 //!   after the other, each seeing the other's change.
@@ -147,6 +151,35 @@ fn session_of(
     Some(s)
 }
 
+/// A fleet link's token: its random part and the fleet key's tag over
+/// it and its owner ([`HostKey::profile_link_tag`]), both base64url. The
+/// database holds only the token's hash and the owner in clear; a row
+/// whose owner was written by anyone without the key has no valid tag.
+fn link_token(key: &HostKey, owner: &Owner, random: &str) -> String {
+    use base64::Engine;
+    let tag = key.profile_link_tag(&owner.user, owner.uid, random);
+    format!(
+        "{random}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+    )
+}
+
+/// Whether `token` carries the tag of its row's `owner` under the current
+/// key or the other one of a rotation.
+fn link_tag_ok(ring: &KeyRing, owner: &Owner, token: &str) -> bool {
+    // 32 bytes of base64url (no padding) each.
+    const PART: usize = 43;
+    if token.len() != 2 * PART || !token.is_ascii() {
+        return false;
+    }
+    let random = &token[..PART];
+    std::iter::once(ring.current())
+        .chain(ring.other())
+        .any(|k| {
+            p2fa_core::crypto::ct_eq(link_token(k, owner, random).as_bytes(), token.as_bytes())
+        })
+}
+
 fn seal(key: &HostKey, sh: &Hash, row: &StoredProfileSession, s: &Session) -> Option<Vec<u8>> {
     key.seal(state_of(s).as_bytes(), &aad(sh, row)).ok()
 }
@@ -196,9 +229,10 @@ impl Fleet {
             log("link", e);
             "the 2FA store is unavailable; try again later or tell your administrator".to_string()
         };
-        let token = random_token().ok_or("no randomness")?;
+        let random = random_token().ok_or("no randomness")?;
         let now = unix_now();
-        let mut store = self.store().map_err(|e| unavailable(&e))?;
+        let (mut store, ring) = self.keyed().map_err(|e| unavailable(&e))?;
+        let token = link_token(ring.current(), &owner, &random);
         let q = Self::tx(&mut store, |tx| {
             tx.insert_profile_link(
                 &hash(&token),
@@ -253,6 +287,7 @@ impl Fleet {
                 return Opened::Unavailable;
             }
         };
+        let forged = std::cell::Cell::new(false);
         let r = Self::tx(&mut store, |tx| {
             let (user, by_uid) = match tx.open_profile_link(&lh, &sh, now, now + ttl)? {
                 ProfileOpen::Opened { user, by_uid } => (user, by_uid),
@@ -260,6 +295,16 @@ impl Fleet {
                 ProfileOpen::Expired => return Ok(Opened::Expired),
             };
             let owner = Owner { user, uid: by_uid };
+            if !link_tag_ok(&ring, &owner, token) {
+                // Not a link a 2fad made for this row's owner: written
+                // into the database by someone without the fleet key.
+                // Rolled back: nothing opened, nothing changed.
+                forged.set(true);
+                return Err(StoreError::Other(format!(
+                    "a profile link row for user {} does not carry its key's tag; refused",
+                    p2fa_core::audit::clean(&owner.user)
+                )));
+            }
             let mut row = StoredProfileSession {
                 link_hash: lh.to_vec(),
                 user: owner.user.clone(),
@@ -278,7 +323,11 @@ impl Fleet {
         });
         r.unwrap_or_else(|e| {
             log("open", &e);
-            Opened::Unavailable
+            if forged.get() {
+                Opened::Expired
+            } else {
+                Opened::Unavailable
+            }
         })
     }
 
@@ -410,6 +459,28 @@ mod tests {
         let last = bent.state.len() - 1;
         bent.state[last] ^= 1;
         assert!(unseal(&ring, &sh, &bent).is_none());
+        // A link's tag names its owner and uid, under the fleet key.
+        let alice = Owner {
+            user: "alice".into(),
+            uid: 1000,
+        };
+        let token = link_token(&key, &alice, &random_token().unwrap());
+        assert!(link_tag_ok(&ring, &alice, &token));
+        for other in [
+            Owner {
+                uid: 0,
+                ..alice.clone()
+            },
+            Owner {
+                user: "bob".into(),
+                uid: 1000,
+            },
+        ] {
+            assert!(!link_tag_ok(&ring, &other, &token));
+        }
+        let foreign = KeyRing::single(HostKey::from_bytes(&[4; 32]));
+        assert!(!link_tag_ok(&foreign, &alice, &token));
+        assert!(!link_tag_ok(&ring, &alice, &token[..43]));
         // An unknown proof name reads back as not proved.
         assert_eq!(proof_name("sudo-everything"), None);
         assert_eq!(proof_name("webauthn"), Some("webauthn"));
