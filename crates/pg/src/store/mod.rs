@@ -326,9 +326,17 @@ impl PgTx<'_> {
         self.store.db()
     }
 
-    /// A success is reported only after COMMIT has returned.
+    /// A success is reported only after COMMIT has returned. A
+    /// transaction a statement already failed in is not committed (the
+    /// server would answer COMMIT there with ROLLBACK, and no error): an
+    /// error, and it is rolled back on drop.
     pub(crate) fn commit(self) -> Result<()> {
         let mut db = self.store.db()?;
+        if db.c.status() == TxStatus::Failed {
+            return Err(StoreError::Other(
+                "a statement of this transaction failed: not committed".into(),
+            ));
+        }
         self.open.set(false);
         match db.c.simple("COMMIT") {
             Ok(()) => Ok(()),

@@ -717,3 +717,57 @@ fn a_fresh_connection_that_fails_its_check_is_not_retried_or_pooled() {
     assert_eq!(pool.idle(), 0);
     h.join().unwrap();
 }
+
+/// A write transaction in which a statement failed (its error ignored by
+/// a caller) is not reported committed: PostgreSQL answers COMMIT there
+/// with the tag ROLLBACK and no error, so `commit` must not send it and
+/// say Ok. It is rolled back instead, and the connection is idle again.
+#[test]
+fn a_failed_transaction_is_never_reported_committed() {
+    let (port, h) = fake(|mut s| {
+        trusting_startup(&mut s);
+        // BEGIN and the limits.
+        assert_eq!(read_batch(&mut s), b"PBDEPBDES");
+        for (t, b) in [
+            (b'1', vec![]),
+            (b'2', vec![]),
+            (b'n', vec![]),
+            (b'C', b"BEGIN\0".to_vec()),
+            (b'1', vec![]),
+            (b'2', vec![]),
+            (b'T', int4_column()),
+            (b'D', int4_row(0)),
+            (b'C', b"SELECT 1\0".to_vec()),
+            (b'Z', b"T".to_vec()),
+        ] {
+            send(&mut s, t, &b);
+        }
+        // The statement that fails.
+        read_batch(&mut s);
+        send(&mut s, b'E', b"SERROR\0C22012\0Mdivision by zero\0\0");
+        send(&mut s, b'Z', b"E");
+        // Whatever ends the transaction: answered as PostgreSQL does in a
+        // failed one (COMMIT and ROLLBACK both say ROLLBACK).
+        let (tag, body) = read_msg(&mut s).unwrap();
+        assert_eq!(tag, b'Q');
+        send(&mut s, b'C', b"ROLLBACK\0");
+        send(&mut s, b'Z', b"I");
+        assert_eq!(body, b"ROLLBACK\0", "a failed transaction was sent COMMIT");
+        let _ = read_msg(&mut s);
+    });
+    let c = Conn::connect(&config(&[port])).unwrap();
+    let limits = crate::store::Limits {
+        statement_timeout_ms: 1000,
+        lock_timeout_ms: 1000,
+    };
+    let mut store = crate::store::PgStore::new(c, "host-a".into(), limits);
+    let tx = store.write().unwrap();
+    assert!(tx.db().unwrap().exec("SELECT 1/0", &[]).is_err());
+    assert!(
+        tx.commit().is_err(),
+        "a failed transaction reported committed"
+    );
+    assert!(store.conn().unwrap().is_reusable());
+    drop(store);
+    h.join().unwrap();
+}
