@@ -249,6 +249,9 @@ pub enum Response {
     Questions {
         choices: Vec<String>,
         count: u32,
+        /// Users may also write their own questions.
+        #[serde(default)]
+        allow_custom: bool,
         /// The questions the user has now.
         current: Vec<String>,
     },

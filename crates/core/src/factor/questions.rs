@@ -7,6 +7,7 @@
 //! argon2id with a per-answer salt and the host key's pepper as argon2's
 //! secret, bound to the user and question.
 
+use crate::config::QuestionsConfig;
 use crate::crypto::{self, CryptoError, HostKey, KeyRing};
 use crate::store::StoredQuestion;
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -38,6 +39,102 @@ pub fn valid(answer: &str) -> Result<String, &'static str> {
         return Err("too long");
     }
     Ok(n)
+}
+
+/// Shortest question a user may write, in characters.
+pub const MIN_QUESTION: usize = 5;
+/// Longest question a user may write, in characters (the login prompt
+/// shows at most this many).
+pub const MAX_QUESTION: usize = 200;
+
+/// Why a chosen question was refused ([`choose`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuestionRefusal {
+    /// Nothing chosen or written.
+    Empty,
+    /// Not one of the admin's questions, and users may not write their
+    /// own (`allow_custom = false`).
+    CustomNotAllowed,
+    /// A question of the user's own that is too short or too long.
+    Length,
+    /// A question with control characters, or characters that hide or
+    /// reorder text (bidirectional overrides, zero-width characters).
+    NotPrintable,
+    /// The same as an earlier one (ignoring case and spacing).
+    Repeated,
+}
+
+impl std::fmt::Display for QuestionRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            QuestionRefusal::Empty => "no question was chosen or written",
+            QuestionRefusal::CustomNotAllowed => {
+                "your own questions are not allowed here: choose one from the list"
+            }
+            QuestionRefusal::Length => "a question needs 5 to 200 characters",
+            QuestionRefusal::NotPrintable => {
+                "a question may not contain control or invisible characters"
+            }
+            QuestionRefusal::Repeated => "that question was chosen already",
+        })
+    }
+}
+
+/// A question accepted by [`choose`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    /// The question as it is stored and asked.
+    pub text: String,
+    /// Written by the user (not one of the admin's list).
+    pub custom: bool,
+}
+
+/// Characters a question may not contain: control characters, and those
+/// that hide or reorder what is shown (zero-width characters, line and
+/// paragraph separators, bidirectional embeddings, overrides and
+/// isolates, the byte order mark).
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+}
+
+/// Checks one question a user chose, after the `earlier` ones, against
+/// the admin's rules, the same for `2fa-enroll questions` and 2fad: one of
+/// `cfg.list` exactly, or (only with `allow_custom`) the user's own
+/// question of [`MIN_QUESTION`] to [`MAX_QUESTION`] characters without
+/// control or invisible characters; never empty, never the same as an
+/// earlier one (ignoring case and spacing). Surrounding spaces are
+/// removed. The caller's word on whether a question is listed is never
+/// asked: text that is not exactly a listed question is the user's own.
+pub fn choose<'a>(
+    cfg: &QuestionsConfig,
+    earlier: impl IntoIterator<Item = &'a str>,
+    question: &str,
+) -> Result<Chosen, QuestionRefusal> {
+    let text = question.trim();
+    if text.is_empty() {
+        return Err(QuestionRefusal::Empty);
+    }
+    let custom = !cfg.list.iter().any(|l| l == text);
+    if custom {
+        if !cfg.allow_custom {
+            return Err(QuestionRefusal::CustomNotAllowed);
+        }
+        if text.chars().any(invisible) {
+            return Err(QuestionRefusal::NotPrintable);
+        }
+        if !(MIN_QUESTION..=MAX_QUESTION).contains(&text.chars().count()) {
+            return Err(QuestionRefusal::Length);
+        }
+    }
+    let key = normalize(text);
+    if earlier.into_iter().any(|e| normalize(e) == key) {
+        return Err(QuestionRefusal::Repeated);
+    }
+    Ok(Chosen {
+        text: text.to_string(),
+        custom,
+    })
 }
 
 fn hasher(key: &HostKey) -> Result<Argon2<'_>, CryptoError> {
@@ -265,5 +362,76 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&n| n > 100), "roughly uniform: {seen:?}");
+    }
+
+    #[test]
+    fn chosen_questions_follow_the_admins_rules() {
+        use QuestionRefusal as R;
+        let mut cfg = QuestionsConfig {
+            list: vec![
+                "Name of your first pet?".into(),
+                "City you were born in?".into(),
+            ],
+            allow_custom: false,
+            ..QuestionsConfig::default()
+        };
+        let none: [&str; 0] = [];
+        // A listed question, exactly (surrounding spaces aside).
+        let c = choose(&cfg, none, "  Name of your first pet? ").unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.custom),
+            ("Name of your first pet?", false)
+        );
+        // Anything else is the user's own: refused without allow_custom,
+        // however close to a listed one it is.
+        for q in [
+            "name of your first pet?",
+            "Name of your first pet",
+            "My own question?",
+        ] {
+            assert_eq!(choose(&cfg, none, q), Err(R::CustomNotAllowed), "{q}");
+        }
+        for q in ["", "   ", "\t"] {
+            assert_eq!(choose(&cfg, none, q), Err(R::Empty), "{q:?}");
+        }
+        cfg.allow_custom = true;
+        let c = choose(&cfg, none, " Who was my <b>hero</b>? ").unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.custom),
+            ("Who was my <b>hero</b>?", true)
+        );
+        assert!(
+            choose(&cfg, none, "Wo hast du geheiratet, Zoë?")
+                .unwrap()
+                .custom
+        );
+        assert_eq!(choose(&cfg, none, "Why?"), Err(R::Length));
+        assert!(choose(&cfg, none, &"x".repeat(MAX_QUESTION)).is_ok());
+        assert_eq!(
+            choose(&cfg, none, &"x".repeat(MAX_QUESTION + 1)),
+            Err(R::Length)
+        );
+        // 200 characters, not bytes.
+        assert!(choose(&cfg, none, &"é".repeat(MAX_QUESTION)).is_ok());
+        for q in [
+            "Line\nbreak?",
+            "Bell\u{7} here?",
+            "evil\u{202E}?txt",
+            "zero\u{200B}width?",
+        ] {
+            assert_eq!(choose(&cfg, none, q), Err(R::NotPrintable), "{q:?}");
+        }
+        // No question twice, ignoring case and spacing; listed ones too.
+        let earlier = ["My Own  Question?", "City you were born in?"];
+        assert_eq!(choose(&cfg, earlier, "my own question?"), Err(R::Repeated));
+        assert_eq!(
+            choose(&cfg, earlier, "City you were born in?"),
+            Err(R::Repeated)
+        );
+        assert_eq!(
+            choose(&cfg, earlier, "CITY you were born in?"),
+            Err(R::Repeated)
+        );
+        assert!(choose(&cfg, earlier, "Name of your first pet?").is_ok());
     }
 }

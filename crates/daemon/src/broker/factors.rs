@@ -6,7 +6,7 @@
 //! [`p2fa_proto::protocol::purpose`]), and every addition is logged.
 
 use super::{Broker, Ctx, now};
-use p2fa_core::audit::clean;
+use p2fa_core::audit::{clean, printable};
 use p2fa_core::factor::{FactorId, normalize_code, questions};
 use p2fa_core::store::UserState;
 use p2fa_core::store::{Purpose, SentCheck, SentScope};
@@ -225,6 +225,7 @@ impl Broker {
             Ok((current, _)) => Response::Questions {
                 choices: q.list.clone(),
                 count: q.count,
+                allow_custom: q.allow_custom,
                 current: current.into_iter().map(|c| c.question).collect(),
             },
             Err(e) => Response::error(ErrorCode::Unavailable, e.to_string()),
@@ -249,17 +250,32 @@ impl Broker {
             );
         }
         let mut chosen: Vec<(String, String)> = Vec::new();
-        for a in answers {
-            let question = a.question.trim();
-            if !q.list.iter().any(|l| l == question) {
-                return Response::error(
-                    ErrorCode::BadRequest,
-                    "choose each question from the list",
-                );
-            }
-            if chosen.iter().any(|(c, _)| c == question) {
-                return Response::error(ErrorCode::BadRequest, "choose different questions");
-            }
+        let mut custom = 0;
+        for (i, a) in answers.iter().enumerate() {
+            // The same rules as `2fa-enroll questions`; nothing the form
+            // says about which questions are allowed is trusted.
+            let question = match questions::choose(
+                &q,
+                chosen.iter().map(|(c, _)| c.as_str()),
+                &a.question,
+            ) {
+                Ok(c) => {
+                    custom += usize::from(c.custom);
+                    c.text
+                }
+                Err(why) => {
+                    ctx.audit.info(&format!(
+                        "broker refused user={} change=questions: question={} reason={why:?} text=\"{}\"",
+                        clean(ctx.user),
+                        i + 1,
+                        printable(&a.question, 80)
+                    ));
+                    return Response::error(
+                        ErrorCode::BadRequest,
+                        format!("question {}: {why}; nothing was saved", i + 1),
+                    );
+                }
+            };
             let answer = match questions::valid(&a.answer) {
                 Ok(n) => zeroize::Zeroizing::new(n),
                 Err(why) => {
@@ -269,8 +285,8 @@ impl Broker {
                     );
                 }
             };
-            match questions::hash(ctx.key, ctx.user, question, &answer) {
-                Ok(h) => chosen.push((question.to_string(), h)),
+            match questions::hash(ctx.key, ctx.user, &question, &answer) {
+                Ok(h) => chosen.push((question, h)),
                 Err(e) => return Response::error(ErrorCode::Unavailable, e.to_string()),
             }
         }
@@ -283,7 +299,7 @@ impl Broker {
                 ctx.changed(
                     "added",
                     FactorId::Questions,
-                    &format!("count={}", chosen.len()),
+                    &format!("count={} custom={custom}", chosen.len()),
                 );
                 Response::Done {
                     message: format!("Saved {} security questions.", chosen.len()),

@@ -1,5 +1,7 @@
 // pam-2fa profile page: the two things plain forms cannot do, proving
-// with a security key and registering one (WebAuthn). Same-origin only;
+// with a security key and registering one (WebAuthn), and one nicety: a
+// question field of one's own shows only while "Write my own question…"
+// is chosen (without this script it always shows). Same-origin only;
 // the ceremony's token stays on the server, the session's CSRF token
 // goes in a header. Messages are set as text, never as HTML.
 "use strict";
@@ -42,6 +44,25 @@
       button.disabled = false;
     }
   }
+
+  // Security questions: the field for one's own question goes with its
+  // choice (hidden and not sent while a listed question is chosen).
+  document.querySelectorAll("select[data-own]").forEach((select) => {
+    const box = document.getElementById(select.dataset.own);
+    const input = box && box.querySelector("input");
+    if (!input) return;
+    const sync = () => {
+      const own = select.value === "";
+      box.hidden = !own;
+      input.disabled = !own;
+      input.required = own;
+    };
+    select.addEventListener("change", () => {
+      sync();
+      if (!input.disabled) input.focus();
+    });
+    sync();
+  });
 
   const prove = document.getElementById("prove-key");
   if (prove) prove.addEventListener("click", () => run(prove, { kind: "prove" }));

@@ -6,7 +6,8 @@
 use super::session::{self, Owner, TotpSetup};
 use super::text::{Text, fill, text};
 use super::{Answer, PURPOSE, Req, Site, ask, audit, no_session, page, sid};
-use p2fa_core::audit::clean;
+use p2fa_core::audit::{clean, printable};
+use p2fa_core::factor::questions;
 use p2fa_proto::protocol::{ErrorCode, Op, Proof, Response};
 use std::net::IpAddr;
 use zeroize::Zeroizing;
@@ -251,34 +252,16 @@ pub(super) fn act(site: &Site, t: &'static Text, r: &Req) -> Answer {
             update = Box::new(|s| s.questions = false);
             return done(site, r, update, None);
         }
-        "questions-set" => {
-            let mut answers = Vec::new();
-            let mut differ = false;
-            for i in 0.. {
-                let (Some(q), Some(a)) = (field(&f, &format!("q{i}")), field(&f, &format!("a{i}")))
-                else {
-                    break;
-                };
-                let again = field(&f, &format!("r{i}")).unwrap_or("");
-                differ |= p2fa_core::factor::questions::normalize(a)
-                    != p2fa_core::factor::questions::normalize(again);
-                answers.push(p2fa_proto::protocol::Answer {
-                    question: q.to_string(),
-                    answer: a.to_string(),
-                });
-            }
-            if differ {
-                (false, t.answers_differ.to_string())
-            } else {
-                match ask(site, &owner, elevated, Op::QuestionsSet { answers }) {
-                    Response::Done { message } => {
-                        update = Box::new(|s| s.questions = false);
-                        (true, message)
-                    }
-                    e => (false, refusal(t, e)),
+        "questions-set" => match questions_form(site, t, &f, &owner) {
+            Err(refused) => (false, refused),
+            Ok(answers) => match ask(site, &owner, elevated, Op::QuestionsSet { answers }) {
+                Response::Done { message } => {
+                    update = Box::new(|s| s.questions = false);
+                    (true, message)
                 }
-            }
-        }
+                e => (false, refusal(t, e)),
+            },
+        },
         "key-remove" => {
             let name = field(&f, "name").unwrap_or("").to_string();
             match ask(site, &owner, elevated, Op::WebauthnRemove { name }) {
@@ -296,6 +279,60 @@ pub(super) fn act(site: &Site, t: &'static Text, r: &Req) -> Answer {
         _ => (false, "Unknown action; nothing changed.".into()),
     };
     done(site, r, update, Some(flash))
+}
+
+/// The questions and answers of the question form, checked with the
+/// same rules 2fad's broker applies again when it saves them
+/// ([`questions::choose`]), so that a refusal names the question in the
+/// page's words; or the message why not. Per question `i`: `q{i}` the
+/// chosen listed question, or [`page::OWN_QUESTION`] for the user's own
+/// in `c{i}`; `a{i}` and `r{i}` the answer typed twice. Whether a
+/// question of one's own is allowed is the config's word, never the
+/// form's.
+fn questions_form(
+    site: &Site,
+    t: &Text,
+    f: &[(String, String)],
+    owner: &Owner,
+) -> Result<Vec<p2fa_proto::protocol::Answer>, String> {
+    let mut answers: Vec<p2fa_proto::protocol::Answer> = Vec::new();
+    let mut differ = false;
+    for i in 0.. {
+        let (Some(pick), Some(a)) = (field(f, &format!("q{i}")), field(f, &format!("a{i}"))) else {
+            break;
+        };
+        let own = field(f, &format!("c{i}")).unwrap_or("");
+        let n = (i + 1).to_string();
+        let question = if pick == page::OWN_QUESTION {
+            own
+        } else if !own.trim().is_empty() {
+            return Err(fill(t.question_own_unused, &[("n", &n)]));
+        } else {
+            pick
+        };
+        let earlier = answers.iter().map(|x| x.question.as_str());
+        let question = match questions::choose(&site.cfg.questions, earlier, question) {
+            Ok(c) => c.text,
+            Err(why) => {
+                audit(&site.cfg).info(&format!(
+                    "profile page refused questions user={} question={n} reason={why:?} text=\"{}\"",
+                    clean(&owner.user),
+                    printable(question, 80)
+                ));
+                return Err(t.question_refused(why, i + 1));
+            }
+        };
+        let again = field(f, &format!("r{i}")).unwrap_or("");
+        differ |= questions::normalize(a) != questions::normalize(again);
+        answers.push(p2fa_proto::protocol::Answer {
+            question,
+            answer: a.to_string(),
+        });
+    }
+    if differ {
+        return Err(t.answers_differ.to_string());
+    }
+    Ok(answers)
 }
 
 /// Fleet mode: the setup was begun through another 2fad, which holds the

@@ -7,6 +7,7 @@
 
 use super::text::{Text, fill};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
+use p2fa_core::factor::questions::{MAX_QUESTION, MIN_QUESTION};
 use p2fa_core::store::{Remembered, UserStatus};
 use p2fa_proto::protocol::KeyInfo;
 
@@ -44,9 +45,25 @@ pub struct View<'a> {
     pub contact: Option<String>,
     /// Duo's word on the user (only when Duo is on and allowed).
     pub duo: Option<DuoView>,
-    /// The question form, when open: (choices, how many to answer).
-    pub questions: Option<(Vec<String>, u32)>,
+    /// The question form, when open.
+    pub questions: Option<QuestionsForm>,
 }
+
+/// What the security-question form offers.
+pub struct QuestionsForm {
+    /// The admin's questions.
+    pub choices: Vec<String>,
+    /// How many to choose and answer.
+    pub count: u32,
+    /// Users may write their own questions too.
+    pub allow_custom: bool,
+    /// The questions the user has now (theirs may be their own text).
+    pub current: Vec<String>,
+}
+
+/// The value of the "Write my own question…" choice: no listed question
+/// is empty (config validation), so it is never one of them.
+pub const OWN_QUESTION: &str = "";
 
 /// What Duo said about the user (preauth).
 pub struct DuoView {
@@ -147,7 +164,7 @@ pub fn render(v: &View) -> String {
                     @if let Some(codes) = &v.codes { (codes_section(v, codes)) }
                     @if let Some((svg, key)) = &v.totp { (totp_section(v, svg, key)) }
                     @if let Some(sent) = &v.contact { (contact_section(v, sent)) }
-                    @if let Some((choices, count)) = &v.questions { (questions_section(v, choices, *count)) }
+                    @if let Some(q) = &v.questions { (questions_section(v, q)) }
                     @if v.needs_proof { (prove_section(v)) }
                     (methods_section(v))
                     (keys_section(v))
@@ -255,22 +272,58 @@ fn contact_section(v: &View, sent: &str) -> Markup {
     }
 }
 
-fn questions_section(v: &View, choices: &[String], count: u32) -> Markup {
+/// The question form: per question a select of the admin's questions
+/// and, when users may write their own, a "Write my own question…"
+/// choice with a text field for it. Without JavaScript every field shows
+/// (the hint says when the own question counts); profile.js shows the
+/// text field only while that choice is selected.
+fn questions_section(v: &View, q: &QuestionsForm) -> Markup {
     let t = v.t;
+    let limits = [
+        ("min", MIN_QUESTION.to_string()),
+        ("max", MAX_QUESTION.to_string()),
+    ];
+    let limits: Vec<(&str, &str)> = limits.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let intro = if q.allow_custom {
+        t.questions_intro_custom
+    } else {
+        t.questions_intro
+    };
     html! {
         section id="questions-setup" aria-labelledby="questions-h" {
             h2 id="questions-h" { (t.questions_heading) }
-            p { (fill(t.questions_intro, &[("count", &count.to_string())])) }
+            p { (fill(intro, &[("count", &q.count.to_string())])) }
+            @if !q.current.is_empty() {
+                p id="questions-current-h" { (t.questions_current) }
+                ol id="questions-current" aria-labelledby="questions-current-h" {
+                    @for c in &q.current { li { (c) } }
+                }
+            }
             form method="post" action="/profile/do" {
                 input type="hidden" name="csrf" value=(v.csrf);
                 input type="hidden" name="action" value="questions-set";
-                @for i in 0..count as usize {
+                @for i in 0..q.count as usize {
                     fieldset {
                         legend { (fill(t.question_legend, &[("n", &(i + 1).to_string())])) }
                         label for={ "q" (i) } { (t.question_label) }
-                        select id={ "q" (i) } name={ "q" (i) } required {
-                            @for (j, c) in choices.iter().enumerate() {
-                                option value=(c) selected[j == i] { (c) }
+                        @if q.allow_custom {
+                            select id={ "q" (i) } name={ "q" (i) } data-own={ "own" (i) } {
+                                @for (j, c) in q.choices.iter().enumerate() {
+                                    option value=(c) selected[j == i] { (c) }
+                                }
+                                option value=(OWN_QUESTION) selected[i >= q.choices.len()] { (t.question_own_option) }
+                            }
+                            div class="own-question" id={ "own" (i) } {
+                                label for={ "c" (i) } { (t.question_own_label) }
+                                input id={ "c" (i) } name={ "c" (i) } type="text" autocomplete="off"
+                                    maxlength=(MAX_QUESTION) aria-describedby={ "c" (i) "-hint" };
+                                p id={ "c" (i) "-hint" } class="hint" { (fill(t.question_own_hint, &limits)) }
+                            }
+                        } @else {
+                            select id={ "q" (i) } name={ "q" (i) } required {
+                                @for (j, c) in q.choices.iter().enumerate() {
+                                    option value=(c) selected[j == i] { (c) }
+                                }
                             }
                         }
                         label for={ "a" (i) } { (t.answer_label) }

@@ -86,7 +86,17 @@ pub(super) fn show(site: &Site, t: &'static Text, r: &Req) -> Answer {
         .flatten();
     let questions = questions
         .then(|| match ask(site, &owner, elevated, Op::QuestionsChoices) {
-            Response::Questions { choices, count, .. } => Some((choices, count)),
+            Response::Questions {
+                choices,
+                count,
+                allow_custom,
+                current,
+            } => Some(page::QuestionsForm {
+                choices,
+                count,
+                allow_custom,
+                current,
+            }),
             _ => None,
         })
         .flatten();

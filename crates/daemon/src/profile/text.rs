@@ -78,6 +78,22 @@ pub struct Text {
     /// `{n}`.
     pub questions_count: &'static str,
     pub answers_differ: &'static str,
+    /// `{count}`: the intro when users may write their own questions.
+    pub questions_intro_custom: &'static str,
+    pub questions_current: &'static str,
+    pub question_own_option: &'static str,
+    pub question_own_label: &'static str,
+    /// `{min}`, `{max}`.
+    pub question_own_hint: &'static str,
+    /// The refusals of a chosen question, each `{n}` (which question);
+    /// `question_length` also `{min}`, `{max}`.
+    pub question_empty: &'static str,
+    pub question_own_not_allowed: &'static str,
+    pub question_length: &'static str,
+    pub question_not_printable: &'static str,
+    pub question_repeated: &'static str,
+    /// A question written in the field while a listed one was chosen.
+    pub question_own_unused: &'static str,
 
     pub totp_heading: &'static str,
     pub totp_intro: &'static str,
@@ -211,6 +227,17 @@ pub const EN: Text = Text {
     questions_save: "Save the questions",
     questions_count: "{n} questions",
     answers_differ: "The two answers to a question differ; nothing was saved.",
+    questions_intro_custom: "Choose {count} different questions, from the list or written by you, and answer them. Answers others can find out (social media, public records) protect little.",
+    questions_current: "Your questions now (saving replaces them all):",
+    question_own_option: "Write my own question…",
+    question_own_label: "My own question",
+    question_own_hint: "Used when “Write my own question…” is chosen above: {min} to {max} characters. Ask something only you know, whose answer does not change.",
+    question_empty: "Question {n} is empty: choose one from the list, or write your own. Nothing was saved.",
+    question_own_not_allowed: "Question {n}: your administrator does not allow questions of your own; choose one from the list. Nothing was saved.",
+    question_length: "Question {n}: a question of your own needs {min} to {max} characters. Nothing was saved.",
+    question_not_printable: "Question {n}: a question cannot contain line breaks, control characters or invisible characters. Nothing was saved.",
+    question_repeated: "Question {n} is the same as an earlier one; choose different questions. Nothing was saved.",
+    question_own_unused: "Question {n}: you wrote a question of your own but chose one from the list. To use yours, choose “Write my own question…”; otherwise clear the field. Nothing was saved.",
 
     totp_heading: "Set up an authenticator app",
     totp_intro: "Scan this code with your authenticator app (or type the key), then enter the code the app shows to confirm. The key is shown only now.",
@@ -306,6 +333,30 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 }
 
 impl Text {
+    /// The page's message for a refused question `n` (from 1).
+    pub fn question_refused(
+        &self,
+        why: p2fa_core::factor::questions::QuestionRefusal,
+        n: usize,
+    ) -> String {
+        use p2fa_core::factor::questions::{MAX_QUESTION, MIN_QUESTION, QuestionRefusal as R};
+        let template = match why {
+            R::Empty => self.question_empty,
+            R::CustomNotAllowed => self.question_own_not_allowed,
+            R::Length => self.question_length,
+            R::NotPrintable => self.question_not_printable,
+            R::Repeated => self.question_repeated,
+        };
+        fill(
+            template,
+            &[
+                ("n", &n.to_string()),
+                ("min", &MIN_QUESTION.to_string()),
+                ("max", &MAX_QUESTION.to_string()),
+            ],
+        )
+    }
+
     /// The display name of a method (`totp`, `sms`, ...).
     pub fn method(&self, id: &str) -> &'static str {
         self.method_names

@@ -43,6 +43,7 @@ pub fn run(ctx: &mut Ctx, a: QuestionsArgs) -> CliResult {
         println!("  c. write your own question");
     }
     let mut chosen: Vec<(String, String)> = Vec::new();
+    let mut custom = 0;
     while chosen.len() < q.count as usize {
         let n = chosen.len() + 1;
         let mut question = None;
@@ -50,12 +51,7 @@ pub fn run(ctx: &mut Ctx, a: QuestionsArgs) -> CliResult {
             let pick = ask(&format!("Question {n} of {}: ", q.count))?;
             let pick = pick.trim();
             let text = if q.allow_custom && pick.eq_ignore_ascii_case("c") {
-                let t = ask("Your question: ")?.trim().to_string();
-                if t.len() < 5 || t.len() > 200 || t.chars().any(char::is_control) {
-                    eprintln!("A question needs 5 to 200 printable characters.");
-                    continue;
-                }
-                t
+                ask("Your question: ")?
             } else {
                 match pick
                     .parse::<usize>()
@@ -72,12 +68,15 @@ pub fn run(ctx: &mut Ctx, a: QuestionsArgs) -> CliResult {
                     }
                 }
             };
-            if chosen.iter().any(|(c, _)| *c == text) {
-                eprintln!("You chose that question already.");
-                continue;
+            // The same rules 2fad applies to the profile page's form.
+            match questions::choose(&q, chosen.iter().map(|(c, _)| c.as_str()), &text) {
+                Ok(c) => {
+                    custom += usize::from(c.custom);
+                    question = Some(c.text);
+                    break;
+                }
+                Err(why) => eprintln!("Not accepted: {why}."),
             }
-            question = Some(text);
-            break;
         }
         let Some(question) = question else {
             return Err(CliError(
@@ -112,7 +111,7 @@ pub fn run(ctx: &mut Ctx, a: QuestionsArgs) -> CliResult {
     tx.set_questions(&user, &chosen, now(), key.key_gen())?;
     tx.commit()?;
     ctx.audit.notice(&format!(
-        "enrolled questions user={user} count={} by={}",
+        "enrolled questions user={user} count={} custom={custom} by={}",
         chosen.len(),
         ctx.invoker
     ));
