@@ -863,3 +863,356 @@ fn a_phone_number_proves_it_is_you_with_a_sent_code() {
     click(&mut b, "#method-backup form button");
     assert!(exists(&mut b, "#code-list"), "no change after the proof");
 }
+
+/// A form body, urlencoded.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".into(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// POSTs a question form as the browser's session would (its cookie,
+/// CSRF token and origin), not through the page's form: what a user
+/// without JavaScript, or a forger, can send. The page's message after.
+fn post_questions(b: &mut Browser, port: u16, fields: &[(&str, &str)]) -> String {
+    let (cookie, token) = (session_cookie(b), csrf(b));
+    let mut all = vec![("csrf", token.as_str()), ("action", "questions-set")];
+    all.extend_from_slice(fields);
+    let own = format!("http://localhost:{port}");
+    let st = post(port, "/profile/do", &cookie, Some(&own), &form_body(&all));
+    assert!(st.contains(" 303"), "{st}");
+    ask(b, &format!("goto http://localhost:{port}/profile"));
+    text(b, "flash")
+}
+
+/// The user's stored questions (text and answer hashes), to compare.
+fn stored_questions(env: &Env, user: &str) -> String {
+    env.sql(&format!(
+        "SELECT idx, question, answer_hash FROM questions WHERE user='{user}' ORDER BY idx"
+    ))
+}
+
+const PET: &str = "Name of your first pet?";
+const BIKE: &str = "What was the name of my first bike & why?";
+const HTML_Q: &str =
+    "Which street did my <b>grandmother</b> live on? <script>window.p2faInjected=1</script>";
+
+/// `allow_custom = true` with a list shorter than `count`: on the page a
+/// user picks the one listed question and writes two of their own (a
+/// repeat, ignoring case, is refused first), then logs in through libpam
+/// answering them. Their own question's HTML shows as text. Forged posts
+/// of an empty, over-long, repeated or control-character question, or
+/// one written while a listed one is chosen, each get their message and
+/// change nothing; the same post with good questions does.
+#[test]
+fn own_security_questions_are_written_on_the_page_and_asked_at_login() {
+    let user = system_user("p2fa-prof13", "Profile-p2fa13");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let questions = format!(
+        "\n[questions]\nenabled = true\ncount = 3\nask = 3\nallow_custom = true\nlist = [\"{PET}\"]\n"
+    );
+    let d = Daemon::start(&env, "", &questions);
+    let mut b = Browser::start();
+    let url = link(&d, &user, None);
+    open_link(&mut b, &url);
+    click(&mut b, "#method-questions form button");
+    assert!(exists(&mut b, "#questions-setup"));
+    // One listed question for three: the first select has it, the other
+    // two "Write my own question…", whose fields profile.js shows.
+    let shown = ask(
+        &mut b,
+        "eval [0,1,2].map(i => [document.getElementById('q' + i).value, document.getElementById('own' + i).hidden, document.getElementById('c' + i).disabled])",
+    );
+    assert_eq!(
+        shown,
+        serde_json::json!([[PET, true, true], ["", false, false], ["", false, false]]),
+        "{shown}"
+    );
+    assert!(text(&mut b, "questions-setup").contains("Write my own question…"));
+    let problems = a11y(&mut b);
+    assert_eq!(problems, serde_json::json!([]), "accessibility: {problems}");
+    // Choosing a listed question hides the field again, and back.
+    let toggled = ask(
+        &mut b,
+        "eval (() => { const s = document.getElementById('q1'); s.value = s.options[0].value; s.dispatchEvent(new Event('change')); const a = document.getElementById('own1').hidden; s.value = ''; s.dispatchEvent(new Event('change')); return [a, document.getElementById('own1').hidden]; })()",
+    );
+    assert_eq!(toggled, serde_json::json!([true, false]));
+    shot(&mut b, "profile-own-questions-phone", 375, 900);
+
+    // The same question twice (other case and spacing): refused.
+    let fill_in = |b: &mut Browser, c1: &str, c2: &str| {
+        for (id, v) in [
+            ("c1", c1),
+            ("c2", c2),
+            ("a0", "Rex"),
+            ("r0", "Rex"),
+            ("a1", "Elm Street"),
+            ("r1", "elm street"),
+            ("a2", "Speedy"),
+            ("r2", "Speedy"),
+        ] {
+            set(b, id, v);
+        }
+        click(b, "#questions-save");
+    };
+    fill_in(&mut b, BIKE, &BIKE.to_uppercase().replace(' ', "  "));
+    let flash = text(&mut b, "flash");
+    assert!(
+        flash.contains("Question 3 is the same as an earlier one"),
+        "{flash}"
+    );
+    assert_eq!(env.status_json(&user)["questions"], 0);
+    fill_in(&mut b, HTML_Q, BIKE);
+    let flash = text(&mut b, "flash");
+    assert!(flash.contains("Saved 3 security questions"), "{flash}");
+    assert_eq!(env.status_json(&user)["questions"], 3);
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT question FROM questions WHERE user='{user}' ORDER BY idx"
+        )),
+        format!("{PET}\n{HTML_Q}\n{BIKE}")
+    );
+    let logs = env.logs().join("\n");
+    assert!(
+        logs.contains(&format!(
+            "factor added user={user} factor=questions by uid="
+        )) && logs.contains("count=3 custom=2"),
+        "{logs}"
+    );
+    for answer in ["Rex", "Elm", "Speedy"] {
+        assert!(!logs.contains(answer), "an answer in the log: {logs}");
+    }
+
+    // Logging in: the three questions, in their order, answered.
+    let a = env.attempt("p2fa", &user, " rex\nELM  street\nspeedy\n", None);
+    assert!(a.ok, "{}\n{}", a.output, a.log);
+    assert!(
+        a.output.contains(BIKE) && a.output.contains("grandmother"),
+        "{}",
+        a.output
+    );
+    let a = env.attempt("p2fa", &user, "rex\nOak Street\nspeedy\n", None);
+    assert!(!a.ok, "a wrong answer to one's own question passed");
+
+    // Root opens the page for the user (no proof needed, so a refusal
+    // below is the check of the question, not a missing proof). The own
+    // question is shown back as text, its HTML not run.
+    let url = link(&d, "root", Some(&user));
+    open_link(&mut b, &url);
+    click(&mut b, "#method-questions form button");
+    let current = ask(
+        &mut b,
+        "eval [...document.querySelectorAll('#questions-current li')].map(l => l.textContent)",
+    );
+    assert_eq!(current, serde_json::json!([PET, HTML_Q, BIKE]), "{current}");
+    let injected = ask(
+        &mut b,
+        "eval [typeof window.p2faInjected, document.querySelectorAll('#questions-setup script, #questions-setup b').length]",
+    );
+    assert_eq!(injected, serde_json::json!(["undefined", 0]), "{injected}");
+
+    let before = stored_questions(&env, &user);
+    assert_eq!(before.lines().count(), 3, "{before}");
+    let port = d.port();
+    let answers = [
+        ("a0", "Rex"),
+        ("r0", "Rex"),
+        ("a1", "Oak"),
+        ("r1", "Oak"),
+        ("a2", "Blue"),
+        ("r2", "Blue"),
+    ];
+    let long = "Why? ".repeat(41);
+    for (q1, c1, q2, c2, want) in [
+        ("", "", "", "Own question two?", "Question 2 is empty"),
+        ("", "   ", "", "Own question two?", "Question 2 is empty"),
+        (
+            "",
+            long.trim(),
+            "",
+            "Own question two?",
+            "needs 5 to 200 characters",
+        ),
+        (
+            "",
+            "Why?",
+            "",
+            "Own question two?",
+            "needs 5 to 200 characters",
+        ),
+        (
+            "",
+            "Own question two?",
+            "",
+            "own QUESTION two?",
+            "Question 3 is the same",
+        ),
+        (
+            "",
+            "Own question\ntwo?",
+            "",
+            "Own question three?",
+            "cannot contain line breaks",
+        ),
+        ("", "Own question two?", PET, "", "Question 3 is the same"),
+        (PET, "", "", "Own question three?", "Question 2 is the same"),
+        ("", "Own question two?", "", "Own question three?", ""),
+    ] {
+        // The last one is good but for a question written next to the
+        // listed first one.
+        let c0 = if want.is_empty() {
+            "Stray own question?"
+        } else {
+            ""
+        };
+        let mut fields = vec![
+            ("q0", PET),
+            ("c0", c0),
+            ("q1", q1),
+            ("c1", c1),
+            ("q2", q2),
+            ("c2", c2),
+        ];
+        fields.extend_from_slice(&answers);
+        let flash = post_questions(&mut b, port, &fields);
+        let want = if want.is_empty() {
+            "you wrote a question of your own but chose one from the list"
+        } else {
+            want
+        };
+        assert!(flash.contains(want), "{c1:?}/{c2:?}: {flash}");
+        assert!(flash.contains("Nothing was saved"), "{flash}");
+        assert_eq!(stored_questions(&env, &user), before, "{c1:?}/{c2:?}");
+    }
+    let logs = env.logs().join("\n");
+    assert!(
+        logs.contains("profile page refused questions")
+            && logs.contains("reason=Length")
+            && logs.contains("text=\"Own question?two?\""),
+        "{logs}"
+    );
+    // The same post with good questions is saved: the refusals above
+    // were the checks.
+    let mut fields = vec![
+        ("q0", PET),
+        ("c0", ""),
+        ("q1", ""),
+        ("c1", "Own question two?"),
+        ("q2", ""),
+        ("c2", "Own question three?"),
+    ];
+    fields.extend_from_slice(&answers);
+    let flash = post_questions(&mut b, port, &fields);
+    assert!(flash.contains("Saved 3 security questions"), "{flash}");
+    assert_ne!(stored_questions(&env, &user), before);
+}
+
+/// `allow_custom = false`: the form offers only the list, and a question
+/// of one's own posted anyway (as the own choice or as a select value
+/// not on the list) is refused by the page, and by 2fad's broker over
+/// its socket; the stored questions do not change.
+#[test]
+fn own_questions_are_refused_when_the_admin_does_not_allow_them() {
+    let user = system_user("p2fa-prof14", "Profile-p2fa14");
+    let env = Env::new();
+    env.enroll_ok(&["init"], "");
+    let questions = format!(
+        "\n[questions]\nenabled = true\ncount = 2\nask = 1\n\
+         list = [\"{PET}\", \"City you were born in?\", \"Your first teacher?\"]\n"
+    );
+    let d = Daemon::start(&env, "", &questions);
+    let mut b = Browser::start();
+    let url = link(&d, "root", Some(&user));
+    open_link(&mut b, &url);
+    click(&mut b, "#method-questions form button");
+    assert!(exists(&mut b, "#q1"));
+    assert!(!exists(&mut b, "#c0") && !exists(&mut b, "#own0"));
+    assert!(!text(&mut b, "questions-setup").contains("Write my own"));
+    for (id, v) in [("a0", "Rex"), ("r0", "Rex"), ("a1", "Oslo"), ("r1", "Oslo")] {
+        set(&mut b, id, v);
+    }
+    click(&mut b, "#questions-save");
+    assert!(text(&mut b, "flash").contains("Saved 2 security questions"));
+    let before = stored_questions(&env, &user);
+    assert_eq!(before.lines().count(), 2, "{before}");
+
+    let port = d.port();
+    for (q0, c0) in [
+        ("", "My very own question?"),
+        ("My very own question?", ""),
+        ("name of your first pet?", ""),
+    ] {
+        let flash = post_questions(
+            &mut b,
+            port,
+            &[
+                ("q0", q0),
+                ("c0", c0),
+                ("a0", "x"),
+                ("r0", "x"),
+                ("q1", "Your first teacher?"),
+                ("a1", "y"),
+                ("r1", "y"),
+            ],
+        );
+        assert!(
+            flash.contains("Question 1: your administrator does not allow questions of your own"),
+            "{q0:?}/{c0:?}: {flash}"
+        );
+        assert_eq!(stored_questions(&env, &user), before);
+    }
+    let logs = env.logs().join("\n");
+    assert!(
+        logs.contains("reason=CustomNotAllowed text=\"My very own question?\""),
+        "{logs}"
+    );
+
+    // 2fad's broker checks the same on its own, for any client.
+    let frame = |q: &str| {
+        serde_json::json!({"version": 1, "user": user, "op": "questions_set",
+            "answers": [{"question": q, "answer": "x"},
+                        {"question": "Your first teacher?", "answer": "y"}]})
+        .to_string()
+    };
+    let r = d.ask("root", &frame("My very own question?"));
+    assert_eq!(r["result"], "error", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("question 1: your own questions are not allowed here"),
+        "{r}"
+    );
+    assert_eq!(stored_questions(&env, &user), before);
+    let r = d.ask("root", &frame("Your first teacher?"));
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("question 2: that question was chosen already"),
+        "{r}"
+    );
+    assert_eq!(stored_questions(&env, &user), before);
+    let logs = env.logs().join("\n");
+    assert!(
+        logs.contains("broker refused user=") && logs.contains("reason=CustomNotAllowed"),
+        "{logs}"
+    );
+    let r = d.ask("root", &frame(PET));
+    assert!(r.to_string().contains("Saved 2 security questions"), "{r}");
+    assert_ne!(stored_questions(&env, &user), before);
+}
