@@ -1,11 +1,12 @@
-//! Security questions through the real libpam: enrollment by the CLI,
+//! Security questions through the real libpam: enrollment by the CLI
+//! (listed questions and, with allow_custom, the user's own),
 //! a random subset asked at login, normalised answers, the failed question
 //! not drawn again, and the factor switched off by the admin.
 
 mod common;
 
 use common::interactive::Session;
-use common::{Env, system_user};
+use common::{Env, output_text, system_user};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -96,4 +97,50 @@ fn questions_enroll_login_and_no_fishing() {
     let a = env.attempt("p2fa", &user, "", None);
     assert!(!a.ok);
     assert!(a.log.contains("reason=no-usable-factor"), "{}", a.log);
+}
+
+/// `allow_custom = true` with one listed question for three: `2fa-enroll
+/// questions` takes "c" and the user's own question, with the same
+/// checks as 2fad (too short, a repeat ignoring case: asked again), and
+/// the login asks them.
+#[test]
+fn own_questions_from_the_command_line() {
+    let user = system_user("p2fa-quest2", "Qu3stions-p2fa2");
+    let env = Env::with_config(
+        "[questions]\nenabled = true\ncount = 3\nask = 3\nallow_custom = true\n\
+         list = [\"What was the make of your first car?\"]\n",
+    );
+    let input = "c\nWhy?\nc\nWho was my <i>hero</i>?\nZorro\nZorro\n\
+                 c\nwho WAS my  <i>hero</i>?\n1\nFord\nFord\n\
+                 c\nWhere did I learn to swim?\nLake Tahoe\nLake Tahoe\n";
+    let o = env.enroll(&["questions", "--user", &user], input);
+    let out = output_text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("c. write your own question"), "{out}");
+    assert!(
+        out.contains("Not accepted: a question needs 5 to 200 characters."),
+        "{out}"
+    );
+    assert!(
+        out.contains("Not accepted: that question was chosen already."),
+        "{out}"
+    );
+    assert!(out.contains("Saved 3 security questions"), "{out}");
+    assert_eq!(
+        env.sql(&format!(
+            "SELECT question FROM questions WHERE user='{user}' ORDER BY idx"
+        )),
+        "Who was my <i>hero</i>?\nWhat was the make of your first car?\nWhere did I learn to swim?"
+    );
+    assert!(
+        env.logs().join("\n").contains("count=3 custom=2"),
+        "the log counts the own questions"
+    );
+    let a = env.attempt("p2fa", &user, "zorro\nford\nlake  tahoe\n", None);
+    assert!(a.ok, "{}\n{}", a.output, a.log);
+    assert!(
+        a.output.contains("Where did I learn to swim?"),
+        "{}",
+        a.output
+    );
 }
