@@ -945,13 +945,13 @@ fn own_security_questions_are_written_on_the_page_and_asked_at_login() {
     assert!(text(&mut b, "questions-setup").contains("Write my own question…"));
     let problems = a11y(&mut b);
     assert_eq!(problems, serde_json::json!([]), "accessibility: {problems}");
+    shot(&mut b, "profile-own-questions-phone", 375, 900);
     // Choosing a listed question hides the field again, and back.
     let toggled = ask(
         &mut b,
         "eval (() => { const s = document.getElementById('q1'); s.value = s.options[0].value; s.dispatchEvent(new Event('change')); const a = document.getElementById('own1').hidden; s.value = ''; s.dispatchEvent(new Event('change')); return [a, document.getElementById('own1').hidden]; })()",
     );
     assert_eq!(toggled, serde_json::json!([true, false]));
-    shot(&mut b, "profile-own-questions-phone", 375, 900);
 
     // The same question twice (other case and spacing): refused.
     let fill_in = |b: &mut Browser, c1: &str, c2: &str| {
