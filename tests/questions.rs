@@ -108,11 +108,11 @@ fn own_questions_from_the_command_line() {
     let user = system_user("p2fa-quest2", "Qu3stions-p2fa2");
     let env = Env::with_config(
         "[questions]\nenabled = true\ncount = 3\nask = 3\nallow_custom = true\n\
-         list = [\"What was the make of your first car?\"]\n",
+         list = [\"Wie hieß Ihr erstes Auto?\"]\n",
     );
     let input = "c\nWhy?\nc\nWho was my <i>hero</i>?\nZorro\nZorro\n\
                  c\nwho WAS my  <i>hero</i>?\n1\nFord\nFord\n\
-                 c\nWhere did I learn to swim?\nLake Tahoe\nLake Tahoe\n";
+                 c\nWhere did Zoë learn to swim?\nLake Tahoe\nLake Tahoe\n";
     let o = env.enroll(&["questions", "--user", &user], input);
     let out = output_text(&o);
     assert!(o.status.success(), "{out}");
@@ -130,7 +130,7 @@ fn own_questions_from_the_command_line() {
         env.sql(&format!(
             "SELECT question FROM questions WHERE user='{user}' ORDER BY idx"
         )),
-        "Who was my <i>hero</i>?\nWhat was the make of your first car?\nWhere did I learn to swim?"
+        "Who was my <i>hero</i>?\nWie hieß Ihr erstes Auto?\nWhere did Zoë learn to swim?"
     );
     assert!(
         env.logs().join("\n").contains("count=3 custom=2"),
@@ -138,9 +138,8 @@ fn own_questions_from_the_command_line() {
     );
     let a = env.attempt("p2fa", &user, "zorro\nford\nlake  tahoe\n", None);
     assert!(a.ok, "{}\n{}", a.output, a.log);
-    assert!(
-        a.output.contains("Where did I learn to swim?"),
-        "{}",
-        a.output
-    );
+    // Asked as written: letters of any script are not turned into '?'.
+    for q in ["Where did Zoë learn to swim?", "Wie hieß Ihr erstes Auto?"] {
+        assert!(a.output.contains(q), "{q}: {}", a.output);
+    }
 }

@@ -32,8 +32,20 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         // 2fad leads its own process group; under faketime it is a child
         // of faketime, so the whole group is ended.
-        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let pid = self.child.id();
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         let _ = self.child.kill();
+        // A faketime killed here leaves its shared-memory files, named
+        // after its pid; a later faketime given that pid (pid_max is
+        // 32768 on a 2-CPU machine) would fail "sem_open: File exists".
+        // Removed before the wait, while the pid (a zombie) cannot be
+        // anyone else's yet.
+        for f in [
+            format!("faketime_shm_{pid}"),
+            format!("sem.faketime_sem_{pid}"),
+        ] {
+            let _ = std::fs::remove_file(Path::new("/dev/shm").join(f));
+        }
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.public);
     }

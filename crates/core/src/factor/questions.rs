@@ -98,6 +98,21 @@ fn invisible(c: char) -> bool {
         || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
 }
 
+/// A question as the login prompt shows it: at most `max` characters,
+/// each control or invisible character (see [`invisible`]) as `?`, so
+/// that a stored question (written before these checks, or by whoever
+/// can write the store) cannot move a terminal's cursor or hide text,
+/// while letters of any script stay as they are: "Wie hieß ...?" is
+/// asked as written. A PAM conversation carries UTF-8, as ssh's
+/// keyboard-interactive prompts do (RFC 4256).
+pub fn shown(question: &str, max: usize) -> String {
+    question
+        .chars()
+        .take(max)
+        .map(|c| if invisible(c) { '?' } else { c })
+        .collect()
+}
+
 /// Checks one question a user chose, after the `earlier` ones, against
 /// the admin's rules, the same for `2fa-enroll questions` and 2fad: one of
 /// `cfg.list` exactly, or (only with `allow_custom`) the user's own
@@ -283,6 +298,18 @@ mod tests {
         assert!(valid("   ").is_err());
         assert!(valid("a\u{1b}b").is_err());
         assert!(valid(&"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn shown_keeps_letters_of_any_script_and_hides_controls() {
+        assert_eq!(
+            shown("Wie hieß Ihre erste Schule?", 200),
+            "Wie hieß Ihre erste Schule?"
+        );
+        assert_eq!(shown("Zoë 名前?", 200), "Zoë 名前?");
+        assert_eq!(shown("a\u{1b}[2Jb\r\nc", 200), "a?[2Jb??c");
+        assert_eq!(shown("x\u{202E}y\u{200B}z\u{9b}", 200), "x?y?z?");
+        assert_eq!(shown("äöü", 2), "äö");
     }
 
     #[test]

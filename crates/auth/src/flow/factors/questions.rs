@@ -65,7 +65,7 @@ impl Factor for Questions {
         let mut right_wrapped = Vec::new();
         for &i in &picked {
             let q = &stored[i];
-            let shown = p2fa_core::audit::printable(&q.question, 200);
+            let shown = questions::shown(&q.question, 200);
             let a = match run.conv.ask(&format!("{shown} "), false) {
                 Ok(a) => a,
                 Err(e) => return Err(Stop::Done(run.conv_failed(&e))),
